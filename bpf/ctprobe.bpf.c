@@ -1,0 +1,736 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * ctprobe: follow each new conntrack entry from nf_conntrack_in through NAT
+ * to __nf_conntrack_confirm, and report the insertion races (a loser ct
+ * clashing with an already confirmed winner).
+ *
+ * Every probe point exists twice: fentry/fexit (5.5+, BTF; preferred) and
+ * kprobe/kretprobe (every kernel with CONFIG_KPROBES). Both call the same
+ * body; only the way arguments reach it differs. The Go side chooses one mode
+ * per point at start (tracer/plan.go) and loads only the programs it attaches.
+ *
+ * Kernel facts used here are from the project's shared kernel-facts.md; the
+ * section is named where a read depends on it.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "ctprobe.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* Keep the record enums in BTF so bpf2go generates their Go constants. */
+const enum event_kind *unused_event_kind __attribute__((unused));
+const enum event_flag *unused_event_flag __attribute__((unused));
+const enum loss_kind *unused_loss_kind __attribute__((unused));
+const enum record_layout *unused_record_layout __attribute__((unused));
+
+/* include/uapi/linux/netfilter.h */
+#define NF_DROP 0
+#define NF_ACCEPT 1
+/* include/uapi/linux/netfilter/nf_conntrack_common.h, every version */
+#define NFCT_INFOMASK 7UL
+#define IP_CT_NEW 2
+#define IPS_CONFIRMED (1UL << 3)
+/* Kernel-internal since 5.6 (6a757c07e51f); shares bit 12 with IPS_UNTRACKED,
+ * which is never set on a ct that reaches confirm. */
+#define IPS_NAT_CLASH (1UL << 12)
+#define TCP_TIME_WAIT 6
+#define TCP_NEW_SYN_RECV 12
+
+/* Filters, set by the Go side before load (zero means "any"). */
+const volatile __u8 filter_proto = 0;
+const volatile __u16 filter_port = 0; /* network byte order */
+const volatile __u16 filter_host_family = 0;
+const volatile __u8 filter_host[16] = {};
+const volatile __u32 filter_netns = 0;
+const volatile __u32 filter_pid = 0;
+/* Stream every event (--all) instead of only the history of clashes. */
+const volatile bool stream_all = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* resized by the Go side */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LOSS_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} losses SEC(".maps");
+
+/* State saved at a function's entry for its exit probe. */
+struct entry_key {
+	__u64 id; /* skb or ct pointer (fentry), or pid_key() (kprobe) */
+	__u32 kind;
+	__u32 pad;
+};
+
+struct entry {
+	__u64 skb;
+	__u64 ct;
+	__u64 tuple; /* get_unique_tuple: where the chosen tuple is written */
+	__u32 hook;
+	__u32 manip;
+	struct tuple orig;   /* confirm: the loser's tuples, read before it can be freed */
+	struct tuple before; /* NAT: REPLY before the binding; confirm: the loser's REPLY */
+	struct nat_range range;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct entry_key);
+	__type(value, struct entry);
+} entries SEC(".maps");
+
+/* A clash seen inside confirm, keyed by skb, joined at confirm's exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct event);
+} clashes SEC(".maps");
+
+/* Per-ct history kept in the kernel so that ordinary packets cost no ring
+ * buffer record; replayed only when the ct takes part in a clash. */
+enum { HIST_IN = 1, HIST_NAT_SRC = 2, HIST_NAT_DST = 4, HIST_CONFIRM = 8 };
+
+struct history {
+	struct event in;
+	struct event nat[2]; /* indexed by manip type: 0 SRC, 1 DST */
+	struct event confirm;
+	__u32 have;
+	__u32 tgid; /* the task in whose context the ct was born, for --pid */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384); /* resized by the Go side */
+	__type(key, __u64);         /* ct pointer */
+	__type(value, struct history);
+} hist SEC(".maps");
+
+/* Scratch space: an event and a history are too big for the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct event);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct history);
+} scratch_hist SEC(".maps");
+
+static __always_inline void count_loss(__u32 kind)
+{
+	__u64 *n = bpf_map_lookup_elem(&losses, &kind);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void output(struct event *e)
+{
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+		count_loss(LOSS_RINGBUF);
+}
+
+/* Entry/exit pairing for kprobes: kretprobes see no arguments. Softirq work on
+ * an idle CPU runs as pid 0 on every CPU, so key those by CPU instead. */
+static __always_inline __u64 pid_key(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if ((__u32)id == 0)
+		return 0xffffffff00000000ULL | bpf_get_smp_processor_id();
+	return id;
+}
+
+static __always_inline struct event *new_event(__u32 slot, __u8 kind)
+{
+	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
+	if (!e)
+		return NULL;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->hook = 0xff;
+	e->ts = bpf_ktime_get_ns();
+	e->cpu = bpf_get_smp_processor_id();
+	e->pid_tgid = bpf_get_current_pid_tgid();
+	if ((__u32)e->pid_tgid == 0)
+		e->flags |= EVENT_F_SOFTIRQ_KEY;
+	e->cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+/* struct nf_conntrack_tuple: src.u3/src.u/src.l3num, dst.u3/dst.u/dst.protonum/dst.dir;
+ * the same fields in every version from 4.19 to 6.18. */
+static __always_inline void read_tuple(struct tuple *out, const struct nf_conntrack_tuple *t)
+{
+	BPF_CORE_READ_INTO(&out->src, t, src.u3.all);
+	BPF_CORE_READ_INTO(&out->dst, t, dst.u3.all);
+	out->sport = BPF_CORE_READ(t, src.u.all);
+	out->dport = BPF_CORE_READ(t, dst.u.all);
+	out->l3num = BPF_CORE_READ(t, src.l3num);
+	out->protonum = BPF_CORE_READ(t, dst.protonum);
+	out->dir = BPF_CORE_READ(t, dst.dir);
+}
+
+/* skb->_nfct holds the ct pointer with ctinfo in its low 3 bits (§0). */
+static __always_inline struct nf_conn *skb_ct(struct sk_buff *skb, __u8 *ctinfo)
+{
+	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	if (ctinfo)
+		*ctinfo = nfct & NFCT_INFOMASK;
+	return (struct nf_conn *)(nfct & ~NFCT_INFOMASK);
+}
+
+/* The ct itself: tuples, status, netns (ct->ct_net under CONFIG_NET_NS), and
+ * zone/mark where the kernel was built with them (§2.1: use field_exists). */
+static __always_inline void read_ct(struct event *e, struct nf_conn *ct)
+{
+	e->ct = (__u64)ct;
+	read_tuple(&e->orig, &ct->tuplehash[0].tuple);
+	read_tuple(&e->reply, &ct->tuplehash[1].tuple);
+	e->status = BPF_CORE_READ(ct, status);
+	e->netns = BPF_CORE_READ(ct, ct_net.net, ns.inum);
+	if (bpf_core_field_exists(ct->zone))
+		e->zone = BPF_CORE_READ(ct, zone.id);
+	if (bpf_core_field_exists(ct->mark))
+		e->mark = BPF_CORE_READ(ct, mark);
+}
+
+/* skb->sk may be a request or timewait sock (only sock_common is valid) or a
+ * full socket; at PREROUTING it is NULL (ip_rcv_core orphans it, §4.3). */
+static __always_inline void read_sock(struct event *e, struct sk_buff *skb)
+{
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		return;
+	e->flags |= EVENT_F_SOCK;
+	e->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->sk_state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->sk_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->sk_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (e->sk_state != TCP_TIME_WAIT && e->sk_state != TCP_NEW_SYN_RECV)
+		e->sk_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+}
+
+/* The first bytes of a UDP DNS message. transport_header is set at both
+ * LOCAL_OUT (udp_send_skb) and PREROUTING (ip_rcv_core, ipv6_rcv) before
+ * conntrack runs; a DNS query this small sits in the linear area. */
+static __always_inline void read_dns(struct event *e, struct sk_buff *skb)
+{
+	unsigned char *head;
+	struct udphdr *uh;
+	__u16 len;
+
+	if (e->orig.protonum != 17 /* IPPROTO_UDP */ ||
+	    (e->orig.dport != bpf_htons(53) && e->orig.sport != bpf_htons(53)))
+		return;
+	head = BPF_CORE_READ(skb, head);
+	uh = (struct udphdr *)(head + BPF_CORE_READ(skb, transport_header));
+	len = bpf_ntohs(BPF_CORE_READ(uh, len));
+	if (len <= sizeof(*uh))
+		return;
+	len -= sizeof(*uh);
+	if (len > PAYLOAD_MAX)
+		len = PAYLOAD_MAX;
+	if (bpf_probe_read_kernel(e->payload, len & (PAYLOAD_MAX * 2 - 1), uh + 1) == 0)
+		e->payload_len = len;
+}
+
+static __always_inline bool addr_eq(const __u8 *a, const volatile __u8 *b, __u16 family)
+{
+	int n = family == 10 /* AF_INET6 */ ? 16 : 4;
+	for (int i = 0; i < 16; i++) {
+		if (i < n && a[i] != b[i])
+			return false;
+	}
+	return true;
+}
+
+static __always_inline bool tuple_has_host(const struct tuple *t)
+{
+	return t->l3num == filter_host_family &&
+	       (addr_eq(t->src, filter_host, t->l3num) || addr_eq(t->dst, filter_host, t->l3num));
+}
+
+/* --proto/--host/--port/--netns/--pid, applied before anything is recorded.
+ * Host and port match either end of either tuple, so the pre-NAT ClusterIP
+ * and the post-NAT endpoint both select the flow. */
+static __always_inline bool wanted(const struct event *e, __u32 tgid)
+{
+	if (filter_proto && e->orig.protonum != filter_proto)
+		return false;
+	if (filter_netns && e->netns != filter_netns)
+		return false;
+	if (filter_pid && tgid != filter_pid)
+		return false;
+	if (filter_port && e->orig.sport != filter_port && e->orig.dport != filter_port &&
+	    e->reply.sport != filter_port && e->reply.dport != filter_port)
+		return false;
+	if (filter_host_family && !tuple_has_host(&e->orig) && !tuple_has_host(&e->reply))
+		return false;
+	return true;
+}
+
+static __always_inline void save_entry(__u64 id, __u32 kind, struct entry *v)
+{
+	struct entry_key k = { .id = id, .kind = kind };
+	bpf_map_update_elem(&entries, &k, v, BPF_ANY);
+}
+
+static __always_inline bool take_entry(__u64 id, __u32 kind, struct entry *out)
+{
+	struct entry_key k = { .id = id, .kind = kind };
+	struct entry *v = bpf_map_lookup_elem(&entries, &k);
+	if (!v) {
+		count_loss(LOSS_NO_ENTRY);
+		return false;
+	}
+	__builtin_memcpy(out, v, sizeof(*out));
+	bpf_map_delete_elem(&entries, &k);
+	return true;
+}
+
+/* ---- nf_conntrack_in ---------------------------------------------------- */
+
+static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 verdict)
+{
+	struct event *e = new_event(0, EVENT_CT_IN);
+	struct nf_conn *ct;
+	__u32 tgid;
+
+	if (!e || !skb)
+		return 0;
+	ct = skb_ct(skb, &e->ctinfo);
+	if (!ct) /* untracked, invalid or dropped before a ct existed */
+		return 0;
+	read_ct(e, ct);
+	read_sock(e, skb);
+	read_dns(e, skb);
+	e->skb = (__u64)skb;
+	e->hook = hook;
+	e->ret = verdict;
+	tgid = e->pid_tgid >> 32;
+	if (!wanted(e, tgid))
+		return 0;
+	if (e->ctinfo == IP_CT_NEW && !(e->status & IPS_CONFIRMED)) {
+		__u32 zero = 0;
+		struct history *h = bpf_map_lookup_elem(&scratch_hist, &zero);
+		e->flags |= EVENT_F_NEW;
+		if (h) {
+			/* A new ct pointer replaces whatever an earlier ct at the same
+			 * address left: ct objects are SLAB_TYPESAFE_BY_RCU and reused. */
+			__builtin_memcpy(&h->in, e, sizeof(*e));
+			h->have = HIST_IN;
+			h->tgid = tgid;
+			bpf_map_update_elem(&hist, &e->ct, h, BPF_ANY);
+		}
+	}
+	if (stream_all)
+		output(e);
+	return 0;
+}
+
+/* 5.x+: unsigned int nf_conntrack_in(struct sk_buff *skb, const struct nf_hook_state *state) */
+SEC("fexit/nf_conntrack_in")
+int BPF_PROG(fexit_ct_in, struct sk_buff *skb, const struct nf_hook_state *state, unsigned int ret)
+{
+	return ct_in_exit(skb, BPF_CORE_READ(state, hook), ret);
+}
+
+SEC("kprobe/nf_conntrack_in")
+int BPF_KPROBE(kprobe_ct_in, struct sk_buff *skb, const struct nf_hook_state *state)
+{
+	struct entry v = { .skb = (__u64)skb, .hook = BPF_CORE_READ(state, hook) };
+	save_entry(pid_key(), EVENT_CT_IN, &v);
+	return 0;
+}
+
+/* 4.19: unsigned int nf_conntrack_in(struct net *net, u_int8_t pf, unsigned int hooknum, struct sk_buff *skb) */
+SEC("kprobe/nf_conntrack_in")
+int BPF_KPROBE(kprobe_ct_in_v419, struct net *net, __u8 pf, unsigned int hooknum, struct sk_buff *skb)
+{
+	struct entry v = { .skb = (__u64)skb, .hook = hooknum };
+	save_entry(pid_key(), EVENT_CT_IN, &v);
+	return 0;
+}
+
+SEC("kretprobe/nf_conntrack_in")
+int BPF_KRETPROBE(kretprobe_ct_in, unsigned int ret)
+{
+	struct entry v;
+	if (!take_entry(pid_key(), EVENT_CT_IN, &v))
+		return 0;
+	return ct_in_exit((struct sk_buff *)v.skb, v.hook, ret);
+}
+
+/* ---- NAT binding -------------------------------------------------------- */
+
+/* Only ct-level state is recorded for a ct whose birth we saw (or when
+ * streaming everything); returns the history to update, if any. */
+static __always_inline struct history *ct_history(__u64 ct)
+{
+	return bpf_map_lookup_elem(&hist, &ct);
+}
+
+static __always_inline bool history_wanted(struct history *h, struct event *e)
+{
+	__u32 tgid = h ? h->tgid : (__u32)(e->pid_tgid >> 32);
+	return wanted(e, tgid);
+}
+
+/* struct nf_nat_range2 is in nf_nat.ko's BTF only on modular kernels (§2.1),
+ * so it is read with its fixed layout (unchanged since 4.18) instead of CO-RE. */
+struct nf_nat_range2_fixed {
+	__u32 flags;
+	__u8 min_addr[16];
+	__u8 max_addr[16];
+	__u16 min_proto;
+	__u16 max_proto;
+	__u16 base_proto;
+};
+
+static __always_inline void read_range(struct nat_range *out, const void *range)
+{
+	struct nf_nat_range2_fixed r = {};
+	if (!range)
+		return;
+	bpf_probe_read_kernel(&r, sizeof(r), range);
+	__builtin_memcpy(out->min_addr, r.min_addr, 16);
+	__builtin_memcpy(out->max_addr, r.max_addr, 16);
+	out->flags = r.flags;
+	out->min_proto = r.min_proto;
+	out->max_proto = r.max_proto;
+}
+
+static __always_inline void nat_enter(__u64 key, struct nf_conn *ct, const void *range, __u32 manip, __u64 tuple)
+{
+	struct entry v = { .ct = (__u64)ct, .manip = manip, .tuple = tuple };
+	read_tuple(&v.before, &ct->tuplehash[1].tuple);
+	read_range(&v.range, range);
+	save_entry(key, EVENT_NAT, &v);
+}
+
+static __always_inline void tuple_changed(struct event *e)
+{
+	if (__builtin_memcmp(&e->before, &e->reply, sizeof(e->before)))
+		e->flags |= EVENT_F_NAT_CHANGED;
+}
+
+/* Shared by both NAT points. For nf_nat_setup_info the result is the ct's
+ * new REPLY tuple; get_unique_tuple instead writes its choice to *tuple in
+ * ORIGINAL direction, and `before` then holds its orig_tuple input. */
+static __always_inline int nat_exit(__u64 key)
+{
+	struct entry v;
+	struct event *e;
+	struct nf_conn *ct;
+	struct history *h;
+
+	if (!take_entry(key, EVENT_NAT, &v))
+		return 0;
+	e = new_event(0, EVENT_NAT);
+	if (!e)
+		return 0;
+	ct = (struct nf_conn *)v.ct;
+	read_ct(e, ct);
+	e->aux = v.manip;
+	e->range = v.range;
+	e->before = v.before;
+	if (v.tuple) {
+		/* get_unique_tuple wrote its choice to *tuple, in ORIGINAL direction. */
+		e->flags |= EVENT_F_NAT_GUT;
+		read_tuple(&e->reply, (const struct nf_conntrack_tuple *)v.tuple);
+	}
+	tuple_changed(e);
+	h = ct_history(e->ct);
+	if (!history_wanted(h, e))
+		return 0;
+	if (h) {
+		__u32 m = v.manip & 1;
+		__builtin_memcpy(&h->nat[m], e, sizeof(*e));
+		h->have |= m ? HIST_NAT_DST : HIST_NAT_SRC;
+	}
+	if (stream_all)
+		output(e);
+	return 0;
+}
+
+/* unsigned int nf_nat_setup_info(struct nf_conn *ct, const struct nf_nat_range2 *range,
+ *                                enum nf_nat_manip_type maniptype) -- exported, 4.18+.
+ * get_unique_tuple is inlined into it in 6.1 and 6.18 builds (§2.1). */
+SEC("fentry/nf_nat_setup_info")
+int BPF_PROG(fentry_nat, struct nf_conn *ct, const void *range, int manip)
+{
+	nat_enter((__u64)ct, ct, range, manip, 0);
+	return 0;
+}
+
+SEC("fexit/nf_nat_setup_info")
+int BPF_PROG(fexit_nat, struct nf_conn *ct)
+{
+	return nat_exit((__u64)ct);
+}
+
+SEC("kprobe/nf_nat_setup_info")
+int BPF_KPROBE(kprobe_nat, struct nf_conn *ct, const void *range, int manip)
+{
+	nat_enter(pid_key(), ct, range, manip, 0);
+	return 0;
+}
+
+SEC("kretprobe/nf_nat_setup_info")
+int BPF_KRETPROBE(kretprobe_nat)
+{
+	return nat_exit(pid_key());
+}
+
+/* static void get_unique_tuple(struct nf_conntrack_tuple *tuple,
+ *     const struct nf_conntrack_tuple *orig_tuple, const struct nf_nat_range2 *range,
+ *     struct nf_conn *ct, enum nf_nat_manip_type maniptype) -- where not inlined. */
+static __always_inline void gut_enter(__u64 key, struct nf_conntrack_tuple *tuple,
+				      const struct nf_conntrack_tuple *orig_tuple, const void *range,
+				      struct nf_conn *ct, __u32 manip)
+{
+	struct entry v = { .ct = (__u64)ct, .manip = manip, .tuple = (__u64)tuple };
+	read_tuple(&v.before, orig_tuple);
+	read_range(&v.range, range);
+	save_entry(key, EVENT_NAT, &v);
+}
+
+SEC("fentry/get_unique_tuple")
+int BPF_PROG(fentry_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
+	     const void *range, struct nf_conn *ct, int manip)
+{
+	gut_enter((__u64)ct, tuple, orig_tuple, range, ct, manip);
+	return 0;
+}
+
+SEC("fexit/get_unique_tuple")
+int BPF_PROG(fexit_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
+	     const void *range, struct nf_conn *ct)
+{
+	return nat_exit((__u64)ct);
+}
+
+SEC("kprobe/get_unique_tuple")
+int BPF_KPROBE(kprobe_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
+	       const void *range, struct nf_conn *ct, int manip)
+{
+	gut_enter(pid_key(), tuple, orig_tuple, range, ct, manip);
+	return 0;
+}
+
+SEC("kretprobe/get_unique_tuple")
+int BPF_KRETPROBE(kretprobe_gut)
+{
+	return nat_exit(pid_key());
+}
+
+/* ---- nf_ct_resolve_clash ------------------------------------------------ */
+
+/* Called only when confirm found a confirmed entry W with our tuple (§3).
+ * h is W's tuplehash node; h->tuple.dst.dir says which of W's two nodes
+ * matched, so W = container_of(h, struct nf_conn, tuplehash[dir]). The
+ * verdict it returns is the one __nf_conntrack_confirm returns, so the
+ * CONFIRM event carries it. */
+static __always_inline void clash_enter(struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+{
+	struct event *e = new_event(1, EVENT_CLASH);
+	struct nf_conn *loser, *winner;
+	__u8 dir;
+
+	if (!e || !skb || !h)
+		return;
+	dir = BPF_CORE_READ(h, tuple.dst.dir) & 1;
+	winner = (struct nf_conn *)((void *)h - bpf_core_field_offset(struct nf_conn, tuplehash) -
+				    dir * bpf_core_type_size(struct nf_conntrack_tuple_hash));
+	loser = skb_ct(skb, &e->ctinfo);
+	read_ct(e, winner);
+	e->ct = (__u64)loser;
+	e->other_ct = (__u64)winner;
+	e->skb = (__u64)skb;
+	e->aux = dir;
+	bpf_map_update_elem(&clashes, &e->skb, e, BPF_ANY);
+	if (stream_all && history_wanted(ct_history(e->ct), e))
+		output(e);
+}
+
+/* 5.6+: static int nf_ct_resolve_clash(struct sk_buff *skb, struct nf_conntrack_tuple_hash *h,
+ *                                       u32 reply_hash) -- __cold noinline, always a symbol.
+ * Fallback: static int __nf_ct_resolve_clash(struct sk_buff *skb, struct nf_conntrack_tuple_hash *h). */
+SEC("fentry/nf_ct_resolve_clash")
+int BPF_PROG(fentry_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+{
+	clash_enter(skb, h);
+	return 0;
+}
+
+SEC("kprobe/nf_ct_resolve_clash")
+int BPF_KPROBE(kprobe_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+{
+	clash_enter(skb, h);
+	return 0;
+}
+
+/* 4.19-5.5: static int nf_ct_resolve_clash(struct net *net, struct sk_buff *skb,
+ *                enum ip_conntrack_info ctinfo, struct nf_conntrack_tuple_hash *h) */
+SEC("kprobe/nf_ct_resolve_clash")
+int BPF_KPROBE(kprobe_clash_v419, struct net *net, struct sk_buff *skb, int ctinfo,
+	       struct nf_conntrack_tuple_hash *h)
+{
+	clash_enter(skb, h);
+	return 0;
+}
+
+/* ---- __nf_conntrack_confirm --------------------------------------------- */
+
+static __always_inline void confirm_enter(__u64 key, struct sk_buff *skb)
+{
+	struct entry v = { .skb = (__u64)skb };
+	struct nf_conn *ct = skb_ct(skb, NULL);
+
+	if (!ct)
+		return;
+	v.ct = (__u64)ct;
+	read_tuple(&v.orig, &ct->tuplehash[0].tuple);
+	read_tuple(&v.before, &ct->tuplehash[1].tuple);
+	save_entry(key, EVENT_CONFIRM, &v);
+}
+
+static __always_inline void replay(struct history *h, __u16 extra)
+{
+	if (h->have & HIST_IN) {
+		h->in.flags |= EVENT_F_HISTORY | extra;
+		output(&h->in);
+	}
+	for (int m = 0; m < 2; m++) {
+		if (h->have & (m ? HIST_NAT_DST : HIST_NAT_SRC)) {
+			h->nat[m].flags |= EVENT_F_HISTORY | extra;
+			output(&h->nat[m]);
+		}
+	}
+	if (h->have & HIST_CONFIRM) {
+		h->confirm.flags |= EVENT_F_HISTORY | extra;
+		output(&h->confirm);
+	}
+}
+
+/*
+ * The outcome, read without trusting IPS_CONFIRMED (set late since 2025, §3
+ * era G): ret NF_DROP is a drop; a different ct on the skb afterwards means
+ * the packet was merged into the winner; IPS_NAT_CLASH on the same ct means a
+ * reply-only insert (5.6+). A clash record (from nf_ct_resolve_clash) marks
+ * the rest of the clashes.
+ */
+static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
+{
+	struct entry v;
+	struct event *e, *clash;
+	struct nf_conn *after;
+	struct history *lh, *wh;
+	__u64 winner = 0;
+	bool race;
+
+	if (!take_entry(key, EVENT_CONFIRM, &v))
+		return 0;
+	if (!skb)
+		skb = (struct sk_buff *)v.skb;
+	e = new_event(0, EVENT_CONFIRM);
+	if (!e)
+		return 0;
+	after = skb_ct(skb, &e->ctinfo);
+	/* Status, netns, zone and mark come from the ct that now rides on the
+	 * skb; the tuples are the loser's, saved at entry because a merged loser
+	 * is freed before we return. */
+	read_ct(e, after);
+	e->ct = v.ct;
+	e->orig = v.orig;
+	e->reply = v.before;
+	e->other_ct = (__u64)after;
+	e->skb = (__u64)skb;
+	e->ret = ret;
+	read_sock(e, skb);
+
+	lh = ct_history(v.ct);
+	if (!history_wanted(lh, e))
+		goto out;
+	clash = bpf_map_lookup_elem(&clashes, &e->skb);
+	if (clash && clash->ct != v.ct)
+		clash = NULL; /* a stale record of an earlier packet at this skb address */
+	race = ret == NF_DROP || e->other_ct != v.ct || (e->status & IPS_NAT_CLASH) || clash;
+
+	if (stream_all) {
+		output(e);
+	} else if (race) {
+		if (lh)
+			replay(lh, 0);
+		else
+			count_loss(LOSS_NO_HISTORY);
+		if (clash) {
+			clash->flags |= EVENT_F_HISTORY;
+			output(clash);
+			winner = clash->other_ct;
+		} else if (e->other_ct != v.ct) {
+			winner = e->other_ct;
+		}
+		if (winner) {
+			wh = ct_history(winner);
+			if (wh)
+				replay(wh, EVENT_F_WINNER);
+			else
+				count_loss(LOSS_NO_HISTORY);
+		}
+		output(e);
+	}
+	if (race) {
+		/* A dropped or merged loser is freed; keep nothing of it. */
+		if (ret == NF_DROP || e->other_ct != v.ct)
+			bpf_map_delete_elem(&hist, &v.ct);
+	} else if (lh) {
+		/* Keep the confirmation: this ct may be the winner of a later clash. */
+		__builtin_memcpy(&lh->confirm, e, sizeof(*e));
+		lh->have |= HIST_CONFIRM;
+	}
+out:
+	bpf_map_delete_elem(&clashes, &e->skb);
+	return 0;
+}
+
+/* int __nf_conntrack_confirm(struct sk_buff *skb) -- exported, 4.19 to 6.18. */
+SEC("fentry/__nf_conntrack_confirm")
+int BPF_PROG(fentry_confirm, struct sk_buff *skb)
+{
+	confirm_enter((__u64)skb, skb);
+	return 0;
+}
+
+SEC("fexit/__nf_conntrack_confirm")
+int BPF_PROG(fexit_confirm, struct sk_buff *skb, int ret)
+{
+	return confirm_exit((__u64)skb, skb, ret);
+}
+
+SEC("kprobe/__nf_conntrack_confirm")
+int BPF_KPROBE(kprobe_confirm, struct sk_buff *skb)
+{
+	confirm_enter(pid_key(), skb);
+	return 0;
+}
+
+SEC("kretprobe/__nf_conntrack_confirm")
+int BPF_KRETPROBE(kretprobe_confirm, int ret)
+{
+	return confirm_exit(pid_key(), NULL, ret);
+}

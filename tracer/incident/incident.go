@@ -1,0 +1,88 @@
+// Package incident pairs the loser and the winner of every conntrack
+// insertion clash into an Incident and names the race (kernel-facts §4).
+// It is the only place that classifies races.
+package incident
+
+import (
+	"github.com/ctprobe/ctprobe/tracer/event"
+)
+
+// RaceType numbers the races as the Weave write-up does, plus two more.
+type RaceType int
+
+const (
+	RaceUnknown   RaceType = 0 // evidence incomplete; Incident.Reason says what is missing
+	RaceIdentical RaceType = 1 // identical tuples, both unconfirmed, same endpoint
+	RaceNATPort   RaceType = 2 // the loser's reply tuple (source port) was changed by NAT
+	RaceEndpoints RaceType = 3 // DNAT chose different endpoints
+	RaceSNATPort  RaceType = 4 // reply-tuple clash between different flows (SNAT port collision)
+	RaceReverse   RaceType = 5 // reverse collision: both peers sent at once
+)
+
+// Outcome is how the kernel settled the clash.
+type Outcome string
+
+const (
+	OutcomeMerged   Outcome = "merged"    // the loser's packet now rides on the winner's ct
+	OutcomeNATClash Outcome = "nat-clash" // the loser was inserted in the reply direction only (5.6+)
+	OutcomeDropped  Outcome = "dropped"   // __nf_conntrack_confirm returned NF_DROP
+)
+
+// Stage is one probe event in a packet's timeline.
+type Stage struct {
+	Kind   event.Kind
+	Time   uint64 // kernel monotonic ns
+	CPU    uint32
+	Hook   uint8  // CT_IN
+	Manip  int    // NAT: event.ManipSrc or event.ManipDst; -1 otherwise
+	Change bool   // NAT: the binding changed the tuple
+	Before event.Tuple
+	After  event.Tuple // NAT: reply after; CT_IN/CONFIRM: the ct's reply tuple
+	Result uint32 // CONFIRM: verdict
+}
+
+// DNSQuery is the DNS question a UDP packet to or from port 53 carried.
+type DNSQuery struct {
+	ID    uint16
+	Type  uint16 // 1 A, 28 AAAA, ...
+	Name  string
+	Valid bool
+}
+
+// Packet is one side of a clash: the packet whose ct won or lost.
+type Packet struct {
+	CT        uint64
+	Comm      string
+	PID, TID  uint32
+	CPU       uint32
+	Netns     uint32
+	Zone      uint16
+	Sock      event.Socket
+	HasSock   bool
+	Orig      event.Tuple // ORIGINAL tuple (before NAT)
+	Reply     event.Tuple // REPLY tuple after NAT
+	ReplyPre  event.Tuple // REPLY tuple before NAT (the inverted original)
+	NATChange bool        // a NAT binding changed the reply tuple
+	PortMoved bool        // SRC NAT moved the source port
+	DNS       DNSQuery
+	Timeline  []Stage
+	Born      uint64 // time of CT_IN (0 when unseen)
+}
+
+// Incident is one clash at __nf_conntrack_confirm between a loser and the
+// confirmed winner that already held its tuple.
+type Incident struct {
+	Time    uint64 // the loser's confirm
+	Race    RaceType
+	Reason  string // why Race is what it is (always set for RaceUnknown)
+	Outcome Outcome
+	Loser   Packet
+	Winner  Packet
+	HasWinner bool
+	// Window is the time between the two packets' conntrack entry (ns);
+	// 0 when either is unknown.
+	Window uint64
+	// Direction of the winner's hash node that matched: 0 ORIGINAL, 1 REPLY,
+	// -1 when no nf_ct_resolve_clash event was seen.
+	ClashDir int
+}

@@ -1,0 +1,474 @@
+// Package tracer loads ctprobe's BPF programs, attaches each probe point in
+// the best mode the running kernel allows, and reads the ring buffer.
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/probe"
+)
+
+// Filter selects flows in the kernel, before anything is recorded.
+type Filter struct {
+	Proto uint8      // IP protocol number, 0 for any
+	Host  netip.Addr // either end of either tuple; invalid for any
+	Port  uint16     // either end of either tuple; 0 for any
+	Netns uint32     // netns inode; 0 for any
+	PID   uint32     // tgid of the task that created the ct; 0 for any
+}
+
+// Options configure a Tracer.
+type Options struct {
+	Filter Filter
+	// All streams every probe event; otherwise only the history of clashes.
+	All bool
+	// RingSize is the ring buffer size in bytes (a power of two, >= page size).
+	RingSize int
+	// History is the number of conntrack entries whose history the kernel
+	// keeps in incident mode.
+	History int
+	// MaxActive is the number of concurrent kretprobe instances per function.
+	MaxActive int
+}
+
+// Default sizes.
+const (
+	DefaultRingSize  = 4 << 20
+	DefaultHistory   = 8192
+	DefaultMaxActive = 1024
+)
+
+// Tracer is a set of attached probes and the ring buffer they feed.
+type Tracer struct {
+	Kernel Kernel
+	Plan   []PlanEntry
+
+	spec    *ebpf.CollectionSpec
+	maps    *ebpf.Collection
+	progs   []*ebpf.Program
+	links   []attached
+	reader  *ringbuf.Reader
+	lossMap *ebpf.Map
+}
+
+type attached struct {
+	link.Link
+	retprobe bool
+	fn       string
+}
+
+// ErrNotTraceable means no required probe point could be attached. Its
+// message names the reason and the fix.
+var ErrNotTraceable = errors.New("cannot trace conntrack on this kernel")
+
+// CheckPrivileges returns an error naming what is missing to load BPF.
+func CheckPrivileges() error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err == nil {
+		has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+		if has(unix.CAP_SYS_ADMIN) || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
+			return nil
+		}
+	}
+	return errors.New("ctprobe needs root or CAP_BPF and CAP_PERFMON to load BPF programs: run it with sudo")
+}
+
+// Open plans, loads and attaches the probes. When a required point cannot
+// attach it returns an error wrapping ErrNotTraceable, with the plan filled
+// in t.Plan of the returned (closed) tracer for reporting.
+func Open(opts Options) (*Tracer, error) {
+	if err := CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	k, err := ProbeKernel()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracer{Kernel: k}
+	if !k.Conntrack {
+		return t, errNoConntrack
+	}
+	if err := t.load(opts); err != nil {
+		t.Close()
+		return t, err
+	}
+	t.attach(opts)
+	if err := t.requiredAttached(); err != nil {
+		t.Close()
+		return t, err
+	}
+	t.reader, err = ringbuf.NewReader(t.maps.Maps[probe.BPFMapEvents])
+	if err != nil {
+		t.Close()
+		return t, fmt.Errorf("open ring buffer: %w", err)
+	}
+	return t, nil
+}
+
+// load creates the maps (with the filters frozen into .rodata); programs are
+// loaded per attach attempt, sharing these maps.
+func (t *Tracer) load(opts Options) error {
+	// Memlock is accounted per cgroup on 5.11+; raising the rlimit is needed
+	// only on older kernels and harmless elsewhere.
+	_ = rlimit.RemoveMemlock()
+	spec, err := probe.LoadBPF()
+	if err != nil {
+		return fmt.Errorf("load BPF spec: %w", err)
+	}
+	if err := setFilter(spec, opts); err != nil {
+		return err
+	}
+	spec.Maps[probe.BPFMapEvents].MaxEntries = uint32(orDefault(opts.RingSize, DefaultRingSize))
+	spec.Maps[probe.BPFMapHist].MaxEntries = uint32(orDefault(opts.History, DefaultHistory))
+	mapsOnly := spec.Copy()
+	mapsOnly.Programs = nil
+	t.maps, err = ebpf.NewCollection(mapsOnly)
+	if err != nil {
+		return fmt.Errorf("create BPF maps: %w", err)
+	}
+	t.lossMap = t.maps.Maps[probe.BPFMapLosses]
+	t.spec = spec
+	return nil
+}
+
+func orDefault(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+func setFilter(spec *ebpf.CollectionSpec, opts Options) error {
+	f := opts.Filter
+	set := func(name string, v any) error {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+		return nil
+	}
+	var host [16]byte
+	family := uint16(0)
+	if f.Host.IsValid() {
+		if f.Host.Is4() || f.Host.Is4In6() {
+			a := f.Host.Unmap().As4()
+			copy(host[:], a[:])
+			family = unix.AF_INET
+		} else {
+			host = f.Host.As16()
+			family = unix.AF_INET6
+		}
+	}
+	port := f.Port<<8 | f.Port>>8 // the kernel compares __be16 values
+	return errors.Join(
+		set(probe.BPFVarFilterProto, f.Proto),
+		set(probe.BPFVarFilterPort, port),
+		set(probe.BPFVarFilterHostFamily, family),
+		set(probe.BPFVarFilterHost, host),
+		set(probe.BPFVarFilterNetns, f.Netns),
+		set(probe.BPFVarFilterPid, f.PID),
+		set(probe.BPFVarStreamAll, opts.All),
+	)
+}
+
+// attach walks the points: for each, the first present candidate function,
+// fentry first where BTF describes it, kprobe otherwise or on failure.
+func (t *Tracer) attach(opts Options) {
+	for _, p := range points {
+		e := PlanEntry{Point: p.name, Required: p.required, Status: StatusAbsent}
+		var reasons []string
+		for _, c := range p.candidates(t.Kernel) {
+			sym, ok := t.Kernel.Symbols[c.fn]
+			if !ok {
+				reasons = append(reasons, c.fn+": not in kallsyms (inlined or module not loaded)")
+				continue
+			}
+			e.Function = c.fn
+			e.Status = StatusFailed
+			if c.fentry.exit != "" || c.fentry.entry != "" {
+				if !sym.Exact(c.fn) || !t.Kernel.hasBTFFunc(c.fn) {
+					reasons = append(reasons, c.fn+" fentry: no BTF for the function")
+				} else if err := t.attachFentry(c); err != nil {
+					reasons = append(reasons, fmt.Sprintf("%s fentry: %v", c.fn, err))
+				} else {
+					e.Mode, e.Status = ModeFentry, StatusAttached
+					break
+				}
+			}
+			if !t.Kernel.Kprobes {
+				reasons = append(reasons, c.fn+" kprobe: kernel has no kprobes (CONFIG_KPROBES off)")
+				continue
+			}
+			note, err := t.attachKprobe(c, sym.Names[0], orDefault(opts.MaxActive, DefaultMaxActive))
+			if err != nil {
+				reasons = append(reasons, fmt.Sprintf("%s kprobe: %v", c.fn, err))
+				continue
+			}
+			if sym.Names[0] != c.fn {
+				note = append(note, "clone "+sym.Names[0])
+			}
+			e.Function, e.Mode, e.Status = sym.Names[0], ModeKprobe, StatusAttached
+			reasons = append(reasons, note...)
+			break
+		}
+		if e.Status != StatusAttached && e.Function == "" {
+			e.Function = p.candidates(t.Kernel)[0].fn
+		}
+		if e.Status != StatusAttached {
+			reasons = append(reasons, "without it: "+p.why)
+		}
+		e.Reason = strings.Join(reasons, "; ")
+		t.Plan = append(t.Plan, e)
+	}
+}
+
+func (t *Tracer) loadProgram(name, attachTo string) (*ebpf.Program, error) {
+	ps := t.spec.Programs[name].Copy()
+	if attachTo != "" && ps.Type == ebpf.Tracing {
+		ps.AttachTo = attachTo
+	}
+	s := t.spec.Copy()
+	s.Programs = map[string]*ebpf.ProgramSpec{name: ps}
+	coll, err := ebpf.NewCollectionWithOptions(s, ebpf.CollectionOptions{MapReplacements: t.maps.Maps})
+	if err != nil {
+		return nil, shortError(err)
+	}
+	prog := coll.DetachProgram(name)
+	coll.Close()
+	t.progs = append(t.progs, prog)
+	return prog, nil
+}
+
+func (t *Tracer) attachFentry(c candidate) error {
+	var ls []attached
+	for _, name := range []string{c.fentry.entry, c.fentry.exit} {
+		if name == "" {
+			continue
+		}
+		prog, err := t.loadProgram(name, c.fn)
+		if err == nil {
+			var l link.Link
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+			if err == nil {
+				ls = append(ls, attached{Link: l, fn: c.fn})
+				continue
+			}
+		}
+		closeLinks(ls)
+		return err
+	}
+	t.links = append(t.links, ls...)
+	return nil
+}
+
+// attachKprobe attaches entry and return probes. Races are concurrent, so a
+// kretprobe needs more instances than the default (2 x CPUs): maxactive,
+// which the kernel accepts only through tracefs.
+func (t *Tracer) attachKprobe(c candidate, sym string, maxActive int) ([]string, error) {
+	var ls []attached
+	var notes []string
+	if c.kprobe.entry != "" {
+		prog, err := t.loadProgram(c.kprobe.entry, "")
+		if err != nil {
+			return nil, err
+		}
+		l, err := link.Kprobe(sym, prog, nil)
+		if err != nil {
+			return nil, shortError(err)
+		}
+		ls = append(ls, attached{Link: l, fn: sym})
+	}
+	if c.kprobe.exit != "" {
+		prog, err := t.loadProgram(c.kprobe.exit, "")
+		if err != nil {
+			closeLinks(ls)
+			return nil, err
+		}
+		ensureTracefs()
+		l, err := link.Kretprobe(sym, prog, &link.KprobeOptions{RetprobeMaxActive: maxActive})
+		if err != nil {
+			l, err = link.Kretprobe(sym, prog, nil)
+			notes = append(notes, "kretprobe maxactive unavailable (no tracefs): kernel default instances")
+		}
+		if err != nil {
+			closeLinks(ls)
+			return nil, shortError(err)
+		}
+		ls = append(ls, attached{Link: l, fn: sym, retprobe: true})
+	}
+	t.links = append(t.links, ls...)
+	return notes, nil
+}
+
+// ensureTracefs mounts tracefs where the kernel expects it when nothing is
+// mounted there yet (kretprobes with maxactive are created through it).
+func ensureTracefs() {
+	if _, err := os.Stat("/sys/kernel/tracing/kprobe_events"); err == nil {
+		return
+	}
+	if _, err := os.Stat("/sys/kernel/debug/tracing/kprobe_events"); err == nil {
+		return
+	}
+	_ = unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, "")
+}
+
+func closeLinks(ls []attached) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// shortError keeps the first line of a verifier error (the log follows it)
+// and replaces the library's memlock hint, wrong on 5.11+ where memory is
+// accounted per cgroup, with what EPERM means for tracing programs.
+func shortError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("verifier rejected the program: %v", ve.Cause)
+	}
+	if errors.Is(err, unix.EPERM) {
+		return errors.New("the kernel refused to load it (operation not permitted: fentry disabled or lockdown)")
+	}
+	return err
+}
+
+// requiredAttached fails, with the fix, when a required point is missing.
+func (t *Tracer) requiredAttached() error {
+	var missing []string
+	for _, e := range t.Plan {
+		if e.Required && e.Status != StatusAttached {
+			missing = append(missing, fmt.Sprintf("%s (%s)", e.Function, e.Reason))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	fix := "run ctprobe on a kernel with CONFIG_KPROBES=y or BPF trampolines (fentry, 5.5+ with BTF), as distribution kernels are"
+	if !t.Kernel.Kprobes && t.Kernel.BTF {
+		fix = "this kernel has no kprobes and refused fentry: " + fix
+	}
+	return fmt.Errorf("%w: %s: %s", ErrNotTraceable, strings.Join(missing, ", "), fix)
+}
+
+// Read blocks for the next ring buffer record, reusing rec's buffer.
+// It returns os.ErrDeadlineExceeded after a deadline and ringbuf.ErrClosed
+// after Close.
+func (t *Tracer) Read(rec *ringbuf.Record) error { return t.reader.ReadInto(rec) }
+
+// SetDeadline makes a blocked Read return at d (zero: no deadline).
+func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+
+// Loss is a count of records that did not reach user space, by source.
+type Loss struct {
+	Source string // "ringbuf", "no-entry", "no-history", "kretprobe-missed"
+	CPU    int    // -1 when not per CPU
+	Count  uint64
+}
+
+var lossSources = [...]string{
+	probe.BPFLossKindLOSS_RINGBUF:    "ringbuf",
+	probe.BPFLossKindLOSS_NO_ENTRY:   "no-entry",
+	probe.BPFLossKindLOSS_NO_HISTORY: "no-history",
+}
+
+// Losses returns the cumulative counts since Open: per CPU for the BPF
+// side's counters, and kretprobe misses (maxactive exhausted) per function
+// where the kernel reports them.
+func (t *Tracer) Losses() ([]Loss, error) {
+	var out []Loss
+	for kind, source := range lossSources {
+		var perCPU []uint64
+		if err := t.lossMap.Lookup(uint32(kind), &perCPU); err != nil {
+			return nil, fmt.Errorf("read loss counters: %w", err)
+		}
+		for cpu, n := range perCPU {
+			if n > 0 {
+				out = append(out, Loss{Source: source, CPU: cpu, Count: n})
+			}
+		}
+	}
+	for _, l := range t.links {
+		if !l.retprobe {
+			continue
+		}
+		if n, ok := kretprobeMissed(l); ok && n > 0 {
+			out = append(out, Loss{Source: "kretprobe-missed:" + l.fn, CPU: -1, Count: n})
+		}
+	}
+	return out, nil
+}
+
+// kretprobeMissed reads the link's miss count: from bpf_link_info on 6.7+,
+// else from tracefs kprobe_profile, where a kretprobe created with maxactive
+// is listed under its symbol's name (another tool's probe on the same symbol
+// would be summed in).
+func kretprobeMissed(l attached) (uint64, bool) {
+	if info, err := l.Info(); err == nil {
+		if pe := info.PerfEvent(); pe != nil {
+			if kp := pe.Kprobe(); kp != nil {
+				return kp.Missed, true
+			}
+		}
+	}
+	for _, p := range []string{"/sys/kernel/tracing/kprobe_profile", "/sys/kernel/debug/tracing/kprobe_profile"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		return kprobeProfileMissed(string(b), l.fn)
+	}
+	return 0, false
+}
+
+// kprobeProfileMissed sums the "nmissed" column of kprobe_profile lines
+// ("<event> <nhit> <nmissed>") whose event is named after fn.
+func kprobeProfileMissed(profile, fn string) (uint64, bool) {
+	var total uint64
+	found := false
+	for _, line := range strings.Split(profile, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != fn {
+			continue
+		}
+		n, err := strconv.ParseUint(f[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		total += n
+		found = true
+	}
+	return total, found
+}
+
+// Close detaches every probe and frees the maps. Records still in the ring
+// buffer should be drained with Read before Close.
+func (t *Tracer) Close() error {
+	closeLinks(t.links)
+	t.links = nil
+	if t.reader != nil {
+		t.reader.Close()
+	}
+	for _, p := range t.progs {
+		p.Close()
+	}
+	t.progs = nil
+	if t.maps != nil {
+		t.maps.Close()
+	}
+	return nil
+}

@@ -1,0 +1,168 @@
+package tracer
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/ctprobe/ctprobe/tracer/probe"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load BPF programs")
+	}
+}
+
+// Every kprobe-type program must pass this kernel's verifier (they load even
+// where kprobes cannot attach). Tracing programs (fentry/fexit) must either
+// load or be refused by the kernel itself, never by the verifier; the VM lab
+// proves that they load and attach on a distribution kernel.
+func TestProgramsPassVerifier(t *testing.T) {
+	requireRoot(t)
+	_ = rlimit.RemoveMemlock()
+	spec, err := probe.LoadBPF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ProbeKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ps := range spec.Programs {
+		s := spec.Copy()
+		s.Programs = map[string]*ebpf.ProgramSpec{name: s.Programs[name]}
+		coll, err := ebpf.NewCollection(s)
+		if err == nil {
+			coll.Close()
+			t.Logf("%-20s %-8v loaded", name, ps.Type)
+			continue
+		}
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			t.Errorf("%s: verifier rejected it: %+v", name, ve)
+			continue
+		}
+		if ps.Type == ebpf.Kprobe {
+			t.Errorf("%s: kprobe program failed to load: %v", name, err)
+			continue
+		}
+		// fentry to an inlined function has no BTF target; fentry refused
+		// outright is this build machine's documented limit.
+		if _, present := k.Symbols[ps.AttachTo]; present && !errors.Is(err, os.ErrPermission) {
+			t.Errorf("%s: tracing program failed for a reason other than the kernel refusing fentry: %v", name, err)
+		}
+		t.Logf("%-20s %-8v not loadable here: %v", name, ps.Type, err)
+	}
+}
+
+// On a kernel where nothing can attach, Open must fail quickly with a reason
+// and a fix, and the plan must say why for each required point.
+func TestOpenReportsKernelLimits(t *testing.T) {
+	requireRoot(t)
+	k, err := ProbeKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tr, err := Open(Options{})
+	if err == nil {
+		tr.Close()
+		if k.Kprobes {
+			t.Skip("probes attach on this kernel; the limits path is proven on kernels without kprobes")
+		}
+		t.Fatal("Open succeeded on a kernel without kprobes: fentry must have attached, which this machine refuses")
+	}
+	if elapsed := time.Since(start); elapsed > 20*time.Second {
+		t.Errorf("Open took %v to fail", elapsed)
+	}
+	if !k.Conntrack {
+		if !strings.Contains(err.Error(), "modprobe nf_conntrack") {
+			t.Errorf("error does not name the fix: %v", err)
+		}
+		return
+	}
+	if !errors.Is(err, ErrNotTraceable) {
+		t.Fatalf("error is not ErrNotTraceable: %v", err)
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error spans lines: %q", msg)
+	}
+	for _, want := range []string{"__nf_conntrack_confirm", "CONFIG_KPROBES", "run ctprobe on a kernel"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	byPoint := map[string]PlanEntry{}
+	for _, e := range tr.Plan {
+		byPoint[e.Point] = e
+	}
+	for _, p := range []string{"ct_in", "confirm"} {
+		e, ok := byPoint[p]
+		if !ok {
+			t.Fatalf("plan lacks %s: %+v", p, tr.Plan)
+		}
+		if e.Status != StatusFailed || !strings.Contains(e.Reason, "fentry") || !strings.Contains(e.Reason, "kprobe") {
+			t.Errorf("%s: want failed with fentry and kprobe reasons, got %+v", p, e)
+		}
+	}
+}
+
+func TestKallsymsFindsClonesAndModules(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/kallsyms"
+	data := "ffffffffc0a01000 t init_conntrack.isra.0\t[nf_conntrack]\n" +
+		"ffffffffc0a02000 T __nf_conntrack_confirm\t[nf_conntrack]\n" +
+		"ffffffffc0a03000 t __nf_conntrack_confirm.cold\t[nf_conntrack]\n" +
+		"ffffffff81000000 T nf_conntrack_in\n" +
+		"ffffffff81000100 d nf_nat_setup_info\n" +
+		"ffffffff81000200 t nf_ct_resolve_clash.constprop.0\n"
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syms, err := readKallsyms(path, []string{"__nf_conntrack_confirm", "nf_conntrack_in", "nf_nat_setup_info", "nf_ct_resolve_clash"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := syms["__nf_conntrack_confirm"]; !s.Exact("__nf_conntrack_confirm") || s.Module != "nf_conntrack" || len(s.Names) != 1 {
+		t.Errorf("confirm: %+v (the .cold part must not count)", s)
+	}
+	if s := syms["nf_conntrack_in"]; !s.Exact("nf_conntrack_in") || s.Module != "" {
+		t.Errorf("ct_in: %+v", s)
+	}
+	if _, ok := syms["nf_nat_setup_info"]; ok {
+		t.Error("a data symbol was taken for a function")
+	}
+	if s := syms["nf_ct_resolve_clash"]; s.Exact("nf_ct_resolve_clash") || len(s.Names) != 1 || s.Names[0] != "nf_ct_resolve_clash.constprop.0" {
+		t.Errorf("clone: %+v", s)
+	}
+}
+
+func TestKprobeProfileMissed(t *testing.T) {
+	profile := "  __nf_conntrack_confirm                                   120               3\n" +
+		"  nf_conntrack_in                                         5000              0\n" +
+		"  __nf_conntrack_confirm                                    10               2\n"
+	if n, ok := kprobeProfileMissed(profile, "__nf_conntrack_confirm"); !ok || n != 5 {
+		t.Errorf("got %d %v, want 5 true", n, ok)
+	}
+	if _, ok := kprobeProfileMissed(profile, "nf_nat_setup_info"); ok {
+		t.Error("found a probe that is not there")
+	}
+}
+
+func TestParseRelease(t *testing.T) {
+	for r, want := range map[string][3]int{
+		"6.1.0-50-cloud-amd64": {6, 1, 0}, "6.18.44-fc-v669": {6, 18, 44}, "4.19.0-27-amd64": {4, 19, 0}, "6.12.57+deb13-amd64": {6, 12, 57},
+	} {
+		if got := parseRelease(r); got != want {
+			t.Errorf("%s: got %v want %v", r, got, want)
+		}
+	}
+}

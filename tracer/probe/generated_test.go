@@ -1,0 +1,88 @@
+package probe
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// needTool skips locally but fails in CI, where scripts/deps.sh installs it.
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed: run scripts/deps.sh", name)
+		}
+		t.Skipf("%s not installed (scripts/deps.sh installs it)", name)
+	}
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The committed bpf2go output must be what `make generate` produces from the
+// committed C sources and vmlinux.h.
+func TestGeneratedCodeUpToDate(t *testing.T) {
+	needTool(t, "clang-16")
+	needTool(t, "llvm-strip-16")
+	root := filepath.Join("..", "..")
+	tmp := t.TempDir()
+	for _, f := range []string{"go.mod", "go.sum", "bpf/ctprobe.bpf.c", "bpf/ctprobe.h", "vmlinux/vmlinux.h", "tracer/probe/gen.go"} {
+		copyFile(t, filepath.Join(root, f), filepath.Join(tmp, f))
+	}
+	cmd := exec.Command("go", "generate", ".")
+	cmd.Dir = filepath.Join(tmp, "tracer", "probe")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go generate: %v\n%s", err, out)
+	}
+	for _, f := range []string{"bpf_x86_bpfel.go", "bpf_x86_bpfel.o"} {
+		want, _ := os.ReadFile(filepath.Join(tmp, "tracer", "probe", f))
+		got, _ := os.ReadFile(f)
+		if !bytes.Equal(got, want) {
+			t.Errorf("tracer/probe/%s is stale: run `make generate` and commit the result", f)
+		}
+	}
+}
+
+// vmlinux.h is generated from the BTF of the kernel named in vmlinux/KERNEL;
+// on that kernel it must match what bpftool dumps now.
+func TestVmlinuxHeaderUpToDate(t *testing.T) {
+	root := filepath.Join("..", "..")
+	release, err := os.ReadFile(filepath.Join(root, "vmlinux", "KERNEL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	running, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(release)) != strings.TrimSpace(string(running)) {
+		t.Skipf("vmlinux.h comes from %s; this is %s", strings.TrimSpace(string(release)), strings.TrimSpace(string(running)))
+	}
+	needTool(t, "bpftool")
+	out, err := exec.Command("bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c").Output()
+	if err != nil {
+		t.Fatalf("bpftool: %v", err)
+	}
+	committed, err := os.ReadFile(filepath.Join(root, "vmlinux", "vmlinux.h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, committed) {
+		t.Error("vmlinux/vmlinux.h is stale: run `make generate` and commit the result")
+	}
+}

@@ -1,0 +1,54 @@
+# ctprobe: `make demo` boots a stock Debian kernel in QEMU and traces real
+# conntrack races; `make test` runs every test layer. Both install what they
+# need (scripts/deps.sh: Debian packages; Go modules through the proxy).
+
+GO       ?= go
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+# Static binaries: the same ones run on the host and in the VM's initramfs.
+GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+FUZZTIME ?= 10s
+# Which Debian kernel flavour the VM lab boots: cloud or rt.
+FLAVOUR  ?= cloud
+
+.PHONY: all build deps generate test unit fuzz e2e e2e-rt demo clean
+
+all: build
+
+build:
+	$(GOBUILD) -o bin/ctprobe ./cmd/ctprobe
+	$(GOBUILD) -o bin/ctlab ./cmd/ctlab
+
+deps:
+	@scripts/deps.sh
+
+# Regenerates vmlinux/vmlinux.h from the running kernel's BTF and the bpf2go
+# output from bpf/*.c; tracer/probe's tests fail when the committed copies
+# differ from what this target produces.
+generate: deps
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/vmlinux.h
+	uname -r > vmlinux/KERNEL
+	cd tracer/probe && $(GO) generate
+
+# Every test layer: unit and fuzz (no privileges), privileged tests on this
+# kernel (verifier, attach failures; skipped without root), then the VM.
+test: deps unit fuzz e2e
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+fuzz:
+	@scripts/fuzz.sh $(FUZZTIME)
+
+e2e: deps build
+	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) $(GO) test -count=1 -v -timeout 45m ./e2e/
+
+e2e-rt:
+	$(MAKE) e2e FLAVOUR=rt
+
+demo: deps build
+	@scripts/demo.sh $(FLAVOUR)
+
+clean:
+	rm -rf bin out

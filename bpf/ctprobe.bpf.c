@@ -115,6 +115,32 @@ struct {
 	__type(value, struct history);
 } hist SEC(".maps");
 
+/* Who sent an skb, recorded where it left its socket's netns (net_dev_queue)
+ * and joined at the next netns's PREROUTING, where the socket is gone: veth
+ * hands the same skb object across (skb_scrub_packet keeps it) and
+ * ip_rcv_core orphans it before conntrack runs (kernel-facts §4.3). */
+struct origin {
+	__u64 ts;
+	__u64 pid_tgid;
+	__u64 cgroup;
+	__u64 sk_cookie;
+	__u32 sk_ino;
+	__u16 sk_port;
+	__u8 sk_family;
+	__u8 sk_state;
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); /* skb pointer */
+	__type(value, struct origin);
+} origins SEC(".maps");
+
+/* An origin older than this is a recycled skb, not the same packet. */
+#define ORIGIN_MAX_AGE_NS 1000000000ULL
+
 /* Scratch space: an event and a history are too big for the 512-byte stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -248,6 +274,28 @@ static __always_inline void read_dns(struct event *e, struct sk_buff *skb)
 		e->payload_len = len;
 }
 
+/* Where the skb has no socket, take the sender recorded at transmit. */
+static __always_inline void read_origin(struct event *e, struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+	struct origin *o;
+
+	if (e->flags & EVENT_F_SOCK)
+		return;
+	o = bpf_map_lookup_elem(&origins, &key);
+	if (!o || e->ts - o->ts > ORIGIN_MAX_AGE_NS)
+		return;
+	e->flags |= EVENT_F_ORIGIN | EVENT_F_SOCK;
+	e->pid_tgid = o->pid_tgid;
+	e->cgroup = o->cgroup;
+	e->sk_cookie = o->sk_cookie;
+	e->sk_ino = o->sk_ino;
+	e->sk_port = o->sk_port;
+	e->sk_family = o->sk_family;
+	e->sk_state = o->sk_state;
+	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+}
+
 static __always_inline bool addr_eq(const __u8 *a, const volatile __u8 *b, __u16 family)
 {
 	int n = family == 10 /* AF_INET6 */ ? 16 : 4;
@@ -317,6 +365,7 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 		return 0;
 	read_ct(e, ct);
 	read_sock(e, skb);
+	read_origin(e, skb);
 	read_dns(e, skb);
 	e->skb = (__u64)skb;
 	e->hook = hook;
@@ -373,6 +422,32 @@ int BPF_KRETPROBE(kretprobe_ct_in, unsigned int ret)
 	if (!take_entry(pid_key(), EVENT_CT_IN, &v))
 		return 0;
 	return ct_in_exit((struct sk_buff *)v.skb, v.hook, ret);
+}
+
+/* TRACE_EVENT(net_dev_queue, TP_PROTO(struct sk_buff *skb)), every version:
+ * an skb leaving a device, in the sender's context for local sockets. */
+SEC("raw_tracepoint/net_dev_queue")
+int raw_tp_origin(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct origin o = {};
+	__u64 key = (__u64)skb;
+
+	if (!sk || (__u32)bpf_get_current_pid_tgid() == 0)
+		return 0;
+	o.ts = bpf_ktime_get_ns();
+	o.pid_tgid = bpf_get_current_pid_tgid();
+	o.cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+	o.sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	o.sk_state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	o.sk_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	o.sk_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (o.sk_state != TCP_TIME_WAIT && o.sk_state != TCP_NEW_SYN_RECV)
+		o.sk_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	bpf_map_update_elem(&origins, &key, &o, BPF_ANY);
+	return 0;
 }
 
 /* ---- NAT binding -------------------------------------------------------- */

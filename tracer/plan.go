@@ -10,6 +10,7 @@ type Mode string
 const (
 	ModeFentry Mode = "fentry" // fentry/fexit: BPF trampolines, 5.5+ with BTF
 	ModeKprobe Mode = "kprobe" // kprobe/kretprobe: any kernel with CONFIG_KPROBES
+	ModeRawTP  Mode = "raw_tracepoint"
 )
 
 // Status of one probe point after planning or attaching.

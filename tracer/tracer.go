@@ -61,6 +61,9 @@ type Tracer struct {
 	links   []attached
 	reader  *ringbuf.Reader
 	lossMap *ebpf.Map
+	// kretMissed keeps the last kretprobe miss counts, which live in the
+	// links, so that they are still reported after Detach.
+	kretMissed map[string]uint64
 }
 
 type attached struct {
@@ -235,6 +238,26 @@ func (t *Tracer) attach(opts Options) {
 		e.Reason = strings.Join(reasons, "; ")
 		t.Plan = append(t.Plan, e)
 	}
+	t.Plan = append(t.Plan, t.attachOrigin())
+}
+
+// attachOrigin records each skb's sending task and socket as it leaves a
+// device, so that conntrack in the next netns (a node's PREROUTING, where
+// the socket is gone) can name the pod process behind it.
+func (t *Tracer) attachOrigin() PlanEntry {
+	e := PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP, Status: StatusFailed}
+	prog, err := t.loadProgram(probe.BPFProgRawTpOrigin, "")
+	if err == nil {
+		var l link.Link
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "net_dev_queue", Program: prog})
+		if err == nil {
+			t.links = append(t.links, attached{Link: l, fn: "net_dev_queue"})
+			e.Status = StatusAttached
+			return e
+		}
+	}
+	e.Reason = fmt.Sprintf("%v; without it: forwarded packets (pod to node) carry no process or socket", err)
+	return e
 }
 
 func (t *Tracer) loadProgram(name, attachTo string) (*ebpf.Program, error) {
@@ -402,15 +425,27 @@ func (t *Tracer) Losses() ([]Loss, error) {
 			}
 		}
 	}
+	t.readKretMissed()
+	for fn, n := range t.kretMissed {
+		if n > 0 {
+			out = append(out, Loss{Source: "kretprobe-missed:" + fn, CPU: -1, Count: n})
+		}
+	}
+	return out, nil
+}
+
+func (t *Tracer) readKretMissed() {
 	for _, l := range t.links {
 		if !l.retprobe {
 			continue
 		}
-		if n, ok := kretprobeMissed(l); ok && n > 0 {
-			out = append(out, Loss{Source: "kretprobe-missed:" + l.fn, CPU: -1, Count: n})
+		if n, ok := kretprobeMissed(l); ok {
+			if t.kretMissed == nil {
+				t.kretMissed = map[string]uint64{}
+			}
+			t.kretMissed[l.fn] = n
 		}
 	}
-	return out, nil
 }
 
 // kretprobeMissed reads the link's miss count: from bpf_link_info on 6.7+,
@@ -453,6 +488,14 @@ func kprobeProfileMissed(profile, fn string) (uint64, bool) {
 		found = true
 	}
 	return total, found
+}
+
+// Detach removes every probe; records already in the ring buffer can still
+// be read. Call it before draining, so that the drain ends.
+func (t *Tracer) Detach() {
+	t.readKretMissed()
+	closeLinks(t.links)
+	t.links = nil
 }
 
 // Close detaches every probe and frees the maps. Records still in the ring

@@ -48,6 +48,7 @@ const (
 	FlagNATChanged = Flags(probe.BPFEventFlagEVENT_F_NAT_CHANGED)
 	FlagWinner     = Flags(probe.BPFEventFlagEVENT_F_WINNER)
 	FlagSoftirqKey = Flags(probe.BPFEventFlagEVENT_F_SOFTIRQ_KEY)
+	FlagOrigin     = Flags(probe.BPFEventFlagEVENT_F_ORIGIN)
 )
 
 // Netfilter verdicts (include/uapi/linux/netfilter.h).

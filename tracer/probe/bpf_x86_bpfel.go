@@ -76,6 +76,7 @@ const (
 	BPFEventFlagEVENT_F_NAT_CHANGED BPFEventFlag = 16
 	BPFEventFlagEVENT_F_WINNER      BPFEventFlag = 32
 	BPFEventFlagEVENT_F_SOFTIRQ_KEY BPFEventFlag = 64
+	BPFEventFlagEVENT_F_ORIGIN      BPFEventFlag = 128
 )
 
 type BPFEventKind uint32
@@ -114,6 +115,19 @@ type BPFNatRange struct {
 	MaxProto uint16
 }
 
+type BPFOrigin struct {
+	_        structs.HostLayout
+	Ts       uint64
+	PidTgid  uint64
+	Cgroup   uint64
+	SkCookie uint64
+	SkIno    uint32
+	SkPort   uint16
+	SkFamily uint8
+	SkState  uint8
+	Comm     [16]int8
+}
+
 type BPFRecordLayout uint32
 
 const (
@@ -140,6 +154,7 @@ const (
 	BPFMapEvents             = "events"
 	BPFMapHist               = "hist"
 	BPFMapLosses             = "losses"
+	BPFMapOrigins            = "origins"
 	BPFMapScratch            = "scratch"
 	BPFMapScratchHist        = "scratch_hist"
 	BPFProgFentryClash       = "fentry_clash"
@@ -161,6 +176,7 @@ const (
 	BPFProgKretprobeCtIn     = "kretprobe_ct_in"
 	BPFProgKretprobeGut      = "kretprobe_gut"
 	BPFProgKretprobeNat      = "kretprobe_nat"
+	BPFProgRawTpOrigin       = "raw_tp_origin"
 	BPFVarFilterHost         = "filter_host"
 	BPFVarFilterHostFamily   = "filter_host_family"
 	BPFVarFilterNetns        = "filter_netns"
@@ -235,6 +251,7 @@ type BPFProgramSpecs struct {
 	KretprobeCtIn    *ebpf.ProgramSpec `ebpf:"kretprobe_ct_in"`
 	KretprobeGut     *ebpf.ProgramSpec `ebpf:"kretprobe_gut"`
 	KretprobeNat     *ebpf.ProgramSpec `ebpf:"kretprobe_nat"`
+	RawTpOrigin      *ebpf.ProgramSpec `ebpf:"raw_tp_origin"`
 }
 
 // BPFMapSpecs contains maps before they are loaded into the kernel.
@@ -246,6 +263,7 @@ type BPFMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Hist        *ebpf.MapSpec `ebpf:"hist"`
 	Losses      *ebpf.MapSpec `ebpf:"losses"`
+	Origins     *ebpf.MapSpec `ebpf:"origins"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	ScratchHist *ebpf.MapSpec `ebpf:"scratch_hist"`
 }
@@ -292,6 +310,7 @@ type BPFMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	Hist        *ebpf.Map `ebpf:"hist"`
 	Losses      *ebpf.Map `ebpf:"losses"`
+	Origins     *ebpf.Map `ebpf:"origins"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 	ScratchHist *ebpf.Map `ebpf:"scratch_hist"`
 }
@@ -303,6 +322,7 @@ func (m *BPFMaps) Close() error {
 		m.Events,
 		m.Hist,
 		m.Losses,
+		m.Origins,
 		m.Scratch,
 		m.ScratchHist,
 	)
@@ -348,6 +368,7 @@ type BPFPrograms struct {
 	KretprobeCtIn    *ebpf.Program `ebpf:"kretprobe_ct_in"`
 	KretprobeGut     *ebpf.Program `ebpf:"kretprobe_gut"`
 	KretprobeNat     *ebpf.Program `ebpf:"kretprobe_nat"`
+	RawTpOrigin      *ebpf.Program `ebpf:"raw_tp_origin"`
 }
 
 func (p *BPFPrograms) Close() error {
@@ -371,6 +392,7 @@ func (p *BPFPrograms) Close() error {
 		p.KretprobeCtIn,
 		p.KretprobeGut,
 		p.KretprobeNat,
+		p.RawTpOrigin,
 	)
 }
 

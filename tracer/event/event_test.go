@@ -84,7 +84,7 @@ func TestDecodeConfirmIPv6WithSocket(t *testing.T) {
 		Kind: uint8(probe.BPFEventKindEVENT_CONFIRM), Ct: 1 << 40, OtherCt: 2 << 40, Ret: 1,
 		Flags:    uint16(probe.BPFEventFlagEVENT_F_SOCK),
 		SkCookie: 0x1f, SkIno: 12345, SkFamily: 10, SkState: 7, SkPort: 41000,
-		Orig:     probe.BPFTuple{Src: src, Dst: dst, Sport: be(41000), Dport: be(53), L3num: 10, Protonum: 17},
+		Orig:       probe.BPFTuple{Src: src, Dst: dst, Sport: be(41000), Dport: be(53), L3num: 10, Protonum: 17},
 		PayloadLen: 200, // more than the buffer: must be clamped
 	}
 	var ev Event

@@ -33,12 +33,12 @@ type Stage struct {
 	Kind   event.Kind
 	Time   uint64 // kernel monotonic ns
 	CPU    uint32
-	Hook   uint8  // CT_IN
-	Manip  int    // NAT: event.ManipSrc or event.ManipDst; -1 otherwise
-	Change bool   // NAT: the binding changed the tuple
-	Before event.Tuple
-	After  event.Tuple // NAT: reply after; CT_IN/CONFIRM: the ct's reply tuple
-	Result uint32 // CONFIRM: verdict
+	Hook   uint8       // CT_IN
+	Manip  int         // NAT: event.ManipSrc or event.ManipDst; -1 otherwise
+	Change bool        // NAT: the binding changed the tuple
+	Before event.Tuple // NAT: reply before; CT_IN/CONFIRM: the ct's ORIGINAL tuple; CLASH: the winner's ORIGINAL
+	After  event.Tuple // NAT: reply after; CT_IN/CONFIRM: the ct's reply tuple; CLASH: the winner's REPLY
+	Result uint32      // CONFIRM: verdict
 }
 
 // DNSQuery is the DNS question a UDP packet to or from port 53 carried.
@@ -47,14 +47,22 @@ type DNSQuery struct {
 	Type  uint16 // 1 A, 28 AAAA, ...
 	Name  string
 	Valid bool
+	// Response: the QR bit was set (a reply, not a query). Truncated: the
+	// captured bytes ended inside the question, so Name is a prefix and
+	// Type may be 0.
+	Response  bool
+	Truncated bool
 }
 
 // Packet is one side of a clash: the packet whose ct won or lost.
 type Packet struct {
-	CT        uint64
-	Comm      string
-	PID, TID  uint32
-	CPU       uint32
+	CT       uint64
+	Comm     string
+	PID, TID uint32
+	CPU      uint32
+	// Task: Comm/PID/TID are the sending task (CT_IN at LOCAL_OUT in process
+	// context). Otherwise they are whatever ran the softirq (incidental).
+	Task      bool
 	Netns     uint32
 	Zone      uint16
 	Sock      event.Socket
@@ -72,12 +80,12 @@ type Packet struct {
 // Incident is one clash at __nf_conntrack_confirm between a loser and the
 // confirmed winner that already held its tuple.
 type Incident struct {
-	Time    uint64 // the loser's confirm
-	Race    RaceType
-	Reason  string // why Race is what it is (always set for RaceUnknown)
-	Outcome Outcome
-	Loser   Packet
-	Winner  Packet
+	Time      uint64 // the loser's confirm
+	Race      RaceType
+	Reason    string // why Race is what it is (always set for RaceUnknown)
+	Outcome   Outcome
+	Loser     Packet
+	Winner    Packet
 	HasWinner bool
 	// Window is the time between the two packets' conntrack entry (ns);
 	// 0 when either is unknown.

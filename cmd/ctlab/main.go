@@ -1,0 +1,236 @@
+// Command ctlab runs the conntrack race lab: Kubernetes-like topologies in
+// network namespaces, DNS lookups the way glibc and musl do them, and the
+// kernel's conntrack counters over the run. See package lab.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ctprobe/ctprobe/lab"
+)
+
+const usage = `usage:
+  ctlab run --scenario NAME [--lookups K] [--endpoints N] [--nat iptables|nft]
+            [--iptables BIN] [--timeout D] [-o text|json] [--keep] [-v]
+  ctlab scenarios        list the scenarios
+  ctlab cleanup [--all]  remove lab namespaces (ctl<pid>-*) left by dead runs
+`
+
+// usageError is a command-line mistake: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	err := dispatch(args, stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		if len(args) == 0 {
+			fmt.Fprintf(stderr, "ctlab: %s\n%s", ue.msg, usage)
+		} else {
+			fmt.Fprintf(stderr, "ctlab: %s (ctlab -h for usage)\n", ue.msg)
+		}
+		return 2
+	}
+	// One line: what failed and how to fix it.
+	fmt.Fprintf(stderr, "ctlab: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+	return 1
+}
+
+func dispatch(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"missing command"}
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdout, stderr)
+	case "scenarios":
+		if len(args) > 1 {
+			return usageError{"scenarios takes no arguments"}
+		}
+		return cmdScenarios(stdout)
+	case "cleanup":
+		return cmdCleanup(args[1:], stdout)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	// The flag package would print its error and the defaults on every
+	// mistake; errors are reported in one line by realMain instead, and the
+	// flag list only for -h.
+	// (the flag package calls Usage on errors too, hence a no-op here).
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage+"\nflags of "+fs.Name()+":\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run")
+	scenario := fs.String("scenario", "", "scenario name (see: ctlab scenarios)")
+	lookups := fs.Int("lookups", 100, "number of lookups")
+	endpoints := fs.Int("endpoints", 0, "DNS endpoints (default: the scenario's)")
+	nat := fs.String("nat", "iptables", "how to write the rules: iptables or nft")
+	ipt := fs.String("iptables", "", "iptables binary (default: iptables-legacy, else iptables)")
+	timeout := fs.Duration("timeout", lab.DefaultTimeout, "how long a lookup waits for its replies")
+	output := fs.String("o", "text", "output: text or json")
+	keep := fs.Bool("keep", false, "leave the namespaces in place for inspection (remove later with: ctlab cleanup)")
+	verbose := fs.Bool("v", false, "print progress to stderr")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if *scenario == "" {
+		return usageError{"run needs --scenario NAME"}
+	}
+	sc, err := lab.ScenarioByName(*scenario)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if *lookups < 0 {
+		return usageError{"--lookups must not be negative"}
+	}
+	if *nat != "iptables" && *nat != "nft" {
+		return usageError{fmt.Sprintf("--nat %q: use iptables or nft", *nat)}
+	}
+	if *output != "text" && *output != "json" {
+		return usageError{fmt.Sprintf("-o %q: use text or json", *output)}
+	}
+	if *timeout <= 0 {
+		return usageError{"--timeout must be positive"}
+	}
+	if *endpoints != 0 && sc.FixedEndpoints && *endpoints != sc.Endpoints {
+		return usageError{fmt.Sprintf("scenario %s always has %d endpoint(s)", sc.Name, sc.Endpoints)}
+	}
+	if *endpoints < 0 || *endpoints > lab.MaxEndpoints {
+		return usageError{fmt.Sprintf("--endpoints: use 1 to %d", lab.MaxEndpoints)}
+	}
+
+	// SIGINT/SIGTERM cancel the run; the topology is then removed below.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	opts := lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt, Timeout: *timeout}
+	if *verbose {
+		opts.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, "ctlab: "+f+"\n", a...) }
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	topo, err := lab.Setup(setupCtx, sc, opts)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return errors.New("interrupted during setup (namespaces removed)")
+		}
+		return fmt.Errorf("setting up %s: %w", sc.Name, err)
+	}
+	if *keep {
+		defer fmt.Fprintf(stderr, "ctlab: kept namespaces %s* (ip netns list; remove with: ctlab cleanup)\n", topo.Prefix)
+	} else {
+		defer func() {
+			if cerr := topo.Close(); cerr != nil {
+				fmt.Fprintf(stderr, "ctlab: cleanup: %v (retry with: ctlab cleanup --all)\n", cerr)
+			}
+		}()
+	}
+
+	st, runErr := topo.Lookups(ctx, *lookups)
+	if st.Netns != nil {
+		if *output == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(&st); err != nil {
+				return err
+			}
+		} else if err := st.WriteText(stdout); err != nil {
+			return err
+		}
+	}
+	if runErr != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted after %d lookups", st.Lookups)
+		}
+		return runErr
+	}
+	return nil
+}
+
+func cmdScenarios(stdout io.Writer) error {
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	for _, s := range lab.Scenarios() {
+		fmt.Fprintf(tw, "%s\t%s\n", s.Name, s.Description)
+	}
+	return tw.Flush()
+}
+
+func cmdCleanup(args []string, stdout io.Writer) error {
+	fs := newFlagSet("cleanup")
+	all := fs.Bool("all", false, "also remove namespaces of runs that are still alive (or kept with --keep)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("cleanup needs root: run it as root")
+	}
+	left, err := lab.Leftovers()
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", lab.NetnsDir, err)
+	}
+	removed, err := lab.Cleanup(*all)
+	for _, n := range removed {
+		fmt.Fprintf(stdout, "removed %s\n", n)
+	}
+	if !*all {
+		for _, l := range left {
+			if l.Alive && l.OwnerPid != os.Getpid() {
+				fmt.Fprintf(stdout, "kept %s (run %d still alive; --all removes it)\n", l.Name, l.OwnerPid)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	if len(removed) == 0 {
+		fmt.Fprintln(stdout, "nothing to remove")
+	}
+	return nil
+}

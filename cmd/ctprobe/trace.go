@@ -1,0 +1,331 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer"
+	"github.com/ctprobe/ctprobe/tracer/capture"
+	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/probe"
+	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/stream"
+)
+
+// outputFlags are shared by trace and report.
+type outputFlags struct {
+	format  *string
+	all     *bool
+	noColor *bool
+}
+
+func addOutputFlags(fs interface {
+	String(string, string, string) *string
+	Bool(string, bool, string) *bool
+}) outputFlags {
+	return outputFlags{
+		format:  fs.String("o", "text", "output format: text or json (one JSON object per line, docs/json-schema.md)"),
+		all:     fs.Bool("all", false, "print every probe event, not only race incidents"),
+		noColor: fs.Bool("no-color", false, "never colour the output (colour is used only on a terminal)"),
+	}
+}
+
+func (o outputFlags) renderer(w io.Writer, clock render.Clock) (render.Renderer, error) {
+	if *o.format != "text" && *o.format != "json" {
+		return nil, usageError("-o %q: want text or json", *o.format)
+	}
+	color := false
+	if f, ok := w.(*os.File); ok && !*o.noColor {
+		color = render.IsTerminal(f.Fd())
+	}
+	return render.New(w, *o.format, render.Options{Clock: clock, Color: color})
+}
+
+func runTrace(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("trace")
+	out := addOutputFlags(fs)
+	proto := fs.String("proto", "", "only this protocol (udp, tcp, icmp, ... or a number)")
+	host := fs.String("host", "", "only flows with this address at either end, before or after NAT")
+	port := fs.String("port", "", "only flows with this port at either end, before or after NAT")
+	netns := fs.String("netns", "", "only this network namespace (inode number, as lsns prints it)")
+	pid := fs.String("pid", "", "only conntrack entries created by this process")
+	duration := fs.Duration("duration", 0, "stop after this long (e.g. 30s; 0: until interrupted)")
+	var count uint64
+	fs.Uint64Var(&count, "c", 0, "stop after this many incidents (with --all: events)")
+	fs.Uint64Var(&count, "count", 0, "same as -c")
+	write := fs.String("w", "", "also write every record to this capture file (0600; - for stdout)")
+	quiet := fs.Bool("q", false, "no live output (with -w)")
+	interval := fs.Duration("interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
+	ringSize := fs.Int("ring-size", tracer.DefaultRingSize, "ring buffer size in bytes (a power of two)")
+	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (default mode)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	filter, err := tracer.ParseFilter(*proto, *host, *port, *netns, *pid)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if *ringSize < os.Getpagesize() || *ringSize&(*ringSize-1) != 0 {
+		return usageError("--ring-size %d: want a power of two of at least %d", *ringSize, os.Getpagesize())
+	}
+	if *quiet && *write == "" {
+		return usageError("-q silences live output, so it needs -w FILE to keep anything")
+	}
+	if *duration < 0 || *interval < 0 {
+		return usageError("--duration and --interval must not be negative")
+	}
+	// With the capture on stdout, live output moves to stderr.
+	live := stdout
+	if *write == "-" {
+		live = stderr
+	}
+	if *quiet {
+		live = io.Discard
+	}
+	clock := render.Clock{BootTimeUnixNano: bootTime()}
+	r, err := out.renderer(live, clock)
+	if err != nil {
+		return err
+	}
+	if err := tracer.CheckPrivileges(); err != nil {
+		return err
+	}
+
+	startCounters, err := stream.Snapshot()
+	if err != nil {
+		return err
+	}
+	opts := tracer.Options{Filter: filter, All: *out.all, RingSize: *ringSize, History: *history}
+	t, err := tracer.Open(opts)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	// Wall-clock times only (Round(0) drops the monotonic reading), so that a
+	// report of the capture computes the same durations as this run.
+	start := time.Now().Round(0)
+	if err := r.Plan(renderPlan(t.Plan)); err != nil {
+		return err
+	}
+
+	var w *capture.Writer
+	if *write != "" {
+		hdr := captureHeader(t, opts, clock, start, startCounters)
+		if w, err = capture.Create(*write, hdr); err != nil {
+			return fmt.Errorf("create capture: %w", err)
+		}
+	}
+	p := stream.New(r, *out.all, start)
+	loop := traceLoop{t: t, p: p, w: w, count: count, all: *out.all}
+	if *duration > 0 {
+		loop.deadline = start.Add(*duration)
+	}
+	loop.interval = *interval
+	loop.startCounters = startCounters
+	runErr := loop.run()
+
+	endCounters, err := stream.Snapshot()
+	if err != nil {
+		r.Warning("reading the kernel's counters at the end: " + err.Error())
+	}
+	end := time.Now().Round(0)
+	_, finishErr := p.Finish(end, stream.CounterDelta(startCounters, endCounters))
+	if w != nil {
+		tr := capture.Trailer{EndUnixNano: end.UnixNano(), Counters: endCounters}
+		if err := w.Close(tr); err != nil && runErr == nil {
+			runErr = fmt.Errorf("close capture: %w", err)
+		}
+	}
+	return errors.Join(runErr, finishErr)
+}
+
+// traceLoop reads records until a stop condition, then detaches and drains.
+type traceLoop struct {
+	t             *tracer.Tracer
+	p             *stream.Processor
+	w             *capture.Writer
+	count         uint64
+	all           bool
+	deadline      time.Time
+	interval      time.Duration
+	startCounters []capture.NetnsCounters
+	reported      map[string]uint64 // losses already reported, by source and CPU
+	stop          <-chan struct{}   // closed to stop (selftest); nil for trace
+}
+
+// poll is how often the loop wakes without records, to check signals,
+// deadlines and loss counters.
+const poll = 200 * time.Millisecond
+
+func (l *traceLoop) run() error {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	var rec ringbuf.Record
+	nextInterval := time.Now().Add(l.interval)
+	for {
+		select {
+		case <-sig:
+			return l.drain(&rec)
+		case <-l.stop:
+			return l.drain(&rec)
+		default:
+		}
+		now := time.Now()
+		if !l.deadline.IsZero() && !now.Before(l.deadline) {
+			return l.drain(&rec)
+		}
+		if l.interval > 0 && !now.Before(nextInterval) {
+			nextInterval = now.Add(l.interval)
+			if err := l.reportLosses(); err != nil {
+				return err
+			}
+			counters, _ := stream.Snapshot()
+			if err := l.p.Interval(now, stream.CounterDelta(l.startCounters, counters)); err != nil {
+				return err
+			}
+		}
+		wake := now.Add(poll)
+		if !l.deadline.IsZero() && l.deadline.Before(wake) {
+			wake = l.deadline
+		}
+		l.t.SetDeadline(wake)
+		err := l.t.Read(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if err := l.reportLosses(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if err := l.handle(&rec); err != nil {
+			return err
+		}
+		if l.count > 0 && l.done() {
+			return l.drain(&rec)
+		}
+	}
+}
+
+func (l *traceLoop) done() bool {
+	s := l.p.Stats()
+	if l.all {
+		return s.Records >= l.count
+	}
+	return s.Incidents >= l.count
+}
+
+func (l *traceLoop) handle(rec *ringbuf.Record) error {
+	if l.w != nil {
+		if err := l.w.WriteRecord(monotonicNow(), rec.RawSample); err != nil {
+			return fmt.Errorf("write capture: %w", err)
+		}
+	}
+	return l.p.Record(rec.RawSample)
+}
+
+// drain detaches the probes, so nothing new arrives, then reads what the
+// ring buffer still holds and reports the final loss counts.
+func (l *traceLoop) drain(rec *ringbuf.Record) error {
+	l.t.Detach()
+	for {
+		l.t.SetDeadline(time.Now())
+		err := l.t.Read(rec)
+		if err != nil {
+			break
+		}
+		if err := l.handle(rec); err != nil {
+			return err
+		}
+	}
+	return l.reportLosses()
+}
+
+// reportLosses prints and records loss counters that grew since last time.
+func (l *traceLoop) reportLosses() error {
+	losses, err := l.t.Losses()
+	if err != nil {
+		return err
+	}
+	if l.reported == nil {
+		l.reported = map[string]uint64{}
+	}
+	for _, loss := range losses {
+		key := fmt.Sprintf("%s/%d", loss.Source, loss.CPU)
+		delta := loss.Count - l.reported[key]
+		if delta == 0 {
+			continue
+		}
+		l.reported[key] = loss.Count
+		source := loss.Source
+		if strings.HasPrefix(source, "kretprobe-missed:") {
+			source = "kretprobe-missed"
+		}
+		if l.w != nil {
+			if err := l.w.WriteLost(loss.CPU, delta, source); err != nil {
+				return fmt.Errorf("write capture: %w", err)
+			}
+		}
+		if err := l.p.Lost(render.Lost{Source: source, CPU: loss.CPU, Count: delta}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func renderPlan(plan []tracer.PlanEntry) []render.PlanEntry {
+	out := make([]render.PlanEntry, len(plan))
+	for i, e := range plan {
+		out[i] = render.PlanEntry{Point: e.Point, Function: e.Function, Mode: string(e.Mode), Status: e.Status, Reason: e.Reason}
+	}
+	return out
+}
+
+func captureHeader(t *tracer.Tracer, opts tracer.Options, clock render.Clock, start time.Time, counters []capture.NetnsCounters) capture.Header {
+	host, _ := os.Hostname()
+	mode := "incidents"
+	if opts.All {
+		mode = "all"
+	}
+	plan := make([]capture.PlanEntry, len(t.Plan))
+	for i, e := range t.Plan {
+		plan[i] = capture.PlanEntry{Point: e.Point, Function: e.Function, Mode: string(e.Mode), Status: e.Status, Reason: e.Reason}
+	}
+	return capture.Header{
+		CtprobeVersion:   version,
+		KernelRelease:    t.Kernel.Release,
+		Hostname:         host,
+		BootTimeUnixNano: clock.BootTimeUnixNano,
+		StartUnixNano:    start.UnixNano(),
+		RecordLayout:     probe.RecordLayout,
+		RecordSize:       uint32(event.Size),
+		Plan:             plan,
+		Filters:          opts.Filter.Strings(),
+		Mode:             mode,
+		Counters:         counters,
+		Extra:            map[string]string{"clash_era": t.Kernel.ClashEra()},
+	}
+}
+
+// monotonicNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// bootTime is the wall-clock time of monotonic time 0.
+func bootTime() int64 {
+	return time.Now().UnixNano() - int64(monotonicNow())
+}

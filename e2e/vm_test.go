@@ -1,0 +1,315 @@
+// Package e2e proves ctprobe on a real distribution kernel: it boots a stock
+// Debian kernel under QEMU, provokes races with ctlab while `ctprobe trace`
+// runs, and checks what ctprobe reports against the kernel's own counters.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ctprobe/ctprobe/lab"
+)
+
+// scenarios and how many lookups each gets (about 30 lookups/s under TCG).
+var scenarios = []struct {
+	name    string
+	lookups int
+}{
+	{"endpoints-1", 150},
+	{"endpoints-2", 150},
+	{"nonat", 100},
+	{"ipv6", 100},
+	{"local", 100},
+	{"snat-one-port", 20},
+	{"vxlan-masq", 60},
+}
+
+func repoRoot(t *testing.T) string {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func run(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
+	}
+	return out.String()
+}
+
+// bootLab builds static binaries and an initramfs, boots the VM once for all
+// scenarios and returns the directory holding what the guest wrote.
+func bootLab(t *testing.T) string {
+	if os.Getenv("CTPROBE_E2E") == "" {
+		t.Skip("boots a VM: run with CTPROBE_E2E=1 (make e2e)")
+	}
+	root := repoRoot(t)
+	flavour := os.Getenv("FLAVOUR")
+	if flavour == "" {
+		flavour = "cloud"
+	}
+	tmp := t.TempDir()
+	static := []string{"CGO_ENABLED=0"}
+	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctprobe"), "./cmd/ctprobe")
+	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctlab"), "./cmd/ctlab")
+	lines := strings.Split(strings.TrimSpace(run(t, root, nil, "scripts/vm/fetch-kernel.sh", flavour)), "\n")
+	kdir := lines[len(lines)-1]
+	initrd := filepath.Join(tmp, "initrd.cpio.gz")
+	run(t, root, nil, "scripts/vm/build-initramfs.sh", "--kernel-dir", kdir, "--out", initrd,
+		"--add", filepath.Join(tmp, "ctprobe")+":/bin/ctprobe", "--add", filepath.Join(tmp, "ctlab")+":/bin/ctlab",
+		"--run", "e2e/guest.sh")
+	out := filepath.Join(root, "out", "e2e-"+flavour)
+	args := []string{"--kernel-dir", kdir, "--initrd", initrd, "--out", out, "--timeout", "1500"}
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+		args = append(args, "--env", "LOOKUPS_"+strings.ReplaceAll(s.name, "-", "_")+"="+itoa(s.lookups))
+	}
+	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","))
+	cmd := exec.Command("scripts/vm/run.sh", args...)
+	cmd.Dir = root
+	cmd.Stdout = os.Stdout // the guest's console, live
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("VM run failed: %v (serial log: %s)", err, filepath.Join(out, "serial.log"))
+	}
+	t.Logf("guest output in %s", out)
+	return out
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func TestVMLab(t *testing.T) {
+	out := bootLab(t)
+	t.Run("probes", func(t *testing.T) { checkProbes(t, out) })
+	for _, s := range scenarios {
+		t.Run(s.name, func(t *testing.T) { checkScenario(t, out, s.name) })
+	}
+}
+
+// On a distribution kernel every probe point attaches.
+func checkProbes(t *testing.T, out string) {
+	var probes struct {
+		Kernel    string `json:"kernel"`
+		Traceable bool   `json:"traceable"`
+		Plan      []struct {
+			Point, Function, Mode, Status, Reason string
+		} `json:"plan"`
+	}
+	readJSON(t, filepath.Join(out, "probes.json"), &probes)
+	if !probes.Traceable {
+		t.Fatalf("kernel %s not traceable: %+v", probes.Kernel, probes.Plan)
+	}
+	for _, p := range probes.Plan {
+		if p.Status != "attached" {
+			t.Errorf("%s (%s): %s: %s", p.Point, p.Function, p.Status, p.Reason)
+		}
+	}
+	t.Logf("kernel %s: %+v", probes.Kernel, probes.Plan)
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// jsonLines reads a ctprobe -o json stream: the raw lines and their kinds.
+func jsonLines(t *testing.T, path string) (raw []string, parsed []map[string]any) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 16<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("%s: not JSON: %q", path, sc.Text())
+		}
+		raw = append(raw, sc.Text())
+		parsed = append(parsed, m)
+	}
+	return raw, parsed
+}
+
+type packet struct {
+	PID    uint32 `json:"pid"`
+	Comm   string `json:"comm"`
+	Netns  uint64 `json:"netns"`
+	Socket *struct {
+		Cookie uint64 `json:"cookie"`
+		Port   uint16 `json:"port"`
+	} `json:"socket"`
+	Orig  *struct{ Src, Dst, Proto string } `json:"orig"`
+	Reply *struct{ Src, Dst, Proto string } `json:"reply"`
+}
+
+type incidentLine struct {
+	Race    int     `json:"race"`
+	Outcome string  `json:"outcome"`
+	Reason  string  `json:"reason"`
+	Netns   uint64  `json:"netns"`
+	Winner  *packet `json:"winner"`
+	Loser   *packet `json:"loser"`
+}
+
+func checkScenario(t *testing.T, out, name string) {
+	p := func(suffix string) string { return filepath.Join(out, name+suffix) }
+	if rc := readFile(t, p(".lab.rc")); rc != "0" {
+		t.Fatalf("ctlab exit %s: %s", rc, readFile(t, p(".lab.err")))
+	}
+	if rc := readFile(t, p(".trace.rc")); rc != "0" {
+		t.Fatalf("ctprobe trace exit %s: %s", rc, readFile(t, p(".trace.err")))
+	}
+	var stats lab.Stats
+	readJSON(t, p(".lab.json"), &stats)
+	raw, lines := jsonLines(t, p(".trace.jsonl"))
+
+	var incidents []incidentLine
+	for i, m := range lines {
+		switch m["kind"] {
+		case "incident":
+			var inc incidentLine
+			if err := json.Unmarshal([]byte(raw[i]), &inc); err != nil {
+				t.Fatal(err)
+			}
+			incidents = append(incidents, inc)
+		case "lost":
+			t.Errorf("ctprobe lost records: %s", raw[i])
+		}
+	}
+
+	// The kernel's counters, per namespace, over the lookups, against what
+	// ctprobe explained in that namespace.
+	var kernelClashes, kernelDrops uint64
+	for _, ns := range stats.Netns {
+		var resolved, dropped uint64
+		for _, inc := range incidents {
+			if inc.Netns != ns.Inode {
+				continue
+			}
+			if inc.Outcome == "dropped" {
+				dropped++
+			} else {
+				resolved++
+			}
+		}
+		d := ns.Delta
+		if !d.HasClashResolve {
+			t.Fatalf("kernel has no clash_resolve counter; this test expects 5.10+")
+		}
+		if resolved != d.ClashResolve || dropped != d.InsertFailed || dropped != d.Drop {
+			t.Errorf("netns %s (%s, %d): ctprobe %d settled + %d dropped; kernel clash_resolve %d, insert_failed %d, drop %d",
+				ns.Role, ns.Name, ns.Inode, resolved, dropped, d.ClashResolve, d.InsertFailed, d.Drop)
+		}
+		kernelClashes += d.ClashResolve + d.InsertFailed
+		kernelDrops += d.Drop
+	}
+	t.Logf("%s: %d lookups, %d incidents, kernel clashes %d (drops %d)", name, stats.Lookups, len(incidents), kernelClashes, kernelDrops)
+	if len(incidents) != int(kernelClashes) {
+		t.Errorf("%d incidents in all, kernel counted %d clashes in the lab's namespaces", len(incidents), kernelClashes)
+	}
+	if kernelClashes == 0 {
+		t.Fatalf("no clash in %d lookups: nothing was proven", stats.Lookups)
+	}
+
+	cookies := map[uint64]bool{}
+	for _, s := range stats.Sockets {
+		cookies[s.Cookie] = true
+	}
+	races := map[int]int{}
+	for _, inc := range incidents {
+		races[inc.Race]++
+		for role, pk := range map[string]*packet{"loser": inc.Loser, "winner": inc.Winner} {
+			if pk == nil {
+				t.Errorf("incident without %s: %+v", role, inc)
+				continue
+			}
+			if pk.PID != uint32(stats.Pid) {
+				t.Errorf("%s pid %d (%s), want ctlab's %d", role, pk.PID, pk.Comm, stats.Pid)
+			}
+			if pk.Socket == nil || (len(cookies) > 0 && !cookies[pk.Socket.Cookie]) {
+				t.Errorf("%s socket %+v is not one of ctlab's", role, pk.Socket)
+			}
+			if pk.Orig == nil || pk.Reply == nil || pk.Orig.Src == "" || pk.Reply.Src == "" {
+				t.Errorf("%s lacks tuples: %+v", role, pk)
+			}
+		}
+	}
+	t.Logf("%s: races %v", name, races)
+	switch name {
+	case "endpoints-1":
+		if races[3] != 0 {
+			t.Errorf("one endpoint cannot give race 3, got %d", races[3])
+		}
+	case "endpoints-2", "ipv6":
+		if races[3] == 0 {
+			t.Errorf("two endpoints gave no race 3 in %d incidents", len(incidents))
+		}
+	case "snat-one-port":
+		if races[4] != len(incidents) || kernelDrops == 0 {
+			t.Errorf("SNAT to one port must give only race 4 drops: %v, drops %d", races, kernelDrops)
+		}
+	}
+	if races[0] != 0 {
+		t.Errorf("%d incidents unclassified", races[0])
+	}
+
+	// The report of the capture equals the live output.
+	if rc := readFile(t, p(".report.rc")); rc != "0" {
+		t.Fatalf("ctprobe report exit %s: %s", rc, readFile(t, p(".report.err")))
+	}
+	replayRaw, replay := jsonLines(t, p(".report.jsonl"))
+	if got, want := comparable(replayRaw, replay), comparable(raw, lines); !slices.Equal(got, want) {
+		t.Errorf("report differs from the live run: %d vs %d incident/summary lines", len(got), len(want))
+	}
+}
+
+// comparable keeps the lines whose content does not depend on when they were
+// printed: incidents, events and the final summary.
+func comparable(raw []string, lines []map[string]any) []string {
+	var out []string
+	for i, m := range lines {
+		switch m["kind"] {
+		case "incident", "event", "summary":
+			out = append(out, raw[i])
+		}
+	}
+	return out
+}

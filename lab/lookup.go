@@ -1,0 +1,381 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"golang.org/x/sys/unix"
+)
+
+// PerType counts queries by type.
+type PerType struct {
+	A    int `json:"a"`
+	AAAA int `json:"aaaa"`
+}
+
+func (p *PerType) add(qtype uint16) {
+	if qtype == TypeA {
+		p.A++
+	} else {
+		p.AAAA++
+	}
+}
+
+// SimultaneousWindow is how close two sends must start to count as
+// simultaneous: about the time a packet takes from send() to the node's
+// conntrack confirm on a real machine, so a lookup outside it can hardly race.
+const SimultaneousWindow = 100 * time.Microsecond
+
+// Total is A + AAAA.
+func (p PerType) Total() int { return p.A + p.AAAA }
+
+// NetnsStats is one namespace's conntrack counters over a run.
+type NetnsStats struct {
+	Netns
+	Before kstat.Counters `json:"before"`
+	After  kstat.Counters `json:"after"`
+	Delta  kstat.Counters `json:"delta"`
+}
+
+// Socket is one client socket of a run.
+type Socket struct {
+	Client string `json:"client"` // netns role
+	Cookie uint64 `json:"cookie"` // SO_COOKIE, 0 if unsupported
+	Port   uint16 `json:"port"`   // local (source) port
+}
+
+// Stats is the result of a run of lookups.
+type Stats struct {
+	Scenario  string         `json:"scenario"`
+	Path      string         `json:"path"`
+	Family    int            `json:"family"`
+	NAT       string         `json:"nat"`
+	RuleTool  string         `json:"rule_tool"`
+	Endpoints int            `json:"endpoints"`
+	Target    netip.AddrPort `json:"target"`
+	Kernel    string         `json:"kernel"`
+	Timeout   time.Duration  `json:"timeout_ns"`
+
+	// Racing: A and AAAA are sent at once from two threads on one socket;
+	// false in snat-one-port, whose two pods send one after the other.
+	Racing    bool    `json:"racing"`
+	Requested int     `json:"requested"`
+	Lookups   int     `json:"lookups"` // completed
+	Answered  PerType `json:"answered"`
+	Lost      PerType `json:"lost"`
+	// Split counts lookups whose two answers came from different endpoints
+	// (race 3's precondition; a DNAT endpoint per conntrack entry).
+	Split int `json:"split_endpoints"`
+	// Served is how many queries each endpoint answered during the run
+	// (dns1 first). A query dropped by conntrack never reaches one.
+	Served []uint64 `json:"served"`
+	// Simultaneous counts lookups whose two sends started within
+	// SimultaneousWindow of each other, and MedianSkew is the median gap:
+	// a run without clashes and without simultaneous sends says the CPUs
+	// were busy elsewhere, not that the kernel has no race.
+	Simultaneous int           `json:"simultaneous_sends"`
+	MedianSkew   time.Duration `json:"median_send_skew_ns"`
+	skews        []time.Duration
+	Duration     time.Duration `json:"duration_ns"`
+	Rate         float64       `json:"lookups_per_second"`
+
+	// Who sent: the lab runs in-process, so the client is this process;
+	// TIDs are the sending threads.
+	Pid  int    `json:"pid"`
+	Comm string `json:"comm"`
+	TIDs []int  `json:"tids"`
+	Pids []int  `json:"pids"`
+
+	Netns   []NetnsStats `json:"netns"`
+	Sockets []Socket     `json:"sockets,omitempty"`
+}
+
+// NetnsByRole returns the stats of the netns with a role, or nil.
+func (s *Stats) NetnsByRole(role string) *NetnsStats {
+	for i := range s.Netns {
+		if s.Netns[i].Role == role {
+			return &s.Netns[i]
+		}
+	}
+	return nil
+}
+
+func randID() uint16 { return uint16(rand.Uint32()) }
+
+func writeFd(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return n, err
+	}
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+func processComm() string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Lookups performs k lookups and reports the answers and, for every netns of
+// the topology, the conntrack counters before and after. It stops early when
+// ctx ends and then returns what it has with ctx's error.
+//
+// A lookup in the race scenarios: a new UDP socket in the client netns,
+// connect()ed to the target, and the A and AAAA queries sent at the same
+// instant from two threads (a spin barrier); then both replies are awaited up
+// to Options.Timeout. In snat-one-port: the node's conntrack table is flushed
+// (so the single SNAT port is free again), the first pod sends A and waits
+// for the answer, then the second pod sends AAAA, whose reply tuple is now
+// taken.
+func (t *Topology) Lookups(ctx context.Context, k int) (Stats, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return Stats{}, errors.New("lab topology is closed")
+	}
+	if k < 0 {
+		return Stats{}, fmt.Errorf("lookups %d: must not be negative", k)
+	}
+	st := Stats{
+		Scenario: t.Scenario.Name, Path: t.Scenario.Path, Family: t.Scenario.Family,
+		NAT: t.Options.NAT, RuleTool: t.RuleBin, Endpoints: t.endpoints, Target: t.Target,
+		Kernel: kernelRelease(), Timeout: t.Options.Timeout, Requested: k, Racing: !t.Scenario.sequential,
+		Pid: os.Getpid(), Comm: processComm(), Pids: []int{os.Getpid()},
+	}
+	for _, s := range t.senders {
+		st.TIDs = append(st.TIDs, s.tid)
+	}
+	before, err := t.Counters()
+	if err != nil {
+		return st, fmt.Errorf("reading conntrack counters: %w", err)
+	}
+	for _, r := range t.responders {
+		st.Served = append(st.Served, r.answered.Load())
+	}
+	start := time.Now()
+	var runErr error
+	for i := 0; i < k; i++ {
+		if err := ctx.Err(); err != nil {
+			runErr = err
+			break
+		}
+		if t.Scenario.sequential {
+			err = t.sequentialLookup(&st)
+		} else {
+			err = t.racingLookup(&st)
+		}
+		if err != nil {
+			runErr = fmt.Errorf("lookup %d: %w", i+1, err)
+			break
+		}
+		st.Lookups++
+	}
+	st.Duration = time.Since(start)
+	if len(st.skews) > 0 {
+		slices.Sort(st.skews)
+		st.MedianSkew = st.skews[len(st.skews)/2]
+	}
+	if st.Duration > 0 {
+		st.Rate = float64(st.Lookups) / st.Duration.Seconds()
+	}
+	for i, r := range t.responders {
+		st.Served[i] = r.answered.Load() - st.Served[i]
+	}
+	after, err := t.Counters()
+	if err != nil {
+		return st, errors.Join(runErr, fmt.Errorf("reading conntrack counters: %w", err))
+	}
+	for i := range before {
+		st.Netns = append(st.Netns, NetnsStats{
+			Netns:  *before[i].Netns,
+			Before: before[i].Counters,
+			After:  after[i].Counters,
+			Delta:  after[i].Counters.Sub(before[i].Counters),
+		})
+	}
+	return st, runErr
+}
+
+func (t *Topology) racingLookup(st *Stats) error {
+	s0, s1 := t.senders[0], t.senders[1]
+	var cs *clientSocket
+	if err := s0.do(func() (err error) { cs, err = newClientSocket(t.Target); return }); err != nil {
+		return err
+	}
+	leak := false
+	defer func() {
+		// A thread that missed its deadline may still write to the fd
+		// later; closing it could let that write hit a reused fd number.
+		if !leak {
+			cs.Close()
+		}
+	}()
+	st.Sockets = append(st.Sockets, Socket{Client: s0.ns.Role, Cookie: cs.cookie, Port: cs.port})
+
+	idA := randID()
+	idAAAA := idA + 1 + uint16(rand.IntN(0xfffe)) // distinct, as glibc's are
+	qA, err := BuildQuery(idA, t.Options.Name, TypeA)
+	if err != nil {
+		return err
+	}
+	qAAAA, err := BuildQuery(idAAAA, t.Options.Name, TypeAAAA)
+	if err != nil {
+		return err
+	}
+
+	var (
+		arrived atomic.Int32
+		sentAt  [2]time.Time // each written by one thread, read after <-sent
+	)
+	spinUntil := time.Now().Add(time.Second)
+	// A send error (say ENETUNREACH) shows up as a lost query, not as a
+	// failure of the lab, so the threads only report that they are done.
+	sent := make(chan struct{}, 2)
+	send := func(q []byte, at *time.Time) func() {
+		return func() {
+			defer func() { sent <- struct{}{} }()
+			spinBarrier(&arrived, 2, spinUntil)
+			*at = time.Now()
+			writeFd(cs.fd, q)
+		}
+	}
+	if err := s0.post(send(qA, &sentAt[0])); err != nil {
+		return err
+	}
+	if err := s1.post(send(qAAAA, &sentAt[1])); err != nil {
+		// s0 is spinning; it gives up at spinUntil and sends alone.
+		leak = true
+		return err
+	}
+	wait := time.NewTimer(jobTimeout)
+	defer wait.Stop()
+	for i := 0; i < 2; i++ {
+		select {
+		case <-sent:
+		case <-wait.C:
+			leak = true
+			return errors.New("client threads did not send within 5s")
+		}
+	}
+
+	skew := sentAt[0].Sub(sentAt[1]).Abs()
+	st.skews = append(st.skews, skew)
+	if skew < SimultaneousWindow {
+		st.Simultaneous++
+	}
+
+	want := map[uint16]uint16{idA: TypeA, idAAAA: TypeAAAA}
+	got := awaitReplies(cs.fd, want, time.Now().Add(t.Options.Timeout))
+	for id, qtype := range map[uint16]uint16{idA: TypeA, idAAAA: TypeAAAA} {
+		if _, ok := got[id]; ok {
+			st.Answered.add(qtype)
+		} else {
+			st.Lost.add(qtype)
+		}
+	}
+	if ra, ok := got[idA]; ok {
+		if rb, ok := got[idAAAA]; ok && ra.endpoint != rb.endpoint {
+			st.Split++
+		}
+	}
+	return nil
+}
+
+func (t *Topology) sequentialLookup(st *Stats) error {
+	if err := t.flusher.Flush(); err != nil {
+		return err
+	}
+	for i, qtype := range []uint16{TypeA, TypeAAAA} {
+		s := t.senders[i]
+		var cs *clientSocket
+		if err := s.do(func() (err error) { cs, err = newClientSocket(t.Target); return }); err != nil {
+			return err
+		}
+		st.Sockets = append(st.Sockets, Socket{Client: s.ns.Role, Cookie: cs.cookie, Port: cs.port})
+		id := randID()
+		q, err := BuildQuery(id, t.Options.Name, qtype)
+		if err != nil {
+			cs.Close()
+			return err
+		}
+		answered := false
+		if _, err := writeFd(cs.fd, q); err == nil {
+			got := awaitReplies(cs.fd, map[uint16]uint16{id: qtype}, time.Now().Add(t.Options.Timeout))
+			answered = len(got) == 1
+		}
+		cs.Close()
+		if answered {
+			st.Answered.add(qtype)
+		} else {
+			st.Lost.add(qtype)
+		}
+	}
+	return nil
+}
+
+// WriteText prints the stats as a readable report.
+func (s *Stats) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fam := "IPv4"
+	if s.Family == 6 {
+		fam = "IPv6"
+	}
+	fmt.Fprintf(&b, "scenario   %s (%s, %s, nat %s via %s, %d endpoint(s), target %s)\n",
+		s.Scenario, s.Path, fam, s.NAT, s.RuleTool, s.Endpoints, s.Target)
+	fmt.Fprintf(&b, "kernel     %s\n", s.Kernel)
+	fmt.Fprintf(&b, "client     pid %d (%s), threads %v\n", s.Pid, s.Comm, s.TIDs)
+	fmt.Fprintf(&b, "lookups    %d of %d in %v (%.0f/s), reply timeout %v\n",
+		s.Lookups, s.Requested, s.Duration.Round(time.Millisecond), s.Rate, s.Timeout)
+	fmt.Fprintf(&b, "answered   A %d  AAAA %d\n", s.Answered.A, s.Answered.AAAA)
+	fmt.Fprintf(&b, "lost       A %d  AAAA %d\n", s.Lost.A, s.Lost.AAAA)
+	fmt.Fprintf(&b, "served     %v queries by endpoint (dns1 first)\n", s.Served)
+	if s.Racing {
+		fmt.Fprintf(&b, "together   %d lookups sent A and AAAA within %v of each other (median gap %v)\n",
+			s.Simultaneous, SimultaneousWindow, s.MedianSkew)
+	}
+	if s.Endpoints > 1 {
+		fmt.Fprintf(&b, "split      %d lookups answered by two different endpoints\n", s.Split)
+	}
+	b.WriteString("\nconntrack counters per netns (delta over the run; entries = now):\n")
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "netns\trole\tinode\tentries\tclash_resolve\tinsert_failed\tdrop\tfound\tinvalid\tearly_drop\tchaintoolong\t")
+	for _, n := range s.Netns {
+		d := n.Delta
+		clash, chain := fmt.Sprint(d.ClashResolve), fmt.Sprint(d.ChainTooLong)
+		if !d.HasClashResolve {
+			clash = "n/a"
+		}
+		if !d.HasChainTooLong {
+			chain = "n/a"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
+			n.Name, n.Role, n.Inode, d.Entries, clash, d.InsertFailed, d.Drop, d.Found, d.Invalid, d.EarlyDrop, chain)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,102 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"golang.org/x/sys/unix"
+)
+
+// responder is a minimal DNS server on port 53 of one endpoint netns.
+type responder struct {
+	index    int // endpoint number, 1-based; sent as the answer's TTL
+	conn     net.PacketConn
+	wg       sync.WaitGroup
+	answered atomic.Uint64
+}
+
+// startResponder binds [::]:53 (dual stack; 0.0.0.0:53 on a kernel without
+// IPv6) in ns. The socket is created on a thread inside ns, which fixes its
+// netns for life; it is then served through Go's poller from any thread.
+func startResponder(ns *Netns, index int) (*responder, error) {
+	fd := -1
+	err := kstat.InNetns(ns.Path, func() error {
+		s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err == nil {
+			if err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err == nil {
+				err = unix.Bind(s, &unix.SockaddrInet6{Port: 53})
+			}
+			if err != nil {
+				unix.Close(s)
+				return fmt.Errorf("bind [::]:53: %w", err)
+			}
+			fd = s
+			return nil
+		}
+		if !errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("socket: %w", err)
+		}
+		s, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		if err := unix.Bind(s, &unix.SockaddrInet4{Port: 53}); err != nil {
+			unix.Close(s)
+			return fmt.Errorf("bind 0.0.0.0:53: %w", err)
+		}
+		fd = s
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("DNS responder in netns %s: %w", ns.Name, err)
+	}
+	f := os.NewFile(uintptr(fd), "dns")
+	conn, err := net.FilePacketConn(f) // dups the fd
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("DNS responder in netns %s: %w", ns.Name, err)
+	}
+	r := &responder{index: index, conn: conn}
+	r.wg.Add(1)
+	go r.serve()
+	return r, nil
+}
+
+func (r *responder) serve() {
+	defer r.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := r.conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue // e.g. a transient ICMP error reported on the socket
+		}
+		q, err := ParseMessage(buf[:n])
+		if err != nil || q.Response() {
+			continue
+		}
+		// The TTL carries the endpoint number: the client sees every
+		// answer coming from the ClusterIP (the reply is un-DNATed), and
+		// this is how it learns which endpoint answered.
+		resp, err := BuildResponse(&q, uint32(r.index))
+		if err != nil {
+			continue
+		}
+		// Count before sending: once the client holds a reply, the count
+		// already includes it, so a snapshot taken after a lookup is exact.
+		r.answered.Add(1)
+		r.conn.WriteTo(resp, from)
+	}
+}
+
+func (r *responder) Close() {
+	r.conn.Close()
+	r.wg.Wait()
+}

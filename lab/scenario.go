@@ -1,0 +1,136 @@
+// Package lab builds Kubernetes-like topologies in network namespaces (veth
+// links, NAT rules written the way kube-proxy writes them), sends DNS lookups
+// the way glibc and musl do (A and AAAA at once from one socket) and reports
+// what the kernel's conntrack counters did in every namespace it created.
+//
+// It provokes the conntrack insertion races of the "DNS lookups take 5
+// seconds" bug (see shared/kernel-facts.md §4 and §5): races 1 and 3 through
+// DNAT to one or more random endpoints, and race 4 (a reply-tuple clash)
+// deterministically through SNAT to a single port.
+//
+// Everything needs root. Namespaces are named ctl<pid>-<n>-<role>, so runs
+// never collide and leftovers of dead runs can be found (Cleanup).
+package lab
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Client placement.
+const (
+	// PathForwarded: the client is a pod; its packets reach the node's
+	// PREROUTING (DNAT there, in softirq).
+	PathForwarded = "forwarded"
+	// PathLocal: the client is a socket in the node netns; DNAT happens in
+	// OUTPUT, in the sending task's context.
+	PathLocal = "local"
+)
+
+type natKind int
+
+const (
+	natService     natKind = iota // kube-proxy ClusterIP DNAT
+	natNone                       // no NAT; a ct state new rule keeps conntrack on
+	natSNATOnePort                // node SNAT to one ip:port (race 4)
+)
+
+// Scenario is one lab experiment.
+type Scenario struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Expect says what the kernel should show, in words.
+	Expect string `json:"expect"`
+	// Endpoints is the default number of DNS endpoints.
+	Endpoints int `json:"endpoints"`
+	// FixedEndpoints: Options.Endpoints may not change the count.
+	FixedEndpoints bool   `json:"fixed_endpoints"`
+	Family         int    `json:"family"` // 4 or 6
+	Path           string `json:"path"`   // PathForwarded or PathLocal
+
+	nat natKind
+	// sequential: one query per client, one client after the other (race 4),
+	// instead of two threads racing on one socket.
+	sequential bool
+	// overlay: the endpoints sit behind a second node reached over VXLAN.
+	overlay           bool
+	masqueradeAll     bool
+	legacyPostrouting bool
+}
+
+var scenarios = []Scenario{
+	{
+		Name:           "endpoints-1",
+		Description:    "pod -> ClusterIP DNAT to one endpoint; A and AAAA race on one socket",
+		Expect:         "race 1 (identical tuples): clash_resolve > 0 in the node, merged, no lost replies on 4.19+",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natService,
+	},
+	{
+		Name:        "endpoints-2",
+		Description: "pod -> ClusterIP DNAT to two random endpoints (statistic random); A and AAAA race",
+		Expect:      "race 1 + race 3: clash_resolve > 0 in the node (merge or reply-only insert), no lost replies on 5.6+",
+		Endpoints:   2,
+		Family:      4, Path: PathForwarded, nat: natService,
+	},
+	{
+		Name:           "nonat",
+		Description:    "pod -> DNS pod directly through the node, no NAT; a ct state new rule keeps conntrack on",
+		Expect:         "race 1 without NAT: clash_resolve > 0 in the node, no lost replies",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natNone,
+	},
+	{
+		Name:        "ipv6",
+		Description: "endpoints-2 over IPv6 (ip6tables / nft ip6): pod -> [fd00:96::10]:53",
+		Expect:      "races 1 + 3 over IPv6: clash_resolve > 0 in the node, no lost replies on 5.6+",
+		Endpoints:   2,
+		Family:      6, Path: PathForwarded, nat: natService,
+	},
+	{
+		Name:        "local",
+		Description: "a socket in the node netns -> ClusterIP: OUTPUT DNAT in the sender's context",
+		Expect:      "races 1 + 3 at LOCAL_OUT: clash_resolve > 0 in the node, no lost replies on 5.6+",
+		Endpoints:   2,
+		Family:      4, Path: PathLocal, nat: natService,
+	},
+	{
+		Name:           "snat-one-port",
+		Description:    "two pods query one DNS pod in turn through a node SNAT to 10.244.2.254:40000 (a one-port range)",
+		Expect:         "race 4, deterministic: the second pod's query is dropped at confirm every lookup: insert_failed and drop +1 per lookup on every kernel",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natSNATOnePort, sequential: true,
+	},
+	{
+		Name:        "vxlan-masq",
+		Description: "pod -> ClusterIP on node1, endpoints on node2 across VXLAN; pre-1.19 kube-proxy masquerade (--masquerade-all, --random-fully) keeps the mark, so the encapsulated packet is masqueraded again",
+		Expect:      "double SNAT (seed vxlan-double-snat): clashes resolved in node1; lost replies would be the old checksum bug",
+		Endpoints:   2,
+		Family:      4, Path: PathForwarded, nat: natService,
+		overlay: true, masqueradeAll: true, legacyPostrouting: true,
+	},
+}
+
+// Scenarios returns every scenario, in a stable order.
+func Scenarios() []Scenario {
+	out := make([]Scenario, len(scenarios))
+	copy(out, scenarios)
+	return out
+}
+
+// ScenarioByName finds a scenario.
+func ScenarioByName(name string) (Scenario, error) {
+	for _, s := range scenarios {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	names := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		names[i] = s.Name
+	}
+	return Scenario{}, fmt.Errorf("unknown scenario %q (one of: %s)", name, strings.Join(names, ", "))
+}

@@ -1,0 +1,363 @@
+package incident
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/ctprobe/ctprobe/tracer/event"
+)
+
+// OutcomeUnknown is reported when the loser's confirm was never seen (its
+// record was lost) but nf_ct_resolve_clash proved a clash happened.
+const OutcomeUnknown Outcome = "unknown"
+
+// NATStep is one nf_nat_setup_info (or get_unique_tuple) binding of a ct,
+// with both tuples in REPLY direction.
+type NATStep struct {
+	Seen          bool
+	Time          uint64
+	Before, After event.Tuple // REPLY tuple before and after the binding
+	Range         event.NATRange
+}
+
+// Evidence is everything classification looks at for one clash, however
+// it was collected (live --all stream, incident-mode replay, tuple lookup).
+type Evidence struct {
+	// The loser's __nf_conntrack_confirm (HaveConfirm false: it was lost,
+	// and OL/RL come from the loser's other events, RL possibly zero).
+	HaveConfirm bool
+	Verdict     uint32
+	CT, OtherCT uint64      // L, and the ct on the skb afterwards
+	Status      uint64      // status of OtherCT afterwards
+	OL, RL      event.Tuple // L's ORIGINAL and REPLY (after NAT)
+	LSrcNAT     NATStep     // L's SRC manip binding, if seen
+
+	// The winner. W is 0 when unknown; WTuples says whether OW and RW
+	// (REPLY after NAT) are known, WFrom where they came from.
+	W          uint64
+	WTuples    bool
+	OW, RW     event.Tuple
+	WFrom      string
+	WConfirmed uint64 // time W's confirm returned, 0 if unseen
+
+	// nf_ct_resolve_clash: the direction of W's node that matched (0
+	// ORIGINAL, 1 REPLY), -1 when not seen; and the winner it named.
+	ClashDir    int
+	ClashWinner uint64
+}
+
+// Result is what Classify concludes.
+type Result struct {
+	Race    RaceType
+	Outcome Outcome
+	Reason  string
+}
+
+// OutcomeOf reads a confirm's result (kernel-facts §4.2 step 3): a verdict
+// other than NF_ACCEPT is a drop; another ct on the skb afterwards is a merge
+// into it; IPS_NAT_CLASH on the same ct is a reply-only insert. race is
+// false for a normal insert.
+func OutcomeOf(verdict uint32, ct, after, status uint64) (o Outcome, race bool) {
+	switch {
+	case verdict != event.VerdictAccept:
+		return OutcomeDropped, true
+	case after != ct && after != 0:
+		return OutcomeMerged, true
+	case status&event.StatusNATClash != 0:
+		return OutcomeNATClash, true
+	}
+	return "", false
+}
+
+// Classify names the race of one clash (kernel-facts §4.1, §4.2):
+//
+//	outcome    tuples                               race
+//	any        W or W's tuples unknown              0 (Reason says what is missing)
+//	merged     O_L == O_W, R_L == R_W               1 (Reason notes an R2 ordering the same-origin rule defused)
+//	merged     O_L == R_W, R_L == O_W               5
+//	merged     O equal, R differ (pre-6.12 "W has no NAT" merge)  2 if L's source moved, else 3 if the endpoint differs, else 2
+//	nat-clash  O equal, R_L.src != R_W.src          3
+//	nat-clash  O equal, same endpoint, R_L.dst != R_W.dst  2 (NAT gave L another source port/address)
+//	dropped    O equal, R equal                     1 (pre-4.19 with NAT, or no allow_clash)
+//	dropped    O equal, L's source port moved       2 (no same-origin rule: ≤4.20, early 4.19.y)
+//	dropped    O equal, R_L.src != R_W.src          3 (≤5.5)
+//	dropped    O equal, same endpoint, R differ     2 (NAT changed L's source address)
+//	dropped    O_L == R_W, R_L == O_W               5
+//	dropped    O differ, R_L == R_W                 4 (CLASH dir 1 is direct evidence)
+//	unknown    (confirm lost) by tuples alone, in the order 1, 5, 3, 2, 4
+//	any other combination                           0
+func Classify(e *Evidence) Result {
+	res := Result{Outcome: OutcomeUnknown}
+	var why reason
+	if e.HaveConfirm {
+		if o, race := OutcomeOf(e.Verdict, e.CT, e.OtherCT, e.Status); race {
+			res.Outcome = o
+		} else {
+			why.add("the confirm was a normal insert")
+		}
+	} else {
+		why.add("the loser's confirm event was lost")
+	}
+	if e.W == 0 {
+		why.add("winner unknown")
+		switch {
+		case res.Outcome == OutcomeDropped && e.ClashDir < 0:
+			why.add("no nf_ct_resolve_clash event and no confirmed entry with the loser's tuples: an insert failure without a partner (dying ct, chain too long, extension invalid) or the clash probe is not attached (inlined on ≤5.5)")
+		case res.Outcome == OutcomeNATClash:
+			why.add("a reply-only insert means O_W == O_L and R_W != R_L (race 2 or 3)")
+		}
+		res.Reason = why.String()
+		return res
+	}
+	if !e.RL.Src.IsValid() {
+		why.add("the loser's reply tuple is unknown")
+		res.Reason = why.String()
+		return res
+	}
+	if !e.WTuples {
+		why.addf("winner %#x's tuples not seen", e.W)
+		if res.Outcome == OutcomeMerged {
+			why.add("a merge needs identical tuples (race 1) or, on 6.12+, reversed ones (race 5)")
+		}
+		res.Reason = why.String()
+		return res
+	}
+
+	sameO := e.OL == e.OW
+	sameR := e.RL == e.RW
+	reverse := e.OL == e.RW && e.RL == e.OW
+	endpointDiffers := !sameEndpoint(e.RL, e.RW)
+	lMoved := sourceMoved(e.OL, e.RL)
+	wHoldsPort := replySourcePort(e.RW) == e.OL.SrcPort
+	proto := event.ProtoName(e.OL.Proto)
+
+	switch res.Outcome {
+	case OutcomeUnknown:
+		// Only nf_ct_resolve_clash was seen: name the race by its tuples.
+		switch {
+		case sameO && sameR:
+			res.Race = RaceIdentical
+		case reverse:
+			res.Race = RaceReverse
+		case sameO && endpointDiffers:
+			res.Race = RaceEndpoints
+		case sameO:
+			res.Race = RaceNATPort
+		case sameR:
+			res.Race = RaceSNATPort
+		}
+		if res.Race != RaceUnknown {
+			why.add("race named from the tuples alone")
+		}
+	case OutcomeMerged:
+		switch {
+		case sameO && sameR:
+			res.Race = RaceIdentical
+			why.add("identical tuples: merged into the winner (clash resolution, 4.19+)")
+			if lMoved {
+				why.addf("NAT moved both to source %s, so the move did not cause the clash", replySource(e.RL))
+			}
+			if e.LSrcNAT.Seen && e.WConfirmed != 0 && e.WConfirmed < e.LSrcNAT.Time && !lMoved {
+				why.addf("race 2 ordering defused: the winner was confirmed %s before the loser's SRC NAT binding, and the same-origin rule (4e35c1cb9460, 5.0+) kept source port %d", dur(e.LSrcNAT.Time-e.WConfirmed), e.OL.SrcPort)
+			}
+		case reverse:
+			res.Race = RaceReverse
+			why.add("reverse collision: the loser's ORIGINAL is the winner's REPLY (both peers sent at once); merged (6.12+ reverse clash resolution, or the pre-6.12 merge of a winner without NAT)")
+		case sameO:
+			res.Race, why = natOrEndpoint(e, lMoved, endpointDiffers, wHoldsPort, why)
+			why.add("merged although the reply tuples differ: the pre-6.12 merge of a winner without NAT")
+		default:
+			why.add("merged, but the tuples of loser and winner are unrelated")
+		}
+	case OutcomeNATClash:
+		switch {
+		case sameO && !sameR && endpointDiffers:
+			res.Race = RaceEndpoints
+			why.addf("different DNAT endpoints (loser %s, winner %s): inserted reply-only with IPS_NAT_CLASH (5.6+)", replySource(e.RL), replySource(e.RW))
+			if lMoved {
+				why.addf("NAT also moved the loser's source port %d→%d", e.OL.SrcPort, replySourcePort(e.RL))
+			}
+		case sameO && !sameR:
+			res.Race = RaceNATPort
+			why.add(natChangeText(e, lMoved, wHoldsPort))
+			why.add("inserted reply-only with IPS_NAT_CLASH (5.6+)")
+		case sameO && sameR:
+			why.add("identical tuples should have merged, not been inserted reply-only")
+		default:
+			why.add("reply-only insert, but the ORIGINAL tuples differ")
+		}
+	case OutcomeDropped:
+		switch {
+		case sameO && sameR:
+			res.Race = RaceIdentical
+			if allowsClash(e.OL.Proto) {
+				why.addf("identical tuples, dropped: %s clash resolution needs 4.19+ when NAT is active (or the winner was dying)", proto)
+			} else {
+				why.addf("identical tuples, dropped: %s conntrack does not resolve clashes", proto)
+			}
+		case sameO && lMoved && wHoldsPort:
+			res.Race = RaceNATPort
+			why.add(natChangeText(e, lMoved, wHoldsPort))
+			why.add("dropped: the kernel lacks the same-origin rule (4e35c1cb9460; ≤4.20 and early 4.19.y)")
+			if endpointDiffers {
+				why.addf("the DNAT endpoints differ too (loser %s, winner %s)", replySource(e.RL), replySource(e.RW))
+			}
+		case sameO && endpointDiffers:
+			res.Race = RaceEndpoints
+			why.addf("different DNAT endpoints (loser %s, winner %s), dropped: reply-only insertion needs 5.6+", replySource(e.RL), replySource(e.RW))
+			if !allowsClash(e.OL.Proto) {
+				why.addf("and %s conntrack does not resolve clashes", proto)
+			}
+		case sameO:
+			res.Race = RaceNATPort
+			why.add(natChangeText(e, lMoved, wHoldsPort))
+			why.add("dropped")
+		case reverse:
+			res.Race = RaceReverse
+			why.addf("reverse collision: the loser's ORIGINAL is the winner's REPLY (both peers sent at once), dropped (%s; reverse merge needs 6.12+)", proto)
+		case sameR:
+			res.Race = RaceSNATPort
+			why.addf("different flows with one reply tuple: both were given %s (SNAT port collision); dropped on every kernel", replyDestination(e.RL))
+			switch e.ClashDir {
+			case 1:
+				why.add("nf_ct_resolve_clash matched the winner's REPLY node")
+			case 0:
+				why.add("but nf_ct_resolve_clash reported the winner's ORIGINAL node")
+			}
+		default:
+			why.add("dropped, but the tuples of loser and winner share nothing")
+		}
+	}
+	if e.WFrom != "" {
+		why.addf("winner from %s", e.WFrom)
+	}
+	if e.ClashWinner != 0 && e.ClashWinner != e.W {
+		why.addf("nf_ct_resolve_clash named %#x, the merge went to %#x", e.ClashWinner, e.W)
+	}
+	res.Reason = why.String()
+	return res
+}
+
+// natOrEndpoint handles the merged case whose reply tuples differ.
+func natOrEndpoint(e *Evidence, lMoved, endpointDiffers, wHoldsPort bool, why reason) (RaceType, reason) {
+	switch {
+	case lMoved:
+		why.add(natChangeText(e, lMoved, wHoldsPort))
+		return RaceNATPort, why
+	case endpointDiffers:
+		why.addf("different DNAT endpoints (loser %s, winner %s)", replySource(e.RL), replySource(e.RW))
+		return RaceEndpoints, why
+	}
+	why.add(natChangeText(e, lMoved, wHoldsPort))
+	return RaceNATPort, why
+}
+
+func natChangeText(e *Evidence, lMoved, wHoldsPort bool) string {
+	var b strings.Builder
+	if lMoved {
+		fmt.Fprintf(&b, "NAT moved the loser's source port %d→%d", e.OL.SrcPort, replySourcePort(e.RL))
+		if wHoldsPort {
+			fmt.Fprintf(&b, " while the winner holds %d", e.OL.SrcPort)
+		}
+	} else {
+		fmt.Fprintf(&b, "NAT gave the loser source %s, the winner %s", replyDestination(e.RL), replyDestination(e.RW))
+	}
+	if s := &e.LSrcNAT; s.Seen {
+		if e.WConfirmed != 0 && e.WConfirmed < s.Time {
+			fmt.Fprintf(&b, "; the winner was confirmed %s before the loser's SRC binding", dur(s.Time-e.WConfirmed))
+		}
+		if s.Range.Flags&(event.RangeProtoRandom|event.RangeProtoRandomFull) != 0 {
+			b.WriteString("; the SNAT rule randomizes ports")
+		}
+	} else {
+		b.WriteString(" (seen in the tuples; the SRC NAT event is missing)")
+	}
+	return b.String()
+}
+
+// allowsClash: the l4 trackers that resolve clashes on every supported
+// kernel (kernel-facts §3; GRE since 6.5, ICMP and generic only later).
+func allowsClash(proto uint8) bool { return proto == 17 || proto == 136 }
+
+func isICMP(proto uint8) bool { return proto == 1 || proto == 58 }
+
+// replySourcePort is, in a REPLY tuple, the port (ICMP: echo id) that the
+// ORIGINAL direction's sender uses after NAT: reply.dst.u.all, or for ICMP
+// reply.src.u.icmp.id.
+func replySourcePort(r event.Tuple) uint16 {
+	if isICMP(r.Proto) {
+		return r.SrcPort
+	}
+	return r.DstPort
+}
+
+// sourceMoved: NAT changed the sender's port (or ICMP id).
+func sourceMoved(o, r event.Tuple) bool { return replySourcePort(r) != o.SrcPort }
+
+// sameEndpoint compares the REPLY tuples' sources: the endpoint DNAT chose.
+func sameEndpoint(a, b event.Tuple) bool {
+	if a.Src != b.Src {
+		return false
+	}
+	return isICMP(a.Proto) || a.SrcPort == b.SrcPort
+}
+
+func replySource(r event.Tuple) string {
+	if isICMP(r.Proto) {
+		return r.Src.String()
+	}
+	return r.SrcString()
+}
+
+// replyDestination is where replies go: the sender's address and port after NAT.
+func replyDestination(r event.Tuple) string {
+	return event.Endpoint(r.Dst, replySourcePort(r))
+}
+
+// invert is nf_ct_invert_tuple: the tuple of the other direction. For ICMP
+// the id stays in the source and echo types swap with their replies.
+func invert(t event.Tuple) event.Tuple {
+	r := event.Tuple{Src: t.Dst, Dst: t.Src, SrcPort: t.DstPort, DstPort: t.SrcPort, Proto: t.Proto}
+	if isICMP(t.Proto) {
+		r.SrcPort = t.SrcPort
+		r.DstPort = icmpInverse(t.Proto, uint8(t.DstPort>>8))<<8 | t.DstPort&0xff
+	}
+	return r
+}
+
+func icmpInverse(proto, typ uint8) uint16 {
+	pairs := [][2]uint8{{8, 0}, {13, 14}, {15, 16}, {17, 18}}
+	if proto == 58 {
+		pairs = [][2]uint8{{128, 129}, {139, 140}}
+	}
+	for _, p := range pairs {
+		switch typ {
+		case p[0]:
+			return uint16(p[1])
+		case p[1]:
+			return uint16(p[0])
+		}
+	}
+	return uint16(typ)
+}
+
+func dur(ns uint64) string {
+	switch {
+	case ns >= 1e9:
+		return fmt.Sprintf("%.3fs", float64(ns)/1e9)
+	case ns >= 1e6:
+		return fmt.Sprintf("%.3fms", float64(ns)/1e6)
+	case ns >= 1e3:
+		return fmt.Sprintf("%.1fµs", float64(ns)/1e3)
+	}
+	return fmt.Sprintf("%dns", ns)
+}
+
+// reason joins clauses with "; ".
+type reason struct{ parts []string }
+
+func (r *reason) add(s string) { r.parts = append(r.parts, s) }
+
+func (r *reason) addf(format string, args ...any) { r.add(fmt.Sprintf(format, args...)) }
+
+func (r *reason) String() string { return strings.Join(r.parts, "; ") }

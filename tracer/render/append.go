@@ -1,0 +1,253 @@
+package render
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ctprobe/ctprobe/tracer/event"
+)
+
+// Allocation-free building blocks for both formats.
+
+const timeLayout = "15:04:05.000000"
+
+func appendClock(dst []byte, t time.Time) []byte { return t.AppendFormat(dst, timeLayout) }
+
+func appendSpaces(dst []byte, n int) []byte {
+	for ; n > 0; n-- {
+		dst = append(dst, ' ')
+	}
+	return dst
+}
+
+// pad appends spaces until the bytes written since start are width columns
+// wide (at least one space is not guaranteed: callers add separators).
+func pad(dst []byte, start, width int) []byte {
+	return appendSpaces(dst, width-utf8.RuneCount(dst[start:]))
+}
+
+func appendPadded(dst []byte, s string, width int) []byte {
+	start := len(dst)
+	dst = append(dst, s...)
+	return pad(dst, start, width)
+}
+
+// appendColored writes s in colour c (when on), padded to width visible
+// columns.
+func appendColored(dst []byte, on bool, c, s string, width int) []byte {
+	if on && c != "" {
+		dst = append(dst, c...)
+		dst = append(dst, s...)
+		dst = append(dst, ansiReset...)
+		return appendSpaces(dst, width-utf8.RuneCountInString(s))
+	}
+	return appendPadded(dst, s, width)
+}
+
+func appendHex(dst []byte, v uint64) []byte {
+	dst = append(dst, "0x"...)
+	return strconv.AppendUint(dst, v, 16)
+}
+
+func appendUint(dst []byte, v uint64) []byte { return strconv.AppendUint(dst, v, 10) }
+
+// appendMicros writes ns as microseconds with three decimals ("12.345").
+func appendMicros(dst []byte, ns uint64) []byte {
+	dst = strconv.AppendUint(dst, ns/1000, 10)
+	dst = append(dst, '.')
+	f := ns % 1000
+	if f < 100 {
+		dst = append(dst, '0')
+	}
+	if f < 10 {
+		dst = append(dst, '0')
+	}
+	return strconv.AppendUint(dst, f, 10)
+}
+
+// appendComm writes a task name, replacing bytes that would garble a
+// terminal.
+func appendComm(dst []byte, comm []byte) []byte {
+	for _, c := range comm {
+		if c == 0 {
+			break
+		}
+		if c < 0x20 || c == 0x7f {
+			c = '?'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func commBytes(ev *event.Event) []byte {
+	for i, c := range ev.Comm {
+		if c == 0 {
+			return ev.Comm[:i]
+		}
+	}
+	return ev.Comm[:]
+}
+
+// appendTask writes "comm[pid/tid]", or "(softirq)" when the event fired in
+// softirq context and the task fields belong to whatever was interrupted.
+func appendTask(dst []byte, comm []byte, pid, tid uint32, softirq bool) []byte {
+	if softirq {
+		return append(dst, "(softirq)"...)
+	}
+	dst = appendComm(dst, comm)
+	dst = append(dst, '[')
+	dst = appendUint(dst, uint64(pid))
+	dst = append(dst, '/')
+	dst = appendUint(dst, uint64(tid))
+	return append(dst, ']')
+}
+
+func isICMP(proto uint8) bool { return proto == 1 || proto == 58 }
+
+// appendEndpoint writes "ip:port" ("[v6]:port"), or "?" for an unset
+// address.
+func appendEndpoint(dst []byte, a netip.Addr, port uint16) []byte {
+	if !a.IsValid() {
+		return append(dst, '?')
+	}
+	return netip.AddrPortFrom(a, port).AppendTo(dst)
+}
+
+// appendTupleEnds writes "src->dst"; ICMP tuples, whose "ports" are the echo
+// id and type<<8|code, print as "src->dst id 7 type 8/0".
+func appendTupleEnds(dst []byte, t event.Tuple) []byte {
+	if isICMP(t.Proto) && t.Src.IsValid() {
+		dst = t.Src.AppendTo(dst)
+		dst = append(dst, "->"...)
+		dst = t.Dst.AppendTo(dst)
+		dst = append(dst, " id "...)
+		dst = appendUint(dst, uint64(t.SrcPort))
+		dst = append(dst, " type "...)
+		dst = appendUint(dst, uint64(t.DstPort>>8))
+		dst = append(dst, '/')
+		return appendUint(dst, uint64(t.DstPort&0xff))
+	}
+	dst = appendEndpoint(dst, t.Src, t.SrcPort)
+	dst = append(dst, "->"...)
+	return appendEndpoint(dst, t.Dst, t.DstPort)
+}
+
+// appendTuple writes "udp 10.244.1.2:41000->10.96.0.10:53".
+func appendTuple(dst []byte, t event.Tuple) []byte {
+	dst = append(dst, event.ProtoName(t.Proto)...)
+	dst = append(dst, ' ')
+	return appendTupleEnds(dst, t)
+}
+
+// JSON pieces.
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
+}
+
+// appendJSONBytesString is appendJSONString for a byte slice, without
+// converting it (comm is not necessarily UTF-8).
+func appendJSONBytesString(dst []byte, b []byte) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, b[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
+}
+
+func appendJSONHex(dst []byte, v uint64) []byte {
+	dst = append(dst, '"')
+	dst = appendHex(dst, v)
+	return append(dst, '"')
+}
+
+func appendJSONEndpoint(dst []byte, a netip.Addr, port uint16) []byte {
+	if !a.IsValid() {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '"')
+	dst = netip.AddrPortFrom(a, port).AppendTo(dst)
+	return append(dst, '"')
+}
+
+// appendJSONTuple writes {"proto":"udp","src":"ip:port","dst":"ip:port"}, or
+// null for a tuple with no addresses.
+func appendJSONTuple(dst []byte, t event.Tuple) []byte {
+	if !t.Src.IsValid() && !t.Dst.IsValid() {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, `{"proto":`...)
+	dst = appendJSONString(dst, event.ProtoName(t.Proto))
+	dst = append(dst, `,"src":`...)
+	dst = appendJSONEndpoint(dst, t.Src, t.SrcPort)
+	dst = append(dst, `,"dst":`...)
+	dst = appendJSONEndpoint(dst, t.Dst, t.DstPort)
+	return append(dst, '}')
+}
+
+func appendJSONTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"')
+}
+
+func appendJSONBool(dst []byte, b bool) []byte {
+	if b {
+		return append(dst, "true"...)
+	}
+	return append(dst, "false"...)
+}

@@ -1,0 +1,312 @@
+// Package render turns what ctprobe sees into output for people and for
+// programs: one line per probe event (trace --all), a block per incident
+// (the default), a summary on exit and every --interval, and the same four
+// things as JSON lines (-o json, schema in docs/json-schema.md).
+//
+// Text and JSON implement Renderer. Both are safe for concurrent use (a
+// summary ticker may write while the event loop does) and reuse one buffer,
+// so rendering an event line does not allocate.
+package render
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/incident"
+)
+
+// SchemaVersion is the value of "schema" on every JSON line. It changes only
+// when a documented field changes meaning or type or disappears; adding a
+// field or a "kind" does not change it.
+const SchemaVersion = 1
+
+// Clock converts kernel monotonic time (bpf_ktime_get_ns) to wall-clock time.
+type Clock struct {
+	// BootTimeUnixNano is the wall-clock time of ktime 0, in ns since the
+	// Unix epoch (capture.Header.BootTimeUnixNano).
+	BootTimeUnixNano int64
+	// Location is the time zone of printed times; nil means time.Local.
+	Location *time.Location
+}
+
+// Time is the wall-clock time of a kernel timestamp.
+func (c Clock) Time(ktime uint64) time.Time {
+	return c.in(time.Unix(0, c.BootTimeUnixNano+int64(ktime)))
+}
+
+func (c Clock) in(t time.Time) time.Time {
+	if c.Location == nil {
+		return t.In(time.Local)
+	}
+	return t.In(c.Location)
+}
+
+// Options control text output. The zero value prints local time without
+// colour and takes the time of lost and warning lines from time.Now.
+type Options struct {
+	Clock Clock
+	// Color turns ANSI colour on. Set it to !noColor && IsTerminal(fd).
+	Color bool
+	// Now stamps lines that carry no kernel time (lost, warning); nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) now() time.Time {
+	if o.Now != nil {
+		return o.Clock.in(o.Now())
+	}
+	return o.Clock.in(time.Now())
+}
+
+// IsTerminal reports whether fd is a terminal (os.Stdout.Fd()).
+func IsTerminal(fd uintptr) bool {
+	_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+	return err == nil
+}
+
+// Lost is a number of records that never reached user space, or events
+// ctprobe could not pair.
+type Lost struct {
+	// Source is "ringbuf" (the ring buffer was full), "no-entry" (an exit
+	// probe found no saved entry), "no-history" (a ct's history was evicted
+	// before its incident) or "kretprobe-missed" (the kernel's kretprobe
+	// maxactive was exceeded). Other strings are printed as they are.
+	Source string
+	// CPU the records were counted on; -1 when not counted per CPU.
+	CPU   int
+	Count uint64
+}
+
+// LostSources lists the known Lost.Source values in the order summaries
+// print them.
+var LostSources = []string{"ringbuf", "no-entry", "no-history", "kretprobe-missed"}
+
+func lostMeaning(src string) string {
+	switch src {
+	case "ringbuf":
+		return "ring buffer full"
+	case "no-entry":
+		return "exit probe without a saved entry"
+	case "no-history":
+		return "ct history evicted before its incident"
+	case "kretprobe-missed":
+		return "kretprobe missed (maxactive exceeded)"
+	}
+	return src
+}
+
+// PlanEntry is one probe point of the attach plan and what became of it.
+type PlanEntry struct {
+	Point    string // ct_in, nat, clash, confirm, kfree_skb, ...
+	Function string // kernel function or tracepoint
+	Mode     string // fentry, fexit, kprobe, kretprobe, tracepoint, ...
+	Status   string // attached, skipped, failed, ...
+	Reason   string // why, when not attached
+}
+
+// Renderer writes ctprobe's output in one format.
+type Renderer interface {
+	// Event writes one probe event (trace --all).
+	Event(ev *event.Event) error
+	// Incident writes one clash between a winner and a loser.
+	Incident(inc *incident.Incident) error
+	// Lost reports records that never arrived.
+	Lost(l Lost) error
+	// Summary writes an interval or final summary.
+	Summary(s *Summary) error
+	// Plan writes the attach plan.
+	Plan(p []PlanEntry) error
+	// Warning writes a message for the user (e.g. a probe that could not
+	// attach, a netns whose counters cannot be read).
+	Warning(msg string) error
+}
+
+// New returns the renderer for format "text" or "json". JSON output never
+// has colour and ignores opt.Color.
+func New(w io.Writer, format string, opt Options) (Renderer, error) {
+	switch format {
+	case "text", "":
+		return NewText(w, opt), nil
+	case "json":
+		return NewJSON(w, opt), nil
+	}
+	return nil, fmt.Errorf("render: unknown output format %q (want text or json)", format)
+}
+
+// sink is the buffer and lock shared by Text and JSON.
+type sink struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+func (s *sink) write(fill func([]byte) []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = fill(s.buf[:0])
+	_, err := s.w.Write(s.buf)
+	if cap(s.buf) > 1<<20 {
+		s.buf = nil // do not keep a huge summary's buffer forever
+	}
+	return err
+}
+
+// Names.
+
+// HookName names an NF_INET_* hook number: PREROUTING, INPUT, FORWARD,
+// LOCAL_OUT, POSTROUTING; "-" for 0xff (not a CT_IN event).
+func HookName(h uint8) string {
+	switch h {
+	case 0:
+		return "PREROUTING"
+	case 1:
+		return "INPUT"
+	case 2:
+		return "FORWARD"
+	case 3:
+		return "LOCAL_OUT"
+	case 4:
+		return "POSTROUTING"
+	case 0xff:
+		return "-"
+	}
+	return "hook" + strconv.Itoa(int(h))
+}
+
+// RaceName is the human name of a race type ("DNAT chose different
+// endpoints").
+func RaceName(r incident.RaceType) string {
+	switch r {
+	case incident.RaceUnknown:
+		return "unclassified"
+	case incident.RaceIdentical:
+		return "identical tuples"
+	case incident.RaceNATPort:
+		return "NAT moved the source port"
+	case incident.RaceEndpoints:
+		return "DNAT chose different endpoints"
+	case incident.RaceSNATPort:
+		return "SNAT port collision (reply tuple taken)"
+	case incident.RaceReverse:
+		return "reverse collision"
+	}
+	return "race " + strconv.Itoa(int(r))
+}
+
+// ctinfo values (enum ip_conntrack_info).
+func ctinfoName(ci uint8) string {
+	switch ci {
+	case 0:
+		return "established"
+	case 1:
+		return "related"
+	case 2:
+		return "new"
+	case 3:
+		return "established-reply"
+	case 4:
+		return "related-reply"
+	case 7:
+		return "untracked"
+	}
+	return "ctinfo" + strconv.Itoa(int(ci))
+}
+
+// statusNames are the IPS_* bits by number (include/uapi/linux/netfilter/
+// nf_conntrack_common.h). Bit 12 is IPS_UNTRACKED on a template and
+// IPS_NAT_CLASH on a real ct; ctprobe only sees real cts.
+var statusNames = [...]string{
+	"expected", "seen_reply", "assured", "confirmed", "src_nat", "dst_nat",
+	"seq_adjust", "src_nat_done", "dst_nat_done", "dying", "fixed_timeout",
+	"template", "nat_clash", "helper", "offload", "hw_offload",
+}
+
+// flagNames are the event.Flags bits by number.
+var flagNames = [...]string{"new", "sock", "history", "nat_gut", "nat_changed", "winner", "softirq_key"}
+
+func verdictName(v uint32) string {
+	switch v {
+	case event.VerdictDrop:
+		return "DROP"
+	case event.VerdictAccept:
+		return "ACCEPT"
+	}
+	return "verdict" + strconv.FormatUint(uint64(v), 10)
+}
+
+func dnsTypeName(t uint16) string {
+	switch t {
+	case 1:
+		return "A"
+	case 2:
+		return "NS"
+	case 5:
+		return "CNAME"
+	case 6:
+		return "SOA"
+	case 12:
+		return "PTR"
+	case 15:
+		return "MX"
+	case 16:
+		return "TXT"
+	case 28:
+		return "AAAA"
+	case 33:
+		return "SRV"
+	case 64:
+		return "SVCB"
+	case 65:
+		return "HTTPS"
+	case 255:
+		return "ANY"
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
+// confirmResult says what a CONFIRM event did: "inserted", "merged" (the skb
+// now carries another ct), "nat_clash" (inserted reply-only) or "drop".
+func confirmResult(ev *event.Event) string {
+	switch {
+	case ev.Verdict == event.VerdictDrop:
+		return "drop"
+	case ev.OtherCT != 0 && ev.OtherCT != ev.CT:
+		return "merged"
+	case ev.Status&event.StatusNATClash != 0:
+		return "nat_clash"
+	case ev.Verdict == event.VerdictAccept:
+		return "inserted"
+	}
+	return "other"
+}
+
+// ANSI colour.
+const (
+	ansiReset   = "\x1b[0m"
+	ansiBold    = "\x1b[1m"
+	ansiRed     = "\x1b[31m"
+	ansiGreen   = "\x1b[32m"
+	ansiYellow  = "\x1b[33m"
+	ansiMagenta = "\x1b[35m"
+	ansiCyan    = "\x1b[36m"
+	ansiDim     = "\x1b[2m"
+)
+
+func outcomeColor(o incident.Outcome) string {
+	switch o {
+	case incident.OutcomeDropped:
+		return ansiRed
+	case incident.OutcomeNATClash:
+		return ansiYellow
+	case incident.OutcomeMerged:
+		return ansiGreen
+	}
+	return ansiBold
+}

@@ -287,13 +287,12 @@ func (t *Topology) racingLookup(st *Stats) error {
 		st.Simultaneous++
 	}
 
-	want := map[uint16]uint16{idA: TypeA, idAAAA: TypeAAAA}
-	got := awaitReplies(cs.fd, want, time.Now().Add(t.Options.Timeout))
-	for id, qtype := range map[uint16]uint16{idA: TypeA, idAAAA: TypeAAAA} {
-		if _, ok := got[id]; ok {
-			st.Answered.add(qtype)
+	got := awaitReplies(cs.fd, map[uint16]uint16{idA: TypeA, idAAAA: TypeAAAA}, time.Now().Add(t.Options.Timeout))
+	for _, q := range [2]struct{ id, qtype uint16 }{{idA, TypeA}, {idAAAA, TypeAAAA}} {
+		if _, ok := got[q.id]; ok {
+			st.Answered.add(q.qtype)
 		} else {
-			st.Lost.add(qtype)
+			st.Lost.add(q.qtype)
 		}
 	}
 	if ra, ok := got[idA]; ok {

@@ -619,7 +619,8 @@ func (t *Topology) Counters() ([]NetnsCounters, error) {
 }
 
 // Close stops the responders and client threads and removes every namespace
-// (and with them the links and rules). It is safe to call more than once.
+// (and with them the links and rules). It is safe to call more than once. It
+// waits for a Lookups in progress: cancel that call's context first.
 func (t *Topology) Close() error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()

@@ -61,6 +61,9 @@ type Tracer struct {
 	links   []attached
 	reader  *ringbuf.Reader
 	lossMap *ebpf.Map
+	// causes are the distinct reasons attaching failed, by mode ("fentry:
+	// ...", "kprobe: ..."), for a short error when a required point fails.
+	causes []string
 	// kretMissed keeps the last kretprobe miss counts, which live in the
 	// links, so that they are still reported after Detach.
 	kretMissed map[string]uint64
@@ -89,7 +92,7 @@ func CheckPrivileges() error {
 			return nil
 		}
 	}
-	return errors.New("ctprobe needs root or CAP_BPF and CAP_PERFMON to load BPF programs: run it with sudo")
+	return errors.New("loading BPF programs needs root or CAP_BPF and CAP_PERFMON: run it with sudo")
 }
 
 // Open plans, loads and attaches the probes. When a required point cannot
@@ -208,6 +211,7 @@ func (t *Tracer) attach(opts Options) {
 					reasons = append(reasons, c.fn+" fentry: no BTF for the function")
 				} else if err := t.attachFentry(c); err != nil {
 					reasons = append(reasons, fmt.Sprintf("%s fentry: %v", c.fn, err))
+					t.cause(fmt.Sprintf("fentry: %v", err))
 				} else {
 					e.Mode, e.Status = ModeFentry, StatusAttached
 					break
@@ -215,11 +219,13 @@ func (t *Tracer) attach(opts Options) {
 			}
 			if !t.Kernel.Kprobes {
 				reasons = append(reasons, c.fn+" kprobe: kernel has no kprobes (CONFIG_KPROBES off)")
+				t.cause("kprobe: kernel has no kprobes (CONFIG_KPROBES off)")
 				continue
 			}
 			note, err := t.attachKprobe(c, sym.Names[0], orDefault(opts.MaxActive, DefaultMaxActive))
 			if err != nil {
 				reasons = append(reasons, fmt.Sprintf("%s kprobe: %v", c.fn, err))
+				t.cause(fmt.Sprintf("kprobe: %v", err))
 				continue
 			}
 			if sym.Names[0] != c.fn {
@@ -239,6 +245,15 @@ func (t *Tracer) attach(opts Options) {
 		t.Plan = append(t.Plan, e)
 	}
 	t.Plan = append(t.Plan, t.attachOrigin())
+}
+
+func (t *Tracer) cause(c string) {
+	for _, have := range t.causes {
+		if have == c {
+			return
+		}
+	}
+	t.causes = append(t.causes, c)
 }
 
 // attachOrigin records each skb's sending task and socket as it leaves a
@@ -375,17 +390,14 @@ func (t *Tracer) requiredAttached() error {
 	var missing []string
 	for _, e := range t.Plan {
 		if e.Required && e.Status != StatusAttached {
-			missing = append(missing, fmt.Sprintf("%s (%s)", e.Function, e.Reason))
+			missing = append(missing, e.Function)
 		}
 	}
 	if len(missing) == 0 {
 		return nil
 	}
-	fix := "run ctprobe on a kernel with CONFIG_KPROBES=y or BPF trampolines (fentry, 5.5+ with BTF), as distribution kernels are"
-	if !t.Kernel.Kprobes && t.Kernel.BTF {
-		fix = "this kernel has no kprobes and refused fentry: " + fix
-	}
-	return fmt.Errorf("%w: %s: %s", ErrNotTraceable, strings.Join(missing, ", "), fix)
+	return fmt.Errorf("%w: %s cannot attach (%s): run it on a kernel with CONFIG_KPROBES=y or BPF trampolines (fentry, 5.5+ with BTF), as distribution kernels are; `ctprobe probes` shows each probe point",
+		ErrNotTraceable, strings.Join(missing, " and "), strings.Join(t.causes, "; "))
 }
 
 // Read blocks for the next ring buffer record, reusing rec's buffer.

@@ -95,7 +95,7 @@ func TestOpenReportsKernelLimits(t *testing.T) {
 	if strings.Contains(msg, "\n") {
 		t.Errorf("error spans lines: %q", msg)
 	}
-	for _, want := range []string{"__nf_conntrack_confirm", "CONFIG_KPROBES", "run ctprobe on a kernel"} {
+	for _, want := range []string{"__nf_conntrack_confirm", "nf_conntrack_in", "CONFIG_KPROBES", "fentry", "ctprobe probes"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q lacks %q", msg, want)
 		}

@@ -881,3 +881,33 @@ func BenchmarkCorrelator(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(incidents)/float64(b.N)*1e6, "incidents/Mevent")
 }
+
+// get_unique_tuple reports ORIGINAL-direction tuples; the timeline shows
+// every NAT stage in REPLY direction either way.
+func TestNATStagesSameForBothProbePoints(t *testing.T) {
+	setup := only(t, feed(t, New(Options{}), scenarioR2Dropped(false).all))
+	gut := only(t, feed(t, New(Options{}), scenarioR2Dropped(true).all))
+	if fmt.Sprint(setup.Loser.Timeline) != fmt.Sprint(gut.Loser.Timeline) {
+		t.Errorf("timelines differ:\nsetup_info %+v\nget_unique_tuple %+v", setup.Loser.Timeline, gut.Loser.Timeline)
+	}
+	for _, s := range gut.Loser.Timeline {
+		if s.Kind != event.NAT || s.Manip != event.ManipSrc {
+			continue
+		}
+		if !s.Change || s.Before.DstString() != podA+":41000" || s.After.DstString() != podA+":41001" || s.After.SrcString() != endpoint1 {
+			t.Errorf("SRC stage %v -> %v change=%v", s.Before, s.After, s.Change)
+		}
+	}
+}
+
+// A drop with no CLASH event must not be pinned on an entry with the same
+// ORIGINAL tuple that was confirmed before the loser was born: that entry
+// would have caught the loser's packet in nf_conntrack_in.
+func TestTupleLookupIgnoresOlderEntries(t *testing.T) {
+	old, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
+	evs := []event.Event{old.in(100), old.natDst(110), old.natSrc(120), old.inserted(130),
+		l.in(1050), l.natDst(1150), l.natSrc(1250), l.dropped(1410)}
+	inc := only(t, feed(t, New(Options{}), evs))
+	check(t, inc, want{race: RaceUnknown, outcome: OutcomeDropped, clashDir: -1, loser: ctL,
+		reason: []string{"winner unknown"}, loserStages: noClash})
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ctprobe/ctprobe/tracer"
+	"github.com/ctprobe/ctprobe/tracer/capture"
+	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/probe"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// oneLine checks that a failure is reported as exactly one "ctprobe: " line.
+func oneLine(t *testing.T, stderr string) {
+	t.Helper()
+	if !strings.HasPrefix(stderr, "ctprobe: ") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("want one line starting with \"ctprobe: \", got %q", stderr)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"trace", "--port", "0"}, "--port"},
+		{[]string{"trace", "-o", "xml"}, "want text or json"},
+		{[]string{"trace", "-q"}, "needs -w FILE"},
+		{[]string{"trace", "--ring-size", "1000"}, "power of two"},
+		{[]string{"trace", "--bogus"}, "ctprobe trace -h"},
+		{[]string{"trace", "extra"}, "unexpected argument"},
+		{[]string{"report"}, "needs -r FILE"},
+		{[]string{"selftest", "--scenario", "nope"}, "--scenario"},
+		{[]string{"nosuch"}, "ctprobe help"},
+	} {
+		code, _, stderr := runCLI(c.args...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2", c.args, code)
+		}
+		oneLine(t, stderr)
+		if !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: %q lacks %q", c.args, stderr, c.want)
+		}
+	}
+}
+
+func TestReportBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.ctp")
+	junk := filepath.Join(dir, "junk.ctp")
+	os.WriteFile(empty, nil, 0o600)
+	os.WriteFile(junk, []byte("this is not a capture file at all"), 0o600)
+	for path, want := range map[string]string{
+		filepath.Join(dir, "missing.ctp"): "no such file",
+		empty:                             "empty",
+		junk:                              "bad magic",
+	} {
+		code, _, stderr := runCLI("report", "-r", path)
+		if code != 1 {
+			t.Errorf("%s: exit %d, want 1", path, code)
+		}
+		oneLine(t, stderr)
+		if !strings.Contains(stderr, want) {
+			t.Errorf("%s: %q lacks %q", path, stderr, want)
+		}
+	}
+}
+
+// On a kernel where no probe can attach (this project's build machines:
+// no kprobes, fentry refused) trace must fail at once with the reason.
+func TestTraceReportsUnattachableKernel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	k, err := tracer.ProbeKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Kprobes {
+		t.Skip("kprobes attach on this kernel")
+	}
+	start := time.Now()
+	code, stdout, stderr := runCLI("trace", "--duration", "1m")
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %v to give up", d)
+	}
+	if code != 1 || stdout != "" {
+		t.Errorf("exit %d, stdout %q", code, stdout)
+	}
+	oneLine(t, stderr)
+	for _, want := range []string{"CONFIG_KPROBES", "fentry", "__nf_conntrack_confirm"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("%q lacks %q", stderr, want)
+		}
+	}
+	code, stdout, _ = runCLI("probes")
+	if code != 1 || !strings.Contains(stdout, "confirm  __nf_conntrack_confirm") || !strings.Contains(stdout, "failed") {
+		t.Errorf("probes: exit %d:\n%s", code, stdout)
+	}
+}
+
+func TestTraceWithoutPrivileges(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and setpriv to drop to an unprivileged user")
+	}
+	bin := filepath.Join(t.TempDir(), "ctprobe")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	os.Chmod(filepath.Dir(bin), 0o755)
+	var stderr bytes.Buffer
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin, "trace")
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("want exit 1, got %v", err)
+	}
+	oneLine(t, stderr.String())
+	if !strings.Contains(stderr.String(), "needs root or CAP_BPF and CAP_PERFMON") {
+		t.Errorf("%q does not say what is missing", stderr.String())
+	}
+}
+
+// record lays out one probe record as the kernel writes it.
+func record(t *testing.T, r probe.BPFEvent) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := binary.Write(&b, binary.LittleEndian, &r); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func be16(v uint16) uint16 { return v<<8 | v>>8 }
+
+func tuple(src string, sport uint16, dst string, dport uint16) probe.BPFTuple {
+	var t probe.BPFTuple
+	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
+	copy(t.Src[:], s[:])
+	copy(t.Dst[:], d[:])
+	t.Sport, t.Dport, t.L3num, t.Protonum = be16(sport), be16(dport), 2, 17
+	return t
+}
+
+// race3 is what a 5.6+ kernel reports, in --all order, when the A and AAAA
+// queries of one socket are DNAT'd to different endpoints: W is confirmed,
+// L clashes with it on the original tuple and is inserted reply-only.
+func race3(t *testing.T) [][]byte {
+	const W, L = 0xffff888004a1b300, 0xffff888004a1b200
+	orig := tuple("10.244.1.2", 41000, "10.96.0.10", 53)
+	pre := tuple("10.96.0.10", 53, "10.244.1.2", 41000)
+	rw := tuple("10.244.2.1", 53, "10.244.1.2", 41000)
+	rl := tuple("10.244.2.2", 53, "10.244.1.2", 41000)
+	base := probe.BPFEvent{PidTgid: 4242<<32 | 4243, Netns: 4026532201, Hook: 0xff,
+		Flags: uint16(event.FlagSock), SkCookie: 0x1f, SkIno: 12345, SkFamily: 2, SkPort: 41000}
+	copy(base.Comm[:], []int8{'d', 'i', 'g'})
+	ev := func(ts uint64, kind event.Kind, ct uint64, mod func(*probe.BPFEvent)) []byte {
+		e := base
+		e.Ts, e.Kind, e.Ct, e.Orig, e.Reply = ts, uint8(kind), ct, orig, pre
+		mod(&e)
+		return record(t, e)
+	}
+	return [][]byte{
+		ev(1000, event.CTIn, W, func(e *probe.BPFEvent) { e.Hook, e.Ctinfo, e.Flags = 3, 2, e.Flags|uint16(event.FlagNew); e.Ret = 1 }),
+		ev(1500, event.CTIn, L, func(e *probe.BPFEvent) { e.Hook, e.Ctinfo, e.Flags, e.Cpu = 3, 2, e.Flags|uint16(event.FlagNew), 1; e.Ret = 1 }),
+		ev(2000, event.NAT, W, func(e *probe.BPFEvent) { e.Aux, e.Before, e.Reply, e.Flags = 1, pre, rw, uint16(event.FlagNATChanged) }),
+		ev(2100, event.NAT, L, func(e *probe.BPFEvent) { e.Aux, e.Before, e.Reply, e.Flags, e.Cpu = 1, pre, rl, uint16(event.FlagNATChanged), 1 }),
+		ev(3000, event.Confirm, W, func(e *probe.BPFEvent) { e.Reply, e.OtherCt, e.Ret, e.Status = rw, W, 1, event.StatusConfirmed|event.StatusDstNAT }),
+		ev(3200, event.Clash, L, func(e *probe.BPFEvent) { e.Reply, e.OtherCt, e.Cpu = rw, W, 1 }),
+		ev(3300, event.Confirm, L, func(e *probe.BPFEvent) {
+			e.Reply, e.OtherCt, e.Ret, e.Cpu, e.Status = rl, L, 1, 1, event.StatusConfirmed|event.StatusDstNAT|event.StatusNATClash
+		}),
+	}
+}
+
+func writeCapture(t *testing.T, path string, records [][]byte, trailer bool) {
+	t.Helper()
+	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: "all", StartUnixNano: 1e18})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range records {
+		if err := w.WriteRecord(0, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if trailer {
+		if err := w.Close(capture.Trailer{EndUnixNano: 1e18 + 1e9}); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	w.Flush()
+}
+
+func incidents(t *testing.T, jsonl string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(jsonl), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		if m["kind"] == "incident" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestReportCapture(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "race3.ctp")
+	writeCapture(t, path, race3(t), true)
+	code, stdout, stderr := runCLI("report", "-r", path, "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	incs := incidents(t, stdout)
+	if len(incs) != 1 {
+		t.Fatalf("want 1 incident, got %d:\n%s", len(incs), stdout)
+	}
+	inc := incs[0]
+	if inc["race"] != 3.0 || inc["outcome"] != "nat-clash" {
+		t.Errorf("race %v outcome %v, want 3 nat-clash", inc["race"], inc["outcome"])
+	}
+	loser := inc["loser"].(map[string]any)
+	if loser["pid"] != 4242.0 || loser["comm"] != "dig" {
+		t.Errorf("loser task %v %v", loser["pid"], loser["comm"])
+	}
+	if r := loser["reply"].(map[string]any); r["src"] != "10.244.2.2:53" {
+		t.Errorf("loser reply %v", r)
+	}
+	if inc["winner"] == nil {
+		t.Error("no winner")
+	}
+
+	// Text output names the race too.
+	_, text, _ := runCLI("report", "-r", path, "--no-color")
+	if !strings.Contains(text, "race 3 (DNAT chose different endpoints)") {
+		t.Errorf("text report lacks the race:\n%s", text)
+	}
+	// --all lists every raw event as well.
+	_, all, _ := runCLI("report", "-r", path, "-o", "json", "--all")
+	if n := strings.Count(all, `"kind":"event"`); n != 7 {
+		t.Errorf("--all listed %d events, want 7", n)
+	}
+}
+
+// A capture cut off without its trailer still reports its valid prefix.
+func TestReportTruncatedCapture(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cut.ctp")
+	writeCapture(t, path, race3(t), false)
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, b[:len(b)-5], 0o600) // cut into the last record
+	code, stdout, stderr := runCLI("report", "-r", path, "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, `"kind":"warning"`) || !strings.Contains(stdout, "truncated") {
+		t.Errorf("no truncation warning:\n%s", stdout)
+	}
+	// The last record (L's confirm) is gone, so the incident is not complete:
+	// it must not be invented.
+	for _, inc := range incidents(t, stdout) {
+		if inc["outcome"] == "nat-clash" && inc["race"] == 3.0 {
+			t.Errorf("incident reported without its confirm: %v", inc)
+		}
+	}
+}

@@ -177,10 +177,17 @@ func race3(t *testing.T) [][]byte {
 	}
 	return [][]byte{
 		ev(1000, event.CTIn, W, func(e *probe.BPFEvent) { e.Hook, e.Ctinfo, e.Flags = 3, 2, e.Flags|uint16(event.FlagNew); e.Ret = 1 }),
-		ev(1500, event.CTIn, L, func(e *probe.BPFEvent) { e.Hook, e.Ctinfo, e.Flags, e.Cpu = 3, 2, e.Flags|uint16(event.FlagNew), 1; e.Ret = 1 }),
+		ev(1500, event.CTIn, L, func(e *probe.BPFEvent) {
+			e.Hook, e.Ctinfo, e.Flags, e.Cpu = 3, 2, e.Flags|uint16(event.FlagNew), 1
+			e.Ret = 1
+		}),
 		ev(2000, event.NAT, W, func(e *probe.BPFEvent) { e.Aux, e.Before, e.Reply, e.Flags = 1, pre, rw, uint16(event.FlagNATChanged) }),
-		ev(2100, event.NAT, L, func(e *probe.BPFEvent) { e.Aux, e.Before, e.Reply, e.Flags, e.Cpu = 1, pre, rl, uint16(event.FlagNATChanged), 1 }),
-		ev(3000, event.Confirm, W, func(e *probe.BPFEvent) { e.Reply, e.OtherCt, e.Ret, e.Status = rw, W, 1, event.StatusConfirmed|event.StatusDstNAT }),
+		ev(2100, event.NAT, L, func(e *probe.BPFEvent) {
+			e.Aux, e.Before, e.Reply, e.Flags, e.Cpu = 1, pre, rl, uint16(event.FlagNATChanged), 1
+		}),
+		ev(3000, event.Confirm, W, func(e *probe.BPFEvent) {
+			e.Reply, e.OtherCt, e.Ret, e.Status = rw, W, 1, event.StatusConfirmed|event.StatusDstNAT
+		}),
 		ev(3200, event.Clash, L, func(e *probe.BPFEvent) { e.Reply, e.OtherCt, e.Cpu = rw, W, 1 }),
 		ev(3300, event.Confirm, L, func(e *probe.BPFEvent) {
 			e.Reply, e.OtherCt, e.Ret, e.Cpu, e.Status = rl, L, 1, 1, event.StatusConfirmed|event.StatusDstNAT|event.StatusNATClash

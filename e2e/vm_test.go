@@ -29,7 +29,12 @@ var scenarios = []struct {
 	{"local", 100},
 	{"snat-one-port", 20},
 	{"vxlan-masq", 60},
+	// The same race, with every point on kprobe/kretprobe instead of fentry.
+	{"endpoints-2@kprobe", 150},
 }
+
+// files is the prefix of a scenario's result files in the guest's /out.
+func files(name string) string { return strings.ReplaceAll(name, "@", "-") }
 
 func repoRoot(t *testing.T) string {
 	root, err := filepath.Abs("..")
@@ -79,7 +84,7 @@ func bootLab(t *testing.T) string {
 	var names []string
 	for _, s := range scenarios {
 		names = append(names, s.name)
-		args = append(args, "--env", "LOOKUPS_"+strings.ReplaceAll(s.name, "-", "_")+"="+itoa(s.lookups))
+		args = append(args, "--env", "LOOKUPS_"+strings.ReplaceAll(files(s.name), "-", "_")+"="+itoa(s.lookups))
 	}
 	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","))
 	cmd := exec.Command("scripts/vm/run.sh", args...)
@@ -101,6 +106,14 @@ func itoa(n int) string {
 func TestVMLab(t *testing.T) {
 	out := bootLab(t)
 	t.Run("probes", func(t *testing.T) { checkProbes(t, out) })
+	t.Run("selftest", func(t *testing.T) {
+		if rc := readFile(t, filepath.Join(out, "selftest.rc")); rc != "0" {
+			t.Errorf("ctprobe selftest exit %s", rc)
+		}
+		if txt := readFile(t, filepath.Join(out, "selftest.txt")); !strings.Contains(txt, "ctprobe sees what the kernel counts here") {
+			t.Errorf("selftest verdict missing:\n%s", txt)
+		}
+	})
 	for _, s := range scenarios {
 		t.Run(s.name, func(t *testing.T) { checkScenario(t, out, s.name) })
 	}
@@ -189,8 +202,9 @@ type incidentLine struct {
 	Loser   *packet `json:"loser"`
 }
 
-func checkScenario(t *testing.T, out, name string) {
-	p := func(suffix string) string { return filepath.Join(out, name+suffix) }
+func checkScenario(t *testing.T, out, scenario string) {
+	p := func(suffix string) string { return filepath.Join(out, files(scenario)+suffix) }
+	name, attach, _ := strings.Cut(scenario, "@")
 	if rc := readFile(t, p(".lab.rc")); rc != "0" {
 		t.Fatalf("ctlab exit %s: %s", rc, readFile(t, p(".lab.err")))
 	}
@@ -212,6 +226,8 @@ func checkScenario(t *testing.T, out, name string) {
 			incidents = append(incidents, inc)
 		case "lost":
 			t.Errorf("ctprobe lost records: %s", raw[i])
+		case "plan":
+			checkAttachMode(t, raw[i], attach)
 		}
 	}
 
@@ -298,6 +314,24 @@ func checkScenario(t *testing.T, out, name string) {
 	replayRaw, replay := jsonLines(t, p(".report.jsonl"))
 	if got, want := comparable(replayRaw, replay), comparable(raw, lines); !slices.Equal(got, want) {
 		t.Errorf("report differs from the live run: %d vs %d incident/summary lines", len(got), len(want))
+	}
+}
+
+// checkAttachMode checks that every probe point attached, in the mode asked.
+func checkAttachMode(t *testing.T, line, attach string) {
+	var plan struct {
+		Points []struct{ Point, Function, Mode, Status, Reason string } `json:"points"`
+	}
+	if err := json.Unmarshal([]byte(line), &plan); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plan.Points {
+		if p.Status != "attached" {
+			t.Errorf("%s (%s) %s: %s", p.Point, p.Function, p.Status, p.Reason)
+		}
+		if attach != "" && p.Point != "origin" && p.Mode != attach {
+			t.Errorf("%s attached as %s, want %s", p.Point, p.Mode, attach)
+		}
 	}
 }
 

@@ -250,13 +250,20 @@ func (t *Topology) racingLookup(st *Stats) error {
 		arrived atomic.Int32
 		sentAt  [2]time.Time // each written by one thread, read after <-sent
 	)
-	spinUntil := time.Now().Add(time.Second)
+	// Two steps: both threads first block on start, so neither spins while
+	// this goroutine still needs a CPU to hand out the second job (on a
+	// slow VM the spinner would then be preempted and the sends end up
+	// milliseconds apart); once start is closed, the spin barrier lines
+	// the two sends up to within nanoseconds.
+	start := make(chan struct{})
+	spinUntil := time.Now().Add(2 * time.Second)
 	// A send error (say ENETUNREACH) shows up as a lost query, not as a
 	// failure of the lab, so the threads only report that they are done.
 	sent := make(chan struct{}, 2)
 	send := func(q []byte, at *time.Time) func() {
 		return func() {
 			defer func() { sent <- struct{}{} }()
+			<-start
 			spinBarrier(&arrived, 2, spinUntil)
 			*at = time.Now()
 			writeFd(cs.fd, q)
@@ -266,10 +273,12 @@ func (t *Topology) racingLookup(st *Stats) error {
 		return err
 	}
 	if err := s1.post(send(qAAAA, &sentAt[1])); err != nil {
-		// s0 is spinning; it gives up at spinUntil and sends alone.
+		// s0 gives up spinning at spinUntil and sends alone.
+		close(start)
 		leak = true
 		return err
 	}
+	close(start)
 	wait := time.NewTimer(jobTimeout)
 	defer wait.Stop()
 	for i := 0; i < 2; i++ {

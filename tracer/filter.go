@@ -52,6 +52,17 @@ func ParseFilter(proto, host, port, netns, pid string) (Filter, error) {
 	return f, nil
 }
 
+// ParseAttach parses --attach: auto, fentry or kprobe.
+func ParseAttach(s string) (Mode, error) {
+	switch s {
+	case "", "auto":
+		return "", nil
+	case string(ModeFentry), string(ModeKprobe):
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("--attach %q: want auto, fentry or kprobe", s)
+}
+
 // Strings is the filter as the flags that select it, for capture headers.
 func (f Filter) Strings() map[string]string {
 	m := map[string]string{}

@@ -41,6 +41,9 @@ type Options struct {
 	History int
 	// MaxActive is the number of concurrent kretprobe instances per function.
 	MaxActive int
+	// Attach restricts the attach mode: "" tries fentry, then kprobe;
+	// ModeFentry or ModeKprobe uses only that one.
+	Attach Mode
 }
 
 // Default sizes.
@@ -206,7 +209,9 @@ func (t *Tracer) attach(opts Options) {
 			}
 			e.Function = c.fn
 			e.Status = StatusFailed
-			if c.fentry.exit != "" || c.fentry.entry != "" {
+			if opts.Attach == ModeKprobe {
+				reasons = append(reasons, c.fn+" fentry: not tried (--attach kprobe)")
+			} else if c.fentry.exit != "" || c.fentry.entry != "" {
 				if !sym.Exact(c.fn) || !t.Kernel.hasBTFFunc(c.fn) {
 					reasons = append(reasons, c.fn+" fentry: no BTF for the function")
 				} else if err := t.attachFentry(c); err != nil {
@@ -216,6 +221,10 @@ func (t *Tracer) attach(opts Options) {
 					e.Mode, e.Status = ModeFentry, StatusAttached
 					break
 				}
+			}
+			if opts.Attach == ModeFentry {
+				reasons = append(reasons, c.fn+" kprobe: not tried (--attach fentry)")
+				continue
 			}
 			if !t.Kernel.Kprobes {
 				reasons = append(reasons, c.fn+" kprobe: kernel has no kprobes (CONFIG_KPROBES off)")

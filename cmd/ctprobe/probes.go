@@ -16,8 +16,13 @@ import (
 func runProbes(args []string, stdout io.Writer) error {
 	fs := newFlagSet("probes")
 	output := fs.String("o", "text", "output format: text or json")
+	attach := fs.String("attach", "auto", "attach mode to try: auto, fentry or kprobe")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
+	}
+	mode, err := tracer.ParseAttach(*attach)
+	if err != nil {
+		return usageError("%v", err)
 	}
 	if *output != "text" && *output != "json" {
 		return usageError("-o %q: want text or json", *output)
@@ -31,7 +36,7 @@ func runProbes(args []string, stdout io.Writer) error {
 	if perr := tracer.CheckPrivileges(); perr != nil {
 		traceErr = perr
 	} else {
-		t, err := tracer.Open(tracer.Options{})
+		t, err := tracer.Open(tracer.Options{Attach: mode})
 		if t != nil {
 			plan = t.Plan
 			t.Close()

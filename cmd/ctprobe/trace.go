@@ -67,10 +67,15 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	interval := fs.Duration("interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
 	ringSize := fs.Int("ring-size", tracer.DefaultRingSize, "ring buffer size in bytes (a power of two)")
 	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (default mode)")
+	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	filter, err := tracer.ParseFilter(*proto, *host, *port, *netns, *pid)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	mode, err := tracer.ParseAttach(*attach)
 	if err != nil {
 		return usageError("%v", err)
 	}
@@ -104,7 +109,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := tracer.Options{Filter: filter, All: *out.all, RingSize: *ringSize, History: *history}
+	opts := tracer.Options{Filter: filter, All: *out.all, RingSize: *ringSize, History: *history, Attach: mode}
 	t, err := tracer.Open(opts)
 	if err != nil {
 		return err
@@ -298,6 +303,10 @@ func captureHeader(t *tracer.Tracer, opts tracer.Options, clock render.Clock, st
 	if opts.All {
 		mode = "all"
 	}
+	extra := map[string]string{"clash_era": t.Kernel.ClashEra()}
+	if opts.Attach != "" {
+		extra["attach"] = string(opts.Attach)
+	}
 	plan := make([]capture.PlanEntry, len(t.Plan))
 	for i, e := range t.Plan {
 		plan[i] = capture.PlanEntry{Point: e.Point, Function: e.Function, Mode: string(e.Mode), Status: e.Status, Reason: e.Reason}
@@ -314,7 +323,7 @@ func captureHeader(t *tracer.Tracer, opts tracer.Options, clock render.Clock, st
 		Filters:          opts.Filter.Strings(),
 		Mode:             mode,
 		Counters:         counters,
-		Extra:            map[string]string{"clash_era": t.Kernel.ClashEra()},
+		Extra:            extra,
 	}
 }
 

@@ -237,6 +237,8 @@ type rec struct {
 	indexed      uint8 // 1: orig in byTuple, 2: reply in byTuple
 	zone         uint16
 	netns        uint32
+	idxZone      uint16 // zone and netns the index entries were made with
+	idxNetns     uint32
 	orig         event.Tuple
 	in           inRec
 	nat          [2]natRec // by manip type
@@ -357,10 +359,7 @@ func (c *Correlator) unlink(s int32) {
 func (c *Correlator) release(s int32) {
 	r := &c.slots[s]
 	if r.older >= 0 {
-		o := r.older
-		r.older = -1
-		c.slots[o].newer = -1
-		c.release(o)
+		c.drop(r.older, nil) // unlinks itself from r
 	}
 	if r.newer >= 0 {
 		c.slots[r.newer].older = -1
@@ -424,7 +423,10 @@ func keyOf(t *event.Tuple, netns uint32, zone uint16) tupleKey {
 
 func (c *Correlator) index(s int32, bit uint8, t *event.Tuple) {
 	r := &c.slots[s]
-	c.byTuple[keyOf(t, r.netns, r.zone)] = s
+	if r.indexed == 0 {
+		r.idxNetns, r.idxZone = r.netns, r.zone
+	}
+	c.byTuple[keyOf(t, r.idxNetns, r.idxZone)] = s
 	r.indexed |= bit
 }
 
@@ -434,7 +436,7 @@ func (c *Correlator) unindex(s int32) {
 		if r.indexed&(1<<bit) == 0 {
 			continue
 		}
-		k := keyOf(t, r.netns, r.zone)
+		k := keyOf(t, r.idxNetns, r.idxZone)
 		if v, ok := c.byTuple[k]; ok && v == s {
 			delete(c.byTuple, k)
 		}

@@ -209,6 +209,9 @@ func (l *traceLoop) run() error {
 			if err := l.reportLosses(); err != nil {
 				return err
 			}
+			if err := l.p.Idle(monotonicNow()); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {

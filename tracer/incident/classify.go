@@ -39,6 +39,9 @@ type Evidence struct {
 	OW, RW     event.Tuple
 	WFrom      string
 	WConfirmed uint64 // time W's confirm returned, 0 if unseen
+	// WStale: the history found under W's pointer described an earlier ct
+	// (its ORIGINAL tuple is not W's) and was ignored.
+	WStale bool
 
 	// nf_ct_resolve_clash: the direction of W's node that matched (0
 	// ORIGINAL, 1 REPLY), -1 when not seen; and the winner it named.
@@ -69,23 +72,29 @@ func OutcomeOf(verdict uint32, ct, after, status uint64) (o Outcome, race bool) 
 	return "", false
 }
 
-// Classify names the race of one clash (kernel-facts §4.1, §4.2):
+// Classify names the race of one clash (kernel-facts §4.1, §4.2). "moved":
+// L's final source port (ICMP: id) differs from its original one; "W holds
+// it": W's reply still has L's original port; "endpoint": REPLY source.
+// Rows are tried top to bottom within an outcome:
 //
-//	outcome    tuples                               race
-//	any        W or W's tuples unknown              0 (Reason says what is missing)
-//	merged     O_L == O_W, R_L == R_W               1 (Reason notes an R2 ordering the same-origin rule defused)
-//	merged     O_L == R_W, R_L == O_W               5
-//	merged     O equal, R differ (pre-6.12 "W has no NAT" merge)  2 if L's source moved, else 3 if the endpoint differs, else 2
-//	nat-clash  O equal, R_L.src != R_W.src          3
-//	nat-clash  O equal, same endpoint, R_L.dst != R_W.dst  2 (NAT gave L another source port/address)
-//	dropped    O equal, R equal                     1 (pre-4.19 with NAT, or no allow_clash)
-//	dropped    O equal, L's source port moved       2 (no same-origin rule: ≤4.20, early 4.19.y)
-//	dropped    O equal, R_L.src != R_W.src          3 (≤5.5)
-//	dropped    O equal, same endpoint, R differ     2 (NAT changed L's source address)
-//	dropped    O_L == R_W, R_L == O_W               5
-//	dropped    O differ, R_L == R_W                 4 (CLASH dir 1 is direct evidence)
-//	unknown    (confirm lost) by tuples alone, in the order 1, 5, 3, 2, 4
-//	any other combination                           0
+//	outcome    evidence                                  race
+//	any        W unknown, or W's / L's tuples unknown    0, Reason says what is missing
+//	merged     O_L == O_W, R_L == R_W                    1; Reason notes a race-2 ordering
+//	                                                     (W confirmed before L's SRC binding,
+//	                                                     port kept: the same-origin rule)
+//	merged     O_L == R_W, R_L == O_W                    5
+//	merged     O equal, R differ (pre-6.12 merge of a    2 if moved, else 3 if the endpoint
+//	           winner without NAT)                       differs, else 2
+//	nat-clash  O equal, endpoint differs                 3
+//	nat-clash  O equal, same endpoint, R differ          2 (another source port or address)
+//	dropped    O equal, R equal                          1 (pre-4.19 with NAT; no allow_clash)
+//	dropped    O equal, moved and W holds it             2 (no same-origin rule)
+//	dropped    O equal, endpoint differs                 3 (≤5.5)
+//	dropped    O equal, same endpoint, R differ          2
+//	dropped    O_L == R_W, R_L == O_W                    5
+//	dropped    O differ, R_L == R_W                      4 (CLASH dir 1 is direct evidence)
+//	unknown    (confirm lost) by tuples: 1, 5, 3, 2, 4 in that order
+//	any other combination                                0
 func Classify(e *Evidence) Result {
 	res := Result{Outcome: OutcomeUnknown}
 	var why reason
@@ -230,6 +239,9 @@ func Classify(e *Evidence) Result {
 	}
 	if e.WFrom != "" {
 		why.addf("winner from %s", e.WFrom)
+	}
+	if e.WStale {
+		why.add("the history under the winner's pointer belonged to an earlier ct and was ignored")
 	}
 	if e.ClashWinner != 0 && e.ClashWinner != e.W {
 		why.addf("nf_ct_resolve_clash named %#x, the merge went to %#x", e.ClashWinner, e.W)

@@ -250,13 +250,14 @@ type rec struct {
 
 func (r *rec) reset() { *r = rec{prev: -1, next: -1, older: -1, newer: -1} }
 
-// fits: an event at time t (birth: a CT_IN with FlagNew) belongs to this
-// generation. Nothing follows a confirm; nothing precedes a birth.
-func (r *rec) fits(t uint64, birth bool) bool {
-	if r.have&hasConfirm != 0 && t > r.conf.time {
+// fits: an event of kind at time t (birth: a CT_IN with FlagNew) belongs
+// to this generation. Nothing precedes a birth, nothing follows the
+// confirm, and a ct is confirmed once (a replay repeats the same one).
+func (r *rec) fits(t uint64, kind event.Kind) bool {
+	if r.have&hasConfirm != 0 && (t > r.conf.time || kind == event.Confirm && t != r.conf.time) {
 		return false
 	}
-	if birth {
+	if kind == event.CTIn {
 		if r.have&hasIn != 0 {
 			return t == r.in.time
 		}
@@ -265,9 +266,17 @@ func (r *rec) fits(t uint64, birth bool) bool {
 	return r.have&hasIn == 0 || t >= r.in.time
 }
 
-// gen returns the record an event of ct at time t belongs to, making one
-// if needed, or -1 when the event fits no generation.
-func (c *Correlator) gen(ct, t uint64, birth bool) int32 {
+// later: an event at t that does not fit comes from a later generation.
+func (r *rec) later(t uint64) bool {
+	if r.have&hasConfirm != 0 {
+		return t > r.conf.time
+	}
+	return t > r.first
+}
+
+// gen returns the record an event of kind for ct at time t belongs to,
+// making one if needed, or -1 when the event fits no generation.
+func (c *Correlator) gen(ct, t uint64, kind event.Kind) int32 {
 	if len(c.free) == 0 {
 		c.evict(c.head)
 	}
@@ -278,13 +287,13 @@ func (c *Correlator) gen(ct, t uint64, birth bool) int32 {
 		return c.use(n, t)
 	}
 	r := &c.slots[s]
-	if r.fits(t, birth) {
+	if r.fits(t, kind) {
 		return c.use(s, t)
 	}
-	if o := r.older; o >= 0 && c.slots[o].fits(t, birth) {
+	if o := r.older; o >= 0 && c.slots[o].fits(t, kind) {
 		return c.use(o, t)
 	}
-	if t > r.first {
+	if r.later(t) {
 		// The pointer was reused: a new generation. Keep one older.
 		if r.older >= 0 {
 			c.drop(r.older, nil)
@@ -295,8 +304,8 @@ func (c *Correlator) gen(ct, t uint64, birth bool) int32 {
 		c.byCT[ct] = n
 		return c.use(n, t)
 	}
-	if r.older < 0 {
-		// A late event of an earlier generation we never saw.
+	if t < r.first && r.older < 0 {
+		// A late event of an earlier generation not seen so far.
 		n := c.alloc(ct, t)
 		c.slots[n].newer = s
 		r.older = n
@@ -484,7 +493,7 @@ func (c *Correlator) common(s int32, ev *event.Event) *rec {
 }
 
 func (c *Correlator) addIn(ev *event.Event) {
-	s := c.gen(ev.CT, ev.Time, true)
+	s := c.gen(ev.CT, ev.Time, event.CTIn)
 	if s < 0 {
 		return
 	}
@@ -499,7 +508,7 @@ func (c *Correlator) addIn(ev *event.Event) {
 }
 
 func (c *Correlator) addNAT(ev *event.Event) {
-	s := c.gen(ev.CT, ev.Time, false)
+	s := c.gen(ev.CT, ev.Time, event.NAT)
 	if s < 0 {
 		return
 	}
@@ -515,7 +524,7 @@ func (c *Correlator) addNAT(ev *event.Event) {
 }
 
 func (c *Correlator) addClash(ev *event.Event) {
-	s := c.gen(ev.CT, ev.Time, false)
+	s := c.gen(ev.CT, ev.Time, event.Clash)
 	if s < 0 {
 		return
 	}
@@ -525,10 +534,11 @@ func (c *Correlator) addClash(ev *event.Event) {
 }
 
 func (c *Correlator) addConfirm(ev *event.Event) {
-	s := c.gen(ev.CT, ev.Time, false)
+	s := c.gen(ev.CT, ev.Time, event.Confirm)
 	if s < 0 {
 		return
 	}
+	c.unindex(s) // before conf changes: the keys are made from it
 	r := c.common(s, ev)
 	r.orig = ev.Orig // the loser's tuples at confirm entry are authoritative
 	r.conf = confRec{
@@ -547,14 +557,12 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 	if !race && r.have&hasClash == 0 {
 		// A normal insert: both nodes are now in the hash, and this ct may
 		// win a later clash.
-		c.unindex(s)
 		c.index(s, 1, &r.conf.orig)
 		c.index(s, 2, &r.conf.reply)
 		return
 	}
 	if outcome == OutcomeNATClash {
 		// Reply-only insert: its ORIGINAL node is fake.
-		c.unindex(s)
 		c.index(s, 2, &r.conf.reply)
 	}
 	if c.window == 0 || c.replayed(r) {
@@ -689,6 +697,7 @@ func (c *Correlator) finish(ls int32, l *rec) {
 	if e.W != 0 && ws < 0 {
 		ws = c.alive(e.W, l.conf.time)
 	}
+	ws = c.checkWinner(&e, l, ws)
 	c.winnerTuples(&e, l, ws)
 
 	res := Classify(&e)
@@ -700,6 +709,21 @@ func (c *Correlator) finish(ls int32, l *rec) {
 		// The loser is freed with its skb: nothing more will come for it.
 		c.release(ls)
 	}
+}
+
+// checkWinner drops a winner record that cannot be W: the clash event read
+// W's ORIGINAL tuple from the kernel, and a record of another ORIGINAL is
+// an earlier ct at the same address (in incident mode the kernel's history
+// of a pointer survives the ct it described).
+func (c *Correlator) checkWinner(e *Evidence, l *rec, ws int32) int32 {
+	if ws < 0 || l.have&hasClash == 0 || l.clash.winner != e.W {
+		return ws
+	}
+	if w := &c.slots[ws]; w.have&hasOrig != 0 && w.orig != l.clash.orig {
+		e.WStale = true
+		return -1
+	}
+	return ws
 }
 
 // winnerTuples fills W's tuples from the best source: the clash event (read
@@ -768,6 +792,7 @@ func (c *Correlator) orphan(s int32) Incident {
 	if ws == s {
 		ws = -1
 	}
+	ws = c.checkWinner(&e, l, ws)
 	c.winnerPacket(&inc, &e, l, ws)
 	return inc
 }
@@ -781,7 +806,7 @@ func (c *Correlator) packet(r *rec, p *Packet) {
 	case r.have&hasIn != 0:
 		in := &r.in
 		p.Comm, p.PID, p.TID, p.CPU = commString(&in.comm), in.pid, in.tid, in.cpu
-		p.Task = in.hook == nfInetLocalOut && in.flags&event.FlagSoftirqKey == 0
+		p.Task = in.flags&event.FlagOrigin != 0 || in.hook == nfInetLocalOut && in.flags&event.FlagSoftirqKey == 0
 		p.Sock, p.HasSock = in.sock, in.flags&event.FlagSock != 0
 		p.Born = in.time
 		p.ReplyPre = in.reply

@@ -365,6 +365,29 @@ func TestForwardedTaskIsIncidental(t *testing.T) {
 	}
 }
 
+// A forwarded pod packet whose sender the origin probe found (net_dev_queue
+// in the pod's netns): the task is the sender after all.
+func TestForwardedWithOrigin(t *testing.T) {
+	sc := scenarioR4Dropped()
+	for i := range sc.all {
+		ev := &sc.all[i]
+		if ev.Kind == event.CTIn && ev.CT == ctL {
+			ev.Flags |= event.FlagOrigin | event.FlagSock
+			ev.PID, ev.TID = 3100, 3101
+			ev.Comm = [16]byte{}
+			copy(ev.Comm[:], "nslookup")
+			ev.Sock = event.Socket{Cookie: 0x77, Inode: 88, Family: 2, State: 7, Port: 5555}
+		}
+	}
+	inc := only(t, feed(t, New(Options{}), sc.all))
+	if l := inc.Loser; !l.Task || l.Comm != "nslookup" || l.TID != 3101 || !l.HasSock || l.Sock.Cookie != 0x77 {
+		t.Errorf("loser %+v", l)
+	}
+	if inc.Winner.Task {
+		t.Errorf("winner without origin marked as task context")
+	}
+}
+
 // noise is an ordinary flow on another CPU: new ct, NAT, confirm, and some
 // established packets. It must never produce an incident.
 func noise(ct uint64, t0 uint64, n int) []event.Event {
@@ -923,4 +946,87 @@ func TestTupleLookupIgnoresOlderEntries(t *testing.T) {
 	inc := only(t, feed(t, New(Options{}), evs))
 	check(t, inc, want{race: RaceUnknown, outcome: OutcomeDropped, clashDir: -1, loser: ctL,
 		reason: []string{"winner unknown"}, loserStages: noClash})
+}
+
+// Incident mode: the kernel's history for W's pointer is that of an older
+// ct at the same address (it died without a trace, and W was born without a
+// CT_IN the probe saw). The CLASH event's tuples expose it.
+func TestStaleWinnerHistory(t *testing.T) {
+	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
+	ghost := &flow{ct: ctW, cpu: 3, pid: 1, tid: 1, comm: "ghost", hook: hookLocalOut, netns: netnsHost,
+		orig: tuple(udp, podB+":999", "10.96.0.20:80"), dnat: ap("10.244.9.9:8080")}
+	gIn, gDst, gSrc, gConf := ghost.in(10), ghost.natDst(20), ghost.natSrc(30), ghost.inserted(40)
+	lIn, lDst, lSrc := l.in(1050), l.natDst(1150), l.natSrc(1250)
+	cl := clash(1400, l, w, 0)
+	evs := replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&gIn, &gSrc, &gDst, &gConf}, l.natClash(1410))
+	inc := only(t, feed(t, New(Options{}), evs))
+	check(t, inc, want{race: RaceEndpoints, outcome: OutcomeNATClash, clashDir: 0, loser: ctL, winner: ctW,
+		reason: []string{"belonged to an earlier ct"}, loserStages: fullStages})
+	if inc.Winner.Comm == "ghost" || len(inc.Winner.Timeline) != 0 || inc.Winner.Orig != l.orig {
+		t.Errorf("winner built from the stale history: %+v", inc.Winner)
+	}
+}
+
+// Three queries, two endpoints (5.6+): W wins, W2 is inserted reply-only,
+// and L, which picked W2's endpoint, clashes with W (the CLASH names W) but
+// nf_ct_resolve_clash_harder finds W2 in the reply bucket and merges L into
+// it. The winner is the merge target.
+func TestMergeIntoReplyOnlyEntry(t *testing.T) {
+	w, w2 := glibcPair(ctW, ctW2, endpoint1, endpoint2)
+	_, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
+	l.tid, l.dnsID = 4244, 0x3333
+	wIn, w2In, lIn := w.in(1000), w2.in(1010), l.in(1020)
+	wDst, w2Dst, lDst := w.natDst(1100), w2.natDst(1110), l.natDst(1120)
+	wSrc, w2Src, lSrc := w.natSrc(1200), w2.natSrc(1210), l.natSrc(1220)
+	wConf := w.inserted(1300)
+	cl2 := clash(1400, w2, w, 0)
+	w2Conf := w2.natClash(1410)
+	cl := clash(1500, l, w, 0)
+	lConf := l.merged(1510, w2)
+	first := want{race: RaceEndpoints, outcome: OutcomeNATClash, clashDir: 0, loser: ctW2, winner: ctW, window: 10, loserStages: fullStages}
+	second := want{race: RaceIdentical, outcome: OutcomeMerged, clashDir: 0, loser: ctL, winner: ctW2, window: 10,
+		reason: []string{"identical tuples", fmt.Sprintf("nf_ct_resolve_clash named %#x, the merge went to %#x", uint64(ctW), uint64(ctW2))}, loserStages: fullStages}
+	modes := []struct {
+		name string
+		evs  []event.Event
+	}{
+		{"all", byTime(wIn, w2In, lIn, wDst, w2Dst, lDst, wSrc, w2Src, lSrc, wConf, cl2, w2Conf, cl, lConf)},
+		// The kernel replays the history of the ct the CLASH named (W), not
+		// of the merge target; W2 is known from its own incident.
+		{"incident", append(
+			replay(history{&w2In, &w2Src, &w2Dst, nil}, &cl2, &history{&wIn, &wSrc, &wDst, &wConf}, w2Conf),
+			replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf)...)},
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			incs := feed(t, New(Options{}), m.evs)
+			if len(incs) != 2 {
+				t.Fatalf("%d incidents", len(incs))
+			}
+			check(t, incs[0], first)
+			check(t, incs[1], second)
+			if incs[1].Winner.DNS.ID != 0x2222 || incs[1].Loser.DNS.ID != 0x3333 {
+				t.Errorf("dns ids W %#x L %#x", incs[1].Winner.DNS.ID, incs[1].Loser.DNS.ID)
+			}
+		})
+	}
+}
+
+// --all mode, the winner's CT_IN lost: its NAT and confirm events still
+// make a record; only its birth (and so the window) is unknown.
+func TestMissingWinnerBirth(t *testing.T) {
+	sc := scenarioR1Merged()
+	var evs []event.Event
+	for _, ev := range sc.all {
+		if !(ev.Kind == event.CTIn && ev.CT == ctW) {
+			evs = append(evs, ev)
+		}
+	}
+	w := sc.want
+	w.window = 0
+	inc := only(t, feed(t, New(Options{}), evs))
+	check(t, inc, w)
+	if inc.Winner.Born != 0 || len(inc.Winner.Timeline) != 3 || inc.Winner.DNS.Valid || inc.Winner.TID != 4242 {
+		t.Errorf("winner without birth: %+v", inc.Winner)
+	}
 }

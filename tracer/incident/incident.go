@@ -61,7 +61,8 @@ type Packet struct {
 	PID, TID uint32
 	CPU      uint32
 	// Task: Comm/PID/TID are the sending task (CT_IN at LOCAL_OUT in process
-	// context). Otherwise they are whatever ran the softirq (incidental).
+	// context, or joined from where the skb was sent: event.FlagOrigin).
+	// Otherwise they are whatever ran the softirq (incidental).
 	Task      bool
 	Netns     uint32
 	Zone      uint16

@@ -80,6 +80,13 @@ func (p *Processor) incidents(incs []incident.Incident) error {
 	return nil
 }
 
+// Idle tells the correlator that kernel time reached now while no record
+// arrived, so that incidents waiting for late events are printed without
+// waiting for the next record.
+func (p *Processor) Idle(now uint64) error {
+	return p.incidents(p.corr.Advance(now))
+}
+
 // Lost reports records that never arrived.
 func (p *Processor) Lost(l render.Lost) error {
 	if l.Count == 0 {

@@ -1,0 +1,153 @@
+package incident
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/event"
+)
+
+// consistent checks the correlator's internal links: the LRU list holds
+// exactly the records in use, byCT points at current generations, the
+// generation links are symmetric, and every index entry names a live
+// record that indexed it.
+func consistent(t *testing.T, c *Correlator) {
+	t.Helper()
+	inUse := len(c.slots) - len(c.free)
+	n := 0
+	prev := int32(-1)
+	onList := make(map[int32]bool)
+	for s := c.head; s >= 0; s = c.slots[s].next {
+		if c.slots[s].prev != prev {
+			t.Fatalf("LRU prev link broken at %d", s)
+		}
+		if onList[s] {
+			t.Fatalf("LRU loop at %d", s)
+		}
+		onList[s] = true
+		prev = s
+		n++
+	}
+	if prev != c.tail || n != inUse {
+		t.Fatalf("LRU has %d records, %d in use (tail %d, last %d)", n, inUse, c.tail, prev)
+	}
+	for _, f := range c.free {
+		if onList[f] {
+			t.Fatalf("slot %d both free and in use", f)
+		}
+	}
+	for ct, s := range c.byCT {
+		r := &c.slots[s]
+		if !onList[s] || r.ct != ct || r.newer != -1 {
+			t.Fatalf("byCT[%#x] = %d: ct %#x newer %d listed %v", ct, s, r.ct, r.newer, onList[s])
+		}
+		if o := r.older; o >= 0 && (!onList[o] || c.slots[o].newer != s || c.slots[o].ct != ct || c.slots[o].older != -1) {
+			t.Fatalf("older generation of %#x broken", ct)
+		}
+	}
+	for s := range onList {
+		r := &c.slots[s]
+		if r.newer >= 0 && c.slots[r.newer].older != s {
+			t.Fatalf("newer link of %d broken", s)
+		}
+		if r.newer < 0 {
+			if cur, ok := c.byCT[r.ct]; !ok || cur != s {
+				t.Fatalf("current generation %d of %#x not in byCT", s, r.ct)
+			}
+		}
+	}
+	for _, s := range c.byTuple {
+		if !onList[s] || c.slots[s].indexed == 0 {
+			t.Fatalf("index entry for slot %d that did not index", s)
+		}
+	}
+	if len(c.byTuple) > 2*inUse {
+		t.Fatalf("index %d entries for %d records", len(c.byTuple), inUse)
+	}
+}
+
+// Random streams of plausible and implausible events: nothing panics, the
+// bounds hold, the links stay consistent, and every race confirm yields
+// exactly one incident.
+func TestRandomStreams(t *testing.T) {
+	w, l := glibcPair(0, 0, endpoint1, endpoint2)
+	for seed := range uint64(30) {
+		rng := rand.New(rand.NewPCG(seed, 42))
+		c := New(Options{MaxCTs: 64, MaxPending: 4, MaxAge: 50_000, ReorderWindow: time20k(seed)})
+		var races, incidents int
+		now := uint64(1000)
+		for i := range 20_000 {
+			// Time mostly moves forward, sometimes back (other CPUs, replays).
+			now += uint64(rng.IntN(100))
+			ts := now
+			if rng.IntN(8) == 0 {
+				ts -= min(ts, uint64(rng.IntN(5000)))
+			}
+			f := w
+			if rng.IntN(2) == 0 {
+				f = l
+			}
+			f.ct = 0xffff888700000000 + uint64(rng.IntN(40))*0x140
+			other := 0xffff888700000000 + uint64(rng.IntN(40))*0x140
+			var ev event.Event
+			switch rng.IntN(7) {
+			case 0, 1:
+				ev = f.in(ts)
+			case 2:
+				ev = f.natDst(ts)
+			case 3:
+				ev = f.natSrc(ts)
+			case 4:
+				ev = clash(ts, f, &flow{ct: other, orig: w.orig, dnat: w.dnat}, uint8(rng.IntN(2)))
+			case 5:
+				switch rng.IntN(4) {
+				case 0:
+					ev = f.inserted(ts)
+				case 1:
+					ev = f.dropped(ts)
+				case 2:
+					ev = f.confirm(ts, 1, other, w.status())
+				case 3:
+					ev = f.natClash(ts)
+				}
+			case 6:
+				ev = f.established(ts)
+			}
+			if rng.IntN(4) == 0 {
+				ev.Flags |= event.FlagHistory
+				if rng.IntN(2) == 0 {
+					ev.Flags |= event.FlagWinner
+				}
+			}
+			if _, race := OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status); ev.Kind == event.Confirm && race && ev.Flags&event.FlagHistory == 0 {
+				races++
+			}
+			incidents += len(c.Add(&ev))
+			if i%97 == 0 {
+				consistent(t, c)
+			}
+			if st := c.Stats(); st.Tracked > 64 || st.Pending > 4 {
+				t.Fatalf("seed %d: stats %+v", seed, st)
+			}
+		}
+		incidents += len(c.Flush())
+		consistent(t, c)
+		st := c.Stats()
+		if st.Tracked != 0 || len(c.byCT) != 0 || len(c.byTuple) != 0 {
+			t.Fatalf("seed %d: state left after flush: %+v", seed, st)
+		}
+		// Every race confirm that found its generation gives one incident;
+		// clashes without a confirm may add orphans.
+		if incidents < races-int(st.Stale) {
+			t.Fatalf("seed %d: %d incidents for %d race confirms (%d stale)", seed, incidents, races, st.Stale)
+		}
+	}
+}
+
+func time20k(seed uint64) time.Duration {
+	if seed%2 == 0 {
+		return -1
+	}
+	return 20_000
+}

@@ -371,12 +371,18 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	e->hook = hook;
 	e->ret = verdict;
 	tgid = e->pid_tgid >> 32;
-	if (!wanted(e, tgid))
+	if (e->ctinfo == IP_CT_NEW && !(e->status & IPS_CONFIRMED))
+		e->flags |= EVENT_F_NEW;
+	if (!wanted(e, tgid)) {
+		/* A filtered-out new ct must not inherit the history an earlier
+		 * ct left at the same address: it could be replayed as a winner's. */
+		if (e->flags & EVENT_F_NEW)
+			bpf_map_delete_elem(&hist, &e->ct);
 		return 0;
-	if (e->ctinfo == IP_CT_NEW && !(e->status & IPS_CONFIRMED)) {
+	}
+	if (e->flags & EVENT_F_NEW) {
 		__u32 zero = 0;
 		struct history *h = bpf_map_lookup_elem(&scratch_hist, &zero);
-		e->flags |= EVENT_F_NEW;
 		if (h) {
 			/* A new ct pointer replaces whatever an earlier ct at the same
 			 * address left: ct objects are SLAB_TYPESAFE_BY_RCU and reused. */
@@ -766,6 +772,13 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 				replay(wh, EVENT_F_WINNER);
 			else
 				count_loss(LOSS_NO_HISTORY);
+		}
+		/* In a three-way race nf_ct_resolve_clash_harder may merge the loser
+		 * into another entry than the one the clash named: replay that too. */
+		if (e->other_ct != v.ct && e->other_ct != winner) {
+			wh = ct_history(e->other_ct);
+			if (wh)
+				replay(wh, EVENT_F_WINNER);
 		}
 		output(e);
 	}

@@ -165,6 +165,7 @@ static __always_inline void count_loss(__u32 kind)
 
 static __always_inline void output(struct event *e)
 {
+	count_loss(LOSS_SENT);
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
 		count_loss(LOSS_RINGBUF);
 }

@@ -109,7 +109,9 @@ enum loss_kind {
 	LOSS_RINGBUF = 0,     /* bpf_ringbuf_output failed: the buffer was full */
 	LOSS_NO_ENTRY = 1,    /* an exit probe found no saved entry (missed or nested) */
 	LOSS_NO_HISTORY = 2,  /* incident mode: a ct's history was evicted from the LRU */
-	LOSS_MAX = 3,
+	LOSS_SENT = 3,        /* not a loss: records offered to the ring buffer, to check
+	                       * that received + LOSS_RINGBUF == LOSS_SENT */
+	LOSS_MAX = 4,
 };
 
 #endif

@@ -469,6 +469,20 @@ func (t *Tracer) readKretMissed() {
 	}
 }
 
+// Sent is the number of records the BPF programs offered to the ring
+// buffer since Open: those read plus those lost to a full buffer.
+func (t *Tracer) Sent() (uint64, error) {
+	var perCPU []uint64
+	if err := t.lossMap.Lookup(uint32(probe.BPFLossKindLOSS_SENT), &perCPU); err != nil {
+		return 0, fmt.Errorf("read sent counter: %w", err)
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
+}
+
 // kretprobeMissed reads the link's miss count: from bpf_link_info on 6.7+,
 // else from tracefs kprobe_profile, where a kretprobe created with maxactive
 // is listed under its symbol's name (another tool's probe on the same symbol

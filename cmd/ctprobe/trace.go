@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -137,6 +138,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	loop.interval = *interval
 	loop.startCounters = startCounters
 	runErr := loop.run()
+	accounting := loop.checkAccounting(r)
 
 	endCounters, err := stream.Snapshot()
 	if err != nil {
@@ -145,7 +147,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	end := time.Now().Round(0)
 	_, finishErr := p.Finish(end, stream.CounterDelta(startCounters, endCounters))
 	if w != nil {
-		tr := capture.Trailer{EndUnixNano: end.UnixNano(), Counters: endCounters}
+		tr := capture.Trailer{EndUnixNano: end.UnixNano(), Counters: endCounters, Extra: accounting}
 		if err := w.Close(tr); err != nil && runErr == nil {
 			runErr = fmt.Errorf("close capture: %w", err)
 		}
@@ -258,6 +260,34 @@ func (l *traceLoop) drain(rec *ringbuf.Record) error {
 		}
 	}
 	return l.reportLosses()
+}
+
+// checkAccounting compares the records the kernel offered to the ring
+// buffer with those read plus those it could not reserve: they must agree,
+// or records vanished without being counted. It returns the counts for the
+// capture trailer.
+func (l *traceLoop) checkAccounting(r render.Renderer) map[string]string {
+	sent, err := l.t.Sent()
+	if err != nil {
+		r.Warning(err.Error())
+		return nil
+	}
+	var lost uint64
+	losses, _ := l.t.Losses()
+	for _, loss := range losses {
+		if loss.Source == "ringbuf" {
+			lost += loss.Count
+		}
+	}
+	received := l.p.Stats().Records
+	if received+lost != sent {
+		r.Warning(fmt.Sprintf("ring buffer accounting: the kernel sent %d records, %d were read and %d counted lost: %d unaccounted", sent, received, lost, int64(sent)-int64(received+lost)))
+	}
+	return map[string]string{
+		"records_sent":     strconv.FormatUint(sent, 10),
+		"records_received": strconv.FormatUint(received, 10),
+		"records_lost":     strconv.FormatUint(lost, 10),
+	}
 }
 
 // reportLosses prints and records loss counters that grew since last time.

@@ -103,7 +103,8 @@ const (
 	BPFLossKindLOSS_RINGBUF    BPFLossKind = 0
 	BPFLossKindLOSS_NO_ENTRY   BPFLossKind = 1
 	BPFLossKindLOSS_NO_HISTORY BPFLossKind = 2
-	BPFLossKindLOSS_MAX        BPFLossKind = 3
+	BPFLossKindLOSS_SENT       BPFLossKind = 3
+	BPFLossKindLOSS_MAX        BPFLossKind = 4
 )
 
 type BPFNatRange struct {

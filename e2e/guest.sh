@@ -19,17 +19,35 @@ for s in ${SCENARIOS//,/ }; do
   echo "=== scenario $base, attach $attach: $n lookups"
   ctprobe trace --attach "$attach" -o json -w "$f.ctp" >"$f.trace.jsonl" 2>"$f.trace.err" &
   tp=$!
-  # The plan line is printed once every probe is attached.
-  for _ in $(seq 150); do
-    grep -q '"kind":"plan"' "$f.trace.jsonl" 2>/dev/null && break
-    kill -0 "$tp" 2>/dev/null || break
-    sleep 0.2
+  extra=()
+  if [ "$s" = endpoints-2 ]; then
+    # Filters run in the kernel, beside the main tracer: one that matches the
+    # ClusterIP (every incident), one port nothing uses (none), and -c 2.
+    ctprobe trace --host 10.96.0.10 -o json >"$f.host.jsonl" 2>&1 & extra+=($!)
+    ctprobe trace --port 9999 -o json >"$f.port9999.jsonl" 2>&1 & extra+=($!)
+    ctprobe trace -c 2 -o json >"$f.count2.jsonl" 2>&1 &
+    count_pid=$!
+  fi
+  # Each tracer prints its plan line once every probe is attached.
+  for out in "$f".trace.jsonl "$f".host.jsonl "$f".port9999.jsonl "$f".count2.jsonl; do
+    [ "$out" = "$f.trace.jsonl" ] || [ "$s" = endpoints-2 ] || continue
+    for _ in $(seq 150); do
+      grep -q '"kind":"plan"' "$out" 2>/dev/null && break
+      kill -0 "$tp" 2>/dev/null || break
+      sleep 0.2
+    done
   done
   ctlab run --scenario "$base" --lookups "$n" --keep -o json >"$f.lab.json" 2>"$f.lab.err"
   echo $? >"$f.lab.rc"
-  kill -INT "$tp"
+  kill -INT "$tp" ${extra[@]+"${extra[@]}"}
   wait "$tp"
   echo $? >"$f.trace.rc"
+  for p in ${extra[@]+"${extra[@]}"}; do wait "$p"; done
+  if [ -n "${count_pid:-}" ]; then
+    # -c 2 must have stopped by itself after two incidents.
+    if kill -0 "$count_pid" 2>/dev/null; then kill -INT "$count_pid"; echo running >"$f.count2.rc"; wait "$count_pid"; else wait "$count_pid"; echo $? >"$f.count2.rc"; fi
+    count_pid=
+  fi
   ctlab cleanup --all >/dev/null 2>&1
   ctprobe report -r "$f.ctp" -o json >"$f.report.jsonl" 2>"$f.report.err"
   echo $? >"$f.report.rc"
@@ -37,6 +55,9 @@ for s in ${SCENARIOS//,/ }; do
   ctprobe report -r "$f.ctp" --no-color >"$f.report.txt" 2>&1
   tail -n 25 "$f.report.txt"
 done
+echo "=== ctprobe trace --duration 2s -q -w - | ctprobe report -r -"
+ctprobe trace --duration 2s -q -w - 2>pipe.err | ctprobe report -r - -o json >pipe.jsonl 2>>pipe.err
+echo "${PIPESTATUS[0]} ${PIPESTATUS[1]}" >pipe.rc
 echo "=== ctprobe selftest"
 ctprobe selftest --lookups 100 --no-color >selftest.txt 2>&1
 echo $? >selftest.rc

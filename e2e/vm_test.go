@@ -106,6 +106,21 @@ func itoa(n int) string {
 func TestVMLab(t *testing.T) {
 	out := bootLab(t)
 	t.Run("probes", func(t *testing.T) { checkProbes(t, out) })
+	t.Run("pipe", func(t *testing.T) {
+		// trace --duration stops by itself; -w - streams a capture that
+		// report -r - reads from a pipe.
+		if rc := readFile(t, filepath.Join(out, "pipe.rc")); rc != "0 0" {
+			t.Fatalf("trace | report exit codes %q: %s", rc, readFile(t, filepath.Join(out, "pipe.err")))
+		}
+		_, lines := jsonLines(t, filepath.Join(out, "pipe.jsonl"))
+		kinds := map[any]int{}
+		for _, m := range lines {
+			kinds[m["kind"]]++
+		}
+		if kinds["plan"] != 1 || kinds["summary"] != 1 {
+			t.Errorf("report of the piped capture: %v", kinds)
+		}
+	})
 	t.Run("selftest", func(t *testing.T) {
 		if rc := readFile(t, filepath.Join(out, "selftest.rc")); rc != "0" {
 			t.Errorf("ctprobe selftest exit %s", rc)
@@ -123,14 +138,15 @@ func TestVMLab(t *testing.T) {
 func checkProbes(t *testing.T, out string) {
 	var probes struct {
 		Kernel    string `json:"kernel"`
+		Fentry    string `json:"fentry"`
 		Traceable bool   `json:"traceable"`
 		Plan      []struct {
 			Point, Function, Mode, Status, Reason string
 		} `json:"plan"`
 	}
 	readJSON(t, filepath.Join(out, "probes.json"), &probes)
-	if !probes.Traceable {
-		t.Fatalf("kernel %s not traceable: %+v", probes.Kernel, probes.Plan)
+	if !probes.Traceable || probes.Fentry != "yes" {
+		t.Fatalf("kernel %s: traceable %v, fentry %q: %+v", probes.Kernel, probes.Traceable, probes.Fentry, probes.Plan)
 	}
 	for _, p := range probes.Plan {
 		if p.Status != "attached" {
@@ -315,6 +331,10 @@ func checkScenario(t *testing.T, out, scenario string) {
 		t.Errorf("%d incidents unclassified", races[0])
 	}
 
+	if scenario == "endpoints-2" {
+		checkFilters(t, p, len(incidents))
+	}
+
 	// The report of the capture equals the live output.
 	if rc := readFile(t, p(".report.rc")); rc != "0" {
 		t.Fatalf("ctprobe report exit %s: %s", rc, readFile(t, p(".report.err")))
@@ -322,6 +342,35 @@ func checkScenario(t *testing.T, out, scenario string) {
 	replayRaw, replay := jsonLines(t, p(".report.jsonl"))
 	if got, want := comparable(replayRaw, replay), comparable(raw, lines); !slices.Equal(got, want) {
 		t.Errorf("report differs from the live run: %d vs %d incident/summary lines", len(got), len(want))
+	}
+}
+
+// checkFilters checks the tracers that ran beside the main one: filters are
+// applied in the kernel, and -c stops after that many incidents.
+func checkFilters(t *testing.T, p func(string) string, all int) {
+	count := func(suffix string) (incidents, summaries int) {
+		_, lines := jsonLines(t, p(suffix))
+		for _, m := range lines {
+			switch m["kind"] {
+			case "incident":
+				incidents++
+			case "summary":
+				summaries++
+			}
+		}
+		return
+	}
+	if n, s := count(".host.jsonl"); n != all || s != 1 {
+		t.Errorf("--host 10.96.0.10: %d incidents (want all %d), %d summaries", n, all, s)
+	}
+	if n, s := count(".port9999.jsonl"); n != 0 || s != 1 {
+		t.Errorf("--port 9999: %d incidents (want 0), %d summaries", n, s)
+	}
+	if rc := readFile(t, p(".count2.rc")); rc != "0" {
+		t.Errorf("-c 2 did not stop by itself: %s", rc)
+	}
+	if n, _ := count(".count2.jsonl"); n != 2 {
+		t.Errorf("-c 2 printed %d incidents", n)
 	}
 }
 

@@ -256,6 +256,25 @@ func (t *Tracer) attach(opts Options) {
 	t.Plan = append(t.Plan, t.attachOrigin())
 }
 
+// Fentry says whether BPF trampolines work here, as attaching found out:
+// "yes", or why not.
+func (t *Tracer) Fentry() string {
+	for _, e := range t.Plan {
+		if e.Mode == ModeFentry && e.Status == StatusAttached {
+			return "yes"
+		}
+	}
+	for _, c := range t.causes {
+		if after, ok := strings.CutPrefix(c, "fentry: "); ok {
+			return "no: " + after
+		}
+	}
+	if !t.Kernel.BTF {
+		return "no: the kernel has no BTF"
+	}
+	return "not tried"
+}
+
 func (t *Tracer) cause(c string) {
 	for _, have := range t.causes {
 		if have == c {

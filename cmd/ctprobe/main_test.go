@@ -108,7 +108,8 @@ func TestTraceReportsUnattachableKernel(t *testing.T) {
 		}
 	}
 	code, stdout, _ = runCLI("probes")
-	if code != 1 || !strings.Contains(stdout, "confirm  __nf_conntrack_confirm") || !strings.Contains(stdout, "failed") {
+	if code != 1 || !strings.Contains(stdout, "confirm  __nf_conntrack_confirm") || !strings.Contains(stdout, "failed") ||
+		!strings.Contains(stdout, "fentry      no: ") || !strings.Contains(stdout, "kprobes     no") {
 		t.Errorf("probes: exit %d:\n%s", code, stdout)
 	}
 }

@@ -29,6 +29,7 @@ func runProbes(args []string, stdout io.Writer) error {
 	}
 	var plan []tracer.PlanEntry
 	var traceErr error
+	fentry := "unknown (needs privileges to try)"
 	k, err := tracer.ProbeKernel()
 	if err != nil {
 		return err
@@ -39,6 +40,7 @@ func runProbes(args []string, stdout io.Writer) error {
 		t, err := tracer.Open(tracer.Options{Attach: mode})
 		if t != nil {
 			plan = t.Plan
+			fentry = t.Fentry()
 			t.Close()
 		}
 		traceErr = err
@@ -46,7 +48,7 @@ func runProbes(args []string, stdout io.Writer) error {
 	if *output == "json" {
 		out := map[string]any{
 			"kind": "probes", "kernel": k.Release, "btf": k.BTF, "kprobes": k.Kprobes,
-			"conntrack_loaded": k.Conntrack, "clash_era": k.ClashEra(), "plan": plan, "traceable": traceErr == nil,
+			"conntrack_loaded": k.Conntrack, "fentry": fentry, "clash_era": k.ClashEra(), "plan": plan, "traceable": traceErr == nil,
 		}
 		if traceErr != nil {
 			out["error"] = traceErr.Error()
@@ -56,6 +58,7 @@ func runProbes(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "kernel      %s\n", k.Release)
 	fmt.Fprintf(stdout, "btf         %v\n", yesNo(k.BTF))
 	fmt.Fprintf(stdout, "kprobes     %v\n", yesNo(k.Kprobes))
+	fmt.Fprintf(stdout, "fentry      %s\n", fentry)
 	fmt.Fprintf(stdout, "conntrack   %v\n", yesNo(k.Conntrack))
 	fmt.Fprintf(stdout, "clash era   %s\n\n", k.ClashEra())
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -167,6 +167,9 @@ type traceLoop struct {
 	startCounters []capture.NetnsCounters
 	reported      map[string]uint64 // losses already reported, by source and CPU
 	stop          <-chan struct{}   // closed to stop (selftest); nil for trace
+	// stoppedByCount: -c was reached and the ring buffer left unread, so
+	// sent = received + lost cannot hold.
+	stoppedByCount bool
 }
 
 // poll is how often the loop wakes without records, to check signals,
@@ -223,7 +226,11 @@ func (l *traceLoop) run() error {
 			return err
 		}
 		if l.count > 0 && l.done() {
-			return l.drain(&rec)
+			// Like tcpdump -c: stop here, without printing what the ring
+			// buffer still holds.
+			l.stoppedByCount = true
+			l.t.Detach()
+			return l.reportLosses()
 		}
 	}
 }
@@ -280,7 +287,7 @@ func (l *traceLoop) checkAccounting(r render.Renderer) map[string]string {
 		}
 	}
 	received := l.p.Stats().Records
-	if received+lost != sent {
+	if received+lost != sent && !l.stoppedByCount {
 		r.Warning(fmt.Sprintf("ring buffer accounting: the kernel sent %d records, %d were read and %d counted lost: %d unaccounted", sent, received, lost, int64(sent)-int64(received+lost)))
 	}
 	return map[string]string{

@@ -355,15 +355,27 @@ static __always_inline bool take_entry(__u64 id, __u32 kind, struct entry *out)
 
 static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 verdict)
 {
-	struct event *e = new_event(0, EVENT_CT_IN);
+	struct event *e;
 	struct nf_conn *ct;
+	__u8 ctinfo;
+	bool is_new;
 	__u32 tgid;
 
-	if (!e || !skb)
+	if (!skb)
 		return 0;
-	ct = skb_ct(skb, &e->ctinfo);
+	ct = skb_ct(skb, &ctinfo);
 	if (!ct) /* untracked, invalid or dropped before a ct existed */
 		return 0;
+	/* Incident mode records only births: a packet of an established flow
+	 * costs these two reads and nothing more. (ctinfo can be IP_CT_NEW on a
+	 * confirmed ct that has seen no reply yet, hence the status check.) */
+	is_new = ctinfo == IP_CT_NEW && !(BPF_CORE_READ(ct, status) & IPS_CONFIRMED);
+	if (!is_new && !stream_all)
+		return 0;
+	e = new_event(0, EVENT_CT_IN);
+	if (!e)
+		return 0;
+	e->ctinfo = ctinfo;
 	read_ct(e, ct);
 	read_sock(e, skb);
 	read_origin(e, skb);
@@ -372,7 +384,7 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	e->hook = hook;
 	e->ret = verdict;
 	tgid = e->pid_tgid >> 32;
-	if (e->ctinfo == IP_CT_NEW && !(e->status & IPS_CONFIRMED))
+	if (is_new)
 		e->flags |= EVENT_F_NEW;
 	if (!wanted(e, tgid)) {
 		/* A filtered-out new ct must not inherit the history an earlier

@@ -332,3 +332,32 @@ func TestOptionsErrors(t *testing.T) {
 		t.Errorf("unknown scenario: %v", err)
 	}
 }
+
+// LookupsUntil goes past k lookups until the kernel counted the clashes
+// asked for, and never past max.
+func TestLookupsUntilClashes(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("racing sends need 2 CPUs")
+	}
+	topo := setup(t, "snat-one-port", "iptables", DefaultTimeout)
+	// snat-one-port clashes exactly once a lookup, so the stop is exact.
+	st, err := topo.LookupsUntil(context.Background(), 2, 7, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counted uint64
+	for _, n := range st.Netns {
+		counted += n.Delta.ClashResolve + n.Delta.InsertFailed
+	}
+	// Counters are read every 10 lookups once past k.
+	if counted < 7 || st.Lookups > 10 {
+		t.Errorf("%d lookups counted %d clashes: want at least 7 within 10 lookups", st.Lookups, counted)
+	}
+	st, err = topo.LookupsUntil(context.Background(), 1, 1000, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Lookups != 12 {
+		t.Errorf("max 12 lookups, did %d", st.Lookups)
+	}
+}

@@ -151,6 +151,27 @@ func processComm() string {
 // for the answer, then the second pod sends AAAA, whose reply tuple is now
 // taken.
 func (t *Topology) Lookups(ctx context.Context, k int) (Stats, error) {
+	return t.LookupsUntil(ctx, k, 0, k)
+}
+
+// countedClashes is how many clashes the kernel counted in the topology's
+// namespaces between two readings: settled (clash_resolve) and not
+// (insert_failed; before 5.10 it counts every clash).
+func countedClashes(before, after []NetnsCounters) uint64 {
+	var n uint64
+	for i := range before {
+		d := after[i].Counters.Sub(before[i].Counters)
+		n += d.ClashResolve + d.InsertFailed
+	}
+	return n
+}
+
+// LookupsUntil performs k lookups, then goes on until the kernel has counted
+// at least minClashes clashes in the topology, up to max lookups in all.
+// Whether two sends really overlap depends on how busy the machine is (an
+// emulated VM on a loaded host may race rarely), so a test that needs races
+// asks for a number of them rather than a number of lookups.
+func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (Stats, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -177,10 +198,21 @@ func (t *Topology) Lookups(ctx context.Context, k int) (Stats, error) {
 	}
 	start := time.Now()
 	var runErr error
-	for i := 0; i < k; i++ {
+	enough := minClashes <= 0
+	for i := 0; i < k || (!enough && i < max); i++ {
 		if err := ctx.Err(); err != nil {
 			runErr = err
 			break
+		}
+		if !enough && i >= k && i%10 == 0 {
+			now, err := t.Counters()
+			if err != nil {
+				runErr = fmt.Errorf("reading conntrack counters: %w", err)
+				break
+			}
+			if enough = countedClashes(before, now) >= uint64(minClashes); enough {
+				break
+			}
 		}
 		if t.Scenario.sequential {
 			err = t.sequentialLookup(&st)

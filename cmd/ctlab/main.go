@@ -110,6 +110,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run")
 	scenario := fs.String("scenario", "", "scenario name (see: ctlab scenarios)")
 	lookups := fs.Int("lookups", 100, "number of lookups")
+	minClashes := fs.Int("min-clashes", 0, "after --lookups, go on until the kernel counted this many clashes in the lab")
+	maxLookups := fs.Int("max-lookups", 0, "with --min-clashes: give up after this many lookups (default 20 x --lookups)")
 	endpoints := fs.Int("endpoints", 0, "DNS endpoints (default: the scenario's)")
 	nat := fs.String("nat", "iptables", "how to write the rules: iptables or nft")
 	ipt := fs.String("iptables", "", "iptables binary (default: iptables-legacy, else iptables)")
@@ -129,6 +131,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	if *lookups < 0 {
 		return usageError{"--lookups must not be negative"}
+	}
+	if *minClashes < 0 || *maxLookups < 0 {
+		return usageError{"--min-clashes and --max-lookups must not be negative"}
+	}
+	if *maxLookups == 0 {
+		*maxLookups = 20 * *lookups
 	}
 	if *nat != "iptables" && *nat != "nft" {
 		return usageError{fmt.Sprintf("--nat %q: use iptables or nft", *nat)}
@@ -173,7 +181,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		}()
 	}
 
-	st, runErr := topo.Lookups(ctx, *lookups)
+	st, runErr := topo.LookupsUntil(ctx, *lookups, *minClashes, max(*maxLookups, *lookups))
 	if st.Netns != nil {
 		if *output == "json" {
 			enc := json.NewEncoder(stdout)

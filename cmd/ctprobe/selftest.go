@@ -22,6 +22,7 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
 	scenario := fs.String("scenario", "endpoints-2", "lab scenario (ctlab scenarios lists them)")
 	lookups := fs.Int("lookups", 200, "number of parallel A+AAAA lookups")
+	minClashes := fs.Int("min-clashes", 20, "after --lookups, go on until the kernel counted this many clashes (at most 20 x --lookups)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -29,8 +30,8 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError("--scenario: %v", err)
 	}
-	if *lookups <= 0 {
-		return usageError("--lookups must be positive")
+	if *lookups <= 0 || *minClashes < 0 {
+		return usageError("--lookups must be positive and --min-clashes not negative")
 	}
 	if err := tracer.CheckPrivileges(); err != nil {
 		return err
@@ -58,7 +59,7 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 	done := make(chan error, 1)
 	go func() { done <- loop.run() }()
 
-	stats, lookErr := topo.Lookups(ctx, *lookups)
+	stats, lookErr := topo.LookupsUntil(ctx, *lookups, *minClashes, 20**lookups)
 	// Let the last confirms reach the ring buffer before detaching.
 	time.Sleep(poll)
 	close(stop)

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/kstat"
 )
 
 // sender is an OS thread that lives in a client netns. Two of them send the
@@ -38,26 +39,13 @@ func startSender(ns *Netns, cpu int) (*sender, error) {
 	ready := make(chan error, 1)
 	go func() {
 		defer close(s.exited)
-		runtime.LockOSThread()
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		orig, err := unix.Open(self, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		th, err := kstat.LockThread()
 		if err != nil {
-			runtime.UnlockOSThread()
-			ready <- fmt.Errorf("open %s: %w", self, err)
+			ready <- err
 			return
 		}
-		defer unix.Close(orig)
-		target, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ready <- fmt.Errorf("open netns %s: %w", ns.Path, err)
-			return
-		}
-		err = unix.Setns(target, unix.CLONE_NEWNET)
-		unix.Close(target)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ready <- fmt.Errorf("setns %s: %w", ns.Name, err)
+		if err := th.Enter(ns.Path); err != nil {
+			ready <- errors.Join(err, th.Release())
 			return
 		}
 		s.tid = unix.Gettid()
@@ -72,15 +60,12 @@ func startSender(ns *Netns, cpu int) (*sender, error) {
 		for job := range s.jobs {
 			runJob(job)
 		}
-		// Go back (netns, CPUs) before unlocking; if that fails the thread
+		// Go back (CPUs, netns) before unlocking; if that fails the thread
 		// stays locked and ends with this goroutine.
-		if unix.Setns(orig, unix.CLONE_NEWNET) != nil {
-			return
-		}
 		if pinned && unix.SchedSetaffinity(0, &origCPUs) != nil {
 			return
 		}
-		runtime.UnlockOSThread()
+		th.Release()
 	}()
 	if err := <-ready; err != nil {
 		return nil, fmt.Errorf("client thread in netns %s: %w", ns.Name, err)

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -46,31 +45,20 @@ func createNetns(name string) (*Netns, error) {
 
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread()
-		self := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		orig, err := unix.Open(self, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		th, err := kstat.LockThread()
 		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open %s: %w", self, err)
+			errc <- err
 			return
 		}
-		defer unix.Close(orig)
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
+			errc <- errors.Join(fmt.Errorf("unshare(CLONE_NEWNET): %w", err), th.Release())
 			return
 		}
-		merr := unix.Mount(self, path, "none", unix.MS_BIND, "")
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the thread ends with this goroutine.
-			errc <- fmt.Errorf("restoring netns: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
+		merr := unix.Mount(th.NetnsPath(), path, "none", unix.MS_BIND, "")
 		if merr != nil {
 			merr = fmt.Errorf("bind-mount netns on %s: %w", path, merr)
 		}
-		errc <- merr
+		errc <- errors.Join(merr, th.Release())
 	}()
 	if err := <-errc; err != nil {
 		os.Remove(path)

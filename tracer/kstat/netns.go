@@ -1,6 +1,7 @@
 package kstat
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -22,43 +23,76 @@ import (
 // that restore fails, the thread stays locked, so the runtime ends it when the
 // goroutine returns and no other goroutine ever runs in the wrong netns.
 func InNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		th, err := LockThread()
+		if err != nil {
+			errc <- err
+			return
+		}
+		if err := th.Enter(path); err != nil {
+			errc <- errors.Join(err, th.Release())
+			return
+		}
+		ferr := fn()
+		if err := th.Release(); err != nil && ferr == nil {
+			ferr = fmt.Errorf("after netns %s: %w", path, err)
+		}
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Thread is the calling goroutine locked to its OS thread, holding the netns
+// the thread started in so that it can go back to it.
+type Thread struct {
+	orig int
+	tid  int
+}
+
+// LockThread locks the calling goroutine to its OS thread and remembers the
+// thread's netns. Pair it with Release on the same goroutine.
+func LockThread() (*Thread, error) {
+	runtime.LockOSThread()
+	t := &Thread{tid: unix.Gettid()}
+	var err error
+	t.orig, err = unix.Open(t.NetnsPath(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("open own netns %s: %w", t.NetnsPath(), err)
+	}
+	return t, nil
+}
+
+// NetnsPath is the thread's current netns: /proc/self/task/TID rather than
+// /proc/thread-self (3.17+) or /proc/self (the main thread's, which a locked
+// goroutine may not be on).
+func (t *Thread) NetnsPath() string { return fmt.Sprintf("/proc/self/task/%d/ns/net", t.tid) }
+
+// Enter moves the thread into the netns at path.
+func (t *Thread) Enter(path string) error {
 	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open netns %s: %w", path, err)
 	}
 	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("setns %s: %w (needs CAP_SYS_ADMIN: run as root)", path, err)
+	}
+	return nil
+}
 
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// /proc/self/task/TID rather than /proc/thread-self: the latter needs
-		// 3.17+, this works everywhere.
-		origPath := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		orig, err := unix.Open(origPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open own netns %s: %w", origPath, err)
-			return
-		}
-		defer unix.Close(orig)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w (needs CAP_SYS_ADMIN: run as root)", path, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			if ferr == nil {
-				ferr = fmt.Errorf("restoring netns after %s: %w", path, err)
-			}
-			errc <- ferr
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+// Release takes the thread back to its netns and unlocks it. If going back
+// fails the thread stays locked, so the runtime ends it with its goroutine
+// and no other goroutine ever runs in the wrong netns.
+func (t *Thread) Release() error {
+	err := unix.Setns(t.orig, unix.CLONE_NEWNET)
+	unix.Close(t.orig)
+	if err != nil {
+		return fmt.Errorf("restore netns: %w", err)
+	}
+	runtime.UnlockOSThread()
+	return nil
 }
 
 // NetnsInode returns the inode number of the netns at path: the number that

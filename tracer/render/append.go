@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
@@ -180,33 +181,10 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONBytesString is appendJSONString for a byte slice, without
-// converting it (comm is not necessarily UTF-8).
+// appendJSONBytesString is appendJSONString for a byte slice (comm, which
+// is not necessarily UTF-8), viewed as a string without copying it.
 func appendJSONBytesString(dst []byte, b []byte) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(b); {
-		c := b[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c < 0x20 || c == 0x7f:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n == 1 {
-			dst = append(dst, `\ufffd`...)
-		} else {
-			dst = append(dst, b[i:i+n]...)
-		}
-		i += n
-	}
-	return append(dst, '"')
+	return appendJSONString(dst, unsafe.String(unsafe.SliceData(b), len(b)))
 }
 
 func appendJSONHex(dst []byte, v uint64) []byte {

@@ -22,8 +22,9 @@ for s in ${SCENARIOS//,/ }; do
   extra=()
   if [ "$s" = endpoints-2 ]; then
     # Filters run in the kernel, beside the main tracer: one that matches the
-    # ClusterIP (every incident), one port nothing uses (none), and -c 2.
-    ctprobe trace --host 10.96.0.10 -o json >"$f.host.jsonl" 2>&1 & extra+=($!)
+    # ClusterIP (every incident, with a summary every second), one port
+    # nothing uses (none), and -c 2.
+    ctprobe trace --host 10.96.0.10 --interval 1s -o json >"$f.host.jsonl" 2>&1 & extra+=($!)
     ctprobe trace --port 9999 -o json >"$f.port9999.jsonl" 2>&1 & extra+=($!)
     ctprobe trace -c 2 -o json >"$f.count2.jsonl" 2>&1 &
     count_pid=$!

@@ -355,13 +355,29 @@ func checkFilters(t *testing.T, p func(string) string, all int) {
 			case "incident":
 				incidents++
 			case "summary":
-				summaries++
+				if m["final"] == true {
+					summaries++
+				}
 			}
 		}
 		return
 	}
 	if n, s := count(".host.jsonl"); n != all || s != 1 {
-		t.Errorf("--host 10.96.0.10: %d incidents (want all %d), %d summaries", n, all, s)
+		t.Errorf("--host 10.96.0.10: %d incidents (want all %d), %d final summaries", n, all, s)
+	}
+	// --interval 1s: summaries of each interval before the final one, whose
+	// incidents add up to the whole run.
+	_, lines := jsonLines(t, p(".host.jsonl"))
+	var intervals int
+	var sum float64
+	for _, m := range lines {
+		if m["kind"] == "summary" && m["final"] == false {
+			intervals++
+			sum += m["incidents"].(float64)
+		}
+	}
+	if intervals == 0 || sum > float64(all) {
+		t.Errorf("--interval 1s: %d interval summaries counting %v incidents (run: %d)", intervals, sum, all)
 	}
 	if n, s := count(".port9999.jsonl"); n != 0 || s != 1 {
 		t.Errorf("--port 9999: %d incidents (want 0), %d summaries", n, s)

@@ -23,6 +23,9 @@ import (
 const usage = `usage:
   ctlab run --scenario NAME [--lookups K] [--endpoints N] [--nat iptables|nft]
             [--iptables BIN] [--timeout D] [-o text|json] [--keep] [-v]
+  ctlab flood [--scenario NAME] [--duration D] [--threads N] [--rate R]
+              [--endpoints N] [--nat iptables|nft] [--iptables BIN] [-o text|json] [--keep] [-v]
+                         new UDP flows as fast as possible (one socket, port, datagram each); prints flows/s
   ctlab scenarios        list the scenarios
   ctlab cleanup [--all]  remove lab namespaces (ctl<pid>-*) left by dead runs
 `
@@ -65,6 +68,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "run":
 		return cmdRun(args[1:], stdout, stderr)
+	case "flood":
+		return cmdFlood(args[1:], stdout, stderr)
 	case "scenarios":
 		if len(args) > 1 {
 			return usageError{"scenarios takes no arguments"}
@@ -196,6 +201,93 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if runErr != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted after %d lookups", st.Lookups)
+		}
+		return runErr
+	}
+	return nil
+}
+
+func cmdFlood(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("flood")
+	scenario := fs.String("scenario", "endpoints-2", "scenario name (see: ctlab scenarios)")
+	duration := fs.Duration("duration", 5*time.Second, "how long to send")
+	threads := fs.Int("threads", 1, "sender threads")
+	rate := fs.Float64("rate", 0, "at most this many flows per second in all (0: as fast as possible)")
+	endpoints := fs.Int("endpoints", 0, "DNS endpoints (default: the scenario's)")
+	nat := fs.String("nat", "iptables", "how to write the rules: iptables or nft")
+	ipt := fs.String("iptables", "", "iptables binary (default: iptables-legacy, else iptables)")
+	output := fs.String("o", "text", "output: text or json")
+	keep := fs.Bool("keep", false, "leave the namespaces in place for inspection (remove later with: ctlab cleanup)")
+	verbose := fs.Bool("v", false, "print progress to stderr")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	sc, err := lab.ScenarioByName(*scenario)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	if *duration <= 0 {
+		return usageError{"--duration must be positive"}
+	}
+	if *threads < 1 || *threads > lab.MaxFloodThreads {
+		return usageError{fmt.Sprintf("--threads: use 1 to %d", lab.MaxFloodThreads)}
+	}
+	if *rate < 0 {
+		return usageError{"--rate must not be negative"}
+	}
+	if *nat != "iptables" && *nat != "nft" {
+		return usageError{fmt.Sprintf("--nat %q: use iptables or nft", *nat)}
+	}
+	if *output != "text" && *output != "json" {
+		return usageError{fmt.Sprintf("-o %q: use text or json", *output)}
+	}
+	if *endpoints != 0 && sc.FixedEndpoints && *endpoints != sc.Endpoints {
+		return usageError{fmt.Sprintf("scenario %s always has %d endpoint(s)", sc.Name, sc.Endpoints)}
+	}
+	if *endpoints < 0 || *endpoints > lab.MaxEndpoints {
+		return usageError{fmt.Sprintf("--endpoints: use 1 to %d", lab.MaxEndpoints)}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt}
+	if *verbose {
+		opts.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, "ctlab: "+f+"\n", a...) }
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	topo, err := lab.Setup(setupCtx, sc, opts)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return errors.New("interrupted during setup (namespaces removed)")
+		}
+		return fmt.Errorf("setting up %s: %w", sc.Name, err)
+	}
+	if *keep {
+		defer fmt.Fprintf(stderr, "ctlab: kept namespaces %s* (ip netns list; remove with: ctlab cleanup)\n", topo.Prefix)
+	} else {
+		defer func() {
+			if cerr := topo.Close(); cerr != nil {
+				fmt.Fprintf(stderr, "ctlab: cleanup: %v (retry with: ctlab cleanup --all)\n", cerr)
+			}
+		}()
+	}
+
+	st, runErr := topo.Flood(ctx, lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate})
+	if st.Netns != nil {
+		if *output == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(&st); err != nil {
+				return err
+			}
+		} else if err := st.WriteText(stdout); err != nil {
+			return err
+		}
+	}
+	if runErr != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted after %d flows", st.Flows)
 		}
 		return runErr
 	}

@@ -136,7 +136,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		loop.deadline = start.Add(*duration)
 	}
 	loop.interval = *interval
-	loop.startCounters = startCounters
+	loop.intervalCounters = startCounters
 	runErr := loop.run()
 	accounting := loop.checkAccounting(r)
 
@@ -157,16 +157,17 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 
 // traceLoop reads records until a stop condition, then detaches and drains.
 type traceLoop struct {
-	t             *tracer.Tracer
-	p             *stream.Processor
-	w             *capture.Writer
-	count         uint64
-	all           bool
-	deadline      time.Time
-	interval      time.Duration
-	startCounters []capture.NetnsCounters
-	reported      map[string]uint64 // losses already reported, by source and CPU
-	stop          <-chan struct{}   // closed to stop (selftest); nil for trace
+	t        *tracer.Tracer
+	p        *stream.Processor
+	w        *capture.Writer
+	count    uint64
+	all      bool
+	deadline time.Time
+	interval time.Duration
+	// intervalCounters are the counters when the current interval began.
+	intervalCounters []capture.NetnsCounters
+	reported         map[string]uint64 // losses already reported, by source and CPU
+	stop             <-chan struct{}   // closed to stop (selftest); nil for trace
 	// stoppedByCount: -c was reached and the ring buffer left unread, so
 	// sent = received + lost cannot hold.
 	stoppedByCount bool
@@ -199,10 +200,12 @@ func (l *traceLoop) run() error {
 			if err := l.reportLosses(); err != nil {
 				return err
 			}
+			// The kernel's counters over the same interval as the incidents.
 			counters, _ := stream.Snapshot()
-			if err := l.p.Interval(now, stream.CounterDelta(l.startCounters, counters)); err != nil {
+			if err := l.p.Interval(now, stream.CounterDelta(l.intervalCounters, counters)); err != nil {
 				return err
 			}
+			l.intervalCounters = counters
 		}
 		wake := now.Add(poll)
 		if !l.deadline.IsZero() && l.deadline.Before(wake) {

@@ -10,10 +10,12 @@ GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 # An execution count, not a duration: with a duration, Go 1.26's fuzz coordinator
 # can fail at the deadline with a bare "context deadline exceeded" (golang/go#75804).
 FUZZTIME ?= 50000x
-# Which Debian kernel flavour the VM lab boots: cloud or rt.
+# Which Debian kernel the VM lab boots: flavour cloud or rt, and a series
+# (empty: the newest, 6.12 on Debian 12; 6.1: the newest 6.1 LTS).
 FLAVOUR  ?= cloud
+KERNEL_SERIES ?=
 
-.PHONY: all build deps generate test unit fuzz e2e e2e-rt demo clean
+.PHONY: all build deps generate test unit fuzz e2e e2e-lts e2e-rt demo clean
 
 all: build
 
@@ -33,8 +35,9 @@ generate: deps
 	cd tracer/probe && $(GO) generate
 
 # Every test layer: unit and fuzz (no privileges), privileged tests on this
-# kernel (verifier, attach failures; skipped without root), then the VM.
-test: deps unit fuzz e2e
+# kernel (verifier, attach failures; skipped without root), then the VM on
+# two stock Debian kernels: the newest (6.12) and the 6.1 LTS.
+test: deps unit fuzz e2e e2e-lts
 
 unit:
 	$(GO) vet ./...
@@ -44,7 +47,10 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
 e2e: deps build
-	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) $(GO) test -count=1 -v -timeout 45m ./e2e/
+	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) KERNEL_SERIES=$(KERNEL_SERIES) $(GO) test -count=1 -v -timeout 45m ./e2e/
+
+e2e-lts:
+	$(MAKE) e2e KERNEL_SERIES=6.1
 
 e2e-rt:
 	$(MAKE) e2e FLAVOUR=rt

@@ -79,7 +79,11 @@ func bootLab(t *testing.T) string {
 	run(t, root, nil, "scripts/vm/build-initramfs.sh", "--kernel-dir", kdir, "--out", initrd,
 		"--add", filepath.Join(tmp, "ctprobe")+":/bin/ctprobe", "--add", filepath.Join(tmp, "ctlab")+":/bin/ctlab",
 		"--run", "e2e/guest.sh")
-	out := filepath.Join(root, "out", "e2e-"+flavour)
+	name := "e2e-" + flavour
+	if series := os.Getenv("KERNEL_SERIES"); series != "" {
+		name += "-" + series
+	}
+	out := filepath.Join(root, "out", name)
 	args := []string{"--kernel-dir", kdir, "--initrd", initrd, "--out", out, "--timeout", "1500"}
 	var names []string
 	for _, s := range scenarios {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch a Debian kernel for the VM lab and unpack it into the cache.
 #
-#   scripts/vm/fetch-kernel.sh cloud|rt
+#   scripts/vm/fetch-kernel.sh cloud|rt      (KERNEL_SERIES=6.1 for the newest 6.1.x)
 #
 # Picks the newest linux-image-<ver>-<flavour>-amd64-unsigned that apt knows (KERNEL_PACKAGE=<name>
 # forces one), downloads the .deb once into .cache/vm/debs/, unpacks it into
@@ -23,7 +23,15 @@ esac
 # kmod for depmod; xz-utils because newer Debian kernels ship .ko.xz modules.
 "$repo/scripts/deps.sh" kmod xz-utils
 
-re="^linux-image-[0-9].*-${flavour}-amd64-unsigned\$"
+# KERNEL_SERIES=6.1 picks the newest of one series (e.g. the 6.1 LTS kernel
+# beside the newer default), without naming a package that leaves the mirror.
+series=${KERNEL_SERIES:-}
+case "$series" in ''|[0-9]*.[0-9]*) ;; *) die "KERNEL_SERIES '$series': want MAJOR.MINOR such as 6.1" ;; esac
+if [ -n "$series" ]; then
+  re="^linux-image-${series//./\\.}[.-].*-${flavour}-amd64-unsigned\$"
+else
+  re="^linux-image-[0-9].*-${flavour}-amd64-unsigned\$"
+fi
 newest() { apt-cache search --names-only "$re" 2>/dev/null | awk '{print $1}' | sort -V | tail -n 1; }
 apt_update() { [ "$(id -u)" -ne 0 ] || apt-get update -qq >/dev/null 2>&1 || true; }
 cached_deb() { find "$cache/debs" -maxdepth 1 -name "${1}_*.deb" 2>/dev/null | sort -V | tail -n 1; }

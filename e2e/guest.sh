@@ -13,11 +13,15 @@ for s in ${SCENARIOS//,/ }; do
   base=${s%@*}
   attach=auto
   [[ $s == *@* ]] && attach=${s#*@}
+  # NAME@kprobe1: kprobe mode with one kretprobe instance per function, so
+  # that concurrent calls are missed (and must be reported).
+  maxactive=1024
+  [ "$attach" = kprobe1 ] && attach=kprobe maxactive=1
   f=${s//@/-}
   var=LOOKUPS_${f//-/_}
   n=${!var:-${LOOKUPS:-100}}
   echo "=== scenario $base, attach $attach: $n lookups"
-  ctprobe trace --attach "$attach" -o json -w "$f.ctp" >"$f.trace.jsonl" 2>"$f.trace.err" &
+  ctprobe trace --attach "$attach" --max-active "$maxactive" -o json -w "$f.ctp" >"$f.trace.jsonl" 2>"$f.trace.err" &
   tp=$!
   extra=()
   if [ "$s" = endpoints-2 ]; then

@@ -31,6 +31,10 @@ var scenarios = []struct {
 	{"vxlan-masq", 60},
 	// The same race, with every point on kprobe/kretprobe instead of fentry.
 	{"endpoints-2@kprobe", 150},
+	// kretprobes with one instance: calls on both CPUs at once are missed.
+	// Nothing may be lost silently: either the incidents match the kernel's
+	// counters, or the misses are reported.
+	{"endpoints-2@kprobe1", 100},
 }
 
 // files is the prefix of a scenario's result files in the guest's /out.
@@ -236,7 +240,14 @@ func checkScenario(t *testing.T, out, scenario string) {
 	readJSON(t, p(".lab.json"), &stats)
 	raw, lines := jsonLines(t, p(".trace.jsonl"))
 
+	// kprobe1 runs with one kretprobe instance per function: misses are
+	// expected there, and must be reported; anywhere else nothing is lost.
+	starved := attach == "kprobe1"
+	if starved {
+		attach = "kprobe"
+	}
 	var incidents []incidentLine
+	lost := map[string]uint64{}
 	for i, m := range lines {
 		switch m["kind"] {
 		case "incident":
@@ -246,10 +257,30 @@ func checkScenario(t *testing.T, out, scenario string) {
 			}
 			incidents = append(incidents, inc)
 		case "lost":
-			t.Errorf("ctprobe lost records: %s", raw[i])
+			if !starved {
+				t.Errorf("ctprobe lost records: %s", raw[i])
+			}
+			lost[m["source"].(string)] += uint64(m["count"].(float64))
+		case "warning":
+			t.Errorf("ctprobe warned: %s", raw[i])
 		case "plan":
 			checkAttachMode(t, raw[i], attach)
 		}
+	}
+	// With nothing lost, ctprobe must account for every clash exactly; with
+	// reported losses it may explain fewer, never more.
+	exact := len(lost) == 0
+	if starved {
+		t.Logf("%s: reported losses %v", scenario, lost)
+		if lost["kretprobe-missed"] == 0 {
+			t.Errorf("one kretprobe instance on 2 CPUs, yet no miss reported")
+		}
+	}
+	mismatch := func(got, want uint64) bool {
+		if exact {
+			return got != want
+		}
+		return got > want
 	}
 
 	// The kernel's counters, per namespace, over the lookups, against what
@@ -271,7 +302,7 @@ func checkScenario(t *testing.T, out, scenario string) {
 		if !d.HasClashResolve {
 			t.Fatalf("kernel has no clash_resolve counter; this test expects 5.10+")
 		}
-		if resolved != d.ClashResolve || dropped != d.InsertFailed || dropped != d.Drop {
+		if mismatch(resolved, d.ClashResolve) || mismatch(dropped, d.InsertFailed) || mismatch(dropped, d.Drop) {
 			t.Errorf("netns %s (%s, %d): ctprobe %d settled + %d dropped; kernel clash_resolve %d, insert_failed %d, drop %d",
 				ns.Role, ns.Name, ns.Inode, resolved, dropped, d.ClashResolve, d.InsertFailed, d.Drop)
 		}
@@ -279,7 +310,7 @@ func checkScenario(t *testing.T, out, scenario string) {
 		kernelDrops += d.Drop
 	}
 	t.Logf("%s: %d lookups, %d incidents, kernel clashes %d (drops %d)", name, stats.Lookups, len(incidents), kernelClashes, kernelDrops)
-	if len(incidents) != int(kernelClashes) {
+	if mismatch(uint64(len(incidents)), kernelClashes) {
 		t.Errorf("%d incidents in all, kernel counted %d clashes in the lab's namespaces", len(incidents), kernelClashes)
 	}
 	if kernelClashes == 0 {
@@ -295,7 +326,9 @@ func checkScenario(t *testing.T, out, scenario string) {
 		races[inc.Race]++
 		for role, pk := range map[string]*packet{"loser": inc.Loser, "winner": inc.Winner} {
 			if pk == nil {
-				t.Errorf("incident without %s: %+v", role, inc)
+				if exact { // a lost record may take the winner's history with it
+					t.Errorf("incident without %s: %+v", role, inc)
+				}
 				continue
 			}
 			if pk.Orig == nil || pk.Reply == nil || pk.Orig.Src == "" || pk.Reply.Src == "" {
@@ -317,22 +350,9 @@ func checkScenario(t *testing.T, out, scenario string) {
 		}
 	}
 	t.Logf("%s: races %v", name, races)
-	switch name {
-	case "endpoints-1":
-		if races[3] != 0 {
-			t.Errorf("one endpoint cannot give race 3, got %d", races[3])
-		}
-	case "endpoints-2", "ipv6":
-		if races[3] == 0 {
-			t.Errorf("two endpoints gave no race 3 in %d incidents", len(incidents))
-		}
-	case "snat-one-port":
-		if races[4] != len(incidents) || kernelDrops == 0 {
-			t.Errorf("SNAT to one port must give only race 4 drops: %v, drops %d", races, kernelDrops)
-		}
-	}
-	if races[0] != 0 {
-		t.Errorf("%d incidents unclassified", races[0])
+	// With records lost, which races were seen is not the point.
+	if exact {
+		checkRaces(t, name, races, len(incidents), kernelDrops)
 	}
 
 	if scenario == "endpoints-2" {
@@ -409,6 +429,27 @@ func checkAttachMode(t *testing.T, line, attach string) {
 		if attach != "" && p.Point != "origin" && p.Mode != attach {
 			t.Errorf("%s attached as %s, want %s", p.Point, p.Mode, attach)
 		}
+	}
+}
+
+// checkRaces checks which race types a scenario must (not) produce.
+func checkRaces(t *testing.T, name string, races map[int]int, incidents int, kernelDrops uint64) {
+	switch name {
+	case "endpoints-1":
+		if races[3] != 0 {
+			t.Errorf("one endpoint cannot give race 3, got %d", races[3])
+		}
+	case "endpoints-2", "ipv6":
+		if races[3] == 0 {
+			t.Errorf("two endpoints gave no race 3 in %d incidents", incidents)
+		}
+	case "snat-one-port":
+		if races[4] != incidents || kernelDrops == 0 {
+			t.Errorf("SNAT to one port must give only race 4 drops: %v, drops %d", races, kernelDrops)
+		}
+	}
+	if races[0] != 0 {
+		t.Errorf("%d incidents unclassified", races[0])
 	}
 }
 

@@ -50,6 +50,10 @@ const volatile __u32 filter_netns = 0;
 const volatile __u32 filter_pid = 0;
 /* Stream every event (--all) instead of only the history of clashes. */
 const volatile bool stream_all = false;
+/* Set by the Go side after attaching when no clash probe could attach (on
+ * 4.19-5.5 nf_ct_resolve_clash is likely inlined): confirmed cts are then
+ * indexed by tuple so that a loser's winner can still be named. */
+volatile bool lookup_winner = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -140,6 +144,23 @@ struct {
 
 /* An origin older than this is a recycled skb, not the same packet. */
 #define ORIGIN_MAX_AGE_NS 1000000000ULL
+
+/* Confirmed cts by tuple, for lookup_winner. The kernel finds a clash by
+ * comparing a tuple's addresses, ports and protocol (not its direction) in
+ * one netns and zone, so the key is exactly that. */
+struct tuple_key {
+	__u32 netns;
+	__u16 zone;
+	__u16 pad;
+	struct tuple t;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tuple_key);
+	__type(value, __u64);
+} confirmed SEC(".maps");
 
 /* Scratch space: an event and a history are too big for the 512-byte stack. */
 struct {
@@ -703,6 +724,69 @@ static __always_inline void confirm_enter(__u64 key, struct sk_buff *skb)
 	save_entry(key, EVENT_CONFIRM, &v);
 }
 
+static __always_inline void tuple_key_of(struct tuple_key *k, const struct event *e, const struct tuple *t)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->netns = e->netns;
+	k->zone = e->zone;
+	k->t = *t;
+	k->t.dir = 0;
+}
+
+/* Index an inserted ct under both of its tuples, as the kernel's hash does. */
+static __always_inline void index_confirmed(const struct event *e)
+{
+	struct tuple_key k;
+
+	tuple_key_of(&k, e, &e->orig);
+	bpf_map_update_elem(&confirmed, &k, &e->ct, BPF_ANY);
+	tuple_key_of(&k, e, &e->reply);
+	bpf_map_update_elem(&confirmed, &k, &e->ct, BPF_ANY);
+}
+
+/* The winner of a clash nobody saw at nf_ct_resolve_clash: the confirmed ct
+ * holding the loser's ORIGINAL tuple, else its REPLY tuple (a reply-direction
+ * clash, race 4). The ct is checked to still hold that tuple, since ct memory
+ * is reused. Emits a CLASH record like clash_enter's; returns the winner. */
+static __always_inline __u64 lookup_clash(const struct event *e)
+{
+	struct tuple_key k;
+	struct tuple now;
+	struct event *c;
+	struct nf_conn *w = NULL;
+	__u64 *ct;
+	__u8 dir;
+
+	for (dir = 0; dir < 2 && !w; dir++) {
+		tuple_key_of(&k, e, dir ? &e->reply : &e->orig);
+		ct = bpf_map_lookup_elem(&confirmed, &k);
+		if (!ct || *ct == e->ct)
+			continue;
+		/* Either of W's two tuples may hold it. */
+		for (int i = 0; i < 2; i++) {
+			read_tuple(&now, &((struct nf_conn *)*ct)->tuplehash[i].tuple);
+			now.dir = 0;
+			if (!__builtin_memcmp(&now, &k.t, sizeof(now))) {
+				w = (struct nf_conn *)*ct;
+				break;
+			}
+		}
+	}
+	if (!w)
+		return 0;
+	c = new_event(1, EVENT_CLASH);
+	if (!c)
+		return 0;
+	read_ct(c, w);
+	c->ct = e->ct;
+	c->other_ct = (__u64)w;
+	c->skb = e->skb;
+	c->aux = dir - 1; /* which of the loser's tuples matched: 0 ORIGINAL, 1 REPLY */
+	c->flags |= EVENT_F_LOOKUP | (stream_all ? 0 : EVENT_F_HISTORY);
+	output(c);
+	return (__u64)w;
+}
+
 static __always_inline void replay(struct history *h, __u16 extra)
 {
 	if (h->have & HIST_IN) {
@@ -766,6 +850,8 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 	race = ret == NF_DROP || e->other_ct != v.ct || (e->status & IPS_NAT_CLASH) || clash;
 
 	if (stream_all) {
+		if (race && !clash && lookup_winner)
+			lookup_clash(e);
 		output(e);
 	} else if (race) {
 		if (lh)
@@ -776,9 +862,11 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 			clash->flags |= EVENT_F_HISTORY;
 			output(clash);
 			winner = clash->other_ct;
-		} else if (e->other_ct != v.ct) {
-			winner = e->other_ct;
+		} else if (lookup_winner) {
+			winner = lookup_clash(e);
 		}
+		if (!winner && e->other_ct != v.ct)
+			winner = e->other_ct;
 		if (winner) {
 			wh = ct_history(winner);
 			if (wh)
@@ -799,10 +887,14 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 		/* A dropped or merged loser is freed; keep nothing of it. */
 		if (ret == NF_DROP || e->other_ct != v.ct)
 			bpf_map_delete_elem(&hist, &v.ct);
-	} else if (lh) {
-		/* Keep the confirmation: this ct may be the winner of a later clash. */
-		__builtin_memcpy(&lh->confirm, e, sizeof(*e));
-		lh->have |= HIST_CONFIRM;
+	} else {
+		if (lookup_winner && ret == NF_ACCEPT)
+			index_confirmed(e);
+		if (lh) {
+			/* Keep the confirmation: this ct may be the winner of a later clash. */
+			__builtin_memcpy(&lh->confirm, e, sizeof(*e));
+			lh->have |= HIST_CONFIRM;
+		}
 	}
 out:
 	bpf_map_delete_elem(&clashes, &e->skb);

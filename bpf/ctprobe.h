@@ -31,6 +31,7 @@ enum event_flag {
 	EVENT_F_WINNER = 1 << 5,    /* HISTORY: this event belongs to the clash winner */
 	EVENT_F_SOFTIRQ_KEY = 1 << 6, /* entry/exit paired per CPU (pid 0): task fields are the idle task */
 	EVENT_F_ORIGIN = 1 << 7,    /* task and socket come from where the skb was sent (another netns) */
+	EVENT_F_LOOKUP = 1 << 8,    /* CLASH: the winner was found by tuple lookup, not at nf_ct_resolve_clash */
 };
 
 /* A conntrack tuple as the kernel holds it (struct nf_conntrack_tuple):

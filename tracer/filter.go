@@ -3,7 +3,9 @@ package tracer
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
@@ -61,6 +63,22 @@ func ParseAttach(s string) (Mode, error) {
 		return Mode(s), nil
 	}
 	return "", fmt.Errorf("--attach %q: want auto, fentry or kprobe", s)
+}
+
+// ParseSkip parses --skip-point: a comma-separated list of optional probe
+// points.
+func ParseSkip(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if !slices.Contains(SkippablePoints, p) {
+			return nil, fmt.Errorf("--skip-point %q: want a comma-separated list of %s", p, strings.Join(SkippablePoints, ", "))
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // Strings is the filter as the flags that select it, for capture headers.

@@ -42,3 +42,15 @@ func TestParseFilterErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSkip(t *testing.T) {
+	got, err := ParseSkip("clash,origin")
+	if err != nil || len(got) != 2 || got[0] != "clash" || got[1] != "origin" {
+		t.Errorf("got %v %v", got, err)
+	}
+	for _, bad := range []string{"confirm", "ct_in", "clash,", "nope"} {
+		if _, err := ParseSkip(bad); err == nil || !strings.HasPrefix(err.Error(), "--skip-point") {
+			t.Errorf("%q: %v (required points cannot be skipped)", bad, err)
+		}
+	}
+}

@@ -19,6 +19,7 @@ const (
 	StatusFailed   = "failed"  // could not attach in any mode
 	StatusAbsent   = "absent"  // the kernel has no such function (inlined or not loaded)
 	StatusPlanned  = "planned" // not attempted (e.g. `ctprobe probes` without privileges)
+	StatusSkipped  = "skipped" // --skip-point
 )
 
 // PlanEntry is the decision for one probe point.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ type Options struct {
 	// Attach restricts the attach mode: "" tries fentry, then kprobe;
 	// ModeFentry or ModeKprobe uses only that one.
 	Attach Mode
+	// Skip names optional probe points not to attach ("nat", "clash",
+	// "origin").
+	Skip []string
 }
 
 // Default sizes.
@@ -119,6 +123,10 @@ func Open(opts Options) (*Tracer, error) {
 	}
 	t.attach(opts)
 	if err := t.requiredAttached(); err != nil {
+		t.Close()
+		return t, err
+	}
+	if err := t.useWinnerLookup(); err != nil {
 		t.Close()
 		return t, err
 	}
@@ -200,6 +208,11 @@ func setFilter(spec *ebpf.CollectionSpec, opts Options) error {
 func (t *Tracer) attach(opts Options) {
 	for _, p := range points {
 		e := PlanEntry{Point: p.name, Required: p.required, Status: StatusAbsent}
+		if slices.Contains(opts.Skip, p.name) {
+			e.Function, e.Status, e.Reason = p.candidates(t.Kernel)[0].fn, StatusSkipped, "--skip-point; without it: "+p.why
+			t.Plan = append(t.Plan, e)
+			continue
+		}
 		var reasons []string
 		for _, c := range p.candidates(t.Kernel) {
 			sym, ok := t.Kernel.Symbols[c.fn]
@@ -253,8 +266,30 @@ func (t *Tracer) attach(opts Options) {
 		e.Reason = strings.Join(reasons, "; ")
 		t.Plan = append(t.Plan, e)
 	}
+	if slices.Contains(opts.Skip, "origin") {
+		t.Plan = append(t.Plan, PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP, Status: StatusSkipped, Reason: "--skip-point"})
+		return
+	}
 	t.Plan = append(t.Plan, t.attachOrigin())
 }
+
+// useWinnerLookup turns on the in-kernel index of confirmed cts by tuple
+// when no clash probe is attached (on 4.19-5.5 nf_ct_resolve_clash is likely
+// inlined), so that a loser's winner is still found and named.
+func (t *Tracer) useWinnerLookup() error {
+	for _, e := range t.Plan {
+		if e.Point == "clash" && e.Status == StatusAttached {
+			return nil
+		}
+	}
+	if err := t.maps.Variables[probe.BPFVarLookupWinner].Set(true); err != nil {
+		return fmt.Errorf("turn on winner lookup: %w", err)
+	}
+	return nil
+}
+
+// SkippablePoints are the probe points --skip-point accepts.
+var SkippablePoints = []string{"nat", "clash", "origin"}
 
 // Fentry says whether BPF trampolines work here, as attaching found out:
 // "yes", or why not.

@@ -69,6 +69,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	ringSize := fs.Int("ring-size", tracer.DefaultRingSize, "ring buffer size in bytes (a power of two)")
 	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (default mode)")
 	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
+	skip := fs.String("skip-point", "", "optional probe points not to attach: nat, clash, origin (comma-separated)")
 	maxActive := fs.Int("max-active", tracer.DefaultMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -83,6 +84,10 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	}
 	if *ringSize < os.Getpagesize() || *ringSize&(*ringSize-1) != 0 {
 		return usageError("--ring-size %d: want a power of two of at least %d", *ringSize, os.Getpagesize())
+	}
+	skipPoints, err := tracer.ParseSkip(*skip)
+	if err != nil {
+		return usageError("%v", err)
 	}
 	if *maxActive < 1 || *maxActive > 4096 {
 		return usageError("--max-active %d: want 1 to 4096 (the kernel's limit)", *maxActive)
@@ -114,7 +119,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := tracer.Options{Filter: filter, All: *out.all, RingSize: *ringSize, History: *history, Attach: mode, MaxActive: *maxActive}
+	opts := tracer.Options{Filter: filter, All: *out.all, RingSize: *ringSize, History: *history, Attach: mode, MaxActive: *maxActive, Skip: skipPoints}
 	t, err := tracer.Open(opts)
 	if err != nil {
 		return err

@@ -77,6 +77,7 @@ const (
 	BPFEventFlagEVENT_F_WINNER      BPFEventFlag = 32
 	BPFEventFlagEVENT_F_SOFTIRQ_KEY BPFEventFlag = 64
 	BPFEventFlagEVENT_F_ORIGIN      BPFEventFlag = 128
+	BPFEventFlagEVENT_F_LOOKUP      BPFEventFlag = 256
 )
 
 type BPFEventKind uint32
@@ -146,11 +147,20 @@ type BPFTuple struct {
 	Dir      uint8
 }
 
+type BPFTupleKey struct {
+	_     structs.HostLayout
+	Netns uint32
+	Zone  uint16
+	Pad   uint16
+	T     BPFTuple
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	BPFMapClashes            = "clashes"
+	BPFMapConfirmed          = "confirmed"
 	BPFMapEntries            = "entries"
 	BPFMapEvents             = "events"
 	BPFMapHist               = "hist"
@@ -184,6 +194,7 @@ const (
 	BPFVarFilterPid          = "filter_pid"
 	BPFVarFilterPort         = "filter_port"
 	BPFVarFilterProto        = "filter_proto"
+	BPFVarLookupWinner       = "lookup_winner"
 	BPFVarStreamAll          = "stream_all"
 	BPFVarUnusedEventFlag    = "unused_event_flag"
 	BPFVarUnusedEventKind    = "unused_event_kind"
@@ -260,6 +271,7 @@ type BPFProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type BPFMapSpecs struct {
 	Clashes     *ebpf.MapSpec `ebpf:"clashes"`
+	Confirmed   *ebpf.MapSpec `ebpf:"confirmed"`
 	Entries     *ebpf.MapSpec `ebpf:"entries"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Hist        *ebpf.MapSpec `ebpf:"hist"`
@@ -279,6 +291,7 @@ type BPFVariableSpecs struct {
 	FilterPid          *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterPort         *ebpf.VariableSpec `ebpf:"filter_port"`
 	FilterProto        *ebpf.VariableSpec `ebpf:"filter_proto"`
+	LookupWinner       *ebpf.VariableSpec `ebpf:"lookup_winner"`
 	StreamAll          *ebpf.VariableSpec `ebpf:"stream_all"`
 	UnusedEventFlag    *ebpf.VariableSpec `ebpf:"unused_event_flag"`
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
@@ -307,6 +320,7 @@ func (o *BPFObjects) Close() error {
 // It can be passed to LoadBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BPFMaps struct {
 	Clashes     *ebpf.Map `ebpf:"clashes"`
+	Confirmed   *ebpf.Map `ebpf:"confirmed"`
 	Entries     *ebpf.Map `ebpf:"entries"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Hist        *ebpf.Map `ebpf:"hist"`
@@ -319,6 +333,7 @@ type BPFMaps struct {
 func (m *BPFMaps) Close() error {
 	return _BPFClose(
 		m.Clashes,
+		m.Confirmed,
 		m.Entries,
 		m.Events,
 		m.Hist,
@@ -339,6 +354,7 @@ type BPFVariables struct {
 	FilterPid          *ebpf.Variable `ebpf:"filter_pid"`
 	FilterPort         *ebpf.Variable `ebpf:"filter_port"`
 	FilterProto        *ebpf.Variable `ebpf:"filter_proto"`
+	LookupWinner       *ebpf.Variable `ebpf:"lookup_winner"`
 	StreamAll          *ebpf.Variable `ebpf:"stream_all"`
 	UnusedEventFlag    *ebpf.Variable `ebpf:"unused_event_flag"`
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`

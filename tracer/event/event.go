@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"unsafe"
 
 	"github.com/ctprobe/ctprobe/tracer/probe"
@@ -49,6 +50,7 @@ const (
 	FlagWinner     = Flags(probe.BPFEventFlagEVENT_F_WINNER)
 	FlagSoftirqKey = Flags(probe.BPFEventFlagEVENT_F_SOFTIRQ_KEY)
 	FlagOrigin     = Flags(probe.BPFEventFlagEVENT_F_ORIGIN)
+	FlagLookup     = Flags(probe.BPFEventFlagEVENT_F_LOOKUP)
 )
 
 // Netfilter verdicts (include/uapi/linux/netfilter.h).
@@ -153,44 +155,56 @@ func Decode(raw []byte, ev *Event) error {
 	if len(raw) < Size {
 		return fmt.Errorf("decode event: %w: %d bytes, want %d", ErrShort, len(raw), Size)
 	}
-	var r probe.BPFEvent
-	*(*[Size]byte)(unsafe.Pointer(&r)) = [Size]byte(raw[:Size])
+	// Read the record in place (it holds no pointers, so any address will
+	// do where unaligned loads are allowed); copy it where they are not.
+	var copied probe.BPFEvent
+	r := (*probe.BPFEvent)(unsafe.Pointer(unsafe.SliceData(raw)))
+	if !unalignedOK && uintptr(unsafe.Pointer(r))%unsafe.Alignof(copied) != 0 {
+		*(*[Size]byte)(unsafe.Pointer(&copied)) = [Size]byte(raw[:Size])
+		r = &copied
+	}
 	k := Kind(r.Kind)
 	if k < CTIn || k > Confirm {
 		return fmt.Errorf("decode event: %w %d", ErrKind, r.Kind)
 	}
-	*ev = Event{
-		Kind:    k,
-		Flags:   Flags(r.Flags),
-		Time:    r.Ts,
-		CPU:     r.Cpu,
-		PID:     uint32(r.PidTgid >> 32),
-		TID:     uint32(r.PidTgid),
-		Cgroup:  r.Cgroup,
-		Netns:   r.Netns,
-		CT:      r.Ct,
-		OtherCT: r.OtherCt,
-		SKB:     r.Skb,
-		Status:  r.Status,
-		Mark:    r.Mark,
-		Zone:    r.Zone,
-		Hook:    r.Hook,
-		CTInfo:  r.Ctinfo,
-		Aux:     r.Aux,
-		Verdict: r.Ret,
-		Orig:    tuple(&r.Orig),
-		Reply:   tuple(&r.Reply),
-		Before:  tuple(&r.Before),
-		Range:   natRange(&r.Range, r.Orig.L3num),
-	}
+	// Field by field rather than *ev = Event{...}, which builds the whole
+	// event on the stack first and then copies it.
+	ev.Kind = k
+	ev.Flags = Flags(r.Flags)
+	ev.Time = r.Ts
+	ev.CPU = r.Cpu
+	ev.PID = uint32(r.PidTgid >> 32)
+	ev.TID = uint32(r.PidTgid)
 	ev.Comm = *(*[16]byte)(unsafe.Pointer(&r.Comm))
-	ev.Payload = r.Payload
-	ev.PayloadLen = min(r.PayloadLen, uint16(len(r.Payload)))
+	ev.Cgroup = r.Cgroup
+	ev.Netns = r.Netns
+	ev.CT = r.Ct
+	ev.OtherCT = r.OtherCt
+	ev.SKB = r.Skb
+	ev.Status = r.Status
+	ev.Mark = r.Mark
+	ev.Zone = r.Zone
+	ev.Hook = r.Hook
+	ev.CTInfo = r.Ctinfo
+	ev.Aux = r.Aux
+	ev.Verdict = r.Ret
 	if ev.Flags&FlagSock != 0 {
 		ev.Sock = Socket{Cookie: r.SkCookie, Inode: r.SkIno, Family: r.SkFamily, State: r.SkState, Port: r.SkPort}
+	} else {
+		ev.Sock = Socket{}
 	}
+	tuple(&ev.Orig, &r.Orig)
+	tuple(&ev.Reply, &r.Reply)
+	tuple(&ev.Before, &r.Before)
+	natRange(&ev.Range, &r.Range, r.Orig.L3num)
+	ev.Payload = r.Payload
+	ev.PayloadLen = min(r.PayloadLen, uint16(len(r.Payload)))
 	return nil
 }
+
+// unalignedOK: the architectures this package builds for (those bpf2go
+// generated probe's types for) load from any address.
+const unalignedOK = runtime.GOARCH == "amd64" || runtime.GOARCH == "386"
 
 // CommString is the task name without its NUL padding.
 func (e *Event) CommString() string {
@@ -219,24 +233,20 @@ func addr(b *[16]uint8, family uint16) netip.Addr {
 // be16 turns a __be16 read as a little-endian host integer into host order.
 func be16(v uint16) uint16 { return v<<8 | v>>8 }
 
-func tuple(t *probe.BPFTuple) Tuple {
-	return Tuple{
-		Src:     addr(&t.Src, t.L3num),
-		Dst:     addr(&t.Dst, t.L3num),
-		SrcPort: be16(t.Sport),
-		DstPort: be16(t.Dport),
-		Proto:   t.Protonum,
-	}
+func tuple(out *Tuple, t *probe.BPFTuple) {
+	out.Src = addr(&t.Src, t.L3num)
+	out.Dst = addr(&t.Dst, t.L3num)
+	out.SrcPort = be16(t.Sport)
+	out.DstPort = be16(t.Dport)
+	out.Proto = t.Protonum
 }
 
-func natRange(r *probe.BPFNatRange, family uint16) NATRange {
-	return NATRange{
-		MinAddr: addr(&r.MinAddr, family),
-		MaxAddr: addr(&r.MaxAddr, family),
-		MinPort: be16(r.MinProto),
-		MaxPort: be16(r.MaxProto),
-		Flags:   r.Flags,
-	}
+func natRange(out *NATRange, r *probe.BPFNatRange, family uint16) {
+	out.MinAddr = addr(&r.MinAddr, family)
+	out.MaxAddr = addr(&r.MaxAddr, family)
+	out.MinPort = be16(r.MinProto)
+	out.MaxPort = be16(r.MaxProto)
+	out.Flags = r.Flags
 }
 
 // Protocol numbers that have names in output (include/uapi/linux/in.h).

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -130,6 +131,49 @@ func TestRecordSizeMatchesBTF(t *testing.T) {
 	}
 	if int(st.Size) != Size {
 		t.Fatalf("struct event is %d bytes in BTF, %d in Go", st.Size, Size)
+	}
+}
+
+// Decode sets every field, so that decoding into a reused Event leaves
+// nothing of the previous record: an Event with every field set to
+// something else decodes to the same as a zero one.
+func TestDecodeOverwritesEveryField(t *testing.T) {
+	for _, r := range []*probe.BPFEvent{natRecord(), {Kind: uint8(probe.BPFEventKindEVENT_CT_IN)}} {
+		raw := encode(t, r)
+		var want, got Event
+		if err := Decode(raw, &want); err != nil {
+			t.Fatal(err)
+		}
+		dirty(reflect.ValueOf(&got).Elem())
+		if err := Decode(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("decoding into a used Event:\n got %+v\nwant %+v", got, want)
+		}
+	}
+}
+
+// dirty sets every field of v to a value that decoding a record never gives.
+func dirty(v reflect.Value) {
+	switch {
+	case v.Type() == reflect.TypeFor[netip.Addr]():
+		v.Set(reflect.ValueOf(netip.MustParseAddr("fe80::1%dirty")))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			dirty(v.Field(i))
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			dirty(v.Index(i))
+		}
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(0x5a5a5a5a5a5a5a5a & (1<<(8*v.Type().Size()) - 1))
+	default:
+		panic("dirty: unhandled " + v.Type().String())
 	}
 }
 

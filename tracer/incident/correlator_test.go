@@ -768,8 +768,8 @@ func TestFloodOfUnpairedBirths(t *testing.T) {
 		}
 	}
 	st := c.Stats()
-	if st.Tracked > 1024 || st.Evicted < n-1024 || len(c.byCT) > 1024 || len(c.byTuple) != 0 {
-		t.Fatalf("stats %+v, byCT %d", st, len(c.byCT))
+	if st.Tracked > 1024 || st.Evicted < n-1024 || c.byCT.len() > 1024 || c.byTuple.len() != 0 {
+		t.Fatalf("stats %+v, byCT %d", st, c.byCT.len())
 	}
 	// The correlator still works after the flood.
 	sc := scenarioR3NATClash()
@@ -777,7 +777,7 @@ func TestFloodOfUnpairedBirths(t *testing.T) {
 		sc.all[i].Time += n * 10
 	}
 	check(t, only(t, feed(t, c, sc.all)), sc.want)
-	if st := c.Stats(); st.Tracked != 0 || len(c.byCT) != 0 || len(c.byTuple) != 0 {
+	if st := c.Stats(); st.Tracked != 0 || c.byCT.len() != 0 || c.byTuple.len() != 0 {
 		t.Fatalf("after flush: %+v", st)
 	}
 }
@@ -791,8 +791,8 @@ func TestFloodOfConfirmedFlows(t *testing.T) {
 		}
 	}
 	st := c.Stats()
-	if st.Tracked > 512 || len(c.byTuple) > 2*512 || st.Events != uint64(len(evs)) || st.Incidents != 0 {
-		t.Fatalf("stats %+v, index %d", st, len(c.byTuple))
+	if st.Tracked > 512 || c.byTuple.len() > 2*512 || st.Events != uint64(len(evs)) || st.Incidents != 0 {
+		t.Fatalf("stats %+v, index %d", st, c.byTuple.len())
 	}
 }
 
@@ -806,7 +806,7 @@ func TestExpiryByAge(t *testing.T) {
 		t.Fatal("nothing tracked")
 	}
 	c.Advance(evs[len(evs)-1].Time + 1001)
-	if st := c.Stats(); st.Tracked != 0 || st.Expired == 0 || len(c.byTuple) != 0 {
+	if st := c.Stats(); st.Tracked != 0 || st.Expired == 0 || c.byTuple.len() != 0 {
 		t.Fatalf("stats %+v", st)
 	}
 }

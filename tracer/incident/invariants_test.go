@@ -11,15 +11,15 @@ import (
 // consistent checks the correlator's internal links: the LRU list holds
 // exactly the records in use, byCT points at current generations, the
 // generation links are symmetric, and every index entry names a live
-// record that indexed it.
+// record that indexed it and is found by a lookup of its key.
 func consistent(t *testing.T, c *Correlator) {
 	t.Helper()
-	inUse := len(c.slots) - len(c.free)
+	inUse := len(c.heads) - len(c.free)
 	n := 0
 	prev := int32(-1)
 	onList := make(map[int32]bool)
-	for s := c.head; s >= 0; s = c.slots[s].next {
-		if c.slots[s].prev != prev {
+	for s := c.head; s >= 0; s = c.lru[s].next {
+		if c.lru[s].prev != prev {
 			t.Fatalf("LRU prev link broken at %d", s)
 		}
 		if onList[s] {
@@ -37,33 +37,43 @@ func consistent(t *testing.T, c *Correlator) {
 			t.Fatalf("slot %d both free and in use", f)
 		}
 	}
-	for ct, s := range c.byCT {
-		r := &c.slots[s]
+	for ct, s := range c.ctAll() {
+		r := &c.heads[s]
 		if !onList[s] || r.ct != ct || r.newer != -1 {
 			t.Fatalf("byCT[%#x] = %d: ct %#x newer %d listed %v", ct, s, r.ct, r.newer, onList[s])
 		}
-		if o := r.older; o >= 0 && (!onList[o] || c.slots[o].newer != s || c.slots[o].ct != ct || c.slots[o].older != -1) {
+		if o := r.older; o >= 0 && (!onList[o] || c.heads[o].newer != s || c.heads[o].ct != ct || c.heads[o].older != -1) {
 			t.Fatalf("older generation of %#x broken", ct)
 		}
 	}
+	current := 0
 	for s := range onList {
-		r := &c.slots[s]
-		if r.newer >= 0 && c.slots[r.newer].older != s {
+		r := &c.heads[s]
+		if r.newer >= 0 && c.heads[r.newer].older != s {
 			t.Fatalf("newer link of %d broken", s)
 		}
 		if r.newer < 0 {
-			if cur, ok := c.byCT[r.ct]; !ok || cur != s {
+			current++
+			if cur, ok := c.ctGet(r.ct); !ok || cur != s {
 				t.Fatalf("current generation %d of %#x not in byCT", s, r.ct)
 			}
 		}
 	}
-	for _, s := range c.byTuple {
-		if !onList[s] || c.slots[s].indexed == 0 {
+	if c.byCT.len() != current {
+		t.Fatalf("byCT has %d entries for %d current generations", c.byCT.len(), current)
+	}
+	for bit, s := range c.tupleAll() {
+		if !onList[s] || c.heads[s].indexed&bit == 0 {
 			t.Fatalf("index entry for slot %d that did not index", s)
 		}
+		// Every entry is where a lookup of its key finds it.
+		k := c.entryKey(tupleVal(s, bit))
+		if got, ok := c.lookupTuple(&k); !ok || got != s {
+			t.Fatalf("index entry %d/%d: its key finds %d %v", s, bit, got, ok)
+		}
 	}
-	if len(c.byTuple) > 2*inUse {
-		t.Fatalf("index %d entries for %d records", len(c.byTuple), inUse)
+	if c.byTuple.len() > 2*inUse {
+		t.Fatalf("index %d entries for %d records", c.byTuple.len(), inUse)
 	}
 }
 
@@ -134,7 +144,7 @@ func TestRandomStreams(t *testing.T) {
 		incidents += len(c.Flush())
 		consistent(t, c)
 		st := c.Stats()
-		if st.Tracked != 0 || len(c.byCT) != 0 || len(c.byTuple) != 0 {
+		if st.Tracked != 0 || c.byCT.len() != 0 || c.byTuple.len() != 0 {
 			t.Fatalf("seed %d: state left after flush: %+v", seed, st)
 		}
 		// Every race confirm that found its generation gives one incident;

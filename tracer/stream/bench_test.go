@@ -1,0 +1,166 @@
+package stream
+
+// Throughput of decode and correlate over the busy-node mix (synth_test.go).
+// One op is one event, except in BenchmarkReport, where it is one whole
+// capture. Every benchmark reports events/s, ns/event and allocs/event (the
+// exact average, where allocs/op rounds down). Run them on one core:
+//
+//	go test -run='^$' -bench=. -benchmem -cpu 1 -count 5 ./tracer/stream/
+//
+// or scripts/bench-go.sh for a table of medians. These are measurements,
+// never pass/fail: the allocation and memory tests are in alloc_test.go.
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/capture"
+	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/render"
+)
+
+// perEvent runs step on every event in turn, for as long as the benchmark
+// wants, moving the records' time forward each time it wraps so that the
+// stream goes on (wrap, if not nil, does that for the records).
+func perEvent(b *testing.B, n int, wrap func(), step func(i int)) {
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	i, events := 0, 0
+	for b.Loop() {
+		if i == n {
+			b.StopTimer()
+			if wrap != nil {
+				wrap()
+			}
+			i = 0
+			b.StartTimer()
+		}
+		step(i)
+		i++
+		events++
+	}
+	runtime.ReadMemStats(&m1)
+	report(b, events, m1.Mallocs-m0.Mallocs)
+}
+
+func report(b *testing.B, events int, mallocs uint64) {
+	if events == 0 {
+		return
+	}
+	sec := b.Elapsed().Seconds()
+	b.ReportMetric(float64(events)/sec, "events/s")
+	b.ReportMetric(sec*1e9/float64(events), "ns/event")
+	b.ReportMetric(float64(mallocs)/float64(events), "allocs/event")
+}
+
+// BenchmarkDecode decodes the mix's records.
+func BenchmarkDecode(b *testing.B) {
+	s := busyCapture(b)
+	var ev event.Event
+	b.ReportAllocs()
+	perEvent(b, len(s.records), nil, func(i int) {
+		if err := event.Decode(s.records[i], &ev); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkCorrelate correlates decoded events.
+func BenchmarkCorrelate(b *testing.B) {
+	s := busyCapture(b)
+	evs := s.decoded(b)
+	c := incident.New(incident.Options{})
+	incidents := 0
+	b.ReportAllocs()
+	perEvent(b, len(evs), func() {
+		for i := range evs {
+			evs[i].Time += s.span
+		}
+	}, func(i int) {
+		incidents += len(c.Add(&evs[i]))
+	})
+	b.ReportMetric(float64(c.Stats().Evicted+c.Stats().Expired)/float64(c.Stats().Events), "evicted/event")
+}
+
+// BenchmarkDecodeCorrelate is both: what a Processor does for every record
+// before rendering.
+func BenchmarkDecodeCorrelate(b *testing.B) {
+	s := busyCapture(b)
+	records := s.copyRecords()
+	c := incident.New(incident.Options{})
+	var ev event.Event
+	b.ReportAllocs()
+	perEvent(b, len(records), func() { s.advance(records) }, func(i int) {
+		if err := event.Decode(records[i], &ev); err != nil {
+			b.Fatal(err)
+		}
+		c.Add(&ev)
+	})
+}
+
+// BenchmarkProcessor is the whole Processor (text renderer to io.Discard),
+// printing incidents only (the default of trace and report) or, with
+// --all, every event too.
+func BenchmarkProcessor(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		all  bool
+	}{{"incidents", false}, {"all", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			s := busyCapture(b)
+			records := s.copyRecords()
+			p := New(render.NewText(io.Discard, render.Options{}), mode.all, time.Unix(0, 0))
+			b.ReportAllocs()
+			perEvent(b, len(records), func() { s.advance(records) }, func(i int) {
+				if err := p.Record(records[i]); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkReport is `ctprobe report -r` of the capture file (incidents to
+// io.Discard): read and checksum every frame, decode, correlate, render,
+// flush. One op is the whole capture, from a fresh Processor.
+func BenchmarkReport(b *testing.B) {
+	s := busyCapture(b)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	events := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		rd, err := capture.NewReader(bytes.NewReader(s.file))
+		if err != nil {
+			b.Fatal(err)
+		}
+		p := New(render.NewText(io.Discard, render.Options{}), false, time.Unix(0, 0))
+		for {
+			rec, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rec.Type == capture.TypeSample {
+				if err := p.Record(rec.Raw); err != nil {
+					b.Fatal(err)
+				}
+				events++
+			}
+		}
+		if _, err := p.Finish(time.Unix(1, 0), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&m1)
+	report(b, events, m1.Mallocs-m0.Mallocs)
+}

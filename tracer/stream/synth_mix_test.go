@@ -1,0 +1,65 @@
+package stream
+
+import (
+	"testing"
+
+	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/incident"
+)
+
+// The synthetic mix is what the benchmarks claim it is: the correlator
+// finds exactly the races it holds, with the right type and outcome, and
+// every event fits its ct's generation.
+func TestSynthMix(t *testing.T) {
+	s := busyCapture(t)
+	total := len(s.records)
+	t.Logf("%d events: ct_in %d (%d new), nat %d, clash %d, confirm %d; races %v; capture %d bytes",
+		total, s.kinds[event.CTIn], s.new, s.kinds[event.NAT], s.kinds[event.Clash], s.kinds[event.Confirm], s.races, len(s.file))
+	if s.kinds[event.Clash] == 0 || 4*s.new < total/2 || s.kinds[event.CTIn]-s.new < total/5 {
+		t.Fatalf("not the intended mix")
+	}
+	want := map[incident.RaceType]incident.Outcome{
+		incident.RaceIdentical: incident.OutcomeMerged,
+		incident.RaceEndpoints: incident.OutcomeNATClash,
+		incident.RaceSNATPort:  incident.OutcomeDropped,
+	}
+	records := s.copyRecords()
+	c := incident.New(incident.Options{})
+	var ev event.Event
+	// Twice, the second time with the ct pointers reused at later times.
+	for pass := range 2 {
+		got := map[incident.RaceType]int{}
+		check := func(incs []incident.Incident) {
+			for _, inc := range incs {
+				got[inc.Race]++
+				if want[inc.Race] != inc.Outcome || !inc.HasWinner || inc.Loser.Timeline == nil {
+					t.Errorf("pass %d: race %d %s winner %v: %s", pass, inc.Race, inc.Outcome, inc.HasWinner, inc.Reason)
+				}
+			}
+		}
+		for _, r := range records {
+			if err := event.Decode(r, &ev); err != nil {
+				t.Fatal(err)
+			}
+			check(c.Add(&ev))
+		}
+		if pass == 1 {
+			check(c.Flush())
+		} else {
+			check(c.Advance(ev.Time + uint64(incident.DefaultReorderWindow)))
+			s.advance(records)
+		}
+		for r, n := range s.races {
+			if got[r] != n {
+				t.Errorf("pass %d: %d incidents of race %d, want %d (all: %v)", pass, got[r], r, n, got)
+			}
+		}
+	}
+	st := c.Stats()
+	if st.Stale != 0 || st.Unknown != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if st.Evicted == 0 {
+		t.Errorf("the mix never filled the correlator (%+v): not a steady state", st)
+	}
+}

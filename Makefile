@@ -58,5 +58,12 @@ e2e-rt:
 demo: deps build
 	@scripts/demo.sh $(FLAVOUR)
 
+# Overhead: flows/s through a DNAT'd ClusterIP in the VM with no tracer, the
+# default mode and --all (fentry and kprobe), loss accounting, and the Go
+# benchmarks of scripts/bench-go.sh; one table (about 7 minutes).
+.PHONY: bench
+bench: deps build
+	@scripts/bench.sh
+
 clean:
 	rm -rf bin out

@@ -26,9 +26,12 @@ import (
 // what a conntrack tracer adds cost to.
 //
 // Source ports are handed out in sequence, FloodFirstPort and up, so no two
-// flows of a run share a tuple: a flood stops early once every port was used
-// (FloodStats.PortsExhausted). That also keeps a run below the default
-// nf_conntrack_max (65536 on a machine with more than 1 GiB).
+// flows of a flood share a tuple: a flood stops early once every port was
+// used (FloodStats.PortsExhausted). That also keeps a flood below the default
+// nf_conntrack_max (65536 on a machine with more than 1 GiB). Every Flood
+// starts again at FloodFirstPort, and unreplied UDP entries live 30 s, so a
+// second flood on the same topology soon after the first repeats its tuples
+// (ctlab flood sets up a new topology each time).
 
 // FloodFirstPort is the first source port a flood uses; FloodPorts is how
 // many there are (FloodFirstPort .. 65535).
@@ -121,7 +124,7 @@ func (o *FloodOptions) validate() error {
 // floodState is shared by the threads of one flood.
 type floodState struct {
 	family  int
-	target  unix.Sockaddr
+	target  netip.AddrPort
 	payload []byte
 	// next is the index of the next source port to use.
 	next      atomic.Uint64
@@ -136,9 +139,18 @@ func (f *floodState) fail(err error) {
 	f.errOnce.Do(func() { f.firstErr = err })
 }
 
-// flow sends one datagram from a new socket bound to the next free source
-// port. It returns false when no port is left.
-func (f *floodState) flow() (sent bool, more bool) {
+// sockaddr is the target for one thread: unix.Sockaddr values are written
+// to when used, so threads must not share one.
+func (f *floodState) sockaddr() unix.Sockaddr {
+	if f.family == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: int(f.target.Port()), Addr: f.target.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(f.target.Port()), Addr: f.target.Addr().As16()}
+}
+
+// flow sends one datagram to target from a new socket bound to the next free
+// source port. more is false when no port is left.
+func (f *floodState) flow(target unix.Sockaddr) (sent bool, more bool) {
 	for {
 		n := f.next.Add(1) - 1
 		if n >= FloodPorts {
@@ -164,7 +176,7 @@ func (f *floodState) flow() (sent bool, more bool) {
 			f.fail(fmt.Errorf("bind port %d: %w", port, err))
 			return false, true
 		}
-		err = unix.Sendto(fd, f.payload, 0, f.target)
+		err = unix.Sendto(fd, f.payload, 0, target)
 		unix.Close(fd)
 		if err != nil {
 			f.fail(fmt.Errorf("send from port %d: %w", port, err))
@@ -177,6 +189,7 @@ func (f *floodState) flow() (sent bool, more bool) {
 // run sends flows until the deadline, ctx ends or the ports run out, at most
 // one per pace if pace > 0.
 func (f *floodState) run(ctx context.Context, start, deadline time.Time, pace time.Duration) (flows, errs uint64) {
+	target := f.sockaddr()
 	for i := 0; ; i++ {
 		if pace > 0 {
 			next := start.Add(time.Duration(i) * pace)
@@ -192,7 +205,7 @@ func (f *floodState) run(ctx context.Context, start, deadline time.Time, pace ti
 		if i&63 == 0 && ctx.Err() != nil {
 			return
 		}
-		sent, more := f.flow()
+		sent, more := f.flow(target)
 		if !more {
 			return
 		}
@@ -228,11 +241,9 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 	if err != nil {
 		return st, err
 	}
-	f := &floodState{payload: payload}
-	if a := t.Target.Addr(); a.Is4() {
-		f.family, f.target = unix.AF_INET, &unix.SockaddrInet4{Port: int(t.Target.Port()), Addr: a.As4()}
-	} else {
-		f.family, f.target = unix.AF_INET6, &unix.SockaddrInet6{Port: int(t.Target.Port()), Addr: a.As16()}
+	f := &floodState{payload: payload, target: t.Target, family: unix.AF_INET6}
+	if t.Target.Addr().Is4() {
+		f.family = unix.AF_INET
 	}
 
 	threads := make([]*sender, 0, o.Threads)

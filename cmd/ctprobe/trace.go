@@ -52,6 +52,13 @@ func (o outputFlags) renderer(w io.Writer, clock render.Clock) (render.Renderer,
 }
 
 func runTrace(args []string, stdout, stderr io.Writer) error {
+	// Catch SIGINT/SIGTERM before the slow part (loading and attaching):
+	// a signal then stops the trace as soon as it runs, and a shell that
+	// started ctprobe in the background with SIGINT ignored cannot leave it
+	// running forever (Notify re-enables an ignored signal).
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	fs := newFlagSet("trace")
 	out := addOutputFlags(fs)
 	proto := fs.String("proto", "", "only this protocol (udp, tcp, icmp, ... or a number)")
@@ -140,7 +147,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	p := stream.New(r, *out.all, start)
-	loop := traceLoop{t: t, p: p, w: w, count: count, all: *out.all}
+	loop := traceLoop{t: t, p: p, w: w, count: count, all: *out.all, signals: sig}
 	if *duration > 0 {
 		loop.deadline = start.Add(*duration)
 	}
@@ -177,6 +184,7 @@ type traceLoop struct {
 	intervalCounters []capture.NetnsCounters
 	reported         map[string]uint64 // losses already reported, by source and CPU
 	stop             <-chan struct{}   // closed to stop (selftest); nil for trace
+	signals          <-chan os.Signal  // SIGINT/SIGTERM (trace); nil for selftest
 	// stoppedByCount: -c was reached and the ring buffer left unread, so
 	// sent = received + lost cannot hold.
 	stoppedByCount bool
@@ -187,14 +195,12 @@ type traceLoop struct {
 const poll = 200 * time.Millisecond
 
 func (l *traceLoop) run() error {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
 	var rec ringbuf.Record
 	nextInterval := time.Now().Add(l.interval)
+	nextLossPoll := time.Now().Add(poll)
 	for {
 		select {
-		case <-sig:
+		case <-l.signals:
 			return l.drain(&rec)
 		case <-l.stop:
 			return l.drain(&rec)
@@ -215,6 +221,14 @@ func (l *traceLoop) run() error {
 				return err
 			}
 			l.intervalCounters = counters
+		}
+		// Under sustained load Read never times out: report losses on a
+		// timer as well, so that they appear while they happen.
+		if !now.Before(nextLossPoll) {
+			nextLossPoll = now.Add(poll)
+			if err := l.reportLosses(); err != nil {
+				return err
+			}
 		}
 		wake := now.Add(poll)
 		if !l.deadline.IsZero() && l.deadline.Before(wake) {

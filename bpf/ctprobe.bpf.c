@@ -155,12 +155,24 @@ struct tuple_key {
 	struct tuple t;
 };
 
+/* The cts that reached confirm with a tuple, one slot per CPU (mod
+ * CANDIDATE_SLOTS): two racers on two CPUs never overwrite each other, and
+ * no atomic is needed (4.19 has no fetching atomics). */
+#define CANDIDATE_SLOTS 8
+struct candidates {
+	__u64 ct[CANDIDATE_SLOTS];
+	__u64 ts[CANDIDATE_SLOTS];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct tuple_key);
-	__type(value, __u64);
+	__type(value, struct candidates);
 } confirmed SEC(".maps");
+
+/* A candidate older than this is a finished flow, not a racer. */
+#define CANDIDATE_MAX_AGE_NS 1000000000ULL
 
 /* Scratch space: an event and a history are too big for the 512-byte stack. */
 struct {
@@ -711,37 +723,49 @@ int BPF_KPROBE(kprobe_clash_v419, struct net *net, struct sk_buff *skb, int ctin
 
 /* ---- __nf_conntrack_confirm --------------------------------------------- */
 
-static __always_inline void confirm_enter(__u64 key, struct sk_buff *skb)
-{
-	struct entry v = { .skb = (__u64)skb };
-	struct nf_conn *ct = skb_ct(skb, NULL);
 
-	if (!ct)
-		return;
-	v.ct = (__u64)ct;
-	read_tuple(&v.orig, &ct->tuplehash[0].tuple);
-	read_tuple(&v.before, &ct->tuplehash[1].tuple);
-	save_entry(key, EVENT_CONFIRM, &v);
-}
-
-static __always_inline void tuple_key_of(struct tuple_key *k, const struct event *e, const struct tuple *t)
+static __always_inline void tuple_key_of(struct tuple_key *k, __u32 netns, __u16 zone, const struct tuple *t)
 {
 	__builtin_memset(k, 0, sizeof(*k));
-	k->netns = e->netns;
-	k->zone = e->zone;
+	k->netns = netns;
+	k->zone = zone;
 	k->t = *t;
 	k->t.dir = 0;
 }
 
-/* Index an inserted ct under both of its tuples, as the kernel's hash does. */
-static __always_inline void index_confirmed(const struct event *e)
+static __always_inline void add_candidate(const struct tuple_key *k, __u64 ct, __u64 now)
+{
+	__u32 slot = bpf_get_smp_processor_id() % CANDIDATE_SLOTS;
+	struct candidates *c = bpf_map_lookup_elem(&confirmed, k);
+
+	if (!c) {
+		struct candidates fresh = {};
+		/* NOEXIST: a racer on another CPU may have created it meanwhile. */
+		bpf_map_update_elem(&confirmed, k, &fresh, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&confirmed, k);
+		if (!c)
+			return;
+	}
+	c->ct[slot] = ct;
+	c->ts[slot] = now;
+}
+
+/* Index a ct entering confirm under both of its tuples (as the kernel's
+ * hash will), before it can be in the hash: the winner of a clash is always
+ * indexed before its loser looks for it. */
+static __always_inline void index_candidate(struct nf_conn *ct, const struct tuple *orig, const struct tuple *reply)
 {
 	struct tuple_key k;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 netns = BPF_CORE_READ(ct, ct_net.net, ns.inum);
+	__u16 zone = 0;
 
-	tuple_key_of(&k, e, &e->orig);
-	bpf_map_update_elem(&confirmed, &k, &e->ct, BPF_ANY);
-	tuple_key_of(&k, e, &e->reply);
-	bpf_map_update_elem(&confirmed, &k, &e->ct, BPF_ANY);
+	if (bpf_core_field_exists(ct->zone))
+		zone = BPF_CORE_READ(ct, zone.id);
+	tuple_key_of(&k, netns, zone, orig);
+	add_candidate(&k, (__u64)ct, now);
+	tuple_key_of(&k, netns, zone, reply);
+	add_candidate(&k, (__u64)ct, now);
 }
 
 /* The winner of a clash nobody saw at nf_ct_resolve_clash: the confirmed ct
@@ -753,22 +777,30 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 	struct tuple_key k;
 	struct tuple now;
 	struct event *c;
+	struct candidates *cand;
 	struct nf_conn *w = NULL;
-	__u64 *ct;
+	__u64 best = 0;
 	__u8 dir;
 
 	for (dir = 0; dir < 2 && !w; dir++) {
-		tuple_key_of(&k, e, dir ? &e->reply : &e->orig);
-		ct = bpf_map_lookup_elem(&confirmed, &k);
-		if (!ct || *ct == e->ct)
+		tuple_key_of(&k, e->netns, e->zone, dir ? &e->reply : &e->orig);
+		cand = bpf_map_lookup_elem(&confirmed, &k);
+		if (!cand)
 			continue;
-		/* Either of W's two tuples may hold it. */
-		for (int i = 0; i < 2; i++) {
-			read_tuple(&now, &((struct nf_conn *)*ct)->tuplehash[i].tuple);
-			now.dir = 0;
-			if (!__builtin_memcmp(&now, &k.t, sizeof(now))) {
-				w = (struct nf_conn *)*ct;
-				break;
+		/* The newest recent candidate other than the loser that still holds
+		 * the tuple (ct memory is reused) is the one that won. */
+		for (int i = 0; i < CANDIDATE_SLOTS; i++) {
+			__u64 ct = cand->ct[i];
+			if (!ct || ct == e->ct || cand->ts[i] <= best || e->ts - cand->ts[i] > CANDIDATE_MAX_AGE_NS)
+				continue;
+			for (int j = 0; j < 2; j++) {
+				read_tuple(&now, &((struct nf_conn *)ct)->tuplehash[j].tuple);
+				now.dir = 0;
+				if (!__builtin_memcmp(&now, &k.t, sizeof(now))) {
+					w = (struct nf_conn *)ct;
+					best = cand->ts[i];
+					break;
+				}
 			}
 		}
 	}
@@ -785,6 +817,21 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 	c->flags |= EVENT_F_LOOKUP | (stream_all ? 0 : EVENT_F_HISTORY);
 	output(c);
 	return (__u64)w;
+}
+
+static __always_inline void confirm_enter(__u64 key, struct sk_buff *skb)
+{
+	struct entry v = { .skb = (__u64)skb };
+	struct nf_conn *ct = skb_ct(skb, NULL);
+
+	if (!ct)
+		return;
+	v.ct = (__u64)ct;
+	read_tuple(&v.orig, &ct->tuplehash[0].tuple);
+	read_tuple(&v.before, &ct->tuplehash[1].tuple);
+	if (lookup_winner)
+		index_candidate(ct, &v.orig, &v.before);
+	save_entry(key, EVENT_CONFIRM, &v);
 }
 
 static __always_inline void replay(struct history *h, __u16 extra)
@@ -887,14 +934,10 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 		/* A dropped or merged loser is freed; keep nothing of it. */
 		if (ret == NF_DROP || e->other_ct != v.ct)
 			bpf_map_delete_elem(&hist, &v.ct);
-	} else {
-		if (lookup_winner && ret == NF_ACCEPT)
-			index_confirmed(e);
-		if (lh) {
-			/* Keep the confirmation: this ct may be the winner of a later clash. */
-			__builtin_memcpy(&lh->confirm, e, sizeof(*e));
-			lh->have |= HIST_CONFIRM;
-		}
+	} else if (lh) {
+		/* Keep the confirmation: this ct may be the winner of a later clash. */
+		__builtin_memcpy(&lh->confirm, e, sizeof(*e));
+		lh->have |= HIST_CONFIRM;
 	}
 out:
 	bpf_map_delete_elem(&clashes, &e->skb);

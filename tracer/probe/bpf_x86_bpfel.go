@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type BPFCandidates struct {
+	_  structs.HostLayout
+	Ct [8]uint64
+	Ts [8]uint64
+}
+
 type BPFEntry struct {
 	_      structs.HostLayout
 	Skb    uint64

@@ -57,15 +57,8 @@ type FloodOptions struct {
 
 // FloodStats is the result of a flood.
 type FloodStats struct {
-	Scenario  string         `json:"scenario"`
-	Path      string         `json:"path"`
-	Family    int            `json:"family"`
-	NAT       string         `json:"nat"`
-	RuleTool  string         `json:"rule_tool"`
-	Endpoints int            `json:"endpoints"`
-	Target    netip.AddrPort `json:"target"`
-	Kernel    string         `json:"kernel"`
-	Client    string         `json:"client"` // the senders' netns role
+	Setting
+	Client string `json:"client"` // the senders' netns role
 
 	Threads   int     `json:"threads"`
 	RateLimit float64 `json:"rate_limit"` // flows/s asked for; 0: unlimited
@@ -232,9 +225,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 	}
 	role := t.clientRoles()[0]
 	st := FloodStats{
-		Scenario: t.Scenario.Name, Path: t.Scenario.Path, Family: t.Scenario.Family,
-		NAT: t.Options.NAT, RuleTool: t.RuleBin, Endpoints: t.endpoints, Target: t.Target,
-		Kernel: kernelRelease(), Client: role, Threads: o.Threads, RateLimit: o.Rate,
+		Setting: t.setting(), Client: role, Threads: o.Threads, RateLimit: o.Rate,
 		Pid: os.Getpid(), PerThread: make([]uint64, o.Threads),
 	}
 	payload, err := floodPayload(t.Options.Name)
@@ -334,13 +325,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 // WriteText prints the flood's result as a readable report.
 func (s *FloodStats) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fam := "IPv4"
-	if s.Family == 6 {
-		fam = "IPv6"
-	}
-	fmt.Fprintf(&b, "scenario   %s (%s, %s, nat %s via %s, %d endpoint(s), target %s)\n",
-		s.Scenario, s.Path, fam, s.NAT, s.RuleTool, s.Endpoints, s.Target)
-	fmt.Fprintf(&b, "kernel     %s\n", s.Kernel)
+	s.writeHeader(&b)
 	fmt.Fprintf(&b, "client     pid %d, %d thread(s) %v in netns %s\n", s.Pid, s.Threads, s.TIDs, s.Client)
 	limit := "as fast as possible"
 	if s.RateLimit > 0 {

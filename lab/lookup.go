@@ -55,8 +55,9 @@ type Socket struct {
 	Port   uint16 `json:"port"`   // local (source) port
 }
 
-// Stats is the result of a run of lookups.
-type Stats struct {
+// Setting is what a run was set up with: the scenario, its rules and the
+// kernel. Stats and FloodStats both start with it.
+type Setting struct {
 	Scenario  string         `json:"scenario"`
 	Path      string         `json:"path"`
 	Family    int            `json:"family"`
@@ -65,7 +66,31 @@ type Stats struct {
 	Endpoints int            `json:"endpoints"`
 	Target    netip.AddrPort `json:"target"`
 	Kernel    string         `json:"kernel"`
-	Timeout   time.Duration  `json:"timeout_ns"`
+}
+
+func (t *Topology) setting() Setting {
+	return Setting{
+		Scenario: t.Scenario.Name, Path: t.Scenario.Path, Family: t.Scenario.Family,
+		NAT: t.Options.NAT, RuleTool: t.RuleBin, Endpoints: t.endpoints, Target: t.Target,
+		Kernel: kernelRelease(),
+	}
+}
+
+// writeHeader prints the setting as the first lines of a text report.
+func (s *Setting) writeHeader(b *strings.Builder) {
+	fam := "IPv4"
+	if s.Family == 6 {
+		fam = "IPv6"
+	}
+	fmt.Fprintf(b, "scenario   %s (%s, %s, nat %s via %s, %d endpoint(s), target %s)\n",
+		s.Scenario, s.Path, fam, s.NAT, s.RuleTool, s.Endpoints, s.Target)
+	fmt.Fprintf(b, "kernel     %s\n", s.Kernel)
+}
+
+// Stats is the result of a run of lookups.
+type Stats struct {
+	Setting
+	Timeout time.Duration `json:"timeout_ns"`
 
 	// Racing: A and AAAA are sent at once from two threads on one socket;
 	// false in snat-one-port, whose two pods send one after the other.
@@ -181,9 +206,7 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 		return Stats{}, fmt.Errorf("lookups %d: must not be negative", k)
 	}
 	st := Stats{
-		Scenario: t.Scenario.Name, Path: t.Scenario.Path, Family: t.Scenario.Family,
-		NAT: t.Options.NAT, RuleTool: t.RuleBin, Endpoints: t.endpoints, Target: t.Target,
-		Kernel: kernelRelease(), Timeout: t.Options.Timeout, Requested: k, Racing: !t.Scenario.sequential,
+		Setting: t.setting(), Timeout: t.Options.Timeout, Requested: k, Racing: !t.Scenario.sequential,
 		Pid: os.Getpid(), Comm: processComm(), Pids: []int{os.Getpid()},
 	}
 	for _, s := range t.senders {
@@ -379,13 +402,7 @@ func (t *Topology) sequentialLookup(st *Stats) error {
 // WriteText prints the stats as a readable report.
 func (s *Stats) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fam := "IPv4"
-	if s.Family == 6 {
-		fam = "IPv6"
-	}
-	fmt.Fprintf(&b, "scenario   %s (%s, %s, nat %s via %s, %d endpoint(s), target %s)\n",
-		s.Scenario, s.Path, fam, s.NAT, s.RuleTool, s.Endpoints, s.Target)
-	fmt.Fprintf(&b, "kernel     %s\n", s.Kernel)
+	s.writeHeader(&b)
 	fmt.Fprintf(&b, "client     pid %d (%s), threads %v\n", s.Pid, s.Comm, s.TIDs)
 	fmt.Fprintf(&b, "lookups    %d of %d in %v (%.0f/s), reply timeout %v\n",
 		s.Lookups, s.Requested, s.Duration.Round(time.Millisecond), s.Rate, s.Timeout)

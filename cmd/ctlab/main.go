@@ -111,6 +111,50 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	return nil
 }
 
+// checkCommon validates the flags run and flood share.
+func checkCommon(sc lab.Scenario, nat, output string, endpoints int) error {
+	if nat != "iptables" && nat != "nft" {
+		return usageError{fmt.Sprintf("--nat %q: use iptables or nft", nat)}
+	}
+	if output != "text" && output != "json" {
+		return usageError{fmt.Sprintf("-o %q: use text or json", output)}
+	}
+	if endpoints != 0 && sc.FixedEndpoints && endpoints != sc.Endpoints {
+		return usageError{fmt.Sprintf("scenario %s always has %d endpoint(s)", sc.Name, sc.Endpoints)}
+	}
+	if endpoints < 0 || endpoints > lab.MaxEndpoints {
+		return usageError{fmt.Sprintf("--endpoints: use 1 to %d", lab.MaxEndpoints)}
+	}
+	return nil
+}
+
+// setUp builds the scenario's topology (within two minutes) and returns
+// what to do when the command ends: remove it, or say where it was kept.
+func setUp(ctx context.Context, sc lab.Scenario, opts lab.Options, verbose, keep bool, stderr io.Writer) (*lab.Topology, func(), error) {
+	if verbose {
+		opts.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, "ctlab: "+f+"\n", a...) }
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	topo, err := lab.Setup(setupCtx, sc, opts)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, errors.New("interrupted during setup (namespaces removed)")
+		}
+		return nil, nil, fmt.Errorf("setting up %s: %w", sc.Name, err)
+	}
+	if keep {
+		return topo, func() {
+			fmt.Fprintf(stderr, "ctlab: kept namespaces %s* (ip netns list; remove with: ctlab cleanup)\n", topo.Prefix)
+		}, nil
+	}
+	return topo, func() {
+		if cerr := topo.Close(); cerr != nil {
+			fmt.Fprintf(stderr, "ctlab: cleanup: %v (retry with: ctlab cleanup --all)\n", cerr)
+		}
+	}, nil
+}
+
 func cmdRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run")
 	scenario := fs.String("scenario", "", "scenario name (see: ctlab scenarios)")
@@ -143,48 +187,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if *maxLookups == 0 {
 		*maxLookups = 20 * *lookups
 	}
-	if *nat != "iptables" && *nat != "nft" {
-		return usageError{fmt.Sprintf("--nat %q: use iptables or nft", *nat)}
-	}
-	if *output != "text" && *output != "json" {
-		return usageError{fmt.Sprintf("-o %q: use text or json", *output)}
+	if err := checkCommon(sc, *nat, *output, *endpoints); err != nil {
+		return err
 	}
 	if *timeout <= 0 {
 		return usageError{"--timeout must be positive"}
-	}
-	if *endpoints != 0 && sc.FixedEndpoints && *endpoints != sc.Endpoints {
-		return usageError{fmt.Sprintf("scenario %s always has %d endpoint(s)", sc.Name, sc.Endpoints)}
-	}
-	if *endpoints < 0 || *endpoints > lab.MaxEndpoints {
-		return usageError{fmt.Sprintf("--endpoints: use 1 to %d", lab.MaxEndpoints)}
 	}
 
 	// SIGINT/SIGTERM cancel the run; the topology is then removed below.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	opts := lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt, Timeout: *timeout}
-	if *verbose {
-		opts.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, "ctlab: "+f+"\n", a...) }
-	}
-	setupCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	topo, err := lab.Setup(setupCtx, sc, opts)
-	cancel()
+	topo, done, err := setUp(ctx, sc, lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt, Timeout: *timeout}, *verbose, *keep, stderr)
 	if err != nil {
-		if ctx.Err() != nil {
-			return errors.New("interrupted during setup (namespaces removed)")
-		}
-		return fmt.Errorf("setting up %s: %w", sc.Name, err)
+		return err
 	}
-	if *keep {
-		defer fmt.Fprintf(stderr, "ctlab: kept namespaces %s* (ip netns list; remove with: ctlab cleanup)\n", topo.Prefix)
-	} else {
-		defer func() {
-			if cerr := topo.Close(); cerr != nil {
-				fmt.Fprintf(stderr, "ctlab: cleanup: %v (retry with: ctlab cleanup --all)\n", cerr)
-			}
-		}()
-	}
+	defer done()
 
 	st, runErr := topo.LookupsUntil(ctx, *lookups, *minClashes, max(*maxLookups, *lookups))
 	if st.Netns != nil {
@@ -235,43 +253,17 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	if *rate < 0 {
 		return usageError{"--rate must not be negative"}
 	}
-	if *nat != "iptables" && *nat != "nft" {
-		return usageError{fmt.Sprintf("--nat %q: use iptables or nft", *nat)}
-	}
-	if *output != "text" && *output != "json" {
-		return usageError{fmt.Sprintf("-o %q: use text or json", *output)}
-	}
-	if *endpoints != 0 && sc.FixedEndpoints && *endpoints != sc.Endpoints {
-		return usageError{fmt.Sprintf("scenario %s always has %d endpoint(s)", sc.Name, sc.Endpoints)}
-	}
-	if *endpoints < 0 || *endpoints > lab.MaxEndpoints {
-		return usageError{fmt.Sprintf("--endpoints: use 1 to %d", lab.MaxEndpoints)}
+	if err := checkCommon(sc, *nat, *output, *endpoints); err != nil {
+		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt}
-	if *verbose {
-		opts.Logf = func(f string, a ...any) { fmt.Fprintf(stderr, "ctlab: "+f+"\n", a...) }
-	}
-	setupCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	topo, err := lab.Setup(setupCtx, sc, opts)
-	cancel()
+	topo, done, err := setUp(ctx, sc, lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt}, *verbose, *keep, stderr)
 	if err != nil {
-		if ctx.Err() != nil {
-			return errors.New("interrupted during setup (namespaces removed)")
-		}
-		return fmt.Errorf("setting up %s: %w", sc.Name, err)
+		return err
 	}
-	if *keep {
-		defer fmt.Fprintf(stderr, "ctlab: kept namespaces %s* (ip netns list; remove with: ctlab cleanup)\n", topo.Prefix)
-	} else {
-		defer func() {
-			if cerr := topo.Close(); cerr != nil {
-				fmt.Fprintf(stderr, "ctlab: cleanup: %v (retry with: ctlab cleanup --all)\n", cerr)
-			}
-		}()
-	}
+	defer done()
 
 	st, runErr := topo.Flood(ctx, lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate})
 	if st.Netns != nil {

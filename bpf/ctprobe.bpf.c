@@ -155,10 +155,13 @@ struct tuple_key {
 	struct tuple t;
 };
 
-/* The cts that reached confirm with a tuple, one slot per CPU (mod
- * CANDIDATE_SLOTS): two racers on two CPUs never overwrite each other, and
- * no atomic is needed (4.19 has no fetching atomics). */
-#define CANDIDATE_SLOTS 8
+/* The cts that reached confirm with a tuple: two slots per CPU (mod
+ * CANDIDATE_CPUS), the latest and the one before, so that two racers on two
+ * CPUs never overwrite each other, nor a winner and its loser that follow
+ * each other on one CPU; and no atomic is needed (4.19 has no fetching
+ * atomics). */
+#define CANDIDATE_CPUS 8
+#define CANDIDATE_SLOTS (2 * CANDIDATE_CPUS)
 struct candidates {
 	__u64 ct[CANDIDATE_SLOTS];
 	__u64 ts[CANDIDATE_SLOTS];
@@ -735,7 +738,7 @@ static __always_inline void tuple_key_of(struct tuple_key *k, __u32 netns, __u16
 
 static __always_inline void add_candidate(const struct tuple_key *k, __u64 ct, __u64 now)
 {
-	__u32 slot = bpf_get_smp_processor_id() % CANDIDATE_SLOTS;
+	__u32 slot = (bpf_get_smp_processor_id() % CANDIDATE_CPUS) * 2;
 	struct candidates *c = bpf_map_lookup_elem(&confirmed, k);
 
 	if (!c) {
@@ -746,8 +749,25 @@ static __always_inline void add_candidate(const struct tuple_key *k, __u64 ct, _
 		if (!c)
 			return;
 	}
+	if (slot + 1 >= CANDIDATE_SLOTS) /* bounds for the verifier */
+		return;
+	if (c->ct[slot] != ct) {
+		c->ct[slot + 1] = c->ct[slot];
+		c->ts[slot + 1] = c->ts[slot];
+	}
 	c->ct[slot] = ct;
 	c->ts[slot] = now;
+}
+
+/* A ct still in use: its refcount (struct nf_conntrack.use: atomic_t in
+ * 4.19, refcount_t later, 4 bytes either way) is not 0. A freed ct keeps its
+ * tuples in memory (SLAB_TYPESAFE_BY_RCU), so the tuple alone proves nothing. */
+static __always_inline bool ct_alive(struct nf_conn *ct)
+{
+	__u32 use = 0;
+
+	bpf_probe_read_kernel(&use, sizeof(use), (void *)ct + bpf_core_field_offset(ct->ct_general.use));
+	return use != 0;
 }
 
 /* Index a ct entering confirm under both of its tuples (as the kernel's
@@ -791,7 +811,8 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 		 * the tuple (ct memory is reused) is the one that won. */
 		for (int i = 0; i < CANDIDATE_SLOTS; i++) {
 			__u64 ct = cand->ct[i];
-			if (!ct || ct == e->ct || cand->ts[i] <= best || e->ts - cand->ts[i] > CANDIDATE_MAX_AGE_NS)
+			if (!ct || ct == e->ct || cand->ts[i] <= best || e->ts - cand->ts[i] > CANDIDATE_MAX_AGE_NS ||
+			    !ct_alive((struct nf_conn *)ct))
 				continue;
 			for (int j = 0; j < 2; j++) {
 				read_tuple(&now, &((struct nf_conn *)ct)->tuplehash[j].tuple);

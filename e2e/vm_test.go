@@ -116,6 +116,16 @@ func itoa(n int) string {
 }
 
 func TestVMLab(t *testing.T) {
+	// E2E_SCENARIOS=a,b runs only those (for development; CI runs all).
+	if only := os.Getenv("E2E_SCENARIOS"); only != "" {
+		want := strings.Split(only, ",")
+		scenarios = slices.DeleteFunc(scenarios, func(s struct {
+			name    string
+			lookups int
+		}) bool {
+			return !slices.Contains(want, s.name)
+		})
+	}
 	out := bootLab(t)
 	t.Run("probes", func(t *testing.T) { checkProbes(t, out) })
 	t.Run("pipe", func(t *testing.T) {

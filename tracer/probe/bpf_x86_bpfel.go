@@ -15,8 +15,8 @@ import (
 
 type BPFCandidates struct {
 	_  structs.HostLayout
-	Ct [8]uint64
-	Ts [8]uint64
+	Ct [16]uint64
+	Ts [16]uint64
 }
 
 type BPFEntry struct {

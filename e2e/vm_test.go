@@ -229,9 +229,8 @@ type packet struct {
 		Cookie uint64 `json:"cookie"`
 		Port   uint16 `json:"port"`
 	} `json:"socket"`
-	Orig     *struct{ Src, Dst, Proto string } `json:"orig"`
-	Timeline []json.RawMessage                 `json:"timeline"`
-	Reply    *struct{ Src, Dst, Proto string } `json:"reply"`
+	Orig  *struct{ Src, Dst, Proto string } `json:"orig"`
+	Reply *struct{ Src, Dst, Proto string } `json:"reply"`
 }
 
 type incidentLine struct {
@@ -262,9 +261,6 @@ func checkScenario(t *testing.T, out, scenario string) {
 	if starved {
 		attach = "kprobe"
 	}
-	// Without a clash probe the winner is found by lookup; its history may
-	// then be missing (reported as no-history). Counts stay exact.
-	lookup := attach == "noclash"
 	var incidents []incidentLine
 	lost := map[string]uint64{}
 	for i, m := range lines {
@@ -277,10 +273,6 @@ func checkScenario(t *testing.T, out, scenario string) {
 			incidents = append(incidents, inc)
 		case "lost":
 			source := m["source"].(string)
-			if lookup && source == "no-history" {
-				t.Logf("reported: %s", raw[i])
-				continue
-			}
 			if !starved {
 				t.Errorf("ctprobe lost records: %s", raw[i])
 			}
@@ -355,9 +347,6 @@ func checkScenario(t *testing.T, out, scenario string) {
 			if pk == nil {
 				t.Errorf("incident without %s: %+v", role, inc)
 				continue
-			}
-			if lookup && role == "winner" && len(pk.Timeline) == 0 {
-				continue // its history was reported missing
 			}
 			if pk.Orig == nil || pk.Reply == nil || pk.Orig.Src == "" || pk.Reply.Src == "" {
 				t.Errorf("%s lacks tuples: %+v", role, pk)

@@ -11,7 +11,7 @@ echo "### sudo ctprobe trace -w demo.ctp   (while: ctlab run --scenario endpoint
 ctprobe trace -w demo.ctp &
 tp=$!
 for _ in $(seq 150); do [ -s demo.ctp ] && break; sleep 0.2; done
-ctlab run --scenario endpoints-2 --lookups "$lookups" --keep >lab.txt 2>&1
+ctlab run --scenario endpoints-2 --lookups "$lookups" --min-clashes 10 --keep >lab.txt 2>&1
 rc=$?
 sleep 0.5
 kill -INT "$tp"

@@ -206,13 +206,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 
 	st, runErr := topo.LookupsUntil(ctx, *lookups, *minClashes, max(*maxLookups, *lookups))
 	if st.Netns != nil {
-		if *output == "json" {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(&st); err != nil {
-				return err
-			}
-		} else if err := st.WriteText(stdout); err != nil {
+		if err := writeResult(stdout, *output, &st); err != nil {
 			return err
 		}
 	}
@@ -267,13 +261,7 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 
 	st, runErr := topo.Flood(ctx, lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate})
 	if st.Netns != nil {
-		if *output == "json" {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(&st); err != nil {
-				return err
-			}
-		} else if err := st.WriteText(stdout); err != nil {
+		if err := writeResult(stdout, *output, &st); err != nil {
 			return err
 		}
 	}
@@ -284,6 +272,16 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 		return runErr
 	}
 	return nil
+}
+
+// writeResult prints a run's result as indented JSON or as its text report.
+func writeResult(w io.Writer, output string, result interface{ WriteText(io.Writer) error }) error {
+	if output != "json" {
+		return result.WriteText(w)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(result)
 }
 
 func cmdScenarios(stdout io.Writer) error {

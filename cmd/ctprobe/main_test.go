@@ -167,7 +167,7 @@ func race3(t *testing.T) [][]byte {
 	pre := tuple("10.96.0.10", 53, "10.244.1.2", 41000)
 	rw := tuple("10.244.2.1", 53, "10.244.1.2", 41000)
 	rl := tuple("10.244.2.2", 53, "10.244.1.2", 41000)
-	base := probe.BPFEvent{PidTgid: 4242<<32 | 4243, Netns: 4026532201, Hook: 0xff,
+	base := probe.BPFEvent{PidTgid: 4242<<32 | 4243, Netns: 4026532201, Hook: event.HookNone,
 		Flags: uint16(event.FlagSock), SkCookie: 0x1f, SkIno: 12345, SkFamily: 2, SkPort: 41000}
 	copy(base.Comm[:], []int8{'d', 'i', 'g'})
 	ev := func(ts uint64, kind event.Kind, ct uint64, mod func(*probe.BPFEvent)) []byte {

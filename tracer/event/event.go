@@ -59,12 +59,38 @@ const (
 	VerdictAccept = 1
 )
 
-// Conntrack status bits that matter to race classification.
+// Conntrack status bits (IPS_*, include/uapi/linux/netfilter/nf_conntrack_common.h).
 const (
-	StatusConfirmed = 1 << 3  // IPS_CONFIRMED
-	StatusSrcNAT    = 1 << 4  // IPS_SRC_NAT
-	StatusDstNAT    = 1 << 5  // IPS_DST_NAT
-	StatusNATClash  = 1 << 12 // IPS_NAT_CLASH (5.6+): inserted in the reply direction only
+	StatusSeenReply    = 1 << 1  // IPS_SEEN_REPLY
+	StatusAssured      = 1 << 2  // IPS_ASSURED
+	StatusConfirmed    = 1 << 3  // IPS_CONFIRMED: not a success signal since 2025 (set late)
+	StatusSrcNAT       = 1 << 4  // IPS_SRC_NAT
+	StatusDstNAT       = 1 << 5  // IPS_DST_NAT
+	StatusSrcNATDone   = 1 << 7  // IPS_SRC_NAT_DONE
+	StatusDstNATDone   = 1 << 8  // IPS_DST_NAT_DONE
+	StatusFixedTimeout = 1 << 10 // IPS_FIXED_TIMEOUT
+	StatusNATClash     = 1 << 12 // IPS_NAT_CLASH (5.6+): inserted in the reply direction only
+)
+
+// Netfilter hooks (enum nf_inet_hooks), the value of Event.Hook at CT_IN;
+// HookNone on other kinds.
+const (
+	HookPreRouting  = 0
+	HookLocalIn     = 1
+	HookForward     = 2
+	HookLocalOut    = 3 // conntrack runs in the sending task's context
+	HookPostRouting = 4
+	HookNone        = 0xff
+)
+
+// ctinfo values (enum ip_conntrack_info), Event.CTInfo.
+const (
+	CTEstablished      = 0
+	CTRelated          = 1
+	CTNew              = 2
+	CTEstablishedReply = 3
+	CTRelatedReply     = 4
+	CTUntracked        = 7
 )
 
 // NAT manip types (enum nf_nat_manip_type).

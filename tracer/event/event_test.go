@@ -39,7 +39,7 @@ func natRecord() *probe.BPFEvent {
 	r := &probe.BPFEvent{
 		Ts: 123456789, Ct: 0xffff888001234500, Skb: 0xffff888005678900,
 		PidTgid: uint64(4242)<<32 | 4243, Cgroup: 77, Status: 0x1a8, Netns: 4026532201,
-		Cpu: 1, Kind: uint8(probe.BPFEventKindEVENT_NAT), Hook: 0xff, Aux: 1,
+		Cpu: 1, Kind: uint8(probe.BPFEventKindEVENT_NAT), Hook: HookNone, Aux: 1,
 		Flags: uint16(probe.BPFEventFlagEVENT_F_NAT_CHANGED),
 	}
 	copy(r.Comm[:], []int8{'c', 't', 'l', 'a', 'b'})

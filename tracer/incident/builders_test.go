@@ -16,13 +16,7 @@ const (
 	udp = 17
 	tcp = 6
 
-	hookPreRouting = 0
-	hookLocalOut   = 3
-
 	netnsHost = 4026531840
-
-	statusSrcNATDone = 1 << 7
-	statusDstNATDone = 1 << 8
 )
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
@@ -72,9 +66,9 @@ type flow struct {
 }
 
 func (f *flow) base(kind event.Kind, t uint64) event.Event {
-	ev := event.Event{Kind: kind, Time: t, CPU: f.cpu, PID: f.pid, TID: f.tid, Netns: f.netns, CT: f.ct, Hook: 0xff, SKB: 0xffff888000100000 + f.ct&0xffff}
+	ev := event.Event{Kind: kind, Time: t, CPU: f.cpu, PID: f.pid, TID: f.tid, Netns: f.netns, CT: f.ct, Hook: event.HookNone, SKB: 0xffff888000100000 + f.ct&0xffff}
 	copy(ev.Comm[:], f.comm)
-	if f.hook == hookPreRouting {
+	if f.hook == event.HookPreRouting {
 		// Forwarded: softirq, the idle task or whoever was interrupted.
 		ev.PID, ev.TID = 0, 0
 		ev.Flags |= event.FlagSoftirqKey
@@ -104,7 +98,7 @@ func (f *flow) reply() event.Tuple {
 }
 
 func (f *flow) status() uint64 {
-	s := uint64(event.StatusConfirmed | statusSrcNATDone | statusDstNATDone)
+	s := uint64(event.StatusConfirmed | event.StatusSrcNATDone | event.StatusDstNATDone)
 	if f.dnat.IsValid() {
 		s |= event.StatusDstNAT
 	}
@@ -296,9 +290,9 @@ const (
 // socket: two threads, two cts, same ORIGINAL tuple.
 func glibcPair(wCT, lCT uint64, wEndpoint, lEndpoint string) (w, l *flow) {
 	orig := tuple(udp, podA+":41000", clusterIP)
-	w = &flow{ct: wCT, cpu: 0, pid: 4242, tid: 4242, comm: "getent", hook: hookLocalOut, netns: netnsHost,
+	w = &flow{ct: wCT, cpu: 0, pid: 4242, tid: 4242, comm: "getent", hook: event.HookLocalOut, netns: netnsHost,
 		orig: orig, dnat: ap(wEndpoint), cookie: 0x1f, dnsID: 0x1111, dnsType: 1, dnsName: dnsName}
-	l = &flow{ct: lCT, cpu: 1, pid: 4242, tid: 4243, comm: "getent", hook: hookLocalOut, netns: netnsHost,
+	l = &flow{ct: lCT, cpu: 1, pid: 4242, tid: 4243, comm: "getent", hook: event.HookLocalOut, netns: netnsHost,
 		orig: orig, dnat: ap(lEndpoint), cookie: 0x1f, dnsID: 0x2222, dnsType: 28, dnsName: dnsName}
 	return w, l
 }

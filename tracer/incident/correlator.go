@@ -864,7 +864,7 @@ func (c *Correlator) packet(r rec, p *Packet) {
 	case r.have&hasIn != 0:
 		in := &r.in
 		p.Comm, p.PID, p.TID, p.CPU = commString(&in.comm), in.pid, in.tid, in.cpu
-		p.Task = in.flags&event.FlagOrigin != 0 || in.hook == nfInetLocalOut && in.flags&event.FlagSoftirqKey == 0
+		p.Task = in.flags&event.FlagOrigin != 0 || in.hook == event.HookLocalOut && in.flags&event.FlagSoftirqKey == 0
 		p.Sock, p.HasSock = in.sock, in.flags&event.FlagSock != 0
 		p.Born = r.inTime
 		p.ReplyPre = in.reply
@@ -898,9 +898,6 @@ func (c *Correlator) packet(r rec, p *Packet) {
 	p.Timeline = timeline(r)
 }
 
-// NF_INET_LOCAL_OUT: conntrack runs in the sending task's context.
-const nfInetLocalOut = 3
-
 func timeline(r rec) []Stage {
 	st := make([]Stage, 0, 5)
 	if r.have&hasIn != 0 {
@@ -911,14 +908,14 @@ func timeline(r rec) []Stage {
 			continue
 		}
 		n := &r.nat[m]
-		st = append(st, Stage{Kind: event.NAT, Time: n.time, CPU: n.cpu, Hook: 0xff, Manip: m,
+		st = append(st, Stage{Kind: event.NAT, Time: n.time, CPU: n.cpu, Hook: event.HookNone, Manip: m,
 			Change: n.flags&event.FlagNATChanged != 0 || n.before != n.after, Before: n.before, After: n.after})
 	}
 	if r.have&hasClash != 0 {
-		st = append(st, Stage{Kind: event.Clash, Time: r.clash.time, CPU: r.clash.cpu, Hook: 0xff, Manip: -1, Before: r.clash.orig, After: r.clash.reply})
+		st = append(st, Stage{Kind: event.Clash, Time: r.clash.time, CPU: r.clash.cpu, Hook: event.HookNone, Manip: -1, Before: r.clash.orig, After: r.clash.reply})
 	}
 	if r.have&hasConfirm != 0 {
-		st = append(st, Stage{Kind: event.Confirm, Time: r.confTime, CPU: r.conf.cpu, Hook: 0xff, Manip: -1, Before: r.conf.orig, After: r.conf.reply, Result: r.conf.verdict})
+		st = append(st, Stage{Kind: event.Confirm, Time: r.confTime, CPU: r.conf.cpu, Hook: event.HookNone, Manip: -1, Before: r.conf.orig, After: r.conf.reply, Result: r.conf.verdict})
 	}
 	// Replays come in manip order, not time order: sort (at most 5).
 	for i := 1; i < len(st); i++ {

@@ -187,9 +187,9 @@ func scenarioR2Defused() scenario {
 // R4: two pods SNATed to the one node port; the clash is found in the reply
 // bucket (W's REPLY node). Forwarded traffic: softirq context.
 func scenarioR4Dropped() scenario {
-	w := &flow{ct: ctW, cpu: 0, comm: "x", hook: hookPreRouting, netns: netnsHost,
+	w := &flow{ct: ctW, cpu: 0, comm: "x", hook: event.HookPreRouting, netns: netnsHost,
 		orig: tuple(udp, podA+":5555", "8.8.8.8:53"), snat: ap(nodeIP + ":40000"), dnsID: 0x3333, dnsType: 1, dnsName: "example.com"}
-	l := &flow{ct: ctL, cpu: 1, comm: "x", hook: hookPreRouting, netns: netnsHost,
+	l := &flow{ct: ctL, cpu: 1, comm: "x", hook: event.HookPreRouting, netns: netnsHost,
 		orig: tuple(udp, podB+":5555", "8.8.8.8:53"), snat: ap(nodeIP + ":40000"), dnsID: 0x4444, dnsType: 1, dnsName: "example.org"}
 	wIn, wDst, wSrc, wConf := w.in(1000), w.natDst(1010), w.natSrc(1100), w.inserted(1200)
 	lIn, lDst, lSrc := l.in(5000), l.natDst(5010), l.natSrc(5100)
@@ -207,9 +207,9 @@ func scenarioR4Dropped() scenario {
 // R5 on 6.12+: two peers send to each other at once; no NAT rule (null
 // bindings); merged through nf_ct_match_reverse.
 func scenarioR5Merged() scenario {
-	w := &flow{ct: ctW, cpu: 0, pid: 700, tid: 700, comm: "reverse_clash", hook: hookLocalOut, netns: netnsHost,
+	w := &flow{ct: ctW, cpu: 0, pid: 700, tid: 700, comm: "reverse_clash", hook: event.HookLocalOut, netns: netnsHost,
 		orig: tuple(udp, "127.0.0.11:5001", "127.0.0.12:5002"), cookie: 0x51}
-	l := &flow{ct: ctL, cpu: 1, pid: 700, tid: 701, comm: "reverse_clash", hook: hookLocalOut, netns: netnsHost,
+	l := &flow{ct: ctL, cpu: 1, pid: 700, tid: 701, comm: "reverse_clash", hook: event.HookLocalOut, netns: netnsHost,
 		orig: tuple(udp, "127.0.0.12:5002", "127.0.0.11:5001"), cookie: 0x52}
 	wIn, lIn := w.in(1000), l.in(1001)
 	wDst, lDst := w.natDst(1010), l.natDst(1011)
@@ -229,8 +229,8 @@ func scenarioR5Merged() scenario {
 // R1 dropped: identical TCP SYNs from raw sockets (no allow_clash).
 func scenarioR1DroppedTCP() scenario {
 	orig := tuple(tcp, podA+":33000", "10.96.0.1:443")
-	w := &flow{ct: ctW, cpu: 0, pid: 9, tid: 9, comm: "synflood", hook: hookLocalOut, netns: netnsHost, orig: orig, dnat: ap("10.244.3.1:6443")}
-	l := &flow{ct: ctL, cpu: 1, pid: 9, tid: 10, comm: "synflood", hook: hookLocalOut, netns: netnsHost, orig: orig, dnat: ap("10.244.3.1:6443")}
+	w := &flow{ct: ctW, cpu: 0, pid: 9, tid: 9, comm: "synflood", hook: event.HookLocalOut, netns: netnsHost, orig: orig, dnat: ap("10.244.3.1:6443")}
+	l := &flow{ct: ctL, cpu: 1, pid: 9, tid: 10, comm: "synflood", hook: event.HookLocalOut, netns: netnsHost, orig: orig, dnat: ap("10.244.3.1:6443")}
 	wIn, lIn := w.in(1000), l.in(1001)
 	wDst, lDst := w.natDst(1010), l.natDst(1011)
 	wSrc, lSrc := w.natSrc(1020), l.natSrc(1021)
@@ -393,7 +393,7 @@ func TestForwardedWithOrigin(t *testing.T) {
 func noise(ct uint64, t0 uint64, n int) []event.Event {
 	var out []event.Event
 	for i := range n {
-		f := &flow{ct: ct + uint64(i)*0x100, cpu: 2, pid: 555, tid: 555, comm: "nginx", hook: hookLocalOut, netns: netnsHost,
+		f := &flow{ct: ct + uint64(i)*0x100, cpu: 2, pid: 555, tid: 555, comm: "nginx", hook: event.HookLocalOut, netns: netnsHost,
 			orig: tuple(udp, fmt.Sprintf("10.244.1.9:%d", 30000+i), clusterIP), dnat: ap(endpoint2), cookie: 0x99}
 		t := t0 + uint64(i)*37
 		out = append(out, f.in(t), f.natDst(t+5), f.natSrc(t+9), f.inserted(t+12), f.established(t+20), f.established(t+25))
@@ -740,7 +740,7 @@ func TestPointerReuse(t *testing.T) {
 	t.Run("all, ordinary rebirth", func(t *testing.T) {
 		// Reborn for an ordinary flow: no incident, nothing carried over.
 		r4 := scenarioR4Dropped()
-		f := &flow{ct: ctL, cpu: 3, pid: 77, tid: 77, comm: "curl", hook: hookLocalOut, netns: netnsHost,
+		f := &flow{ct: ctL, cpu: 3, pid: 77, tid: 77, comm: "curl", hook: event.HookLocalOut, netns: netnsHost,
 			orig: tuple(tcp, nodeIP+":50000", "93.184.216.34:443")}
 		evs := append(clone(r4.all), f.in(6000), f.natDst(6010), f.natSrc(6020), f.inserted(6030), f.established(6100))
 		c := New(Options{})
@@ -753,7 +753,7 @@ func TestPointerReuse(t *testing.T) {
 
 func TestFloodOfUnpairedBirths(t *testing.T) {
 	c := New(Options{MaxCTs: 1024, MaxAge: 1_000_000_000})
-	f := &flow{cpu: 0, pid: 1, tid: 1, comm: "flood", hook: hookLocalOut, netns: netnsHost,
+	f := &flow{cpu: 0, pid: 1, tid: 1, comm: "flood", hook: event.HookLocalOut, netns: netnsHost,
 		orig: tuple(udp, podA+":1", clusterIP)}
 	const n = 200_000
 	for i := range n {
@@ -814,7 +814,7 @@ func TestExpiryByAge(t *testing.T) {
 // One pointer reborn over and over keeps at most two generations.
 func TestReusedPointerFlood(t *testing.T) {
 	c := New(Options{})
-	f := &flow{ct: ctL, cpu: 0, pid: 1, tid: 1, comm: "x", hook: hookLocalOut, netns: netnsHost, orig: tuple(udp, podA+":1", clusterIP)}
+	f := &flow{ct: ctL, cpu: 0, pid: 1, tid: 1, comm: "x", hook: event.HookLocalOut, netns: netnsHost, orig: tuple(udp, podA+":1", clusterIP)}
 	for i := range 10_000 {
 		ev := f.in(uint64(i) * 100)
 		c.Add(&ev)
@@ -887,7 +887,7 @@ func benchEvents(raceEvery int) []event.Event {
 				evs = append(evs, l.natClash(t+710))
 			}
 		} else {
-			f := &flow{ct: ct, cpu: uint32(i % 4), pid: 100, tid: 100, comm: "app", hook: hookLocalOut, netns: netnsHost,
+			f := &flow{ct: ct, cpu: uint32(i % 4), pid: 100, tid: 100, comm: "app", hook: event.HookLocalOut, netns: netnsHost,
 				orig: tuple(udp, fmt.Sprintf("10.244.1.%d:%d", i%200, 30000+i%20000), clusterIP), dnat: ap(endpoint2), cookie: 7,
 				dnsID: uint16(i), dnsType: 1, dnsName: "api.example.com"}
 			evs = append(evs, f.in(t), f.natDst(t+5), f.natSrc(t+9), f.inserted(t+12), f.established(t+300), f.established(t+900))
@@ -953,7 +953,7 @@ func TestTupleLookupIgnoresOlderEntries(t *testing.T) {
 // CT_IN the probe saw). The CLASH event's tuples expose it.
 func TestStaleWinnerHistory(t *testing.T) {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
-	ghost := &flow{ct: ctW, cpu: 3, pid: 1, tid: 1, comm: "ghost", hook: hookLocalOut, netns: netnsHost,
+	ghost := &flow{ct: ctW, cpu: 3, pid: 1, tid: 1, comm: "ghost", hook: event.HookLocalOut, netns: netnsHost,
 		orig: tuple(udp, podB+":999", "10.96.0.20:80"), dnat: ap("10.244.9.9:8080")}
 	gIn, gDst, gSrc, gConf := ghost.in(10), ghost.natDst(20), ghost.natSrc(30), ghost.inserted(40)
 	lIn, lDst, lSrc := l.in(1050), l.natDst(1150), l.natSrc(1250)

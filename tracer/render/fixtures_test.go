@@ -92,7 +92,7 @@ var (
 func testEvents() []event.Event {
 	base := event.Event{
 		CPU: 1, PID: 4242, TID: 4244, Comm: comm("ctlab"), Cgroup: 7788,
-		Netns: tNetns, Hook: 0xff, Verdict: 0,
+		Netns: tNetns, Hook: event.HookNone, Verdict: 0,
 	}
 	var evs []event.Event
 	add := func(dt uint64, ev event.Event) {
@@ -112,7 +112,7 @@ func testEvents() []event.Event {
 	e.Kind, e.Flags, e.CT, e.SKB = event.CTIn, event.FlagSoftirqKey, ctW, skbW
 	e.PID, e.TID, e.Comm, e.CPU = 0, 0, comm("swapper/0"), 0
 	e.Hook, e.CTInfo, e.Verdict = 0, 3, event.VerdictAccept
-	e.Status = event.StatusConfirmed | event.StatusDstNAT | 1<<1 | 1<<7 | 1<<8
+	e.Status = event.StatusConfirmed | event.StatusDstNAT | event.StatusSeenReply | event.StatusSrcNATDone | event.StatusDstNATDone
 	e.Orig, e.Reply = origQ, replyEp1
 	add(1500, withPayload(e, dnsQuery(0x1234, 1, "lab.example.", true)))
 
@@ -162,7 +162,7 @@ func testEvents() []event.Event {
 	// CLASH: the loser finds the winner's ORIGINAL node.
 	e = base
 	e.Kind, e.Flags, e.CT, e.OtherCT, e.SKB, e.Aux = event.Clash, event.FlagHistory, ctL, ctW, skbL, 0
-	e.Status = event.StatusConfirmed | event.StatusDstNAT | 1<<7 | 1<<8
+	e.Status = event.StatusConfirmed | event.StatusDstNAT | event.StatusSrcNATDone | event.StatusDstNATDone
 	e.Orig, e.Reply = origQ, replyEp1
 	add(20000, e)
 
@@ -170,7 +170,7 @@ func testEvents() []event.Event {
 	e = base
 	e.Kind, e.Flags, e.CT, e.OtherCT, e.SKB = event.Confirm, event.FlagHistory|event.FlagWinner|event.FlagSock, ctW, ctW, skbW
 	e.TID, e.CPU, e.Verdict = 4243, 0, event.VerdictAccept
-	e.Status = event.StatusConfirmed | event.StatusDstNAT | 1<<7 | 1<<8
+	e.Status = event.StatusConfirmed | event.StatusDstNAT | event.StatusSrcNATDone | event.StatusDstNATDone
 	e.Orig, e.Reply, e.Sock = origQ, replyEp1, sockQ
 	add(10000, e)
 
@@ -185,7 +185,7 @@ func testEvents() []event.Event {
 	e = base
 	e.Kind, e.Flags, e.CT, e.OtherCT, e.SKB = event.Confirm, event.FlagSock, ctL, ctL, skbL
 	e.Verdict = event.VerdictAccept
-	e.Status = event.StatusConfirmed | event.StatusDstNAT | event.StatusNATClash | 1<<10 | 1<<7 | 1<<8
+	e.Status = event.StatusConfirmed | event.StatusDstNAT | event.StatusNATClash | event.StatusFixedTimeout | event.StatusSrcNATDone | event.StatusDstNATDone
 	e.Orig, e.Reply, e.Sock = origQ, replyEp2, sockQ
 	add(21000, e)
 
@@ -201,7 +201,7 @@ func testEvents() []event.Event {
 // Incidents, one per race type.
 
 func stage(kind event.Kind, dt uint64, cpu uint32) incident.Stage {
-	return incident.Stage{Kind: kind, Time: tBase + dt, CPU: cpu, Hook: 0xff, Manip: -1}
+	return incident.Stage{Kind: kind, Time: tBase + dt, CPU: cpu, Hook: event.HookNone, Manip: -1}
 }
 
 func ctIn(dt uint64, cpu uint32, reply event.Tuple) incident.Stage {

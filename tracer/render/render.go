@@ -164,17 +164,17 @@ func (s *sink) write(fill func([]byte) []byte) error {
 // LOCAL_OUT, POSTROUTING; "-" for 0xff (not a CT_IN event).
 func HookName(h uint8) string {
 	switch h {
-	case 0:
+	case event.HookPreRouting:
 		return "PREROUTING"
-	case 1:
+	case event.HookLocalIn:
 		return "INPUT"
-	case 2:
+	case event.HookForward:
 		return "FORWARD"
-	case 3:
+	case event.HookLocalOut:
 		return "LOCAL_OUT"
-	case 4:
+	case event.HookPostRouting:
 		return "POSTROUTING"
-	case 0xff:
+	case event.HookNone:
 		return "-"
 	}
 	return "hook" + strconv.Itoa(int(h))
@@ -200,20 +200,20 @@ func RaceName(r incident.RaceType) string {
 	return "race " + strconv.Itoa(int(r))
 }
 
-// ctinfo values (enum ip_conntrack_info).
+// ctinfoName names an enum ip_conntrack_info value.
 func ctinfoName(ci uint8) string {
 	switch ci {
-	case 0:
+	case event.CTEstablished:
 		return "established"
-	case 1:
+	case event.CTRelated:
 		return "related"
-	case 2:
+	case event.CTNew:
 		return "new"
-	case 3:
+	case event.CTEstablishedReply:
 		return "established-reply"
-	case 4:
+	case event.CTRelatedReply:
 		return "related-reply"
-	case 7:
+	case event.CTUntracked:
 		return "untracked"
 	}
 	return "ctinfo" + strconv.Itoa(int(ci))

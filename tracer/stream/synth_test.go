@@ -100,29 +100,6 @@ func (s *synthCapture) copyRecords() [][]byte {
 
 // ---- generator ---------------------------------------------------------
 
-// Status bits (include/uapi/linux/netfilter/nf_conntrack_common.h).
-const (
-	ipsSeenReply    = 1 << 1
-	ipsAssured      = 1 << 2
-	ipsConfirmed    = 1 << 3
-	ipsSrcNAT       = 1 << 4
-	ipsDstNAT       = 1 << 5
-	ipsSrcNATDone   = 1 << 7
-	ipsDstNATDone   = 1 << 8
-	ipsFixedTimeout = 1 << 10
-	ipsNATClash     = 1 << 12
-)
-
-// NF_INET hooks and ctinfo values.
-const (
-	hookPreRouting = 0
-	hookLocalOut   = 3
-
-	ctEstablished      = 0
-	ctNew              = 2
-	ctEstablishedReply = 3
-)
-
 const (
 	netnsHost = 4026531840
 	nodeIP    = "10.0.0.1"
@@ -151,12 +128,12 @@ type sflow struct {
 }
 
 func (f *sflow) status() uint64 {
-	s := uint64(ipsConfirmed | ipsSrcNATDone | ipsDstNATDone)
+	s := uint64(event.StatusConfirmed | event.StatusSrcNATDone | event.StatusDstNATDone)
 	if f.dnat.IsValid() {
-		s |= ipsDstNAT
+		s |= event.StatusDstNAT
 	}
 	if f.snat {
-		s |= ipsSrcNAT
+		s |= event.StatusSrcNAT
 	}
 	return s
 }
@@ -342,30 +319,30 @@ func (g *synth) newFlow(cpu uint32) *sflow {
 	port := g.ephemeral()
 	switch r := g.rng.IntN(100); {
 	case r < 30: // pod DNS to kube-dns
-		f.hook, f.origin, f.sock = hookPreRouting, true, true
+		f.hook, f.origin, f.sock = event.HookPreRouting, true, true
 		f.orig = tup(17, src, port, dnsSvc, 53)
 		f.dnat = netip.AddrPortFrom(dnsEps[g.rng.IntN(len(dnsEps))], 53)
 		g.dns(f)
 	case r < 40: // host-network DNS
-		f.hook, f.sock = hookLocalOut, true
+		f.hook, f.sock = event.HookLocalOut, true
 		f.comm = "systemd-resolve"
 		f.orig = tup(17, netip.MustParseAddr(nodeIP), port, dnsSvc, 53)
 		f.dnat = netip.AddrPortFrom(dnsEps[g.rng.IntN(len(dnsEps))], 53)
 		g.dns(f)
 	case r < 75: // pod to a ClusterIP over TCP
-		f.hook = hookPreRouting
+		f.hook = event.HookPreRouting
 		f.origin = g.rng.IntN(10) < 8
 		f.sock = f.origin
 		svc := netip.AddrFrom4([4]byte{10, 96, byte(g.rng.IntN(4)), byte(1 + g.rng.IntN(200))})
 		f.orig = tup(6, src, port, svc, 8080)
 		f.dnat = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 244, byte(2 + g.rng.IntN(6)), byte(2 + g.rng.IntN(200))}), 8080)
 	case r < 85: // IPv6, host process to a v6 ClusterIP
-		f.hook, f.sock = hookLocalOut, true
+		f.hook, f.sock = event.HookLocalOut, true
 		svc := netip.AddrFrom16([16]byte{0xfd, 0x00, 0, 0x96, 14: byte(g.rng.IntN(4)), 15: byte(1 + g.rng.IntN(200))})
 		f.orig = tup(6, v6Client, port, svc, 443)
 		f.dnat = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0xfd, 0x00, 0x02, 0x44, 14: byte(2 + g.rng.IntN(6)), 15: byte(2 + g.rng.IntN(200))}), 8443)
 	default: // pod egress, masqueraded (port kept)
-		f.hook = hookPreRouting
+		f.hook = event.HookPreRouting
 		f.origin = g.rng.IntN(10) < 8
 		f.sock = f.origin
 		dst := netip.AddrFrom4([4]byte{203, 0, 113, byte(1 + g.rng.IntN(250))})
@@ -410,7 +387,7 @@ func (g *synth) dns(f *sflow) {
 func (g *synth) base(f *sflow, kind event.Kind, t uint64, ct *sflow) probe.BPFEvent {
 	g.skb += 0x100
 	e := probe.BPFEvent{
-		Ts: t, Kind: uint8(kind), Hook: 0xff, Cpu: f.cpu, PidTgid: f.pidTgid, Cgroup: f.cgroup,
+		Ts: t, Kind: uint8(kind), Hook: event.HookNone, Cpu: f.cpu, PidTgid: f.pidTgid, Cgroup: f.cgroup,
 		Skb: 0xffff888100000000 + g.skb%(1<<24), Netns: netnsHost,
 		Ct: ct.ct, Orig: ct.orig, Reply: ct.reply,
 	}
@@ -441,7 +418,7 @@ func (f *sflow) sockInto(e *probe.BPFEvent) {
 
 func (g *synth) in(f *sflow, t uint64) {
 	e := g.base(f, event.CTIn, t, f)
-	e.Hook, e.Ctinfo, e.Ret = f.hook, ctNew, event.VerdictAccept
+	e.Hook, e.Ctinfo, e.Ret = f.hook, event.CTNew, event.VerdictAccept
 	e.Reply = f.pre
 	e.Flags |= uint16(event.FlagNew)
 	f.sockInto(&e)
@@ -464,25 +441,25 @@ func (g *synth) natEv(f *sflow, t uint64, manip uint8, before, after probe.BPFTu
 // address the packet already has (nf_nat_alloc_null_binding).
 func (g *synth) natDst(f *sflow, t uint64) {
 	rng := probe.BPFNatRange{Flags: event.RangeMapIPs, MinAddr: f.orig.Dst, MaxAddr: f.orig.Dst}
-	status := uint64(ipsDstNATDone)
+	status := uint64(event.StatusDstNATDone)
 	if f.dnat.IsValid() {
 		a := tup(f.orig.Protonum, f.dnat.Addr(), 0, f.dnat.Addr(), 0).Src
 		rng = probe.BPFNatRange{Flags: event.RangeMapIPs | event.RangeProtoSpecified, MinAddr: a, MaxAddr: a,
 			MinProto: be16(f.dnat.Port()), MaxProto: be16(f.dnat.Port())}
-		status |= ipsDstNAT
+		status |= event.StatusDstNAT
 	}
 	g.natEv(f, t, event.ManipDst, f.pre, f.afterDst, status, rng)
 }
 
 func (g *synth) natSrc(f *sflow, t uint64) {
 	rng := probe.BPFNatRange{Flags: event.RangeMapIPs, MinAddr: f.orig.Src, MaxAddr: f.orig.Src}
-	status := uint64(ipsDstNATDone | ipsSrcNATDone)
+	status := uint64(event.StatusDstNATDone | event.StatusSrcNATDone)
 	if f.dnat.IsValid() {
-		status |= ipsDstNAT
+		status |= event.StatusDstNAT
 	}
 	if f.snat {
 		rng = probe.BPFNatRange{Flags: event.RangeMapIPs, MinAddr: f.reply.Dst, MaxAddr: f.reply.Dst}
-		status |= ipsSrcNAT
+		status |= event.StatusSrcNAT
 	}
 	g.natEv(f, t, event.ManipSrc, f.afterDst, f.reply, status, rng)
 }
@@ -491,7 +468,7 @@ func (g *synth) natSrc(f *sflow, t uint64) {
 // the rest read from the ct on the skb afterwards.
 func (g *synth) confirm(f *sflow, t uint64, verdict uint32, after *sflow, status uint64) {
 	e := g.base(f, event.Confirm, t, f)
-	e.Ctinfo, e.Ret, e.OtherCt, e.Status = ctNew, verdict, after.ct, status
+	e.Ctinfo, e.Ret, e.OtherCt, e.Status = event.CTNew, verdict, after.ct, status
 	f.sockInto(&e)
 	e.Flags &^= uint16(event.FlagOrigin) // read_sock only: no join at confirm
 	if f.origin {
@@ -524,16 +501,16 @@ func (g *synth) established() {
 	p := *f
 	p.cpu = cpu
 	e := g.base(&p, event.CTIn, t, f)
-	e.Ret, e.Status = event.VerdictAccept, f.status()|ipsSeenReply|ipsAssured
+	e.Ret, e.Status = event.VerdictAccept, f.status()|event.StatusSeenReply|event.StatusAssured
 	if g.rng.IntN(2) == 0 {
-		e.Hook, e.Ctinfo = f.hook, ctEstablished
+		e.Hook, e.Ctinfo = f.hook, event.CTEstablished
 		p.sockInto(&e)
 		if f.query != nil {
 			e.PayloadLen = uint16(copy(e.Payload[:], f.query))
 		}
 	} else {
 		// A reply arrives from the network: softirq, no socket.
-		e.Hook, e.Ctinfo = hookPreRouting, ctEstablishedReply
+		e.Hook, e.Ctinfo = event.HookPreRouting, event.CTEstablishedReply
 		e.PidTgid, e.Cgroup = 0, 1
 		e.Flags |= uint16(event.FlagSoftirqKey)
 		e.Comm = [16]int8{}
@@ -557,7 +534,7 @@ func (g *synth) race(kind incident.RaceType) {
 	case incident.RaceIdentical, incident.RaceEndpoints:
 		// The A and AAAA queries of one pod's resolver, same socket.
 		src, pt, comm, cg := g.pod()
-		w.cpu, w.hook, w.origin, w.sock, w.pidTgid, w.comm, w.cgroup = a, hookPreRouting, true, true, pt, comm, cg
+		w.cpu, w.hook, w.origin, w.sock, w.pidTgid, w.comm, w.cgroup = a, event.HookPreRouting, true, true, pt, comm, cg
 		w.orig = tup(17, src, g.ephemeral(), dnsSvc, 53)
 		w.dnat, w.snat = netip.AddrPortFrom(dnsEps[0], 53), false
 		g.dns(w)
@@ -580,7 +557,7 @@ func (g *synth) race(kind incident.RaceType) {
 			}
 			src, pt, comm, cg := g.pod()
 			f.pidTgid, f.comm, f.cgroup, f.cookie, f.ino = pt, comm, cg, uint64(0x200000+i), uint32(0x200000+i)
-			f.hook, f.origin, f.sock = hookPreRouting, true, true
+			f.hook, f.origin, f.sock = event.HookPreRouting, true, true
 			f.orig = tup(17, src, 5353, resolver, 53)
 			f.dnat, f.snat = netip.AddrPort{}, true
 			g.dns(f)
@@ -596,7 +573,7 @@ func (g *synth) race(kind incident.RaceType) {
 	g.natSrc(l, lt+500)
 	ct := max(wEnd, lt+900) + 100
 	cl := g.base(l, event.Clash, ct, w)
-	cl.Ct, cl.OtherCt, cl.Status, cl.Ctinfo = l.ct, w.ct, w.status(), ctNew
+	cl.Ct, cl.OtherCt, cl.Status, cl.Ctinfo = l.ct, w.ct, w.status(), event.CTNew
 	var lconfStatus uint64
 	var after *sflow
 	verdict := uint32(event.VerdictAccept)
@@ -604,9 +581,9 @@ func (g *synth) race(kind incident.RaceType) {
 	case incident.RaceIdentical:
 		cl.Aux, after, lconfStatus = 0, w, w.status()
 	case incident.RaceEndpoints:
-		cl.Aux, after, lconfStatus = 0, l, l.status()|ipsNATClash|ipsFixedTimeout
+		cl.Aux, after, lconfStatus = 0, l, l.status()|event.StatusNATClash|event.StatusFixedTimeout
 	case incident.RaceSNATPort:
-		cl.Aux, after, lconfStatus, verdict = 1, l, l.status()&^ipsConfirmed, event.VerdictDrop
+		cl.Aux, after, lconfStatus, verdict = 1, l, l.status()&^event.StatusConfirmed, event.VerdictDrop
 	}
 	g.emit(b, &cl)
 	g.confirm(l, ct+10, verdict, after, lconfStatus)

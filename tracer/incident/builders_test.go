@@ -217,6 +217,24 @@ func byTime(evs ...event.Event) []event.Event {
 	return out
 }
 
+// timing is when each stage of a two-packet race happens (kernel ns).
+type timing struct {
+	w     [4]uint64 // W's CT_IN, DST NAT, SRC NAT, confirm (inserted)
+	l     [3]uint64 // L's CT_IN, DST NAT, SRC NAT
+	clash uint64
+}
+
+// race builds a clash as the kernel reports it: W is inserted, L clashes
+// with it (dir: which of W's hash nodes matched) and ends with lConf. It
+// returns the --all stream, in time order, and the incident-mode replay.
+func race(w, l *flow, tm timing, dir uint8, lConf event.Event) (all, rep []event.Event) {
+	wIn, wDst, wSrc, wConf := w.in(tm.w[0]), w.natDst(tm.w[1]), w.natSrc(tm.w[2]), w.inserted(tm.w[3])
+	lIn, lDst, lSrc := l.in(tm.l[0]), l.natDst(tm.l[1]), l.natSrc(tm.l[2])
+	cl := clash(tm.clash, l, w, dir)
+	return byTime(wIn, lIn, wDst, lDst, wSrc, lSrc, wConf, cl, lConf),
+		replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf)
+}
+
 // history is one ct's stored history in incident mode (struct history).
 type history struct {
 	in, src, dst, conf *event.Event

@@ -87,16 +87,10 @@ const (
 // R1: both threads' queries DNAT to the same endpoint; merged (4.19+).
 func scenarioR1Merged() scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint1)
-	wIn, lIn := w.in(1000), l.in(1100)
-	wDst, lDst := w.natDst(1200), l.natDst(1300)
-	wSrc, lSrc := w.natSrc(1400), l.natSrc(1450)
-	wConf := w.inserted(1500)
-	cl := clash(1700, l, w, 0)
-	lConf := l.merged(1710, w)
+	all, rep := race(w, l, timing{w: [4]uint64{1000, 1200, 1400, 1500}, l: [3]uint64{1100, 1300, 1450}, clash: 1700}, 0, l.merged(1710, w))
 	return scenario{
-		name:   "R1 merged",
-		all:    byTime(wIn, lIn, wDst, lDst, wSrc, lSrc, wConf, cl, lConf),
-		replay: replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf),
+		name: "R1 merged",
+		all:  all, replay: rep,
 		want: want{race: RaceIdentical, outcome: OutcomeMerged, clashDir: 0, loser: ctL, winner: ctW, window: 100,
 			reason: []string{"identical tuples"}, loserStages: fullStages},
 	}
@@ -105,16 +99,10 @@ func scenarioR1Merged() scenario {
 // R3: different endpoints; reply-only insert (5.6+).
 func scenarioR3NATClash() scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
-	wIn, lIn := w.in(1000), l.in(1050)
-	wDst, lDst := w.natDst(1100), l.natDst(1150)
-	wSrc, lSrc := w.natSrc(1200), l.natSrc(1250)
-	wConf := w.inserted(1300)
-	cl := clash(1400, l, w, 0)
-	lConf := l.natClash(1410)
+	all, rep := race(w, l, timing{w: [4]uint64{1000, 1100, 1200, 1300}, l: [3]uint64{1050, 1150, 1250}, clash: 1400}, 0, l.natClash(1410))
 	return scenario{
-		name:   "R3 nat-clash",
-		all:    byTime(wIn, lIn, wDst, lDst, wSrc, lSrc, wConf, cl, lConf),
-		replay: replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf),
+		name: "R3 nat-clash",
+		all:  all, replay: rep,
 		want: want{race: RaceEndpoints, outcome: OutcomeNATClash, clashDir: 0, loser: ctL, winner: ctW, window: 50,
 			reason: []string{"10.244.2.2:53", "10.244.2.1:53", "IPS_NAT_CLASH"}, loserStages: fullStages},
 	}
@@ -123,16 +111,10 @@ func scenarioR3NATClash() scenario {
 // R3 on ≤5.5: dropped; nf_ct_resolve_clash probed (not inlined).
 func scenarioR3Dropped() scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
-	wIn, lIn := w.in(1000), l.in(1050)
-	wDst, lDst := w.natDst(1100), l.natDst(1150)
-	wSrc, lSrc := w.natSrc(1200), l.natSrc(1250)
-	wConf := w.inserted(1300)
-	cl := clash(1400, l, w, 0)
-	lConf := l.dropped(1410)
+	all, rep := race(w, l, timing{w: [4]uint64{1000, 1100, 1200, 1300}, l: [3]uint64{1050, 1150, 1250}, clash: 1400}, 0, l.dropped(1410))
 	return scenario{
-		name:   "R3 dropped",
-		all:    byTime(wIn, lIn, wDst, lDst, wSrc, lSrc, wConf, cl, lConf),
-		replay: replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf),
+		name: "R3 dropped",
+		all:  all, replay: rep,
 		want: want{race: RaceEndpoints, outcome: OutcomeDropped, clashDir: 0, loser: ctL, winner: ctW, window: 50,
 			reason: []string{"different DNAT endpoints", "5.6"}, loserStages: fullStages},
 	}
@@ -144,21 +126,14 @@ func scenarioR2Dropped(gut bool) scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint1)
 	w.gut, l.gut = gut, gut
 	l.snat = netip.AddrPortFrom(addr(podA), 41001)
-	wIn, lIn := w.in(1000), l.in(1100)
-	wDst, lDst := w.natDst(1200), l.natDst(1300)
-	wSrc := w.natSrc(1400)
-	wConf := w.inserted(1500)
-	lSrc := l.natSrc(1600)
-	cl := clash(1700, l, w, 0)
-	lConf := l.dropped(1710)
+	all, rep := race(w, l, timing{w: [4]uint64{1000, 1200, 1400, 1500}, l: [3]uint64{1100, 1300, 1600}, clash: 1700}, 0, l.dropped(1710))
 	name := "R2 dropped"
 	if gut {
 		name += " (get_unique_tuple)"
 	}
 	return scenario{
-		name:   name,
-		all:    byTime(wIn, lIn, wDst, lDst, wSrc, wConf, lSrc, cl, lConf),
-		replay: replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf),
+		name: name,
+		all:  all, replay: rep,
 		want: want{race: RaceNATPort, outcome: OutcomeDropped, clashDir: 0, loser: ctL, winner: ctW, window: 100,
 			reason: []string{"41000→41001", "winner holds 41000", "same-origin", "confirmed 100ns before"}, loserStages: fullStages},
 	}
@@ -168,17 +143,10 @@ func scenarioR2Dropped(gut bool) scenario {
 // clash merges like R1.
 func scenarioR2Defused() scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint1)
-	wIn, lIn := w.in(1000), l.in(1100)
-	wDst, lDst := w.natDst(1200), l.natDst(1300)
-	wSrc := w.natSrc(1400)
-	wConf := w.inserted(1500)
-	lSrc := l.natSrc(1600)
-	cl := clash(1700, l, w, 0)
-	lConf := l.merged(1710, w)
+	all, rep := race(w, l, timing{w: [4]uint64{1000, 1200, 1400, 1500}, l: [3]uint64{1100, 1300, 1600}, clash: 1700}, 0, l.merged(1710, w))
 	return scenario{
-		name:   "R2 defused, merged",
-		all:    byTime(wIn, lIn, wDst, lDst, wSrc, wConf, lSrc, cl, lConf),
-		replay: replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf),
+		name: "R2 defused, merged",
+		all:  all, replay: rep,
 		want: want{race: RaceIdentical, outcome: OutcomeMerged, clashDir: 0, loser: ctL, winner: ctW, window: 100,
 			reason: []string{"race 2 ordering defused", "same-origin", "kept source port 41000"}, loserStages: fullStages},
 	}
@@ -191,14 +159,10 @@ func scenarioR4Dropped() scenario {
 		orig: tuple(udp, podA+":5555", "8.8.8.8:53"), snat: ap(nodeIP + ":40000"), dnsID: 0x3333, dnsType: 1, dnsName: "example.com"}
 	l := &flow{ct: ctL, cpu: 1, comm: "x", hook: event.HookPreRouting, netns: netnsHost,
 		orig: tuple(udp, podB+":5555", "8.8.8.8:53"), snat: ap(nodeIP + ":40000"), dnsID: 0x4444, dnsType: 1, dnsName: "example.org"}
-	wIn, wDst, wSrc, wConf := w.in(1000), w.natDst(1010), w.natSrc(1100), w.inserted(1200)
-	lIn, lDst, lSrc := l.in(5000), l.natDst(5010), l.natSrc(5100)
-	cl := clash(5200, l, w, 1)
-	lConf := l.dropped(5210)
+	all, rep := race(w, l, timing{w: [4]uint64{1000, 1010, 1100, 1200}, l: [3]uint64{5000, 5010, 5100}, clash: 5200}, 1, l.dropped(5210))
 	return scenario{
-		name:   "R4 dropped",
-		all:    byTime(wIn, wDst, wSrc, wConf, lIn, lDst, lSrc, cl, lConf),
-		replay: replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf),
+		name: "R4 dropped",
+		all:  all, replay: rep,
 		want: want{race: RaceSNATPort, outcome: OutcomeDropped, clashDir: 1, loser: ctL, winner: ctW, window: 4000,
 			reason: []string{"SNAT port collision", "10.0.0.1:40000", "REPLY node"}, loserStages: fullStages},
 	}
@@ -211,16 +175,10 @@ func scenarioR5Merged() scenario {
 		orig: tuple(udp, "127.0.0.11:5001", "127.0.0.12:5002"), cookie: 0x51}
 	l := &flow{ct: ctL, cpu: 1, pid: 700, tid: 701, comm: "reverse_clash", hook: event.HookLocalOut, netns: netnsHost,
 		orig: tuple(udp, "127.0.0.12:5002", "127.0.0.11:5001"), cookie: 0x52}
-	wIn, lIn := w.in(1000), l.in(1001)
-	wDst, lDst := w.natDst(1010), l.natDst(1011)
-	wSrc, lSrc := w.natSrc(1020), l.natSrc(1021)
-	wConf := w.inserted(1030)
-	cl := clash(1040, l, w, 1)
-	lConf := l.merged(1041, w)
+	all, rep := race(w, l, timing{w: [4]uint64{1000, 1010, 1020, 1030}, l: [3]uint64{1001, 1011, 1021}, clash: 1040}, 1, l.merged(1041, w))
 	return scenario{
-		name:   "R5 merged",
-		all:    byTime(wIn, lIn, wDst, lDst, wSrc, lSrc, wConf, cl, lConf),
-		replay: replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf),
+		name: "R5 merged",
+		all:  all, replay: rep,
 		want: want{race: RaceReverse, outcome: OutcomeMerged, clashDir: 1, loser: ctL, winner: ctW, window: 1,
 			reason: []string{"reverse collision"}, loserStages: fullStages},
 	}
@@ -231,16 +189,10 @@ func scenarioR1DroppedTCP() scenario {
 	orig := tuple(tcp, podA+":33000", "10.96.0.1:443")
 	w := &flow{ct: ctW, cpu: 0, pid: 9, tid: 9, comm: "synflood", hook: event.HookLocalOut, netns: netnsHost, orig: orig, dnat: ap("10.244.3.1:6443")}
 	l := &flow{ct: ctL, cpu: 1, pid: 9, tid: 10, comm: "synflood", hook: event.HookLocalOut, netns: netnsHost, orig: orig, dnat: ap("10.244.3.1:6443")}
-	wIn, lIn := w.in(1000), l.in(1001)
-	wDst, lDst := w.natDst(1010), l.natDst(1011)
-	wSrc, lSrc := w.natSrc(1020), l.natSrc(1021)
-	wConf := w.inserted(1030)
-	cl := clash(1040, l, w, 0)
-	lConf := l.dropped(1041)
+	all, rep := race(w, l, timing{w: [4]uint64{1000, 1010, 1020, 1030}, l: [3]uint64{1001, 1011, 1021}, clash: 1040}, 0, l.dropped(1041))
 	return scenario{
-		name:   "R1 dropped (tcp)",
-		all:    byTime(wIn, lIn, wDst, lDst, wSrc, lSrc, wConf, cl, lConf),
-		replay: replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf),
+		name: "R1 dropped (tcp)",
+		all:  all, replay: rep,
 		want: want{race: RaceIdentical, outcome: OutcomeDropped, clashDir: 0, loser: ctL, winner: ctW, window: 1,
 			reason: []string{"tcp conntrack does not resolve clashes"}, loserStages: fullStages},
 	}

@@ -116,6 +116,27 @@ const (
 	wHook  = 11 // "POSTROUTING"
 )
 
+// appendField appends a labelled number padded to width, then a space
+// ("cpu1   ", "ns:4026532201 ").
+func appendField(dst []byte, label string, v uint64, width int) []byte {
+	start := len(dst)
+	dst = append(dst, label...)
+	dst = appendUint(dst, v)
+	dst = pad(dst, start, width)
+	return append(dst, ' ')
+}
+
+// appendKind appends the probe point's name, padded, then a space; a clash
+// stands out in colour.
+func appendKind(dst []byte, color bool, k event.Kind) []byte {
+	kc := ""
+	if k == event.Clash {
+		kc = ansiYellow
+	}
+	dst = appendColored(dst, color, kc, k.String(), wKind)
+	return append(dst, ' ')
+}
+
 // AppendEvent appends the text line of one event, newline included:
 //
 //	12:00:03.123456 cpu1   ctlab[4242/4243]         ns:4026532201 ct_in   LOCAL_OUT   udp 10.244.1.2:41000->10.96.0.10:53 reply 10.96.0.10:53->10.244.1.2:41000 new ct=0xffff888004a1b200
@@ -127,29 +148,14 @@ func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 	dst = appendClock(dst, opt.Clock.Time(ev.Time))
 	dst = append(dst, ' ')
 
+	dst = appendField(dst, "cpu", uint64(ev.CPU), wCPU)
 	start := len(dst)
-	dst = append(dst, "cpu"...)
-	dst = appendUint(dst, uint64(ev.CPU))
-	dst = pad(dst, start, wCPU)
-	dst = append(dst, ' ')
-
-	start = len(dst)
 	dst = appendTask(dst, commBytes(ev), ev.PID, ev.TID, ev.Flags&event.FlagSoftirqKey != 0)
 	dst = pad(dst, start, wTask)
 	dst = append(dst, ' ')
 
-	start = len(dst)
-	dst = append(dst, "ns:"...)
-	dst = appendUint(dst, uint64(ev.Netns))
-	dst = pad(dst, start, wNetns)
-	dst = append(dst, ' ')
-
-	kc := ""
-	if ev.Kind == event.Clash {
-		kc = ansiYellow
-	}
-	dst = appendColored(dst, color, kc, ev.Kind.String(), wKind)
-	dst = append(dst, ' ')
+	dst = appendField(dst, "ns:", uint64(ev.Netns), wNetns)
+	dst = appendKind(dst, color, ev.Kind)
 
 	switch ev.Kind {
 	case event.CTIn:
@@ -161,7 +167,7 @@ func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 		dst = append(dst, ' ')
 		if ev.Flags&event.FlagNew != 0 {
 			dst = append(dst, "new"...)
-		} else if ev.CTInfo == 2 {
+		} else if ev.CTInfo == event.CTNew {
 			dst = append(dst, "new-confirmed"...)
 		} else {
 			dst = append(dst, ctinfoName(ev.CTInfo)...)
@@ -569,17 +575,8 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		dst = append(dst, "µs  "...)
 		dst = appendWho(dst, color, r.who)
 		dst = append(dst, ' ')
-		start := len(dst)
-		dst = append(dst, "cpu"...)
-		dst = appendUint(dst, uint64(s.CPU))
-		dst = pad(dst, start, wCPU)
-		dst = append(dst, ' ')
-		kc := ""
-		if s.Kind == event.Clash {
-			kc = ansiYellow
-		}
-		dst = appendColored(dst, color, kc, s.Kind.String(), wKind)
-		dst = append(dst, ' ')
+		dst = appendField(dst, "cpu", uint64(s.CPU), wCPU)
+		dst = appendKind(dst, color, s.Kind)
 		switch s.Kind {
 		case event.CTIn:
 			dst = appendPadded(dst, HookName(s.Hook), wHook)

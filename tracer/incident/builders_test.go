@@ -9,6 +9,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/ctprobe/ctprobe/lab"
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
 
@@ -29,21 +30,12 @@ func tuple(proto uint8, src, dst string) event.Tuple {
 	return event.Tuple{Src: a.Addr(), Dst: b.Addr(), SrcPort: a.Port(), DstPort: b.Port(), Proto: proto}
 }
 
-// dnsQuery is a stub resolver's query for name.
+// dnsPayload is a stub resolver's query for name as the probe keeps it: the
+// first 64 bytes of the UDP payload.
 func dnsPayload(id uint16, name string, qtype uint16) ([64]byte, uint16) {
-	b := []byte{byte(id >> 8), byte(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
-	start := 0
-	for i := 0; i <= len(name); i++ {
-		if i == len(name) || name[i] == '.' {
-			b = append(b, byte(i-start))
-			b = append(b, name[start:i]...)
-			start = i + 1
-		}
-	}
-	b = append(b, 0, byte(qtype>>8), byte(qtype), 0, 1)
 	var p [64]byte
-	n := copy(p[:], b)
-	return p, uint16(n)
+	q, _ := lab.BuildQuery(id, name, qtype)
+	return p, uint16(copy(p[:], q))
 }
 
 // flow is one packet that creates a ct: who sent it, its ORIGINAL tuple,

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ctprobe/ctprobe/lab"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
@@ -276,27 +277,22 @@ var (
 	v6Client = netip.MustParseAddr("fd00:10::1")
 )
 
-// dnsMessage is a query (or, resp, its response header) for name.
+// dnsMessage is a stub resolver's query for name, or (resp) the answer to
+// it, built by the lab's DNS code.
 func dnsMessage(id uint16, name string, qtype uint16, resp bool) []byte {
-	flags := []byte{0x01, 0x00}
-	if resp {
-		flags = []byte{0x81, 0x80}
+	q, err := lab.BuildQuery(id, name, qtype)
+	if err != nil || !resp {
+		return q
 	}
-	b := []byte{byte(id >> 8), byte(id), flags[0], flags[1], 0, 1, 0, 0, 0, 0, 0, 0}
-	start := 0
-	for i := 0; i <= len(name); i++ {
-		if i == len(name) || name[i] == '.' {
-			b = append(b, byte(i-start))
-			b = append(b, name[start:i]...)
-			start = i + 1
-		}
+	m, err := lab.ParseMessage(q)
+	if err != nil {
+		return q
 	}
-	b = append(b, 0, byte(qtype>>8), byte(qtype), 0, 1)
-	if resp {
-		b[7] = 1 // one answer (not included: the probe keeps 64 bytes)
-		b = append(b, 0xc0, 0x0c, 0, byte(qtype), 0, 1, 0, 0, 0, 30)
+	r, err := lab.BuildResponse(&m, 30)
+	if err != nil {
+		return q
 	}
-	return b
+	return r
 }
 
 // pod returns one of the node's pods and its sender.

@@ -48,8 +48,13 @@ const volatile __u16 filter_host_family = 0;
 const volatile __u8 filter_host[16] = {};
 const volatile __u32 filter_netns = 0;
 const volatile __u32 filter_pid = 0;
-/* Stream every event (--all) instead of only the history of clashes. */
+/* Stream every event (--all). */
 const volatile bool stream_all = false;
+/* --timeline: keep each new ct's history (ct_in, NAT, confirm) in the
+ * kernel and replay it when the ct takes part in a clash. Without it and
+ * without --all (the default mode) only the clash path is probed: nothing
+ * runs for a packet that does not clash. */
+const volatile bool keep_history = false;
 /* Set by the Go side after attaching when no clash probe could attach (on
  * 4.19-5.5 nf_ct_resolve_clash is likely inlined): confirmed cts are then
  * indexed by tuple so that a loser's winner can still be named. */
@@ -92,13 +97,29 @@ struct {
 	__type(value, struct entry);
 } entries SEC(".maps");
 
-/* A clash seen inside confirm, keyed by skb, joined at confirm's exit. */
+/* A clash seen inside confirm, keyed by skb, joined at confirm's exit
+ * (--timeline, --all). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u64);
 	__type(value, struct event);
 } clashes SEC(".maps");
+
+/* Default mode: a clash and its loser, read at nf_ct_resolve_clash's entry
+ * (a merged loser is freed inside it) and sent at its exit with the verdict.
+ * Keyed like entries: skb (fentry) or pid_key() (kprobe). */
+struct clash_pair {
+	struct event clash;
+	struct event loser;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct clash_pair);
+} pairs SEC(".maps");
 
 /* Per-ct history kept in the kernel so that ordinary packets cost no ring
  * buffer record; replayed only when the ct takes part in a clash. */
@@ -192,6 +213,13 @@ struct {
 	__type(value, struct history);
 } scratch_hist SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct clash_pair);
+} scratch_pair SEC(".maps");
+
 static __always_inline void count_loss(__u32 kind)
 {
 	__u64 *n = bpf_map_lookup_elem(&losses, &kind);
@@ -216,11 +244,8 @@ static __always_inline __u64 pid_key(void)
 	return id;
 }
 
-static __always_inline struct event *new_event(__u32 slot, __u8 kind)
+static __always_inline void init_event(struct event *e, __u8 kind)
 {
-	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
-	if (!e)
-		return NULL;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->kind = kind;
 	e->hook = 0xff;
@@ -231,20 +256,44 @@ static __always_inline struct event *new_event(__u32 slot, __u8 kind)
 		e->flags |= EVENT_F_SOFTIRQ_KEY;
 	e->cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+}
+
+static __always_inline struct event *new_event(__u32 slot, __u8 kind)
+{
+	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
+	if (e)
+		init_event(e, kind);
 	return e;
 }
 
-/* struct nf_conntrack_tuple: src.u3/src.u/src.l3num, dst.u3/dst.u/dst.protonum/dst.dir;
- * the same fields in every version from 4.19 to 6.18. */
+/* struct nf_conntrack_tuple, whose layout is the same in every version from
+ * 4.19 to 6.18: src { u3 (16), u.all (2), l3num (2) }, dst { u3 (16),
+ * u.all (2), protonum (1), dir (1) }. It is read with one copy instead of
+ * one per field: this runs several times for every new flow. */
+struct nf_conntrack_tuple_fixed {
+	__u8 src[16];
+	__u16 sport;
+	__u16 l3num;
+	__u8 dst[16];
+	__u16 dport;
+	__u8 protonum;
+	__u8 dir;
+};
+_Static_assert(sizeof(struct nf_conntrack_tuple_fixed) == sizeof(struct nf_conntrack_tuple),
+	       "struct nf_conntrack_tuple changed layout");
+
 static __always_inline void read_tuple(struct tuple *out, const struct nf_conntrack_tuple *t)
 {
-	BPF_CORE_READ_INTO(&out->src, t, src.u3.all);
-	BPF_CORE_READ_INTO(&out->dst, t, dst.u3.all);
-	out->sport = BPF_CORE_READ(t, src.u.all);
-	out->dport = BPF_CORE_READ(t, dst.u.all);
-	out->l3num = BPF_CORE_READ(t, src.l3num);
-	out->protonum = BPF_CORE_READ(t, dst.protonum);
-	out->dir = BPF_CORE_READ(t, dst.dir);
+	struct nf_conntrack_tuple_fixed f = {};
+
+	bpf_probe_read_kernel(&f, sizeof(f), t);
+	__builtin_memcpy(out->src, f.src, 16);
+	__builtin_memcpy(out->dst, f.dst, 16);
+	out->sport = f.sport;
+	out->dport = f.dport;
+	out->l3num = f.l3num;
+	out->protonum = f.protonum;
+	out->dir = f.dir;
 }
 
 /* skb->_nfct holds the ct pointer with ctinfo in its low 3 bits (§0). */
@@ -429,7 +478,9 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 			bpf_map_delete_elem(&hist, &e->ct);
 		return 0;
 	}
-	if (e->flags & EVENT_F_NEW) {
+	/* The history serves replays (--timeline) and, with --all, --pid's
+	 * filtering of the ct's later events by the task that created it. */
+	if ((e->flags & EVENT_F_NEW) && (keep_history || filter_pid)) {
 		__u32 zero = 0;
 		struct history *h = bpf_map_lookup_elem(&scratch_hist, &zero);
 		if (h) {
@@ -673,28 +724,84 @@ int BPF_KRETPROBE(kretprobe_gut)
 /* Called only when confirm found a confirmed entry W with our tuple (§3).
  * h is W's tuplehash node; h->tuple.dst.dir says which of W's two nodes
  * matched, so W = container_of(h, struct nf_conn, tuplehash[dir]). The
- * verdict it returns is the one __nf_conntrack_confirm returns, so the
- * CONFIRM event carries it. */
-static __always_inline void clash_enter(struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+ * verdict it returns is the one __nf_conntrack_confirm returns (NF_ACCEPT
+ * after a merge or a reply-only insert, else NF_DROP; 4.19 to 6.18). */
+static __always_inline void read_clash(struct event *e, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
-	struct event *e = new_event(1, EVENT_CLASH);
-	struct nf_conn *loser, *winner;
-	__u8 dir;
+	struct nf_conn *winner;
+	__u8 dir = BPF_CORE_READ(h, tuple.dst.dir) & 1;
 
-	if (!e || !skb || !h)
-		return;
-	dir = BPF_CORE_READ(h, tuple.dst.dir) & 1;
 	winner = (struct nf_conn *)((void *)h - bpf_core_field_offset(struct nf_conn, tuplehash) -
 				    dir * bpf_core_type_size(struct nf_conntrack_tuple_hash));
-	loser = skb_ct(skb, &e->ctinfo);
 	read_ct(e, winner);
-	e->ct = (__u64)loser;
+	e->ct = (__u64)skb_ct(skb, &e->ctinfo);
 	e->other_ct = (__u64)winner;
 	e->skb = (__u64)skb;
 	e->aux = dir;
-	bpf_map_update_elem(&clashes, &e->skb, e, BPF_ANY);
-	if (stream_all && history_wanted(ct_history(e->ct), e))
-		output(e);
+}
+
+/* The loser as a CONFIRM record: its tuples, the socket and DNS message of
+ * its skb, and whether it was made here (skb_iif is set only on receive). */
+static __always_inline void read_loser(struct event *e, struct sk_buff *skb, struct nf_conn *loser)
+{
+	init_event(e, EVENT_CONFIRM);
+	read_ct(e, loser);
+	e->skb = (__u64)skb;
+	read_sock(e, skb);
+	read_dns(e, skb);
+	if (!BPF_CORE_READ(skb, skb_iif))
+		e->flags |= EVENT_F_LOCAL;
+}
+
+static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+{
+	struct clash_pair *p;
+	struct event *e;
+	__u32 zero = 0;
+
+	if (!skb || !h)
+		return;
+	if (stream_all || keep_history) {
+		e = new_event(1, EVENT_CLASH);
+		if (!e)
+			return;
+		read_clash(e, skb, h);
+		bpf_map_update_elem(&clashes, &e->skb, e, BPF_ANY);
+		if (stream_all && history_wanted(ct_history(e->ct), e))
+			output(e);
+		return;
+	}
+	p = bpf_map_lookup_elem(&scratch_pair, &zero);
+	if (!p)
+		return;
+	init_event(&p->clash, EVENT_CLASH);
+	read_clash(&p->clash, skb, h);
+	read_loser(&p->loser, skb, (struct nf_conn *)p->clash.ct);
+	if (wanted(&p->loser, p->loser.pid_tgid >> 32))
+		bpf_map_update_elem(&pairs, &key, p, BPF_ANY);
+}
+
+/* Default mode: send the pair with the verdict and the ct the skb carries
+ * now (the winner after a merge). */
+static __always_inline int clash_exit(__u64 key, struct sk_buff *skb, int ret)
+{
+	struct clash_pair *p = bpf_map_lookup_elem(&pairs, &key);
+	struct nf_conn *after;
+
+	if (!p) /* filtered out (or the probe attached mid-call) */
+		return 0;
+	if (!skb)
+		skb = (struct sk_buff *)p->loser.skb;
+	after = skb_ct(skb, &p->loser.ctinfo);
+	p->loser.ts = bpf_ktime_get_ns();
+	p->loser.ret = ret;
+	p->loser.other_ct = (__u64)after;
+	p->loser.status = after ? BPF_CORE_READ(after, status) : 0;
+	p->clash.flags |= EVENT_F_HISTORY;
+	output(&p->clash);
+	output(&p->loser);
+	bpf_map_delete_elem(&pairs, &key);
+	return 0;
 }
 
 /* 5.6+: static int nf_ct_resolve_clash(struct sk_buff *skb, struct nf_conntrack_tuple_hash *h,
@@ -703,14 +810,27 @@ static __always_inline void clash_enter(struct sk_buff *skb, struct nf_conntrack
 SEC("fentry/nf_ct_resolve_clash")
 int BPF_PROG(fentry_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
-	clash_enter(skb, h);
+	clash_enter((__u64)skb, skb, h);
 	return 0;
+}
+
+SEC("fexit/nf_ct_resolve_clash")
+int BPF_PROG(fexit_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h, __u32 reply_hash, int ret)
+{
+	return clash_exit((__u64)skb, skb, ret);
+}
+
+/* The kprobe variants key the pair by skb when the confirm probe joins it
+ * (--timeline, --all), by task for their own kretprobe otherwise. */
+static __always_inline __u64 clash_key(struct sk_buff *skb)
+{
+	return stream_all || keep_history ? (__u64)skb : pid_key();
 }
 
 SEC("kprobe/nf_ct_resolve_clash")
 int BPF_KPROBE(kprobe_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
-	clash_enter(skb, h);
+	clash_enter(clash_key(skb), skb, h);
 	return 0;
 }
 
@@ -720,8 +840,14 @@ SEC("kprobe/nf_ct_resolve_clash")
 int BPF_KPROBE(kprobe_clash_v419, struct net *net, struct sk_buff *skb, int ctinfo,
 	       struct nf_conntrack_tuple_hash *h)
 {
-	clash_enter(skb, h);
+	clash_enter(clash_key(skb), skb, h);
 	return 0;
+}
+
+SEC("kretprobe/nf_ct_resolve_clash")
+int BPF_KRETPROBE(kretprobe_clash, int ret)
+{
+	return clash_exit(pid_key(), NULL, ret);
 }
 
 /* ---- __nf_conntrack_confirm --------------------------------------------- */
@@ -909,6 +1035,18 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 	e->ret = ret;
 	read_sock(e, skb);
 
+	if (!stream_all && !keep_history) {
+		/* Default mode without a clash probe (4.19-5.5): confirm is probed
+		 * only to see races, and the winner is found by tuple. */
+		if (!wanted(e, e->pid_tgid >> 32) || !(ret == NF_DROP || e->other_ct != v.ct || (e->status & IPS_NAT_CLASH)))
+			return 0;
+		read_dns(e, skb);
+		if (!BPF_CORE_READ(skb, skb_iif))
+			e->flags |= EVENT_F_LOCAL;
+		lookup_clash(e);
+		output(e);
+		return 0;
+	}
 	lh = ct_history(v.ct);
 	if (!history_wanted(lh, e))
 		goto out;

@@ -32,6 +32,8 @@ enum event_flag {
 	EVENT_F_SOFTIRQ_KEY = 1 << 6, /* entry/exit paired per CPU (pid 0): task fields are the idle task */
 	EVENT_F_ORIGIN = 1 << 7,    /* task and socket come from where the skb was sent (another netns) */
 	EVENT_F_LOOKUP = 1 << 8,    /* CLASH: the winner was found by tuple lookup, not at nf_ct_resolve_clash */
+	EVENT_F_LOCAL = 1 << 9,     /* CONFIRM: the skb was made on this host (skb_iif 0), so a task
+	                             * owning its socket is the sender */
 };
 
 /* A conntrack tuple as the kernel holds it (struct nf_conntrack_tuple):

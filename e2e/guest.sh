@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs inside the VM lab (as /lab/run; see scripts/vm/README.md): for each
-# scenario, trace with ctprobe while ctlab provokes races, then replay the
-# capture. Results go to /out for e2e/vm_test.go to check on the host.
+# scenario, trace with ctprobe in its default mode ($f.*) and with --timeline
+# ($f.tl.*) at once while ctlab provokes races, then replay both captures.
+# Results go to /out for e2e/vm_test.go to check on the host.
 #   env: SCENARIOS="endpoints-1,endpoints-2@kprobe,..." (NAME or NAME@ATTACH-MODE),
 #        LOOKUPS_<name with - and @ as _>=N, LOOKUPS=N (default 100)
 set -u
@@ -28,6 +29,8 @@ for s in ${SCENARIOS//,/ }; do
   echo "=== scenario $base, attach $attach: $n lookups"
   ctprobe trace --attach "$attach" --max-active "$maxactive" ${skip:+--skip-point "$skip"} -o json -w "$f.ctp" >"$f.trace.jsonl" 2>"$f.trace.err" &
   tp=$!
+  ctprobe trace --timeline --attach "$attach" --max-active "$maxactive" ${skip:+--skip-point "$skip"} -o json -w "$f.tl.ctp" >"$f.tl.trace.jsonl" 2>"$f.tl.trace.err" &
+  tl=$!
   extra=()
   if [ "$s" = endpoints-2 ]; then
     # Filters run in the kernel, beside the main tracer: one that matches the
@@ -39,8 +42,8 @@ for s in ${SCENARIOS//,/ }; do
     count_pid=$!
   fi
   # Each tracer prints its plan line once every probe is attached.
-  for out in "$f".trace.jsonl "$f".host.jsonl "$f".port9999.jsonl "$f".count2.jsonl; do
-    [ "$out" = "$f.trace.jsonl" ] || [ "$s" = endpoints-2 ] || continue
+  for out in "$f".trace.jsonl "$f".tl.trace.jsonl "$f".host.jsonl "$f".port9999.jsonl "$f".count2.jsonl; do
+    [[ $out = *.trace.jsonl ]] || [ "$s" = endpoints-2 ] || continue
     for _ in $(seq 150); do
       grep -q '"kind":"plan"' "$out" 2>/dev/null && break
       kill -0 "$tp" 2>/dev/null || break
@@ -51,9 +54,11 @@ for s in ${SCENARIOS//,/ }; do
   # the kernel counted 20 clashes (a deterministic scenario has one a lookup).
   ctlab run --scenario "$base" --lookups "$n" --min-clashes 20 --max-lookups $((n * 10)) --keep -o json >"$f.lab.json" 2>"$f.lab.err"
   echo $? >"$f.lab.rc"
-  kill -INT "$tp" ${extra[@]+"${extra[@]}"}
+  kill -INT "$tp" "$tl" ${extra[@]+"${extra[@]}"}
   wait "$tp"
   echo $? >"$f.trace.rc"
+  wait "$tl"
+  echo $? >"$f.tl.trace.rc"
   for p in ${extra[@]+"${extra[@]}"}; do wait "$p"; done
   if [ -n "${count_pid:-}" ]; then
     # -c 2 must have stopped by itself after two incidents.
@@ -61,11 +66,13 @@ for s in ${SCENARIOS//,/ }; do
     count_pid=
   fi
   ctlab cleanup --all >/dev/null 2>&1
-  ctprobe report -r "$f.ctp" -o json >"$f.report.jsonl" 2>"$f.report.err"
-  echo $? >"$f.report.rc"
-  # What a user sees: the text report of the same capture.
-  ctprobe report -r "$f.ctp" --no-color >"$f.report.txt" 2>&1
-  tail -n 25 "$f.report.txt"
+  for g in "$f" "$f.tl"; do
+    ctprobe report -r "$g.ctp" -o json >"$g.report.jsonl" 2>"$g.report.err"
+    echo $? >"$g.report.rc"
+    # What a user sees: the text report of the same capture.
+    ctprobe report -r "$g.ctp" --no-color >"$g.report.txt" 2>&1
+    tail -n 25 "$g.report.txt"
+  done
 done
 echo "=== ctprobe trace --duration 2s -q -w - | ctprobe report -r -"
 ctprobe trace --duration 2s -q -w - 2>pipe.err | ctprobe report -r - -o json >pipe.jsonl 2>>pipe.err
@@ -78,11 +85,12 @@ tail -n 5 selftest.txt
 # Two tracers watch one flood of new UDP flows and then a few racing lookups:
 # overload.ctp streams every event (--all) through a one-page ring buffer, so
 # it must lose records and count each one (sent = received + lost); moderate.ctp
-# runs the default mode with the default ring size, so it must lose none.
+# runs --timeline (history of every flow) with the default ring size, so it
+# must lose none.
 echo "=== overload: ctprobe trace --all --ring-size 4096 and ctprobe trace, during ctlab flood and ctlab run"
 ctprobe trace --all --ring-size 4096 -o json -w overload.ctp >overload.trace.jsonl 2>overload.trace.err &
 ov_pid=$!
-ctprobe trace -o json -w moderate.ctp >moderate.trace.jsonl 2>moderate.trace.err &
+ctprobe trace --timeline -o json -w moderate.ctp >moderate.trace.jsonl 2>moderate.trace.err &
 mod_pid=$!
 for out in overload.trace.jsonl moderate.trace.jsonl; do
   for _ in $(seq 200); do

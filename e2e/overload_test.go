@@ -110,8 +110,8 @@ func traceLosses(t *testing.T, path string) (lines map[string]uint64, summary ma
 
 // checkOverload checks the guest's overload section: ring-buffer losses are
 // counted exactly, in the capture trailer (sent = received + lost), in the
-// capture's loss notes and in the live lost lines and summary; and the default
-// mode with the default ring size loses nothing.
+// capture's loss notes and in the live lost lines and summary; and
+// --timeline with the default ring size loses nothing.
 func checkOverload(t *testing.T, out string) {
 	p := func(name string) string { return filepath.Join(out, name) }
 	if rc := readFile(t, p("overload.flood.rc")); rc != "0" {
@@ -164,7 +164,7 @@ func checkOverload(t *testing.T, out string) {
 			t.Fatalf("ctlab run exit %s: %s", rc, readFile(t, p("overload.lab.err")))
 		}
 		c := readCapture(t, p("moderate.ctp"))
-		t.Logf("default mode and ring size: sent %d, received %d, lost %d", c.sent, c.received, c.lost)
+		t.Logf("--timeline, default ring size: sent %d, received %d, lost %d", c.sent, c.received, c.lost)
 		if c.lost != 0 || c.sent != c.received || c.samples != c.received {
 			t.Errorf("sent %d, received %d, lost %d, %d samples in the capture: want no loss and sent = received", c.sent, c.received, c.lost, c.samples)
 		}
@@ -175,7 +175,7 @@ func checkOverload(t *testing.T, out string) {
 			clashes += ns.Delta.ClashResolve + ns.Delta.InsertFailed
 		}
 		if clashes > 0 && c.sent == 0 {
-			t.Errorf("the kernel counted %d clashes in %d lookups and the default mode sent no record", clashes, stats.Lookups)
+			t.Errorf("the kernel counted %d clashes in %d lookups and --timeline sent no record", clashes, stats.Lookups)
 		}
 		lines, summary, _ := traceLosses(t, p("moderate.trace.jsonl"))
 		if lines["ringbuf"] != 0 || summary["ringbuf"] != 0 {

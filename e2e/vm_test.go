@@ -242,25 +242,39 @@ type incidentLine struct {
 	Loser   *packet `json:"loser"`
 }
 
+// checkScenario checks the two tracers that watched a scenario: the default
+// mode (files NAME.*) and --timeline (NAME.tl.*).
 func checkScenario(t *testing.T, out, scenario string) {
 	p := func(suffix string) string { return filepath.Join(out, files(scenario)+suffix) }
-	name, attach, _ := strings.Cut(scenario, "@")
 	if rc := readFile(t, p(".lab.rc")); rc != "0" {
 		t.Fatalf("ctlab exit %s: %s", rc, readFile(t, p(".lab.err")))
 	}
+	var stats lab.Stats
+	readJSON(t, p(".lab.json"), &stats)
+	var incidents int
+	t.Run("default", func(t *testing.T) { incidents = checkTrace(t, out, scenario, "", &stats) })
+	t.Run("timeline", func(t *testing.T) { checkTrace(t, out, scenario, ".tl", &stats) })
+	if scenario == "endpoints-2" {
+		checkFilters(t, p, incidents)
+	}
+}
+
+// checkTrace checks one tracer's output against the kernel's counters and
+// returns its number of incidents; tl is "" for the default mode, ".tl" for
+// --timeline.
+func checkTrace(t *testing.T, out, scenario, tl string, stats *lab.Stats) int {
+	p := func(suffix string) string { return filepath.Join(out, files(scenario)+tl+suffix) }
+	timeline := tl != ""
+	name, variant, _ := strings.Cut(scenario, "@")
 	if rc := readFile(t, p(".trace.rc")); rc != "0" {
 		t.Fatalf("ctprobe trace exit %s: %s", rc, readFile(t, p(".trace.err")))
 	}
-	var stats lab.Stats
-	readJSON(t, p(".lab.json"), &stats)
 	raw, lines := jsonLines(t, p(".trace.jsonl"))
 
 	// kprobe1 runs with one kretprobe instance per function: misses are
-	// expected there, and must be reported; anywhere else nothing is lost.
-	starved := attach == "kprobe1"
-	if starved {
-		attach = "kprobe"
-	}
+	// expected with --timeline (kretprobes on every new flow), and must be
+	// reported; anywhere else nothing is lost.
+	starved := variant == "kprobe1"
 	var incidents []incidentLine
 	lost := map[string]uint64{}
 	for i, m := range lines {
@@ -280,7 +294,7 @@ func checkScenario(t *testing.T, out, scenario string) {
 		case "warning":
 			t.Errorf("ctprobe warned: %s", raw[i])
 		case "plan":
-			checkAttachMode(t, raw[i], attach)
+			checkAttachMode(t, raw[i], variant, timeline)
 		}
 	}
 	// With nothing lost, ctprobe must account for every clash exactly; with
@@ -288,7 +302,7 @@ func checkScenario(t *testing.T, out, scenario string) {
 	exact := len(lost) == 0
 	if starved {
 		t.Logf("%s: reported losses %v", scenario, lost)
-		if lost["kretprobe-missed"] == 0 {
+		if timeline && lost["kretprobe-missed"] == 0 {
 			t.Errorf("one kretprobe instance on 2 CPUs, yet no miss reported")
 		}
 	}
@@ -333,47 +347,17 @@ func checkScenario(t *testing.T, out, scenario string) {
 		t.Fatalf("no clash in %d lookups: nothing was proven", stats.Lookups)
 	}
 
-	cookies := map[uint64]bool{}
-	for _, s := range stats.Sockets {
-		cookies[s.Cookie] = true
-	}
 	races := map[int]int{}
 	for _, inc := range incidents {
 		races[inc.Race]++
-		if !exact {
-			continue // a lost record takes details of its incident with it
-		}
-		for role, pk := range map[string]*packet{"loser": inc.Loser, "winner": inc.Winner} {
-			if pk == nil {
-				t.Errorf("incident without %s: %+v", role, inc)
-				continue
-			}
-			if pk.Orig == nil || pk.Reply == nil || pk.Orig.Src == "" || pk.Reply.Src == "" {
-				t.Errorf("%s lacks tuples: %+v", role, pk)
-				continue
-			}
-			// The DNS queries come from ctlab's sockets, whether the race
-			// happened in the sender's netns or at a node it crossed; other
-			// flows (a VXLAN tunnel's outer packets) have no sending process.
-			if !strings.HasSuffix(pk.Orig.Dst, ":53") {
-				continue
-			}
-			if !pk.Task || pk.PID != uint32(stats.Pid) {
-				t.Errorf("%s sender: task %v pid %d (%s), want ctlab's %d", role, pk.Task, pk.PID, pk.Comm, stats.Pid)
-			}
-			if pk.Socket == nil || (len(cookies) > 0 && !cookies[pk.Socket.Cookie]) {
-				t.Errorf("%s socket %+v is not one of ctlab's", role, pk.Socket)
-			}
+		if exact {
+			checkPackets(t, &inc, stats, timeline, name == "local")
 		}
 	}
 	t.Logf("%s: races %v", name, races)
 	// With records lost, which races were seen is not the point.
 	if exact {
 		checkRaces(t, name, races, len(incidents), kernelDrops)
-	}
-
-	if scenario == "endpoints-2" {
-		checkFilters(t, p, len(incidents))
 	}
 
 	// The report of the capture equals the live output.
@@ -383,6 +367,46 @@ func checkScenario(t *testing.T, out, scenario string) {
 	replayRaw, replay := jsonLines(t, p(".report.jsonl"))
 	if got, want := comparable(replayRaw, replay), comparable(raw, lines); !slices.Equal(got, want) {
 		t.Errorf("report differs from the live run: %d vs %d incident/summary lines", len(got), len(want))
+	}
+	return len(incidents)
+}
+
+// checkPackets checks both packets of an incident: tuples always; the sender
+// of a DNS query (ctlab's pid and socket) with --timeline, which follows the
+// skb from the pod's netns, and in the default mode wherever a sender is
+// named, which must be everywhere when the socket is in the netns that
+// clashed (local).
+func checkPackets(t *testing.T, inc *incidentLine, stats *lab.Stats, timeline, local bool) {
+	cookies := map[uint64]bool{}
+	for _, s := range stats.Sockets {
+		cookies[s.Cookie] = true
+	}
+	for role, pk := range map[string]*packet{"loser": inc.Loser, "winner": inc.Winner} {
+		if pk == nil {
+			t.Errorf("incident without %s: %+v", role, inc)
+			continue
+		}
+		if pk.Orig == nil || pk.Reply == nil || pk.Orig.Src == "" || pk.Reply.Src == "" {
+			t.Errorf("%s lacks tuples: %+v", role, pk)
+			continue
+		}
+		// The DNS queries come from ctlab's sockets, whether the race
+		// happened in the sender's netns or at a node it crossed; other
+		// flows (a VXLAN tunnel's outer packets) have no sending process.
+		if !strings.HasSuffix(pk.Orig.Dst, ":53") {
+			continue
+		}
+		// The default mode knows the loser's task where the skb was made in
+		// the netns that clashed, and the winner's socket when both share
+		// one ORIGINAL tuple.
+		needTask := timeline || local && role == "loser"
+		needSock := timeline || local && (role == "loser" || *pk.Orig == *inc.Loser.Orig)
+		if (needTask || pk.Task) && (!pk.Task || pk.PID != uint32(stats.Pid)) {
+			t.Errorf("%s sender: task %v pid %d (%s), want ctlab's %d", role, pk.Task, pk.PID, pk.Comm, stats.Pid)
+		}
+		if (needSock || pk.Socket != nil) && (pk.Socket == nil || (len(cookies) > 0 && !cookies[pk.Socket.Cookie])) {
+			t.Errorf("%s socket %+v is not one of ctlab's", role, pk.Socket)
+		}
 	}
 }
 
@@ -431,8 +455,10 @@ func checkFilters(t *testing.T, p func(string) string, all int) {
 	}
 }
 
-// checkAttachMode checks that every probe point attached, in the mode asked.
-func checkAttachMode(t *testing.T, line, attach string) {
+// checkAttachMode checks that every probe point the mode needs attached, in
+// the mode asked. The default mode needs only the clash probe, and confirm
+// where that is missing (noclash).
+func checkAttachMode(t *testing.T, line, attach string, timeline bool) {
 	var plan struct {
 		Points []struct{ Point, Function, Mode, Status, Reason string } `json:"points"`
 	}
@@ -441,14 +467,17 @@ func checkAttachMode(t *testing.T, line, attach string) {
 	}
 	for _, p := range plan.Points {
 		want := "attached"
-		if attach == "noclash" && p.Point == "clash" {
+		switch {
+		case attach == "noclash" && p.Point == "clash":
 			want = "skipped"
+		case !timeline && p.Point != "clash" && !(p.Point == "confirm" && attach == "noclash"):
+			want = "unused"
 		}
 		if p.Status != want {
 			t.Errorf("%s (%s) %s, want %s: %s", p.Point, p.Function, p.Status, want, p.Reason)
 		}
-		if mode := attach; mode == "kprobe" || mode == "fentry" {
-			if p.Point != "origin" && p.Mode != mode {
+		if mode := attach; (mode == "kprobe" || mode == "kprobe1" || mode == "fentry") && want == "attached" {
+			if p.Point != "origin" && p.Mode != strings.TrimSuffix(mode, "1") {
 				t.Errorf("%s attached as %s, want %s", p.Point, p.Mode, mode)
 			}
 		}

@@ -1,8 +1,8 @@
 #!/bin/bash
 # make bench, inside the VM (as /lab/run; see scripts/vm/README.md): the rate
 # of new UDP flows through a DNAT'd ClusterIP (ctlab flood) with no tracer and
-# with `ctprobe trace` in its default mode and with --all, attached with fentry
-# and with kprobe. The modes alternate within each round, and every traced run
+# with `ctprobe trace` in its default mode, with --timeline and with --all,
+# attached with fentry and with kprobe. The modes alternate within each round, and every traced run
 # is compared with the untraced run just before it, so that drift of an
 # emulated, shared machine cancels out. Then: per-flow probe time from the
 # kernel's BPF statistics, loss at a sustained rate with the default ring
@@ -74,7 +74,7 @@ probe_time() {
 }
 
 # measure RUN ATTACH MODE [ctprobe trace flags...] [-- ctlab flood flags...]
-#   ATTACH: none, fentry or kprobe; MODE: default or all (for none, a label).
+#   ATTACH: none, fentry or kprobe; MODE: default, timeline or all (for none, a label).
 measure() {
   local run=$1 attach=$2 mode=$3
   shift 3
@@ -87,7 +87,7 @@ measure() {
   rm -f "$ctp"
   if [ "$attach" != none ]; then
     local a=(--attach "$attach" -q -w "$ctp")
-    [ "$mode" = all ] && a+=(--all)
+    [ "$mode" = default ] || a+=(--"$mode")
     ctprobe trace "${a[@]}" ${targs[@]+"${targs[@]}"} 2>"runs/$name.trace.err" &
     tp=$!
     if ! wait_capture "$ctp" "$tp"; then
@@ -129,19 +129,19 @@ log "kernel $(uname -r), $(nproc) vCPUs; scenario $scenario, $threads sender thr
 ctlab flood --scenario "$scenario" --duration 1s >/dev/null 2>&1
 
 for r in $(seq "$rounds"); do
-  measure "r$r" none a
-  measure "r$r" fentry default
-  measure "r$r" fentry all
-  measure "r$r" none b
-  measure "r$r" kprobe default
-  measure "r$r" kprobe all
+  for attach in fentry kprobe; do
+    measure "r$r" none "$attach"
+    for mode in default timeline all; do
+      measure "r$r" "$attach" "$mode"
+    done
+  done
 done
 
 # Per-flow time in the probes, from the kernel's BPF run-time statistics
 # (they cost a clock read per program run, so the rate runs above go without).
 echo 1 >/proc/sys/kernel/bpf_stats_enabled
 for attach in fentry kprobe; do
-  for mode in default all; do
+  for mode in default timeline all; do
     BENCH_STATS=1 measure stats "$attach" "$mode"
   done
 done

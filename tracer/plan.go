@@ -20,6 +20,7 @@ const (
 	StatusAbsent   = "absent"  // the kernel has no such function (inlined or not loaded)
 	StatusPlanned  = "planned" // not attempted (e.g. `ctprobe probes` without privileges)
 	StatusSkipped  = "skipped" // --skip-point
+	StatusUnused   = "unused"  // this mode does not need it
 )
 
 // PlanEntry is the decision for one probe point.
@@ -44,18 +45,35 @@ type candidate struct {
 
 // point is one stage of the conntrack insertion path.
 type point struct {
-	name     string
-	required bool
-	why      string // what is lost without it
-	// candidates in order of preference, chosen for this kernel's signatures.
-	candidates func(k Kernel) []candidate
+	name string
+	why  string // what is lost without it
+	// use says whether these options need the point, and whether tracing
+	// must fail without it; attached tells which earlier points attached.
+	use func(o Options, attached func(point string) bool) (needed, required bool)
+	// candidates in order of preference, chosen for this kernel's
+	// signatures and for the options (the default mode probes
+	// nf_ct_resolve_clash's exit too).
+	candidates func(k Kernel, o Options) []candidate
 }
 
-// points are the stages ctprobe follows, in the order a packet meets them.
+// history: --timeline and --all follow every new ct; the default mode
+// probes only the clash path.
+func history(o Options) bool { return o.All || o.Timeline }
+
+// withHistory is the use of the points that only --timeline and --all need.
+func withHistory(required bool) func(Options, func(string) bool) (bool, bool) {
+	return func(o Options, _ func(string) bool) (bool, bool) { return history(o), required && history(o) }
+}
+
+// unusedReason is the plan's reason for a point the mode does not need.
+const unusedReason = "the default mode probes only the clash path; --timeline and --all attach it"
+
+// points are the stages ctprobe follows, in the order a packet meets them
+// (clash before confirm: the default mode needs confirm only without it).
 var points = []point{
 	{
-		name: "ct_in", required: true, why: "no conntrack entry is seen being created",
-		candidates: func(k Kernel) []candidate {
+		name: "ct_in", why: "no conntrack entry is seen being created", use: withHistory(true),
+		candidates: func(k Kernel, _ Options) []candidate {
 			// 4.19 has nf_conntrack_in(net, pf, hooknum, skb); 4.20+ (skb, state).
 			if n := k.funcParams("nf_conntrack_in"); n == 4 || (n < 0 && !k.AtLeast(4, 20)) {
 				return []candidate{{fn: "nf_conntrack_in",
@@ -68,7 +86,8 @@ var points = []point{
 	},
 	{
 		name: "nat", why: "NAT bindings (chosen endpoint, changed source port) are not seen; race 2 cannot be told apart",
-		candidates: func(Kernel) []candidate {
+		use: withHistory(false),
+		candidates: func(Kernel, Options) []candidate {
 			// get_unique_tuple is static and inlined into nf_nat_setup_info in
 			// most builds (6.1, 6.18); nf_nat_setup_info is exported.
 			return []candidate{
@@ -82,28 +101,40 @@ var points = []point{
 		},
 	},
 	{
-		name: "clash", why: "the winner of a clash is known only when the loser was merged into it",
-		candidates: func(k Kernel) []candidate {
+		name: "clash", why: "the winner of a clash is known only when the loser was merged into it or by a tuple lookup at confirm",
+		use: func(Options, func(string) bool) (bool, bool) { return true, false },
+		candidates: func(k Kernel, o Options) []candidate {
+			// Its return value is confirm's verdict, which the default mode
+			// reads at its exit instead of probing confirm.
+			fexit, kret := probe.BPFProgFexitClash, probe.BPFProgKretprobeClash
+			if history(o) {
+				fexit, kret = "", ""
+			}
 			// 4.19-5.5: nf_ct_resolve_clash(net, skb, ctinfo, h), likely inlined;
 			// 5.6+: (skb, h, reply_hash), __cold noinline. __nf_ct_resolve_clash(skb, h)
-			// (5.6+) shares the first two arguments.
+			// (5.6+) shares the first two arguments, but not the verdict.
 			if n := k.funcParams("nf_ct_resolve_clash"); n == 4 || (n < 0 && !k.AtLeast(5, 6)) {
 				return []candidate{{fn: "nf_ct_resolve_clash",
-					kprobe: programs{probe.BPFProgKprobeClashV419, ""}}}
+					kprobe: programs{probe.BPFProgKprobeClashV419, kret}}}
 			}
-			return []candidate{
-				{fn: "nf_ct_resolve_clash",
+			cs := []candidate{{fn: "nf_ct_resolve_clash",
+				fentry: programs{probe.BPFProgFentryClash, fexit},
+				kprobe: programs{probe.BPFProgKprobeClash, kret}}}
+			if history(o) {
+				cs = append(cs, candidate{fn: "__nf_ct_resolve_clash",
 					fentry: programs{probe.BPFProgFentryClash, ""},
-					kprobe: programs{probe.BPFProgKprobeClash, ""}},
-				{fn: "__nf_ct_resolve_clash",
-					fentry: programs{probe.BPFProgFentryClash, ""},
-					kprobe: programs{probe.BPFProgKprobeClash, ""}},
+					kprobe: programs{probe.BPFProgKprobeClash, ""}})
 			}
+			return cs
 		},
 	},
 	{
-		name: "confirm", required: true, why: "no verdict: clashes and drops are invisible",
-		candidates: func(Kernel) []candidate {
+		name: "confirm", why: "no verdict: clashes and drops are invisible",
+		use: func(o Options, attached func(string) bool) (bool, bool) {
+			need := history(o) || !attached("clash")
+			return need, need
+		},
+		candidates: func(Kernel, Options) []candidate {
 			return []candidate{{fn: "__nf_conntrack_confirm",
 				fentry: programs{probe.BPFProgFentryConfirm, probe.BPFProgFexitConfirm},
 				kprobe: programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirm}}}

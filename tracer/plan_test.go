@@ -32,22 +32,55 @@ func TestPlanPicksSignatureVariants(t *testing.T) {
 		{"6.1.0-50-cloud-amd64", probe.BPFProgKprobeCtIn, probe.BPFProgKprobeClash, true, true},
 	} {
 		k := Kernel{Release: c.release, Version: parseRelease(c.release)} // no BTF
-		in := pointByName(t, "ct_in").candidates(k)
+		in := pointByName(t, "ct_in").candidates(k, Options{})
 		if in[0].kprobe.entry != c.ctIn || (in[0].fentry.exit != "") != c.ctInFentry {
 			t.Errorf("%s ct_in: %+v", c.release, in)
 		}
-		cl := pointByName(t, "clash").candidates(k)
-		if cl[0].kprobe.entry != c.clash {
-			t.Errorf("%s clash: %+v", c.release, cl)
+		// The default mode reads the verdict at nf_ct_resolve_clash's
+		// return; --timeline joins the clash at confirm instead.
+		cl := pointByName(t, "clash").candidates(k, Options{})
+		if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != probe.BPFProgKretprobeClash || len(cl) != 1 {
+			t.Errorf("%s clash, default mode: %+v", c.release, cl)
 		}
-		// __nf_ct_resolve_clash (5.6+) is a fallback only where it exists.
+		cl = pointByName(t, "clash").candidates(k, Options{Timeline: true})
+		if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != "" {
+			t.Errorf("%s clash, --timeline: %+v", c.release, cl)
+		}
+		// __nf_ct_resolve_clash (5.6+) is a fallback only where it exists,
+		// and only where the verdict comes from confirm.
 		if hasFallback := len(cl) > 1 && cl[1].fn == "__nf_ct_resolve_clash"; hasFallback != c.clashFn {
 			t.Errorf("%s clash fallback: %+v", c.release, cl)
 		}
 	}
 	// The NAT point prefers get_unique_tuple where it is a symbol.
-	nat := pointByName(t, "nat").candidates(Kernel{})
+	nat := pointByName(t, "nat").candidates(Kernel{}, Options{Timeline: true})
 	if nat[0].fn != "get_unique_tuple" || nat[1].fn != "nf_nat_setup_info" {
 		t.Errorf("nat candidates %+v", nat)
+	}
+}
+
+// The default mode needs confirm only where no clash probe attached (4.19-5.5,
+// inlined): then it is required, since races are seen nowhere else.
+func TestPlanDefaultModeUsesConfirmOnlyWithoutClash(t *testing.T) {
+	confirm := pointByName(t, "confirm")
+	for _, c := range []struct {
+		opts             Options
+		clash            bool
+		needed, required bool
+	}{
+		{Options{}, true, false, false},
+		{Options{}, false, true, true},
+		{Options{Timeline: true}, true, true, true},
+		{Options{All: true}, true, true, true},
+	} {
+		needed, required := confirm.use(c.opts, func(p string) bool { return p == "clash" && c.clash })
+		if needed != c.needed || required != c.required {
+			t.Errorf("%+v, clash attached %v: needed %v required %v", c.opts, c.clash, needed, required)
+		}
+	}
+	for _, name := range []string{"ct_in", "nat"} {
+		if needed, _ := pointByName(t, name).use(Options{}, func(string) bool { return true }); needed {
+			t.Errorf("the default mode uses %s", name)
+		}
 	}
 }

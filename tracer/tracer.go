@@ -33,12 +33,16 @@ type Filter struct {
 // Options configure a Tracer.
 type Options struct {
 	Filter Filter
-	// All streams every probe event; otherwise only the history of clashes.
-	All bool
+	// All streams every probe event. Timeline keeps each new ct's history
+	// in the kernel and sends it when the ct clashes: both packets' stages
+	// (ct_in, NAT, confirm) and senders across namespaces. Neither (the
+	// default) probes only the clash path, so a packet that does not clash
+	// costs nothing.
+	All, Timeline bool
 	// RingSize is the ring buffer size in bytes (a power of two, >= page size).
 	RingSize int
 	// History is the number of conntrack entries whose history the kernel
-	// keeps in incident mode.
+	// keeps with Timeline.
 	History int
 	// MaxActive is the number of concurrent kretprobe instances per function.
 	MaxActive int
@@ -152,7 +156,12 @@ func (t *Tracer) load(opts Options) error {
 		return err
 	}
 	spec.Maps[probe.BPFMapEvents].MaxEntries = uint32(orDefault(opts.RingSize, DefaultRingSize))
-	spec.Maps[probe.BPFMapHist].MaxEntries = uint32(orDefault(opts.History, DefaultHistory))
+	// The history serves --timeline, and --pid under --all (bpf/ctprobe.bpf.c).
+	if opts.Timeline || opts.All && opts.Filter.PID != 0 {
+		spec.Maps[probe.BPFMapHist].MaxEntries = uint32(orDefault(opts.History, DefaultHistory))
+	} else {
+		spec.Maps[probe.BPFMapHist].MaxEntries = 1
+	}
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
 	t.maps, err = ebpf.NewCollection(mapsOnly)
@@ -200,21 +209,32 @@ func setFilter(spec *ebpf.CollectionSpec, opts Options) error {
 		set(probe.BPFVarFilterNetns, f.Netns),
 		set(probe.BPFVarFilterPid, f.PID),
 		set(probe.BPFVarStreamAll, opts.All),
+		set(probe.BPFVarKeepHistory, opts.Timeline && !opts.All),
 	)
 }
 
 // attach walks the points: for each, the first present candidate function,
 // fentry first where BTF describes it, kprobe otherwise or on failure.
 func (t *Tracer) attach(opts Options) {
+	attached := func(point string) bool {
+		return slices.ContainsFunc(t.Plan, func(e PlanEntry) bool { return e.Point == point && e.Status == StatusAttached })
+	}
 	for _, p := range points {
-		e := PlanEntry{Point: p.name, Required: p.required, Status: StatusAbsent}
+		needed, required := p.use(opts, attached)
+		candidates := p.candidates(t.Kernel, opts)
+		e := PlanEntry{Point: p.name, Required: required, Status: StatusAbsent}
+		if !needed {
+			e.Function, e.Status, e.Reason = candidates[0].fn, StatusUnused, unusedReason
+			t.Plan = append(t.Plan, e)
+			continue
+		}
 		if slices.Contains(opts.Skip, p.name) {
-			e.Function, e.Status, e.Reason = p.candidates(t.Kernel)[0].fn, StatusSkipped, "--skip-point; without it: "+p.why
+			e.Function, e.Status, e.Reason = candidates[0].fn, StatusSkipped, "--skip-point; without it: "+p.why
 			t.Plan = append(t.Plan, e)
 			continue
 		}
 		var reasons []string
-		for _, c := range p.candidates(t.Kernel) {
+		for _, c := range candidates {
 			sym, ok := t.Kernel.Symbols[c.fn]
 			if !ok {
 				reasons = append(reasons, c.fn+": not in kallsyms (inlined or module not loaded)")
@@ -258,13 +278,17 @@ func (t *Tracer) attach(opts Options) {
 			break
 		}
 		if e.Status != StatusAttached && e.Function == "" {
-			e.Function = p.candidates(t.Kernel)[0].fn
+			e.Function = candidates[0].fn
 		}
 		if e.Status != StatusAttached {
 			reasons = append(reasons, "without it: "+p.why)
 		}
 		e.Reason = strings.Join(reasons, "; ")
 		t.Plan = append(t.Plan, e)
+	}
+	if !history(opts) {
+		t.Plan = append(t.Plan, PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP, Status: StatusUnused, Reason: unusedReason})
+		return
 	}
 	if slices.Contains(opts.Skip, "origin") {
 		t.Plan = append(t.Plan, PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP, Status: StatusSkipped, Reason: "--skip-point"})

@@ -63,54 +63,69 @@ func TestProgramsPassVerifier(t *testing.T) {
 }
 
 // On a kernel where nothing can attach, Open must fail quickly with a reason
-// and a fix, and the plan must say why for each required point.
+// and a fix, and the plan must say why for each required point: in the
+// default mode the clash probe and then confirm, its fallback; with
+// --timeline ct_in and confirm.
 func TestOpenReportsKernelLimits(t *testing.T) {
 	requireRoot(t)
 	k, err := ProbeKernel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	tr, err := Open(Options{})
-	if err == nil {
-		tr.Close()
-		if k.Kprobes {
-			t.Skip("probes attach on this kernel; the limits path is proven on kernels without kprobes")
+	for _, c := range []struct {
+		opts           Options
+		failed, unused []string
+	}{
+		{Options{}, []string{"clash", "confirm"}, []string{"ct_in", "nat", "origin"}},
+		{Options{Timeline: true}, []string{"ct_in", "confirm"}, nil},
+	} {
+		start := time.Now()
+		tr, err := Open(c.opts)
+		if err == nil {
+			tr.Close()
+			if k.Kprobes {
+				t.Skip("probes attach on this kernel; the limits path is proven on kernels without kprobes")
+			}
+			t.Fatal("Open succeeded on a kernel without kprobes: fentry must have attached, which this machine refuses")
 		}
-		t.Fatal("Open succeeded on a kernel without kprobes: fentry must have attached, which this machine refuses")
-	}
-	if elapsed := time.Since(start); elapsed > 20*time.Second {
-		t.Errorf("Open took %v to fail", elapsed)
-	}
-	if !k.Conntrack {
-		if !strings.Contains(err.Error(), "modprobe nf_conntrack") {
-			t.Errorf("error does not name the fix: %v", err)
+		if elapsed := time.Since(start); elapsed > 20*time.Second {
+			t.Errorf("Open took %v to fail", elapsed)
 		}
-		return
-	}
-	if !errors.Is(err, ErrNotTraceable) {
-		t.Fatalf("error is not ErrNotTraceable: %v", err)
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "\n") {
-		t.Errorf("error spans lines: %q", msg)
-	}
-	for _, want := range []string{"__nf_conntrack_confirm", "nf_conntrack_in", "CONFIG_KPROBES", "fentry", "ctprobe probes"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("error %q lacks %q", msg, want)
+		if !k.Conntrack {
+			if !strings.Contains(err.Error(), "modprobe nf_conntrack") {
+				t.Errorf("error does not name the fix: %v", err)
+			}
+			return
 		}
-	}
-	byPoint := map[string]PlanEntry{}
-	for _, e := range tr.Plan {
-		byPoint[e.Point] = e
-	}
-	for _, p := range []string{"ct_in", "confirm"} {
-		e, ok := byPoint[p]
-		if !ok {
-			t.Fatalf("plan lacks %s: %+v", p, tr.Plan)
+		if !errors.Is(err, ErrNotTraceable) {
+			t.Fatalf("error is not ErrNotTraceable: %v", err)
 		}
-		if e.Status != StatusFailed || !strings.Contains(e.Reason, "fentry") || !strings.Contains(e.Reason, "kprobe") {
-			t.Errorf("%s: want failed with fentry and kprobe reasons, got %+v", p, e)
+		msg := err.Error()
+		if strings.Contains(msg, "\n") {
+			t.Errorf("error spans lines: %q", msg)
+		}
+		for _, want := range []string{"__nf_conntrack_confirm", "CONFIG_KPROBES", "fentry", "ctprobe probes"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%+v: error %q lacks %q", c.opts, msg, want)
+			}
+		}
+		byPoint := map[string]PlanEntry{}
+		for _, e := range tr.Plan {
+			byPoint[e.Point] = e
+		}
+		for _, p := range c.failed {
+			e, ok := byPoint[p]
+			if !ok {
+				t.Fatalf("plan lacks %s: %+v", p, tr.Plan)
+			}
+			if e.Status != StatusFailed || !strings.Contains(e.Reason, "fentry") || !strings.Contains(e.Reason, "kprobe") {
+				t.Errorf("%+v: %s: want failed with fentry and kprobe reasons, got %+v", c.opts, p, e)
+			}
+		}
+		for _, p := range c.unused {
+			if e := byPoint[p]; e.Status != StatusUnused {
+				t.Errorf("%+v: %s: want unused, got %+v", c.opts, p, e)
+			}
 		}
 	}
 }

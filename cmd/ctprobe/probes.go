@@ -37,7 +37,7 @@ func runProbes(args []string, stdout io.Writer) error {
 	if perr := tracer.CheckPrivileges(); perr != nil {
 		traceErr = perr
 	} else {
-		t, err := tracer.Open(tracer.Options{Attach: mode})
+		t, err := tracer.Open(tracer.Options{Attach: mode, Timeline: true})
 		if t != nil {
 			plan = t.Plan
 			fentry = t.Fentry()

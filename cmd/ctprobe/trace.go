@@ -74,7 +74,8 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	quiet := fs.Bool("q", false, "no live output (with -w)")
 	interval := fs.Duration("interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
 	ringSize := fs.Int("ring-size", tracer.DefaultRingSize, "ring buffer size in bytes (a power of two)")
-	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (default mode)")
+	timeline := fs.Bool("timeline", false, "follow every new conntrack entry (ct_in, NAT, confirm, and its sender across namespaces) so that an incident shows both packets' stages and senders; costs time on every new flow, where the default mode probes only the clash path")
+	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (--timeline)")
 	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
 	skip := fs.String("skip-point", "", "optional probe points not to attach: nat, clash, origin (comma-separated)")
 	maxActive := fs.Int("max-active", tracer.DefaultMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported)")
@@ -126,7 +127,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := tracer.Options{Filter: filter, All: *out.all, RingSize: *ringSize, History: *history, Attach: mode, MaxActive: *maxActive, Skip: skipPoints}
+	opts := tracer.Options{Filter: filter, All: *out.all, Timeline: *timeline, RingSize: *ringSize, History: *history, Attach: mode, MaxActive: *maxActive, Skip: skipPoints}
 	t, err := tracer.Open(opts)
 	if err != nil {
 		return err
@@ -366,8 +367,11 @@ func renderPlan(plan []tracer.PlanEntry) []render.PlanEntry {
 func captureHeader(t *tracer.Tracer, opts tracer.Options, clock render.Clock, start time.Time, counters []capture.NetnsCounters) capture.Header {
 	host, _ := os.Hostname()
 	mode := "incidents"
-	if opts.All {
+	switch {
+	case opts.All:
 		mode = "all"
+	case opts.Timeline:
+		mode = "timeline"
 	}
 	extra := map[string]string{"clash_era": t.Kernel.ClashEra()}
 	if opts.Attach != "" {

@@ -51,6 +51,7 @@ const (
 	FlagSoftirqKey = Flags(probe.BPFEventFlagEVENT_F_SOFTIRQ_KEY)
 	FlagOrigin     = Flags(probe.BPFEventFlagEVENT_F_ORIGIN)
 	FlagLookup     = Flags(probe.BPFEventFlagEVENT_F_LOOKUP)
+	FlagLocal      = Flags(probe.BPFEventFlagEVENT_F_LOCAL)
 )
 
 // Netfilter verdicts (include/uapi/linux/netfilter.h).

@@ -282,7 +282,7 @@ func natChangeText(e *Evidence, lMoved, wHoldsPort bool) string {
 			b.WriteString("; the SNAT rule randomizes ports")
 		}
 	} else {
-		b.WriteString(" (seen in the tuples; the SRC NAT event is missing)")
+		b.WriteString(" (seen in the tuples, without a SRC NAT event)")
 	}
 	return b.String()
 }

@@ -231,6 +231,10 @@ type confRec struct {
 	status      uint64
 	sock        event.Socket
 	orig, reply event.Tuple // the ct's at confirm entry (after NAT)
+	// The default mode's loser record carries the DNS message that CT_IN
+	// carries otherwise.
+	payload    [64]byte
+	payloadLen uint16
 }
 
 // rec is one generation of one ct pointer: its head, which every event and
@@ -595,7 +599,7 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 	r.conf = confRec{
 		cpu: ev.CPU, pid: ev.PID, tid: ev.TID, comm: ev.Comm, flags: ev.Flags,
 		verdict: ev.Verdict, other: ev.OtherCT, status: ev.Status, sock: ev.Sock,
-		orig: ev.Orig, reply: ev.Reply,
+		orig: ev.Orig, reply: ev.Reply, payload: ev.Payload, payloadLen: ev.PayloadLen,
 	}
 	r.have |= hasConfirm
 	outcome, race := OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status)
@@ -821,6 +825,12 @@ func (c *Correlator) winnerPacket(inc *Incident, e *Evidence, l rec, ws int32) {
 		}
 		inc.Winner.NATChange = inc.Winner.Reply != inc.Winner.ReplyPre
 		inc.Winner.PortMoved = sourceMoved(e.OW, e.RW)
+		if ws < 0 && e.OW == inc.Loser.Orig && inc.Loser.HasSock {
+			// One ORIGINAL tuple in one netns is one source address and
+			// port: the loser's socket (barring SO_REUSEPORT). Which task
+			// sent the winner is not known without its history.
+			inc.Winner.Sock, inc.Winner.HasSock = inc.Loser.Sock, true
+		}
 	}
 	if inc.Loser.Born != 0 && inc.Winner.Born != 0 {
 		inc.Window = absDiff(inc.Loser.Born, inc.Winner.Born)
@@ -872,8 +882,14 @@ func (c *Correlator) packet(r rec, p *Packet) {
 			p.DNS = dnsQuery(in.payload[:min(int(in.payloadLen), len(in.payload))])
 		}
 	case r.have&hasConfirm != 0:
+		// The default mode: confirm (or the clash probe standing in for it)
+		// runs in the sender's context when the skb was made here.
 		cf := &r.conf
 		p.Comm, p.PID, p.TID, p.CPU = commString(&cf.comm), cf.pid, cf.tid, cf.cpu
+		p.Task = cf.flags&event.FlagLocal != 0 && cf.flags&event.FlagSock != 0 && cf.flags&event.FlagSoftirqKey == 0
+		if cf.payloadLen > 0 {
+			p.DNS = dnsQuery(cf.payload[:min(int(cf.payloadLen), len(cf.payload))])
+		}
 	}
 	if !p.HasSock && r.have&hasConfirm != 0 && r.conf.flags&event.FlagSock != 0 {
 		p.Sock, p.HasSock = r.conf.sock, true

@@ -243,6 +243,85 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// defaultMode is what the default mode sends for a replayed race: only
+// nf_ct_resolve_clash is probed, so the CLASH record and the loser as a
+// CONFIRM record carrying what its skb holds there: the socket, the DNS
+// message and whether it was made on this host. Nil when the race has no
+// clash record.
+func defaultMode(replay []event.Event) []event.Event {
+	var cl, lIn *event.Event
+	for i := range replay {
+		switch ev := &replay[i]; {
+		case ev.Kind == event.Clash:
+			cl = ev
+		case ev.Kind == event.CTIn && ev.Flags&event.FlagWinner == 0:
+			lIn = ev
+		}
+	}
+	if cl == nil || lIn == nil {
+		return nil
+	}
+	conf := replay[len(replay)-1]
+	conf.Payload, conf.PayloadLen = lIn.Payload, lIn.PayloadLen
+	if lIn.Hook == event.HookLocalOut {
+		conf.Flags |= event.FlagLocal
+	}
+	return []event.Event{*cl, conf}
+}
+
+// The default mode names the same race from the clash probe alone; the
+// timeline holds the two stages it saw, and no window (no births seen).
+func TestScenariosDefaultMode(t *testing.T) {
+	for _, sc := range scenarios() {
+		evs := defaultMode(sc.replay)
+		if evs == nil {
+			continue
+		}
+		t.Run(sc.name, func(t *testing.T) {
+			c := New(Options{})
+			var incs []Incident
+			for i := range evs {
+				incs = append(incs, c.Add(&evs[i])...)
+			}
+			w := sc.want
+			w.window, w.reason, w.loserStages = 0, nil, []event.Kind{event.Clash, event.Confirm}
+			inc := only(t, incs)
+			check(t, inc, w)
+			if len(inc.Winner.Timeline) != 0 {
+				t.Errorf("winner timeline %+v from records that never described it", inc.Winner.Timeline)
+			}
+		})
+	}
+}
+
+// In the default mode the loser carries its task, socket and DNS query as
+// its skb held them at the clash; the winner's socket is the loser's when
+// their ORIGINAL tuples are one (one source address and port), and unknown
+// otherwise, as is the winner's task.
+func TestPacketDetailsDefaultMode(t *testing.T) {
+	inc := only(t, feed(t, New(Options{}), defaultMode(scenarioR1Merged().replay)))
+	l, w := &inc.Loser, &inc.Winner
+	if l.Comm != "getent" || l.PID != 4242 || l.TID != 4243 || !l.Task || !l.HasSock || l.Sock.Cookie != 0x1f {
+		t.Errorf("loser %q %d/%d task=%v socket %v %+v", l.Comm, l.PID, l.TID, l.Task, l.HasSock, l.Sock)
+	}
+	if !l.DNS.Valid || l.DNS.ID != 0x2222 || l.DNS.Type != 28 || l.DNS.Name != dnsName {
+		t.Errorf("loser dns %+v", l.DNS)
+	}
+	if !w.HasSock || w.Sock != l.Sock || w.Task || w.DNS.Valid {
+		t.Errorf("winner socket %v %+v, task %v, dns %+v: want the loser's socket, no task, no query", w.HasSock, w.Sock, w.Task, w.DNS)
+	}
+	if want := tuple(udp, podA+":41000", clusterIP); l.Orig != want || w.Orig != want {
+		t.Errorf("orig L %v W %v", l.Orig, w.Orig)
+	}
+
+	// Race 4: two pods, forwarded: no socket and no sender task at the node.
+	inc = only(t, feed(t, New(Options{}), defaultMode(scenarioR4Dropped().replay)))
+	l, w = &inc.Loser, &inc.Winner
+	if l.Task || l.HasSock || w.HasSock || !l.DNS.Valid || l.DNS.ID != 0x4444 {
+		t.Errorf("race 4: loser task %v socket %v dns %+v, winner socket %v", l.Task, l.HasSock, l.DNS, w.HasSock)
+	}
+}
+
 // The loser's and winner's packets carry the task, socket and DNS query.
 func TestPacketDetails(t *testing.T) {
 	sc := scenarioR1Merged()
@@ -586,7 +665,7 @@ func TestLostNAT(t *testing.T) {
 		evs = append(evs, ev)
 	}
 	w := sc.want
-	w.reason = []string{"41000→41001", "winner holds 41000", "SRC NAT event is missing"}
+	w.reason = []string{"41000→41001", "winner holds 41000", "without a SRC NAT event"}
 	w.loserStages = []event.Kind{event.CTIn, event.Clash, event.Confirm}
 	inc := only(t, feed(t, New(Options{}), evs))
 	check(t, inc, w)

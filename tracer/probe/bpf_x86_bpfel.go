@@ -19,6 +19,12 @@ type BPFCandidates struct {
 	Ts [16]uint64
 }
 
+type BPFClashPair struct {
+	_     structs.HostLayout
+	Clash BPFEvent
+	Loser BPFEvent
+}
+
 type BPFEntry struct {
 	_      structs.HostLayout
 	Skb    uint64
@@ -84,6 +90,7 @@ const (
 	BPFEventFlagEVENT_F_SOFTIRQ_KEY BPFEventFlag = 64
 	BPFEventFlagEVENT_F_ORIGIN      BPFEventFlag = 128
 	BPFEventFlagEVENT_F_LOOKUP      BPFEventFlag = 256
+	BPFEventFlagEVENT_F_LOCAL       BPFEventFlag = 512
 )
 
 type BPFEventKind uint32
@@ -172,12 +179,15 @@ const (
 	BPFMapHist               = "hist"
 	BPFMapLosses             = "losses"
 	BPFMapOrigins            = "origins"
+	BPFMapPairs              = "pairs"
 	BPFMapScratch            = "scratch"
 	BPFMapScratchHist        = "scratch_hist"
+	BPFMapScratchPair        = "scratch_pair"
 	BPFProgFentryClash       = "fentry_clash"
 	BPFProgFentryConfirm     = "fentry_confirm"
 	BPFProgFentryGut         = "fentry_gut"
 	BPFProgFentryNat         = "fentry_nat"
+	BPFProgFexitClash        = "fexit_clash"
 	BPFProgFexitConfirm      = "fexit_confirm"
 	BPFProgFexitCtIn         = "fexit_ct_in"
 	BPFProgFexitGut          = "fexit_gut"
@@ -189,6 +199,7 @@ const (
 	BPFProgKprobeCtInV419    = "kprobe_ct_in_v419"
 	BPFProgKprobeGut         = "kprobe_gut"
 	BPFProgKprobeNat         = "kprobe_nat"
+	BPFProgKretprobeClash    = "kretprobe_clash"
 	BPFProgKretprobeConfirm  = "kretprobe_confirm"
 	BPFProgKretprobeCtIn     = "kretprobe_ct_in"
 	BPFProgKretprobeGut      = "kretprobe_gut"
@@ -200,6 +211,7 @@ const (
 	BPFVarFilterPid          = "filter_pid"
 	BPFVarFilterPort         = "filter_port"
 	BPFVarFilterProto        = "filter_proto"
+	BPFVarKeepHistory        = "keep_history"
 	BPFVarLookupWinner       = "lookup_winner"
 	BPFVarStreamAll          = "stream_all"
 	BPFVarUnusedEventFlag    = "unused_event_flag"
@@ -254,6 +266,7 @@ type BPFProgramSpecs struct {
 	FentryConfirm    *ebpf.ProgramSpec `ebpf:"fentry_confirm"`
 	FentryGut        *ebpf.ProgramSpec `ebpf:"fentry_gut"`
 	FentryNat        *ebpf.ProgramSpec `ebpf:"fentry_nat"`
+	FexitClash       *ebpf.ProgramSpec `ebpf:"fexit_clash"`
 	FexitConfirm     *ebpf.ProgramSpec `ebpf:"fexit_confirm"`
 	FexitCtIn        *ebpf.ProgramSpec `ebpf:"fexit_ct_in"`
 	FexitGut         *ebpf.ProgramSpec `ebpf:"fexit_gut"`
@@ -265,6 +278,7 @@ type BPFProgramSpecs struct {
 	KprobeCtInV419   *ebpf.ProgramSpec `ebpf:"kprobe_ct_in_v419"`
 	KprobeGut        *ebpf.ProgramSpec `ebpf:"kprobe_gut"`
 	KprobeNat        *ebpf.ProgramSpec `ebpf:"kprobe_nat"`
+	KretprobeClash   *ebpf.ProgramSpec `ebpf:"kretprobe_clash"`
 	KretprobeConfirm *ebpf.ProgramSpec `ebpf:"kretprobe_confirm"`
 	KretprobeCtIn    *ebpf.ProgramSpec `ebpf:"kretprobe_ct_in"`
 	KretprobeGut     *ebpf.ProgramSpec `ebpf:"kretprobe_gut"`
@@ -283,8 +297,10 @@ type BPFMapSpecs struct {
 	Hist        *ebpf.MapSpec `ebpf:"hist"`
 	Losses      *ebpf.MapSpec `ebpf:"losses"`
 	Origins     *ebpf.MapSpec `ebpf:"origins"`
+	Pairs       *ebpf.MapSpec `ebpf:"pairs"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	ScratchHist *ebpf.MapSpec `ebpf:"scratch_hist"`
+	ScratchPair *ebpf.MapSpec `ebpf:"scratch_pair"`
 }
 
 // BPFVariableSpecs contains global variables before they are loaded into the kernel.
@@ -297,6 +313,7 @@ type BPFVariableSpecs struct {
 	FilterPid          *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterPort         *ebpf.VariableSpec `ebpf:"filter_port"`
 	FilterProto        *ebpf.VariableSpec `ebpf:"filter_proto"`
+	KeepHistory        *ebpf.VariableSpec `ebpf:"keep_history"`
 	LookupWinner       *ebpf.VariableSpec `ebpf:"lookup_winner"`
 	StreamAll          *ebpf.VariableSpec `ebpf:"stream_all"`
 	UnusedEventFlag    *ebpf.VariableSpec `ebpf:"unused_event_flag"`
@@ -332,8 +349,10 @@ type BPFMaps struct {
 	Hist        *ebpf.Map `ebpf:"hist"`
 	Losses      *ebpf.Map `ebpf:"losses"`
 	Origins     *ebpf.Map `ebpf:"origins"`
+	Pairs       *ebpf.Map `ebpf:"pairs"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 	ScratchHist *ebpf.Map `ebpf:"scratch_hist"`
+	ScratchPair *ebpf.Map `ebpf:"scratch_pair"`
 }
 
 func (m *BPFMaps) Close() error {
@@ -345,8 +364,10 @@ func (m *BPFMaps) Close() error {
 		m.Hist,
 		m.Losses,
 		m.Origins,
+		m.Pairs,
 		m.Scratch,
 		m.ScratchHist,
+		m.ScratchPair,
 	)
 }
 
@@ -360,6 +381,7 @@ type BPFVariables struct {
 	FilterPid          *ebpf.Variable `ebpf:"filter_pid"`
 	FilterPort         *ebpf.Variable `ebpf:"filter_port"`
 	FilterProto        *ebpf.Variable `ebpf:"filter_proto"`
+	KeepHistory        *ebpf.Variable `ebpf:"keep_history"`
 	LookupWinner       *ebpf.Variable `ebpf:"lookup_winner"`
 	StreamAll          *ebpf.Variable `ebpf:"stream_all"`
 	UnusedEventFlag    *ebpf.Variable `ebpf:"unused_event_flag"`
@@ -376,6 +398,7 @@ type BPFPrograms struct {
 	FentryConfirm    *ebpf.Program `ebpf:"fentry_confirm"`
 	FentryGut        *ebpf.Program `ebpf:"fentry_gut"`
 	FentryNat        *ebpf.Program `ebpf:"fentry_nat"`
+	FexitClash       *ebpf.Program `ebpf:"fexit_clash"`
 	FexitConfirm     *ebpf.Program `ebpf:"fexit_confirm"`
 	FexitCtIn        *ebpf.Program `ebpf:"fexit_ct_in"`
 	FexitGut         *ebpf.Program `ebpf:"fexit_gut"`
@@ -387,6 +410,7 @@ type BPFPrograms struct {
 	KprobeCtInV419   *ebpf.Program `ebpf:"kprobe_ct_in_v419"`
 	KprobeGut        *ebpf.Program `ebpf:"kprobe_gut"`
 	KprobeNat        *ebpf.Program `ebpf:"kprobe_nat"`
+	KretprobeClash   *ebpf.Program `ebpf:"kretprobe_clash"`
 	KretprobeConfirm *ebpf.Program `ebpf:"kretprobe_confirm"`
 	KretprobeCtIn    *ebpf.Program `ebpf:"kretprobe_ct_in"`
 	KretprobeGut     *ebpf.Program `ebpf:"kretprobe_gut"`
@@ -400,6 +424,7 @@ func (p *BPFPrograms) Close() error {
 		p.FentryConfirm,
 		p.FentryGut,
 		p.FentryNat,
+		p.FexitClash,
 		p.FexitConfirm,
 		p.FexitCtIn,
 		p.FexitGut,
@@ -411,6 +436,7 @@ func (p *BPFPrograms) Close() error {
 		p.KprobeCtInV419,
 		p.KprobeGut,
 		p.KprobeNat,
+		p.KretprobeClash,
 		p.KretprobeConfirm,
 		p.KretprobeCtIn,
 		p.KretprobeGut,

@@ -344,6 +344,16 @@ func testIncidents() []incident.Incident {
 		Reason: "the loser's original tuple is the winner's reply tuple", Winner: W, Loser: L, HasWinner: true, Window: 300, ClashDir: 1,
 	})
 
+	// Race 3 in the default mode: only the clash probe ran. The winner has
+	// no stages and no task; its socket is the loser's (one ORIGINAL tuple).
+	W, L = dnsPair(replyEp1, replyEp2)
+	W.Timeline, W.Task, W.Comm, W.PID, W.TID, W.DNS, W.Born = nil, false, "", 0, 0, incident.DNSQuery{}, 0
+	L.Timeline, L.Born = []incident.Stage{stage(event.Clash, 30000, 1), confirm(30040, 1, event.VerdictAccept, replyEp2)}, 0
+	out = append(out, incident.Incident{
+		Time: tBase + 30040, Race: incident.RaceEndpoints, Outcome: incident.OutcomeNATClash,
+		Reason: "different DNAT endpoints", Winner: W, Loser: L, HasWinner: true, ClashDir: 0,
+	})
+
 	// Race 0: the loser was dropped but the winner's history was evicted.
 	_, L = dnsPair(replyEp1, replyEp2)
 	L.Timeline = append(L.Timeline[:3], confirm(21000, 1, event.VerdictDrop, replyEp2))
@@ -377,7 +387,7 @@ func testIncidents() []incident.Incident {
 // testCounters are the kernel counter deltas over the summary interval.
 func testCounters() []NetnsCounters {
 	return []NetnsCounters{
-		{Netns: tNetns, Name: "ctlab", Delta: map[string]uint64{"clash_resolve": 3, "insert_failed": 3, "drop": 3}},
+		{Netns: tNetns, Name: "ctlab", Delta: map[string]uint64{"clash_resolve": 4, "insert_failed": 3, "drop": 3}},
 		{Netns: 4026531840, Name: "host", Delta: map[string]uint64{"clash_resolve": 0, "insert_failed": 1, "drop": 5, "chain_too_long": 1}},
 	}
 }

@@ -229,7 +229,7 @@ var statusNames = [...]string{
 }
 
 // flagNames are the event.Flags bits by number.
-var flagNames = [...]string{"new", "sock", "history", "nat_gut", "nat_changed", "winner", "softirq_key", "origin", "lookup"}
+var flagNames = [...]string{"new", "sock", "history", "nat_gut", "nat_changed", "winner", "softirq_key", "origin", "lookup", "local"}
 
 func verdictName(v uint32) string {
 	switch v {

@@ -535,7 +535,9 @@ func TestJSONIncidents(t *testing.T) {
 				want(t, ws+" dns", d, "truncated", tBool)
 			}
 			tl := want(t, ws, p, "timeline", tArray).([]any)
-			if len(tl) == 0 {
+			// The default mode sees only the loser's clash and confirm.
+			defaultMode := m["loser"].(map[string]any)["born_ktime_ns"] == nil
+			if len(tl) == 0 && !(side == "winner" && defaultMode) {
 				t.Errorf("%s: empty timeline", ws)
 			}
 			for j, s := range tl {
@@ -586,8 +588,13 @@ func TestJSONIncidents(t *testing.T) {
 	if got := L["timeline"].([]any)[1].(map[string]any)["offset_us"].(json.Number).String(); got != "5" {
 		t.Errorf("offset_us of the loser's DNAT %v, want 5", got)
 	}
-	if lines[5]["winner"] != nil || lines[5]["window_us"] != nil || lines[5]["clash_dir"] != nil {
-		t.Errorf("race 0 without a winner: %v", lines[5])
+	if lines[6]["winner"] != nil || lines[6]["window_us"] != nil || lines[6]["clash_dir"] != nil {
+		t.Errorf("race 0 without a winner: %v", lines[6])
+	}
+	// The default mode's race 3: the winner's socket, not its task.
+	W := lines[5]["winner"].(map[string]any)
+	if W["task"] != false || W["socket"] == nil || len(W["timeline"].([]any)) != 0 || lines[5]["window_us"] != nil {
+		t.Errorf("default-mode winner %v", W)
 	}
 }
 
@@ -671,7 +678,7 @@ func TestJSONSummary(t *testing.T) {
 		}
 	}
 	tot := lines[0]["total"].(map[string]any)["completeness"].(map[string]any)
-	if cr := tot["clash_resolve"].(map[string]any); cr["explained"].(json.Number).String() != "3" || cr["counted"].(json.Number).String() != "3" {
+	if cr := tot["clash_resolve"].(map[string]any); cr["explained"].(json.Number).String() != "4" || cr["counted"].(json.Number).String() != "4" {
 		t.Errorf("total clash_resolve %v", cr)
 	}
 	if old := lines[1]["total"].(map[string]any)["completeness"].(map[string]any); old["has_clash_resolve"] != false || old["clash_resolve"] != nil {
@@ -944,16 +951,16 @@ func TestWriteError(t *testing.T) {
 
 func TestTally(t *testing.T) {
 	s := testSummary()
-	if s.Incidents != 6 {
+	if s.Incidents != 7 {
 		t.Errorf("incidents %d", s.Incidents)
 	}
 	if len(s.ByRace) != 6 || s.ByRace[0].Race != 0 || s.ByRace[5].Race != 5 {
 		t.Errorf("by race %+v", s.ByRace)
 	}
-	if s.ByProcess[0].Comm != "ctlab" || s.ByProcess[0].Count != 5 {
+	if s.ByProcess[0].Comm != "ctlab" || s.ByProcess[0].Count != 6 {
 		t.Errorf("by process %+v", s.ByProcess)
 	}
-	if s.ByDestination[0].Dst.String() != "10.96.0.10:53" || s.ByDestination[0].Count != 3 {
+	if s.ByDestination[0].Dst.String() != "10.96.0.10:53" || s.ByDestination[0].Count != 4 {
 		t.Errorf("by destination %+v", s.ByDestination)
 	}
 	var ns *NetnsSummary
@@ -962,7 +969,7 @@ func TestTally(t *testing.T) {
 			ns = &s.Netns[i]
 		}
 	}
-	if ns == nil || ns.Resolved != 3 || ns.Dropped != 3 || ns.Name != "ctlab" || ns.Counters["clash_resolve"] != 3 {
+	if ns == nil || ns.Resolved != 4 || ns.Dropped != 3 || ns.Name != "ctlab" || ns.Counters["clash_resolve"] != 4 {
 		t.Errorf("netns %+v", ns)
 	}
 	if s.Lost["no-history"] != 1 {

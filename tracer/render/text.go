@@ -417,11 +417,16 @@ func appendWho(dst []byte, color bool, who byte) []byte {
 	return append(dst, who)
 }
 
-// appendPacketTask writes "comm[pid/tid]", or "(sender unknown)" when the
-// task fields are incidental (the packet was not seen in the sender's
-// process context).
+// appendPacketTask writes "comm[pid/tid]", or when the task fields are
+// incidental (the packet was not seen in the sender's process context)
+// "(sender unknown)", or the socket where that alone is known.
 func appendPacketTask(dst []byte, p *incident.Packet) []byte {
 	if !p.Task {
+		if p.HasSock {
+			dst = append(dst, "(task unknown, socket cookie "...)
+			dst = appendHex(dst, p.Sock.Cookie)
+			return append(dst, ')')
+		}
 		return append(dst, "(sender unknown)"...)
 	}
 	return appendTask(dst, []byte(p.Comm), p.PID, p.TID, false)
@@ -642,9 +647,13 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 
 	// Window.
 	dst = append(dst, "  window "...)
-	if inc.Window == 0 || !inc.HasWinner {
+	switch {
+	case inc.Loser.Born == 0 && inc.Winner.Born == 0:
+		// The default mode probes only the clash path.
+		dst = append(dst, "unknown (neither packet was seen entering conntrack: --timeline follows both)\n"...)
+	case inc.Window == 0 || !inc.HasWinner:
 		dst = append(dst, "unknown (a packet's conntrack entry was not seen)\n"...)
-	} else {
+	default:
 		dst = appendMicros(dst, inc.Window)
 		dst = append(dst, "µs between the two packets entering conntrack"...)
 		if W.Born != 0 && L.Born != 0 {

@@ -2,11 +2,12 @@
 # make bench, inside the VM (as /lab/run; see scripts/vm/README.md): the rate
 # of new UDP flows through a DNAT'd ClusterIP (ctlab flood) with no tracer and
 # with `ctprobe trace` in its default mode, with --timeline and with --all,
-# attached with fentry and with kprobe. The modes alternate within each round, and every traced run
-# is compared with the untraced run just before it, so that drift of an
-# emulated, shared machine cancels out. Then: per-flow probe time from the
-# kernel's BPF statistics, loss at a sustained rate with the default ring
-# size, and the exact accounting of an overloaded one-page ring buffer.
+# attached with fentry and with kprobe. Untraced runs alternate with traced
+# ones, and every traced run is compared with the mean of the untraced runs
+# around it, so that drift of an emulated, shared machine cancels out. Then:
+# per-flow probe time from the kernel's BPF statistics, loss at a sustained
+# rate with the default ring size, and the exact accounting of an overloaded
+# one-page ring buffer.
 #
 # Output: /out/results.tsv, one line per run (scripts/bench.sh makes the
 # table), and per-run files in /out/runs/. Progress lines start with "bench:".
@@ -128,14 +129,19 @@ log "kernel $(uname -r), $(nproc) vCPUs; scenario $scenario, $threads sender thr
 # Warm-up: the first topology and flood pay for module and page-cache faults.
 ctlab flood --scenario "$scenario" --duration 1s >/dev/null 2>&1
 
+# Every traced run sits between two untraced runs; scripts/bench.sh compares
+# it with their mean, so that a drifting host rate cancels out.
+n=0
 for r in $(seq "$rounds"); do
   for attach in fentry kprobe; do
-    measure "r$r" none "$attach"
     for mode in default timeline all; do
+      measure "u$n" none -
+      n=$((n + 1))
       measure "r$r" "$attach" "$mode"
     done
   done
 done
+measure "u$n" none -
 
 # Per-flow time in the probes, from the kernel's BPF run-time statistics
 # (they cost a clock read per program run, so the rate runs above go without).

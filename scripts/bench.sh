@@ -2,7 +2,8 @@
 # make bench: what ctprobe costs. Boots the VM lab (a Debian kernel under QEMU
 # TCG) with scripts/bench-guest.sh, which measures the rate of new UDP flows
 # through a DNAT'd ClusterIP with no tracer, with ctprobe's default mode, with
-# --timeline and with --all (fentry and kprobe), alternated within each round, plus loss at a
+# --timeline and with --all (fentry and kprobe), each traced run between two
+# untraced ones, plus loss at a
 # sustained rate and under overload. Then runs scripts/bench-go.sh (user-space
 # decode/correlate benchmarks) if it exists, and prints one table.
 #
@@ -58,7 +59,7 @@ fi
 echo
 echo "ctprobe overhead: host $host_cpus CPUs ($host_model, load average $host_load at start);"
 echo "VM: Debian $kver under QEMU ${qemu_version:-?} TCG (software emulation), 2 vCPUs."
-echo "TCG rates are relative, not absolute: compare the ratios (each traced run against the untraced run just before it; medians)."
+echo "TCG rates are relative, not absolute: compare the ratios (each traced run against the mean of the untraced runs around it; medians)."
 echo
 awk -F'\t' -v go_table="$go_table" -v progs="$out/runs/stats-fentry-timeline.progs" '
 function median(list,    v, n, i, j, t) {
@@ -76,13 +77,24 @@ NR == 1 { next }
 	run = $1; attach = $2; mode = $3; rate = $4; flows = $5; sent = $6; recv = $7; lost = $8
 	if ($11 != "ok") { bad[++nbad] = run " " attach " " mode ": " $11; if ($11 == "unaccounted") unaccounted = 1 }
 	if (attach == "none") {
-		if (rate != "") { none = rate; nones = nones " " rate }
+		if (rate != "") {
+			nones = nones " " rate
+			# The traced run before this one: compare it with the mean of
+			# the untraced runs on either side.
+			if (pkey != "" && none > 0) {
+				ratios[pkey] = ratios[pkey] " " prate / ((none + rate) / 2)
+				rates[pkey] = rates[pkey] " " prate
+			}
+			none = rate
+		}
+		pkey = ""
 		next
 	}
 	if (sent != "" && sent != recv + lost) unaccounted = 1
 	key = attach SUBSEP mode
+	pkey = ""
 	if (run ~ /^r[0-9]+$/) {
-		if (rate != "" && none > 0) { ratios[key] = ratios[key] " " rate / none; rates[key] = rates[key] " " rate }
+		if (rate != "") { pkey = key; prate = rate }
 		fsent[key] += sent; flost[key] += lost; frecv[key] += recv
 	} else if (run == "stats") {
 		if ($9 != "" && flows > 0) { pns[key] = $9 / flows; pruns[key] = $10 / flows; sflows[key] = flows }

@@ -1,14 +1,15 @@
 #!/bin/bash
 # The demo, inside the VM: trace while ctlab provokes the Kubernetes DNS race
-# (a pod's A and AAAA queries to a ClusterIP DNAT'd to two CoreDNS endpoints).
+# (a pod's A and AAAA queries to a ClusterIP DNAT'd to two CoreDNS endpoints),
+# with --timeline: both packets' stages and their sender in the pod.
 set -u
 cd /out
 lookups=${DEMO_LOOKUPS:-200}
 echo "### ctprobe probes"
 ctprobe probes
 echo
-echo "### sudo ctprobe trace -w demo.ctp   (while: ctlab run --scenario endpoints-2 --lookups $lookups)"
-ctprobe trace -w demo.ctp &
+echo "### sudo ctprobe trace --timeline -w demo.ctp   (while: ctlab run --scenario endpoints-2 --lookups $lookups)"
+ctprobe trace --timeline -w demo.ctp &
 tp=$!
 for _ in $(seq 150); do [ -s demo.ctp ] && break; sleep 0.2; done
 ctlab run --scenario endpoints-2 --lookups "$lookups" --min-clashes 10 --keep >lab.txt 2>&1

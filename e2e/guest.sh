@@ -82,20 +82,23 @@ ctprobe selftest --lookups 100 --min-clashes 20 --no-color >selftest.txt 2>&1
 echo $? >selftest.rc
 tail -n 5 selftest.txt
 # ==== overload: exact loss accounting (checked by e2e/overload_test.go) ====
-# Two tracers watch one flood of new UDP flows and then a few racing lookups:
+# Three tracers watch one flood of new UDP flows and then a few racing lookups:
 # overload.ctp streams every event (--all) through a one-page ring buffer, so
 # it must lose records and count each one (sent = received + lost); moderate.ctp
 # runs --timeline (history of every flow) with the default ring size, so it
 # must lose none.
-echo "=== overload: ctprobe trace --all --ring-size 4096 and ctprobe trace, during ctlab flood and ctlab run"
+echo "=== overload: ctprobe trace --all --ring-size 4096, --timeline and the default mode, during ctlab flood and ctlab run"
 ctprobe trace --all --ring-size 4096 -o json -w overload.ctp >overload.trace.jsonl 2>overload.trace.err &
 ov_pid=$!
 ctprobe trace --timeline -o json -w moderate.ctp >moderate.trace.jsonl 2>moderate.trace.err &
 mod_pid=$!
-for out in overload.trace.jsonl moderate.trace.jsonl; do
+# quiet.ctp: the default mode, which must send records for clashes only.
+ctprobe trace -o json -w quiet.ctp >quiet.trace.jsonl 2>quiet.trace.err &
+quiet_pid=$!
+for out in overload.trace.jsonl moderate.trace.jsonl quiet.trace.jsonl; do
   for _ in $(seq 200); do
     grep -q '"kind":"plan"' "$out" 2>/dev/null && break
-    kill -0 "$ov_pid" 2>/dev/null && kill -0 "$mod_pid" 2>/dev/null || break
+    kill -0 "$ov_pid" 2>/dev/null && kill -0 "$mod_pid" 2>/dev/null && kill -0 "$quiet_pid" 2>/dev/null || break
     sleep 0.2
   done
 done
@@ -103,11 +106,13 @@ ctlab flood --scenario endpoints-2 --duration 3s -o json >overload.flood.json 2>
 echo $? >overload.flood.rc
 ctlab run --scenario endpoints-2 --lookups 20 --min-clashes 3 --max-lookups 200 -o json >overload.lab.json 2>overload.lab.err
 echo $? >overload.lab.rc
-kill -INT "$ov_pid" "$mod_pid"
+kill -INT "$ov_pid" "$mod_pid" "$quiet_pid"
 wait "$ov_pid"
 echo $? >overload.trace.rc
 wait "$mod_pid"
 echo $? >moderate.trace.rc
+wait "$quiet_pid"
+echo $? >quiet.trace.rc
 ctlab cleanup --all >/dev/null 2>&1
 grep -h '"kind":"lost"' overload.trace.jsonl | tail -n 3
 tail -n 1 overload.trace.jsonl | cut -c 1-160

@@ -182,4 +182,26 @@ func checkOverload(t *testing.T, out string) {
 			t.Errorf("ring-buffer losses reported: lost lines %d, summary %d", lines["ringbuf"], summary["ringbuf"])
 		}
 	})
+
+	// The default mode probes only the clash path: through a flood of new
+	// flows it sends nothing, and for each clash its two records (the
+	// clash and the loser's verdict).
+	t.Run("quiet", func(t *testing.T) {
+		if rc := readFile(t, p("quiet.trace.rc")); rc != "0" {
+			t.Fatalf("ctprobe trace exit %s: %s", rc, readFile(t, p("quiet.trace.err")))
+		}
+		c := readCapture(t, p("quiet.ctp"))
+		_, lines := jsonLines(t, p("quiet.trace.jsonl"))
+		incidents := 0
+		for _, m := range lines {
+			if m["kind"] == "incident" {
+				incidents++
+			}
+		}
+		t.Logf("default mode: %d incidents, records sent %d, received %d, lost %d", incidents, c.sent, c.received, c.lost)
+		if c.lost != 0 || c.sent != c.received || c.sent != uint64(2*incidents) || incidents == 0 {
+			t.Errorf("%d incidents, %d records sent, %d received, %d lost: want two records per incident, at least one incident, nothing lost",
+				incidents, c.sent, c.received, c.lost)
+		}
+	})
 }

@@ -11,11 +11,11 @@
 #
 # Output: /out/results.tsv, one line per run (scripts/bench.sh makes the
 # table), and per-run files in /out/runs/. Progress lines start with "bench:".
-#   env: BENCH_ROUNDS (3), BENCH_DURATION (4s), BENCH_SCENARIO (endpoints-2),
+#   env: BENCH_ROUNDS (5), BENCH_DURATION (4s), BENCH_SCENARIO (endpoints-2),
 #        BENCH_THREADS (1), BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s)
 set -u
 cd /out
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 duration=${BENCH_DURATION:-4s}
 scenario=${BENCH_SCENARIO:-endpoints-2}
 threads=${BENCH_THREADS:-1}

@@ -15,7 +15,7 @@
 # does not add up (sent != received + lost), which is a bug, not noise.
 #
 #   scripts/bench.sh     (bin/ctprobe and bin/ctlab must be built: make bench does it)
-#   env: FLAVOUR (cloud), BENCH_ROUNDS (3), BENCH_DURATION (4s), BENCH_THREADS (1),
+#   env: FLAVOUR (cloud), BENCH_ROUNDS (5), BENCH_DURATION (4s), BENCH_THREADS (1),
 #        BENCH_SCENARIO (endpoints-2), BENCH_PACED_RATE (300), BENCH_PACED_DURATION (5s);
 #        COUNT, BENCHTIME, ... are passed on to scripts/bench-go.sh.
 set -euo pipefail

@@ -18,7 +18,7 @@ const usage = `usage: ctprobe <command> [flags]
 commands:
   trace     trace conntrack races live (needs root): sudo ctprobe trace
   report    read a capture file written by "trace -w": ctprobe report -r FILE
-  probes    show which kernel functions ctprobe would attach to, and how
+  probes    show which kernel functions ctprobe would attach to (with --timeline), and how
   selftest  reproduce races in throwaway namespaces and check ctprobe against the kernel's counters
   version   print the version
 

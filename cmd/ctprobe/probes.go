@@ -12,7 +12,9 @@ import (
 
 // runProbes prints the attach plan without tracing: with privileges it
 // really loads and attaches each point, then detaches, so the table is what
-// `trace` would get; without them it shows what the kernel offers.
+// `trace --timeline` (and --all) would get; without them it shows what the
+// kernel offers. The default mode uses the clash point of this plan, or
+// confirm where that one is missing.
 func runProbes(args []string, stdout io.Writer) error {
 	fs := newFlagSet("probes")
 	output := fs.String("o", "text", "output format: text or json")

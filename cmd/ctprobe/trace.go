@@ -65,7 +65,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	host := fs.String("host", "", "only flows with this address at either end, before or after NAT")
 	port := fs.String("port", "", "only flows with this port at either end, before or after NAT")
 	netns := fs.String("netns", "", "only this network namespace (inode number, as lsns prints it)")
-	pid := fs.String("pid", "", "only conntrack entries created by this process")
+	pid := fs.String("pid", "", "only conntrack entries created by this process (default mode: clashes in its context, i.e. of packets it sent from this netns)")
 	duration := fs.Duration("duration", 0, "stop after this long (e.g. 30s; 0: until interrupted)")
 	var count uint64
 	fs.Uint64Var(&count, "c", 0, "stop after this many incidents (with --all: events)")

@@ -55,9 +55,6 @@ const volatile bool stream_all = false;
  * without --all (the default mode) only the clash path is probed: nothing
  * runs for a packet that does not clash. */
 const volatile bool keep_history = false;
-/* --all: wake the reader only once this many bytes wait in the ring buffer
- * (0: at every record); it polls for fewer (tracer.Read's deadline). */
-const volatile __u64 wakeup_bytes = 0;
 /* Set by the Go side after attaching when no clash probe could attach (on
  * 4.19-5.5 nf_ct_resolve_clash is likely inlined): confirmed cts are then
  * indexed by tuple so that a loser's winner can still be named. */
@@ -232,20 +229,10 @@ static __always_inline void count_loss(__u32 kind)
 
 static __always_inline void output(struct event *e)
 {
-	__u64 flags = 0;
-
 	count_loss(LOSS_SENT);
-	/* Waking the reader costs an interrupt and a context switch; a stream
-	 * of records wakes it once a batch waits, and it polls for the rest. */
-	if (wakeup_bytes) {
-		flags = BPF_RB_NO_WAKEUP;
-		if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + sizeof(*e) >= wakeup_bytes)
-			flags = BPF_RB_FORCE_WAKEUP;
-	}
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
 		count_loss(LOSS_RINGBUF);
 }
-
 /* Entry/exit pairing for kprobes: kretprobes see no arguments. Softirq work on
  * an idle CPU runs as pid 0 on every CPU, so key those by CPU instead. */
 static __always_inline __u64 pid_key(void)

@@ -59,7 +59,7 @@ fi
 echo
 echo "ctprobe overhead: host $host_cpus CPUs ($host_model, load average $host_load at start);"
 echo "VM: Debian $kver under QEMU ${qemu_version:-?} TCG (software emulation), 2 vCPUs."
-echo "TCG rates are relative, not absolute: compare the ratios (each traced run against the mean of the untraced runs around it; medians)."
+echo "TCG rates are relative, not absolute: compare the ratios (each traced run against the mean of the untraced runs around it; medians, with the lowest-highest range)."
 echo
 awk -F'\t' -v go_table="$go_table" -v progs="$out/runs/stats-fentry-timeline.progs" '
 function median(list,    v, n, i, j, t) {
@@ -70,6 +70,13 @@ function median(list,    v, n, i, j, t) {
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
 function count(list,    v) { return split(list, v, " ") }
+# spread: "lowest-highest" of a list.
+function spread(list,    v, n, i, lo, hi) {
+	n = split(list, v, " ")
+	lo = hi = v[1]
+	for (i = 2; i <= n; i++) { if (v[i] + 0 < lo + 0) lo = v[i]; if (v[i] + 0 > hi + 0) hi = v[i] }
+	return sprintf("%.2f-%.2f", lo, hi)
+}
 function row(m, v, r) { printf "%-54s  %-36s  %s\n", m, v, r }
 function label(attach, mode) { return attach (mode == "default" ? ", default mode" : ", --" mode) }
 NR == 1 { next }
@@ -113,10 +120,10 @@ END {
 		split(combos[c], ca, " "); key = ca[1] SUBSEP ca[2]
 		if (ratios[key] == "") { row("traced: " label(ca[1], ca[2]), "no successful run", ""); continue }
 		mr = median(ratios[key])
-		if (ca[2] == "timeline") verdict = sprintf("%.3f (opt-in, no target)", mr)
+		if (ca[2] == "timeline") verdict = sprintf("%.3f (%s; opt-in, no target)", mr, spread(ratios[key]))
 		else {
 			target = ca[2] == "all" ? 0.90 : 0.98
-			verdict = sprintf("%.3f / >= %.2f  %s", mr, target, mr >= target ? "met" : "NOT met")
+			verdict = sprintf("%.3f (%s) / >= %.2f  %s", mr, spread(ratios[key]), target, mr >= target ? "met" : "NOT met")
 		}
 		row("traced: " label(ca[1], ca[2]), sprintf("%.0f flows/s (median of %d)", median(rates[key]), count(rates[key])), verdict)
 	}

@@ -210,20 +210,7 @@ func setFilter(spec *ebpf.CollectionSpec, opts Options) error {
 		set(probe.BPFVarFilterPid, f.PID),
 		set(probe.BPFVarStreamAll, opts.All),
 		set(probe.BPFVarKeepHistory, opts.Timeline && !opts.All),
-		set(probe.BPFVarWakeupBytes, wakeupBytes(opts)),
 	)
-}
-
-// wakeupBytes: --all streams a record for every packet, and waking the
-// reader for each costs more than making it; it is woken once an eighth
-// of the ring buffer waits, and polls for the rest (the caller's Read
-// deadline: records wait at most that long). The other modes send a few
-// records per clash, shown at once.
-func wakeupBytes(opts Options) uint64 {
-	if !opts.All {
-		return 0
-	}
-	return uint64(orDefault(opts.RingSize, DefaultRingSize) / 8)
 }
 
 // attach walks the points: for each, the first present candidate function,

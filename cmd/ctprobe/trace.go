@@ -111,13 +111,13 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if *write == "-" {
 		live = stderr
 	}
-	if *quiet {
-		live = io.Discard
-	}
 	clock := render.Clock{BootTimeUnixNano: bootTime()}
 	r, err := out.renderer(live, clock)
 	if err != nil {
 		return err
+	}
+	if *quiet {
+		r = render.Discard{}
 	}
 	if err := tracer.CheckPrivileges(); err != nil {
 		return err

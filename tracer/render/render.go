@@ -128,6 +128,17 @@ type Renderer interface {
 	Warning(msg string) error
 }
 
+// Discard renders nothing (trace -q: the capture file is the output), so
+// that no time goes into formatting what nobody reads.
+type Discard struct{}
+
+func (Discard) Event(*event.Event) error          { return nil }
+func (Discard) Incident(*incident.Incident) error { return nil }
+func (Discard) Lost(Lost) error                   { return nil }
+func (Discard) Summary(*Summary) error            { return nil }
+func (Discard) Plan([]PlanEntry) error            { return nil }
+func (Discard) Warning(string) error              { return nil }
+
 // New returns the renderer for format "text" or "json". JSON output never
 // has colour and ignores opt.Color.
 func New(w io.Writer, format string, opt Options) (Renderer, error) {

@@ -35,10 +35,11 @@ num() { sed -n "s/^  \"$1\": \([0-9.e+-]*\),*$/\1/p" "$2" | head -n 1; }
 trailer() { grep -ao "\"$1\":\"[0-9]*\"" "$2" | tail -n 1 | grep -o '[0-9][0-9]*'; }
 
 # wait_capture FILE PID: the tracer writes the capture's header once its
-# probes are attached; its signal handler is installed right after.
+# probes are attached; then 2 s for its start-up work (loading programs is
+# slow under TCG) to end, so that runs measure the steady state.
 wait_capture() {
   for _ in $(seq 600); do
-    [ -s "$1" ] && { sleep 0.5; return 0; }
+    [ -s "$1" ] && { sleep 2; return 0; }
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.1
   done

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,6 +127,11 @@ func Open(opts Options) (*Tracer, error) {
 		return t, err
 	}
 	t.attach(opts)
+	// The ELF and kernel BTF parsed to load the programs are garbage now:
+	// return their memory at once, not through the runtime's background
+	// scavenger while the tracer runs beside the traffic it watches.
+	t.spec = nil
+	debug.FreeOSMemory()
 	if err := t.requiredAttached(); err != nil {
 		t.Close()
 		return t, err

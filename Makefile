@@ -59,8 +59,8 @@ demo: deps build
 	@scripts/demo.sh $(FLAVOUR)
 
 # Overhead: flows/s through a DNAT'd ClusterIP in the VM with no tracer, the
-# default mode and --all (fentry and kprobe), loss accounting, and the Go
-# benchmarks of scripts/bench-go.sh; one table (about 7 minutes).
+# default mode, --timeline and --all (fentry and kprobe), loss accounting, and
+# the Go benchmarks of scripts/bench-go.sh; one table (about 15 minutes).
 .PHONY: bench
 bench: deps build
 	@scripts/bench.sh

@@ -450,7 +450,7 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	ct = skb_ct(skb, &ctinfo);
 	if (!ct) /* untracked, invalid or dropped before a ct existed */
 		return 0;
-	/* Incident mode records only births: a packet of an established flow
+	/* --timeline records only births: a packet of an established flow
 	 * costs these two reads and nothing more. (ctinfo can be IP_CT_NEW on a
 	 * confirmed ct that has seen no reply yet, hence the status check.) */
 	is_new = ctinfo == IP_CT_NEW && !(BPF_CORE_READ(ct, status) & IPS_CONFIRMED);

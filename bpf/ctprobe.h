@@ -25,7 +25,7 @@ enum event_kind {
 enum event_flag {
 	EVENT_F_NEW = 1 << 0,       /* CT_IN: ctinfo == IP_CT_NEW and the ct is unconfirmed */
 	EVENT_F_SOCK = 1 << 1,      /* socket fields are valid */
-	EVENT_F_HISTORY = 1 << 2,   /* replayed from the in-kernel per-ct history (incident mode) */
+	EVENT_F_HISTORY = 1 << 2,   /* replayed from the in-kernel per-ct history (--timeline) */
 	EVENT_F_NAT_GUT = 1 << 3,   /* NAT: from get_unique_tuple; tuples are in ORIGINAL direction */
 	EVENT_F_NAT_CHANGED = 1 << 4, /* NAT: the tuple differs after NAT */
 	EVENT_F_WINNER = 1 << 5,    /* HISTORY: this event belongs to the clash winner */
@@ -111,7 +111,7 @@ struct event {
 enum loss_kind {
 	LOSS_RINGBUF = 0,     /* bpf_ringbuf_output failed: the buffer was full */
 	LOSS_NO_ENTRY = 1,    /* an exit probe found no saved entry (missed or nested) */
-	LOSS_NO_HISTORY = 2,  /* incident mode: a ct's history was evicted from the LRU */
+	LOSS_NO_HISTORY = 2,  /* --timeline: a ct's history was evicted from the LRU */
 	LOSS_SENT = 3,        /* not a loss: records offered to the ring buffer, to check
 	                       * that received + LOSS_RINGBUF == LOSS_SENT */
 	LOSS_MAX = 4,

@@ -227,7 +227,7 @@ func race(w, l *flow, tm timing, dir uint8, lConf event.Event) (all, rep []event
 		replay(history{&lIn, &lSrc, &lDst, nil}, &cl, &history{&wIn, &wSrc, &wDst, &wConf}, lConf)
 }
 
-// history is one ct's stored history in incident mode (struct history).
+// history is one ct's stored history in --timeline (struct history).
 type history struct {
 	in, src, dst, conf *event.Event
 }

@@ -28,7 +28,8 @@ type Options struct {
 	MaxAge time.Duration
 	// ReorderWindow is how long, after a loser's confirm, an incident waits
 	// for events of other CPUs that arrive late (--all mode). Incidents whose
-	// evidence was replayed by the kernel (incident mode) never wait.
+	// evidence the kernel sent together (--timeline, the default mode)
+	// never wait.
 	// Negative: never wait.
 	ReorderWindow time.Duration
 	// MaxPending bounds the incidents waiting out ReorderWindow; when full,
@@ -605,7 +606,7 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 	outcome, race := OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status)
 	if ev.Flags&event.FlagHistory != 0 {
 		// A winner's confirm replayed by the kernel (it keeps only normal
-		// inserts). Not indexed: incident mode does not see every confirm,
+		// inserts). Not indexed: --timeline does not see every confirm,
 		// so a tuple lookup there would pair with stale entries.
 		return
 	}
@@ -634,8 +635,9 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 	c.pendLen++
 }
 
-// replayed: the kernel replayed this clash's history (incident mode), so
-// every event of it was written before the loser's confirm.
+// replayed: the kernel replayed this clash's history (--timeline) or sent
+// the clash with it (the default mode), so every event of it was written
+// before the loser's confirm.
 func (c *Correlator) replayed(r rec) bool {
 	if r.have&hasHistory != 0 {
 		return true
@@ -770,7 +772,7 @@ func (c *Correlator) finish(ls int32, l rec) {
 
 // checkWinner drops a winner record that cannot be W: the clash event read
 // W's ORIGINAL tuple from the kernel, and a record of another ORIGINAL is
-// an earlier ct at the same address (in incident mode the kernel's history
+// an earlier ct at the same address (with --timeline the kernel's history
 // of a pointer survives the ct it described).
 func (c *Correlator) checkWinner(e *Evidence, l rec, ws int32) int32 {
 	if ws < 0 || l.have&hasClash == 0 || l.clash.winner != e.W {

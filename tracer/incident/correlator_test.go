@@ -13,7 +13,7 @@ import (
 type scenario struct {
 	name   string
 	all    []event.Event // --all: every event in time order
-	replay []event.Event // incident mode: confirm_exit's replay
+	replay []event.Event // --timeline: confirm_exit's replay
 	want   want
 }
 
@@ -549,7 +549,7 @@ func TestAdvanceCompletesPending(t *testing.T) {
 
 // ---- missing evidence ---------------------------------------------------
 
-// Incident mode, the winner's history evicted from the kernel LRU: only
+// --timeline, the winner's history evicted from the kernel LRU: only
 // the CLASH event describes W.
 func TestMissingWinnerHistory(t *testing.T) {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
@@ -567,7 +567,7 @@ func TestMissingWinnerHistory(t *testing.T) {
 	}
 }
 
-// Incident mode, the loser's history lost: the CLASH and confirm remain.
+// --timeline, the loser's history lost: the CLASH and confirm remain.
 func TestMissingLoserHistory(t *testing.T) {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
 	wIn, wDst, wSrc, wConf := w.in(1000), w.natDst(1100), w.natSrc(1200), w.inserted(1300)
@@ -615,7 +615,7 @@ func TestMergeWinnerUnknown(t *testing.T) {
 }
 
 // ≤5.5 drop without a CLASH event. --all mode pairs L with the confirmed
-// entry holding its ORIGINAL tuple; incident mode has no winner to replay.
+// entry holding its ORIGINAL tuple; --timeline has no winner to replay.
 func TestDropWithoutClashEvent(t *testing.T) {
 	sc := scenarioR3Dropped()
 	strip := func(evs []event.Event) []event.Event {
@@ -979,7 +979,7 @@ func TestTupleLookupIgnoresOlderEntries(t *testing.T) {
 		reason: []string{"winner unknown"}, loserStages: noClash})
 }
 
-// Incident mode: the kernel's history for W's pointer is that of an older
+// --timeline: the kernel's history for W's pointer is that of an older
 // ct at the same address (it died without a trace, and W was born without a
 // CT_IN the probe saw). The CLASH event's tuples expose it.
 func TestStaleWinnerHistory(t *testing.T) {

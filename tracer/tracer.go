@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -122,6 +123,9 @@ func Open(opts Options) (*Tracer, error) {
 	if !k.Conntrack {
 		return t, errNoConntrack
 	}
+	if err := ringBufferSupported(features.HaveMapType(ebpf.RingBuf), k.Release); err != nil {
+		return t, err
+	}
 	if err := t.load(opts); err != nil {
 		t.Close()
 		return t, err
@@ -146,6 +150,19 @@ func Open(opts Options) (*Tracer, error) {
 		return t, fmt.Errorf("open ring buffer: %w", err)
 	}
 	return t, nil
+}
+
+// ringBufferSupported turns the kernel's answer to "is there a BPF ring
+// buffer?" (Linux 5.8+, or a backport) into the error a user can act on:
+// every record travels through it.
+func ringBufferSupported(probe error, release string) error {
+	switch {
+	case probe == nil:
+		return nil
+	case errors.Is(probe, ebpf.ErrNotSupported):
+		return fmt.Errorf("%w: kernel %s has no BPF ring buffer (Linux 5.8+, or a distribution kernel that backports it): run ctprobe on a newer kernel", ErrNotTraceable, release)
+	}
+	return fmt.Errorf("probe for the BPF ring buffer: %w", probe)
 }
 
 // load creates the maps (with the filters frozen into .rodata); programs are

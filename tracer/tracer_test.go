@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -179,5 +180,21 @@ func TestParseRelease(t *testing.T) {
 		if got := parseRelease(r); got != want {
 			t.Errorf("%s: got %v want %v", r, got, want)
 		}
+	}
+}
+
+// Without a BPF ring buffer (before 5.8) nothing can reach user space: the
+// error says so and names the fix; other probe failures keep their cause.
+func TestRingBufferSupported(t *testing.T) {
+	if err := ringBufferSupported(nil, "6.1.0"); err != nil {
+		t.Errorf("supported: %v", err)
+	}
+	err := ringBufferSupported(fmt.Errorf("map type RingBuf: %w", ebpf.ErrNotSupported), "5.4.0-150-generic")
+	if !errors.Is(err, ErrNotTraceable) || !strings.Contains(err.Error(), "5.4.0-150-generic") || !strings.Contains(err.Error(), "5.8") {
+		t.Errorf("unsupported: %v", err)
+	}
+	other := errors.New("operation not permitted")
+	if err := ringBufferSupported(other, "6.1.0"); !errors.Is(err, other) || errors.Is(err, ErrNotTraceable) {
+		t.Errorf("probe failure: %v", err)
 	}
 }

@@ -55,6 +55,12 @@ const volatile bool stream_all = false;
  * without --all (the default mode) only the clash path is probed: nothing
  * runs for a packet that does not clash. */
 const volatile bool keep_history = false;
+
+/* The default mode: neither --all nor --timeline. */
+static __always_inline bool clash_path_only(void)
+{
+	return !stream_all && !keep_history;
+}
 /* Set by the Go side after attaching when no clash probe could attach (on
  * 4.19-5.5 nf_ct_resolve_clash is likely inlined): confirmed cts are then
  * indexed by tuple so that a loser's winner can still be named. */
@@ -557,8 +563,8 @@ int raw_tp_origin(struct bpf_raw_tracepoint_args *ctx)
 
 /* ---- NAT binding -------------------------------------------------------- */
 
-/* Only ct-level state is recorded for a ct whose birth we saw (or when
- * streaming everything); returns the history to update, if any. */
+/* The history of a ct whose birth was recorded (--timeline, or --all with
+ * --pid), if any. */
 static __always_inline struct history *ct_history(__u64 ct)
 {
 	return bpf_map_lookup_elem(&hist, &ct);
@@ -739,17 +745,24 @@ static __always_inline void read_clash(struct event *e, struct sk_buff *skb, str
 	e->aux = dir;
 }
 
-/* The loser as a CONFIRM record: its tuples, the socket and DNS message of
- * its skb, and whether it was made here (skb_iif is set only on receive). */
+/* What the default mode's loser record takes from its skb besides the
+ * socket: the DNS message, and whether the skb was made here (skb_iif is set
+ * only on receive). */
+static __always_inline void read_sender(struct event *e, struct sk_buff *skb)
+{
+	read_dns(e, skb);
+	if (!BPF_CORE_READ(skb, skb_iif))
+		e->flags |= EVENT_F_LOCAL;
+}
+
+/* The loser as a CONFIRM record: its tuples, and its skb's socket and sender. */
 static __always_inline void read_loser(struct event *e, struct sk_buff *skb, struct nf_conn *loser)
 {
 	init_event(e, EVENT_CONFIRM);
 	read_ct(e, loser);
 	e->skb = (__u64)skb;
 	read_sock(e, skb);
-	read_dns(e, skb);
-	if (!BPF_CORE_READ(skb, skb_iif))
-		e->flags |= EVENT_F_LOCAL;
+	read_sender(e, skb);
 }
 
 static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
@@ -760,7 +773,7 @@ static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct n
 
 	if (!skb || !h)
 		return;
-	if (stream_all || keep_history) {
+	if (!clash_path_only()) {
 		e = new_event(1, EVENT_CLASH);
 		if (!e)
 			return;
@@ -819,17 +832,12 @@ int BPF_PROG(fexit_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h
 	return clash_exit((__u64)skb, skb, ret);
 }
 
-/* The kprobe variants key the pair by skb when the confirm probe joins it
- * (--timeline, --all), by task for their own kretprobe otherwise. */
-static __always_inline __u64 clash_key(struct sk_buff *skb)
-{
-	return stream_all || keep_history ? (__u64)skb : pid_key();
-}
-
+/* kprobe variants: the default mode's pair is keyed by task, for its
+ * kretprobe (which sees no arguments); the other modes key by skb. */
 SEC("kprobe/nf_ct_resolve_clash")
 int BPF_KPROBE(kprobe_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
-	clash_enter(clash_key(skb), skb, h);
+	clash_enter(pid_key(), skb, h);
 	return 0;
 }
 
@@ -839,7 +847,7 @@ SEC("kprobe/nf_ct_resolve_clash")
 int BPF_KPROBE(kprobe_clash_v419, struct net *net, struct sk_buff *skb, int ctinfo,
 	       struct nf_conntrack_tuple_hash *h)
 {
-	clash_enter(clash_key(skb), skb, h);
+	clash_enter(pid_key(), skb, h);
 	return 0;
 }
 
@@ -1012,7 +1020,7 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 	struct nf_conn *after;
 	struct history *lh, *wh;
 	__u64 winner = 0;
-	bool race;
+	bool freed, settled, race;
 
 	if (!take_entry(key, EVENT_CONFIRM, &v))
 		return 0;
@@ -1033,15 +1041,17 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 	e->skb = (__u64)skb;
 	e->ret = ret;
 	read_sock(e, skb);
+	/* Dropped, merged, or inserted reply-only: the outcomes of a clash. A
+	 * dropped or merged loser is freed. */
+	freed = ret == NF_DROP || e->other_ct != v.ct;
+	settled = freed || (e->status & IPS_NAT_CLASH);
 
-	if (!stream_all && !keep_history) {
+	if (clash_path_only()) {
 		/* Default mode without a clash probe (4.19-5.5): confirm is probed
 		 * only to see races, and the winner is found by tuple. */
-		if (!wanted(e, e->pid_tgid >> 32) || !(ret == NF_DROP || e->other_ct != v.ct || (e->status & IPS_NAT_CLASH)))
+		if (!settled || !wanted(e, e->pid_tgid >> 32))
 			return 0;
-		read_dns(e, skb);
-		if (!BPF_CORE_READ(skb, skb_iif))
-			e->flags |= EVENT_F_LOCAL;
+		read_sender(e, skb);
 		lookup_clash(e);
 		output(e);
 		return 0;
@@ -1052,7 +1062,7 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 	clash = bpf_map_lookup_elem(&clashes, &e->skb);
 	if (clash && clash->ct != v.ct)
 		clash = NULL; /* a stale record of an earlier packet at this skb address */
-	race = ret == NF_DROP || e->other_ct != v.ct || (e->status & IPS_NAT_CLASH) || clash;
+	race = settled || clash;
 
 	if (stream_all) {
 		if (race && !clash && lookup_winner)
@@ -1090,7 +1100,7 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 	}
 	if (race) {
 		/* A dropped or merged loser is freed; keep nothing of it. */
-		if (ret == NF_DROP || e->other_ct != v.ct)
+		if (freed)
 			bpf_map_delete_elem(&hist, &v.ct);
 	} else if (lh) {
 		/* Keep the confirmation: this ct may be the winner of a later clash. */

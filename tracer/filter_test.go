@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -15,8 +16,9 @@ func TestParseFilter(t *testing.T) {
 	if f != want {
 		t.Errorf("got %+v want %+v", f, want)
 	}
-	if got := f.Strings(); got["proto"] != "udp" || got["host"] != "10.96.0.10" || got["port"] != "53" || got["pid"] != "4242" {
-		t.Errorf("strings %v", got)
+	wantStrings := map[string]string{"proto": "udp", "host": "10.96.0.10", "port": "53", "netns": "4026531840", "pid": "4242"}
+	if got := f.Strings(); !maps.Equal(got, wantStrings) {
+		t.Errorf("strings %v, want %v", got, wantStrings)
 	}
 	if f, err := ParseFilter("132", "", "", "", ""); err != nil || f.Proto != 132 {
 		t.Errorf("numeric proto: %+v %v", f, err)

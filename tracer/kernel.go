@@ -24,6 +24,9 @@ type Kernel struct {
 	Symbols map[string]Symbol
 	// Conntrack is false when nf_conntrack is neither built in nor loaded.
 	Conntrack bool
+	// Params holds, for each probed function that BTF describes (vmlinux
+	// or its module), its number of parameters.
+	Params map[string]int
 }
 
 // Symbol is one function in /proc/kallsyms.
@@ -60,6 +63,9 @@ func ProbeKernel() (Kernel, error) {
 	}
 	k.Symbols = syms
 	_, k.Conntrack = syms["__nf_conntrack_confirm"]
+	if k.BTF {
+		k.Params = btfParams(syms, probedFunctions)
+	}
 	return k, nil
 }
 
@@ -137,30 +143,41 @@ func readKallsyms(path string, wanted []string) (map[string]Symbol, error) {
 	return out, nil
 }
 
+// btfParams reads each function's parameter count from BTF once, at start:
+// parsing vmlinux BTF is the slow part of starting, and one cache serves
+// every module.
+func btfParams(syms map[string]Symbol, fns []string) map[string]int {
+	cache := btf.NewCache()
+	out := map[string]int{}
+	for _, fn := range fns {
+		var spec *btf.Spec
+		var err error
+		if m := syms[fn].Module; m != "" {
+			spec, err = cache.Module(m)
+		} else {
+			spec, err = cache.Kernel()
+		}
+		if err != nil {
+			continue
+		}
+		var f *btf.Func
+		if err := spec.TypeByName(fn, &f); err != nil {
+			continue
+		}
+		if proto, ok := f.Type.(*btf.FuncProto); ok {
+			out[fn] = len(proto.Params)
+		}
+	}
+	return out
+}
+
 // funcParams returns the number of parameters of a kernel function from BTF
 // (vmlinux or its module), or -1 when BTF does not describe it.
 func (k Kernel) funcParams(fn string) int {
-	if !k.BTF {
-		return -1
+	if n, ok := k.Params[fn]; ok {
+		return n
 	}
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return -1
-	}
-	if m := k.Symbols[fn].Module; m != "" {
-		if ms, err := btf.LoadKernelModuleSpec(m); err == nil {
-			spec = ms
-		}
-	}
-	var f *btf.Func
-	if err := spec.TypeByName(fn, &f); err != nil {
-		return -1
-	}
-	proto, ok := f.Type.(*btf.FuncProto)
-	if !ok {
-		return -1
-	}
-	return len(proto.Params)
+	return -1
 }
 
 // hasBTFFunc reports whether fentry/fexit could target fn: it needs a BTF

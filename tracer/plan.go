@@ -18,7 +18,6 @@ const (
 	StatusAttached = "attached"
 	StatusFailed   = "failed"  // could not attach in any mode
 	StatusAbsent   = "absent"  // the kernel has no such function (inlined or not loaded)
-	StatusPlanned  = "planned" // not attempted (e.g. `ctprobe probes` without privileges)
 	StatusSkipped  = "skipped" // --skip-point
 	StatusUnused   = "unused"  // this mode does not need it
 )

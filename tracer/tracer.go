@@ -239,11 +239,8 @@ func setFilter(spec *ebpf.CollectionSpec, opts Options) error {
 // attach walks the points: for each, the first present candidate function,
 // fentry first where BTF describes it, kprobe otherwise or on failure.
 func (t *Tracer) attach(opts Options) {
-	attached := func(point string) bool {
-		return slices.ContainsFunc(t.Plan, func(e PlanEntry) bool { return e.Point == point && e.Status == StatusAttached })
-	}
 	for _, p := range points {
-		needed, required := p.use(opts, attached)
+		needed, required := p.use(opts, t.attached)
 		candidates := p.candidates(t.Kernel, opts)
 		e := PlanEntry{Point: p.name, Required: required, Status: StatusAbsent}
 		if !needed {
@@ -324,15 +321,18 @@ func (t *Tracer) attach(opts Options) {
 // when no clash probe is attached (on 4.19-5.5 nf_ct_resolve_clash is likely
 // inlined), so that a loser's winner is still found and named.
 func (t *Tracer) useWinnerLookup() error {
-	for _, e := range t.Plan {
-		if e.Point == "clash" && e.Status == StatusAttached {
-			return nil
-		}
+	if t.attached("clash") {
+		return nil
 	}
 	if err := t.maps.Variables[probe.BPFVarLookupWinner].Set(true); err != nil {
 		return fmt.Errorf("turn on winner lookup: %w", err)
 	}
 	return nil
+}
+
+// attached says whether the plan so far attached the point.
+func (t *Tracer) attached(point string) bool {
+	return slices.ContainsFunc(t.Plan, func(e PlanEntry) bool { return e.Point == point && e.Status == StatusAttached })
 }
 
 // SkippablePoints are the probe points --skip-point accepts.

@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -28,38 +29,56 @@ func requireRoot(t *testing.T) {
 func TestProgramsPassVerifier(t *testing.T) {
 	requireRoot(t)
 	_ = rlimit.RemoveMemlock()
-	spec, err := probe.LoadBPF()
-	if err != nil {
-		t.Fatal(err)
-	}
 	k, err := ProbeKernel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, ps := range spec.Programs {
-		s := spec.Copy()
-		s.Programs = map[string]*ebpf.ProgramSpec{name: s.Programs[name]}
-		coll, err := ebpf.NewCollection(s)
-		if err == nil {
-			coll.Close()
-			t.Logf("%-20s %-8v loaded", name, ps.Type)
-			continue
+	// The modes and filters are read-only data: the verifier prunes the
+	// branches they turn off, so every mode and filter is loaded once.
+	for _, opts := range []Options{
+		{},
+		{Timeline: true},
+		{All: true},
+		{All: true, Filter: Filter{PID: 1}},
+		{Timeline: true, Filter: Filter{Proto: 17, Port: 53, Host: netip.MustParseAddr("fd00::10"), Netns: 1}},
+		{Filter: Filter{Host: netip.MustParseAddr("10.96.0.10"), PID: 1}},
+	} {
+		spec, err := probe.LoadBPF()
+		if err != nil {
+			t.Fatal(err)
 		}
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			t.Errorf("%s: verifier rejected it: %+v", name, ve)
-			continue
+		if err := setFilter(spec, opts); err != nil {
+			t.Fatal(err)
 		}
-		if ps.Type == ebpf.Kprobe {
-			t.Errorf("%s: kprobe program failed to load: %v", name, err)
-			continue
+		for name, ps := range spec.Programs {
+			verify(t, k, spec, name, ps, fmt.Sprintf("%+v", opts))
 		}
-		// fentry to an inlined function has no BTF target; fentry refused
-		// outright is this build machine's documented limit.
-		if _, present := k.Symbols[ps.AttachTo]; present && !errors.Is(err, os.ErrPermission) {
-			t.Errorf("%s: tracing program failed for a reason other than the kernel refusing fentry: %v", name, err)
-		}
-		t.Logf("%-20s %-8v not loadable here: %v", name, ps.Type, err)
+	}
+}
+
+func verify(t *testing.T, k Kernel, spec *ebpf.CollectionSpec, name string, ps *ebpf.ProgramSpec, opts string) {
+	t.Helper()
+	s := spec.Copy()
+	s.Programs = map[string]*ebpf.ProgramSpec{name: s.Programs[name]}
+	coll, err := ebpf.NewCollection(s)
+	if err == nil {
+		coll.Close()
+		t.Logf("%-20s %-8v loaded (%s)", name, ps.Type, opts)
+		return
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		t.Errorf("%s (%s): verifier rejected it: %+v", name, opts, ve)
+		return
+	}
+	if ps.Type == ebpf.Kprobe {
+		t.Errorf("%s (%s): kprobe program failed to load: %v", name, opts, err)
+		return
+	}
+	// fentry to an inlined function has no BTF target; fentry refused
+	// outright is this build machine's documented limit.
+	if _, present := k.Symbols[ps.AttachTo]; present && !errors.Is(err, os.ErrPermission) {
+		t.Errorf("%s (%s): tracing program failed for a reason other than the kernel refusing fentry: %v", name, opts, err)
 	}
 }
 
@@ -196,5 +215,27 @@ func TestRingBufferSupported(t *testing.T) {
 	other := errors.New("operation not permitted")
 	if err := ringBufferSupported(other, "6.1.0"); !errors.Is(err, other) || errors.Is(err, ErrNotTraceable) {
 		t.Errorf("probe failure: %v", err)
+	}
+}
+
+// Parameter counts come from this kernel's BTF, read once at start:
+// __nf_conntrack_confirm(skb) has one, nf_conntrack_in(skb, state) two
+// since 4.20.
+func TestProbeKernelReadsParams(t *testing.T) {
+	k, err := ProbeKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.BTF || !k.Conntrack {
+		t.Skip("needs BTF and nf_conntrack loaded")
+	}
+	if n := k.funcParams("__nf_conntrack_confirm"); n != 1 {
+		t.Errorf("__nf_conntrack_confirm: %d parameters, want 1", n)
+	}
+	if n := k.funcParams("nf_conntrack_in"); n != 2 {
+		t.Errorf("nf_conntrack_in: %d parameters, want 2", n)
+	}
+	if n := k.funcParams("no_such_function"); n != -1 {
+		t.Errorf("unknown function: %d", n)
 	}
 }

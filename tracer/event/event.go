@@ -234,11 +234,14 @@ func Decode(raw []byte, ev *Event) error {
 const unalignedOK = runtime.GOARCH == "amd64" || runtime.GOARCH == "386"
 
 // CommString is the task name without its NUL padding.
-func (e *Event) CommString() string {
-	if i := bytes.IndexByte(e.Comm[:], 0); i >= 0 {
-		return string(e.Comm[:i])
+func (e *Event) CommString() string { return CommName(&e.Comm) }
+
+// CommName is a task name (task_struct.comm) without its NUL padding.
+func CommName(b *[16]byte) string {
+	if i := bytes.IndexByte(b[:], 0); i >= 0 {
+		return string(b[:i])
 	}
-	return string(e.Comm[:])
+	return string(b[:])
 }
 
 // Address families (include/linux/socket.h).

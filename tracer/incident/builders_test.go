@@ -70,6 +70,14 @@ func (f *flow) base(kind event.Kind, t uint64) event.Event {
 	return ev
 }
 
+// sock puts the flow's socket on an event whose skb carries one.
+func (f *flow) sock(ev *event.Event) {
+	if f.cookie != 0 {
+		ev.Flags |= event.FlagSock
+		ev.Sock = event.Socket{Cookie: f.cookie, Inode: uint32(f.cookie), Family: 2, State: 7, Port: f.orig.SrcPort}
+	}
+}
+
 func (f *flow) preReply() event.Tuple { return invert(f.orig) }
 
 func (f *flow) dnatReply() event.Tuple {
@@ -107,10 +115,7 @@ func (f *flow) in(t uint64) event.Event {
 	ev.CTInfo = 2
 	ev.Verdict = event.VerdictAccept
 	ev.Orig, ev.Reply = f.orig, f.preReply()
-	if f.cookie != 0 {
-		ev.Flags |= event.FlagSock
-		ev.Sock = event.Socket{Cookie: f.cookie, Inode: uint32(f.cookie), Family: 2, State: 7, Port: f.orig.SrcPort}
-	}
+	f.sock(&ev)
 	if f.dnsName != "" {
 		ev.Payload, ev.PayloadLen = dnsPayload(f.dnsID, f.dnsName, f.dnsType)
 	}
@@ -166,10 +171,7 @@ func (f *flow) confirm(t uint64, verdict uint32, after uint64, status uint64) ev
 	ev.Orig, ev.Reply = f.orig, f.reply()
 	ev.OtherCT = after
 	ev.Status = status
-	if f.cookie != 0 {
-		ev.Flags |= event.FlagSock
-		ev.Sock = event.Socket{Cookie: f.cookie, Inode: uint32(f.cookie), Family: 2, State: 7, Port: f.orig.SrcPort}
-	}
+	f.sock(&ev)
 	return ev
 }
 
@@ -183,7 +185,7 @@ func (f *flow) merged(t uint64, w *flow) event.Event {
 }
 
 func (f *flow) natClash(t uint64) event.Event {
-	return f.confirm(t, event.VerdictAccept, f.ct, f.status()|event.StatusNATClash|1<<10)
+	return f.confirm(t, event.VerdictAccept, f.ct, f.status()|event.StatusNATClash|event.StatusFixedTimeout)
 }
 
 func (f *flow) dropped(t uint64) event.Event {
@@ -257,8 +259,6 @@ func replay(l history, cl *event.Event, w *history, lconf event.Event) []event.E
 	}
 	return append(out, lconf)
 }
-
-func ptr(ev event.Event) *event.Event { return &ev }
 
 // feed runs events through c and collects the incidents, then flushes.
 func feed(t *testing.T, c *Correlator, evs []event.Event) []Incident {

@@ -875,7 +875,7 @@ func (c *Correlator) packet(r rec, p *Packet) {
 	switch {
 	case r.have&hasIn != 0:
 		in := &r.in
-		p.Comm, p.PID, p.TID, p.CPU = commString(&in.comm), in.pid, in.tid, in.cpu
+		p.Comm, p.PID, p.TID, p.CPU = event.CommName(&in.comm), in.pid, in.tid, in.cpu
 		p.Task = in.flags&event.FlagOrigin != 0 || in.hook == event.HookLocalOut && in.flags&event.FlagSoftirqKey == 0
 		p.Sock, p.HasSock = in.sock, in.flags&event.FlagSock != 0
 		p.Born = r.inTime
@@ -887,7 +887,7 @@ func (c *Correlator) packet(r rec, p *Packet) {
 		// The default mode: confirm (or the clash probe standing in for it)
 		// runs in the sender's context when the skb was made here.
 		cf := &r.conf
-		p.Comm, p.PID, p.TID, p.CPU = commString(&cf.comm), cf.pid, cf.tid, cf.cpu
+		p.Comm, p.PID, p.TID, p.CPU = event.CommName(&cf.comm), cf.pid, cf.tid, cf.cpu
 		p.Task = cf.flags&event.FlagLocal != 0 && cf.flags&event.FlagSock != 0 && cf.flags&event.FlagSoftirqKey == 0
 		if cf.payloadLen > 0 {
 			p.DNS = dnsQuery(cf.payload[:min(int(cf.payloadLen), len(cf.payload))])
@@ -950,15 +950,6 @@ func dnsQuery(b []byte) DNSQuery {
 		return DNSQuery{}
 	}
 	return DNSQuery{ID: q.ID, Type: q.Type, Name: q.Name, Valid: true, Response: q.Response, Truncated: q.Truncated}
-}
-
-func commString(b *[16]byte) string {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
-		}
-	}
-	return string(b[:])
 }
 
 func absDiff(a, b uint64) uint64 {

@@ -66,6 +66,8 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 	if err := <-done; err != nil {
 		return err
 	}
+	// As trace does: records that vanished uncounted are named.
+	loop.checkAccounting(r)
 	if lookErr != nil {
 		return fmt.Errorf("lookups: %w", lookErr)
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -18,21 +17,23 @@ type Namespace struct {
 
 // Namespaces lists the network namespaces reachable through /run/netns (as
 // `ip netns add` names them) and through every process's /proc/PID/ns/net,
-// one entry per inode, named ones first.
+// one entry per inode; a named path is preferred. A process's comm is read
+// only for a namespace not seen yet: a node has thousands of processes and a
+// few dozen namespaces, and --interval lists them each time.
 func Namespaces() ([]Namespace, error) {
 	seen := map[uint64]bool{}
 	var out []Namespace
-	add := func(path, name string) {
+	add := func(path string, name func() string) {
 		ino, err := NetnsInode(path)
 		if err != nil || seen[ino] {
 			return
 		}
 		seen[ino] = true
-		out = append(out, Namespace{Inode: ino, Path: path, Name: name})
+		out = append(out, Namespace{Inode: ino, Path: path, Name: name()})
 	}
 	if named, err := os.ReadDir("/run/netns"); err == nil {
 		for _, e := range named {
-			add(filepath.Join("/run/netns", e.Name()), e.Name())
+			add(filepath.Join("/run/netns", e.Name()), e.Name)
 		}
 	}
 	procs, err := os.ReadDir("/proc")
@@ -40,13 +41,15 @@ func Namespaces() ([]Namespace, error) {
 		return nil, fmt.Errorf("list network namespaces: %w", err)
 	}
 	for _, e := range procs {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid := e.Name()
+		if _, err := strconv.Atoi(pid); err != nil {
 			continue
 		}
-		comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		add(filepath.Join("/proc", e.Name(), "ns", "net"), fmt.Sprintf("pid %s (%s)", e.Name(), strings.TrimSpace(string(comm))))
+		add(filepath.Join("/proc", pid, "ns", "net"), func() string {
+			comm, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
+			return fmt.Sprintf("pid %s (%s)", pid, strings.TrimSpace(string(comm)))
+		})
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Inode < out[j].Inode })
 	return out, nil
 }
 

@@ -230,7 +230,7 @@ func Parse(data []byte) (Counters, error) {
 // as fewer than 2^32 events happened in between.
 func (c Counters) Sub(before Counters) Counters {
 	d := c
-	d32 := func(a, b uint64) uint64 { return uint64(uint32(a - b)) }
+	d32 := Delta32
 	d.ClashResolve = d32(c.ClashResolve, before.ClashResolve)
 	d.InsertFailed = d32(c.InsertFailed, before.InsertFailed)
 	d.Drop = d32(c.Drop, before.Drop)
@@ -250,6 +250,10 @@ func (c Counters) Sub(before Counters) Counters {
 	d.SearchRestart = d32(c.SearchRestart, before.SearchRestart)
 	return d
 }
+
+// Delta32 is after - before for one of the kernel's counters: a sum of
+// 32-bit per-CPU values that wrap, so the difference is taken modulo 2^32.
+func Delta32(after, before uint64) uint64 { return uint64(uint32(after - before)) }
 
 // ErrNoConntrack is returned (wrapped) when the stat file does not exist:
 // conntrack is not built in and its module is not loaded.

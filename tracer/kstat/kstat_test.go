@@ -2,6 +2,7 @@ package kstat
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -154,6 +155,30 @@ func TestSub(t *testing.T) {
 	}
 	if d.Entries != 7 || !d.HasClashResolve || d.CPUs != 2 {
 		t.Errorf("gauge/flags not kept from the later reading: %+v", d)
+	}
+	// Every event counter is a difference, each with its own value; the
+	// gauge Entries and the CPU count are the later reading's.
+	var b, a Counters
+	bv, av := reflect.ValueOf(&b).Elem(), reflect.ValueOf(&a).Elem()
+	for i := range bv.NumField() {
+		if bv.Field(i).Kind() == reflect.Uint64 {
+			bv.Field(i).SetUint(uint64(100 * i))
+			av.Field(i).SetUint(uint64(100*i + i + 1))
+		}
+	}
+	dv := reflect.ValueOf(a.Sub(b))
+	for i := range dv.NumField() {
+		f := dv.Type().Field(i)
+		if f.Type.Kind() != reflect.Uint64 {
+			continue
+		}
+		want := uint64(i + 1)
+		if f.Name == "Entries" || f.Name == "CPUs" {
+			want = av.Field(i).Uint()
+		}
+		if got := dv.Field(i).Uint(); got != want {
+			t.Errorf("%s: delta %d, want %d", f.Name, got, want)
+		}
 	}
 	// One CPU's 32-bit counter wrapped: the sum dropped by 2^32 - 3 + 2.
 	wrapBefore := Counters{Drop: 0xffffffff + 0x10} // cpu0 0xffffffff, cpu1 0x10

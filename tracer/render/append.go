@@ -1,6 +1,7 @@
 package render
 
 import (
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"time"
@@ -146,6 +147,25 @@ func appendTuple(dst []byte, t event.Tuple) []byte {
 // JSON pieces.
 
 const hexDigits = "0123456789abcdef"
+
+// appendJSONBitNames writes the names of v's set bits as JSON strings,
+// comma-separated ("bitN" for a bit without a name).
+func appendJSONBitNames(dst []byte, v uint64, names []string) []byte {
+	for s := v; s != 0; s &= s - 1 {
+		bit := bits.TrailingZeros64(s)
+		if s != v {
+			dst = append(dst, ',')
+		}
+		if bit < len(names) {
+			dst = appendJSONString(dst, names[bit])
+		} else {
+			dst = append(dst, `"bit`...)
+			dst = appendUint(dst, uint64(bit))
+			dst = append(dst, '"')
+		}
+	}
+	return dst
+}
 
 // appendJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
 func appendJSONString(dst []byte, s string) []byte {

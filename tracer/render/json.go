@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"math/bits"
 	"strconv"
 	"time"
 
@@ -117,37 +116,9 @@ func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
 	dst = append(dst, `,"status":`...)
 	dst = appendUint(dst, ev.Status)
 	dst = append(dst, `,"status_names":[`...)
-	first := true
-	for s := ev.Status; s != 0; s &= s - 1 {
-		bit := bits.TrailingZeros64(s)
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		if bit < len(statusNames) {
-			dst = appendJSONString(dst, statusNames[bit])
-		} else {
-			dst = append(dst, `"bit`...)
-			dst = appendUint(dst, uint64(bit))
-			dst = append(dst, '"')
-		}
-	}
+	dst = appendJSONBitNames(dst, ev.Status, statusNames[:])
 	dst = append(dst, `],"flags":[`...)
-	first = true
-	for f := uint16(ev.Flags); f != 0; f &= f - 1 {
-		bit := bits.TrailingZeros16(f)
-		if !first {
-			dst = append(dst, ',')
-		}
-		first = false
-		if bit < len(flagNames) {
-			dst = appendJSONString(dst, flagNames[bit])
-		} else {
-			dst = append(dst, `"bit`...)
-			dst = appendUint(dst, uint64(bit))
-			dst = append(dst, '"')
-		}
-	}
+	dst = appendJSONBitNames(dst, uint64(ev.Flags), flagNames[:])
 	dst = append(dst, `],"softirq":`...)
 	dst = appendJSONBool(dst, ev.Flags&event.FlagSoftirqKey != 0)
 	dst = append(dst, `,"history":`...)
@@ -186,11 +157,8 @@ func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
 		}
 	case event.NAT:
 		dst = append(dst, `,"manip":`...)
-		if ev.Aux == event.ManipDst {
-			dst = append(dst, `"dst"`...)
-		} else {
-			dst = append(dst, `"src"`...)
-		}
+		_, manip := manipNames(int(ev.Aux))
+		dst = appendJSONString(dst, manip)
 		dst = append(dst, `,"gut":`...)
 		dst = appendJSONBool(dst, ev.Flags&event.FlagNATGUT != 0)
 		dst = append(dst, `,"changed":`...)
@@ -476,10 +444,7 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 			js.Orig = tupleJSON(s.Before)
 			js.Reply = tupleJSON(s.After)
 		case event.NAT:
-			js.Manip = "src"
-			if s.Manip == event.ManipDst {
-				js.Manip = "dst"
-			}
+			_, js.Manip = manipNames(s.Manip)
 			ch := s.Change
 			js.Changed = &ch
 			js.Before = tupleJSON(s.Before)

@@ -230,6 +230,15 @@ func ctinfoName(ci uint8) string {
 	return "ctinfo" + strconv.Itoa(int(ci))
 }
 
+// manipNames names a NAT manip type (event.ManipSrc, event.ManipDst) in
+// text and in JSON.
+func manipNames(m int) (text, json string) {
+	if m == event.ManipDst {
+		return "DST", "dst"
+	}
+	return "SRC", "src"
+}
+
 // statusNames are the IPS_* bits by number (include/uapi/linux/netfilter/
 // nf_conntrack_common.h). Bit 12 is IPS_UNTRACKED on a template and
 // IPS_NAT_CLASH on a real ct; ctprobe only sees real cts.

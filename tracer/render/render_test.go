@@ -993,12 +993,19 @@ func TestTally(t *testing.T) {
 	if txt := appendSummaryText(nil, s, &Options{}); !bytes.Contains(txt, []byte("  (sender unknown)  1\n")) {
 		t.Errorf("unknown sender in text:\n%s", txt)
 	}
-	tl.Reset(testNow)
-	s = tl.Summary(testNow, nil, false)
-	// The summary is a copy: adding more does not change it.
-	tl.Add(&testIncidents()[0])
-	if s.Incidents != 0 {
-		t.Error("summary shares state with the tally")
+	// The summary is a copy: adding more to the tally changes none of it,
+	// down to its maps and slices (losses, counters, per-race and per-netns
+	// rows).
+	tl = testTally()
+	s = tl.Summary(testNow, testCounters(), false)
+	before, _ := json.Marshal(s)
+	for _, inc := range testIncidents() {
+		tl.Add(&inc)
+	}
+	tl.AddLost(Lost{Source: "no-history", CPU: 1, Count: 5})
+	tl.AddLost(Lost{Source: "ringbuf", CPU: 0, Count: 2})
+	if after, _ := json.Marshal(s); !bytes.Equal(before, after) {
+		t.Errorf("summary shares state with the tally:\nbefore %s\nafter  %s", before, after)
 	}
 }
 
@@ -1019,5 +1026,26 @@ func TestRaceNames(t *testing.T) {
 		if HookName(uint8(h)) != n {
 			t.Errorf("hook %d: %q", h, HookName(uint8(h)))
 		}
+	}
+}
+
+// A hand-filled summary may list races in any order: each race gets one
+// mitigation row with its totals, in race order, then the drops.
+func TestMitigationsOfUnsortedRaces(t *testing.T) {
+	s := &Summary{ByRace: []RaceCount{
+		{Race: incident.RaceEndpoints, Outcome: incident.OutcomeNATClash, Count: 2},
+		{Race: incident.RaceIdentical, Outcome: incident.OutcomeMerged, Count: 1},
+		{Race: incident.RaceEndpoints, Outcome: incident.OutcomeDropped, Count: 1},
+	}}
+	var got []string
+	for _, m := range mitigationsOf(s) {
+		race := -1
+		if m.Race != nil {
+			race = *m.Race
+		}
+		got = append(got, fmt.Sprintf("%d %s %d/%d", race, m.Outcome, m.Incidents, m.Dropped))
+	}
+	if want := []string{"1  1/0", "3  3/1", "-1 dropped 1/1"}; !slices.Equal(got, want) {
+		t.Errorf("mitigations %q, want %q", got, want)
 	}
 }

@@ -222,6 +222,12 @@ type completeness struct {
 	InsertFailed    explained  `json:"insert_failed"`
 }
 
+// completeness of one netns: what ctprobe explained of its counters.
+func (n *NetnsSummary) completeness() completeness {
+	_, hasCR := n.Counters["clash_resolve"]
+	return completenessOf(n.Resolved, n.Dropped, n.Counters, hasCR)
+}
+
 func completenessOf(resolved, dropped uint64, counters map[string]uint64, hasCR bool) completeness {
 	c := completeness{HasClashResolve: hasCR}
 	if hasCR {
@@ -309,20 +315,24 @@ type mitigation struct {
 }
 
 func mitigationsOf(s *Summary) []mitigation {
-	var out []mitigation
+	// Summed per race, so that rows need not come sorted (a hand-filled
+	// Summary); races are printed in their order.
+	type sum struct{ n, d uint64 }
+	byRace := map[incident.RaceType]sum{}
 	var allDropped uint64
-	for i := 0; i < len(s.ByRace); {
-		r := s.ByRace[i].Race
-		var n, d uint64
-		for ; i < len(s.ByRace) && s.ByRace[i].Race == r; i++ {
-			n += s.ByRace[i].Count
-			if s.ByRace[i].Outcome == incident.OutcomeDropped {
-				d += s.ByRace[i].Count
-			}
+	for _, rc := range s.ByRace {
+		v := byRace[rc.Race]
+		v.n += rc.Count
+		if rc.Outcome == incident.OutcomeDropped {
+			v.d += rc.Count
+			allDropped += rc.Count
 		}
-		allDropped += d
+		byRace[rc.Race] = v
+	}
+	var out []mitigation
+	for _, r := range slices.Sorted(maps.Keys(byRace)) {
 		ri := int(r)
-		out = append(out, mitigation{Race: &ri, RaceName: RaceName(r), Incidents: n, Dropped: d, Text: Mitigation(r)})
+		out = append(out, mitigation{Race: &ri, RaceName: RaceName(r), Incidents: byRace[r].n, Dropped: byRace[r].d, Text: Mitigation(r)})
 	}
 	if allDropped > 0 {
 		out = append(out, mitigation{Outcome: string(incident.OutcomeDropped), Incidents: allDropped, Dropped: allDropped, Text: DropMitigation})
@@ -498,8 +508,7 @@ func appendSummaryText(dst []byte, s *Summary, opt *Options) []byte {
 				dst = append(dst, " incidents; counters not read\n"...)
 				continue
 			}
-			_, hasCR := n.Counters["clash_resolve"]
-			c := completenessOf(n.Resolved, n.Dropped, n.Counters, hasCR)
+			c := n.completeness()
 			dst = line(dst, nsLabel(n), &c)
 		}
 		if tot.Completeness != nil {
@@ -758,8 +767,7 @@ func summaryJSON(s *Summary, opt *Options) jsonSummary {
 		n := &s.Netns[i]
 		jn := jsonNetns{Netns: n.Netns, Name: n.Name, Counters: n.Counters, Incidents: n.Incidents, Resolved: n.Resolved, Dropped: n.Dropped}
 		if n.Counters != nil {
-			_, hasCR := n.Counters["clash_resolve"]
-			c := completenessOf(n.Resolved, n.Dropped, n.Counters, hasCR)
+			c := n.completeness()
 			jn.Completeness = &c
 		}
 		v.Netns = append(v.Netns, jn)

@@ -177,10 +177,7 @@ func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 			dst = appendColored(dst, color, ansiRed, verdictName(ev.Verdict), 0)
 		}
 	case event.NAT:
-		manip := "SRC"
-		if ev.Aux == event.ManipDst {
-			manip = "DST"
-		}
+		manip, _ := manipNames(int(ev.Aux))
 		dst = appendPadded(dst, manip, wHook)
 		dst = append(dst, ' ')
 		dst = appendTuple(dst, ev.Orig)
@@ -594,10 +591,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 			dst = append(dst, " reply "...)
 			dst = appendTupleEnds(dst, s.After)
 		case event.NAT:
-			manip := "SRC"
-			if s.Manip == event.ManipDst {
-				manip = "DST"
-			}
+			manip, _ := manipNames(s.Manip)
 			dst = appendPadded(dst, manip, wHook)
 			dst = append(dst, " reply "...)
 			dst = appendTupleEnds(dst, s.Before)

@@ -134,7 +134,7 @@ func Snapshot() ([]capture.NetnsCounters, error) {
 // snapshots, for the namespaces where any grew. A namespace missing from
 // before was created in between, so it starts from zero; one missing from
 // after is gone and cannot be read. The kernel's per-CPU counters are 32-bit
-// and wrap, so differences are taken modulo 2^32 (kstat.Counters.Sub).
+// and wrap (kstat.Delta32).
 func CounterDelta(before, after []capture.NetnsCounters) []render.NetnsCounters {
 	base := make(map[uint64]map[string]uint64, len(before))
 	for _, b := range before {
@@ -145,7 +145,7 @@ func CounterDelta(before, after []capture.NetnsCounters) []render.NetnsCounters 
 		d := make(map[string]uint64, len(a.Values))
 		moved := false
 		for k, v := range a.Values {
-			d[k] = uint64(uint32(v - base[a.Netns][k]))
+			d[k] = kstat.Delta32(v, base[a.Netns][k])
 			moved = moved || d[k] != 0
 		}
 		if moved {

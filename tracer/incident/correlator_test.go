@@ -84,40 +84,35 @@ const (
 	ctL2 = 0xffff88800a3c1500
 )
 
+// twoPacket is a race between ctW (winner) and ctL (loser) whose every stage
+// was seen.
+func twoPacket(name string, all, rep []event.Event, w want) scenario {
+	w.loser, w.winner, w.loserStages = ctL, ctW, fullStages
+	return scenario{name: name, all: all, replay: rep, want: w}
+}
+
 // R1: both threads' queries DNAT to the same endpoint; merged (4.19+).
 func scenarioR1Merged() scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint1)
 	all, rep := race(w, l, timing{w: [4]uint64{1000, 1200, 1400, 1500}, l: [3]uint64{1100, 1300, 1450}, clash: 1700}, 0, l.merged(1710, w))
-	return scenario{
-		name: "R1 merged",
-		all:  all, replay: rep,
-		want: want{race: RaceIdentical, outcome: OutcomeMerged, clashDir: 0, loser: ctL, winner: ctW, window: 100,
-			reason: []string{"identical tuples"}, loserStages: fullStages},
-	}
+	return twoPacket("R1 merged", all, rep, want{race: RaceIdentical, outcome: OutcomeMerged, clashDir: 0, window: 100,
+		reason: []string{"identical tuples"}})
 }
 
 // R3: different endpoints; reply-only insert (5.6+).
 func scenarioR3NATClash() scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
 	all, rep := race(w, l, timing{w: [4]uint64{1000, 1100, 1200, 1300}, l: [3]uint64{1050, 1150, 1250}, clash: 1400}, 0, l.natClash(1410))
-	return scenario{
-		name: "R3 nat-clash",
-		all:  all, replay: rep,
-		want: want{race: RaceEndpoints, outcome: OutcomeNATClash, clashDir: 0, loser: ctL, winner: ctW, window: 50,
-			reason: []string{"10.244.2.2:53", "10.244.2.1:53", "IPS_NAT_CLASH"}, loserStages: fullStages},
-	}
+	return twoPacket("R3 nat-clash", all, rep, want{race: RaceEndpoints, outcome: OutcomeNATClash, clashDir: 0, window: 50,
+		reason: []string{"10.244.2.2:53", "10.244.2.1:53", "IPS_NAT_CLASH"}})
 }
 
 // R3 on ≤5.5: dropped; nf_ct_resolve_clash probed (not inlined).
 func scenarioR3Dropped() scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
 	all, rep := race(w, l, timing{w: [4]uint64{1000, 1100, 1200, 1300}, l: [3]uint64{1050, 1150, 1250}, clash: 1400}, 0, l.dropped(1410))
-	return scenario{
-		name: "R3 dropped",
-		all:  all, replay: rep,
-		want: want{race: RaceEndpoints, outcome: OutcomeDropped, clashDir: 0, loser: ctL, winner: ctW, window: 50,
-			reason: []string{"different DNAT endpoints", "5.6"}, loserStages: fullStages},
-	}
+	return twoPacket("R3 dropped", all, rep, want{race: RaceEndpoints, outcome: OutcomeDropped, clashDir: 0, window: 50,
+		reason: []string{"different DNAT endpoints", "5.6"}})
 }
 
 // R2 on a kernel without the same-origin rule: W was confirmed before L's
@@ -131,12 +126,8 @@ func scenarioR2Dropped(gut bool) scenario {
 	if gut {
 		name += " (get_unique_tuple)"
 	}
-	return scenario{
-		name: name,
-		all:  all, replay: rep,
-		want: want{race: RaceNATPort, outcome: OutcomeDropped, clashDir: 0, loser: ctL, winner: ctW, window: 100,
-			reason: []string{"41000→41001", "winner holds 41000", "same-origin", "confirmed 100ns before"}, loserStages: fullStages},
-	}
+	return twoPacket(name, all, rep, want{race: RaceNATPort, outcome: OutcomeDropped, clashDir: 0, window: 100,
+		reason: []string{"41000→41001", "winner holds 41000", "same-origin", "confirmed 100ns before"}})
 }
 
 // The R2 ordering on 5.0+: the same-origin rule keeps L's port, and the
@@ -144,12 +135,8 @@ func scenarioR2Dropped(gut bool) scenario {
 func scenarioR2Defused() scenario {
 	w, l := glibcPair(ctW, ctL, endpoint1, endpoint1)
 	all, rep := race(w, l, timing{w: [4]uint64{1000, 1200, 1400, 1500}, l: [3]uint64{1100, 1300, 1600}, clash: 1700}, 0, l.merged(1710, w))
-	return scenario{
-		name: "R2 defused, merged",
-		all:  all, replay: rep,
-		want: want{race: RaceIdentical, outcome: OutcomeMerged, clashDir: 0, loser: ctL, winner: ctW, window: 100,
-			reason: []string{"race 2 ordering defused", "same-origin", "kept source port 41000"}, loserStages: fullStages},
-	}
+	return twoPacket("R2 defused, merged", all, rep, want{race: RaceIdentical, outcome: OutcomeMerged, clashDir: 0, window: 100,
+		reason: []string{"race 2 ordering defused", "same-origin", "kept source port 41000"}})
 }
 
 // R4: two pods SNATed to the one node port; the clash is found in the reply
@@ -160,12 +147,8 @@ func scenarioR4Dropped() scenario {
 	l := &flow{ct: ctL, cpu: 1, comm: "x", hook: event.HookPreRouting, netns: netnsHost,
 		orig: tuple(udp, podB+":5555", "8.8.8.8:53"), snat: ap(nodeIP + ":40000"), dnsID: 0x4444, dnsType: 1, dnsName: "example.org"}
 	all, rep := race(w, l, timing{w: [4]uint64{1000, 1010, 1100, 1200}, l: [3]uint64{5000, 5010, 5100}, clash: 5200}, 1, l.dropped(5210))
-	return scenario{
-		name: "R4 dropped",
-		all:  all, replay: rep,
-		want: want{race: RaceSNATPort, outcome: OutcomeDropped, clashDir: 1, loser: ctL, winner: ctW, window: 4000,
-			reason: []string{"SNAT port collision", "10.0.0.1:40000", "REPLY node"}, loserStages: fullStages},
-	}
+	return twoPacket("R4 dropped", all, rep, want{race: RaceSNATPort, outcome: OutcomeDropped, clashDir: 1, window: 4000,
+		reason: []string{"SNAT port collision", "10.0.0.1:40000", "REPLY node"}})
 }
 
 // R5 on 6.12+: two peers send to each other at once; no NAT rule (null
@@ -176,12 +159,8 @@ func scenarioR5Merged() scenario {
 	l := &flow{ct: ctL, cpu: 1, pid: 700, tid: 701, comm: "reverse_clash", hook: event.HookLocalOut, netns: netnsHost,
 		orig: tuple(udp, "127.0.0.12:5002", "127.0.0.11:5001"), cookie: 0x52}
 	all, rep := race(w, l, timing{w: [4]uint64{1000, 1010, 1020, 1030}, l: [3]uint64{1001, 1011, 1021}, clash: 1040}, 1, l.merged(1041, w))
-	return scenario{
-		name: "R5 merged",
-		all:  all, replay: rep,
-		want: want{race: RaceReverse, outcome: OutcomeMerged, clashDir: 1, loser: ctL, winner: ctW, window: 1,
-			reason: []string{"reverse collision"}, loserStages: fullStages},
-	}
+	return twoPacket("R5 merged", all, rep, want{race: RaceReverse, outcome: OutcomeMerged, clashDir: 1, window: 1,
+		reason: []string{"reverse collision"}})
 }
 
 // R1 dropped: identical TCP SYNs from raw sockets (no allow_clash).
@@ -190,12 +169,8 @@ func scenarioR1DroppedTCP() scenario {
 	w := &flow{ct: ctW, cpu: 0, pid: 9, tid: 9, comm: "synflood", hook: event.HookLocalOut, netns: netnsHost, orig: orig, dnat: ap("10.244.3.1:6443")}
 	l := &flow{ct: ctL, cpu: 1, pid: 9, tid: 10, comm: "synflood", hook: event.HookLocalOut, netns: netnsHost, orig: orig, dnat: ap("10.244.3.1:6443")}
 	all, rep := race(w, l, timing{w: [4]uint64{1000, 1010, 1020, 1030}, l: [3]uint64{1001, 1011, 1021}, clash: 1040}, 0, l.dropped(1041))
-	return scenario{
-		name: "R1 dropped (tcp)",
-		all:  all, replay: rep,
-		want: want{race: RaceIdentical, outcome: OutcomeDropped, clashDir: 0, loser: ctL, winner: ctW, window: 1,
-			reason: []string{"tcp conntrack does not resolve clashes"}, loserStages: fullStages},
-	}
+	return twoPacket("R1 dropped (tcp)", all, rep, want{race: RaceIdentical, outcome: OutcomeDropped, clashDir: 0, window: 1,
+		reason: []string{"tcp conntrack does not resolve clashes"}})
 }
 
 func scenarios() []scenario {

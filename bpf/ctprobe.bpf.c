@@ -325,6 +325,18 @@ static __always_inline void read_ct(struct event *e, struct nf_conn *ct)
 		e->mark = BPF_CORE_READ(ct, mark);
 }
 
+/* The socket fields of an event or an origin (both name them alike). A
+ * request or timewait sock has only sock_common, so no inode. */
+#define READ_SK(dst, sk)                                                              \
+	do {                                                                          \
+		(dst)->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);        \
+		(dst)->sk_state = BPF_CORE_READ(sk, __sk_common.skc_state);          \
+		(dst)->sk_port = BPF_CORE_READ(sk, __sk_common.skc_num);             \
+		(dst)->sk_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter); \
+		if ((dst)->sk_state != TCP_TIME_WAIT && (dst)->sk_state != TCP_NEW_SYN_RECV) \
+			(dst)->sk_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino); \
+	} while (0)
+
 /* skb->sk may be a request or timewait sock (only sock_common is valid) or a
  * full socket; at PREROUTING it is NULL (ip_rcv_core orphans it, §4.3). */
 static __always_inline void read_sock(struct event *e, struct sk_buff *skb)
@@ -333,12 +345,7 @@ static __always_inline void read_sock(struct event *e, struct sk_buff *skb)
 	if (!sk)
 		return;
 	e->flags |= EVENT_F_SOCK;
-	e->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->sk_state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	e->sk_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->sk_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	if (e->sk_state != TCP_TIME_WAIT && e->sk_state != TCP_NEW_SYN_RECV)
-		e->sk_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	READ_SK(e, sk);
 }
 
 /* The first bytes of a UDP DNS message. transport_header is set at both
@@ -551,12 +558,7 @@ int raw_tp_origin(struct bpf_raw_tracepoint_args *ctx)
 	o.pid_tgid = bpf_get_current_pid_tgid();
 	o.cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
-	o.sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	o.sk_state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	o.sk_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	o.sk_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	if (o.sk_state != TCP_TIME_WAIT && o.sk_state != TCP_NEW_SYN_RECV)
-		o.sk_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	READ_SK(&o, sk);
 	bpf_map_update_elem(&origins, &key, &o, BPF_ANY);
 	return 0;
 }

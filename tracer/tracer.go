@@ -306,16 +306,20 @@ func (t *Tracer) attach(opts Options) {
 		e.Reason = strings.Join(reasons, "; ")
 		t.Plan = append(t.Plan, e)
 	}
-	if !history(opts) {
-		t.Plan = append(t.Plan, PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP, Status: StatusUnused, Reason: unusedReason})
-		return
+	origin := PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP}
+	switch {
+	case !history(opts):
+		origin.Status, origin.Reason = StatusUnused, unusedReason
+	case slices.Contains(opts.Skip, "origin"):
+		origin.Status, origin.Reason = StatusSkipped, "--skip-point; without it: "+originWhy
+	default:
+		origin.Status, origin.Reason = t.attachOrigin()
 	}
-	if slices.Contains(opts.Skip, "origin") {
-		t.Plan = append(t.Plan, PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP, Status: StatusSkipped, Reason: "--skip-point"})
-		return
-	}
-	t.Plan = append(t.Plan, t.attachOrigin())
+	t.Plan = append(t.Plan, origin)
 }
+
+// originWhy is what is lost without the origin point.
+const originWhy = "forwarded packets (pod to node) carry no process or socket"
 
 // useWinnerLookup turns on the in-kernel index of confirmed cts by tuple
 // when no clash probe is attached (on 4.19-5.5 nf_ct_resolve_clash is likely
@@ -369,20 +373,17 @@ func (t *Tracer) cause(c string) {
 // attachOrigin records each skb's sending task and socket as it leaves a
 // device, so that conntrack in the next netns (a node's PREROUTING, where
 // the socket is gone) can name the pod process behind it.
-func (t *Tracer) attachOrigin() PlanEntry {
-	e := PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP, Status: StatusFailed}
+func (t *Tracer) attachOrigin() (status, reason string) {
 	prog, err := t.loadProgram(probe.BPFProgRawTpOrigin, "")
 	if err == nil {
 		var l link.Link
 		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "net_dev_queue", Program: prog})
 		if err == nil {
 			t.links = append(t.links, attached{Link: l, fn: "net_dev_queue"})
-			e.Status = StatusAttached
-			return e
+			return StatusAttached, ""
 		}
 	}
-	e.Reason = fmt.Sprintf("%v; without it: forwarded packets (pod to node) carry no process or socket", err)
-	return e
+	return StatusFailed, fmt.Sprintf("%v; without it: %s", err, originWhy)
 }
 
 func (t *Tracer) loadProgram(name, attachTo string) (*ebpf.Program, error) {

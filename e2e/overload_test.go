@@ -171,7 +171,7 @@ func checkOverload(t *testing.T, out string) {
 		readJSON(t, p("overload.lab.json"), &stats)
 		var clashes uint64
 		for _, ns := range stats.Netns {
-			clashes += ns.Delta.ClashResolve + ns.Delta.InsertFailed
+			clashes += ns.Delta.Clashes()
 		}
 		if clashes > 0 && c.sent == 0 {
 			t.Errorf("the kernel counted %d clashes in %d lookups and --timeline sent no record", clashes, stats.Lookups)

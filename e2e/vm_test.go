@@ -332,7 +332,7 @@ func checkTrace(t *testing.T, out, scenario, tl string, stats *lab.Stats) int {
 			t.Errorf("netns %s (%s, %d): ctprobe %d settled + %d dropped; kernel clash_resolve %d, insert_failed %d, drop %d",
 				ns.Role, ns.Name, ns.Inode, resolved, dropped, d.ClashResolve, d.InsertFailed, d.Drop)
 		}
-		kernelClashes += d.ClashResolve + d.InsertFailed
+		kernelClashes += d.Clashes()
 		kernelDrops += d.Drop
 	}
 	t.Logf("%s: %d lookups, %d incidents, kernel clashes %d (drops %d)", name, stats.Lookups, len(incidents), kernelClashes, kernelDrops)

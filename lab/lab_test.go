@@ -347,7 +347,7 @@ func TestLookupsUntilClashes(t *testing.T) {
 	}
 	var counted uint64
 	for _, n := range st.Netns {
-		counted += n.Delta.ClashResolve + n.Delta.InsertFailed
+		counted += n.Delta.Clashes()
 	}
 	// Counters are read every 10 lookups once past k.
 	if counted < 7 || st.Lookups > 10 {

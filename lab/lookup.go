@@ -186,7 +186,7 @@ func countedClashes(before, after []NetnsCounters) uint64 {
 	var n uint64
 	for i := range before {
 		d := after[i].Counters.Sub(before[i].Counters)
-		n += d.ClashResolve + d.InsertFailed
+		n += d.Clashes()
 	}
 	return n
 }

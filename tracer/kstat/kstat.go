@@ -251,6 +251,11 @@ func (c Counters) Sub(before Counters) Counters {
 	return d
 }
 
+// Clashes is the number of clashes at __nf_conntrack_confirm: from 5.10
+// clash_resolve counts the settled ones and insert_failed the rest; before,
+// insert_failed counts them all and clash_resolve is absent (0).
+func (c Counters) Clashes() uint64 { return c.ClashResolve + c.InsertFailed }
+
 // Delta32 is after - before for one of the kernel's counters: a sum of
 // 32-bit per-CPU values that wrap, so the difference is taken modulo 2^32.
 func Delta32(after, before uint64) uint64 { return uint64(uint32(after - before)) }

@@ -84,6 +84,17 @@ const (
 	ctL2 = 0xffff88800a3c1500
 )
 
+// delivery is one way the kernel hands a scenario's events over.
+type delivery struct {
+	name string
+	evs  []event.Event
+}
+
+// deliveries: --all's stream and --timeline's replay.
+func (sc scenario) deliveries() []delivery {
+	return []delivery{{"all", sc.all}, {"timeline", sc.replay}}
+}
+
 // twoPacket is a race between ctW (winner) and ctL (loser) whose every stage
 // was seen.
 func twoPacket(name string, all, rep []event.Event, w want) scenario {
@@ -300,10 +311,7 @@ func TestPacketDetailsDefaultMode(t *testing.T) {
 // The loser's and winner's packets carry the task, socket and DNS query.
 func TestPacketDetails(t *testing.T) {
 	sc := scenarioR1Merged()
-	for _, mode := range []struct {
-		name string
-		evs  []event.Event
-	}{{"all", sc.all}, {"incident", sc.replay}} {
+	for _, mode := range sc.deliveries() {
 		t.Run(mode.name, func(t *testing.T) {
 			inc := only(t, feed(t, New(Options{}), mode.evs))
 			l, w := &inc.Loser, &inc.Winner
@@ -560,10 +568,7 @@ func TestMissingLoserHistory(t *testing.T) {
 // merge pointer names W and W's history gives its tuples.
 func TestMergeWithoutClashEvent(t *testing.T) {
 	sc := scenarioR1Merged()
-	for _, mode := range []struct {
-		name string
-		evs  []event.Event
-	}{{"all", sc.all}, {"incident", sc.replay}} {
+	for _, mode := range sc.deliveries() {
 		t.Run(mode.name, func(t *testing.T) {
 			var evs []event.Event
 			for _, ev := range mode.evs {

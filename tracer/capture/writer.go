@@ -81,7 +81,7 @@ func createWith(path string, h Header, stdout io.Writer) (*Writer, error) {
 			return nil, fmt.Errorf("create capture: %w", err)
 		}
 	}
-	w, err := newWriter(f, h)
+	w, err := NewWriter(f, h)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("create capture %s: %w", path, err)
@@ -97,11 +97,7 @@ func createWith(path string, h Header, stdout io.Writer) (*Writer, error) {
 //
 // The writer sets h.FormatVersion to Version, and fills in h.Arch and
 // h.StartUnixNano when they are empty.
-func NewWriter(w io.Writer, h Header) (*Writer, error) {
-	return newWriter(w, h)
-}
-
-func newWriter(dst io.Writer, h Header) (*Writer, error) {
+func NewWriter(dst io.Writer, h Header) (*Writer, error) {
 	h.FormatVersion = Version
 	if h.Arch == "" {
 		h.Arch = runtime.GOARCH

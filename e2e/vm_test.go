@@ -468,17 +468,24 @@ func checkFilters(t *testing.T, p func(string) string, all int) {
 	if n, s := count(lines); n != all || s != 1 {
 		t.Errorf("--host 10.96.0.10: %d incidents (want all %d), %d final summaries", n, all, s)
 	}
-	// --interval 1s: summaries of each interval before the final one; the
-	// run's incidents fall into them, except those of its last second.
+	// --interval 1s: summaries of each interval before the final one, one
+	// after the other (each starts where the last ended), counting no more
+	// than the run. (How many they count depends on when the lookups ran:
+	// a fast kernel may race them all within the final second.)
 	var intervals int
 	var sum float64
+	var lastEnd any
 	for _, m := range lines {
 		if m["kind"] == "summary" && m["final"] == false {
+			if intervals > 0 && m["start"] != lastEnd {
+				t.Errorf("--interval 1s: interval %d starts at %v, the previous one ended at %v", intervals, m["start"], lastEnd)
+			}
 			intervals++
 			sum += m["incidents"].(float64)
+			lastEnd = m["end"]
 		}
 	}
-	if intervals == 0 || sum == 0 || sum > float64(all) {
+	if intervals == 0 || sum > float64(all) {
 		t.Errorf("--interval 1s: %d interval summaries counting %v incidents (run: %d)", intervals, sum, all)
 	}
 	if n, s := count(read(".port9999.jsonl")); n != 0 || s != 1 {
@@ -513,13 +520,15 @@ func checkAttachMode(t *testing.T, line, attach string, timeline bool) {
 		if p.Status != want {
 			t.Errorf("%s (%s) %s, want %s: %s", p.Point, p.Function, p.Status, want, p.Reason)
 		}
-		// auto picks fentry on a distribution kernel.
+		// auto picks fentry on a distribution kernel, and says why where it
+		// fell back to kprobe (6.1 refuses fentry on nf_ct_resolve_clash).
 		mode := "fentry"
 		if strings.HasPrefix(attach, "kprobe") {
 			mode = "kprobe"
 		}
-		if want == "attached" && p.Point != "origin" && p.Mode != mode {
-			t.Errorf("%s attached as %s, want %s", p.Point, p.Mode, mode)
+		fellBack := mode == "fentry" && p.Mode == "kprobe" && strings.Contains(p.Reason, p.Function+" fentry: ")
+		if want == "attached" && p.Point != "origin" && p.Mode != mode && !fellBack {
+			t.Errorf("%s attached as %s, want %s: %s", p.Point, p.Mode, mode, p.Reason)
 		}
 	}
 }

@@ -48,18 +48,30 @@ const volatile __u16 filter_host_family = 0;
 const volatile __u8 filter_host[16] = {};
 const volatile __u32 filter_netns = 0;
 const volatile __u32 filter_pid = 0;
-/* Stream every event (--all). */
+/* --all: one record per new ct, at __nf_conntrack_confirm's exit (its
+ * tuples show the NAT bindings), besides the clash pairs of the default
+ * mode: one program run per new flow with fexit. */
+const volatile bool stream_confirms = false;
+/* --all --timeline: every event of every probe point, streamed. */
 const volatile bool stream_all = false;
 /* --timeline: keep each new ct's history (ct_in, NAT, confirm) in the
- * kernel and replay it when the ct takes part in a clash. Without it and
- * without --all (the default mode) only the clash path is probed: nothing
- * runs for a packet that does not clash. */
+ * kernel and replay it when the ct takes part in a clash. Without it (the
+ * default mode and --all) only the clash path and, for --all, confirm's
+ * exit are probed: nothing runs for a packet that does not clash. */
 const volatile bool keep_history = false;
 
-/* The default mode: neither --all nor --timeline. */
+/* The default mode and --all: no per-ct history, no ct_in or NAT probes. */
 static __always_inline bool clash_path_only(void)
 {
 	return !stream_all && !keep_history;
+}
+
+/* All records of a clash reach user space together (the default mode's
+ * pair, --timeline's replay), so the correlator need not wait for others.
+ * With --all, a winner's own confirm record may come after its loser's. */
+static __always_inline bool sent_together(void)
+{
+	return !stream_all && !stream_confirms;
 }
 /* Set by the Go side after attaching when no clash probe could attach (on
  * 4.19-5.5 nf_ct_resolve_clash is likely inlined): confirmed cts are then
@@ -104,7 +116,7 @@ struct {
 } entries SEC(".maps");
 
 /* A clash seen inside confirm, keyed by skb, joined at confirm's exit
- * (--timeline, --all). */
+ * (--timeline, with or without --all). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
@@ -112,9 +124,10 @@ struct {
 	__type(value, struct event);
 } clashes SEC(".maps");
 
-/* Default mode: a clash and its loser, read at nf_ct_resolve_clash's entry
- * (a merged loser is freed inside it) and sent at its exit with the verdict.
- * Keyed like entries: skb (fentry) or pid_key() (kprobe). */
+/* Default mode and --all: a clash and its loser, read at
+ * nf_ct_resolve_clash's entry (a merged loser is freed inside it) and sent
+ * with the verdict at its exit (default mode) or at confirm's (--all).
+ * Keyed by skb, except for the default mode's kretprobe: pid_key(). */
 struct clash_pair {
 	struct event clash;
 	struct event loser;
@@ -490,7 +503,7 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 			bpf_map_delete_elem(&hist, &e->ct);
 		return 0;
 	}
-	/* The history serves replays (--timeline) and, with --all, --pid's
+	/* The history serves replays (--timeline) and, with --all --timeline, --pid's
 	 * filtering of the ct's later events by the task that created it. */
 	if ((e->flags & EVENT_F_NEW) && (keep_history || filter_pid)) {
 		__u32 zero = 0;
@@ -791,30 +804,44 @@ static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct n
 	init_event(&p->clash, EVENT_CLASH);
 	read_clash(&p->clash, skb, h);
 	read_loser(&p->loser, skb, (struct nf_conn *)p->clash.ct);
-	if (wanted(&p->loser, p->loser.pid_tgid >> 32))
-		bpf_map_update_elem(&pairs, &key, p, BPF_ANY);
+	/* Kept even when filtered out: with --all, confirm's exit must know
+	 * that this skb clashed (after a merge it carries the winner's ct). */
+	bpf_map_update_elem(&pairs, &key, p, BPF_ANY);
 }
 
-/* Default mode: send the pair with the verdict and the ct the skb carries
- * now (the winner after a merge). */
+/* A pair older than this was left by a call in flight when the probes
+ * attached; its skb address may since carry another packet. */
+#define PAIR_MAX_AGE_NS 1000000000ULL
+
+/* Send a clash pair with the verdict and the ct the skb carries now (the
+ * winner after a merge), and forget it. */
+static __always_inline void send_pair(struct clash_pair *p, __u64 key, struct sk_buff *skb, int ret)
+{
+	struct nf_conn *after = skb_ct(skb, &p->loser.ctinfo);
+
+	p->loser.ts = bpf_ktime_get_ns();
+	if (p->loser.ts - p->clash.ts < PAIR_MAX_AGE_NS && wanted(&p->loser, p->loser.pid_tgid >> 32)) {
+		p->loser.ret = ret;
+		p->loser.other_ct = (__u64)after;
+		p->loser.status = after ? BPF_CORE_READ(after, status) : 0;
+		if (sent_together())
+			p->clash.flags |= EVENT_F_HISTORY;
+		output(&p->clash);
+		output(&p->loser);
+	}
+	bpf_map_delete_elem(&pairs, &key);
+}
+
+/* Default mode: nf_ct_resolve_clash's verdict is confirm's. */
 static __always_inline int clash_exit(__u64 key, struct sk_buff *skb, int ret)
 {
 	struct clash_pair *p = bpf_map_lookup_elem(&pairs, &key);
-	struct nf_conn *after;
 
-	if (!p) /* filtered out (or the probe attached mid-call) */
+	if (!p) /* the probe attached mid-call */
 		return 0;
 	if (!skb)
 		skb = (struct sk_buff *)p->loser.skb;
-	after = skb_ct(skb, &p->loser.ctinfo);
-	p->loser.ts = bpf_ktime_get_ns();
-	p->loser.ret = ret;
-	p->loser.other_ct = (__u64)after;
-	p->loser.status = after ? BPF_CORE_READ(after, status) : 0;
-	p->clash.flags |= EVENT_F_HISTORY;
-	output(&p->clash);
-	output(&p->loser);
-	bpf_map_delete_elem(&pairs, &key);
+	send_pair(p, key, skb, ret);
 	return 0;
 }
 
@@ -836,10 +863,15 @@ int BPF_PROG(fexit_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h
 
 /* kprobe variants: the default mode's pair is keyed by task, for its
  * kretprobe (which sees no arguments); the other modes key by skb. */
+static __always_inline __u64 kprobe_pair_key(struct sk_buff *skb)
+{
+	return stream_confirms ? (__u64)skb : pid_key();
+}
+
 SEC("kprobe/nf_ct_resolve_clash")
 int BPF_KPROBE(kprobe_clash, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
-	clash_enter(pid_key(), skb, h);
+	clash_enter(kprobe_pair_key(skb), skb, h);
 	return 0;
 }
 
@@ -849,7 +881,7 @@ SEC("kprobe/nf_ct_resolve_clash")
 int BPF_KPROBE(kprobe_clash_v419, struct net *net, struct sk_buff *skb, int ctinfo,
 	       struct nf_conntrack_tuple_hash *h)
 {
-	clash_enter(pid_key(), skb, h);
+	clash_enter(kprobe_pair_key(skb), skb, h);
 	return 0;
 }
 
@@ -970,7 +1002,7 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 	c->other_ct = (__u64)w;
 	c->skb = e->skb;
 	c->aux = dir - 1; /* which of the loser's tuples matched: 0 ORIGINAL, 1 REPLY */
-	c->flags |= EVENT_F_LOOKUP | (stream_all ? 0 : EVENT_F_HISTORY);
+	c->flags |= EVENT_F_LOOKUP | (sent_together() ? EVENT_F_HISTORY : 0);
 	output(c);
 	return (__u64)w;
 }
@@ -1049,12 +1081,14 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 	settled = freed || (e->status & IPS_NAT_CLASH);
 
 	if (clash_path_only()) {
-		/* Default mode without a clash probe (4.19-5.5): confirm is probed
-		 * only to see races, and the winner is found by tuple. */
-		if (!settled || !wanted(e, e->pid_tgid >> 32))
+		/* Default mode and --all without a clash probe (4.19-5.5): the
+		 * winner of a race is found by tuple; --all also sends every
+		 * other new ct. */
+		if (!(settled || stream_confirms) || !wanted(e, e->pid_tgid >> 32))
 			return 0;
 		read_sender(e, skb);
-		lookup_clash(e);
+		if (settled)
+			lookup_clash(e);
 		output(e);
 		return 0;
 	}
@@ -1114,6 +1148,50 @@ out:
 	return 0;
 }
 
+/* --all with the clash probe: confirm's exit alone, without an entry probe.
+ * A new ct that was not in a clash is not freed, so its tuples are read
+ * here: the REPLY tuple shows the NAT bindings. A clash seen inside (a pair
+ * from nf_ct_resolve_clash's entry) is sent as that pair instead. */
+static __always_inline int confirm_new(struct sk_buff *skb, int ret)
+{
+	__u64 key = (__u64)skb;
+	struct clash_pair *p = bpf_map_lookup_elem(&pairs, &key);
+	struct nf_conn *ct;
+	struct event *e;
+	__u8 ctinfo;
+
+	ct = skb_ct(skb, &ctinfo);
+	if (!ct)
+		return 0;
+	if (p) {
+		/* After the clash the skb carries the loser (dropped, or inserted
+		 * reply-only) or the winner (merged). Any other ct means the pair
+		 * was left by a packet whose exit was missed (a kretprobe miss)
+		 * and this skb is another packet at the same address. (A merge
+		 * into a third entry, nf_ct_resolve_clash_harder's three-way race,
+		 * is taken for that too: glibc and musl send two queries.) */
+		if ((__u64)ct == p->loser.ct || (__u64)ct == p->clash.other_ct) {
+			send_pair(p, key, skb, ret);
+			return 0;
+		}
+		bpf_map_delete_elem(&pairs, &key);
+	}
+	e = new_event(0, EVENT_CONFIRM);
+	if (!e)
+		return 0;
+	e->ctinfo = ctinfo;
+	read_ct(e, ct);
+	e->other_ct = e->ct;
+	e->skb = key;
+	e->ret = ret;
+	read_sock(e, skb);
+	if (!wanted(e, e->pid_tgid >> 32))
+		return 0;
+	read_sender(e, skb);
+	output(e);
+	return 0;
+}
+
 /* int __nf_conntrack_confirm(struct sk_buff *skb) -- exported, 4.19 to 6.18. */
 SEC("fentry/__nf_conntrack_confirm")
 int BPF_PROG(fentry_confirm, struct sk_buff *skb)
@@ -1139,4 +1217,20 @@ SEC("kretprobe/__nf_conntrack_confirm")
 int BPF_KRETPROBE(kretprobe_confirm, int ret)
 {
 	return confirm_exit(pid_key(), NULL, ret);
+}
+
+SEC("fexit/__nf_conntrack_confirm")
+int BPF_PROG(fexit_confirm_new, struct sk_buff *skb, int ret)
+{
+	return confirm_new(skb, ret);
+}
+
+/* kprobe mode needs the entry (kprobe_confirm) for the skb. */
+SEC("kretprobe/__nf_conntrack_confirm")
+int BPF_KRETPROBE(kretprobe_confirm_new, int ret)
+{
+	struct entry v;
+	if (!take_entry(pid_key(), EVENT_CONFIRM, &v))
+		return 0;
+	return confirm_new((struct sk_buff *)v.skb, ret);
 }

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs inside the VM lab (as /lab/run; see scripts/vm/README.md): for each
-# scenario, trace with ctprobe in its default mode ($f.*) and with --timeline
-# ($f.tl.*) at once while ctlab provokes races, then replay both captures.
+# scenario, trace with ctprobe in its default mode ($f.*), with --timeline
+# ($f.tl.*) and with --all ($f.all.*) at once while ctlab provokes races, then
+# replay the captures.
 # Results go to /out for e2e/vm_test.go to check on the host.
 #   env: SCENARIOS="endpoints-1,endpoints-2@kprobe,..." (NAME or NAME@ATTACH-MODE),
 #        LOOKUPS_<name with - and @ as _>=N, LOOKUPS=N (default 100)
@@ -31,6 +32,8 @@ for s in ${SCENARIOS//,/ }; do
   tp=$!
   ctprobe trace --timeline --attach "$attach" --max-active "$maxactive" ${skip:+--skip-point "$skip"} -o json -w "$f.tl.ctp" >"$f.tl.trace.jsonl" 2>"$f.tl.trace.err" &
   tl=$!
+  ctprobe trace --all --attach "$attach" --max-active "$maxactive" ${skip:+--skip-point "$skip"} -o json -w "$f.all.ctp" >"$f.all.trace.jsonl" 2>"$f.all.trace.err" &
+  ta=$!
   extra=()
   if [ "$s" = endpoints-2 ]; then
     # Filters run in the kernel, beside the main tracer: one that matches the
@@ -42,7 +45,7 @@ for s in ${SCENARIOS//,/ }; do
     count_pid=$!
   fi
   # Each tracer prints its plan line once every probe is attached.
-  for out in "$f".trace.jsonl "$f".tl.trace.jsonl "$f".host.jsonl "$f".port9999.jsonl "$f".count2.jsonl; do
+  for out in "$f".trace.jsonl "$f".tl.trace.jsonl "$f".all.trace.jsonl "$f".host.jsonl "$f".port9999.jsonl "$f".count2.jsonl; do
     [[ $out = *.trace.jsonl ]] || [ "$s" = endpoints-2 ] || continue
     for _ in $(seq 150); do
       grep -q '"kind":"plan"' "$out" 2>/dev/null && break
@@ -54,11 +57,13 @@ for s in ${SCENARIOS//,/ }; do
   # the kernel counted 20 clashes (a deterministic scenario has one a lookup).
   ctlab run --scenario "$base" --lookups "$n" --min-clashes 20 --max-lookups $((n * 10)) --keep -o json >"$f.lab.json" 2>"$f.lab.err"
   echo $? >"$f.lab.rc"
-  kill -INT "$tp" "$tl" ${extra[@]+"${extra[@]}"}
+  kill -INT "$tp" "$tl" "$ta" ${extra[@]+"${extra[@]}"}
   wait "$tp"
   echo $? >"$f.trace.rc"
   wait "$tl"
   echo $? >"$f.tl.trace.rc"
+  wait "$ta"
+  echo $? >"$f.all.trace.rc"
   for p in ${extra[@]+"${extra[@]}"}; do wait "$p"; done
   if [ -n "${count_pid:-}" ]; then
     # -c 2 must have stopped by itself after two incidents.
@@ -66,7 +71,7 @@ for s in ${SCENARIOS//,/ }; do
     count_pid=
   fi
   ctlab cleanup --all >/dev/null 2>&1
-  for g in "$f" "$f.tl"; do
+  for g in "$f" "$f.tl" "$f.all"; do
     ctprobe report -r "$g.ctp" -o json >"$g.report.jsonl" 2>"$g.report.err"
     echo $? >"$g.report.rc"
     # What a user sees: the text report of the same capture.
@@ -83,12 +88,13 @@ echo $? >selftest.rc
 tail -n 5 selftest.txt
 # ==== overload: exact loss accounting (checked by e2e/overload_test.go) ====
 # Three tracers watch one flood of new UDP flows and then a few racing lookups:
-# overload.ctp streams every event (--all) through a one-page ring buffer, so
-# it must lose records and count each one (sent = received + lost); moderate.ctp
+# overload.ctp streams every event of every probe (--all --timeline) through a
+# one-page ring buffer, so it must lose records and count each one
+# (sent = received + lost); moderate.ctp
 # runs --timeline (history of every flow) with the default ring size, so it
 # must lose none.
-echo "=== overload: ctprobe trace --all --ring-size 4096, --timeline and the default mode, during ctlab flood and ctlab run"
-ctprobe trace --all --ring-size 4096 -o json -w overload.ctp >overload.trace.jsonl 2>overload.trace.err &
+echo "=== overload: ctprobe trace --all --timeline --ring-size 4096, --timeline and the default mode, during ctlab flood and ctlab run"
+ctprobe trace --all --timeline --ring-size 4096 -o json -w overload.ctp >overload.trace.jsonl 2>overload.trace.err &
 ov_pid=$!
 ctprobe trace --timeline -o json -w moderate.ctp >moderate.trace.jsonl 2>moderate.trace.err &
 mod_pid=$!

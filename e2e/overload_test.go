@@ -125,7 +125,7 @@ func checkOverload(t *testing.T, out string) {
 
 	t.Run("overload", func(t *testing.T) {
 		if rc := readFile(t, p("overload.trace.rc")); rc != "0" {
-			t.Fatalf("ctprobe trace --all --ring-size 4096 exit %s: %s", rc, readFile(t, p("overload.trace.err")))
+			t.Fatalf("ctprobe trace --all --timeline --ring-size 4096 exit %s: %s", rc, readFile(t, p("overload.trace.err")))
 		}
 		c := readCapture(t, p("overload.ctp"))
 		t.Logf("--ring-size 4096: sent %d, received %d, lost %d", c.sent, c.received, c.lost)

@@ -238,8 +238,22 @@ type incidentLine struct {
 	Loser   *packet `json:"loser"`
 }
 
-// checkScenario checks the two tracers that watched a scenario: the default
-// mode (files NAME.*) and --timeline (NAME.tl.*).
+// traceMode is one of the tracers that watched a scenario: its files are
+// NAME+suffix+".*".
+type traceMode struct {
+	suffix   string
+	timeline bool // --timeline: every point, history replayed at a clash
+	all      bool // --all: a record per new ct at confirm, besides the clashes
+}
+
+var (
+	defaultMode  = traceMode{}
+	timelineMode = traceMode{suffix: ".tl", timeline: true}
+	allMode      = traceMode{suffix: ".all", all: true}
+)
+
+// checkScenario checks the three tracers that watched a scenario: the
+// default mode (files NAME.*), --timeline (NAME.tl.*) and --all (NAME.all.*).
 func checkScenario(t *testing.T, out, scenario string) {
 	p := func(suffix string) string { return filepath.Join(out, files(scenario)+suffix) }
 	if rc := readFile(t, p(".lab.rc")); rc != "0" {
@@ -248,19 +262,19 @@ func checkScenario(t *testing.T, out, scenario string) {
 	var stats lab.Stats
 	readJSON(t, p(".lab.json"), &stats)
 	var incidents int
-	t.Run("default", func(t *testing.T) { incidents = checkTrace(t, out, scenario, "", &stats) })
-	t.Run("timeline", func(t *testing.T) { checkTrace(t, out, scenario, ".tl", &stats) })
+	t.Run("default", func(t *testing.T) { incidents = checkTrace(t, out, scenario, defaultMode, &stats) })
+	t.Run("timeline", func(t *testing.T) { checkTrace(t, out, scenario, timelineMode, &stats) })
+	t.Run("all", func(t *testing.T) { checkTrace(t, out, scenario, allMode, &stats) })
 	if scenario == "endpoints-2" {
 		checkFilters(t, p, incidents)
 	}
 }
 
 // checkTrace checks one tracer's output against the kernel's counters and
-// returns its number of incidents; tl is "" for the default mode, ".tl" for
-// --timeline.
-func checkTrace(t *testing.T, out, scenario, tl string, stats *lab.Stats) int {
-	p := func(suffix string) string { return filepath.Join(out, files(scenario)+tl+suffix) }
-	timeline := tl != ""
+// returns its number of incidents.
+func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.Stats) int {
+	p := func(suffix string) string { return filepath.Join(out, files(scenario)+mode.suffix+suffix) }
+	timeline := mode.timeline
 	name, variant, _ := strings.Cut(scenario, "@")
 	if rc := readFile(t, p(".trace.rc")); rc != "0" {
 		t.Fatalf("ctprobe trace exit %s: %s", rc, readFile(t, p(".trace.err")))
@@ -273,8 +287,11 @@ func checkTrace(t *testing.T, out, scenario, tl string, stats *lab.Stats) int {
 	starved := variant == "kprobe1"
 	var incidents []incidentLine
 	lost := map[string]uint64{}
+	events := 0
 	for i, m := range lines {
 		switch m["kind"] {
+		case "event":
+			events++
 		case "incident":
 			var inc incidentLine
 			if err := json.Unmarshal([]byte(raw[i]), &inc); err != nil {
@@ -290,7 +307,7 @@ func checkTrace(t *testing.T, out, scenario, tl string, stats *lab.Stats) int {
 		case "warning":
 			t.Errorf("ctprobe warned: %s", raw[i])
 		case "plan":
-			checkAttachMode(t, raw[i], variant, timeline)
+			checkAttachMode(t, raw[i], variant, mode)
 		}
 	}
 	// With nothing lost, ctprobe must account for every clash exactly; with
@@ -335,7 +352,17 @@ func checkTrace(t *testing.T, out, scenario, tl string, stats *lab.Stats) int {
 		kernelClashes += d.Clashes()
 		kernelDrops += d.Drop
 	}
-	t.Logf("%s: %d lookups, %d incidents, kernel clashes %d (drops %d)", name, stats.Lookups, len(incidents), kernelClashes, kernelDrops)
+	t.Logf("%s: %d lookups, %d incidents, %d event lines, kernel clashes %d (drops %d)", name, stats.Lookups, len(incidents), events, kernelClashes, kernelDrops)
+	// --all prints a line for every new ct at confirm: each lookup makes at
+	// least one (its A and AAAA queries share a socket, so they make two
+	// only when they race), and every loser two (the clash, the verdict).
+	// The other modes print none.
+	if mode.all && exact && uint64(events) < uint64(stats.Lookups)+2*kernelClashes {
+		t.Errorf("--all printed %d event lines for %d lookups and %d clashes", events, stats.Lookups, kernelClashes)
+	}
+	if !mode.all && events != 0 {
+		t.Errorf("%d event lines without --all", events)
+	}
 	if mismatch(uint64(len(incidents)), kernelClashes) {
 		t.Errorf("%d incidents in all, kernel counted %d clashes in the lab's namespaces", len(incidents), kernelClashes)
 	}
@@ -501,8 +528,8 @@ func checkFilters(t *testing.T, p func(string) string, all int) {
 
 // checkAttachMode checks that every probe point the mode needs attached, in
 // the mode asked. The default mode needs only the clash probe, and confirm
-// where that is missing (noclash).
-func checkAttachMode(t *testing.T, line, attach string, timeline bool) {
+// where that is missing (noclash); --all needs both.
+func checkAttachMode(t *testing.T, line, attach string, mode traceMode) {
 	var plan struct {
 		Points []struct{ Point, Function, Mode, Status, Reason string } `json:"points"`
 	}
@@ -514,7 +541,7 @@ func checkAttachMode(t *testing.T, line, attach string, timeline bool) {
 		switch {
 		case attach == "noclash" && p.Point == "clash":
 			want = "skipped"
-		case !timeline && p.Point != "clash" && !(p.Point == "confirm" && attach == "noclash"):
+		case !mode.timeline && p.Point != "clash" && !(p.Point == "confirm" && (attach == "noclash" || mode.all)):
 			want = "unused"
 		}
 		if p.Status != want {
@@ -555,14 +582,19 @@ func checkRaces(t *testing.T, name string, races map[int]int, incidents int, ker
 }
 
 // comparable keeps the lines whose content does not depend on when they were
-// printed: incidents, events and the final summary.
+// printed: events, then incidents and the final summary, each in their
+// order. (An incident waits out the reorder window, which ends by the clock
+// when tracing live and at a later record in a report, so where it falls
+// among the events differs.)
 func comparable(raw []string, lines []map[string]any) []string {
-	var out []string
+	var events, rest []string
 	for i, m := range lines {
 		switch m["kind"] {
-		case "incident", "event", "summary":
-			out = append(out, raw[i])
+		case "event":
+			events = append(events, raw[i])
+		case "incident", "summary":
+			rest = append(rest, raw[i])
 		}
 	}
-	return out
+	return append(events, rest...)
 }

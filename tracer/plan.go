@@ -50,29 +50,30 @@ type point struct {
 	// must fail without it; attached tells which earlier points attached.
 	use func(o Options, attached func(point string) bool) (needed, required bool)
 	// candidates in order of preference, chosen for this kernel's
-	// signatures and for the options (the default mode probes
-	// nf_ct_resolve_clash's exit too).
-	candidates func(k Kernel, o Options) []candidate
+	// signatures, for the options (the default mode probes
+	// nf_ct_resolve_clash's exit too) and for the points attached before.
+	candidates func(k Kernel, o Options, attached func(point string) bool) []candidate
 }
 
-// history: --timeline and --all follow every new ct; the default mode
-// probes only the clash path.
-func history(o Options) bool { return o.All || o.Timeline }
+// history: --timeline (with or without --all) follows every new ct through
+// every point; the default mode and --all without it probe only the clash
+// path, and --all confirm's exit.
+func history(o Options) bool { return o.Timeline }
 
-// withHistory is the use of the points that only --timeline and --all need.
+// withHistory is the use of the points that only --timeline needs.
 func withHistory(required bool) func(Options, func(string) bool) (bool, bool) {
 	return func(o Options, _ func(string) bool) (bool, bool) { return history(o), required && history(o) }
 }
 
 // unusedReason is the plan's reason for a point the mode does not need.
-const unusedReason = "the default mode probes only the clash path; --timeline and --all attach it"
+const unusedReason = "the default mode and --all probe only the clash path and confirm; --timeline attaches it"
 
 // points are the stages ctprobe follows, in the order a packet meets them
 // (clash before confirm: the default mode needs confirm only without it).
 var points = []point{
 	{
 		name: "ct_in", why: "no conntrack entry is seen being created", use: withHistory(true),
-		candidates: func(k Kernel, _ Options) []candidate {
+		candidates: func(k Kernel, _ Options, _ func(string) bool) []candidate {
 			// 4.19 has nf_conntrack_in(net, pf, hooknum, skb); 4.20+ (skb, state).
 			if n := k.funcParams("nf_conntrack_in"); n == 4 || (n < 0 && !k.AtLeast(4, 20)) {
 				return []candidate{{fn: "nf_conntrack_in",
@@ -86,7 +87,7 @@ var points = []point{
 	{
 		name: "nat", why: "NAT bindings (chosen endpoint, changed source port) are not seen; race 2 cannot be told apart",
 		use: withHistory(false),
-		candidates: func(Kernel, Options) []candidate {
+		candidates: func(Kernel, Options, func(string) bool) []candidate {
 			// get_unique_tuple is static and inlined into nf_nat_setup_info in
 			// most builds (6.1, 6.18); nf_nat_setup_info is exported.
 			return []candidate{
@@ -102,11 +103,11 @@ var points = []point{
 	{
 		name: "clash", why: "the winner of a clash is known only when the loser was merged into it or by a tuple lookup at confirm",
 		use: func(Options, func(string) bool) (bool, bool) { return true, false },
-		candidates: func(k Kernel, o Options) []candidate {
+		candidates: func(k Kernel, o Options, _ func(string) bool) []candidate {
 			// Its return value is confirm's verdict, which the default mode
 			// reads at its exit instead of probing confirm.
 			fexit, kret := probe.BPFProgFexitClash, probe.BPFProgKretprobeClash
-			if history(o) {
+			if o.All || history(o) {
 				fexit, kret = "", ""
 			}
 			// 4.19-5.5: nf_ct_resolve_clash(net, skb, ctinfo, h), likely inlined;
@@ -130,10 +131,19 @@ var points = []point{
 	{
 		name: "confirm", why: "no verdict: clashes and drops are invisible",
 		use: func(o Options, attached func(string) bool) (bool, bool) {
-			need := history(o) || !attached("clash")
+			need := o.All || history(o) || !attached("clash")
 			return need, need
 		},
-		candidates: func(Kernel, Options) []candidate {
+		candidates: func(_ Kernel, o Options, attached func(string) bool) []candidate {
+			// --all with the clash probe needs only the exit: a new ct that
+			// did not clash is still there to be read, and one that clashed
+			// was read at nf_ct_resolve_clash. Without the clash probe the
+			// entry indexes each ct by tuple, to find a loser's winner.
+			if o.All && !history(o) && attached("clash") {
+				return []candidate{{fn: "__nf_conntrack_confirm",
+					fentry: programs{"", probe.BPFProgFexitConfirmNew},
+					kprobe: programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirmNew}}}
+			}
 			return []candidate{{fn: "__nf_conntrack_confirm",
 				fentry: programs{probe.BPFProgFentryConfirm, probe.BPFProgFexitConfirm},
 				kprobe: programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirm}}}

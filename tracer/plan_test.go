@@ -32,17 +32,21 @@ func TestPlanPicksSignatureVariants(t *testing.T) {
 		{"6.1.0-50-cloud-amd64", probe.BPFProgKprobeCtIn, probe.BPFProgKprobeClash, true, true},
 	} {
 		k := Kernel{Release: c.release, Version: parseRelease(c.release)} // no BTF
-		in := pointByName(t, "ct_in").candidates(k, Options{})
+		in := pointByName(t, "ct_in").candidates(k, Options{}, nil)
 		if in[0].kprobe.entry != c.ctIn || (in[0].fentry.exit != "") != c.ctInFentry {
 			t.Errorf("%s ct_in: %+v", c.release, in)
 		}
 		// The default mode reads the verdict at nf_ct_resolve_clash's
 		// return; --timeline joins the clash at confirm instead.
-		cl := pointByName(t, "clash").candidates(k, Options{})
+		cl := pointByName(t, "clash").candidates(k, Options{}, nil)
 		if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != probe.BPFProgKretprobeClash || len(cl) != 1 {
 			t.Errorf("%s clash, default mode: %+v", c.release, cl)
 		}
-		cl = pointByName(t, "clash").candidates(k, Options{Timeline: true})
+		// --all takes it at confirm's exit.
+		if cl := pointByName(t, "clash").candidates(k, Options{All: true}, nil); cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != "" || len(cl) != 1 {
+			t.Errorf("%s clash, --all: %+v", c.release, cl)
+		}
+		cl = pointByName(t, "clash").candidates(k, Options{Timeline: true}, nil)
 		if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != "" {
 			t.Errorf("%s clash, --timeline: %+v", c.release, cl)
 		}
@@ -53,7 +57,7 @@ func TestPlanPicksSignatureVariants(t *testing.T) {
 		}
 	}
 	// The NAT point prefers get_unique_tuple where it is a symbol.
-	nat := pointByName(t, "nat").candidates(Kernel{}, Options{Timeline: true})
+	nat := pointByName(t, "nat").candidates(Kernel{}, Options{Timeline: true}, nil)
 	if nat[0].fn != "get_unique_tuple" || nat[1].fn != "nf_nat_setup_info" {
 		t.Errorf("nat candidates %+v", nat)
 	}
@@ -72,6 +76,8 @@ func TestPlanDefaultModeUsesConfirmOnlyWithoutClash(t *testing.T) {
 		{Options{}, false, true, true},
 		{Options{Timeline: true}, true, true, true},
 		{Options{All: true}, true, true, true},
+		{Options{All: true}, false, true, true},
+		{Options{All: true, Timeline: true}, true, true, true},
 	} {
 		needed, required := confirm.use(c.opts, func(p string) bool { return p == "clash" && c.clash })
 		if needed != c.needed || required != c.required {
@@ -79,8 +85,32 @@ func TestPlanDefaultModeUsesConfirmOnlyWithoutClash(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"ct_in", "nat"} {
-		if needed, _ := pointByName(t, name).use(Options{}, func(string) bool { return true }); needed {
-			t.Errorf("the default mode uses %s", name)
+		for _, o := range []Options{{}, {All: true}} {
+			if needed, _ := pointByName(t, name).use(o, func(string) bool { return true }); needed {
+				t.Errorf("%+v uses %s", o, name)
+			}
+		}
+	}
+}
+
+// --all reads a new ct at confirm's exit alone where the clash probe took
+// the clashes; without it (4.19-5.5), and with --timeline, confirm's entry
+// is probed too.
+func TestPlanAllProbesConfirmExitOnly(t *testing.T) {
+	confirm := pointByName(t, "confirm")
+	for _, c := range []struct {
+		opts      Options
+		clash     bool
+		wantEntry bool
+	}{
+		{Options{All: true}, true, false},
+		{Options{All: true}, false, true},
+		{Options{All: true, Timeline: true}, true, true},
+		{Options{}, false, true},
+	} {
+		cs := confirm.candidates(Kernel{}, c.opts, func(p string) bool { return p == "clash" && c.clash })
+		if len(cs) != 1 || (cs[0].fentry.entry != "") != c.wantEntry || cs[0].fentry.exit == "" || cs[0].kprobe.entry == "" || cs[0].kprobe.exit == "" {
+			t.Errorf("%+v, clash attached %v: %+v", c.opts, c.clash, cs)
 		}
 	}
 }

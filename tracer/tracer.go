@@ -35,11 +35,12 @@ type Filter struct {
 // Options configure a Tracer.
 type Options struct {
 	Filter Filter
-	// All streams every probe event. Timeline keeps each new ct's history
-	// in the kernel and sends it when the ct clashes: both packets' stages
-	// (ct_in, NAT, confirm) and senders across namespaces. Neither (the
-	// default) probes only the clash path, so a packet that does not clash
-	// costs nothing.
+	// Timeline keeps each new ct's history in the kernel and sends it when
+	// the ct clashes: both packets' stages (ct_in, NAT, confirm) and
+	// senders across namespaces. All streams one record per new ct, at
+	// confirm, besides the clashes; All with Timeline streams every event
+	// of every probe point instead. Neither (the default) probes only the
+	// clash path, so a packet that does not clash costs nothing.
 	All, Timeline bool
 	// RingSize is the ring buffer size in bytes (a power of two, >= page size).
 	RingSize int
@@ -179,8 +180,8 @@ func (t *Tracer) load(opts Options) error {
 		return err
 	}
 	spec.Maps[probe.BPFMapEvents].MaxEntries = uint32(orDefault(opts.RingSize, DefaultRingSize))
-	// The history serves --timeline, and --pid under --all (bpf/ctprobe.bpf.c).
-	if opts.Timeline || opts.All && opts.Filter.PID != 0 {
+	// The history serves --timeline, with or without --all (bpf/ctprobe.bpf.c).
+	if opts.Timeline {
 		spec.Maps[probe.BPFMapHist].MaxEntries = uint32(orDefault(opts.History, DefaultHistory))
 	} else {
 		spec.Maps[probe.BPFMapHist].MaxEntries = 1
@@ -231,7 +232,8 @@ func setFilter(spec *ebpf.CollectionSpec, opts Options) error {
 		set(probe.BPFVarFilterHost, host),
 		set(probe.BPFVarFilterNetns, f.Netns),
 		set(probe.BPFVarFilterPid, f.PID),
-		set(probe.BPFVarStreamAll, opts.All),
+		set(probe.BPFVarStreamConfirms, opts.All && !opts.Timeline),
+		set(probe.BPFVarStreamAll, opts.All && opts.Timeline),
 		set(probe.BPFVarKeepHistory, opts.Timeline && !opts.All),
 	)
 }
@@ -241,7 +243,7 @@ func setFilter(spec *ebpf.CollectionSpec, opts Options) error {
 func (t *Tracer) attach(opts Options) {
 	for _, p := range points {
 		needed, required := p.use(opts, t.attached)
-		candidates := p.candidates(t.Kernel, opts)
+		candidates := p.candidates(t.Kernel, opts, t.attached)
 		e := PlanEntry{Point: p.name, Required: required, Status: StatusAbsent}
 		if !needed {
 			e.Function, e.Status, e.Reason = candidates[0].fn, StatusUnused, unusedReason

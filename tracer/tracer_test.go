@@ -40,6 +40,7 @@ func TestProgramsPassVerifier(t *testing.T) {
 		{Timeline: true},
 		{All: true},
 		{All: true, Filter: Filter{PID: 1}},
+		{All: true, Timeline: true, Filter: Filter{PID: 1}},
 		{Timeline: true, Filter: Filter{Proto: 17, Port: 53, Host: netip.MustParseAddr("fd00::10"), Netns: 1}},
 		{Filter: Filter{Host: netip.MustParseAddr("10.96.0.10"), PID: 1}},
 	} {
@@ -98,6 +99,7 @@ func TestOpenReportsKernelLimits(t *testing.T) {
 	}{
 		{Options{}, []string{"clash", "confirm"}, []string{"ct_in", "nat", "origin"}},
 		{Options{Timeline: true}, []string{"ct_in", "confirm"}, nil},
+		{Options{All: true}, []string{"clash", "confirm"}, []string{"ct_in", "nat", "origin"}},
 	} {
 		start := time.Now()
 		tr, err := Open(c.opts)

@@ -198,7 +198,13 @@ func race3(t *testing.T) [][]byte {
 
 func writeCapture(t *testing.T, path string, records [][]byte, trailer bool) {
 	t.Helper()
-	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: "all", StartUnixNano: 1e18})
+	writeModeCapture(t, path, "all", records, trailer)
+}
+
+// writeModeCapture writes a capture as `trace` in mode (the header's Mode) would.
+func writeModeCapture(t *testing.T, path, mode string, records [][]byte, trailer bool) {
+	t.Helper()
+	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: mode, StartUnixNano: 1e18})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,6 +235,34 @@ func incidents(t *testing.T, jsonl string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// report prints a capture's events as its trace did: every one for a
+// capture of --all (with or without --timeline), none for the other modes
+// unless asked with --all.
+func TestReportEventsFollowCaptureMode(t *testing.T) {
+	records := race3(t)
+	for _, c := range []struct {
+		mode string
+		args []string
+		want int
+	}{
+		{"all", nil, len(records)},
+		{"all+timeline", nil, len(records)},
+		{"incidents", nil, 0},
+		{"timeline", nil, 0},
+		{"incidents", []string{"--all"}, len(records)},
+	} {
+		path := filepath.Join(t.TempDir(), "c.ctp")
+		writeModeCapture(t, path, c.mode, records, true)
+		code, stdout, stderr := runCLI(append([]string{"report", "-r", path, "-o", "json"}, c.args...)...)
+		if code != 0 {
+			t.Fatalf("%s %v: exit %d: %s", c.mode, c.args, code, stderr)
+		}
+		if got := strings.Count(stdout, `"kind":"event"`); got != c.want {
+			t.Errorf("capture mode %s, report %v: %d event lines, want %d", c.mode, c.args, got, c.want)
+		}
+	}
 }
 
 func TestReportCapture(t *testing.T) {

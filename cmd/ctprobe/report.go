@@ -45,7 +45,9 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if err := r.Plan(plan); err != nil {
 		return err
 	}
-	p := stream.New(r, *out.all, time.Unix(0, hdr.StartUnixNano))
+	// A capture of `trace --all` reports its events as that trace printed them.
+	all := *out.all || hdr.Mode == "all" || hdr.Mode == "all+timeline"
+	p := stream.New(r, all, time.Unix(0, hdr.StartUnixNano))
 	var readErr error
 	for {
 		rec, err := rd.Next()

@@ -35,7 +35,7 @@ func addOutputFlags(fs interface {
 }) outputFlags {
 	return outputFlags{
 		format:  fs.String("o", "text", "output format: text or json (one JSON object per line, docs/json-schema.md)"),
-		all:     fs.Bool("all", false, "print every probe event, not only race incidents"),
+		all:     fs.Bool("all", false, "print every new conntrack entry at confirm (tuples before and after NAT, verdict, socket) besides the races; with --timeline, every event of every probe point"),
 		noColor: fs.Bool("no-color", false, "never colour the output (colour is used only on a terminal)"),
 	}
 }
@@ -65,7 +65,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	host := fs.String("host", "", "only flows with this address at either end, before or after NAT")
 	port := fs.String("port", "", "only flows with this port at either end, before or after NAT")
 	netns := fs.String("netns", "", "only this network namespace (inode number, as lsns prints it)")
-	pid := fs.String("pid", "", "only conntrack entries created by this process (default mode: clashes in its context, i.e. of packets it sent from this netns)")
+	pid := fs.String("pid", "", "only conntrack entries created by this process (without --timeline: packets it sent from the netns where they clash or are confirmed)")
 	duration := fs.Duration("duration", 0, "stop after this long (e.g. 30s; 0: until interrupted)")
 	var count uint64
 	fs.Uint64Var(&count, "c", 0, "stop after this many incidents (with --all: events)")
@@ -368,6 +368,8 @@ func captureHeader(t *tracer.Tracer, opts tracer.Options, clock render.Clock, st
 	host, _ := os.Hostname()
 	mode := "incidents"
 	switch {
+	case opts.All && opts.Timeline:
+		mode = "all+timeline"
 	case opts.All:
 		mode = "all"
 	case opts.Timeline:

@@ -121,7 +121,7 @@ type Header struct {
 	RecordSize   uint32            `json:"RecordSize"`
 	Plan         []PlanEntry       `json:"Plan"`
 	Filters      map[string]string `json:"Filters"` // proto, host, port, netns, pid
-	Mode         string            `json:"Mode"`    // "incidents", "timeline" or "all"
+	Mode         string            `json:"Mode"`    // "incidents", "timeline", "all" or "all+timeline"
 	Counters     []NetnsCounters   `json:"Counters"`
 	Extra        map[string]string `json:"Extra,omitempty"`
 }

@@ -308,6 +308,93 @@ func TestPacketDetailsDefaultMode(t *testing.T) {
 	}
 }
 
+// allMode is what --all sends for a replayed race: the winner's own
+// confirm record, as confirm's exit reads it for every new ct that did not
+// clash (socket, DNS message, whether made on this host), then the default
+// mode's pair, which is not marked as sent together. Nil when the race has
+// no clash record or no winner confirm.
+func allMode(replay []event.Event) []event.Event {
+	pair := defaultMode(replay)
+	var wConf, wIn *event.Event
+	for i := range replay {
+		switch ev := &replay[i]; {
+		case ev.Flags&event.FlagWinner == 0:
+		case ev.Kind == event.Confirm:
+			wConf = ev
+		case ev.Kind == event.CTIn:
+			wIn = ev
+		}
+	}
+	if pair == nil || wConf == nil || wIn == nil {
+		return nil
+	}
+	w := *wConf
+	w.Flags &^= event.FlagHistory | event.FlagWinner
+	w.Payload, w.PayloadLen = wIn.Payload, wIn.PayloadLen
+	if wIn.Hook == event.HookLocalOut {
+		w.Flags |= event.FlagLocal
+	}
+	pair[0].Flags &^= event.FlagHistory
+	return append([]event.Event{w}, pair...)
+}
+
+// --all names the same races as the default mode, and the winner from its
+// own confirm record: its confirm stage and, where it was sent here, its
+// task and DNS query. The incident waits for the reorder window (the
+// winner's record may come late), so it arrives no sooner than that.
+func TestScenariosAllMode(t *testing.T) {
+	n := 0
+	for _, sc := range scenarios() {
+		evs := allMode(sc.replay)
+		if evs == nil {
+			continue
+		}
+		n++
+		t.Run(sc.name, func(t *testing.T) {
+			c := New(Options{})
+			for i := range evs {
+				if incs := c.Add(&evs[i]); len(incs) != 0 {
+					t.Fatalf("incident before the reorder window passed: %+v", incs)
+				}
+			}
+			last := evs[len(evs)-1].Time
+			if incs := c.Advance(last + uint64(DefaultReorderWindow) - 1); len(incs) != 0 {
+				t.Fatalf("incident 1 ns before the reorder window ended")
+			}
+			w := sc.want
+			w.window, w.reason, w.loserStages = 0, nil, []event.Kind{event.Clash, event.Confirm}
+			inc := only(t, c.Advance(last+uint64(DefaultReorderWindow)))
+			check(t, inc, w)
+			if st := inc.Winner.Timeline; len(st) != 1 || st[0].Kind != event.Confirm || st[0].Time != evs[0].Time {
+				t.Errorf("winner timeline %+v, want its confirm at %d", st, evs[0].Time)
+			}
+			if wantTask := evs[0].Flags&event.FlagLocal != 0 && evs[0].Flags&event.FlagSock != 0; inc.Winner.Task != wantTask ||
+				wantTask && (inc.Winner.PID != evs[0].PID || inc.Winner.Sock != evs[0].Sock || inc.Winner.DNS.Valid != (evs[0].PayloadLen > 0)) {
+				t.Errorf("winner task %v pid %d socket %+v dns %+v, from %+v", inc.Winner.Task, inc.Winner.PID, inc.Winner.Sock, inc.Winner.DNS, evs[0])
+			}
+			if len(c.Flush()) != 0 {
+				t.Errorf("flush gave more incidents")
+			}
+		})
+	}
+	if n == 0 {
+		t.Fatal("no scenario has a clash and a winner confirm")
+	}
+}
+
+// --all: a winner whose confirm record comes after its loser's pair (its
+// exit ran late on another CPU) still gives one incident, with the winner
+// named by the clash, and no second one.
+func TestAllModeLateWinnerConfirm(t *testing.T) {
+	evs := allMode(scenarioR3NATClash().replay)
+	late := append(evs[1:], evs[0])
+	late[2].Time = late[1].Time + 5
+	inc := only(t, feed(t, New(Options{}), late))
+	if inc.Race != RaceEndpoints || inc.Winner.CT != ctW || inc.Winner.Orig != evs[0].Orig {
+		t.Errorf("race %d winner %#x orig %v", inc.Race, inc.Winner.CT, inc.Winner.Orig)
+	}
+}
+
 // The loser's and winner's packets carry the task, socket and DNS query.
 func TestPacketDetails(t *testing.T) {
 	sc := scenarioR1Merged()

@@ -172,52 +172,55 @@ type BPFTupleKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	BPFMapClashes            = "clashes"
-	BPFMapConfirmed          = "confirmed"
-	BPFMapEntries            = "entries"
-	BPFMapEvents             = "events"
-	BPFMapHist               = "hist"
-	BPFMapLosses             = "losses"
-	BPFMapOrigins            = "origins"
-	BPFMapPairs              = "pairs"
-	BPFMapScratch            = "scratch"
-	BPFMapScratchHist        = "scratch_hist"
-	BPFMapScratchPair        = "scratch_pair"
-	BPFProgFentryClash       = "fentry_clash"
-	BPFProgFentryConfirm     = "fentry_confirm"
-	BPFProgFentryGut         = "fentry_gut"
-	BPFProgFentryNat         = "fentry_nat"
-	BPFProgFexitClash        = "fexit_clash"
-	BPFProgFexitConfirm      = "fexit_confirm"
-	BPFProgFexitCtIn         = "fexit_ct_in"
-	BPFProgFexitGut          = "fexit_gut"
-	BPFProgFexitNat          = "fexit_nat"
-	BPFProgKprobeClash       = "kprobe_clash"
-	BPFProgKprobeClashV419   = "kprobe_clash_v419"
-	BPFProgKprobeConfirm     = "kprobe_confirm"
-	BPFProgKprobeCtIn        = "kprobe_ct_in"
-	BPFProgKprobeCtInV419    = "kprobe_ct_in_v419"
-	BPFProgKprobeGut         = "kprobe_gut"
-	BPFProgKprobeNat         = "kprobe_nat"
-	BPFProgKretprobeClash    = "kretprobe_clash"
-	BPFProgKretprobeConfirm  = "kretprobe_confirm"
-	BPFProgKretprobeCtIn     = "kretprobe_ct_in"
-	BPFProgKretprobeGut      = "kretprobe_gut"
-	BPFProgKretprobeNat      = "kretprobe_nat"
-	BPFProgRawTpOrigin       = "raw_tp_origin"
-	BPFVarFilterHost         = "filter_host"
-	BPFVarFilterHostFamily   = "filter_host_family"
-	BPFVarFilterNetns        = "filter_netns"
-	BPFVarFilterPid          = "filter_pid"
-	BPFVarFilterPort         = "filter_port"
-	BPFVarFilterProto        = "filter_proto"
-	BPFVarKeepHistory        = "keep_history"
-	BPFVarLookupWinner       = "lookup_winner"
-	BPFVarStreamAll          = "stream_all"
-	BPFVarUnusedEventFlag    = "unused_event_flag"
-	BPFVarUnusedEventKind    = "unused_event_kind"
-	BPFVarUnusedLossKind     = "unused_loss_kind"
-	BPFVarUnusedRecordLayout = "unused_record_layout"
+	BPFMapClashes              = "clashes"
+	BPFMapConfirmed            = "confirmed"
+	BPFMapEntries              = "entries"
+	BPFMapEvents               = "events"
+	BPFMapHist                 = "hist"
+	BPFMapLosses               = "losses"
+	BPFMapOrigins              = "origins"
+	BPFMapPairs                = "pairs"
+	BPFMapScratch              = "scratch"
+	BPFMapScratchHist          = "scratch_hist"
+	BPFMapScratchPair          = "scratch_pair"
+	BPFProgFentryClash         = "fentry_clash"
+	BPFProgFentryConfirm       = "fentry_confirm"
+	BPFProgFentryGut           = "fentry_gut"
+	BPFProgFentryNat           = "fentry_nat"
+	BPFProgFexitClash          = "fexit_clash"
+	BPFProgFexitConfirm        = "fexit_confirm"
+	BPFProgFexitConfirmNew     = "fexit_confirm_new"
+	BPFProgFexitCtIn           = "fexit_ct_in"
+	BPFProgFexitGut            = "fexit_gut"
+	BPFProgFexitNat            = "fexit_nat"
+	BPFProgKprobeClash         = "kprobe_clash"
+	BPFProgKprobeClashV419     = "kprobe_clash_v419"
+	BPFProgKprobeConfirm       = "kprobe_confirm"
+	BPFProgKprobeCtIn          = "kprobe_ct_in"
+	BPFProgKprobeCtInV419      = "kprobe_ct_in_v419"
+	BPFProgKprobeGut           = "kprobe_gut"
+	BPFProgKprobeNat           = "kprobe_nat"
+	BPFProgKretprobeClash      = "kretprobe_clash"
+	BPFProgKretprobeConfirm    = "kretprobe_confirm"
+	BPFProgKretprobeConfirmNew = "kretprobe_confirm_new"
+	BPFProgKretprobeCtIn       = "kretprobe_ct_in"
+	BPFProgKretprobeGut        = "kretprobe_gut"
+	BPFProgKretprobeNat        = "kretprobe_nat"
+	BPFProgRawTpOrigin         = "raw_tp_origin"
+	BPFVarFilterHost           = "filter_host"
+	BPFVarFilterHostFamily     = "filter_host_family"
+	BPFVarFilterNetns          = "filter_netns"
+	BPFVarFilterPid            = "filter_pid"
+	BPFVarFilterPort           = "filter_port"
+	BPFVarFilterProto          = "filter_proto"
+	BPFVarKeepHistory          = "keep_history"
+	BPFVarLookupWinner         = "lookup_winner"
+	BPFVarStreamAll            = "stream_all"
+	BPFVarStreamConfirms       = "stream_confirms"
+	BPFVarUnusedEventFlag      = "unused_event_flag"
+	BPFVarUnusedEventKind      = "unused_event_kind"
+	BPFVarUnusedLossKind       = "unused_loss_kind"
+	BPFVarUnusedRecordLayout   = "unused_record_layout"
 )
 
 // LoadBPF returns the embedded CollectionSpec for BPF.
@@ -262,28 +265,30 @@ type BPFSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BPFProgramSpecs struct {
-	FentryClash      *ebpf.ProgramSpec `ebpf:"fentry_clash"`
-	FentryConfirm    *ebpf.ProgramSpec `ebpf:"fentry_confirm"`
-	FentryGut        *ebpf.ProgramSpec `ebpf:"fentry_gut"`
-	FentryNat        *ebpf.ProgramSpec `ebpf:"fentry_nat"`
-	FexitClash       *ebpf.ProgramSpec `ebpf:"fexit_clash"`
-	FexitConfirm     *ebpf.ProgramSpec `ebpf:"fexit_confirm"`
-	FexitCtIn        *ebpf.ProgramSpec `ebpf:"fexit_ct_in"`
-	FexitGut         *ebpf.ProgramSpec `ebpf:"fexit_gut"`
-	FexitNat         *ebpf.ProgramSpec `ebpf:"fexit_nat"`
-	KprobeClash      *ebpf.ProgramSpec `ebpf:"kprobe_clash"`
-	KprobeClashV419  *ebpf.ProgramSpec `ebpf:"kprobe_clash_v419"`
-	KprobeConfirm    *ebpf.ProgramSpec `ebpf:"kprobe_confirm"`
-	KprobeCtIn       *ebpf.ProgramSpec `ebpf:"kprobe_ct_in"`
-	KprobeCtInV419   *ebpf.ProgramSpec `ebpf:"kprobe_ct_in_v419"`
-	KprobeGut        *ebpf.ProgramSpec `ebpf:"kprobe_gut"`
-	KprobeNat        *ebpf.ProgramSpec `ebpf:"kprobe_nat"`
-	KretprobeClash   *ebpf.ProgramSpec `ebpf:"kretprobe_clash"`
-	KretprobeConfirm *ebpf.ProgramSpec `ebpf:"kretprobe_confirm"`
-	KretprobeCtIn    *ebpf.ProgramSpec `ebpf:"kretprobe_ct_in"`
-	KretprobeGut     *ebpf.ProgramSpec `ebpf:"kretprobe_gut"`
-	KretprobeNat     *ebpf.ProgramSpec `ebpf:"kretprobe_nat"`
-	RawTpOrigin      *ebpf.ProgramSpec `ebpf:"raw_tp_origin"`
+	FentryClash         *ebpf.ProgramSpec `ebpf:"fentry_clash"`
+	FentryConfirm       *ebpf.ProgramSpec `ebpf:"fentry_confirm"`
+	FentryGut           *ebpf.ProgramSpec `ebpf:"fentry_gut"`
+	FentryNat           *ebpf.ProgramSpec `ebpf:"fentry_nat"`
+	FexitClash          *ebpf.ProgramSpec `ebpf:"fexit_clash"`
+	FexitConfirm        *ebpf.ProgramSpec `ebpf:"fexit_confirm"`
+	FexitConfirmNew     *ebpf.ProgramSpec `ebpf:"fexit_confirm_new"`
+	FexitCtIn           *ebpf.ProgramSpec `ebpf:"fexit_ct_in"`
+	FexitGut            *ebpf.ProgramSpec `ebpf:"fexit_gut"`
+	FexitNat            *ebpf.ProgramSpec `ebpf:"fexit_nat"`
+	KprobeClash         *ebpf.ProgramSpec `ebpf:"kprobe_clash"`
+	KprobeClashV419     *ebpf.ProgramSpec `ebpf:"kprobe_clash_v419"`
+	KprobeConfirm       *ebpf.ProgramSpec `ebpf:"kprobe_confirm"`
+	KprobeCtIn          *ebpf.ProgramSpec `ebpf:"kprobe_ct_in"`
+	KprobeCtInV419      *ebpf.ProgramSpec `ebpf:"kprobe_ct_in_v419"`
+	KprobeGut           *ebpf.ProgramSpec `ebpf:"kprobe_gut"`
+	KprobeNat           *ebpf.ProgramSpec `ebpf:"kprobe_nat"`
+	KretprobeClash      *ebpf.ProgramSpec `ebpf:"kretprobe_clash"`
+	KretprobeConfirm    *ebpf.ProgramSpec `ebpf:"kretprobe_confirm"`
+	KretprobeConfirmNew *ebpf.ProgramSpec `ebpf:"kretprobe_confirm_new"`
+	KretprobeCtIn       *ebpf.ProgramSpec `ebpf:"kretprobe_ct_in"`
+	KretprobeGut        *ebpf.ProgramSpec `ebpf:"kretprobe_gut"`
+	KretprobeNat        *ebpf.ProgramSpec `ebpf:"kretprobe_nat"`
+	RawTpOrigin         *ebpf.ProgramSpec `ebpf:"raw_tp_origin"`
 }
 
 // BPFMapSpecs contains maps before they are loaded into the kernel.
@@ -316,6 +321,7 @@ type BPFVariableSpecs struct {
 	KeepHistory        *ebpf.VariableSpec `ebpf:"keep_history"`
 	LookupWinner       *ebpf.VariableSpec `ebpf:"lookup_winner"`
 	StreamAll          *ebpf.VariableSpec `ebpf:"stream_all"`
+	StreamConfirms     *ebpf.VariableSpec `ebpf:"stream_confirms"`
 	UnusedEventFlag    *ebpf.VariableSpec `ebpf:"unused_event_flag"`
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedLossKind     *ebpf.VariableSpec `ebpf:"unused_loss_kind"`
@@ -384,6 +390,7 @@ type BPFVariables struct {
 	KeepHistory        *ebpf.Variable `ebpf:"keep_history"`
 	LookupWinner       *ebpf.Variable `ebpf:"lookup_winner"`
 	StreamAll          *ebpf.Variable `ebpf:"stream_all"`
+	StreamConfirms     *ebpf.Variable `ebpf:"stream_confirms"`
 	UnusedEventFlag    *ebpf.Variable `ebpf:"unused_event_flag"`
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedLossKind     *ebpf.Variable `ebpf:"unused_loss_kind"`
@@ -394,28 +401,30 @@ type BPFVariables struct {
 //
 // It can be passed to LoadBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BPFPrograms struct {
-	FentryClash      *ebpf.Program `ebpf:"fentry_clash"`
-	FentryConfirm    *ebpf.Program `ebpf:"fentry_confirm"`
-	FentryGut        *ebpf.Program `ebpf:"fentry_gut"`
-	FentryNat        *ebpf.Program `ebpf:"fentry_nat"`
-	FexitClash       *ebpf.Program `ebpf:"fexit_clash"`
-	FexitConfirm     *ebpf.Program `ebpf:"fexit_confirm"`
-	FexitCtIn        *ebpf.Program `ebpf:"fexit_ct_in"`
-	FexitGut         *ebpf.Program `ebpf:"fexit_gut"`
-	FexitNat         *ebpf.Program `ebpf:"fexit_nat"`
-	KprobeClash      *ebpf.Program `ebpf:"kprobe_clash"`
-	KprobeClashV419  *ebpf.Program `ebpf:"kprobe_clash_v419"`
-	KprobeConfirm    *ebpf.Program `ebpf:"kprobe_confirm"`
-	KprobeCtIn       *ebpf.Program `ebpf:"kprobe_ct_in"`
-	KprobeCtInV419   *ebpf.Program `ebpf:"kprobe_ct_in_v419"`
-	KprobeGut        *ebpf.Program `ebpf:"kprobe_gut"`
-	KprobeNat        *ebpf.Program `ebpf:"kprobe_nat"`
-	KretprobeClash   *ebpf.Program `ebpf:"kretprobe_clash"`
-	KretprobeConfirm *ebpf.Program `ebpf:"kretprobe_confirm"`
-	KretprobeCtIn    *ebpf.Program `ebpf:"kretprobe_ct_in"`
-	KretprobeGut     *ebpf.Program `ebpf:"kretprobe_gut"`
-	KretprobeNat     *ebpf.Program `ebpf:"kretprobe_nat"`
-	RawTpOrigin      *ebpf.Program `ebpf:"raw_tp_origin"`
+	FentryClash         *ebpf.Program `ebpf:"fentry_clash"`
+	FentryConfirm       *ebpf.Program `ebpf:"fentry_confirm"`
+	FentryGut           *ebpf.Program `ebpf:"fentry_gut"`
+	FentryNat           *ebpf.Program `ebpf:"fentry_nat"`
+	FexitClash          *ebpf.Program `ebpf:"fexit_clash"`
+	FexitConfirm        *ebpf.Program `ebpf:"fexit_confirm"`
+	FexitConfirmNew     *ebpf.Program `ebpf:"fexit_confirm_new"`
+	FexitCtIn           *ebpf.Program `ebpf:"fexit_ct_in"`
+	FexitGut            *ebpf.Program `ebpf:"fexit_gut"`
+	FexitNat            *ebpf.Program `ebpf:"fexit_nat"`
+	KprobeClash         *ebpf.Program `ebpf:"kprobe_clash"`
+	KprobeClashV419     *ebpf.Program `ebpf:"kprobe_clash_v419"`
+	KprobeConfirm       *ebpf.Program `ebpf:"kprobe_confirm"`
+	KprobeCtIn          *ebpf.Program `ebpf:"kprobe_ct_in"`
+	KprobeCtInV419      *ebpf.Program `ebpf:"kprobe_ct_in_v419"`
+	KprobeGut           *ebpf.Program `ebpf:"kprobe_gut"`
+	KprobeNat           *ebpf.Program `ebpf:"kprobe_nat"`
+	KretprobeClash      *ebpf.Program `ebpf:"kretprobe_clash"`
+	KretprobeConfirm    *ebpf.Program `ebpf:"kretprobe_confirm"`
+	KretprobeConfirmNew *ebpf.Program `ebpf:"kretprobe_confirm_new"`
+	KretprobeCtIn       *ebpf.Program `ebpf:"kretprobe_ct_in"`
+	KretprobeGut        *ebpf.Program `ebpf:"kretprobe_gut"`
+	KretprobeNat        *ebpf.Program `ebpf:"kretprobe_nat"`
+	RawTpOrigin         *ebpf.Program `ebpf:"raw_tp_origin"`
 }
 
 func (p *BPFPrograms) Close() error {
@@ -426,6 +435,7 @@ func (p *BPFPrograms) Close() error {
 		p.FentryNat,
 		p.FexitClash,
 		p.FexitConfirm,
+		p.FexitConfirmNew,
 		p.FexitCtIn,
 		p.FexitGut,
 		p.FexitNat,
@@ -438,6 +448,7 @@ func (p *BPFPrograms) Close() error {
 		p.KprobeNat,
 		p.KretprobeClash,
 		p.KretprobeConfirm,
+		p.KretprobeConfirmNew,
 		p.KretprobeCtIn,
 		p.KretprobeGut,
 		p.KretprobeNat,

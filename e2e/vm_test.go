@@ -217,6 +217,7 @@ func jsonLines(t *testing.T, path string) (raw []string, parsed []map[string]any
 }
 
 type packet struct {
+	CT     string `json:"ct"`
 	Task   bool   `json:"task"` // pid/comm are the sender's, not an incidental task's
 	PID    uint32 `json:"pid"`
 	Comm   string `json:"comm"`
@@ -288,10 +289,14 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	var incidents []incidentLine
 	lost := map[string]uint64{}
 	events := 0
+	inserted := map[string]bool{} // cts seen inserted at confirm (--all)
 	for i, m := range lines {
 		switch m["kind"] {
 		case "event":
 			events++
+			if m["point"] == "confirm" && m["result"] == "inserted" {
+				inserted[m["ct"].(string)] = true
+			}
 		case "incident":
 			var inc incidentLine
 			if err := json.Unmarshal([]byte(raw[i]), &inc); err != nil {
@@ -353,12 +358,18 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 		kernelDrops += d.Drop
 	}
 	t.Logf("%s: %d lookups, %d incidents, %d event lines, kernel clashes %d (drops %d)", name, stats.Lookups, len(incidents), events, kernelClashes, kernelDrops)
-	// --all prints a line for every new ct at confirm: each lookup makes at
-	// least one (its A and AAAA queries share a socket, so they make two
-	// only when they race), and every loser two (the clash, the verdict).
+	// --all prints a line for every new ct at confirm, so every winner's
+	// insert is there, besides the loser's two (the clash, the verdict).
 	// The other modes print none.
-	if mode.all && exact && uint64(events) < uint64(stats.Lookups)+2*kernelClashes {
-		t.Errorf("--all printed %d event lines for %d lookups and %d clashes", events, stats.Lookups, kernelClashes)
+	if mode.all && exact {
+		for _, inc := range incidents {
+			if inc.Winner == nil || !inserted[inc.Winner.CT] {
+				t.Errorf("--all printed no insert of the winner: %+v", inc.Winner)
+			}
+		}
+		if uint64(events) < 3*kernelClashes {
+			t.Errorf("--all printed %d event lines for %d clashes", events, kernelClashes)
+		}
 	}
 	if !mode.all && events != 0 {
 		t.Errorf("%d event lines without --all", events)

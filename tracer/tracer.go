@@ -614,9 +614,10 @@ func kretprobeMissed(l attached) (uint64, bool) {
 func kprobeProfileMissed(profile, fn string) (uint64, bool) {
 	var total uint64
 	found := false
+	event := tracefsEventName(fn)
 	for _, line := range strings.Split(profile, "\n") {
 		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != fn {
+		if len(f) != 3 || f[0] != event {
 			continue
 		}
 		n, err := strconv.ParseUint(f[2], 10, 64)
@@ -627,6 +628,25 @@ func kprobeProfileMissed(profile, fn string) (uint64, bool) {
 		found = true
 	}
 	return total, found
+}
+
+// tracefsEventName is the event name cilium/ebpf gives a tracefs kprobe on
+// symbol fn (internal/tracefs sanitizeIdentifier): every run of characters
+// other than ASCII letters and digits becomes one underscore, so
+// __nf_conntrack_confirm is listed as _nf_conntrack_confirm.
+func tracefsEventName(fn string) string {
+	var b strings.Builder
+	run := false
+	for _, c := range fn {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			b.WriteRune(c)
+			run = false
+		} else if !run {
+			b.WriteByte('_')
+			run = true
+		}
+	}
+	return b.String()
 }
 
 // Detach removes every probe; records already in the ring buffer can still

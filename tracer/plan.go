@@ -105,9 +105,11 @@ var points = []point{
 		use: func(Options, func(string) bool) (bool, bool) { return true, false },
 		candidates: func(k Kernel, o Options, _ func(string) bool) []candidate {
 			// Its return value is confirm's verdict, which the default mode
-			// reads at its exit instead of probing confirm.
+			// reads at its exit instead of probing confirm; the other modes
+			// read it at confirm's exit.
+			atConfirm := o.All || history(o)
 			fexit, kret := probe.BPFProgFexitClash, probe.BPFProgKretprobeClash
-			if o.All || history(o) {
+			if atConfirm {
 				fexit, kret = "", ""
 			}
 			// 4.19-5.5: nf_ct_resolve_clash(net, skb, ctinfo, h), likely inlined;
@@ -120,7 +122,7 @@ var points = []point{
 			cs := []candidate{{fn: "nf_ct_resolve_clash",
 				fentry: programs{probe.BPFProgFentryClash, fexit},
 				kprobe: programs{probe.BPFProgKprobeClash, kret}}}
-			if history(o) {
+			if atConfirm {
 				cs = append(cs, candidate{fn: "__nf_ct_resolve_clash",
 					fentry: programs{probe.BPFProgFentryClash, ""},
 					kprobe: programs{probe.BPFProgKprobeClash, ""}})

@@ -42,18 +42,16 @@ func TestPlanPicksSignatureVariants(t *testing.T) {
 		if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != probe.BPFProgKretprobeClash || len(cl) != 1 {
 			t.Errorf("%s clash, default mode: %+v", c.release, cl)
 		}
-		// --all takes it at confirm's exit.
-		if cl := pointByName(t, "clash").candidates(k, Options{All: true}, nil); cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != "" || len(cl) != 1 {
-			t.Errorf("%s clash, --all: %+v", c.release, cl)
-		}
-		cl = pointByName(t, "clash").candidates(k, Options{Timeline: true}, nil)
-		if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != "" {
-			t.Errorf("%s clash, --timeline: %+v", c.release, cl)
-		}
-		// __nf_ct_resolve_clash (5.6+) is a fallback only where it exists,
-		// and only where the verdict comes from confirm.
-		if hasFallback := len(cl) > 1 && cl[1].fn == "__nf_ct_resolve_clash"; hasFallback != c.clashFn {
-			t.Errorf("%s clash fallback: %+v", c.release, cl)
+		// --timeline and --all take it at confirm's exit. __nf_ct_resolve_clash
+		// (5.6+) is a fallback only where it exists, and only there.
+		for _, o := range []Options{{Timeline: true}, {All: true}} {
+			cl = pointByName(t, "clash").candidates(k, o, nil)
+			if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != "" {
+				t.Errorf("%s clash, %+v: %+v", c.release, o, cl)
+			}
+			if hasFallback := len(cl) > 1 && cl[1].fn == "__nf_ct_resolve_clash"; hasFallback != c.clashFn {
+				t.Errorf("%s clash fallback, %+v: %+v", c.release, o, cl)
+			}
 		}
 	}
 	// The NAT point prefers get_unique_tuple where it is a symbol.

@@ -382,6 +382,18 @@ func TestScenariosAllMode(t *testing.T) {
 	}
 }
 
+// --all where only __nf_ct_resolve_clash could be probed (it sees merges
+// only): a reply-only insert reaches confirm's exit without a pair, and its
+// winner is found by tuple among the inserts --all printed.
+func TestAllModeReplyOnlyWithoutPair(t *testing.T) {
+	w, l := glibcPair(ctW, ctL, endpoint1, endpoint2)
+	evs := []event.Event{w.inserted(1000), l.natClash(1300)}
+	inc := only(t, feed(t, New(Options{}), evs))
+	if inc.Race != RaceEndpoints || inc.Outcome != OutcomeNATClash || inc.Winner.CT != ctW || inc.Loser.CT != ctL {
+		t.Errorf("race %d %s, loser %#x winner %#x", inc.Race, inc.Outcome, inc.Loser.CT, inc.Winner.CT)
+	}
+}
+
 // --all: a winner whose confirm record comes after its loser's pair (its
 // exit ran late on another CPU) still gives one incident, with the winner
 // named by the clash, and no second one.

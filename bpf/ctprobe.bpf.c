@@ -246,10 +246,21 @@ static __always_inline void count_loss(__u32 kind)
 		*n += 1;
 }
 
+/* --all: wake the reader only once this many bytes wait (set by the Go side;
+ * 0: wake for every record, so that an incident shows at once). Under a
+ * stream of records a wakeup each (irq_work, then an IPI to the reader's
+ * CPU) cost more than the record; the reader also reads on a timer. */
+const volatile __u32 wakeup_bytes = 0;
+
 static __always_inline void output(struct event *e)
 {
+	__u64 flags = 0;
+
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										   : BPF_RB_NO_WAKEUP;
 	count_loss(LOSS_SENT);
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
 		count_loss(LOSS_RINGBUF);
 }
 /* Entry/exit pairing for kprobes: kretprobes see no arguments. Softirq work on

@@ -3,9 +3,15 @@ package lab
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/kstat"
 )
 
 func TestFloodOptionsValidate(t *testing.T) {
@@ -142,5 +148,185 @@ func TestFloodCancel(t *testing.T) {
 	}
 	if st.Flows == 0 || st.Netns == nil {
 		t.Errorf("a cancelled flood reports what it did: %+v", st)
+	}
+}
+
+// The threads' shares cover every source port exactly once; without a hold a
+// share ends after one lap.
+func TestPortShares(t *testing.T) {
+	for _, threads := range []int{1, 2, 7, MaxFloodThreads} {
+		seen := make(map[int]int, FloodPorts)
+		for i := 0; i < threads; i++ {
+			p := newPortShare(i, threads, 0)
+			for {
+				j, ready, ok := p.take()
+				if !ok {
+					break
+				}
+				if !ready.IsZero() {
+					t.Fatalf("%d threads: a port that does not wrap waits until %v", threads, ready)
+				}
+				seen[p.port(j)]++
+			}
+		}
+		if len(seen) != FloodPorts {
+			t.Errorf("%d threads: %d distinct ports, want %d", threads, len(seen), FloodPorts)
+		}
+		for port, n := range seen {
+			if n != 1 || port < FloodFirstPort || port > 65535 {
+				t.Fatalf("%d threads: port %d used %d times", threads, port, n)
+			}
+		}
+	}
+}
+
+// Ports that wrap come round again in the same order, each ready no sooner
+// than hold after its previous flow was sent.
+func TestPortShareWrap(t *testing.T) {
+	const hold = 3 * time.Second
+	p := newPortShare(1, 3, hold)
+	var first []int
+	var before, after []time.Time // around each sent
+	for range p.size {
+		j, ready, ok := p.take()
+		if !ok || !ready.IsZero() {
+			t.Fatalf("first lap: ok %v, ready %v", ok, ready)
+		}
+		first = append(first, p.port(j))
+		before = append(before, time.Now())
+		p.sent(j)
+		after = append(after, time.Now())
+	}
+	for k := range 3 {
+		j, ready, ok := p.take()
+		if !ok || p.port(j) != first[k] {
+			t.Fatalf("second lap, flow %d: port %d (ok %v), want %d", k, p.port(j), ok, first[k])
+		}
+		if ready.Before(before[k].Add(hold)) || ready.After(after[k].Add(hold)) {
+			t.Errorf("port %d sent between %v and %v is ready at %v: want %v later", first[k], before[k], after[k], ready, hold)
+		}
+	}
+}
+
+func TestSleepUntil(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	if !sleepUntil(ctx, time.Time{}, now) || !sleepUntil(ctx, now.Add(-time.Second), now) {
+		t.Error("no wait: the flood goes on")
+	}
+	if sleepUntil(ctx, now.Add(time.Hour), now.Add(20*time.Millisecond)) || time.Since(now) < 20*time.Millisecond {
+		t.Errorf("ready after the deadline: want a wait until the deadline and the end, after %v", time.Since(now))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if sleepUntil(cctx, time.Now().Add(time.Hour), time.Now().Add(2*time.Hour)) {
+		t.Error("a cancelled flood goes on")
+	}
+}
+
+// readSysctl reads a /proc/sys entry of a netns.
+func readSysctl(t *testing.T, ns *Netns, key string) string {
+	t.Helper()
+	var b []byte
+	err := kstat.InNetns(ns.Path, func() (err error) {
+		b, err = os.ReadFile("/proc/sys/" + key)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// natted counts the packets that went through the node's nat table
+// (PREROUTING's jump to KUBE-SERVICES): only the first packet of a new flow
+// does, so it counts new flows. (The kernel's stat counters of inserts and
+// lookups that found an entry are gone from recent kernels.)
+func natted(t *testing.T, topo *Topology) uint64 {
+	t.Helper()
+	var out []byte
+	err := kstat.InNetns(topo.NetnsByRole("node").Path, func() (err error) {
+		out, err = exec.Command(topo.RuleBin, "-w", "5", "-t", "nat", "-L", "PREROUTING", "-v", "-x", "-n").Output()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[2] == "KUBE-SERVICES" {
+			n, err := strconv.ParseUint(f[0], 10, 64)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no jump to KUBE-SERVICES in\n%s", out)
+	return 0
+}
+
+// On a topology with a short UDP timeout the source ports wrap, and a reused
+// tuple is a new flow again: every flow goes through the node's NAT rules.
+// Marks cut the flood into segments that hold every flow, and their end ends
+// it.
+func TestFloodWrapMarks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 8 s")
+	}
+	// Longer than a lap of the ports takes at full speed on a fast
+	// machine, so that only the wait keeps live entries from being reused.
+	const timeout = 2 * time.Second
+	topo := setupOpts(t, "endpoints-2", Options{UDPTimeout: timeout})
+	for _, ns := range topo.Namespaces {
+		for _, key := range []string{"nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"} {
+			if v := readSysctl(t, ns, "net/netfilter/"+key); v != "2" {
+				t.Errorf("%s in %s: %s, want 2", key, ns.Role, v)
+			}
+		}
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	// The topology check's query to the target came from an ephemeral
+	// port, inside the flood's range: its entry must expire first, or the
+	// flow from that port is not new.
+	time.Sleep(timeout + reuseMargin)
+	nattedBefore := natted(t, topo)
+	go func() {
+		defer pw.Close()
+		for _, label := range []string{"a", "b"} {
+			time.Sleep(2 * time.Second)
+			io.WriteString(pw, label+"\n")
+		}
+		time.Sleep(time.Second)
+	}()
+	st, err := topo.Flood(context.Background(), FloodOptions{Duration: time.Minute, Threads: 2, Marks: pr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Duration > 20*time.Second || !st.PortsWrap || st.PortsExhausted || st.Errors != 0 {
+		t.Fatalf("a flood that ends with its marks: %v, wrap %v, exhausted %v, %d errors (%s)",
+			st.Duration, st.PortsWrap, st.PortsExhausted, st.Errors, st.FirstError)
+	}
+	var sum uint64
+	var labels []string
+	for _, g := range st.Segments {
+		sum += g.Flows
+		labels = append(labels, g.Label)
+	}
+	if strings.Join(labels, ",") != ",a,b" || sum != st.Flows {
+		t.Errorf("segments %+v: want labels \"\", a, b and %d flows in all", st.Segments, st.Flows)
+	}
+	node := nodeStats(t, st.Netns)
+	if n := natted(t, topo) - nattedBefore; n != st.Flows || node.Delta.Drop != 0 || node.Delta.EarlyDrop != 0 {
+		t.Errorf("%d new flows in the node for %d sent (drop %d, early_drop %d)",
+			n, st.Flows, node.Delta.Drop, node.Delta.EarlyDrop)
+	}
+	t.Logf("%d flows in %v (%d source ports), segments %+v", st.Flows, st.Duration, FloodPorts, st.Segments)
+	if st.Flows <= FloodPorts {
+		t.Skipf("%d flows: too slow a machine for the ports to wrap", st.Flows)
 	}
 }

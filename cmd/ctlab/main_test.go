@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/ctprobe/ctprobe/lab"
+	"golang.org/x/sys/unix"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -34,6 +39,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--bogus"}, "not defined: -bogus"},
 		{[]string{"run", "--scenario", "endpoints-2", "extra"}, `unexpected argument "extra"`},
 		{[]string{"scenarios", "x"}, "no arguments"},
+		{[]string{"flood", "--udp-timeout", "1500ms"}, "whole seconds"},
+		{[]string{"flood", "--udp-timeout", "-1s"}, "whole seconds"},
 	} {
 		code, _, stderr := runCLI(tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -86,5 +93,90 @@ func TestRunJSONPrivileged(t *testing.T) {
 		if _, err := os.Stat(n.Path); err == nil {
 			t.Errorf("%s left behind", n.Path)
 		}
+	}
+}
+
+func TestFloodMarksMissing(t *testing.T) {
+	code, _, stderr := runCLI("flood", "--marks", filepath.Join(t.TempDir(), "none"))
+	if code != 1 || !strings.HasPrefix(stderr, "ctlab: --marks: open ") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a test may read while ctlab writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The way scripts/bench-guest.sh drives a flood: marks through a FIFO once
+// -v says the flood started, and the FIFO's end ends it.
+func TestFloodMarksPrivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("ip not installed")
+	}
+	fifo := filepath.Join(t.TempDir(), "marks")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	var stderr lockedBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- realMain([]string{"flood", "--marks", fifo, "--udp-timeout", "1s", "--duration", "1m", "--rate", "2000", "-o", "json", "-v"}, &stdout, &stderr)
+	}()
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for ctlab to open it
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(stderr.String(), "ctlab: flood: ") {
+		select {
+		case c := <-code:
+			t.Fatalf("ctlab ended (exit %d) before flooding: %s", c, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	for _, label := range []string{"untraced", "traced fentry --all"} {
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprintln(w, label)
+	}
+	time.Sleep(300 * time.Millisecond)
+	w.Close()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d: %s", c, stderr.String())
+	}
+	var st lab.FloodStats
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	if !st.PortsWrap || st.Duration > 30*time.Second || len(st.Segments) != 3 {
+		t.Fatalf("flood: wrap %v, %v, segments %+v", st.PortsWrap, st.Duration, st.Segments)
+	}
+	var sum uint64
+	for i, want := range []string{"", "untraced", "traced fentry --all"} {
+		g := st.Segments[i]
+		sum += g.Flows
+		// 300 ms at 2000 flows/s: about 600 flows.
+		if g.Label != want || g.Duration < 250*time.Millisecond || g.Flows < 300 || g.Flows > 1000 {
+			t.Errorf("segment %d: %+v; want label %q, about 300 ms and 600 flows", i, g, want)
+		}
+	}
+	if sum != st.Flows {
+		t.Errorf("segments hold %d of %d flows", sum, st.Flows)
 	}
 }

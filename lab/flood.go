@@ -74,8 +74,12 @@ type FloodOptions struct {
 	Rate float64
 	// Marks, if set, cuts the flood into segments (FloodStats.Segments):
 	// every line read starts a new segment labelled with the line, and the
-	// end of Marks (or a read error) ends the flood before Duration. Flood
-	// does not close Marks, and returns without waiting for a Read still
+	// end of Marks (or a read error) ends the flood before Duration. A line
+	// that starts with "!" starts a paused segment, labelled with the rest
+	// of the line: the senders send nothing until the next line. (Under
+	// QEMU TCG, attaching probes to functions that another vCPU runs can
+	// crash the guest: a bench attaches its tracer in a pause.) Flood does
+	// not close Marks, and returns without waiting for a Read still
 	// blocked when the flood ends: the caller closes it.
 	Marks io.Reader
 }
@@ -153,8 +157,9 @@ type floodState struct {
 	target  netip.AddrPort
 	payload []byte
 	// sent counts the flows of all threads; a segmenter reads it at its
-	// boundaries.
+	// boundaries, and holds the threads in hold while a segment is paused.
 	sent      atomic.Uint64
+	hold      pauser
 	errs      atomic.Uint64 // flows that failed
 	inUse     atomic.Uint64
 	exhausted atomic.Bool
@@ -303,6 +308,12 @@ func (f *floodState) flow(ctx context.Context, target unix.Sockaddr, ports *port
 func (f *floodState) run(ctx context.Context, ports *portShare, start, deadline time.Time, pace time.Duration) (flows uint64) {
 	target := f.sockaddr()
 	for i := 0; ; i++ {
+		if goOn, waited := f.hold.wait(ctx, deadline); !goOn {
+			return
+		} else if waited {
+			// Pace from the resume on, not to catch up the pause.
+			start, i = time.Now(), 0
+		}
 		if pace > 0 {
 			next := start.Add(time.Duration(i) * pace)
 			if !next.Before(deadline) {
@@ -449,7 +460,7 @@ func (f *floodState) runOn(ctx context.Context, threads []*sender, o FloodOption
 	var seg *segmenter
 	marksErr := make(chan error, 1)
 	if o.Marks != nil {
-		seg = newSegmenter(&f.sent, started, time.Now)
+		seg = newSegmenter(&f.sent, &f.hold, started, time.Now)
 		go func() {
 			marksErr <- readMarks(o.Marks, seg)
 			stop()
@@ -529,7 +540,11 @@ func writeSegments(w io.Writer, segs []Segment) error {
 		if g.Duration > 0 {
 			rate = float64(g.Flows) / g.Duration.Seconds()
 		}
-		fmt.Fprintf(tw, "%v\t%v\t%d\t%.0f\t%s\n", g.Start.Round(time.Millisecond), g.Duration.Round(time.Millisecond), g.Flows, rate, g.Label)
+		label := g.Label
+		if g.Paused {
+			label += " (paused)"
+		}
+		fmt.Fprintf(tw, "%v\t%v\t%d\t%.0f\t%s\n", g.Start.Round(time.Millisecond), g.Duration.Round(time.Millisecond), g.Flows, rate, label)
 	}
 	return tw.Flush()
 }

@@ -268,9 +268,7 @@ func natted(t *testing.T, topo *Topology) uint64 {
 
 // On a topology with a short UDP timeout the source ports wrap, and a reused
 // tuple is a new flow again: every flow goes through the node's NAT rules.
-// Marks cut the flood into segments that hold every flow, and their end ends
-// it.
-func TestFloodWrapMarks(t *testing.T) {
+func TestFloodWrap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes 8 s")
 	}
@@ -285,31 +283,58 @@ func TestFloodWrapMarks(t *testing.T) {
 			}
 		}
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
 	// The topology check's query to the target came from an ephemeral
 	// port, inside the flood's range: its entry must expire first, or the
 	// flow from that port is not new.
 	time.Sleep(timeout + reuseMargin)
 	nattedBefore := natted(t, topo)
-	go func() {
-		defer pw.Close()
-		for _, label := range []string{"a", "b"} {
-			time.Sleep(2 * time.Second)
-			io.WriteString(pw, label+"\n")
-		}
-		time.Sleep(time.Second)
-	}()
-	st, err := topo.Flood(context.Background(), FloodOptions{Duration: time.Minute, Threads: 2, Marks: pr})
+	st, err := topo.Flood(context.Background(), FloodOptions{Duration: 5 * time.Second, Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Duration > 20*time.Second || !st.PortsWrap || st.PortsExhausted || st.Errors != 0 {
-		t.Fatalf("a flood that ends with its marks: %v, wrap %v, exhausted %v, %d errors (%s)",
-			st.Duration, st.PortsWrap, st.PortsExhausted, st.Errors, st.FirstError)
+	if !st.PortsWrap || st.PortsExhausted || st.Errors != 0 {
+		t.Fatalf("wrap %v, exhausted %v, %d errors (%s)", st.PortsWrap, st.PortsExhausted, st.Errors, st.FirstError)
+	}
+	node := nodeStats(t, st.Netns)
+	if n := natted(t, topo) - nattedBefore; n != st.Flows || node.Delta.Drop != 0 || node.Delta.EarlyDrop != 0 {
+		t.Errorf("%d new flows in the node for %d sent (drop %d, early_drop %d)",
+			n, st.Flows, node.Delta.Drop, node.Delta.EarlyDrop)
+	}
+	t.Logf("%d flows in %v (%d source ports)", st.Flows, st.Duration, FloodPorts)
+	if st.Flows <= FloodPorts {
+		t.Skipf("%d flows: too slow a machine for the ports to wrap", st.Flows)
+	}
+}
+
+// Marks cut a flood into segments that hold every flow, pause it, and their
+// end ends it. After a pause a paced flood goes on at its pace, without
+// making up for the pause.
+func TestFloodMarks(t *testing.T) {
+	topo := setup(t, "endpoints-1", "iptables", 0)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	go func() {
+		defer pw.Close()
+		for _, m := range []struct {
+			after time.Duration
+			line  string
+		}{{300 * time.Millisecond, "a"}, {500 * time.Millisecond, "!p"}, {500 * time.Millisecond, "b"}, {500 * time.Millisecond, ""}} {
+			time.Sleep(m.after)
+			if m.line != "" {
+				io.WriteString(pw, m.line+"\n")
+			}
+		}
+	}()
+	const rate = 2000
+	st, err := topo.Flood(context.Background(), FloodOptions{Duration: time.Minute, Threads: 2, Rate: rate, Marks: pr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Duration > 20*time.Second || st.Errors != 0 {
+		t.Fatalf("a flood that ends with its marks: %v, %d errors (%s)", st.Duration, st.Errors, st.FirstError)
 	}
 	var sum uint64
 	var labels []string
@@ -317,16 +342,17 @@ func TestFloodWrapMarks(t *testing.T) {
 		sum += g.Flows
 		labels = append(labels, g.Label)
 	}
-	if strings.Join(labels, ",") != ",a,b" || sum != st.Flows {
-		t.Errorf("segments %+v: want labels \"\", a, b and %d flows in all", st.Segments, st.Flows)
+	if strings.Join(labels, ",") != ",a,p,b" || sum != st.Flows {
+		t.Fatalf("segments %+v: want labels \"\", a, p, b and %d flows in all", st.Segments, st.Flows)
 	}
-	node := nodeStats(t, st.Netns)
-	if n := natted(t, topo) - nattedBefore; n != st.Flows || node.Delta.Drop != 0 || node.Delta.EarlyDrop != 0 {
-		t.Errorf("%d new flows in the node for %d sent (drop %d, early_drop %d)",
-			n, st.Flows, node.Delta.Drop, node.Delta.EarlyDrop)
+	// In the pause, at most the flows under way when it began (one a
+	// thread); after it, about 500 ms at the rate, not more.
+	p, b := st.Segments[2], st.Segments[3]
+	if !p.Paused || p.Flows > 2 || p.Duration < 400*time.Millisecond {
+		t.Errorf("a pause of 500 ms: %+v", p)
 	}
-	t.Logf("%d flows in %v (%d source ports), segments %+v", st.Flows, st.Duration, FloodPorts, st.Segments)
-	if st.Flows <= FloodPorts {
-		t.Skipf("%d flows: too slow a machine for the ports to wrap", st.Flows)
+	if want := b.Duration.Seconds() * rate; b.Paused || float64(b.Flows) < want*0.7 || float64(b.Flows) > want*1.1+2 {
+		t.Errorf("after the pause: %+v; want about %.0f flows", b, want)
 	}
+	t.Logf("segments %+v", st.Segments)
 }

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"io"
 	"strings"
 	"sync"
@@ -25,12 +26,12 @@ func TestSegmenterMarks(t *testing.T) {
 	var flows atomic.Uint64
 	flows.Store(100) // flows before the start belong to no segment
 	start := time.Unix(1000, 0)
-	s := newSegmenter(&flows, start, stepClock(start, &flows))
+	s := newSegmenter(&flows, &pauser{}, start, stepClock(start, &flows))
 	if err := readMarks(strings.NewReader("untraced\ntraced fentry all\n\nuntraced\n"), s); err != nil {
 		t.Fatal(err)
 	}
 	got := s.finish()
-	s.mark("late") // read as the flood ended: dropped
+	s.mark("late", false) // read as the flood ended: dropped
 	if again := s.finish(); len(again) != len(got) {
 		t.Errorf("a mark after finish changed the segments: %+v", again)
 	}
@@ -61,7 +62,7 @@ func TestSegmenterMarks(t *testing.T) {
 // segment, whatever the interleaving.
 func TestSegmenterConcurrent(t *testing.T) {
 	var flows atomic.Uint64
-	s := newSegmenter(&flows, time.Now(), time.Now)
+	s := newSegmenter(&flows, &pauser{}, time.Now(), time.Now)
 	var (
 		wg   sync.WaitGroup
 		stop atomic.Bool
@@ -107,9 +108,64 @@ func TestSegmenterConcurrent(t *testing.T) {
 
 func TestReadMarksError(t *testing.T) {
 	var flows atomic.Uint64
-	s := newSegmenter(&flows, time.Now(), time.Now)
+	s := newSegmenter(&flows, &pauser{}, time.Now(), time.Now)
 	err := readMarks(strings.NewReader(strings.Repeat("x", 70000)+"\n"), s)
 	if err == nil || !strings.Contains(err.Error(), "marks") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("a 70000-byte mark: %v", err)
+	}
+}
+
+// A line that starts with "!" pauses the senders until the next line.
+func TestSegmenterPause(t *testing.T) {
+	var (
+		flows atomic.Uint64
+		hold  pauser
+	)
+	s := newSegmenter(&flows, &hold, time.Now(), time.Now)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- readMarks(pr, s) }()
+	deadline := time.Now().Add(time.Minute)
+	ctx := context.Background()
+
+	io.WriteString(pw, "!startup fentry all\n")
+	for hold.held.Load() == nil {
+		time.Sleep(time.Millisecond) // until the reader got the line
+	}
+	resumed := make(chan bool, 1)
+	go func() {
+		goOn, waited := hold.wait(ctx, deadline)
+		resumed <- goOn && waited
+	}()
+	select {
+	case <-resumed:
+		t.Fatal("a sender went on in a paused segment")
+	case <-time.After(50 * time.Millisecond):
+	}
+	io.WriteString(pw, "traced fentry all\n")
+	if ok := <-resumed; !ok {
+		t.Error("the sender did not go on after the pause")
+	}
+	if goOn, waited := hold.wait(ctx, deadline); !goOn || waited {
+		t.Errorf("not paused: wait says go on %v, waited %v", goOn, waited)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	segs := s.finish()
+	if len(segs) != 3 || segs[1].Label != "startup fentry all" || !segs[1].Paused || segs[2].Paused || segs[2].Label != "traced fentry all" {
+		t.Errorf("segments %+v", segs)
+	}
+
+	// A flood that ends (ctx, deadline) while paused stops its senders.
+	hold.pause()
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if goOn, _ := hold.wait(cctx, deadline); goOn {
+		t.Error("a cancelled flood goes on while paused")
+	}
+	if goOn, _ := hold.wait(ctx, time.Now().Add(10*time.Millisecond)); goOn {
+		t.Error("a flood past its deadline goes on while paused")
 	}
 }

@@ -27,6 +27,7 @@ const usage = `usage:
               [--marks FILE] [--endpoints N] [--nat iptables|nft] [--iptables BIN] [-o text|json] [--keep] [-v]
                          new UDP flows as fast as possible (one socket, port, datagram each); prints flows/s,
                          and with --marks the flows of every segment between two lines of FILE
+                         (-v says when sending starts; a line "!LABEL" pauses until the next line)
   ctlab scenarios        list the scenarios
   ctlab cleanup [--all]  remove lab namespaces (ctl<pid>-*) left by dead runs
 `
@@ -227,7 +228,7 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	threads := fs.Int("threads", 1, "sender threads")
 	rate := fs.Float64("rate", 0, "at most this many flows per second in all (0: as fast as possible)")
 	udpTimeout := fs.Duration("udp-timeout", 0, "set the UDP conntrack timeouts of the lab's netns to this (whole seconds) and let source ports wrap, each reused 1 s after its entry expired: a flood longer than 64512 flows (0: kernel default, each port once)")
-	marks := fs.String("marks", "", "read lines from this file (a FIFO) while flooding: each starts a segment labelled with the line, and its end ends the flood; the segments' flows are reported")
+	marks := fs.String("marks", "", "read lines from this file (a FIFO) while flooding: each starts a segment labelled with the line (a paused one if it starts with !), and its end ends the flood; the segments' flows are reported")
 	endpoints := fs.Int("endpoints", 0, "DNS endpoints (default: the scenario's)")
 	nat := fs.String("nat", "iptables", "how to write the rules: iptables or nft")
 	ipt := fs.String("iptables", "", "iptables binary (default: iptables-legacy, else iptables)")

@@ -151,9 +151,9 @@ func TestFloodMarksPrivileged(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	for _, label := range []string{"untraced", "traced fentry --all"} {
+	for _, line := range []string{"untraced", "!startup fentry all", "traced fentry all"} {
 		time.Sleep(300 * time.Millisecond)
-		fmt.Fprintln(w, label)
+		fmt.Fprintln(w, line)
 	}
 	time.Sleep(300 * time.Millisecond)
 	w.Close()
@@ -164,16 +164,18 @@ func TestFloodMarksPrivileged(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
 		t.Fatalf("%v: %s", err, stdout.String())
 	}
-	if !st.PortsWrap || st.Duration > 30*time.Second || len(st.Segments) != 3 {
+	if !st.PortsWrap || st.Duration > 30*time.Second || len(st.Segments) != 4 {
 		t.Fatalf("flood: wrap %v, %v, segments %+v", st.PortsWrap, st.Duration, st.Segments)
 	}
 	var sum uint64
-	for i, want := range []string{"", "untraced", "traced fentry --all"} {
+	for i, want := range []string{"", "untraced", "startup fentry all", "traced fentry all"} {
 		g := st.Segments[i]
 		sum += g.Flows
-		// 300 ms at 2000 flows/s: about 600 flows.
-		if g.Label != want || g.Duration < 250*time.Millisecond || g.Flows < 300 || g.Flows > 1000 {
-			t.Errorf("segment %d: %+v; want label %q, about 300 ms and 600 flows", i, g, want)
+		// 300 ms at 2000 flows/s: about 600 flows; none in the pause.
+		paused := i == 2
+		if g.Label != want || g.Paused != paused || g.Duration < 250*time.Millisecond ||
+			paused && g.Flows > 1 || !paused && (g.Flows < 300 || g.Flows > 1000) {
+			t.Errorf("segment %d: %+v; want label %q, about 300 ms, paused %v", i, g, want, paused)
 		}
 	}
 	if sum != st.Flows {

@@ -406,14 +406,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 	if cerr != nil {
 		return st, errors.Join(ctx.Err(), marksErr, fmt.Errorf("reading conntrack counters: %w", cerr))
 	}
-	for i := range before {
-		st.Netns = append(st.Netns, NetnsStats{
-			Netns:  *before[i].Netns,
-			Before: before[i].Counters,
-			After:  after[i].Counters,
-			Delta:  after[i].Counters.Sub(before[i].Counters),
-		})
-	}
+	st.Netns = deltas(before, after)
 	if st.Flows == 0 && st.FirstError != "" {
 		return st, fmt.Errorf("no flow was sent: %s", st.FirstError)
 	}

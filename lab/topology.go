@@ -654,6 +654,20 @@ func (t *Topology) Counters() ([]NetnsCounters, error) {
 	return out, nil
 }
 
+// deltas pairs two readings of Counters into the report of each netns.
+func deltas(before, after []NetnsCounters) []NetnsStats {
+	out := make([]NetnsStats, 0, len(before))
+	for i := range before {
+		out = append(out, NetnsStats{
+			Netns:  *before[i].Netns,
+			Before: before[i].Counters,
+			After:  after[i].Counters,
+			Delta:  after[i].Counters.Sub(before[i].Counters),
+		})
+	}
+	return out
+}
+
 // Close stops the responders and client threads and removes every namespace
 // (and with them the links and rules). It is safe to call more than once. It
 // waits for a Lookups in progress: cancel that call's context first.

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -103,24 +102,6 @@ func TestFloodMarksMissing(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer that a test may read while ctlab writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The way scripts/bench-guest.sh drives a flood: marks through a FIFO once
 // -v says the flood started, and the FIFO's end ends it.
 func TestFloodMarksPrivileged(t *testing.T) {
@@ -134,20 +115,30 @@ func TestFloodMarksPrivileged(t *testing.T) {
 	if err := unix.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// stderr is a file, which the test reads while ctlab writes it, as
+	// the script does.
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	logged := func() string {
+		b, _ := os.ReadFile(stderr.Name())
+		return string(b)
+	}
 	var stdout bytes.Buffer
-	var stderr lockedBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- realMain([]string{"flood", "--marks", fifo, "--udp-timeout", "1s", "--duration", "1m", "--rate", "2000", "-o", "json", "-v"}, &stdout, &stderr)
+		code <- realMain([]string{"flood", "--marks", fifo, "--udp-timeout", "1s", "--duration", "1m", "--rate", "2000", "-o", "json", "-v"}, &stdout, stderr)
 	}()
 	w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for ctlab to open it
 	if err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(stderr.String(), "ctlab: flood: ") {
+	for !strings.Contains(logged(), "ctlab: flood: ") {
 		select {
 		case c := <-code:
-			t.Fatalf("ctlab ended (exit %d) before flooding: %s", c, stderr.String())
+			t.Fatalf("ctlab ended (exit %d) before flooding: %s", c, logged())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -158,7 +149,7 @@ func TestFloodMarksPrivileged(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	w.Close()
 	if c := <-code; c != 0 {
-		t.Fatalf("exit %d: %s", c, stderr.String())
+		t.Fatalf("exit %d: %s", c, logged())
 	}
 	var st lab.FloodStats
 	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {

@@ -103,8 +103,8 @@ type FloodStats struct {
 	// PortsExhausted: a thread stopped before Duration because every
 	// source port of its share had been used once.
 	PortsExhausted bool `json:"ports_exhausted"`
-	// PortsWrap: the topology has a short UDP timeout, and ports were
-	// reused once their entries had expired.
+	// PortsWrap: source ports wrap (the topology has Options.UDPTimeout),
+	// each reused once its previous flow's entry has expired.
 	PortsWrap bool          `json:"ports_wrap"`
 	Duration  time.Duration `json:"duration_ns"`
 	Rate      float64       `json:"flows_per_second"`
@@ -119,8 +119,8 @@ type FloodStats struct {
 
 	// The conntrack counters of every netns over the flood: in the netns
 	// that NATs, entries should grow by about Flows (unreplied UDP
-	// entries live 30 s), and drop / early_drop stay 0 unless the table
-	// filled up.
+	// entries live 30 s, unless Options.UDPTimeout), and drop / early_drop
+	// stay 0 unless the table filled up.
 	Netns []NetnsStats `json:"netns"`
 }
 
@@ -157,9 +157,9 @@ type floodState struct {
 	target  netip.AddrPort
 	payload []byte
 	// sent counts the flows of all threads; a segmenter reads it at its
-	// boundaries, and holds the threads in hold while a segment is paused.
+	// boundaries, and holds the threads in pause while a segment is paused.
 	sent      atomic.Uint64
-	hold      pauser
+	pause     pauser
 	errs      atomic.Uint64 // flows that failed
 	inUse     atomic.Uint64
 	exhausted atomic.Bool
@@ -308,7 +308,7 @@ func (f *floodState) flow(ctx context.Context, target unix.Sockaddr, ports *port
 func (f *floodState) run(ctx context.Context, ports *portShare, start, deadline time.Time, pace time.Duration) (flows uint64) {
 	target := f.sockaddr()
 	for i := 0; ; i++ {
-		if goOn, waited := f.hold.wait(ctx, deadline); !goOn {
+		if goOn, waited := f.pause.wait(ctx, deadline); !goOn {
 			return
 		} else if waited {
 			// Pace from the resume on, not to catch up the pause.
@@ -453,7 +453,7 @@ func (f *floodState) runOn(ctx context.Context, threads []*sender, o FloodOption
 	var seg *segmenter
 	marksErr := make(chan error, 1)
 	if o.Marks != nil {
-		seg = newSegmenter(&f.sent, &f.hold, started, time.Now)
+		seg = newSegmenter(&f.sent, &f.pause, started, time.Now)
 		go func() {
 			marksErr <- readMarks(o.Marks, seg)
 			stop()

@@ -29,7 +29,7 @@ type Segment struct {
 // so no flow falls between two and their flows add up to the flood's.
 type segmenter struct {
 	flows *atomic.Uint64
-	hold  *pauser
+	pause *pauser
 	start time.Time
 	now   func() time.Time
 
@@ -41,10 +41,10 @@ type segmenter struct {
 }
 
 // newSegmenter starts the first segment (label "") at start; now is the
-// clock the boundaries are read from (time.Now but in tests), and hold the
+// clock the boundaries are read from (time.Now but in tests), and pause the
 // senders' pauser.
-func newSegmenter(flows *atomic.Uint64, hold *pauser, start time.Time, now func() time.Time) *segmenter {
-	return &segmenter{flows: flows, hold: hold, start: start, now: now, base: flows.Load()}
+func newSegmenter(flows *atomic.Uint64, pause *pauser, start time.Time, now func() time.Time) *segmenter {
+	return &segmenter{flows: flows, pause: pause, start: start, now: now, base: flows.Load()}
 }
 
 // cut ends the current segment now and returns the time of the cut, as an
@@ -73,11 +73,11 @@ func (s *segmenter) mark(label string, paused bool) {
 	// holds no flow begun after its start, and a sending one none begun
 	// before.
 	if paused {
-		s.hold.pause()
+		s.pause.pause()
 	}
 	s.cur = Segment{Label: label, Paused: paused, Start: s.cut()}
 	if !paused {
-		s.hold.resume()
+		s.pause.resume()
 	}
 }
 

@@ -119,9 +119,9 @@ func TestReadMarksError(t *testing.T) {
 func TestSegmenterPause(t *testing.T) {
 	var (
 		flows atomic.Uint64
-		hold  pauser
+		pause pauser
 	)
-	s := newSegmenter(&flows, &hold, time.Now(), time.Now)
+	s := newSegmenter(&flows, &pause, time.Now(), time.Now)
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- readMarks(pr, s) }()
@@ -129,12 +129,12 @@ func TestSegmenterPause(t *testing.T) {
 	ctx := context.Background()
 
 	io.WriteString(pw, "!startup fentry all\n")
-	for hold.held.Load() == nil {
+	for pause.held.Load() == nil {
 		time.Sleep(time.Millisecond) // until the reader got the line
 	}
 	resumed := make(chan bool, 1)
 	go func() {
-		goOn, waited := hold.wait(ctx, deadline)
+		goOn, waited := pause.wait(ctx, deadline)
 		resumed <- goOn && waited
 	}()
 	select {
@@ -146,7 +146,7 @@ func TestSegmenterPause(t *testing.T) {
 	if ok := <-resumed; !ok {
 		t.Error("the sender did not go on after the pause")
 	}
-	if goOn, waited := hold.wait(ctx, deadline); !goOn || waited {
+	if goOn, waited := pause.wait(ctx, deadline); !goOn || waited {
 		t.Errorf("not paused: wait says go on %v, waited %v", goOn, waited)
 	}
 	pw.Close()
@@ -159,13 +159,13 @@ func TestSegmenterPause(t *testing.T) {
 	}
 
 	// A flood that ends (ctx, deadline) while paused stops its senders.
-	hold.pause()
+	pause.pause()
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if goOn, _ := hold.wait(cctx, deadline); goOn {
+	if goOn, _ := pause.wait(cctx, deadline); goOn {
 		t.Error("a cancelled flood goes on while paused")
 	}
-	if goOn, _ := hold.wait(ctx, time.Now().Add(10*time.Millisecond)); goOn {
+	if goOn, _ := pause.wait(ctx, time.Now().Add(10*time.Millisecond)); goOn {
 		t.Error("a flood past its deadline goes on while paused")
 	}
 }

@@ -18,14 +18,14 @@
 # Output: /out/results.tsv, one line per window (in order) and per other run
 # (scripts/bench.sh makes the table), and per-run files in /out/runs/.
 # Progress lines start with "bench:".
-#   env: BENCH_WINDOW (5s: one measured window), BENCH_PAIRS (4: traced
+#   env: BENCH_WINDOW (4s: one measured window), BENCH_PAIRS (4: traced
 #        windows per attach mode and ctprobe mode), BENCH_SETTLE (3s: after
 #        the tracer attached or exited), BENCH_SCENARIO (endpoints-2),
 #        BENCH_THREADS (1), BENCH_DURATION (4s: each probe-time run),
 #        BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s)
 set -u
 cd /out || exit 1
-window=${BENCH_WINDOW:-5s}
+window=${BENCH_WINDOW:-4s}
 pairs=${BENCH_PAIRS:-4}
 settle=${BENCH_SETTLE:-3s}
 scenario=${BENCH_SCENARIO:-endpoints-2}

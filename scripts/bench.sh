@@ -19,7 +19,7 @@
 # a bug, not noise.
 #
 #   scripts/bench.sh     (bin/ctprobe and bin/ctlab must be built: make bench does it)
-#   env: FLAVOUR (cloud), BENCH_WINDOW (5s), BENCH_PAIRS (4), BENCH_SETTLE (3s),
+#   env: FLAVOUR (cloud), BENCH_WINDOW (4s), BENCH_PAIRS (4), BENCH_SETTLE (3s),
 #        BENCH_THREADS (1), BENCH_SCENARIO (endpoints-2), BENCH_DURATION (4s),
 #        BENCH_PACED_RATE (300), BENCH_PACED_DURATION (5s): see scripts/bench-guest.sh;
 #        COUNT, BENCHTIME, ... are passed on to scripts/bench-go.sh.
@@ -67,7 +67,7 @@ echo
 echo "ctprobe overhead: host $host_cpus CPUs ($host_model, load average $host_load at start);"
 echo "VM: Debian $kver under QEMU ${qemu_version:-?} TCG (software emulation), 2 vCPUs."
 echo "TCG rates are relative, not absolute: compare the ratios. One flood of ${flood_s:-?} s on one topology, cut into"
-echo "windows of ${BENCH_WINDOW:-5s}; each traced window against the mean of the untraced windows on either side"
+echo "windows of ${BENCH_WINDOW:-4s}; each traced window against the mean of the untraced windows on either side"
 echo "(${BENCH_PAIRS:-4} per row; median, with the lowest-highest range). Left out: the tracer's start-up and teardown,"
 echo "in which the flood pauses (attaching under load crashes TCG guests), and ${BENCH_SETTLE:-3s} of settling after each."
 echo

@@ -58,9 +58,11 @@ e2e-rt:
 demo: deps build
 	@scripts/demo.sh $(FLAVOUR)
 
-# Overhead: flows/s through a DNAT'd ClusterIP in the VM with no tracer, the
-# default mode, --timeline and --all (fentry and kprobe), loss accounting, and
-# the Go benchmarks of scripts/bench-go.sh; one table (about 15 minutes).
+# Overhead: flows/s through a DNAT'd ClusterIP in the VM, in windows of one
+# long flood: untraced, and traced in the default mode, --timeline, --all and
+# --all --timeline (fentry and kprobe), each traced window against the
+# untraced ones around it; probe time, loss accounting, and the Go benchmarks
+# of scripts/bench-go.sh; one table (about 15-20 minutes).
 .PHONY: bench
 bench: deps build
 	@scripts/bench.sh

@@ -25,13 +25,25 @@ import (
 // packet through nf_conntrack_in, NAT and __nf_conntrack_confirm, which is
 // what a conntrack tracer adds cost to.
 //
-// Source ports are handed out in sequence, FloodFirstPort and up, so no two
-// flows of a flood share a tuple: a flood stops early once every port was
-// used (FloodStats.PortsExhausted). That also keeps a flood below the default
-// nf_conntrack_max (65536 on a machine with more than 1 GiB). Every Flood
-// starts again at FloodFirstPort, and unreplied UDP entries live 30 s, so a
-// second flood on the same topology soon after the first repeats its tuples
-// (ctlab flood sets up a new topology each time).
+// Each sender thread has its own share of the source ports, FloodFirstPort
+// and up (thread i of n: every n-th port from FloodFirstPort+i), and takes
+// them in sequence, so no two flows of a flood share a tuple. By default a
+// thread stops once its share is used (FloodStats.PortsExhausted), which also
+// keeps a flood below the default nf_conntrack_max (65536 on a machine with
+// more than 1 GiB). Every Flood starts again at FloodFirstPort, and
+// unreplied UDP entries live 30 s, so a second flood on the same topology
+// soon after the first repeats its tuples (ctlab flood sets up a new
+// topology each time).
+//
+// On a topology with Options.UDPTimeout the ports wrap instead, and a flood
+// can last as long as asked: a port is used again no sooner than the UDP
+// timeout plus reuseMargin after its previous flow was sent. That flow's
+// entry expired by then, and a lookup that finds an expired entry removes it
+// and goes on as if there were none, so the reused tuple is a NEW flow again
+// (NAT, confirm), the same work as the first time. The short timeout also
+// keeps the table at about rate x timeout entries, far below its limit.
+// With a 2 s timeout a flood waits for its ports only above about 21000
+// flows/s (all ports in 3 s).
 
 // FloodFirstPort is the first source port a flood uses; FloodPorts is how
 // many there are (FloodFirstPort .. 65535).
@@ -43,6 +55,13 @@ const (
 // MaxFloodThreads bounds FloodOptions.Threads.
 const MaxFloodThreads = 64
 
+// reuseMargin is added to the UDP timeout before a source port is used
+// again. The previous flow's entry is confirmed in the softirq that the
+// datagram raises, normally before sendto returns (when the thread records
+// its time); the margin covers a softirq deferred to ksoftirqd and the
+// timeout's rounding to jiffies.
+const reuseMargin = time.Second
+
 // FloodOptions tune Flood.
 type FloodOptions struct {
 	// Duration is how long to send; required.
@@ -53,6 +72,16 @@ type FloodOptions struct {
 	// Rate caps the flows per second of all threads together (0: as fast
 	// as possible).
 	Rate float64
+	// Marks, if set, cuts the flood into segments (FloodStats.Segments):
+	// every line read starts a new segment labelled with the line, and the
+	// end of Marks (or a read error) ends the flood before Duration. A line
+	// that starts with "!" starts a paused segment, labelled with the rest
+	// of the line: the senders send nothing until the next line. (Under
+	// QEMU TCG, attaching probes to functions that another vCPU runs can
+	// crash the guest: a bench attaches its tracer in a pause.) Flood does
+	// not close Marks, and returns without waiting for a Read still
+	// blocked when the flood ends: the caller closes it.
+	Marks io.Reader
 }
 
 // FloodStats is the result of a flood.
@@ -71,19 +100,27 @@ type FloodStats struct {
 	Errors     uint64 `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
 	PortsInUse uint64 `json:"ports_in_use"`
-	// PortsExhausted: the flood stopped before Duration because every
-	// source port had been used once.
-	PortsExhausted bool          `json:"ports_exhausted"`
-	Duration       time.Duration `json:"duration_ns"`
-	Rate           float64       `json:"flows_per_second"`
+	// PortsExhausted: a thread stopped before Duration because every
+	// source port of its share had been used once.
+	PortsExhausted bool `json:"ports_exhausted"`
+	// PortsWrap: source ports wrap (the topology has Options.UDPTimeout),
+	// each reused once its previous flow's entry has expired.
+	PortsWrap bool          `json:"ports_wrap"`
+	Duration  time.Duration `json:"duration_ns"`
+	Rate      float64       `json:"flows_per_second"`
 
 	Pid  int   `json:"pid"`
 	TIDs []int `json:"tids"`
 
+	// Segments, with FloodOptions.Marks: the flood cut at every mark, the
+	// first one (label "") from the start to the first mark. Their flows
+	// add up to Flows.
+	Segments []Segment `json:"segments,omitempty"`
+
 	// The conntrack counters of every netns over the flood: in the netns
 	// that NATs, entries should grow by about Flows (unreplied UDP
-	// entries live 30 s), and drop / early_drop stay 0 unless the table
-	// filled up.
+	// entries live 30 s, unless Options.UDPTimeout), and drop / early_drop
+	// stay 0 unless the table filled up.
 	Netns []NetnsStats `json:"netns"`
 }
 
@@ -119,8 +156,11 @@ type floodState struct {
 	family  int
 	target  netip.AddrPort
 	payload []byte
-	// next is the index of the next source port to use.
-	next      atomic.Uint64
+	// sent counts the flows of all threads; a segmenter reads it at its
+	// boundaries, and holds the threads in pause while a segment is paused.
+	sent      atomic.Uint64
+	pause     pauser
+	errs      atomic.Uint64 // flows that failed
 	inUse     atomic.Uint64
 	exhausted atomic.Bool
 
@@ -141,49 +181,139 @@ func (f *floodState) sockaddr() unix.Sockaddr {
 	return &unix.SockaddrInet6{Port: int(f.target.Port()), Addr: f.target.Addr().As16()}
 }
 
-// flow sends one datagram to target from a new socket bound to the next free
-// source port. more is false when no port is left.
-func (f *floodState) flow(target unix.Sockaddr) (sent bool, more bool) {
-	for {
-		n := f.next.Add(1) - 1
-		if n >= FloodPorts {
-			f.exhausted.Store(true)
-			return false, false
+// portShare is one sender thread's share of the source ports:
+// FloodFirstPort+first, then every step-th port. Only its thread uses it.
+type portShare struct {
+	first, step, size int
+	next              int // index of the next port, counting every lap
+	// hold is 0 when each port is used once; otherwise ports wrap and
+	// last[i] is when port i's previous flow was sent.
+	hold time.Duration
+	last []time.Time
+}
+
+func newPortShare(thread, threads int, hold time.Duration) *portShare {
+	p := &portShare{first: thread, step: threads, size: (FloodPorts - thread + threads - 1) / threads, hold: hold}
+	if hold > 0 {
+		p.last = make([]time.Time, p.size)
+	}
+	return p
+}
+
+// take returns the next port's index in the share and when it may be used
+// (zero: at once); ok is false once every port was used and ports do not
+// wrap.
+func (p *portShare) take() (i int, ready time.Time, ok bool) {
+	if p.hold == 0 && p.next >= p.size {
+		return 0, time.Time{}, false
+	}
+	i = p.next % p.size
+	p.next++
+	if p.hold > 0 && !p.last[i].IsZero() {
+		ready = p.last[i].Add(p.hold)
+	}
+	return i, ready, true
+}
+
+func (p *portShare) port(i int) int { return FloodFirstPort + p.first + i*p.step }
+
+// sent records that port i's flow has gone (only ports that wrap need it).
+func (p *portShare) sent(i int) {
+	if p.hold > 0 {
+		p.last[i] = time.Now()
+	}
+}
+
+// sleepUntil waits until t (zero: not at all) and reports whether the flood
+// goes on: false if ctx ends first or t is past the deadline (it then waits
+// until the deadline, so that the flood lasts as long as asked).
+func sleepUntil(ctx context.Context, t, deadline time.Time) bool {
+	wake := t
+	if deadline.Before(t) {
+		wake = deadline
+	}
+	if d := time.Until(wake); d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return false
 		}
-		port := int(FloodFirstPort + n)
-		var bindTo unix.Sockaddr = &unix.SockaddrInet4{Port: port}
-		if f.family == unix.AF_INET6 {
-			bindTo = &unix.SockaddrInet6{Port: port}
-		}
-		fd, err := unix.Socket(f.family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			f.fail(fmt.Errorf("socket: %w", err))
-			return false, true
-		}
-		if err := unix.Bind(fd, bindTo); err != nil {
-			unix.Close(fd)
-			if errors.Is(err, unix.EADDRINUSE) {
-				f.inUse.Add(1)
-				continue
-			}
-			f.fail(fmt.Errorf("bind port %d: %w", port, err))
-			return false, true
-		}
-		err = unix.Sendto(fd, f.payload, 0, target)
+	}
+	return !t.After(deadline)
+}
+
+// flowResult is what one try of a flow came to.
+type flowResult int
+
+const (
+	flowSent   flowResult = iota
+	flowFailed            // socket, bind or send failed (f.fail has the first error)
+	flowInUse             // another socket holds the port: nothing sent
+	flowStop              // no port left, or the flood ended while waiting for one
+)
+
+// send sends one datagram to target from a new socket bound to port.
+func (f *floodState) send(target unix.Sockaddr, port int) flowResult {
+	var bindTo unix.Sockaddr = &unix.SockaddrInet4{Port: port}
+	if f.family == unix.AF_INET6 {
+		bindTo = &unix.SockaddrInet6{Port: port}
+	}
+	fd, err := unix.Socket(f.family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		f.fail(fmt.Errorf("socket: %w", err))
+		return flowFailed
+	}
+	if err := unix.Bind(fd, bindTo); err != nil {
 		unix.Close(fd)
-		if err != nil {
-			f.fail(fmt.Errorf("send from port %d: %w", port, err))
-			return false, true
+		if errors.Is(err, unix.EADDRINUSE) {
+			return flowInUse
 		}
-		return true, true
+		f.fail(fmt.Errorf("bind port %d: %w", port, err))
+		return flowFailed
+	}
+	err = unix.Sendto(fd, f.payload, 0, target)
+	unix.Close(fd)
+	if err != nil {
+		f.fail(fmt.Errorf("send from port %d: %w", port, err))
+		return flowFailed
+	}
+	return flowSent
+}
+
+// flow sends one datagram from the next free port of ports, skipping ports
+// that other sockets hold.
+func (f *floodState) flow(ctx context.Context, target unix.Sockaddr, ports *portShare, deadline time.Time) flowResult {
+	for {
+		i, ready, ok := ports.take()
+		if !ok {
+			f.exhausted.Store(true)
+			return flowStop
+		}
+		if !sleepUntil(ctx, ready, deadline) {
+			return flowStop
+		}
+		res := f.send(target, ports.port(i))
+		ports.sent(i)
+		if res != flowInUse {
+			return res
+		}
+		f.inUse.Add(1)
 	}
 }
 
 // run sends flows until the deadline, ctx ends or the ports run out, at most
-// one per pace if pace > 0.
-func (f *floodState) run(ctx context.Context, start, deadline time.Time, pace time.Duration) (flows, errs uint64) {
+// one per pace if pace > 0, and returns how many it sent.
+func (f *floodState) run(ctx context.Context, ports *portShare, start, deadline time.Time, pace time.Duration) (flows uint64) {
 	target := f.sockaddr()
 	for i := 0; ; i++ {
+		if goOn, waited := f.pause.wait(ctx, deadline); !goOn {
+			return
+		} else if waited {
+			// Pace from the resume on, not to catch up the pause.
+			start, i = time.Now(), 0
+		}
 		if pace > 0 {
 			next := start.Add(time.Duration(i) * pace)
 			if !next.Before(deadline) {
@@ -198,14 +328,14 @@ func (f *floodState) run(ctx context.Context, start, deadline time.Time, pace ti
 		if i&63 == 0 && ctx.Err() != nil {
 			return
 		}
-		sent, more := f.flow(target)
-		if !more {
-			return
-		}
-		if sent {
+		switch f.flow(ctx, target, ports, deadline) {
+		case flowSent:
 			flows++
-		} else {
-			errs++
+			f.sent.Add(1)
+		case flowFailed:
+			f.errs.Add(1)
+		case flowStop:
+			return
 		}
 	}
 }
@@ -213,7 +343,8 @@ func (f *floodState) run(ctx context.Context, start, deadline time.Time, pace ti
 // Flood creates new UDP flows from the scenario's client netns to its
 // target for o.Duration (see the comment at FloodFirstPort) and reports the
 // rate and the conntrack counters of every netns. It stops early when ctx
-// ends and then returns what it has with ctx's error.
+// ends and then returns what it has with ctx's error, and when o.Marks ends
+// (with Marks' read error, if any).
 func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error) {
 	if err := o.validate(); err != nil {
 		return FloodStats{}, err
@@ -226,7 +357,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 	role := t.clientRoles()[0]
 	st := FloodStats{
 		Setting: t.setting(), Client: role, Threads: o.Threads, RateLimit: o.Rate,
-		Pid: os.Getpid(), PerThread: make([]uint64, o.Threads),
+		Pid: os.Getpid(), PerThread: make([]uint64, o.Threads), PortsWrap: t.Options.UDPTimeout > 0,
 	}
 	payload, err := floodPayload(t.Options.Name)
 	if err != nil {
@@ -251,51 +382,18 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 		threads = append(threads, s)
 		st.TIDs = append(st.TIDs, s.tid)
 	}
-	var pace time.Duration
-	if o.Rate > 0 {
-		pace = time.Duration(float64(time.Second) * float64(o.Threads) / o.Rate)
+	var hold time.Duration
+	if st.PortsWrap {
+		hold = t.Options.UDPTimeout + reuseMargin
 	}
 
 	before, err := t.Counters()
 	if err != nil {
 		return st, fmt.Errorf("reading conntrack counters: %w", err)
 	}
-	var (
-		wg       sync.WaitGroup
-		errCount atomic.Uint64
-		begin    = make(chan struct{})
-		started  time.Time
-		deadline time.Time
-	)
-	for i, s := range threads {
-		wg.Add(1)
-		job := func() {
-			defer wg.Done()
-			<-begin
-			n, e := f.run(ctx, started, deadline, pace)
-			st.PerThread[i] = n
-			errCount.Add(e)
-		}
-		if err := s.post(job); err != nil {
-			wg.Done()
-			// Threads already given a job wait on begin: release them
-			// with a deadline in the past.
-			started, deadline = time.Now(), time.Now()
-			close(begin)
-			wg.Wait()
-			return st, err
-		}
-	}
-	started = time.Now()
-	deadline = started.Add(o.Duration)
-	close(begin) // publishes started and deadline to the threads
-	wg.Wait()
-	st.Duration = time.Since(started)
-
-	for _, n := range st.PerThread {
-		st.Flows += n
-	}
-	st.Errors = errCount.Load()
+	t.logf("flood: %d thread(s) sending from netns %s to %s", o.Threads, t.byRole[role].Name, t.Target)
+	marksErr := f.runOn(ctx, threads, o, hold, &st)
+	st.Errors = f.errs.Load()
 	if f.firstErr != nil {
 		st.FirstError = f.firstErr.Error()
 	}
@@ -306,20 +404,74 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 	}
 	after, cerr := t.Counters()
 	if cerr != nil {
-		return st, errors.Join(ctx.Err(), fmt.Errorf("reading conntrack counters: %w", cerr))
+		return st, errors.Join(ctx.Err(), marksErr, fmt.Errorf("reading conntrack counters: %w", cerr))
 	}
-	for i := range before {
-		st.Netns = append(st.Netns, NetnsStats{
-			Netns:  *before[i].Netns,
-			Before: before[i].Counters,
-			After:  after[i].Counters,
-			Delta:  after[i].Counters.Sub(before[i].Counters),
-		})
-	}
+	st.Netns = deltas(before, after)
 	if st.Flows == 0 && st.FirstError != "" {
 		return st, fmt.Errorf("no flow was sent: %s", st.FirstError)
 	}
-	return st, ctx.Err()
+	return st, errors.Join(ctx.Err(), marksErr)
+}
+
+// runOn runs the flood on the threads (thread i sends from share i of the
+// ports, which wrap if hold > 0) and fills in st's flows, duration and
+// segments. The end of o.Marks ends it early. It returns Marks' read error,
+// or why a thread could not be given its job.
+func (f *floodState) runOn(ctx context.Context, threads []*sender, o FloodOptions, hold time.Duration, st *FloodStats) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var pace time.Duration
+	if o.Rate > 0 {
+		pace = time.Duration(float64(time.Second) * float64(o.Threads) / o.Rate)
+	}
+	var (
+		wg       sync.WaitGroup
+		begin    = make(chan struct{})
+		started  time.Time
+		deadline time.Time
+	)
+	for i, s := range threads {
+		ports := newPortShare(i, len(threads), hold)
+		wg.Add(1)
+		job := func() {
+			defer wg.Done()
+			<-begin
+			st.PerThread[i] = f.run(ctx, ports, started, deadline, pace)
+		}
+		if err := s.post(job); err != nil {
+			wg.Done()
+			// Threads already given a job wait on begin: release them
+			// with a deadline in the past.
+			started, deadline = time.Now(), time.Now()
+			close(begin)
+			wg.Wait()
+			return err
+		}
+	}
+	started = time.Now()
+	deadline = started.Add(o.Duration)
+	var seg *segmenter
+	marksErr := make(chan error, 1)
+	if o.Marks != nil {
+		seg = newSegmenter(&f.sent, &f.pause, started, time.Now)
+		go func() {
+			marksErr <- readMarks(o.Marks, seg)
+			stop()
+		}()
+	}
+	close(begin) // publishes started and deadline to the threads
+	wg.Wait()
+	st.Duration = time.Since(started)
+	st.Flows = f.sent.Load()
+	if seg != nil {
+		st.Segments = seg.finish()
+	}
+	select {
+	case err := <-marksErr:
+		return err
+	default: // the flood ended first; the reader is blocked in Marks
+		return nil
+	}
 }
 
 // WriteText prints the flood's result as a readable report.
@@ -344,7 +496,10 @@ func (s *FloodStats) WriteText(w io.Writer) error {
 		b.WriteString("\n")
 	}
 	if s.PortsExhausted {
-		fmt.Fprintf(&b, "stopped    early: all %d source ports were used (use a shorter --duration or a --rate)\n", FloodPorts)
+		fmt.Fprintf(&b, "stopped    early: all %d source ports were used (use a shorter --duration, a --rate or a --udp-timeout)\n", FloodPorts)
+	}
+	if s.PortsWrap {
+		b.WriteString("ports      wrap: each is used again once its previous flow's entry has expired\n")
 	}
 	b.WriteString("\nconntrack counters per netns (delta over the flood; entries = now):\n")
 	if _, err := io.WriteString(w, b.String()); err != nil {
@@ -356,6 +511,33 @@ func (s *FloodStats) WriteText(w io.Writer) error {
 		d := n.Delta
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
 			n.Name, n.Role, n.Inode, n.After.Entries, d.InsertFailed, d.Drop, d.EarlyDrop, d.Invalid)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeSegments(w, s.Segments)
+}
+
+// writeSegments prints the segments of a flood with marks, if any.
+func writeSegments(w io.Writer, segs []Segment) error {
+	if len(segs) == 0 {
+		return nil
+	}
+	if _, err := io.WriteString(w, "\nsegments (cut at each mark):\n"); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "start\tduration\tflows\tflows/s\tlabel")
+	for _, g := range segs {
+		rate := 0.0
+		if g.Duration > 0 {
+			rate = float64(g.Flows) / g.Duration.Seconds()
+		}
+		label := g.Label
+		if g.Paused {
+			label += " (paused)"
+		}
+		fmt.Fprintf(tw, "%v\t%v\t%d\t%.0f\t%s\n", g.Start.Round(time.Millisecond), g.Duration.Round(time.Millisecond), g.Flows, rate, label)
 	}
 	return tw.Flush()
 }

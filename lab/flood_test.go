@@ -3,9 +3,15 @@ package lab
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/kstat"
 )
 
 func TestFloodOptionsValidate(t *testing.T) {
@@ -143,4 +149,210 @@ func TestFloodCancel(t *testing.T) {
 	if st.Flows == 0 || st.Netns == nil {
 		t.Errorf("a cancelled flood reports what it did: %+v", st)
 	}
+}
+
+// The threads' shares cover every source port exactly once; without a hold a
+// share ends after one lap.
+func TestPortShares(t *testing.T) {
+	for _, threads := range []int{1, 2, 7, MaxFloodThreads} {
+		seen := make(map[int]int, FloodPorts)
+		for i := 0; i < threads; i++ {
+			p := newPortShare(i, threads, 0)
+			for {
+				j, ready, ok := p.take()
+				if !ok {
+					break
+				}
+				if !ready.IsZero() {
+					t.Fatalf("%d threads: a port that does not wrap waits until %v", threads, ready)
+				}
+				seen[p.port(j)]++
+			}
+		}
+		if len(seen) != FloodPorts {
+			t.Errorf("%d threads: %d distinct ports, want %d", threads, len(seen), FloodPorts)
+		}
+		for port, n := range seen {
+			if n != 1 || port < FloodFirstPort || port > 65535 {
+				t.Fatalf("%d threads: port %d used %d times", threads, port, n)
+			}
+		}
+	}
+}
+
+// Ports that wrap come round again in the same order, each ready no sooner
+// than hold after its previous flow was sent.
+func TestPortShareWrap(t *testing.T) {
+	const hold = 3 * time.Second
+	p := newPortShare(1, 3, hold)
+	var first []int
+	var before, after []time.Time // around each sent
+	for range p.size {
+		j, ready, ok := p.take()
+		if !ok || !ready.IsZero() {
+			t.Fatalf("first lap: ok %v, ready %v", ok, ready)
+		}
+		first = append(first, p.port(j))
+		before = append(before, time.Now())
+		p.sent(j)
+		after = append(after, time.Now())
+	}
+	for k := range 3 {
+		j, ready, ok := p.take()
+		if !ok || p.port(j) != first[k] {
+			t.Fatalf("second lap, flow %d: port %d (ok %v), want %d", k, p.port(j), ok, first[k])
+		}
+		if ready.Before(before[k].Add(hold)) || ready.After(after[k].Add(hold)) {
+			t.Errorf("port %d sent between %v and %v is ready at %v: want %v later", first[k], before[k], after[k], ready, hold)
+		}
+	}
+}
+
+func TestSleepUntil(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	if !sleepUntil(ctx, time.Time{}, now) || !sleepUntil(ctx, now.Add(-time.Second), now) {
+		t.Error("no wait: the flood goes on")
+	}
+	if sleepUntil(ctx, now.Add(time.Hour), now.Add(20*time.Millisecond)) || time.Since(now) < 20*time.Millisecond {
+		t.Errorf("ready after the deadline: want a wait until the deadline and the end, after %v", time.Since(now))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if sleepUntil(cctx, time.Now().Add(time.Hour), time.Now().Add(2*time.Hour)) {
+		t.Error("a cancelled flood goes on")
+	}
+}
+
+// readSysctl reads a /proc/sys entry of a netns.
+func readSysctl(t *testing.T, ns *Netns, key string) string {
+	t.Helper()
+	var b []byte
+	err := kstat.InNetns(ns.Path, func() (err error) {
+		b, err = os.ReadFile("/proc/sys/" + key)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// natted counts the packets that went through the node's nat table
+// (PREROUTING's jump to KUBE-SERVICES): only the first packet of a new flow
+// does, so it counts new flows. (The kernel's stat counters of inserts and
+// lookups that found an entry are gone from recent kernels.)
+func natted(t *testing.T, topo *Topology) uint64 {
+	t.Helper()
+	var out []byte
+	err := kstat.InNetns(topo.NetnsByRole("node").Path, func() (err error) {
+		out, err = exec.Command(topo.RuleBin, "-w", "5", "-t", "nat", "-L", "PREROUTING", "-v", "-x", "-n").Output()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[2] == "KUBE-SERVICES" {
+			n, err := strconv.ParseUint(f[0], 10, 64)
+			if err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no jump to KUBE-SERVICES in\n%s", out)
+	return 0
+}
+
+// On a topology with a short UDP timeout the source ports wrap, and a reused
+// tuple is a new flow again: every flow goes through the node's NAT rules.
+func TestFloodWrap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 8 s")
+	}
+	// Longer than a lap of the ports takes at full speed on a fast
+	// machine, so that only the wait keeps live entries from being reused.
+	const timeout = 2 * time.Second
+	topo := setupOpts(t, "endpoints-2", Options{UDPTimeout: timeout})
+	for _, ns := range topo.Namespaces {
+		for _, key := range []string{"nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"} {
+			if v := readSysctl(t, ns, "net/netfilter/"+key); v != "2" {
+				t.Errorf("%s in %s: %s, want 2", key, ns.Role, v)
+			}
+		}
+	}
+	// The topology check's query to the target came from an ephemeral
+	// port, inside the flood's range: its entry must expire first, or the
+	// flow from that port is not new.
+	time.Sleep(timeout + reuseMargin)
+	nattedBefore := natted(t, topo)
+	st, err := topo.Flood(context.Background(), FloodOptions{Duration: 5 * time.Second, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.PortsWrap || st.PortsExhausted || st.Errors != 0 {
+		t.Fatalf("wrap %v, exhausted %v, %d errors (%s)", st.PortsWrap, st.PortsExhausted, st.Errors, st.FirstError)
+	}
+	node := nodeStats(t, st.Netns)
+	if n := natted(t, topo) - nattedBefore; n != st.Flows || node.Delta.Drop != 0 || node.Delta.EarlyDrop != 0 {
+		t.Errorf("%d new flows in the node for %d sent (drop %d, early_drop %d)",
+			n, st.Flows, node.Delta.Drop, node.Delta.EarlyDrop)
+	}
+	t.Logf("%d flows in %v (%d source ports)", st.Flows, st.Duration, FloodPorts)
+	if st.Flows <= FloodPorts {
+		t.Skipf("%d flows: too slow a machine for the ports to wrap", st.Flows)
+	}
+}
+
+// Marks cut a flood into segments that hold every flow, pause it, and their
+// end ends it. After a pause a paced flood goes on at its pace, without
+// making up for the pause.
+func TestFloodMarks(t *testing.T) {
+	topo := setup(t, "endpoints-1", "iptables", 0)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	go func() {
+		defer pw.Close()
+		for _, m := range []struct {
+			after time.Duration
+			line  string
+		}{{300 * time.Millisecond, "a"}, {500 * time.Millisecond, "!p"}, {500 * time.Millisecond, "b"}, {500 * time.Millisecond, ""}} {
+			time.Sleep(m.after)
+			if m.line != "" {
+				io.WriteString(pw, m.line+"\n")
+			}
+		}
+	}()
+	const rate = 2000
+	st, err := topo.Flood(context.Background(), FloodOptions{Duration: time.Minute, Threads: 2, Rate: rate, Marks: pr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Duration > 20*time.Second || st.Errors != 0 {
+		t.Fatalf("a flood that ends with its marks: %v, %d errors (%s)", st.Duration, st.Errors, st.FirstError)
+	}
+	var sum uint64
+	var labels []string
+	for _, g := range st.Segments {
+		sum += g.Flows
+		labels = append(labels, g.Label)
+	}
+	if strings.Join(labels, ",") != ",a,p,b" || sum != st.Flows {
+		t.Fatalf("segments %+v: want labels \"\", a, p, b and %d flows in all", st.Segments, st.Flows)
+	}
+	// In the pause, at most the flows under way when it began (one a
+	// thread); after it, about 500 ms at the rate, not more.
+	p, b := st.Segments[2], st.Segments[3]
+	if !p.Paused || p.Flows > 2 || p.Duration < 400*time.Millisecond {
+		t.Errorf("a pause of 500 ms: %+v", p)
+	}
+	if want := b.Duration.Seconds() * rate; b.Paused || float64(b.Flows) < want*0.7 || float64(b.Flows) > want*1.1+2 {
+		t.Errorf("after the pause: %+v; want about %.0f flows", b, want)
+	}
+	t.Logf("segments %+v", st.Segments)
 }

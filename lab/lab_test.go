@@ -54,14 +54,20 @@ func clashes(d kstat.Counters) uint64 {
 // that no namespace is left behind.
 func setup(t *testing.T, name, nat string, timeout time.Duration) *Topology {
 	t.Helper()
+	return setupOpts(t, name, Options{NAT: nat, Timeout: timeout})
+}
+
+// setupOpts is setup with any Options.
+func setupOpts(t *testing.T, name string, o Options) *Topology {
+	t.Helper()
 	sc, err := ScenarioByName(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	needLab(t, sc, nat)
+	needLab(t, sc, o.NAT)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	topo, err := Setup(ctx, sc, Options{NAT: nat, Timeout: timeout})
+	topo, err := Setup(ctx, sc, o)
 	if err != nil {
 		t.Fatalf("Setup: %v", err)
 	}

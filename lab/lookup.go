@@ -263,14 +263,7 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 	if err != nil {
 		return st, errors.Join(runErr, fmt.Errorf("reading conntrack counters: %w", err))
 	}
-	for i := range before {
-		st.Netns = append(st.Netns, NetnsStats{
-			Netns:  *before[i].Netns,
-			Before: before[i].Counters,
-			After:  after[i].Counters,
-			Delta:  after[i].Counters.Sub(before[i].Counters),
-		})
-	}
+	st.Netns = deltas(before, after)
 	return st, runErr
 }
 

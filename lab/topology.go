@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,12 @@ type Options struct {
 	Timeout time.Duration
 	// Name is the DNS name queried (default "lab.example.").
 	Name string
+	// UDPTimeout, if set (whole seconds), replaces the kernel's UDP
+	// conntrack timeouts (nf_conntrack_udp_timeout and _stream, 30 s and
+	// 120 s by default) in every netns of the topology before its first
+	// flow, so that entries expire soon; a Flood then lets its source ports
+	// wrap (see FloodFirstPort).
+	UDPTimeout time.Duration
 	// Logf, if set, gets progress lines.
 	Logf func(format string, args ...any)
 }
@@ -173,6 +180,9 @@ func (o *Options) resolve(sc Scenario) (int, error) {
 	}
 	if o.Name == "" {
 		o.Name = DefaultName
+	}
+	if o.UDPTimeout < 0 || o.UDPTimeout%time.Second != 0 {
+		return 0, fmt.Errorf("udp timeout %v: use whole seconds", o.UDPTimeout)
 	}
 	if _, err := BuildQuery(0, o.Name, TypeA); err != nil {
 		return 0, err
@@ -330,6 +340,12 @@ func (t *Topology) build(ctx context.Context) error {
 		return err
 	}
 
+	// 4b. The UDP timeouts, now that the rules have loaded conntrack (its
+	// sysctls exist only then) and before the check's flows.
+	if err := t.setUDPTimeout(); err != nil {
+		return err
+	}
+
 	// 5. DNS responders.
 	for i := 1; i <= t.endpoints; i++ {
 		r, err := startResponder(t.byRole[fmt.Sprintf("dns%d", i)], i)
@@ -369,6 +385,26 @@ func (t *Topology) build(ctx context.Context) error {
 		return err
 	}
 	t.logf("topology %s (%s) ready in %v", t.Prefix, sc.Name, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// setUDPTimeout writes Options.UDPTimeout, if set, to both UDP timeouts of
+// every netns: a flow that got a reply lives the _stream timeout on older
+// kernels, and the topology check's flows do.
+func (t *Topology) setUDPTimeout() error {
+	if t.Options.UDPTimeout == 0 {
+		return nil
+	}
+	secs := strconv.Itoa(int(t.Options.UDPTimeout / time.Second))
+	for _, ns := range t.Namespaces {
+		err := writeSysctls(ns, []sysctl{
+			{key: "net/netfilter/nf_conntrack_udp_timeout", value: secs},
+			{key: "net/netfilter/nf_conntrack_udp_timeout_stream", value: secs},
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -616,6 +652,20 @@ func (t *Topology) Counters() ([]NetnsCounters, error) {
 		out = append(out, NetnsCounters{Netns: ns, Counters: c})
 	}
 	return out, nil
+}
+
+// deltas pairs two readings of Counters into the report of each netns.
+func deltas(before, after []NetnsCounters) []NetnsStats {
+	out := make([]NetnsStats, 0, len(before))
+	for i := range before {
+		out = append(out, NetnsStats{
+			Netns:  *before[i].Netns,
+			Before: before[i].Counters,
+			After:  after[i].Counters,
+			Delta:  after[i].Counters.Sub(before[i].Counters),
+		})
+	}
+	return out
 }
 
 // Close stops the responders and client threads and removes every namespace

@@ -1,26 +1,53 @@
 #!/bin/bash
 # make bench, inside the VM (as /lab/run; see scripts/vm/README.md): the rate
 # of new UDP flows through a DNAT'd ClusterIP (ctlab flood) with no tracer and
-# with `ctprobe trace` in its default mode, with --timeline and with --all,
-# attached with fentry and with kprobe. Untraced runs alternate with traced
-# ones, and every traced run is compared with the mean of the untraced runs
-# around it, so that drift of an emulated, shared machine cancels out. Then:
+# with `ctprobe trace` in its default mode, with --timeline, with --all and
+# with --all --timeline, attached with fentry and with kprobe.
+#
+# The rates come from ONE long flood on one topology, cut into windows by
+# marks (ctlab flood --marks): untraced and traced windows alternate, and
+# every traced window is compared with the mean of the untraced windows on
+# either side, a few seconds away, so that the drift of an emulated, shared
+# machine cancels out far better than between separate runs. The tracer's
+# start-up and teardown (in which the flood pauses) and a settle window after
+# each get windows of their own, which are left out. Then:
 # per-flow probe time from the kernel's BPF statistics, loss at a sustained
 # rate with the default ring size, and the exact accounting of an overloaded
 # one-page ring buffer.
 #
-# Output: /out/results.tsv, one line per run (scripts/bench.sh makes the
-# table), and per-run files in /out/runs/. Progress lines start with "bench:".
-#   env: BENCH_ROUNDS (5), BENCH_DURATION (4s), BENCH_SCENARIO (endpoints-2),
-#        BENCH_THREADS (1), BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s)
+# Output: /out/results.tsv, one line per window (in order) and per other run
+# (scripts/bench.sh makes the table), and per-run files in /out/runs/.
+# Progress lines start with "bench:".
+#   env: BENCH_WINDOW (4s: one measured window), BENCH_PAIRS (4: traced
+#        windows per attach mode and ctprobe mode), BENCH_SETTLE (3s: after
+#        the tracer attached or exited), BENCH_SCENARIO (endpoints-2),
+#        BENCH_THREADS (1), BENCH_DURATION (4s: each probe-time run),
+#        BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s)
 set -u
-cd /out
-rounds=${BENCH_ROUNDS:-5}
-duration=${BENCH_DURATION:-4s}
+cd /out || exit 1
+window=${BENCH_WINDOW:-4s}
+pairs=${BENCH_PAIRS:-4}
+settle=${BENCH_SETTLE:-3s}
 scenario=${BENCH_SCENARIO:-endpoints-2}
 threads=${BENCH_THREADS:-1}
+duration=${BENCH_DURATION:-4s}
 paced_rate=${BENCH_PACED_RATE:-300}
 paced_duration=${BENCH_PACED_DURATION:-5s}
+# The interleaved flood's UDP conntrack timeout: its source ports wrap, each
+# reused 1 s after its entry expired (see lab/flood.go), so the flood can
+# last as long as the windows need, with about rate x 2 s entries in the
+# table throughout.
+udp_timeout=2s
+# ctprobe's modes: a name for the table, and trace's flags.
+modes="default timeline all all-timeline"
+mode_flags() {
+  case $1 in
+    default) ;;
+    timeline) echo --timeline ;;
+    all) echo --all ;;
+    all-timeline) echo --all --timeline ;;
+  esac
+}
 mkdir -p runs
 results=results.tsv
 printf 'run\tattach\tmode\tflows_per_s\tflows\tsent\treceived\tlost\tprobe_ns\tprobe_runs\tnote\n' >"$results"
@@ -34,12 +61,13 @@ num() { sed -n "s/^  \"$1\": \([0-9.e+-]*\),*$/\1/p" "$2" | head -n 1; }
 # capture's trailer (JSON at the end of the file).
 trailer() { grep -ao "\"$1\":\"[0-9]*\"" "$2" | tail -n 1 | grep -o '[0-9][0-9]*'; }
 
-# wait_capture FILE PID: the tracer writes the capture's header once its
-# probes are attached; then 2 s for its start-up work (loading programs is
-# slow under TCG) to end, so that runs measure the steady state.
-wait_capture() {
+# wait_for FILE PID [PATTERN]: until FILE is not empty (or has a line with
+# PATTERN), for up to 60 s; fails if PID exits first.
+wait_for() {
   for _ in $(seq 600); do
-    [ -s "$1" ] && { sleep 2; return 0; }
+    if [ $# -gt 2 ]; then grep -q "$3" "$1" 2>/dev/null && return 0
+    else [ -s "$1" ] && return 0
+    fi
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -56,6 +84,41 @@ stop() {
   kill -KILL "$1" 2>/dev/null
   wait "$1"
   return 124
+}
+
+# start_tracer NAME ATTACH MODE [flags...]: `ctprobe trace` writing
+# runs/NAME.ctp in the background; sets tracer_pid, and returns once the
+# capture's header is written (the probes are attached) or fails after
+# reaping a tracer that did not get there.
+start_tracer() {
+  local name=$1 attach=$2 mode=$3
+  shift 3
+  rm -f "runs/$name.ctp"
+  # shellcheck disable=SC2046 # mode_flags gives words
+  ctprobe trace --attach "$attach" -q -w "runs/$name.ctp" $(mode_flags "$mode") "$@" 2>"runs/$name.trace.err" 3>&- &
+  tracer_pid=$!
+  wait_for "runs/$name.ctp" "$tracer_pid" && return 0
+  log "$name: ctprobe trace did not start: $(head -c 300 "runs/$name.trace.err")"
+  kill -KILL "$tracer_pid" 2>/dev/null
+  wait "$tracer_pid" 2>/dev/null
+  return 1
+}
+
+# stop_tracer NAME: stops tracer_pid and sets sent, received, lost (from the
+# capture's trailer; then the large capture is removed) and note: ok, or
+# what went wrong.
+stop_tracer() {
+  note=ok
+  stop "$tracer_pid" || note=trace-rc-$?
+  sent=$(trailer records_sent "runs/$1.ctp")
+  received=$(trailer records_received "runs/$1.ctp")
+  lost=$(trailer records_lost "runs/$1.ctp")
+  if [ -z "$sent" ]; then
+    note=no-trailer
+  elif [ "$sent" != $((received + lost)) ]; then
+    note=unaccounted
+  fi
+  rm -f "runs/$1.ctp"
 }
 
 # probe_time FILE: the summed run time and run count of every BPF program
@@ -75,8 +138,9 @@ probe_time() {
     END { printf "%d\t%d\n", ns, n }'
 }
 
-# measure RUN ATTACH MODE [ctprobe trace flags...] [-- ctlab flood flags...]
-#   ATTACH: none, fentry or kprobe; MODE: default, timeline or all (for none, a label).
+# measure RUN ATTACH MODE [ctprobe trace flags...] [-- ctlab flood flags...]:
+# one flood of its own on a new topology, traced from before it starts to
+# after it ends (the probe-time and loss runs).
 measure() {
   local run=$1 attach=$2 mode=$3
   shift 3
@@ -84,68 +148,142 @@ measure() {
   while [ $# -gt 0 ] && [ "$1" != -- ]; do targs+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   fargs=("$@")
-  local name=$run-$attach-$mode tp= note=ok
-  local ctp=runs/$name.ctp
-  rm -f "$ctp"
-  if [ "$attach" != none ]; then
-    local a=(--attach "$attach" -q -w "$ctp")
-    [ "$mode" = default ] || a+=(--"$mode")
-    ctprobe trace "${a[@]}" ${targs[@]+"${targs[@]}"} 2>"runs/$name.trace.err" &
-    tp=$!
-    if ! wait_capture "$ctp" "$tp"; then
-      log "$name: ctprobe trace did not start: $(head -c 300 "runs/$name.trace.err")"
-      kill -KILL "$tp" 2>/dev/null
-      wait "$tp" 2>/dev/null
-      printf '%s\t%s\t%s\t\t\t\t\t\t\t\ttracer-failed\n' "$run" "$attach" "$mode" >>"$results"
-      return
-    fi
+  local name=$run-$attach-$mode fnote=ok pns='' pruns=''
+  if ! start_tracer "$name" "$attach" "$mode" ${targs[@]+"${targs[@]}"}; then
+    printf '%s\t%s\t%s\t\t\t\t\t\t\t\ttracer-failed\n' "$run" "$attach" "$mode" >>"$results"
+    return
   fi
+  sleep "$settle" # the tracer's start-up work (loading is slow under TCG) ends
   ctlab flood --scenario "$scenario" --duration "$duration" --threads "$threads" ${fargs[@]+"${fargs[@]}"} \
-    -o json >"runs/$name.flood.json" 2>"runs/$name.flood.err" || note=flood-failed
-  local rate flows sent= received= lost= pns= pruns=
+    -o json >"runs/$name.flood.json" 2>"runs/$name.flood.err" || fnote=flood-failed
+  if [ "${BENCH_STATS:-}" = 1 ]; then
+    local pt
+    pt=$(probe_time "runs/$name.progs") # (no /dev/fd in the guest for <(...))
+    pns=${pt%%$'\t'*} pruns=${pt##*$'\t'}
+  fi
+  stop_tracer "$name"
+  [ "$fnote" = ok ] || note=$fnote
+  local rate flows
   rate=$(num flows_per_second "runs/$name.flood.json")
   flows=$(num flows "runs/$name.flood.json")
-  if [ -n "$tp" ]; then
-    if [ "${BENCH_STATS:-}" = 1 ]; then
-      local pt
-      pt=$(probe_time "runs/$name.progs") # (no /dev/fd in the guest for <(...))
-      pns=${pt%%$'\t'*} pruns=${pt##*$'\t'}
-    fi
-    stop "$tp" || note=trace-rc-$?
-    sent=$(trailer records_sent "$ctp")
-    received=$(trailer records_received "$ctp")
-    lost=$(trailer records_lost "$ctp")
-    [ -n "$sent" ] || note=no-trailer
-    if [ -n "$sent" ] && [ "$sent" != $((received + lost)) ]; then
-      note=unaccounted
-    fi
-    rm -f "$ctp" # --all captures are large; the trailer's counts are kept above
-  fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$attach" "$mode" "$rate" "$flows" \
     "$sent" "$received" "$lost" "$pns" "$pruns" "$note" >>"$results"
   log "$(printf '%-22s %8.0f flows/s' "$name" "${rate:-0}")${sent:+  records sent $sent, received $received, lost $lost}${pns:+, probes ${pns} ns in ${pruns} runs}  [$note]"
 }
 
-log "kernel $(uname -r), $(nproc) vCPUs; scenario $scenario, $threads sender thread(s), $duration per run, $rounds rounds"
+# The interleaved flood. Its marks go through the FIFO runs/marks on fd 3,
+# opened read-write so that neither side's open waits for the other; closing
+# fd 3 ends the flood, once no child holds it (background children are
+# started with 3>&-). Segment n of the flood's JSON is the window of the n-th
+# mark (segment 0, before the first mark, is the flood's start).
+nmarks=0
+mark() {
+  echo "$1" >&3
+  nmarks=$((nmarks + 1))
+}
+
+# traced_window PAIR ATTACH MODE: an untraced window, the tracer's start-up,
+# a settle window, a traced window, the tracer's teardown and a settle
+# window; the tracer's accounting goes to runs/windows.tsv under the traced
+# window's segment number. The flood pauses ("!" marks) while the tracer
+# attaches and detaches: under TCG, patching the code of functions that the
+# other vCPU runs at that moment crashed the guest (an int3 oops in
+# __nf_conntrack_confirm, about once in 20 attaches). The settle windows let
+# the conntrack table, which empties in a pause, fill again.
+traced_window() {
+  local attach=$2 mode=$3 name=w$1-$2-$3 n alive=yes
+  mark "untraced"
+  sleep "$window"
+  mark "!startup $attach $mode"
+  if ! start_tracer "$name" "$attach" "$mode"; then
+    mark "failed $attach $mode"
+    printf '%d\t\t\t\ttracer-failed\n' "$nmarks" >>runs/windows.tsv
+    return
+  fi
+  mark "settle $attach $mode"
+  sleep "$settle"
+  mark "traced $attach $mode"
+  n=$nmarks
+  sleep "$window"
+  # A tracer that died during the window did not trace all of it.
+  kill -0 "$tracer_pid" 2>/dev/null || alive=no
+  mark "!teardown $attach $mode"
+  stop_tracer "$name"
+  [ "$alive" = yes ] || note=trace-died
+  printf '%d\t%s\t%s\t%s\t%s\n' "$n" "$sent" "$received" "$lost" "$note" >>runs/windows.tsv
+  log "$(printf '%-22s' "$name")  records sent $sent, received $received, lost $lost  [$note]"
+  mark "settle"
+  sleep "$settle"
+}
+
+# window_rows JSON: results.tsv rows for the flood's segments, in order:
+# kind (the label's first word), attach, mode, flows/s, flows, and the
+# tracer's accounting from runs/windows.tsv for traced windows.
+window_rows() {
+  awk -F'\t' -v OFS='\t' '
+    FILENAME == ARGV[1] { acct[$1] = $2 OFS $3 OFS $4 OFS "" OFS "" OFS $5; next }
+    /^  "segments": \[/ { in_segs = 1; next }
+    in_segs && /^  \]/ { in_segs = 0 }
+    !in_segs { next }
+    /^      "label": / { sub(/^      "label": "/, ""); sub(/",$/, ""); label = $0 }
+    /^      "duration_ns": / { gsub(/[^0-9]/, ""); dur = $0 }
+    /^      "flows": / {
+      gsub(/[^0-9]/, ""); flows = $0
+      n = split(label, w, " ")
+      rate = dur > 0 ? flows * 1e9 / dur : 0
+      acct_cols = (seg in acct) ? acct[seg] : OFS OFS OFS OFS OFS "ok"
+      if (seg > 0)
+        print w[1], (n > 1 ? w[2] : "none"), (n > 2 ? w[3] : "-"), sprintf("%.1f", rate), flows, acct_cols
+      seg++
+    }' runs/windows.tsv "$1"
+}
+
+interleaved() {
+  local json=runs/interleaved.flood.json err=runs/interleaved.flood.err fp
+  : >runs/windows.tsv
+  rm -f runs/marks
+  mkfifo runs/marks
+  exec 3<>runs/marks
+  # --duration only bounds a flood whose script went wrong: closing fd 3
+  # ends it.
+  ctlab flood --scenario "$scenario" --threads "$threads" --udp-timeout "$udp_timeout" --duration 2h \
+    --marks runs/marks -v -o json >"$json" 2>"$err" 3>&- &
+  fp=$!
+  if ! wait_for "$err" "$fp" "ctlab: flood: "; then
+    log "interleaved flood did not start: $(tail -n 1 "$err")"
+    exec 3>&-
+    wait "$fp"
+    return
+  fi
+  # Lead-in: the table fills to its steady state (rate x UDP timeout).
+  mark "lead-in"
+  sleep 5
+  for p in $(seq "$pairs"); do
+    log "interleaved: pair $p of $pairs"
+    for attach in fentry kprobe; do
+      for mode in $modes; do
+        traced_window "$p" "$attach" "$mode"
+      done
+    done
+  done
+  mark "untraced"
+  sleep "$window"
+  exec 3>&-
+  if ! wait "$fp"; then
+    log "interleaved flood failed: $(tail -n 1 "$err")"
+  fi
+  window_rows "$json" >>"$results"
+  log "interleaved: $(num flows "$json") flows in $(num duration_ns "$json") ns, $nmarks windows"
+}
+
+log "kernel $(uname -r), $(nproc) vCPUs; scenario $scenario, $threads sender thread(s), windows of $window, $pairs pairs per mode"
 # Warm-up: the first topology and flood pay for module and page-cache faults.
 ctlab flood --scenario "$scenario" --duration 1s >/dev/null 2>&1
 
-# Every traced run sits between two untraced runs; scripts/bench.sh compares
-# it with their mean, so that a drifting host rate cancels out.
-n=0
-for r in $(seq "$rounds"); do
-  for attach in fentry kprobe; do
-    for mode in default timeline all; do
-      measure "u$n" none -
-      n=$((n + 1))
-      measure "r$r" "$attach" "$mode"
-    done
-  done
-done
-measure "u$n" none -
+interleaved
 
 # Per-flow time in the probes, from the kernel's BPF run-time statistics
-# (they cost a clock read per program run, so the rate runs above go without).
+# (they cost a clock read per program run, so the windows above go without).
 echo 1 >/proc/sys/kernel/bpf_stats_enabled
 for attach in fentry kprobe; do
   for mode in default timeline all; do

@@ -23,9 +23,11 @@ import (
 const usage = `usage:
   ctlab run --scenario NAME [--lookups K] [--endpoints N] [--nat iptables|nft]
             [--iptables BIN] [--timeout D] [-o text|json] [--keep] [-v]
-  ctlab flood [--scenario NAME] [--duration D] [--threads N] [--rate R]
-              [--endpoints N] [--nat iptables|nft] [--iptables BIN] [-o text|json] [--keep] [-v]
-                         new UDP flows as fast as possible (one socket, port, datagram each); prints flows/s
+  ctlab flood [--scenario NAME] [--duration D] [--threads N] [--rate R] [--udp-timeout D]
+              [--marks FILE] [--endpoints N] [--nat iptables|nft] [--iptables BIN] [-o text|json] [--keep] [-v]
+                         new UDP flows as fast as possible (one socket, port, datagram each); prints flows/s,
+                         and with --marks the flows of every segment between two lines of FILE
+                         (-v says when sending starts; a line "!LABEL" pauses until the next line)
   ctlab scenarios        list the scenarios
   ctlab cleanup [--all]  remove lab namespaces (ctl<pid>-*) left by dead runs
 `
@@ -225,6 +227,8 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 5*time.Second, "how long to send")
 	threads := fs.Int("threads", 1, "sender threads")
 	rate := fs.Float64("rate", 0, "at most this many flows per second in all (0: as fast as possible)")
+	udpTimeout := fs.Duration("udp-timeout", 0, "set the UDP conntrack timeouts of the lab's netns to this (whole seconds) and let source ports wrap, each reused 1 s after its entry expired: a flood longer than 64512 flows (0: kernel default, each port once)")
+	marks := fs.String("marks", "", "read lines from this file (a FIFO) while flooding: each starts a segment labelled with the line (a paused one if it starts with !), and its end ends the flood; the segments' flows are reported")
 	endpoints := fs.Int("endpoints", 0, "DNS endpoints (default: the scenario's)")
 	nat := fs.String("nat", "iptables", "how to write the rules: iptables or nft")
 	ipt := fs.String("iptables", "", "iptables binary (default: iptables-legacy, else iptables)")
@@ -247,19 +251,33 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	if *rate < 0 {
 		return usageError{"--rate must not be negative"}
 	}
+	if *udpTimeout < 0 || *udpTimeout%time.Second != 0 {
+		return usageError{"--udp-timeout: use whole seconds (e.g. 2s)"}
+	}
 	if err := checkCommon(sc, *nat, *output, *endpoints); err != nil {
 		return err
+	}
+	opts := lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate}
+	if *marks != "" {
+		// Opened before the signal handler is installed: the open waits
+		// for a writer on a FIFO, and until then ^C simply ends ctlab.
+		f, err := os.Open(*marks)
+		if err != nil {
+			return fmt.Errorf("--marks: %w", err)
+		}
+		defer f.Close()
+		opts.Marks = f
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	topo, done, err := setUp(ctx, sc, lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt}, *verbose, *keep, stderr)
+	topo, done, err := setUp(ctx, sc, lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt, UDPTimeout: *udpTimeout}, *verbose, *keep, stderr)
 	if err != nil {
 		return err
 	}
 	defer done()
 
-	st, runErr := topo.Flood(ctx, lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate})
+	st, runErr := topo.Flood(ctx, opts)
 	if st.Netns != nil {
 		if err := writeResult(stdout, *output, &st); err != nil {
 			return err

@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ctprobe/ctprobe/lab"
+	"golang.org/x/sys/unix"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -34,6 +38,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--bogus"}, "not defined: -bogus"},
 		{[]string{"run", "--scenario", "endpoints-2", "extra"}, `unexpected argument "extra"`},
 		{[]string{"scenarios", "x"}, "no arguments"},
+		{[]string{"flood", "--udp-timeout", "1500ms"}, "whole seconds"},
+		{[]string{"flood", "--udp-timeout", "-1s"}, "whole seconds"},
 	} {
 		code, _, stderr := runCLI(tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -86,5 +92,84 @@ func TestRunJSONPrivileged(t *testing.T) {
 		if _, err := os.Stat(n.Path); err == nil {
 			t.Errorf("%s left behind", n.Path)
 		}
+	}
+}
+
+func TestFloodMarksMissing(t *testing.T) {
+	code, _, stderr := runCLI("flood", "--marks", filepath.Join(t.TempDir(), "none"))
+	if code != 1 || !strings.HasPrefix(stderr, "ctlab: --marks: open ") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// The way scripts/bench-guest.sh drives a flood: marks through a FIFO once
+// -v says the flood started, and the FIFO's end ends it.
+func TestFloodMarksPrivileged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("ip not installed")
+	}
+	fifo := filepath.Join(t.TempDir(), "marks")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// stderr is a file, which the test reads while ctlab writes it, as
+	// the script does.
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stderr.Close()
+	logged := func() string {
+		b, _ := os.ReadFile(stderr.Name())
+		return string(b)
+	}
+	var stdout bytes.Buffer
+	code := make(chan int, 1)
+	go func() {
+		code <- realMain([]string{"flood", "--marks", fifo, "--udp-timeout", "1s", "--duration", "1m", "--rate", "2000", "-o", "json", "-v"}, &stdout, stderr)
+	}()
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // waits for ctlab to open it
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(logged(), "ctlab: flood: ") {
+		select {
+		case c := <-code:
+			t.Fatalf("ctlab ended (exit %d) before flooding: %s", c, logged())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	for _, line := range []string{"untraced", "!startup fentry all", "traced fentry all"} {
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprintln(w, line)
+	}
+	time.Sleep(300 * time.Millisecond)
+	w.Close()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d: %s", c, logged())
+	}
+	var st lab.FloodStats
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	if !st.PortsWrap || st.Duration > 30*time.Second || len(st.Segments) != 4 {
+		t.Fatalf("flood: wrap %v, %v, segments %+v", st.PortsWrap, st.Duration, st.Segments)
+	}
+	var sum uint64
+	for i, want := range []string{"", "untraced", "startup fentry all", "traced fentry all"} {
+		g := st.Segments[i]
+		sum += g.Flows
+		// 300 ms at 2000 flows/s: about 600 flows; none in the pause.
+		paused := i == 2
+		if g.Label != want || g.Paused != paused || g.Duration < 250*time.Millisecond ||
+			paused && g.Flows > 1 || !paused && (g.Flows < 300 || g.Flows > 1000) {
+			t.Errorf("segment %d: %+v; want label %q, about 300 ms, paused %v", i, g, want, paused)
+		}
+	}
+	if sum != st.Flows {
+		t.Errorf("segments hold %d of %d flows", sum, st.Flows)
 	}
 }

@@ -19,7 +19,8 @@
 # (scripts/bench.sh makes the table), and per-run files in /out/runs/.
 # Progress lines start with "bench:".
 #   env: BENCH_WINDOW (4s: one measured window), BENCH_PAIRS (4: traced
-#        windows per attach mode and ctprobe mode), BENCH_SETTLE (3s: after
+#        windows per attach mode and ctprobe mode), BENCH_MODES ("default
+#        timeline all all-timeline"), BENCH_ATTACH ("fentry kprobe"), BENCH_SETTLE (3s: after
 #        the tracer attached or exited), BENCH_SCENARIO (endpoints-2),
 #        BENCH_THREADS (1), BENCH_DURATION (4s: each probe-time run),
 #        BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s)
@@ -38,8 +39,12 @@ paced_duration=${BENCH_PACED_DURATION:-5s}
 # last as long as the windows need, with about rate x 2 s entries in the
 # table throughout.
 udp_timeout=2s
-# ctprobe's modes: a name for the table, and trace's flags.
-modes="default timeline all all-timeline"
+# ctprobe's modes (a name for the table; mode_flags gives trace's flags) and
+# attach modes to measure (space- or comma-separated).
+modes=${BENCH_MODES:-default timeline all all-timeline}
+modes=${modes//,/ }
+attaches=${BENCH_ATTACH:-fentry kprobe}
+attaches=${attaches//,/ }
 mode_flags() {
   case $1 in
     default) ;;
@@ -84,6 +89,12 @@ stop() {
   kill -KILL "$1" 2>/dev/null
   wait "$1"
   return 124
+}
+
+# cpu_ticks PID: the user and system CPU time of a process, in clock ticks
+# (1/100 s), or 0 once it is gone.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 # start_tracer NAME ATTACH MODE [flags...]: `ctprobe trace` writing
@@ -191,7 +202,7 @@ mark() {
 # __nf_conntrack_confirm, about once in 20 attaches). The settle windows let
 # the conntrack table, which empties in a pause, fill again.
 traced_window() {
-  local attach=$2 mode=$3 name=w$1-$2-$3 n alive=yes
+  local attach=$2 mode=$3 name=w$1-$2-$3 n alive=yes cpu0 cpu
   mark "untraced"
   sleep "$window"
   mark "!startup $attach $mode"
@@ -204,14 +215,16 @@ traced_window() {
   sleep "$settle"
   mark "traced $attach $mode"
   n=$nmarks
+  cpu0=$(cpu_ticks "$tracer_pid")
   sleep "$window"
+  cpu=$(($(cpu_ticks "$tracer_pid") - cpu0))
   # A tracer that died during the window did not trace all of it.
   kill -0 "$tracer_pid" 2>/dev/null || alive=no
   mark "!teardown $attach $mode"
   stop_tracer "$name"
   [ "$alive" = yes ] || note=trace-died
   printf '%d\t%s\t%s\t%s\t%s\n' "$n" "$sent" "$received" "$lost" "$note" >>runs/windows.tsv
-  log "$(printf '%-22s' "$name")  records sent $sent, received $received, lost $lost  [$note]"
+  log "$(printf '%-22s' "$name")  records sent $sent, received $received, lost $lost; ctprobe's CPU in the window $((cpu * 10)) ms  [$note]"
   mark "settle"
   sleep "$settle"
 }
@@ -260,7 +273,7 @@ interleaved() {
   sleep 5
   for p in $(seq "$pairs"); do
     log "interleaved: pair $p of $pairs"
-    for attach in fentry kprobe; do
+    for attach in $attaches; do
       for mode in $modes; do
         traced_window "$p" "$attach" "$mode"
       done

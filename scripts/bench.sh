@@ -39,7 +39,7 @@ initrd=.cache/vm/bench-$flavour.cpio.gz
 scripts/vm/build-initramfs.sh --kernel-dir "$kdir" --out "$initrd" \
   --add bin/ctprobe:/bin/ctprobe --add bin/ctlab:/bin/ctlab --run scripts/bench-guest.sh >&2
 env_args=()
-for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENCH_DURATION BENCH_PACED_RATE BENCH_PACED_DURATION; do
+for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENCH_DURATION BENCH_PACED_RATE BENCH_PACED_DURATION BENCH_MODES BENCH_ATTACH; do
   [ -n "${!v:-}" ] && env_args+=(--env "$v=${!v}")
 done
 echo "bench.sh: booting the VM (about 15 minutes; progress below, console in $out/serial.log)" >&2

@@ -702,7 +702,10 @@ func (c *Correlator) find(ct, t uint64) int32 {
 }
 
 // alive returns the generation of ct that existed at time t, preferring
-// one that was confirmed by then.
+// one that was confirmed by then. A generation first seen at its insert
+// (--all) counts up to a reorder window after t: that record is written
+// at confirm's exit, which can run after its loser's confirm returned on
+// another CPU (softirqs run at the winner's local_bh_enable).
 func (c *Correlator) alive(ct, t uint64) int32 {
 	s, ok := c.ctGet(ct)
 	best := int32(-1)
@@ -712,7 +715,7 @@ func (c *Correlator) alive(ct, t uint64) int32 {
 		if r.have&hasIn != 0 {
 			born = r.inTime
 		}
-		if born <= t {
+		if born <= t || r.have&(hasIn|hasConfirm) == hasConfirm && born <= t+c.window {
 			if r.have&hasConfirm != 0 && r.confTime <= t {
 				return s
 			}

@@ -394,16 +394,30 @@ func TestAllModeReplyOnlyWithoutPair(t *testing.T) {
 	}
 }
 
-// --all: a winner whose confirm record comes after its loser's pair (its
-// exit ran late on another CPU) still gives one incident, with the winner
-// named by the clash, and no second one.
+// --all: a winner whose insert record comes after its loser's pair (its
+// confirm's exit ran late on another CPU) gives one incident, with the
+// winner's task and stage from that record while it comes within the
+// reorder window; one later than that is left out (its pointer may have
+// been reused), and the clash still names the winner.
 func TestAllModeLateWinnerConfirm(t *testing.T) {
-	evs := allMode(scenarioR3NATClash().replay)
-	late := append(evs[1:], evs[0])
-	late[2].Time = late[1].Time + 5
-	inc := only(t, feed(t, New(Options{}), late))
-	if inc.Race != RaceEndpoints || inc.Winner.CT != ctW || inc.Winner.Orig != evs[0].Orig {
-		t.Errorf("race %d winner %#x orig %v", inc.Race, inc.Winner.CT, inc.Winner.Orig)
+	for _, c := range []struct {
+		after     uint64
+		wantStage bool
+	}{
+		{5, true},
+		{uint64(DefaultReorderWindow) - 1, true},
+		{uint64(DefaultReorderWindow) + 1, false},
+	} {
+		evs := allMode(scenarioR3NATClash().replay)
+		late := append(evs[1:], evs[0])
+		late[2].Time = late[1].Time + c.after
+		inc := only(t, feed(t, New(Options{}), late))
+		if inc.Race != RaceEndpoints || inc.Winner.CT != ctW || inc.Winner.Orig != evs[0].Orig {
+			t.Errorf("%d ns late: race %d winner %#x orig %v", c.after, inc.Race, inc.Winner.CT, inc.Winner.Orig)
+		}
+		if got := len(inc.Winner.Timeline) == 1 && inc.Winner.Task && inc.Winner.PID == evs[0].PID; got != c.wantStage {
+			t.Errorf("%d ns late: winner timeline %+v task %v pid %d, want its insert: %v", c.after, inc.Winner.Timeline, inc.Winner.Task, inc.Winner.PID, c.wantStage)
+		}
 	}
 }
 

@@ -246,23 +246,13 @@ static __always_inline void count_loss(__u32 kind)
 		*n += 1;
 }
 
-/* --all: wake the reader only once this many bytes wait (set by the Go side;
- * 0: wake for every record, so that an incident shows at once). Under a
- * stream of records a wakeup each (irq_work, then an IPI to the reader's
- * CPU) cost more than the record; the reader also reads on a timer. */
-const volatile __u32 wakeup_bytes = 0;
-
 static __always_inline void output(struct event *e)
 {
-	__u64 flags = 0;
-
-	if (wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-										   : BPF_RB_NO_WAKEUP;
 	count_loss(LOSS_SENT);
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags))
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0))
 		count_loss(LOSS_RINGBUF);
 }
+
 /* Entry/exit pairing for kprobes: kretprobes see no arguments. Softirq work on
  * an idle CPU runs as pid 0 on every CPU, so key those by CPU instead. */
 static __always_inline __u64 pid_key(void)
@@ -781,11 +771,12 @@ static __always_inline void read_sender(struct event *e, struct sk_buff *skb)
 		e->flags |= EVENT_F_LOCAL;
 }
 
-/* The loser as a CONFIRM record: its tuples, and its skb's socket and sender. */
-static __always_inline void read_loser(struct event *e, struct sk_buff *skb, struct nf_conn *loser)
+/* A CONFIRM record of ct as its skb shows it at confirm (a clash's loser,
+ * or with --all any new ct): its tuples, and the skb's socket and sender. */
+static __always_inline void read_confirm(struct event *e, struct sk_buff *skb, struct nf_conn *ct)
 {
 	init_event(e, EVENT_CONFIRM);
-	read_ct(e, loser);
+	read_ct(e, ct);
 	e->skb = (__u64)skb;
 	read_sock(e, skb);
 	read_sender(e, skb);
@@ -814,15 +805,11 @@ static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct n
 		return;
 	init_event(&p->clash, EVENT_CLASH);
 	read_clash(&p->clash, skb, h);
-	read_loser(&p->loser, skb, (struct nf_conn *)p->clash.ct);
+	read_confirm(&p->loser, skb, (struct nf_conn *)p->clash.ct);
 	/* Kept even when filtered out: with --all, confirm's exit must know
 	 * that this skb clashed (after a merge it carries the winner's ct). */
 	bpf_map_update_elem(&pairs, &key, p, BPF_ANY);
 }
-
-/* A pair older than this was left by a call in flight when the probes
- * attached; its skb address may since carry another packet. */
-#define PAIR_MAX_AGE_NS 1000000000ULL
 
 /* Send a clash pair with the verdict and the ct the skb carries now (the
  * winner after a merge), and forget it. */
@@ -831,7 +818,7 @@ static __always_inline void send_pair(struct clash_pair *p, __u64 key, struct sk
 	struct nf_conn *after = skb_ct(skb, &p->loser.ctinfo);
 
 	p->loser.ts = bpf_ktime_get_ns();
-	if (p->loser.ts - p->clash.ts < PAIR_MAX_AGE_NS && wanted(&p->loser, p->loser.pid_tgid >> 32)) {
+	if (wanted(&p->loser, p->loser.pid_tgid >> 32)) {
 		p->loser.ret = ret;
 		p->loser.other_ct = (__u64)after;
 		p->loser.status = after ? BPF_CORE_READ(after, status) : 0;
@@ -1159,47 +1146,54 @@ out:
 	return 0;
 }
 
+/* A pair older than this was left by a call in flight when the probes
+ * attached, or by a missed kretprobe; its skb address may since carry
+ * another packet. */
+#define PAIR_MAX_AGE_NS 1000000000ULL
+
+/* The pair p was made for this skb's passage through confirm, which now
+ * carries ct: after a clash the skb carries the loser (dropped, or inserted
+ * reply-only) or the winner (merged); any other ct, or an old pair, means
+ * another packet at the same skb address. (A merge into a third entry,
+ * nf_ct_resolve_clash_harder's three-way race, is taken for that too: glibc
+ * and musl send two queries.) */
+static __always_inline bool pair_of(const struct clash_pair *p, const struct nf_conn *ct)
+{
+	return ((__u64)ct == p->loser.ct || (__u64)ct == p->clash.other_ct) &&
+	       bpf_ktime_get_ns() - p->clash.ts < PAIR_MAX_AGE_NS;
+}
+
 /* --all with the clash probe: confirm's exit alone, without an entry probe.
- * A new ct that was not in a clash is not freed, so its tuples are read
- * here: the REPLY tuple shows the NAT bindings. A clash seen inside (a pair
- * from nf_ct_resolve_clash's entry) is sent as that pair instead. */
+ * A new ct that was not in a clash is not freed, so it is read here: its
+ * REPLY tuple shows the NAT bindings. A clash seen inside (a pair from
+ * nf_ct_resolve_clash's entry) is sent as that pair instead. */
 static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 {
 	__u64 key = (__u64)skb;
 	struct clash_pair *p = bpf_map_lookup_elem(&pairs, &key);
-	struct nf_conn *ct;
-	struct event *e;
 	__u8 ctinfo;
+	struct nf_conn *ct = skb_ct(skb, &ctinfo);
+	struct event *e;
+	__u32 zero = 0;
 
-	ct = skb_ct(skb, &ctinfo);
 	if (!ct)
 		return 0;
 	if (p) {
-		/* After the clash the skb carries the loser (dropped, or inserted
-		 * reply-only) or the winner (merged). Any other ct means the pair
-		 * was left by a packet whose exit was missed (a kretprobe miss)
-		 * and this skb is another packet at the same address. (A merge
-		 * into a third entry, nf_ct_resolve_clash_harder's three-way race,
-		 * is taken for that too: glibc and musl send two queries.) */
-		if ((__u64)ct == p->loser.ct || (__u64)ct == p->clash.other_ct) {
+		if (pair_of(p, ct)) {
 			send_pair(p, key, skb, ret);
 			return 0;
 		}
 		bpf_map_delete_elem(&pairs, &key);
 	}
-	e = new_event(0, EVENT_CONFIRM);
+	e = bpf_map_lookup_elem(&scratch, &zero);
 	if (!e)
 		return 0;
+	read_confirm(e, skb, ct);
 	e->ctinfo = ctinfo;
-	read_ct(e, ct);
 	e->other_ct = e->ct;
-	e->skb = key;
 	e->ret = ret;
-	read_sock(e, skb);
-	if (!wanted(e, e->pid_tgid >> 32))
-		return 0;
-	read_sender(e, skb);
-	output(e);
+	if (wanted(e, e->pid_tgid >> 32))
+		output(e);
 	return 0;
 }
 

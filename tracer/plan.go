@@ -55,14 +55,11 @@ type point struct {
 	candidates func(k Kernel, o Options, attached func(point string) bool) []candidate
 }
 
-// history: --timeline (with or without --all) follows every new ct through
-// every point; the default mode and --all without it probe only the clash
-// path, and --all confirm's exit.
-func history(o Options) bool { return o.Timeline }
-
-// withHistory is the use of the points that only --timeline needs.
-func withHistory(required bool) func(Options, func(string) bool) (bool, bool) {
-	return func(o Options, _ func(string) bool) (bool, bool) { return history(o), required && history(o) }
+// timelineOnly is the use of the points that only --timeline (with or
+// without --all) needs, to follow every new ct: the default mode and --all
+// probe only the clash path, and --all confirm's exit.
+func timelineOnly(required bool) func(Options, func(string) bool) (bool, bool) {
+	return func(o Options, _ func(string) bool) (bool, bool) { return o.Timeline, required && o.Timeline }
 }
 
 // unusedReason is the plan's reason for a point the mode does not need.
@@ -72,7 +69,7 @@ const unusedReason = "the default mode and --all probe only the clash path and c
 // (clash before confirm: the default mode needs confirm only without it).
 var points = []point{
 	{
-		name: "ct_in", why: "no conntrack entry is seen being created", use: withHistory(true),
+		name: "ct_in", why: "no conntrack entry is seen being created", use: timelineOnly(true),
 		candidates: func(k Kernel, _ Options, _ func(string) bool) []candidate {
 			// 4.19 has nf_conntrack_in(net, pf, hooknum, skb); 4.20+ (skb, state).
 			if n := k.funcParams("nf_conntrack_in"); n == 4 || (n < 0 && !k.AtLeast(4, 20)) {
@@ -86,7 +83,7 @@ var points = []point{
 	},
 	{
 		name: "nat", why: "NAT bindings (chosen endpoint, changed source port) are not seen; race 2 cannot be told apart",
-		use: withHistory(false),
+		use: timelineOnly(false),
 		candidates: func(Kernel, Options, func(string) bool) []candidate {
 			// get_unique_tuple is static and inlined into nf_nat_setup_info in
 			// most builds (6.1, 6.18); nf_nat_setup_info is exported.
@@ -107,7 +104,7 @@ var points = []point{
 			// Its return value is confirm's verdict, which the default mode
 			// reads at its exit instead of probing confirm; the other modes
 			// read it at confirm's exit.
-			atConfirm := o.All || history(o)
+			atConfirm := o.All || o.Timeline
 			fexit, kret := probe.BPFProgFexitClash, probe.BPFProgKretprobeClash
 			if atConfirm {
 				fexit, kret = "", ""
@@ -133,7 +130,7 @@ var points = []point{
 	{
 		name: "confirm", why: "no verdict: clashes and drops are invisible",
 		use: func(o Options, attached func(string) bool) (bool, bool) {
-			need := o.All || history(o) || !attached("clash")
+			need := o.All || o.Timeline || !attached("clash")
 			return need, need
 		},
 		candidates: func(_ Kernel, o Options, attached func(string) bool) []candidate {
@@ -141,7 +138,7 @@ var points = []point{
 			// did not clash is still there to be read, and one that clashed
 			// was read at nf_ct_resolve_clash. Without the clash probe the
 			// entry indexes each ct by tuple, to find a loser's winner.
-			if o.All && !history(o) && attached("clash") {
+			if o.All && !o.Timeline && attached("clash") {
 				return []candidate{{fn: "__nf_conntrack_confirm",
 					fentry: programs{"", probe.BPFProgFexitConfirmNew},
 					kprobe: programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirmNew}}}

@@ -57,17 +57,6 @@ type Options struct {
 	Skip []string
 }
 
-// wakeupBytes is how much --all lets wait in the ring buffer before it wakes
-// the reader (a quarter of the ring, at most 64 KiB: about 160 records), so
-// that a record per new flow costs a wakeup per batch; a trickle of records
-// is read by the reader's timer. The other modes wake it for every record.
-func wakeupBytes(opts Options) uint32 {
-	if !opts.All {
-		return 0
-	}
-	return uint32(min(orDefault(opts.RingSize, DefaultRingSize)/4, 64<<10))
-}
-
 // Default sizes.
 const (
 	DefaultRingSize  = 4 << 20
@@ -246,7 +235,6 @@ func setFilter(spec *ebpf.CollectionSpec, opts Options) error {
 		set(probe.BPFVarStreamConfirms, opts.All && !opts.Timeline),
 		set(probe.BPFVarStreamAll, opts.All && opts.Timeline),
 		set(probe.BPFVarKeepHistory, opts.Timeline && !opts.All),
-		set(probe.BPFVarWakeupBytes, wakeupBytes(opts)),
 	)
 }
 
@@ -322,7 +310,7 @@ func (t *Tracer) attach(opts Options) {
 	}
 	origin := PlanEntry{Point: "origin", Function: "net:net_dev_queue", Mode: ModeRawTP}
 	switch {
-	case !history(opts):
+	case !opts.Timeline:
 		origin.Status, origin.Reason = StatusUnused, unusedReason
 	case slices.Contains(opts.Skip, "origin"):
 		origin.Status, origin.Reason = StatusSkipped, "--skip-point; without it: "+originWhy

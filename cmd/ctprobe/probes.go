@@ -12,7 +12,7 @@ import (
 
 // runProbes prints the attach plan without tracing: with privileges it
 // really loads and attaches each point, then detaches, so the table is what
-// `trace --timeline` (and --all) would get; without them it shows what the
+// `trace --timeline` would get; without them it shows what the
 // kernel offers. The default mode uses the clash point of this plan, or
 // confirm where that one is missing.
 func runProbes(args []string, stdout io.Writer) error {

@@ -221,7 +221,6 @@ const (
 	BPFVarUnusedEventKind      = "unused_event_kind"
 	BPFVarUnusedLossKind       = "unused_loss_kind"
 	BPFVarUnusedRecordLayout   = "unused_record_layout"
-	BPFVarWakeupBytes          = "wakeup_bytes"
 )
 
 // LoadBPF returns the embedded CollectionSpec for BPF.
@@ -327,7 +326,6 @@ type BPFVariableSpecs struct {
 	UnusedEventKind    *ebpf.VariableSpec `ebpf:"unused_event_kind"`
 	UnusedLossKind     *ebpf.VariableSpec `ebpf:"unused_loss_kind"`
 	UnusedRecordLayout *ebpf.VariableSpec `ebpf:"unused_record_layout"`
-	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // BPFObjects contains all objects after they have been loaded into the kernel.
@@ -397,7 +395,6 @@ type BPFVariables struct {
 	UnusedEventKind    *ebpf.Variable `ebpf:"unused_event_kind"`
 	UnusedLossKind     *ebpf.Variable `ebpf:"unused_loss_kind"`
 	UnusedRecordLayout *ebpf.Variable `ebpf:"unused_record_layout"`
-	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // BPFPrograms contains all programs after they have been loaded into the kernel.

@@ -308,12 +308,6 @@ func (f *floodState) flow(ctx context.Context, target unix.Sockaddr, ports *port
 func (f *floodState) run(ctx context.Context, ports *portShare, start, deadline time.Time, pace time.Duration) (flows uint64) {
 	target := f.sockaddr()
 	for i := 0; ; i++ {
-		if goOn, waited := f.pause.wait(ctx, deadline); !goOn {
-			return
-		} else if waited {
-			// Pace from the resume on, not to catch up the pause.
-			start, i = time.Now(), 0
-		}
 		if pace > 0 {
 			next := start.Add(time.Duration(i) * pace)
 			if !next.Before(deadline) {
@@ -324,6 +318,14 @@ func (f *floodState) run(ctx context.Context, ports *portShare, start, deadline 
 			}
 		} else if i&7 == 0 && !time.Now().Before(deadline) {
 			return
+		}
+		// After the pace's sleep, right before the flow: a pause that began
+		// during the sleep holds this flow back too.
+		if goOn, waited := f.pause.wait(ctx, deadline); !goOn {
+			return
+		} else if waited {
+			// Pace from the resume on, not to catch up the pause.
+			start, i = time.Now(), 0
 		}
 		if i&63 == 0 && ctx.Err() != nil {
 			return

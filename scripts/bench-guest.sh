@@ -191,6 +191,9 @@ nmarks=0
 mark() {
   echo "$1" >&3
   nmarks=$((nmarks + 1))
+  # A pause ("!" mark) must hold before probes attach or detach: give the
+  # flood time to read the mark and a flow in flight time to end.
+  [[ $1 != '!'* ]] || sleep 0.2
 }
 
 # traced_window PAIR ATTACH MODE: an untraced window, the tracer's start-up,

@@ -44,12 +44,13 @@ for s in ${SCENARIOS//,/ }; do
     ctprobe trace -c 2 -o json >"$f.count2.jsonl" 2>&1 &
     count_pid=$!
   fi
-  # Each tracer prints its plan line once every probe is attached.
+  # Each tracer prints its plan line once every probe is attached; a main
+  # tracer that died at start ends the wait (its exit code tells why).
   for out in "$f".trace.jsonl "$f".tl.trace.jsonl "$f".all.trace.jsonl "$f".host.jsonl "$f".port9999.jsonl "$f".count2.jsonl; do
     [[ $out = *.trace.jsonl ]] || [ "$s" = endpoints-2 ] || continue
     for _ in $(seq 150); do
       grep -q '"kind":"plan"' "$out" 2>/dev/null && break
-      kill -0 "$tp" 2>/dev/null || break
+      kill -0 "$tp" 2>/dev/null && kill -0 "$tl" 2>/dev/null && kill -0 "$ta" 2>/dev/null || break
       sleep 0.2
     done
   done

@@ -21,7 +21,8 @@
 #   scripts/bench.sh     (bin/ctprobe and bin/ctlab must be built: make bench does it)
 #   env: FLAVOUR (cloud), BENCH_WINDOW (4s), BENCH_PAIRS (4), BENCH_SETTLE (3s),
 #        BENCH_THREADS (1), BENCH_SCENARIO (endpoints-2), BENCH_DURATION (4s),
-#        BENCH_PACED_RATE (300), BENCH_PACED_DURATION (5s): see scripts/bench-guest.sh;
+#        BENCH_PACED_RATE (300), BENCH_PACED_DURATION (5s), BENCH_MODES, BENCH_ATTACH:
+#        see scripts/bench-guest.sh;
 #        COUNT, BENCHTIME, ... are passed on to scripts/bench-go.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +110,7 @@ NR == 1 { next }
 			last = rate
 		}
 	} else if (run == "traced") {
+		measured[key] = 1
 		if ($11 == "ok") { pkey[++npend] = key; prate[npend] = rate }
 		fsent[key] += sent; flost[key] += lost; frecv[key] += recv
 	} else if (run == "stats") {
@@ -127,6 +129,7 @@ END {
 	ncombos = split("fentry default|kprobe default|fentry all|kprobe all|fentry timeline|kprobe timeline|fentry all-timeline|kprobe all-timeline", combos, "|")
 	for (c = 1; c <= ncombos; c++) {
 		split(combos[c], ca, " "); key = ca[1] SUBSEP ca[2]
+		if (!(key in measured)) continue # not asked for (BENCH_MODES, BENCH_ATTACH)
 		if (ratios[key] == "") { row("traced: " label(ca[1], ca[2]), "no successful window", ""); continue }
 		mr = median(ratios[key])
 		if (ca[2] ~ /timeline/) verdict = sprintf("%.3f (%s; opt-in, no target)", mr, spread(ratios[key]))

@@ -198,7 +198,7 @@ func race3(t *testing.T) [][]byte {
 
 func writeCapture(t *testing.T, path string, records [][]byte, trailer bool) {
 	t.Helper()
-	writeModeCapture(t, path, "all", records, trailer)
+	writeModeCapture(t, path, capture.ModeAll, records, trailer)
 }
 
 // writeModeCapture writes a capture as `trace` in mode (the header's Mode) would.
@@ -247,11 +247,11 @@ func TestReportEventsFollowCaptureMode(t *testing.T) {
 		args []string
 		want int
 	}{
-		{"all", nil, len(records)},
-		{"all+timeline", nil, len(records)},
-		{"incidents", nil, 0},
-		{"timeline", nil, 0},
-		{"incidents", []string{"--all"}, len(records)},
+		{capture.ModeAll, nil, len(records)},
+		{capture.ModeAllTimeline, nil, len(records)},
+		{capture.ModeIncidents, nil, 0},
+		{capture.ModeTimeline, nil, 0},
+		{capture.ModeIncidents, []string{"--all"}, len(records)},
 	} {
 		path := filepath.Join(t.TempDir(), "c.ctp")
 		writeModeCapture(t, path, c.mode, records, true)

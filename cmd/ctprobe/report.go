@@ -46,7 +46,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	// A capture of `trace --all` reports its events as that trace printed them.
-	all := *out.all || hdr.Mode == "all" || hdr.Mode == "all+timeline"
+	all := *out.all || hdr.AllEvents()
 	p := stream.New(r, all, time.Unix(0, hdr.StartUnixNano))
 	var readErr error
 	for {

@@ -366,14 +366,14 @@ func renderPlan(plan []tracer.PlanEntry) []render.PlanEntry {
 
 func captureHeader(t *tracer.Tracer, opts tracer.Options, clock render.Clock, start time.Time, counters []capture.NetnsCounters) capture.Header {
 	host, _ := os.Hostname()
-	mode := "incidents"
+	mode := capture.ModeIncidents
 	switch {
 	case opts.All && opts.Timeline:
-		mode = "all+timeline"
+		mode = capture.ModeAllTimeline
 	case opts.All:
-		mode = "all"
+		mode = capture.ModeAll
 	case opts.Timeline:
-		mode = "timeline"
+		mode = capture.ModeTimeline
 	}
 	extra := map[string]string{"clash_era": t.Kernel.ClashEra()}
 	if opts.Attach != "" {

@@ -121,7 +121,7 @@ type Header struct {
 	RecordSize   uint32            `json:"RecordSize"`
 	Plan         []PlanEntry       `json:"Plan"`
 	Filters      map[string]string `json:"Filters"` // proto, host, port, netns, pid
-	Mode         string            `json:"Mode"`    // "incidents", "timeline", "all" or "all+timeline"
+	Mode         string            `json:"Mode"`    // ModeIncidents, ModeTimeline, ModeAll or ModeAllTimeline
 	Counters     []NetnsCounters   `json:"Counters"`
 	Extra        map[string]string `json:"Extra,omitempty"`
 }
@@ -227,3 +227,15 @@ func (e *CorruptError) Error() string {
 }
 
 func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// Header.Mode: the trace mode that wrote the capture.
+const (
+	ModeIncidents   = "incidents"    // the default mode
+	ModeTimeline    = "timeline"     // --timeline
+	ModeAll         = "all"          // --all
+	ModeAllTimeline = "all+timeline" // --all --timeline
+)
+
+// AllEvents says whether the trace that wrote the capture printed every
+// record as an event (--all, with or without --timeline).
+func (h *Header) AllEvents() bool { return h.Mode == ModeAll || h.Mode == ModeAllTimeline }

@@ -22,6 +22,7 @@ import (
 type sender struct {
 	ns     *Netns
 	tid    int
+	pinErr error // why the thread could not be pinned to the CPU asked for
 	jobs   chan func()
 	exited chan struct{}
 }
@@ -51,10 +52,15 @@ func startSender(ns *Netns, cpu int) (*sender, error) {
 		s.tid = unix.Gettid()
 		var origCPUs unix.CPUSet
 		pinned := false
-		if cpu >= 0 && unix.SchedGetaffinity(0, &origCPUs) == nil {
-			var set unix.CPUSet
-			set.Set(cpu)
-			pinned = unix.SchedSetaffinity(0, &set) == nil // best effort
+		if cpu >= 0 {
+			// Best effort here; a caller that must have the CPU checks pinErr.
+			s.pinErr = unix.SchedGetaffinity(0, &origCPUs)
+			if s.pinErr == nil {
+				var set unix.CPUSet
+				set.Set(cpu)
+				s.pinErr = unix.SchedSetaffinity(0, &set)
+				pinned = s.pinErr == nil
+			}
 		}
 		ready <- nil
 		for job := range s.jobs {

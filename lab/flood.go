@@ -67,8 +67,15 @@ type FloodOptions struct {
 	// Duration is how long to send; required.
 	Duration time.Duration
 	// Threads is the number of sender threads in the client netns
-	// (default 1). They are not pinned: the scheduler spreads them.
+	// (default 1). Unless Pin is set they are not pinned: the scheduler
+	// spreads them.
 	Threads int
+	// Pin pins every sender thread to CPU (and only them: the responders
+	// and the rest of the process keep the process's CPUs). A bench pins
+	// the senders away from a tracer's reader, so that the flood's rate
+	// shows the kernel's per-packet cost on the sending CPU alone.
+	Pin bool
+	CPU int
 	// Rate caps the flows per second of all threads together (0: as fast
 	// as possible).
 	Rate float64
@@ -147,6 +154,9 @@ func (o *FloodOptions) validate() error {
 	}
 	if o.Rate < 0 {
 		return fmt.Errorf("flood rate %v: must not be negative", o.Rate)
+	}
+	if o.Pin && o.CPU < 0 {
+		return fmt.Errorf("flood CPU %d: must not be negative", o.CPU)
 	}
 	return nil
 }
@@ -376,12 +386,19 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 			s.stop()
 		}
 	}()
+	cpu := -1
+	if o.Pin {
+		cpu = o.CPU
+	}
 	for i := 0; i < o.Threads; i++ {
-		s, err := startSender(t.byRole[role], -1)
+		s, err := startSender(t.byRole[role], cpu)
 		if err != nil {
 			return st, err
 		}
 		threads = append(threads, s)
+		if s.pinErr != nil {
+			return st, fmt.Errorf("pin a sender thread to CPU %d: %w", cpu, s.pinErr)
+		}
 		st.TIDs = append(st.TIDs, s.tid)
 	}
 	var hold time.Duration

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"golang.org/x/sys/unix"
 )
 
 func TestFloodOptionsValidate(t *testing.T) {
@@ -21,6 +22,7 @@ func TestFloodOptionsValidate(t *testing.T) {
 		{Duration: time.Second, Threads: -1},
 		{Duration: time.Second, Threads: MaxFloodThreads + 1},
 		{Duration: time.Second, Rate: -1},
+		{Duration: time.Second, Pin: true, CPU: -1},
 	} {
 		if err := o.validate(); err == nil {
 			t.Errorf("%+v: no error", o)
@@ -29,6 +31,34 @@ func TestFloodOptionsValidate(t *testing.T) {
 	o := FloodOptions{Duration: time.Second}
 	if err := o.validate(); err != nil || o.Threads != 1 {
 		t.Errorf("defaults: %v, threads %d", err, o.Threads)
+	}
+}
+
+// A pinned flood's sender threads run on the CPU asked for, and only there;
+// a CPU that cannot be had is an error, not an unpinned flood.
+func TestFloodPinned(t *testing.T) {
+	topo := setup(t, "endpoints-2", "iptables", 0)
+	s, err := startSender(topo.byRole[topo.clientRoles()[0]], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.stop()
+	var set unix.CPUSet
+	if err := s.do(func() error { return unix.SchedGetaffinity(0, &set) }); err != nil || s.pinErr != nil {
+		t.Fatalf("affinity: %v, pin: %v", err, s.pinErr)
+	}
+	if set.Count() != 1 || !set.IsSet(0) {
+		t.Errorf("sender thread's CPUs: %d of them, CPU 0 among them: %v; want CPU 0 alone", set.Count(), set.IsSet(0))
+	}
+
+	st, err := topo.Flood(context.Background(), FloodOptions{Duration: 200 * time.Millisecond, Pin: true, CPU: 0})
+	if err != nil || st.Flows == 0 {
+		t.Errorf("flood pinned to CPU 0: %d flows, %v", st.Flows, err)
+	}
+	const absent = 1023 // the last CPU a CPUSet can name
+	_, err = topo.Flood(context.Background(), FloodOptions{Duration: 200 * time.Millisecond, Pin: true, CPU: absent})
+	if err == nil || !strings.Contains(err.Error(), "pin a sender thread to CPU 1023") {
+		t.Errorf("flood pinned to CPU %d: %v; want an error naming the CPU", absent, err)
 	}
 }
 

@@ -23,7 +23,8 @@
 #        timeline all all-timeline"), BENCH_ATTACH ("fentry kprobe"), BENCH_SETTLE (3s: after
 #        the tracer attached or exited), BENCH_SCENARIO (endpoints-2),
 #        BENCH_THREADS (1), BENCH_DURATION (4s: each probe-time run),
-#        BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s)
+#        BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s),
+#        BENCH_PIN (1: senders on vCPU 0, the rest on vCPU 1; 0: no pinning)
 set -u
 cd /out || exit 1
 window=${BENCH_WINDOW:-4s}
@@ -53,9 +54,24 @@ mode_flags() {
     all-timeline) echo --all --timeline ;;
   esac
 }
+# Pinning: the flood's sender threads on vCPU 0, and everything else (the
+# rest of ctlab: the responders and the marks reader; ctprobe) on vCPU 1.
+# The rate then shows the per-packet cost that the probes add in the kernel
+# on the sending CPU, which is what a node pays on its busy CPUs; ctprobe's
+# reader, whose CPU time each window reports apart, runs on another CPU, as
+# it can on any node with a CPU to spare. Unpinned, on 2 vCPUs, the reader
+# takes its CPU from the flood's own responders and sender.
+flood_pin=() tracer_pin=()
+if [ "${BENCH_PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  # GOMAXPROCS: Go would size itself to the one CPU taskset leaves it.
+  flood_pin=(env GOMAXPROCS=2 taskset -c 1 ctlab flood --cpu 0)
+  tracer_pin=(taskset -c 1)
+else
+  flood_pin=(ctlab flood)
+fi
 mkdir -p runs
 results=results.tsv
-printf 'run\tattach\tmode\tflows_per_s\tflows\tsent\treceived\tlost\tprobe_ns\tprobe_runs\tnote\n' >"$results"
+printf 'run\tattach\tmode\tflows_per_s\tflows\tsent\treceived\tlost\tprobe_ns\tprobe_runs\tnote\tcpu_ms\n' >"$results"
 
 log() { echo "bench: [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 
@@ -106,7 +122,7 @@ start_tracer() {
   shift 3
   rm -f "runs/$name.ctp"
   # shellcheck disable=SC2046 # mode_flags gives words
-  ctprobe trace --attach "$attach" -q -w "runs/$name.ctp" $(mode_flags "$mode") "$@" 2>"runs/$name.trace.err" 3>&- &
+  ${tracer_pin[@]+"${tracer_pin[@]}"} ctprobe trace --attach "$attach" -q -w "runs/$name.ctp" $(mode_flags "$mode") "$@" 2>"runs/$name.trace.err" 3>&- &
   tracer_pid=$!
   wait_for "runs/$name.ctp" "$tracer_pid" && return 0
   log "$name: ctprobe trace did not start: $(head -c 300 "runs/$name.trace.err")"
@@ -161,11 +177,11 @@ measure() {
   fargs=("$@")
   local name=$run-$attach-$mode fnote=ok pns='' pruns=''
   if ! start_tracer "$name" "$attach" "$mode" ${targs[@]+"${targs[@]}"}; then
-    printf '%s\t%s\t%s\t\t\t\t\t\t\t\ttracer-failed\n' "$run" "$attach" "$mode" >>"$results"
+    printf '%s\t%s\t%s\t\t\t\t\t\t\t\ttracer-failed\t\n' "$run" "$attach" "$mode" >>"$results"
     return
   fi
   sleep "$settle" # the tracer's start-up work (loading is slow under TCG) ends
-  ctlab flood --scenario "$scenario" --duration "$duration" --threads "$threads" ${fargs[@]+"${fargs[@]}"} \
+  "${flood_pin[@]}" --scenario "$scenario" --duration "$duration" --threads "$threads" ${fargs[@]+"${fargs[@]}"} \
     -o json >"runs/$name.flood.json" 2>"runs/$name.flood.err" || fnote=flood-failed
   if [ "${BENCH_STATS:-}" = 1 ]; then
     local pt
@@ -177,7 +193,7 @@ measure() {
   local rate flows
   rate=$(num flows_per_second "runs/$name.flood.json")
   flows=$(num flows "runs/$name.flood.json")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$attach" "$mode" "$rate" "$flows" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$run" "$attach" "$mode" "$rate" "$flows" \
     "$sent" "$received" "$lost" "$pns" "$pruns" "$note" >>"$results"
   log "$(printf '%-22s %8.0f flows/s' "$name" "${rate:-0}")${sent:+  records sent $sent, received $received, lost $lost}${pns:+, probes ${pns} ns in ${pruns} runs}  [$note]"
 }
@@ -211,7 +227,7 @@ traced_window() {
   mark "!startup $attach $mode"
   if ! start_tracer "$name" "$attach" "$mode"; then
     mark "failed $attach $mode"
-    printf '%d\t\t\t\ttracer-failed\n' "$nmarks" >>runs/windows.tsv
+    printf '%d\t\t\t\ttracer-failed\t\n' "$nmarks" >>runs/windows.tsv
     return
   fi
   mark "settle $attach $mode"
@@ -226,7 +242,7 @@ traced_window() {
   mark "!teardown $attach $mode"
   stop_tracer "$name"
   [ "$alive" = yes ] || note=trace-died
-  printf '%d\t%s\t%s\t%s\t%s\n' "$n" "$sent" "$received" "$lost" "$note" >>runs/windows.tsv
+  printf '%d\t%s\t%s\t%s\t%s\t%d\n' "$n" "$sent" "$received" "$lost" "$note" $((cpu * 10)) >>runs/windows.tsv
   log "$(printf '%-22s' "$name")  records sent $sent, received $received, lost $lost; ctprobe's CPU in the window $((cpu * 10)) ms  [$note]"
   mark "settle"
   sleep "$settle"
@@ -237,7 +253,7 @@ traced_window() {
 # tracer's accounting from runs/windows.tsv for traced windows.
 window_rows() {
   awk -F'\t' -v OFS='\t' '
-    FILENAME == ARGV[1] { acct[$1] = $2 OFS $3 OFS $4 OFS "" OFS "" OFS $5; next }
+    FILENAME == ARGV[1] { acct[$1] = $2 OFS $3 OFS $4 OFS "" OFS "" OFS $5 OFS $6; next }
     /^  "segments": \[/ { in_segs = 1; next }
     in_segs && /^  \]/ { in_segs = 0 }
     !in_segs { next }
@@ -247,7 +263,7 @@ window_rows() {
       gsub(/[^0-9]/, ""); flows = $0
       n = split(label, w, " ")
       rate = dur > 0 ? flows * 1e9 / dur : 0
-      acct_cols = (seg in acct) ? acct[seg] : OFS OFS OFS OFS OFS "ok"
+      acct_cols = (seg in acct) ? acct[seg] : OFS OFS OFS OFS OFS "ok" OFS
       if (seg > 0)
         print w[1], (n > 1 ? w[2] : "none"), (n > 2 ? w[3] : "-"), sprintf("%.1f", rate), flows, acct_cols
       seg++
@@ -262,7 +278,7 @@ interleaved() {
   exec 3<>runs/marks
   # --duration only bounds a flood whose script went wrong: closing fd 3
   # ends it.
-  ctlab flood --scenario "$scenario" --threads "$threads" --udp-timeout "$udp_timeout" --duration 2h \
+  "${flood_pin[@]}" --scenario "$scenario" --threads "$threads" --udp-timeout "$udp_timeout" --duration 2h \
     --marks runs/marks -v -o json >"$json" 2>"$err" 3>&- &
   fp=$!
   if ! wait_for "$err" "$fp" "ctlab: flood: "; then
@@ -292,7 +308,7 @@ interleaved() {
   log "interleaved: $(num flows "$json") flows in $(num duration_ns "$json") ns, $nmarks windows"
 }
 
-log "kernel $(uname -r), $(nproc) vCPUs; scenario $scenario, $threads sender thread(s), windows of $window, $pairs pairs per mode"
+log "kernel $(uname -r), $(nproc) vCPUs; scenario $scenario, $threads sender thread(s), windows of $window, $pairs pairs per mode; pinned: ${tracer_pin[*]:-no}"
 # Warm-up: the first topology and flood pay for module and page-cache faults.
 ctlab flood --scenario "$scenario" --duration 1s >/dev/null 2>&1
 

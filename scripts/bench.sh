@@ -21,7 +21,7 @@
 #   scripts/bench.sh     (bin/ctprobe and bin/ctlab must be built: make bench does it)
 #   env: FLAVOUR (cloud), BENCH_WINDOW (4s), BENCH_PAIRS (4), BENCH_SETTLE (3s),
 #        BENCH_THREADS (1), BENCH_SCENARIO (endpoints-2), BENCH_DURATION (4s),
-#        BENCH_PACED_RATE (300), BENCH_PACED_DURATION (5s), BENCH_MODES, BENCH_ATTACH:
+#        BENCH_PACED_RATE (300), BENCH_PACED_DURATION (5s), BENCH_MODES, BENCH_ATTACH, BENCH_PIN (1):
 #        see scripts/bench-guest.sh;
 #        COUNT, BENCHTIME, ... are passed on to scripts/bench-go.sh.
 set -euo pipefail
@@ -40,7 +40,7 @@ initrd=.cache/vm/bench-$flavour.cpio.gz
 scripts/vm/build-initramfs.sh --kernel-dir "$kdir" --out "$initrd" \
   --add bin/ctprobe:/bin/ctprobe --add bin/ctlab:/bin/ctlab --run scripts/bench-guest.sh >&2
 env_args=()
-for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENCH_DURATION BENCH_PACED_RATE BENCH_PACED_DURATION BENCH_MODES BENCH_ATTACH; do
+for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENCH_DURATION BENCH_PACED_RATE BENCH_PACED_DURATION BENCH_MODES BENCH_ATTACH BENCH_PIN; do
   [ -n "${!v:-}" ] && env_args+=(--env "$v=${!v}")
 done
 echo "bench.sh: booting the VM (about 15 minutes; progress below, console in $out/serial.log)" >&2
@@ -71,6 +71,12 @@ echo "TCG rates are relative, not absolute: compare the ratios. One flood of ${f
 echo "windows of ${BENCH_WINDOW:-4s}; each traced window against the mean of the untraced windows on either side"
 echo "(${BENCH_PAIRS:-4} per row; median, with the lowest-highest range). Left out: the tracer's start-up and teardown,"
 echo "in which the flood pauses (attaching under load crashes TCG guests), and ${BENCH_SETTLE:-3s} of settling after each."
+if [ "${BENCH_PIN:-1}" = 1 ]; then
+  echo "Pinned: the flood's sender thread on vCPU 0, which bears the probes' per-packet cost; ctprobe, the lab's"
+  echo "responders and the rest of ctlab on vCPU 1 (ctprobe's CPU time is its own row)."
+else
+  echo "Not pinned (BENCH_PIN=0): ctprobe's reader takes its CPU time from the flood's own vCPUs."
+fi
 echo
 awk -F'\t' -v go_table="$go_table" -v progs="$out/runs/stats-fentry-timeline.progs" '
 function median(list,    v, n, i, j, t) {
@@ -112,6 +118,7 @@ NR == 1 { next }
 	} else if (run == "traced") {
 		measured[key] = 1
 		if ($11 == "ok") { pkey[++npend] = key; prate[npend] = rate }
+		if ($11 == "ok" && $12 != "" && rate > 0) { cpu[key] += $12; csec[key] += flows / rate; cflows[key] += flows }
 		fsent[key] += sent; flost[key] += lost; frecv[key] += recv
 	} else if (run == "stats") {
 		if ($9 != "" && flows > 0) { pns[key] = $9 / flows; pruns[key] = $10 / flows; sflows[key] = flows }
@@ -138,6 +145,11 @@ END {
 			verdict = sprintf("%.3f (%s) / >= %.2f  %s", mr, spread(ratios[key]), target, mr >= target ? "met" : "NOT met")
 		}
 		row("traced: " label(ca[1], ca[2]), sprintf("%.0f flows/s (median of %d)", median(rates[key]), count(rates[key])), verdict)
+	}
+	for (c = 1; c <= ncombos; c++) {
+		split(combos[c], ca, " "); key = ca[1] SUBSEP ca[2]
+		if (!(key in csec) || cflows[key] == 0) continue
+		row("ctprobe CPU time (user + system): " label(ca[1], ca[2]), sprintf("%.0f ms per s, %.1f us per flow", cpu[key] / csec[key], cpu[key] * 1000 / cflows[key]), "(no target)")
 	}
 	flowns = 1e9 / mnone
 	for (c = 1; c <= ncombos; c++) {

@@ -518,6 +518,9 @@ func (t *Tracer) requiredAttached() error {
 // after Close.
 func (t *Tracer) Read(rec *ringbuf.Record) error { return t.reader.ReadInto(rec) }
 
+// Buffered is the number of bytes the ring buffer holds, not yet read.
+func (t *Tracer) Buffered() int { return t.reader.AvailableBytes() }
+
 // SetDeadline makes a blocked Read return at d (zero: no deadline).
 func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
 

@@ -24,7 +24,7 @@ const usage = `usage:
   ctlab run --scenario NAME [--lookups K] [--endpoints N] [--nat iptables|nft]
             [--iptables BIN] [--timeout D] [-o text|json] [--keep] [-v]
   ctlab flood [--scenario NAME] [--duration D] [--threads N] [--rate R] [--udp-timeout D]
-              [--marks FILE] [--endpoints N] [--nat iptables|nft] [--iptables BIN] [-o text|json] [--keep] [-v]
+              [--cpu N] [--marks FILE] [--endpoints N] [--nat iptables|nft] [--iptables BIN] [-o text|json] [--keep] [-v]
                          new UDP flows as fast as possible (one socket, port, datagram each); prints flows/s,
                          and with --marks the flows of every segment between two lines of FILE
                          (-v says when sending starts; a line "!LABEL" pauses until the next line)
@@ -228,6 +228,7 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	threads := fs.Int("threads", 1, "sender threads")
 	rate := fs.Float64("rate", 0, "at most this many flows per second in all (0: as fast as possible)")
 	udpTimeout := fs.Duration("udp-timeout", 0, "set the UDP conntrack timeouts of the lab's netns to this (whole seconds) and let source ports wrap, each reused 1 s after its entry expired: a flood longer than 64512 flows (0: kernel default, each port once)")
+	cpu := fs.Int("cpu", -1, "pin the sender threads to this CPU (the rest of ctlab keeps its CPUs; -1: not pinned)")
 	marks := fs.String("marks", "", "read lines from this file (a FIFO) while flooding: each starts a segment labelled with the line (a paused one if it starts with !), and its end ends the flood; the segments' flows are reported")
 	endpoints := fs.Int("endpoints", 0, "DNS endpoints (default: the scenario's)")
 	nat := fs.String("nat", "iptables", "how to write the rules: iptables or nft")
@@ -257,7 +258,10 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	if err := checkCommon(sc, *nat, *output, *endpoints); err != nil {
 		return err
 	}
-	opts := lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate}
+	if *cpu < -1 {
+		return usageError{"--cpu: use a CPU number, or -1 for none"}
+	}
+	opts := lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate, Pin: *cpu >= 0, CPU: *cpu}
 	if *marks != "" {
 		// Opened before the signal handler is installed: the open waits
 		// for a writer on a FIFO, and until then ^C simply ends ctlab.

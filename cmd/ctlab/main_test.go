@@ -40,6 +40,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"scenarios", "x"}, "no arguments"},
 		{[]string{"flood", "--udp-timeout", "1500ms"}, "whole seconds"},
 		{[]string{"flood", "--udp-timeout", "-1s"}, "whole seconds"},
+		{[]string{"flood", "--cpu", "-2"}, "--cpu: use a CPU number"},
 	} {
 		code, _, stderr := runCLI(tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {

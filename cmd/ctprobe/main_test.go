@@ -16,6 +16,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/probe"
+	"golang.org/x/sys/unix"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -322,5 +323,44 @@ func TestReportTruncatedCapture(t *testing.T) {
 		if inc["outcome"] == "nat-clash" && inc["race"] == 3.0 {
 			t.Errorf("incident reported without its confirm: %v", inc)
 		}
+	}
+}
+
+// A capture's record times and the probes' bpf_ktime_get_ns share
+// CLOCK_MONOTONIC: monotonicNow, which reads it without a system call, must
+// bracket a system call's reading.
+func TestMonotonicNowIsClockMonotonic(t *testing.T) {
+	for range 1000 {
+		before := monotonicNow()
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			t.Fatal(err)
+		}
+		after := monotonicNow()
+		// The offset is fixed at start-up from two reads made back to back;
+		// a millisecond either way is far below what a record's read time
+		// in a capture tells (how long it waited in the ring buffer).
+		const slack = 1_000_000
+		if now := uint64(ts.Nano()); now+slack < before || now > after+slack {
+			t.Fatalf("CLOCK_MONOTONIC %d outside monotonicNow's [%d, %d]", now, before, after)
+		}
+	}
+}
+
+// The wait after a wakeup must give way to SIGINT and to selftest's stop at
+// once, or trace would drain late.
+func TestGatherStops(t *testing.T) {
+	sig := make(chan os.Signal, 1)
+	sig <- os.Interrupt
+	if !(&traceLoop{signals: sig}).gather() {
+		t.Error("gather with a pending signal did not report a stop")
+	}
+	stop := make(chan struct{})
+	close(stop)
+	if !(&traceLoop{stop: stop}).gather() {
+		t.Error("gather after stop did not report a stop")
+	}
+	if (&traceLoop{}).gather() {
+		t.Error("gather without a stop reported one")
 	}
 }

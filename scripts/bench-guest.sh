@@ -24,7 +24,8 @@
 #        the tracer attached or exited), BENCH_SCENARIO (endpoints-2),
 #        BENCH_THREADS (1), BENCH_DURATION (4s: each probe-time run),
 #        BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s),
-#        BENCH_PIN (1: senders on vCPU 0, the rest on vCPU 1; 0: no pinning)
+#        BENCH_PIN (1: senders on vCPU 0, the rest on vCPU 1; 0: no pinning),
+#        BENCH_CONTROL (1: a control window without a tracer in every pair)
 set -u
 cd /out || exit 1
 window=${BENCH_WINDOW:-4s}
@@ -219,13 +220,16 @@ mark() {
 # attaches and detaches: under TCG, patching the code of functions that the
 # other vCPU runs at that moment crashed the guest (an int3 oops in
 # __nf_conntrack_confirm, about once in 20 attaches). The settle windows let
-# the conntrack table, which empties in a pause, fill again.
+# the conntrack table, which empties in a pause, fill again. Mode "control"
+# (attach "none") goes through the same windows and pauses without a
+# tracer: its ratio is the bench's own scatter, against which a mode that
+# costs nothing measurable is judged.
 traced_window() {
-  local attach=$2 mode=$3 name=w$1-$2-$3 n alive=yes cpu0 cpu
+  local attach=$2 mode=$3 name=w$1-$2-$3 n alive=yes cpu0=0 cpu=0
   mark "untraced"
   sleep "$window"
   mark "!startup $attach $mode"
-  if ! start_tracer "$name" "$attach" "$mode"; then
+  if [ "$mode" != control ] && ! start_tracer "$name" "$attach" "$mode"; then
     mark "failed $attach $mode"
     printf '%d\t\t\t\ttracer-failed\t\n' "$nmarks" >>runs/windows.tsv
     return
@@ -234,16 +238,22 @@ traced_window() {
   sleep "$settle"
   mark "traced $attach $mode"
   n=$nmarks
-  cpu0=$(cpu_ticks "$tracer_pid")
+  [ "$mode" = control ] || cpu0=$(cpu_ticks "$tracer_pid")
   sleep "$window"
-  cpu=$(($(cpu_ticks "$tracer_pid") - cpu0))
-  # A tracer that died during the window did not trace all of it.
-  kill -0 "$tracer_pid" 2>/dev/null || alive=no
+  if [ "$mode" = control ]; then
+    sent='' received='' lost='' note=ok
+  else
+    cpu=$(($(cpu_ticks "$tracer_pid") - cpu0))
+    # A tracer that died during the window did not trace all of it.
+    kill -0 "$tracer_pid" 2>/dev/null || alive=no
+  fi
   mark "!teardown $attach $mode"
-  stop_tracer "$name"
-  [ "$alive" = yes ] || note=trace-died
+  if [ "$mode" != control ]; then
+    stop_tracer "$name"
+    [ "$alive" = yes ] || note=trace-died
+  fi
   printf '%d\t%s\t%s\t%s\t%s\t%d\n' "$n" "$sent" "$received" "$lost" "$note" $((cpu * 10)) >>runs/windows.tsv
-  log "$(printf '%-22s' "$name")  records sent $sent, received $received, lost $lost; ctprobe's CPU in the window $((cpu * 10)) ms  [$note]"
+  log "$(printf '%-22s' "$name")  records sent ${sent:--}, received ${received:--}, lost ${lost:--}; ctprobe's CPU in the window $((cpu * 10)) ms  [$note]"
   mark "settle"
   sleep "$settle"
 }
@@ -297,6 +307,7 @@ interleaved() {
         traced_window "$p" "$attach" "$mode"
       done
     done
+    [ "${BENCH_CONTROL:-1}" = 1 ] && traced_window "$p" none control
   done
   mark "untraced"
   sleep "$window"

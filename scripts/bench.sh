@@ -21,7 +21,7 @@
 #   scripts/bench.sh     (bin/ctprobe and bin/ctlab must be built: make bench does it)
 #   env: FLAVOUR (cloud), BENCH_WINDOW (4s), BENCH_PAIRS (4), BENCH_SETTLE (3s),
 #        BENCH_THREADS (1), BENCH_SCENARIO (endpoints-2), BENCH_DURATION (4s),
-#        BENCH_PACED_RATE (300), BENCH_PACED_DURATION (5s), BENCH_MODES, BENCH_ATTACH, BENCH_PIN (1):
+#        BENCH_PACED_RATE (300), BENCH_PACED_DURATION (5s), BENCH_MODES, BENCH_ATTACH, BENCH_PIN (1), BENCH_CONTROL (1):
 #        see scripts/bench-guest.sh;
 #        COUNT, BENCHTIME, ... are passed on to scripts/bench-go.sh.
 set -euo pipefail
@@ -40,7 +40,7 @@ initrd=.cache/vm/bench-$flavour.cpio.gz
 scripts/vm/build-initramfs.sh --kernel-dir "$kdir" --out "$initrd" \
   --add bin/ctprobe:/bin/ctprobe --add bin/ctlab:/bin/ctlab --run scripts/bench-guest.sh >&2
 env_args=()
-for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENCH_DURATION BENCH_PACED_RATE BENCH_PACED_DURATION BENCH_MODES BENCH_ATTACH BENCH_PIN; do
+for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENCH_DURATION BENCH_PACED_RATE BENCH_PACED_DURATION BENCH_MODES BENCH_ATTACH BENCH_PIN BENCH_CONTROL; do
   [ -n "${!v:-}" ] && env_args+=(--env "$v=${!v}")
 done
 echo "bench.sh: booting the VM (about 15 minutes; progress below, console in $out/serial.log)" >&2
@@ -133,22 +133,23 @@ END {
 	mnone = median(nones)
 	if (mnone == "") { print "no untraced window succeeded" > "/dev/stderr"; exit 1 }
 	row("untraced: new UDP flows via ClusterIP DNAT", sprintf("%.0f flows/s (median of %d windows)", mnone, count(nones)), "1 (reference)")
-	ncombos = split("fentry default|kprobe default|fentry all|kprobe all|fentry timeline|kprobe timeline|fentry all-timeline|kprobe all-timeline", combos, "|")
+	ncombos = split("none control|fentry default|kprobe default|fentry all|kprobe all|fentry timeline|kprobe timeline|fentry all-timeline|kprobe all-timeline", combos, "|")
 	for (c = 1; c <= ncombos; c++) {
 		split(combos[c], ca, " "); key = ca[1] SUBSEP ca[2]
 		if (!(key in measured)) continue # not asked for (BENCH_MODES, BENCH_ATTACH)
 		if (ratios[key] == "") { row("traced: " label(ca[1], ca[2]), "no successful window", ""); continue }
 		mr = median(ratios[key])
-		if (ca[2] ~ /timeline/) verdict = sprintf("%.3f (%s; opt-in, no target)", mr, spread(ratios[key]))
+		if (ca[2] == "control") verdict = sprintf("%.3f (%s): the scatter of the bench itself", mr, spread(ratios[key]))
+		else if (ca[2] ~ /timeline/) verdict = sprintf("%.3f (%s; opt-in, no target)", mr, spread(ratios[key]))
 		else {
 			target = ca[2] == "all" ? 0.90 : 0.98
 			verdict = sprintf("%.3f (%s) / >= %.2f  %s", mr, spread(ratios[key]), target, mr >= target ? "met" : "NOT met")
 		}
-		row("traced: " label(ca[1], ca[2]), sprintf("%.0f flows/s (median of %d)", median(rates[key]), count(rates[key])), verdict)
+		row(ca[2] == "control" ? "control: the same windows, no tracer" : "traced: " label(ca[1], ca[2]), sprintf("%.0f flows/s (median of %d)", median(rates[key]), count(rates[key])), verdict)
 	}
 	for (c = 1; c <= ncombos; c++) {
 		split(combos[c], ca, " "); key = ca[1] SUBSEP ca[2]
-		if (!(key in csec) || cflows[key] == 0) continue
+		if (ca[2] == "control" || !(key in csec) || cflows[key] == 0) continue
 		row("ctprobe CPU time (user + system): " label(ca[1], ca[2]), sprintf("%.0f ms per s, %.1f us per flow", cpu[key] / csec[key], cpu[key] * 1000 / cflows[key]), "(no target)")
 	}
 	flowns = 1e9 / mnone

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,21 +70,27 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) st
 
 // bootLab builds static binaries and an initramfs, boots the VM once for all
 // scenarios and returns the directory holding what the guest wrote.
-func bootLab(t *testing.T) string {
+// kernelDir skips the test unless VM tests are asked for, and fetches the
+// kernel of FLAVOUR (cloud by default; KERNEL_SERIES picks a series).
+func kernelDir(t *testing.T, root string) (kdir, flavour string) {
 	if os.Getenv("CTPROBE_E2E") == "" {
 		t.Skip("boots a VM: run with CTPROBE_E2E=1 (make e2e)")
 	}
-	root := repoRoot(t)
-	flavour := os.Getenv("FLAVOUR")
+	flavour = os.Getenv("FLAVOUR")
 	if flavour == "" {
 		flavour = "cloud"
 	}
+	lines := strings.Split(strings.TrimSpace(run(t, root, nil, "scripts/vm/fetch-kernel.sh", flavour)), "\n")
+	return lines[len(lines)-1], flavour
+}
+
+func bootLab(t *testing.T) string {
+	root := repoRoot(t)
+	kdir, flavour := kernelDir(t, root)
 	tmp := t.TempDir()
 	static := []string{"CGO_ENABLED=0"}
 	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctprobe"), "./cmd/ctprobe")
 	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctlab"), "./cmd/ctlab")
-	lines := strings.Split(strings.TrimSpace(run(t, root, nil, "scripts/vm/fetch-kernel.sh", flavour)), "\n")
-	kdir := lines[len(lines)-1]
 	initrd := filepath.Join(tmp, "initrd.cpio.gz")
 	run(t, root, nil, "scripts/vm/build-initramfs.sh", "--kernel-dir", kdir, "--out", initrd,
 		"--add", filepath.Join(tmp, "ctprobe")+":/bin/ctprobe", "--add", filepath.Join(tmp, "ctlab")+":/bin/ctlab",
@@ -109,6 +116,41 @@ func bootLab(t *testing.T) string {
 	}
 	t.Logf("guest output in %s", out)
 	return out
+}
+
+// A guest kernel that panics before /init ran is booted again, twice at
+// most (TCG can fault in the kernel's own boot-time code patching), and
+// then reported as a panic. An initramfs that is not one makes every boot
+// panic there ("Unable to mount root fs").
+func TestVMBootPanicRetried(t *testing.T) {
+	root := repoRoot(t)
+	kdir, _ := kernelDir(t, root)
+	tmp := t.TempDir()
+	initrd := filepath.Join(tmp, "not-an-initramfs")
+	if err := os.WriteFile(initrd, bytes.Repeat([]byte("ctprobe"), 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(tmp, "out")
+	cmd := exec.Command("scripts/vm/run.sh", "--kernel-dir", kdir, "--initrd", initrd, "--out", out, "--timeout", "120")
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 125 {
+		t.Fatalf("run.sh: %v; want exit code 125\n%s", err, stderr.String())
+	}
+	if n := strings.Count(stderr.String(), "booting again"); n != 2 {
+		t.Errorf("%d retries announced, want 2:\n%s", n, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "guest kernel panicked") {
+		t.Errorf("the last boot's panic is not reported:\n%s", stderr.String())
+	}
+	for _, f := range []string{"serial.boot-1.log", "serial.boot-2.log", "serial.log"} {
+		if b, err := os.ReadFile(filepath.Join(out, f)); err != nil || !bytes.Contains(b, []byte("Kernel panic")) {
+			t.Errorf("%s: %v; want a console with the panic", f, err)
+		}
+	}
 }
 
 func TestVMLab(t *testing.T) {

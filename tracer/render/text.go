@@ -643,8 +643,10 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	dst = append(dst, "  window "...)
 	switch {
 	case inc.Loser.Born == 0 && inc.Winner.Born == 0:
-		// The default mode probes only the clash path.
-		dst = append(dst, "unknown (neither packet was seen entering conntrack: --timeline follows both)\n"...)
+		// The default mode and --all do not probe nf_conntrack_in;
+		// --timeline loses the births too when both histories were evicted
+		// (counted as no-history losses).
+		dst = append(dst, "unknown (neither packet was seen entering conntrack: --timeline follows both, unless their histories were evicted)\n"...)
 	case inc.Window == 0 || !inc.HasWinner:
 		dst = append(dst, "unknown (a packet's conntrack entry was not seen)\n"...)
 	default:

@@ -68,8 +68,6 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) st
 	return out.String()
 }
 
-// bootLab builds static binaries and an initramfs, boots the VM once for all
-// scenarios and returns the directory holding what the guest wrote.
 // kernelDir skips the test unless VM tests are asked for, and fetches the
 // kernel of FLAVOUR (cloud by default; KERNEL_SERIES picks a series).
 func kernelDir(t *testing.T, root string) (kdir, flavour string) {
@@ -84,6 +82,8 @@ func kernelDir(t *testing.T, root string) (kdir, flavour string) {
 	return lines[len(lines)-1], flavour
 }
 
+// bootLab builds static binaries and an initramfs, boots the VM once for all
+// scenarios and returns the directory holding what the guest wrote.
 func bootLab(t *testing.T) string {
 	root := repoRoot(t)
 	kdir, flavour := kernelDir(t, root)

@@ -22,7 +22,6 @@ import (
 type sender struct {
 	ns     *Netns
 	tid    int
-	pinErr error // why the thread could not be pinned to the CPU asked for
 	jobs   chan func()
 	exited chan struct{}
 }
@@ -32,9 +31,10 @@ type sender struct {
 const jobTimeout = 5 * time.Second
 
 // startSender starts a client thread in ns. With cpu >= 0 the thread is
-// pinned to that CPU: the two racing senders go to different CPUs, because
-// when another process keeps one CPU busy the scheduler would otherwise put
-// both on the idle one, where they can never be in the kernel at once.
+// pinned to that CPU, or not started: the two racing senders go to different
+// CPUs, because when another process keeps one CPU busy the scheduler would
+// otherwise put both on the idle one, where they can never be in the kernel
+// at once; a bench's flood is pinned away from a tracer's reader.
 func startSender(ns *Netns, cpu int) (*sender, error) {
 	s := &sender{ns: ns, jobs: make(chan func()), exited: make(chan struct{})}
 	ready := make(chan error, 1)
@@ -51,15 +51,17 @@ func startSender(ns *Netns, cpu int) (*sender, error) {
 		}
 		s.tid = unix.Gettid()
 		var origCPUs unix.CPUSet
-		pinned := false
-		if cpu >= 0 {
-			// Best effort here; a caller that must have the CPU checks pinErr.
-			s.pinErr = unix.SchedGetaffinity(0, &origCPUs)
-			if s.pinErr == nil {
-				var set unix.CPUSet
-				set.Set(cpu)
-				s.pinErr = unix.SchedSetaffinity(0, &set)
-				pinned = s.pinErr == nil
+		pinned := cpu >= 0
+		if pinned {
+			var set unix.CPUSet
+			set.Set(cpu)
+			err := unix.SchedGetaffinity(0, &origCPUs)
+			if err == nil {
+				err = unix.SchedSetaffinity(0, &set)
+			}
+			if err != nil {
+				ready <- errors.Join(fmt.Errorf("pin to CPU %d: %w", cpu, err), th.Release())
+				return
 			}
 		}
 		ready <- nil

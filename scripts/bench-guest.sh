@@ -62,13 +62,13 @@ mode_flags() {
 # reader, whose CPU time each window reports apart, runs on another CPU, as
 # it can on any node with a CPU to spare. Unpinned, on 2 vCPUs, the reader
 # takes its CPU from the flood's own responders and sender.
-flood_pin=() tracer_pin=()
+flood_cmd=() tracer_pin=()
 if [ "${BENCH_PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
   # GOMAXPROCS: Go would size itself to the one CPU taskset leaves it.
-  flood_pin=(env GOMAXPROCS=2 taskset -c 1 ctlab flood --cpu 0)
+  flood_cmd=(env GOMAXPROCS=2 taskset -c 1 ctlab flood --cpu 0)
   tracer_pin=(taskset -c 1)
 else
-  flood_pin=(ctlab flood)
+  flood_cmd=(ctlab flood)
 fi
 mkdir -p runs
 results=results.tsv
@@ -182,7 +182,7 @@ measure() {
     return
   fi
   sleep "$settle" # the tracer's start-up work (loading is slow under TCG) ends
-  "${flood_pin[@]}" --scenario "$scenario" --duration "$duration" --threads "$threads" ${fargs[@]+"${fargs[@]}"} \
+  "${flood_cmd[@]}" --scenario "$scenario" --duration "$duration" --threads "$threads" ${fargs[@]+"${fargs[@]}"} \
     -o json >"runs/$name.flood.json" 2>"runs/$name.flood.err" || fnote=flood-failed
   if [ "${BENCH_STATS:-}" = 1 ]; then
     local pt
@@ -225,10 +225,11 @@ mark() {
 # tracer: its ratio is the bench's own scatter, against which a mode that
 # costs nothing measurable is judged.
 traced_window() {
-  local attach=$2 mode=$3 name=w$1-$2-$3 n alive=yes cpu0=0 cpu=0
+  local attach=$2 mode=$3 name=w$1-$2-$3 n alive=yes cpu0 cpu=0
   mark "untraced"
   sleep "$window"
   mark "!startup $attach $mode"
+  tracer_pid=''
   if [ "$mode" != control ] && ! start_tracer "$name" "$attach" "$mode"; then
     mark "failed $attach $mode"
     printf '%d\t\t\t\ttracer-failed\t\n' "$nmarks" >>runs/windows.tsv
@@ -238,17 +239,16 @@ traced_window() {
   sleep "$settle"
   mark "traced $attach $mode"
   n=$nmarks
-  [ "$mode" = control ] || cpu0=$(cpu_ticks "$tracer_pid")
+  cpu0=$(cpu_ticks "$tracer_pid")
   sleep "$window"
-  if [ "$mode" = control ]; then
-    sent='' received='' lost='' note=ok
-  else
+  sent='' received='' lost='' note=ok
+  if [ -n "$tracer_pid" ]; then
     cpu=$(($(cpu_ticks "$tracer_pid") - cpu0))
     # A tracer that died during the window did not trace all of it.
     kill -0 "$tracer_pid" 2>/dev/null || alive=no
   fi
   mark "!teardown $attach $mode"
-  if [ "$mode" != control ]; then
+  if [ -n "$tracer_pid" ]; then
     stop_tracer "$name"
     [ "$alive" = yes ] || note=trace-died
   fi
@@ -288,7 +288,7 @@ interleaved() {
   exec 3<>runs/marks
   # --duration only bounds a flood whose script went wrong: closing fd 3
   # ends it.
-  "${flood_pin[@]}" --scenario "$scenario" --threads "$threads" --udp-timeout "$udp_timeout" --duration 2h \
+  "${flood_cmd[@]}" --scenario "$scenario" --threads "$threads" --udp-timeout "$udp_timeout" --duration 2h \
     --marks runs/marks -v -o json >"$json" 2>"$err" 3>&- &
   fp=$!
   if ! wait_for "$err" "$fp" "ctlab: flood: "; then

@@ -1239,3 +1239,24 @@ int BPF_KRETPROBE(kretprobe_confirm_new, int ret)
 		return 0;
 	return confirm_new((struct sk_buff *)v.skb, ret);
 }
+
+/* kprobe.session (6.10+, fprobe; kernel/trace/bpf_trace.c): one program run
+ * at the entry and at the return of each call, with an 8-byte cookie per
+ * call. The skb waits in the cookie instead of the entries map, whose update
+ * and delete took most of --all's cost in kprobe mode (README: Overhead).
+ * The kfuncs are weak: this program loads only where the Go side found
+ * kprobe.session. */
+extern __u64 *bpf_session_cookie(void) __ksym __weak;
+extern bool bpf_session_is_return(void) __ksym __weak;
+
+SEC("kprobe.session/__nf_conntrack_confirm")
+int ksession_confirm_new(struct pt_regs *ctx)
+{
+	__u64 *cookie = bpf_session_cookie();
+
+	if (!bpf_session_is_return()) {
+		*cookie = PT_REGS_PARM1(ctx);
+		return 0; /* 0: run again at the return */
+	}
+	return confirm_new((struct sk_buff *)*cookie, PT_REGS_RC(ctx));
+}

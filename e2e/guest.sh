@@ -16,10 +16,11 @@ for s in ${SCENARIOS//,/ }; do
   attach=auto
   [[ $s == *@* ]] && attach=${s#*@}
   # NAME@kprobe1: kprobe mode with one kretprobe instance per function, so
-  # that concurrent calls are missed (and must be reported).
+  # that concurrent calls are missed (and must be reported); --max-active
+  # also keeps --all's confirm on a kretprobe where kprobe.session exists.
   # NAME@noclash: no clash probe, as where nf_ct_resolve_clash is inlined
   # (4.19-5.5): the winner must be found by the in-kernel tuple lookup.
-  maxactive=1024 skip=
+  maxactive= skip=
   case "$attach" in
     kprobe1) attach=kprobe maxactive=1 ;;
     noclash) attach=auto skip=clash ;;
@@ -28,11 +29,11 @@ for s in ${SCENARIOS//,/ }; do
   var=LOOKUPS_${f//-/_}
   n=${!var:-${LOOKUPS:-100}}
   echo "=== scenario $base, attach $attach: $n lookups"
-  ctprobe trace --attach "$attach" --max-active "$maxactive" ${skip:+--skip-point "$skip"} -o json -w "$f.ctp" >"$f.trace.jsonl" 2>"$f.trace.err" &
+  ctprobe trace --attach "$attach" ${maxactive:+--max-active "$maxactive"} ${skip:+--skip-point "$skip"} -o json -w "$f.ctp" >"$f.trace.jsonl" 2>"$f.trace.err" &
   tp=$!
-  ctprobe trace --timeline --attach "$attach" --max-active "$maxactive" ${skip:+--skip-point "$skip"} -o json -w "$f.tl.ctp" >"$f.tl.trace.jsonl" 2>"$f.tl.trace.err" &
+  ctprobe trace --timeline --attach "$attach" ${maxactive:+--max-active "$maxactive"} ${skip:+--skip-point "$skip"} -o json -w "$f.tl.ctp" >"$f.tl.trace.jsonl" 2>"$f.tl.trace.err" &
   tl=$!
-  ctprobe trace --all --attach "$attach" --max-active "$maxactive" ${skip:+--skip-point "$skip"} -o json -w "$f.all.ctp" >"$f.all.trace.jsonl" 2>"$f.all.trace.err" &
+  ctprobe trace --all --attach "$attach" ${maxactive:+--max-active "$maxactive"} ${skip:+--skip-point "$skip"} -o json -w "$f.all.ctp" >"$f.all.trace.jsonl" 2>"$f.all.trace.err" &
   ta=$!
   extra=()
   if [ "$s" = endpoints-2 ]; then

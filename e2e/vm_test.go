@@ -617,6 +617,16 @@ func checkAttachMode(t *testing.T, line, attach string, mode traceMode) {
 		wantMode := "fentry"
 		if strings.HasPrefix(attach, "kprobe") {
 			wantMode = "kprobe"
+			// --all's confirm takes kprobe.session on 6.10+ (the cloud
+			// kernel), and says why not where it keeps the kretprobe: on
+			// 6.1, and with --max-active (kprobe1).
+			if p.Point == "confirm" && mode.all && !mode.timeline {
+				if attach == "kprobe" && os.Getenv("KERNEL_SERIES") != "6.1" {
+					wantMode = "kprobe.session"
+				} else if !strings.Contains(p.Reason, "kprobe.session: ") {
+					t.Errorf("confirm attached as %s without saying why not kprobe.session: %s", p.Mode, p.Reason)
+				}
+			}
 		}
 		fellBack := wantMode == "fentry" && p.Mode == "kprobe" && strings.Contains(p.Reason, p.Function+" fentry: ")
 		if want == "attached" && p.Point != "origin" && p.Mode != wantMode && !fellBack {

@@ -2,7 +2,8 @@
 # make bench, inside the VM (as /lab/run; see scripts/vm/README.md): the rate
 # of new UDP flows through a DNAT'd ClusterIP (ctlab flood) with no tracer and
 # with `ctprobe trace` in its default mode, with --timeline, with --all and
-# with --all --timeline, attached with fentry and with kprobe.
+# with --all --timeline, attached with fentry and with kprobe (--all also with
+# the kprobe + kretprobe pair that kernels before 6.10 get).
 #
 # The rates come from ONE long flood on one topology, cut into windows by
 # marks (ctlab flood --marks): untraced and traced windows alternate, and
@@ -20,7 +21,7 @@
 # Progress lines start with "bench:".
 #   env: BENCH_WINDOW (4s: one measured window), BENCH_PAIRS (4: traced
 #        windows per attach mode and ctprobe mode), BENCH_MODES ("default
-#        timeline all all-timeline"), BENCH_ATTACH ("fentry kprobe"), BENCH_SETTLE (3s: after
+#        timeline all all-timeline"), BENCH_ATTACH ("fentry kprobe kretprobe"), BENCH_SETTLE (3s: after
 #        the tracer attached or exited), BENCH_SCENARIO (endpoints-2),
 #        BENCH_THREADS (1), BENCH_DURATION (4s: each probe-time run),
 #        BENCH_PACED_RATE (300 flows/s), BENCH_PACED_DURATION (5s),
@@ -45,8 +46,18 @@ udp_timeout=2s
 # attach modes to measure (space- or comma-separated).
 modes=${BENCH_MODES:-default timeline all all-timeline}
 modes=${modes//,/ }
-attaches=${BENCH_ATTACH:-fentry kprobe}
+attaches=${BENCH_ATTACH:-fentry kprobe kretprobe}
 attaches=${attaches//,/ }
+# Attach modes: kprobe takes kprobe.session where the kernel has it (6.10+)
+# for --all's confirm; kretprobe keeps the kprobe + kretprobe pair there, as
+# before 6.10 (--max-active). Only --all attaches differently under the two,
+# so kretprobe is measured with --all alone.
+attach_flags() {
+  case $1 in
+    kretprobe) echo --attach kprobe --max-active 1024 ;;
+    *) echo --attach "$1" ;;
+  esac
+}
 mode_flags() {
   case $1 in
     default) ;;
@@ -122,8 +133,8 @@ start_tracer() {
   local name=$1 attach=$2 mode=$3
   shift 3
   rm -f "runs/$name.ctp"
-  # shellcheck disable=SC2046 # mode_flags gives words
-  ${tracer_pin[@]+"${tracer_pin[@]}"} ctprobe trace --attach "$attach" -q -w "runs/$name.ctp" $(mode_flags "$mode") "$@" 2>"runs/$name.trace.err" 3>&- &
+  # shellcheck disable=SC2046 # attach_flags and mode_flags give words
+  ${tracer_pin[@]+"${tracer_pin[@]}"} ctprobe trace $(attach_flags "$attach") -q -w "runs/$name.ctp" $(mode_flags "$mode") "$@" 2>"runs/$name.trace.err" 3>&- &
   tracer_pid=$!
   wait_for "runs/$name.ctp" "$tracer_pid" && return 0
   log "$name: ctprobe trace did not start: $(head -c 300 "runs/$name.trace.err")"
@@ -304,6 +315,7 @@ interleaved() {
     log "interleaved: pair $p of $pairs"
     for attach in $attaches; do
       for mode in $modes; do
+        [ "$attach" != kretprobe ] || [ "$mode" = all ] || continue
         traced_window "$p" "$attach" "$mode"
       done
     done
@@ -333,6 +345,7 @@ for attach in fentry kprobe; do
     BENCH_STATS=1 measure stats "$attach" "$mode"
   done
 done
+BENCH_STATS=1 measure stats kretprobe all
 echo 0 >/proc/sys/kernel/bpf_stats_enabled
 
 # Loss: --all at a paced rate with the default ring size (the reader keeps

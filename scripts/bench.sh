@@ -96,7 +96,7 @@ function spread(list,    v, n, i, lo, hi) {
 }
 function row(m, v, r) { printf "%-54s  %-36s  %s\n", m, v, r }
 function flags(mode) { return mode == "default" ? "default mode" : mode == "all-timeline" ? "--all --timeline" : "--" mode }
-function label(attach, mode) { return flags(mode) ", " attach }
+function label(attach, mode) { return flags(mode) ", " (attach == "kretprobe" ? "kprobe + kretprobe (--max-active)" : attach) }
 NR == 1 { next }
 {
 	run = $1; attach = $2; mode = $3; rate = $4; flows = $5; sent = $6; recv = $7; lost = $8
@@ -133,7 +133,7 @@ END {
 	mnone = median(nones)
 	if (mnone == "") { print "no untraced window succeeded" > "/dev/stderr"; exit 1 }
 	row("untraced: new UDP flows via ClusterIP DNAT", sprintf("%.0f flows/s (median of %d windows)", mnone, count(nones)), "1 (reference)")
-	ncombos = split("none control|fentry default|kprobe default|fentry all|kprobe all|fentry timeline|kprobe timeline|fentry all-timeline|kprobe all-timeline", combos, "|")
+	ncombos = split("none control|fentry default|kprobe default|fentry all|kprobe all|kretprobe all|fentry timeline|kprobe timeline|fentry all-timeline|kprobe all-timeline", combos, "|")
 	for (c = 1; c <= ncombos; c++) {
 		split(combos[c], ca, " "); key = ca[1] SUBSEP ca[2]
 		if (!(key in measured)) continue # not asked for (BENCH_MODES, BENCH_ATTACH)

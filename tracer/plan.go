@@ -10,7 +10,10 @@ type Mode string
 const (
 	ModeFentry Mode = "fentry" // fentry/fexit: BPF trampolines, 5.5+ with BTF
 	ModeKprobe Mode = "kprobe" // kprobe/kretprobe: any kernel with CONFIG_KPROBES
-	ModeRawTP  Mode = "raw_tracepoint"
+	// ModeKprobeSession is kprobe mode's one program for entry and return
+	// (fprobe, 6.10+), where a point has one and no --max-active was given.
+	ModeKprobeSession Mode = "kprobe.session"
+	ModeRawTP         Mode = "raw_tracepoint"
 )
 
 // Status of one probe point after planning or attaching.
@@ -40,6 +43,10 @@ type candidate struct {
 	fn     string
 	fentry programs // zero when fentry cannot be used for this variant
 	kprobe programs
+	// session, if any, is a kprobe.session program doing what kprobe's
+	// entry and exit programs do, without their entries map; kprobe mode
+	// tries it first.
+	session string
 }
 
 // point is one stage of the conntrack insertion path.
@@ -140,8 +147,9 @@ var points = []point{
 			// entry indexes each ct by tuple, to find a loser's winner.
 			if o.All && !o.Timeline && attached("clash") {
 				return []candidate{{fn: "__nf_conntrack_confirm",
-					fentry: programs{"", probe.BPFProgFexitConfirmNew},
-					kprobe: programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirmNew}}}
+					fentry:  programs{"", probe.BPFProgFexitConfirmNew},
+					kprobe:  programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirmNew},
+					session: probe.BPFProgKsessionConfirmNew}}
 			}
 			return []candidate{{fn: "__nf_conntrack_confirm",
 				fentry: programs{probe.BPFProgFentryConfirm, probe.BPFProgFexitConfirm},

@@ -107,7 +107,10 @@ func TestPlanAllProbesConfirmExitOnly(t *testing.T) {
 		{Options{}, false, true},
 	} {
 		cs := confirm.candidates(Kernel{}, c.opts, func(p string) bool { return p == "clash" && c.clash })
-		if len(cs) != 1 || (cs[0].fentry.entry != "") != c.wantEntry || cs[0].fentry.exit == "" || cs[0].kprobe.entry == "" || cs[0].kprobe.exit == "" {
+		// Exit-only is also what kprobe.session can do without the
+		// entries map; the kprobe pair stays its fallback.
+		if len(cs) != 1 || (cs[0].fentry.entry != "") != c.wantEntry || (cs[0].session == "") != c.wantEntry ||
+			cs[0].fentry.exit == "" || cs[0].kprobe.entry == "" || cs[0].kprobe.exit == "" {
 			t.Errorf("%+v, clash attached %v: %+v", c.opts, c.clash, cs)
 		}
 	}

@@ -47,7 +47,9 @@ type Options struct {
 	// History is the number of conntrack entries whose history the kernel
 	// keeps with Timeline.
 	History int
-	// MaxActive is the number of concurrent kretprobe instances per function.
+	// MaxActive is the number of concurrent kretprobe instances per
+	// function; 0 is DefaultMaxActive, and lets kprobe mode use
+	// kprobe.session where it can (whose instances the kernel fixes).
 	MaxActive int
 	// Attach restricts the attach mode: "" tries fentry, then kprobe;
 	// ModeFentry or ModeKprobe uses only that one.
@@ -286,7 +288,7 @@ func (t *Tracer) attach(opts Options) {
 				t.cause("kprobe: kernel has no kprobes (CONFIG_KPROBES off)")
 				continue
 			}
-			note, err := t.attachKprobe(c, sym.Names[0], orDefault(opts.MaxActive, DefaultMaxActive))
+			mode, note, err := t.attachKprobe(c, sym.Names[0], opts.MaxActive)
 			if err != nil {
 				reasons = append(reasons, fmt.Sprintf("%s kprobe: %v", c.fn, err))
 				t.cause(fmt.Sprintf("kprobe: %v", err))
@@ -295,7 +297,7 @@ func (t *Tracer) attach(opts Options) {
 			if sym.Names[0] != c.fn {
 				note = append(note, "clone "+sym.Names[0])
 			}
-			e.Function, e.Mode, e.Status = sym.Names[0], ModeKprobe, StatusAttached
+			e.Function, e.Mode, e.Status = sym.Names[0], mode, StatusAttached
 			reasons = append(reasons, note...)
 			break
 		}
@@ -427,20 +429,30 @@ func (t *Tracer) attachFentry(c candidate) error {
 	return nil
 }
 
-// attachKprobe attaches entry and return probes. Races are concurrent, so a
-// kretprobe needs more instances than the default (2 x CPUs): maxactive,
-// which the kernel accepts only through tracefs.
-func (t *Tracer) attachKprobe(c candidate, sym string, maxActive int) ([]string, error) {
-	var ls []attached
+// attachKprobe attaches the candidate's kprobe.session program where it
+// has one and the kernel allows it, else its entry and return probes.
+// maxActive (0: DefaultMaxActive) is the kretprobes' instances: races are
+// concurrent, so a kretprobe needs more than the default (2 x CPUs), which
+// the kernel accepts only through tracefs. A kprobe.session has the
+// kernel's fixed 2 x CPUs, so one given explicitly keeps the kretprobe.
+func (t *Tracer) attachKprobe(c candidate, sym string, maxActive int) (Mode, []string, error) {
 	var notes []string
+	if c.session != "" {
+		err := t.attachSession(c.session, sym, maxActive)
+		if err == nil {
+			return ModeKprobeSession, nil, nil
+		}
+		notes = append(notes, fmt.Sprintf("kprobe.session: %v", err))
+	}
+	var ls []attached
 	if c.kprobe.entry != "" {
 		prog, err := t.loadProgram(c.kprobe.entry, "")
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		l, err := link.Kprobe(sym, prog, nil)
 		if err != nil {
-			return nil, shortError(err)
+			return "", nil, shortError(err)
 		}
 		ls = append(ls, attached{Link: l, fn: sym})
 	}
@@ -448,22 +460,43 @@ func (t *Tracer) attachKprobe(c candidate, sym string, maxActive int) ([]string,
 		prog, err := t.loadProgram(c.kprobe.exit, "")
 		if err != nil {
 			closeLinks(ls)
-			return nil, err
+			return "", nil, err
 		}
 		ensureTracefs()
-		l, err := link.Kretprobe(sym, prog, &link.KprobeOptions{RetprobeMaxActive: maxActive})
+		l, err := link.Kretprobe(sym, prog, &link.KprobeOptions{RetprobeMaxActive: orDefault(maxActive, DefaultMaxActive)})
 		if err != nil {
 			l, err = link.Kretprobe(sym, prog, nil)
 			notes = append(notes, "kretprobe maxactive unavailable (no tracefs): kernel default instances")
 		}
 		if err != nil {
 			closeLinks(ls)
-			return nil, shortError(err)
+			return "", nil, shortError(err)
 		}
 		ls = append(ls, attached{Link: l, fn: sym, retprobe: true})
 	}
 	t.links = append(t.links, ls...)
-	return notes, nil
+	return ModeKprobe, notes, nil
+}
+
+// attachSession attaches a kprobe.session program to sym; the error says
+// why the kretprobe is used instead.
+func (t *Tracer) attachSession(name, sym string, maxActive int) error {
+	if maxActive != 0 {
+		return errors.New("not used: --max-active sets kretprobe instances")
+	}
+	if err := features.HaveBPFLinkKprobeSession(); err != nil {
+		return errors.New("not in this kernel (6.10+ with CONFIG_FPROBE)")
+	}
+	prog, err := t.loadProgram(name, "")
+	if err != nil {
+		return err
+	}
+	l, err := link.KprobeMulti(prog, link.KprobeMultiOptions{Symbols: []string{sym}, Session: true})
+	if err != nil {
+		return shortError(err)
+	}
+	t.links = append(t.links, attached{Link: l, fn: sym, retprobe: true})
+	return nil
 }
 
 // ensureTracefs mounts tracefs where the kernel expects it when nothing is
@@ -600,6 +633,10 @@ func kretprobeMissed(l attached) (uint64, bool) {
 			if kp := pe.Kprobe(); kp != nil {
 				return kp.Missed, true
 			}
+		}
+		// A kprobe.session's fprobe counts the calls it missed.
+		if km := info.KprobeMulti(); km != nil {
+			return km.Missed, true
 		}
 	}
 	for _, p := range []string{"/sys/kernel/tracing/kprobe_profile", "/sys/kernel/debug/tracing/kprobe_profile"} {

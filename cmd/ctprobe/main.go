@@ -87,6 +87,13 @@ func newFlagSet(name string) *flag.FlagSet {
 
 // parseFlags parses and turns flag errors into usage errors (exit 2); -h
 // prints the flags to stdout.
+// flagGiven says whether the command line set the flag, even to its default.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

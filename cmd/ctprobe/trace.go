@@ -78,7 +78,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (--timeline)")
 	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
 	skip := fs.String("skip-point", "", "optional probe points not to attach: nat, clash, origin (comma-separated)")
-	maxActive := fs.Int("max-active", tracer.DefaultMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported)")
+	maxActive := fs.Int("max-active", tracer.DefaultMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -127,7 +127,10 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := tracer.Options{Filter: filter, All: *out.all, Timeline: *timeline, RingSize: *ringSize, History: *history, Attach: mode, MaxActive: *maxActive, Skip: skipPoints}
+	opts := tracer.Options{Filter: filter, All: *out.all, Timeline: *timeline, RingSize: *ringSize, History: *history, Attach: mode, Skip: skipPoints}
+	if flagGiven(fs, "max-active") {
+		opts.MaxActive = *maxActive
+	}
 	t, err := tracer.Open(opts)
 	if err != nil {
 		return err

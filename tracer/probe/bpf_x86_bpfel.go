@@ -206,6 +206,7 @@ const (
 	BPFProgKretprobeCtIn       = "kretprobe_ct_in"
 	BPFProgKretprobeGut        = "kretprobe_gut"
 	BPFProgKretprobeNat        = "kretprobe_nat"
+	BPFProgKsessionConfirmNew  = "ksession_confirm_new"
 	BPFProgRawTpOrigin         = "raw_tp_origin"
 	BPFVarFilterHost           = "filter_host"
 	BPFVarFilterHostFamily     = "filter_host_family"
@@ -288,6 +289,7 @@ type BPFProgramSpecs struct {
 	KretprobeCtIn       *ebpf.ProgramSpec `ebpf:"kretprobe_ct_in"`
 	KretprobeGut        *ebpf.ProgramSpec `ebpf:"kretprobe_gut"`
 	KretprobeNat        *ebpf.ProgramSpec `ebpf:"kretprobe_nat"`
+	KsessionConfirmNew  *ebpf.ProgramSpec `ebpf:"ksession_confirm_new"`
 	RawTpOrigin         *ebpf.ProgramSpec `ebpf:"raw_tp_origin"`
 }
 
@@ -424,6 +426,7 @@ type BPFPrograms struct {
 	KretprobeCtIn       *ebpf.Program `ebpf:"kretprobe_ct_in"`
 	KretprobeGut        *ebpf.Program `ebpf:"kretprobe_gut"`
 	KretprobeNat        *ebpf.Program `ebpf:"kretprobe_nat"`
+	KsessionConfirmNew  *ebpf.Program `ebpf:"ksession_confirm_new"`
 	RawTpOrigin         *ebpf.Program `ebpf:"raw_tp_origin"`
 }
 
@@ -452,6 +455,7 @@ func (p *BPFPrograms) Close() error {
 		p.KretprobeCtIn,
 		p.KretprobeGut,
 		p.KretprobeNat,
+		p.KsessionConfirmNew,
 		p.RawTpOrigin,
 	)
 }

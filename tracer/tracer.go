@@ -484,8 +484,10 @@ func (t *Tracer) attachSession(name, sym string, maxActive int) error {
 	if maxActive != 0 {
 		return errors.New("not used: --max-active sets kretprobe instances")
 	}
-	if err := features.HaveBPFLinkKprobeSession(); err != nil {
+	if err := features.HaveBPFLinkKprobeSession(); errors.Is(err, ebpf.ErrNotSupported) {
 		return errors.New("not in this kernel (6.10+ with CONFIG_FPROBE)")
+	} else if err != nil {
+		return fmt.Errorf("probe for it: %w", shortError(err))
 	}
 	prog, err := t.loadProgram(name, "")
 	if err != nil {

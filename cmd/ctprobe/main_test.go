@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"flag"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -362,5 +363,29 @@ func TestGatherStops(t *testing.T) {
 	}
 	if (&traceLoop{}).gather() {
 		t.Error("gather without a stop reported one")
+	}
+}
+
+// --max-active given, even at its default, keeps --all's confirm on a
+// kretprobe; left out, kprobe.session may serve.
+func TestFlagGiven(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"--all"}, false},
+		{[]string{"--max-active", "1024"}, true},
+		{[]string{"--max-active=1"}, true},
+	} {
+		fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+		fs.Int("max-active", 1024, "")
+		fs.Bool("all", false, "")
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := flagGiven(fs, "max-active"); got != c.want {
+			t.Errorf("%q: flagGiven %v, want %v", c.args, got, c.want)
+		}
 	}
 }

@@ -433,8 +433,8 @@ func (t *Tracer) attachFentry(c candidate) error {
 // has one and the kernel allows it, else its entry and return probes.
 // maxActive (0: DefaultMaxActive) is the kretprobes' instances: races are
 // concurrent, so a kretprobe needs more than the default (2 x CPUs), which
-// the kernel accepts only through tracefs. A kprobe.session has the
-// kernel's fixed 2 x CPUs, so one given explicitly keeps the kretprobe.
+// the kernel accepts only through tracefs. A kprobe.session cannot be
+// given instances, so maxActive given explicitly keeps the kretprobe.
 func (t *Tracer) attachKprobe(c candidate, sym string, maxActive int) (Mode, []string, error) {
 	var notes []string
 	if c.session != "" {

@@ -621,10 +621,14 @@ func checkAttachMode(t *testing.T, line, attach string, mode traceMode) {
 			// kernel), and says why not where it keeps the kretprobe: on
 			// 6.1, and with --max-active (kprobe1).
 			if p.Point == "confirm" && mode.all && !mode.timeline {
-				if attach == "kprobe" && os.Getenv("KERNEL_SERIES") != "6.1" {
-					wantMode = "kprobe.session"
-				} else if !strings.Contains(p.Reason, "kprobe.session: ") {
-					t.Errorf("confirm attached as %s without saying why not kprobe.session: %s", p.Mode, p.Reason)
+				why := "kprobe.session: not in this kernel"
+				if attach == "kprobe1" {
+					why = "kprobe.session: not used: --max-active"
+				} else if os.Getenv("KERNEL_SERIES") != "6.1" {
+					wantMode, why = "kprobe.session", ""
+				}
+				if !strings.Contains(p.Reason, why) {
+					t.Errorf("confirm attached as %s without saying %q: %s", p.Mode, why, p.Reason)
 				}
 			}
 		}

@@ -61,8 +61,9 @@ demo: deps build
 # Overhead: flows/s through a DNAT'd ClusterIP in the VM, in windows of one
 # long flood: untraced, and traced in the default mode, --timeline, --all and
 # --all --timeline (fentry and kprobe), each traced window against the
-# untraced ones around it; probe time, loss accounting, and the Go benchmarks
-# of scripts/bench-go.sh; one table (about 15-20 minutes).
+# untraced ones around it, and each window's profile of the sending vCPU
+# (the probes' share of it); probe time, loss accounting, and the Go
+# benchmarks of scripts/bench-go.sh; one table (about 35 minutes).
 .PHONY: bench
 bench: deps build
 	@scripts/bench.sh

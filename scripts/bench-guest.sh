@@ -16,6 +16,14 @@
 # rate with the default ring size, and the exact accounting of an overloaded
 # one-page ring buffer.
 #
+# Pinned, each window is also profiled where perf is present (make bench
+# adds it): cpu-clock samples of the sending vCPU with call chains, from
+# which each traced window's share of busy time in ctprobe's probes
+# (programs, helpers, trampolines, kprobe and fprobe handlers) is counted.
+# That share is measured within the window, so the host's drift, which moves
+# the rate ratios, cannot move it: 1 - share is the rate the probes' kernel
+# time leaves.
+#
 # Output: /out/results.tsv, one line per window (in order) and per other run
 # (scripts/bench.sh makes the table), and per-run files in /out/runs/.
 # Progress lines start with "bench:".
@@ -73,17 +81,18 @@ mode_flags() {
 # reader, whose CPU time each window reports apart, runs on another CPU, as
 # it can on any node with a CPU to spare. Unpinned, on 2 vCPUs, the reader
 # takes its CPU from the flood's own responders and sender.
-flood_cmd=() tracer_pin=()
+flood_cmd=() tracer_pin=() profile=no
 if [ "${BENCH_PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
   # GOMAXPROCS: Go would size itself to the one CPU taskset leaves it.
   flood_cmd=(env GOMAXPROCS=2 taskset -c 1 ctlab flood --cpu 0)
   tracer_pin=(taskset -c 1)
+  command -v perf >/dev/null && profile=yes
 else
   flood_cmd=(ctlab flood)
 fi
 mkdir -p runs
 results=results.tsv
-printf 'run\tattach\tmode\tflows_per_s\tflows\tsent\treceived\tlost\tprobe_ns\tprobe_runs\tnote\tcpu_ms\n' >"$results"
+printf 'run\tattach\tmode\tflows_per_s\tflows\tsent\treceived\tlost\tprobe_ns\tprobe_runs\tnote\tcpu_ms\tprobe_share\tidle_share\n' >"$results"
 
 log() { echo "bench: [$(cut -d' ' -f1 /proc/uptime)s] $*"; }
 
@@ -205,9 +214,60 @@ measure() {
   local rate flows
   rate=$(num flows_per_second "runs/$name.flood.json")
   flows=$(num flows "runs/$name.flood.json")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n' "$run" "$attach" "$mode" "$rate" "$flows" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\t\t\n' "$run" "$attach" "$mode" "$rate" "$flows" \
     "$sent" "$received" "$lost" "$pns" "$pruns" "$note" >>"$results"
   log "$(printf '%-22s %8.0f flows/s' "$name" "${rate:-0}")${sent:+  records sent $sent, received $received, lost $lost}${pns:+, probes ${pns} ns in ${pruns} runs}  [$note]"
+}
+
+# profiled_window NAME: one window of the flood; with profile=yes it is
+# sampled on vCPU 0 (the sender's) into runs/NAME.perf, by a perf that runs
+# on vCPU 1 like the rest. Untraced windows are sampled too, so that every
+# window bears the sampling's own cost.
+profiled_window() {
+  if [ "$profile" = yes ]; then
+    "${tracer_pin[@]}" perf record -q -g --no-buildid --no-buildid-cache -e cpu-clock -F 1000 -C 0 -o "runs/$1.perf" -- sleep "$window" \
+      2>>runs/perf.err 3>&- && return
+    log "$1: perf record failed: $(tail -n 1 runs/perf.err)"
+  fi
+  sleep "$window"
+}
+
+# probe_share NAME: "probe idle" shares of runs/NAME.perf's samples. A
+# sample is the probes' when a frame of its call chain is a BPF program or
+# what runs it (prog enter/exit, the ring buffer's wakeup, the kprobe,
+# kretprobe and fprobe handlers and ftrace's register-saving caller), or
+# when it falls in a trampoline itself (not below it: an fexit trampoline
+# calls the traced function, and a kretprobe's return trampoline stands
+# for the function's caller). Probe share is of busy samples, idle share of
+# all.
+probe_share() {
+  perf script -i "runs/$1.perf" -F ip,sym 2>/dev/null | awk '
+    function flush() {
+      if (nf == 0) return
+      if (leaf ~ /^(pv_native_safe_halt|native_safe_halt|default_idle|default_idle_call|poll_idle|cpu_idle_poll|acpi_idle_do_entry|intel_idle)$/) idle++
+      else if (probe || leaf ~ /^(bpf_trampoline_|arch_rethook_trampoline|__kretprobe_trampoline|kretprobe_trampoline)/) probes++
+      n++; nf = 0; probe = 0
+    }
+    NF == 0 { flush(); next }
+    {
+      sym = $2
+      if (nf++ == 0) leaf = sym
+      if (sym ~ /^(bpf_prog_|__bpf_prog_(enter|exit)|__bpf_tramp_(enter|exit)|bpf_ringbuf_notify|fprobe_|__fprobe_|kprobe_multi_link_|kprobe_ftrace_handler|kprobe_int3_handler|kprobe_dispatcher|kretprobe_dispatcher|kretprobe_rethook_handler|pre_handler_kretprobe|rethook_trampoline_handler|__kretprobe_trampoline_handler|trampoline_handler|optimized_callback|opt_pre_handler|ftrace_regs_caller|ftrace_caller|arch_ftrace_ops_list_func|trace_call_bpf|bpf_trace_run)/) probe = 1
+    }
+    END { flush(); if (n > idle) printf "%.4f %.4f\n", probes / (n - idle), idle / n }'
+}
+
+# profile_shares: runs/shares.tsv, the probe and idle shares of each
+# profiled traced window by segment number (runs/profiles.tsv), counted
+# after the flood so that perf script's work does not fall in a window.
+profile_shares() {
+  local n name
+  : >runs/shares.tsv
+  while IFS=$'\t' read -r n name; do
+    [ -f "runs/$name.perf" ] || continue
+    printf '%s\t%s\n' "$n" "$(probe_share "$name" | tr ' ' '\t')" >>runs/shares.tsv
+    rm -f "runs/$name.perf"
+  done <runs/profiles.tsv
 }
 
 # The interleaved flood. Its marks go through the FIFO runs/marks on fd 3,
@@ -238,7 +298,8 @@ mark() {
 traced_window() {
   local attach=$2 mode=$3 name=w$1-$2-$3 n alive=yes cpu0 cpu=0
   mark "untraced"
-  sleep "$window"
+  profiled_window "$name-before"
+  rm -f "runs/$name-before.perf"
   mark "!startup $attach $mode"
   tracer_pid=''
   if [ "$mode" != control ] && ! start_tracer "$name" "$attach" "$mode"; then
@@ -251,7 +312,8 @@ traced_window() {
   mark "traced $attach $mode"
   n=$nmarks
   cpu0=$(cpu_ticks "$tracer_pid")
-  sleep "$window"
+  profiled_window "$name"
+  printf '%d\t%s\n' "$n" "$name" >>runs/profiles.tsv
   sent='' received='' lost='' note=ok
   if [ -n "$tracer_pid" ]; then
     cpu=$(($(cpu_ticks "$tracer_pid") - cpu0))
@@ -270,11 +332,13 @@ traced_window() {
 }
 
 # window_rows JSON: results.tsv rows for the flood's segments, in order:
-# kind (the label's first word), attach, mode, flows/s, flows, and the
-# tracer's accounting from runs/windows.tsv for traced windows.
+# kind (the label's first word), attach, mode, flows/s, flows, and for
+# traced windows the tracer's accounting from runs/windows.tsv and the
+# profile's shares from runs/shares.tsv.
 window_rows() {
   awk -F'\t' -v OFS='\t' '
     FILENAME == ARGV[1] { acct[$1] = $2 OFS $3 OFS $4 OFS "" OFS "" OFS $5 OFS $6; next }
+    FILENAME == ARGV[2] { share[$1] = $2 OFS $3; next }
     /^  "segments": \[/ { in_segs = 1; next }
     in_segs && /^  \]/ { in_segs = 0 }
     !in_segs { next }
@@ -285,15 +349,17 @@ window_rows() {
       n = split(label, w, " ")
       rate = dur > 0 ? flows * 1e9 / dur : 0
       acct_cols = (seg in acct) ? acct[seg] : OFS OFS OFS OFS OFS "ok" OFS
+      share_cols = (seg in share) ? share[seg] : OFS
       if (seg > 0)
-        print w[1], (n > 1 ? w[2] : "none"), (n > 2 ? w[3] : "-"), sprintf("%.1f", rate), flows, acct_cols
+        print w[1], (n > 1 ? w[2] : "none"), (n > 2 ? w[3] : "-"), sprintf("%.1f", rate), flows, acct_cols, share_cols
       seg++
-    }' runs/windows.tsv "$1"
+    }' runs/windows.tsv runs/shares.tsv "$1"
 }
 
 interleaved() {
   local json=runs/interleaved.flood.json err=runs/interleaved.flood.err fp
   : >runs/windows.tsv
+  : >runs/profiles.tsv
   rm -f runs/marks
   mkfifo runs/marks
   exec 3<>runs/marks
@@ -327,6 +393,8 @@ interleaved() {
   if ! wait "$fp"; then
     log "interleaved flood failed: $(tail -n 1 "$err")"
   fi
+  [ "$profile" = no ] || { log "interleaved: counting the probes' share of each profiled window"; profile_shares; }
+  [ -f runs/shares.tsv ] || : >runs/shares.tsv
   window_rows "$json" >>"$results"
   log "interleaved: $(num flows "$json") flows in $(num duration_ns "$json") ns, $nmarks windows"
 }

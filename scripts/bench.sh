@@ -37,7 +37,9 @@ qemu_version=$(qemu-system-x86_64 --version 2>/dev/null | sed -n '1s/.*version \
 
 kdir=$(scripts/vm/fetch-kernel.sh "$flavour" | tail -n 1)
 initrd=.cache/vm/bench-$flavour.cpio.gz
-scripts/vm/build-initramfs.sh --kernel-dir "$kdir" --out "$initrd" \
+# perf: each window's profile of the sending vCPU (scripts/bench-guest.sh).
+scripts/deps.sh linux-perf
+scripts/vm/build-initramfs.sh --kernel-dir "$kdir" --out "$initrd" --prog perf \
   --add bin/ctprobe:/bin/ctprobe --add bin/ctlab:/bin/ctlab --run scripts/bench-guest.sh >&2
 env_args=()
 for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENCH_DURATION BENCH_PACED_RATE BENCH_PACED_DURATION BENCH_MODES BENCH_ATTACH BENCH_PIN BENCH_CONTROL; do
@@ -45,7 +47,7 @@ for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENC
 done
 echo "bench.sh: booting the VM (about 15 minutes; progress below, console in $out/serial.log)" >&2
 rc=0
-scripts/vm/run.sh --kernel-dir "$kdir" --initrd "$initrd" --out "$out" --timeout 2400 ${env_args[@]+"${env_args[@]}"} |
+scripts/vm/run.sh --kernel-dir "$kdir" --initrd "$initrd" --out "$out" --timeout 3600 --disk-size 1024 ${env_args[@]+"${env_args[@]}"} |
   grep --line-buffered -E '^(bench:|ctprobe-vm:|run\.sh:)' >&2 || rc=${PIPESTATUS[0]}
 if [ "$rc" -ne 0 ] || [ ! -s "$out/results.tsv" ]; then
   echo "bench.sh: the VM run failed (rc $rc; see $out/serial.log)" >&2
@@ -88,12 +90,9 @@ function median(list,    v, n, i, j, t) {
 }
 function count(list,    v) { return split(list, v, " ") }
 # spread: "lowest-highest" of a list.
-function spread(list,    v, n, i, lo, hi) {
-	n = split(list, v, " ")
-	lo = hi = v[1]
-	for (i = 2; i <= n; i++) { if (v[i] + 0 < lo + 0) lo = v[i]; if (v[i] + 0 > hi + 0) hi = v[i] }
-	return sprintf("%.3f-%.3f", lo, hi)
-}
+function spread(list) { return sprintf("%.3f-%.3f", bottom(list), top(list)) }
+function bottom(list,    v, n, i, lo) { n = split(list, v, " "); lo = v[1]; for (i = 2; i <= n; i++) if (v[i] + 0 < lo + 0) lo = v[i]; return lo }
+function top(list,    v, n, i, hi) { n = split(list, v, " "); hi = v[1]; for (i = 2; i <= n; i++) if (v[i] + 0 > hi + 0) hi = v[i]; return hi }
 function row(m, v, r) { printf "%-54s  %-36s  %s\n", m, v, r }
 function flags(mode) { return mode == "default" ? "default mode" : mode == "all-timeline" ? "--all --timeline" : "--" mode }
 function label(attach, mode) { return flags(mode) ", " (attach == "kretprobe" ? "kprobe + kretprobe (--max-active)" : attach) }
@@ -119,6 +118,7 @@ NR == 1 { next }
 		measured[key] = 1
 		if ($11 == "ok") { pkey[++npend] = key; prate[npend] = rate }
 		if ($11 == "ok" && $12 != "" && rate > 0) { cpu[key] += $12; csec[key] += flows / rate; cflows[key] += flows }
+		if ($11 == "ok" && $13 != "") { shares[key] = shares[key] " " $13; idles[key] = idles[key] " " $14 }
 		fsent[key] += sent; flost[key] += lost; frecv[key] += recv
 	} else if (run == "stats") {
 		if ($9 != "" && flows > 0) { pns[key] = $9 / flows; pruns[key] = $10 / flows; sflows[key] = flows }
@@ -146,6 +146,22 @@ END {
 			verdict = sprintf("%.3f (%s) / >= %.2f  %s", mr, spread(ratios[key]), target, mr >= target ? "met" : "NOT met")
 		}
 		row(ca[2] == "control" ? "control: the same windows, no tracer" : "traced: " label(ca[1], ca[2]), sprintf("%.0f flows/s (median of %d)", median(rates[key]), count(rates[key])), verdict)
+	}
+	# The in-window profiles: the share of the sending vCPU busy time spent
+	# in the probes, which drift of the host does not move (for the control
+	# window it must be zero); 1 - share is the rate the probes leave.
+	for (c = 1; c <= ncombos; c++) {
+		split(combos[c], ca, " "); key = ca[1] SUBSEP ca[2]
+		if (shares[key] == "") continue
+		ms = median(shares[key])
+		value = sprintf("%.1f%% of busy time (median of %d; idle %.1f%%)", 100 * ms, count(shares[key]), 100 * median(idles[key]))
+		if (ca[2] == "control") verdict = "no probes: must be 0"
+		else if (ca[2] ~ /timeline/) verdict = sprintf("1 - share %.3f (%.3f-%.3f; no target)", 1 - ms, 1 - top(shares[key]), 1 - bottom(shares[key]))
+		else {
+			target = ca[2] == "all" ? 0.90 : 0.98
+			verdict = sprintf("1 - share %.3f (%.3f-%.3f) / >= %.2f  %s", 1 - ms, 1 - top(shares[key]), 1 - bottom(shares[key]), target, 1 - ms >= target ? "met" : "NOT met")
+		}
+		row("probe share of the sending vCPU: " (ca[2] == "control" ? "control" : label(ca[1], ca[2])), value, verdict)
 	}
 	for (c = 1; c <= ncombos; c++) {
 		split(combos[c], ca, " "); key = ca[1] SUBSEP ca[2]

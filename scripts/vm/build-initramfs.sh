@@ -2,7 +2,7 @@
 # Build the VM lab's initramfs.
 #
 #   scripts/vm/build-initramfs.sh --kernel-dir D --out FILE.cpio.gz \
-#       [--add SRC:DEST ...] --run GUEST_SCRIPT
+#       [--add SRC:DEST ...] [--prog NAME ...] --run GUEST_SCRIPT
 #
 # The result is two gzip'd newc cpio archives, concatenated (the kernel unpacks them in order):
 #   base    bash (as /bin/sh), busybox-static, the kernel's netfilter/veth/vxlan/virtio modules with their
@@ -10,7 +10,9 @@
 #           bpftool) with every shared library ldd lists. Cached in .cache/vm/initramfs/ and
 #           rebuilt only when the kernel, this script or those Debian packages change.
 #   overlay /init (guest-init.sh), GUEST_SCRIPT as /lab/run, and each --add SRC:DEST (a file or a
-#           directory; symlinks are followed). Rebuilt every time: it takes about a second.
+#           directory; symlinks are followed), and each --prog NAME (a host program with the shared
+#           libraries ldd lists, for one run's needs: make bench's perf). Rebuilt every time: it
+#           takes about a second (a few more with a --prog).
 # The kernel replaces a base symlink (e.g. a busybox applet) with an overlay file of the same name
 # instead of writing through it, so --add may shadow any applet.
 #
@@ -23,12 +25,13 @@ here=$repo/scripts/vm
 cache=$repo/.cache/vm/initramfs
 
 kdir='' out='' run=''
-adds=()
+adds=() extra_progs=()
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --kernel-dir) kdir=${2:?}; shift 2 ;;
     --out) out=${2:?}; shift 2 ;;
     --add) adds+=("${2:?}"); shift 2 ;;
+    --prog) extra_progs+=("${2:?}"); shift 2 ;;
     --run) run=${2:?}; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -89,6 +92,17 @@ libs_of() {
   ldd "$@" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} NF == 2 && $1 ~ /^\// && $2 ~ /^\(0x/ {print $1}' | sort -u
 }
 
+# Copy the host program NAME into STAGE at its real path (a PATH symlink to it stays a symlink)
+# and print that path.
+put_prog() { # stage name
+  local src real
+  src=$(command -v "$2") || die "$2 not found on the host: run scripts/deps.sh"
+  real=$(readlink -f "$src")
+  put "$1" "$real" "$real"
+  [ "$src" = "$real" ] || { rm -rf "$1$src"; mkdir -p "$1$(dirname "$src")"; ln -s "$real" "$1$src"; }
+  echo "$real"
+}
+
 pack() { # stage_dir gzip_level [overlay] -> cpio.gz on stdout
   local st=$1 lvl=$2 skip=/nonexistent
   # The overlay leaves out the top-level links (bin -> usr/bin ...): the base has them, and an
@@ -108,12 +122,7 @@ build_base() { # out_file
   # Real userland first; busybox applets fill in the remaining names afterwards.
   local files=()
   for p in "${progs[@]}"; do
-    local src real
-    src=$(command -v "$p") || die "$p not found on the host: run scripts/deps.sh"
-    real=$(readlink -f "$src")
-    put "$st" "$real" "$real"
-    [ "$src" = "$real" ] || { rm -rf "$st$src"; mkdir -p "$st$(dirname "$src")"; ln -s "$real" "$st$src"; }
-    files+=("$real")
+    files+=("$(put_prog "$st" "$p")")
   done
   for v in legacy nft; do
     put "$st" "/usr/sbin/xtables-$v-multi" "/usr/sbin/xtables-$v-multi"
@@ -221,6 +230,11 @@ for a in "${adds[@]}"; do
     put "$ov" "$src" "$dest"
   fi
 done
+if [ "${#extra_progs[@]}" -gt 0 ]; then
+  files=()
+  for p in "${extra_progs[@]}"; do files+=("$(put_prog "$ov" "$p")"); done
+  while read -r p; do put "$ov" "$p" "$p"; done < <(libs_of "${files[@]}")
+fi
 mkdir -p "$(dirname "$out")"
 { cat "$base"; pack "$ov" 1 overlay; } >"$out.tmp"
 mv "$out.tmp" "$out"

@@ -262,7 +262,6 @@ probe_share() {
 # after the flood so that perf script's work does not fall in a window.
 profile_shares() {
   local n name
-  : >runs/shares.tsv
   while IFS=$'\t' read -r n name; do
     [ -f "runs/$name.perf" ] || continue
     printf '%s\t%s\n' "$n" "$(probe_share "$name" | tr ' ' '\t')" >>runs/shares.tsv
@@ -360,6 +359,7 @@ interleaved() {
   local json=runs/interleaved.flood.json err=runs/interleaved.flood.err fp
   : >runs/windows.tsv
   : >runs/profiles.tsv
+  : >runs/shares.tsv
   rm -f runs/marks
   mkfifo runs/marks
   exec 3<>runs/marks
@@ -394,7 +394,6 @@ interleaved() {
     log "interleaved flood failed: $(tail -n 1 "$err")"
   fi
   [ "$profile" = no ] || { log "interleaved: counting the probes' share of each profiled window"; profile_shares; }
-  [ -f runs/shares.tsv ] || : >runs/shares.tsv
   window_rows "$json" >>"$results"
   log "interleaved: $(num flows "$json") flows in $(num duration_ns "$json") ns, $nmarks windows"
 }

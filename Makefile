@@ -47,7 +47,8 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
 e2e: deps build
-	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) KERNEL_SERIES=$(KERNEL_SERIES) $(GO) test -count=1 -v -timeout 45m ./e2e/
+	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) KERNEL_SERIES=$(KERNEL_SERIES) GO=$(GO) \
+		scripts/gotest.sh out/e2e-$(FLAVOUR)$(if $(KERNEL_SERIES),-$(KERNEL_SERIES)).log -count=1 -timeout 45m ./e2e/
 
 e2e-lts:
 	$(MAKE) e2e KERNEL_SERIES=6.1

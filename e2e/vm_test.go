@@ -630,6 +630,11 @@ func checkAttachMode(t *testing.T, line, attach string, mode traceMode) {
 				if !strings.Contains(p.Reason, why) {
 					t.Errorf("confirm attached as %s without saying %q: %s", p.Mode, why, p.Reason)
 				}
+				// Both kernels (5.13+) let the kprobe pair keep the skb
+				// in task storage instead of a hash map.
+				if wantMode == "kprobe" && !strings.Contains(p.Reason, "skb waits in task storage") {
+					t.Errorf("confirm's kprobe pair without task storage: %s", p.Reason)
+				}
 			}
 		}
 		fellBack := wantMode == "fentry" && p.Mode == "kprobe" && strings.Contains(p.Reason, p.Function+" fentry: ")

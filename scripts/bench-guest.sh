@@ -398,7 +398,8 @@ interleaved() {
   log "interleaved: $(num flows "$json") flows in $(num duration_ns "$json") ns, $nmarks windows"
 }
 
-log "kernel $(uname -r), $(nproc) vCPUs; scenario $scenario, $threads sender thread(s), windows of $window, $pairs pairs per mode; pinned: ${tracer_pin[*]:-no}"
+cat /sys/devices/system/clocksource/clocksource0/current_clocksource >clocksource
+log "kernel $(uname -r), $(nproc) vCPUs, clocksource $(cat clocksource); scenario $scenario, $threads sender thread(s), windows of $window, $pairs pairs per mode; pinned: ${tracer_pin[*]:-no}"
 # Warm-up: the first topology and flood pay for module and page-cache faults.
 ctlab flood --scenario "$scenario" --duration 1s >/dev/null 2>&1
 

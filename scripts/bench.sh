@@ -46,8 +46,13 @@ for v in BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENC
   [ -n "${!v:-}" ] && env_args+=(--env "$v=${!v}")
 done
 echo "bench.sh: booting the VM (about 15 minutes; progress below, console in $out/serial.log)" >&2
+# tsc=reliable: the guest reads time from the TSC, as nodes do. Under TCG its
+# TSC sync check fails and the kernel falls back to HPET, whose every read is
+# an emulated device access: 5-7 us for each bpf_ktime_get_ns of a probe in
+# the VM lab (BPF statistics on 6.1), where a node's TSC read takes tens of
+# nanoseconds. The kernel's own clock reads cost less too.
 rc=0
-scripts/vm/run.sh --kernel-dir "$kdir" --initrd "$initrd" --out "$out" --timeout 3600 --disk-size 1024 ${env_args[@]+"${env_args[@]}"} |
+scripts/vm/run.sh --kernel-dir "$kdir" --initrd "$initrd" --out "$out" --timeout 3600 --disk-size 1024 --append tsc=reliable ${env_args[@]+"${env_args[@]}"} |
   grep --line-buffered -E '^(bench:|ctprobe-vm:|run\.sh:)' >&2 || rc=${PIPESTATUS[0]}
 if [ "$rc" -ne 0 ] || [ ! -s "$out/results.tsv" ]; then
   echo "bench.sh: the VM run failed (rc $rc; see $out/serial.log)" >&2
@@ -68,7 +73,7 @@ flood=$out/runs/interleaved.flood.json
 flood_s=$(sed -n 's/^  "duration_ns": \([0-9]*\),*$/\1/p' "$flood" 2>/dev/null | awk '{ printf "%.0f", $1 / 1e9 }')
 echo
 echo "ctprobe overhead: host $host_cpus CPUs ($host_model, load average $host_load at start);"
-echo "VM: Debian $kver under QEMU ${qemu_version:-?} TCG (software emulation), 2 vCPUs."
+echo "VM: Debian $kver under QEMU ${qemu_version:-?} TCG (software emulation), 2 vCPUs, clocksource $(cat "$out/clocksource" 2>/dev/null || echo '?')."
 echo "TCG rates are relative, not absolute: compare the ratios. One flood of ${flood_s:-?} s on one topology, cut into"
 echo "windows of ${BENCH_WINDOW:-4s}; each traced window against the mean of the untraced windows on either side"
 echo "(${BENCH_PAIRS:-4} per row; median, with the lowest-highest range). Left out: the tracer's start-up and teardown,"

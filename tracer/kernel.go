@@ -8,7 +8,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,6 +30,10 @@ type Kernel struct {
 	// Params holds, for each probed function that BTF describes (vmlinux
 	// or its module), its number of parameters.
 	Params map[string]int
+	// TaskStorage says that tracing programs may keep per-task storage
+	// (5.13+), where --all's kprobe pair keeps confirm's skb for its
+	// kretprobe. Finding out loads a program: Open sets it, with privileges.
+	TaskStorage bool
 }
 
 // Symbol is one function in /proc/kallsyms.
@@ -197,6 +204,14 @@ func (k Kernel) ClashEra() string {
 		return "5.10+: merge or reply-only insert; clash_resolve counts settled clashes, insert_failed/drop the rest"
 	}
 	return "6.12+: as 5.10+, and reverse collisions are merged too"
+}
+
+// haveTaskStorage asks the kernel whether a kprobe program may call
+// bpf_task_storage_get (tracing programs may since 5.13). Any other answer,
+// such as a refusal for want of privileges, is a no: the entries map then
+// serves instead.
+func haveTaskStorage() bool {
+	return features.HaveProgramHelper(ebpf.Kprobe, asm.FnTaskStorageGet) == nil
 }
 
 // errNoConntrack is returned when nf_conntrack is not loaded.

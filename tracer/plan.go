@@ -47,6 +47,8 @@ type candidate struct {
 	// entry and exit programs do, without their entries map; kprobe mode
 	// tries it first.
 	session string
+	// kprobeNote goes into the plan's reason when the kprobe pair attaches.
+	kprobeNote string
 }
 
 // point is one stage of the conntrack insertion path.
@@ -140,16 +142,26 @@ var points = []point{
 			need := o.All || o.Timeline || !attached("clash")
 			return need, need
 		},
-		candidates: func(_ Kernel, o Options, attached func(string) bool) []candidate {
+		candidates: func(k Kernel, o Options, attached func(string) bool) []candidate {
 			// --all with the clash probe needs only the exit: a new ct that
 			// did not clash is still there to be read, and one that clashed
 			// was read at nf_ct_resolve_clash. Without the clash probe the
 			// entry indexes each ct by tuple, to find a loser's winner.
 			if o.All && !o.Timeline && attached("clash") {
+				// The kprobe pair's entry keeps the skb for the kretprobe,
+				// which sees no arguments: in the task's own storage where
+				// tracing programs have it, else in the entries map.
+				pair := programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirmNew}
+				note := "the kretprobe's skb waits in a hash map (task storage needs 5.13+)"
+				if k.TaskStorage {
+					pair = programs{probe.BPFProgKprobeConfirmTask, probe.BPFProgKretprobeConfirmNewTask}
+					note = "the kretprobe's skb waits in task storage"
+				}
 				return []candidate{{fn: "__nf_conntrack_confirm",
-					fentry:  programs{"", probe.BPFProgFexitConfirmNew},
-					kprobe:  programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirmNew},
-					session: probe.BPFProgKsessionConfirmNew}}
+					fentry:     programs{"", probe.BPFProgFexitConfirmNew},
+					kprobe:     pair,
+					session:    probe.BPFProgKsessionConfirmNew,
+					kprobeNote: note}}
 			}
 			return []candidate{{fn: "__nf_conntrack_confirm",
 				fentry: programs{probe.BPFProgFentryConfirm, probe.BPFProgFexitConfirm},

@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/ctprobe/ctprobe/tracer/probe"
@@ -112,6 +113,27 @@ func TestPlanAllProbesConfirmExitOnly(t *testing.T) {
 		if len(cs) != 1 || (cs[0].fentry.entry != "") != c.wantEntry || (cs[0].session == "") != c.wantEntry ||
 			cs[0].fentry.exit == "" || cs[0].kprobe.entry == "" || cs[0].kprobe.exit == "" {
 			t.Errorf("%+v, clash attached %v: %+v", c.opts, c.clash, cs)
+		}
+	}
+}
+
+// --all's kprobe pair keeps confirm's skb for its kretprobe in the task's
+// own storage where tracing programs may use it (5.13+), else in the
+// entries map, and the plan's reason says which.
+func TestPlanAllKprobePairKeepsSkb(t *testing.T) {
+	confirm := pointByName(t, "confirm")
+	clash := func(p string) bool { return p == "clash" }
+	for _, c := range []struct {
+		taskStorage bool
+		pair        programs
+		note        string
+	}{
+		{false, programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirmNew}, "hash map"},
+		{true, programs{probe.BPFProgKprobeConfirmTask, probe.BPFProgKretprobeConfirmNewTask}, "task storage"},
+	} {
+		cs := confirm.candidates(Kernel{TaskStorage: c.taskStorage}, Options{All: true}, clash)
+		if cs[0].kprobe != c.pair || !strings.Contains(cs[0].kprobeNote, c.note) {
+			t.Errorf("task storage %v: kprobe %+v, note %q; want %+v and %q", c.taskStorage, cs[0].kprobe, cs[0].kprobeNote, c.pair, c.note)
 		}
 	}
 }

@@ -122,6 +122,7 @@ func Open(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
+	k.TaskStorage = haveTaskStorage()
 	t := &Tracer{Kernel: k}
 	if !k.Conntrack {
 		return t, errNoConntrack
@@ -187,6 +188,11 @@ func (t *Tracer) load(opts Options) error {
 		spec.Maps[probe.BPFMapHist].MaxEntries = uint32(orDefault(opts.History, DefaultHistory))
 	} else {
 		spec.Maps[probe.BPFMapHist].MaxEntries = 1
+	}
+	// Before 5.11 a task storage map cannot be made either; no program
+	// that uses it is planned then.
+	if !t.Kernel.TaskStorage {
+		delete(spec.Maps, probe.BPFMapConfirmSkb)
 	}
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
@@ -475,6 +481,9 @@ func (t *Tracer) attachKprobe(c candidate, sym string, maxActive int) (Mode, []s
 		ls = append(ls, attached{Link: l, fn: sym, retprobe: true})
 	}
 	t.links = append(t.links, ls...)
+	if c.kprobeNote != "" {
+		notes = append(notes, c.kprobeNote)
+	}
 	return ModeKprobe, notes, nil
 }
 

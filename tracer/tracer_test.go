@@ -249,3 +249,27 @@ func TestProbeKernelReadsParams(t *testing.T) {
 		t.Errorf("unknown function: %d", n)
 	}
 }
+
+// A kernel whose tracing programs have no task storage (before 5.13) gets
+// no task storage map, which before 5.11 could not even be made, and --all's
+// kprobe pair then loads with the entries map.
+func TestLoadWithoutTaskStorage(t *testing.T) {
+	requireRoot(t)
+	tr := &Tracer{Kernel: Kernel{TaskStorage: false}}
+	defer tr.Close()
+	if err := tr.load(Options{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tr.maps.Maps[probe.BPFMapConfirmSkb]; ok {
+		t.Errorf("map %s made without task storage", probe.BPFMapConfirmSkb)
+	}
+	pair := pointByName(t, "confirm").candidates(tr.Kernel, Options{All: true}, func(p string) bool { return p == "clash" })[0].kprobe
+	for _, name := range []string{pair.entry, pair.exit} {
+		if _, err := tr.loadProgram(name, ""); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := tr.loadProgram(probe.BPFProgKprobeConfirmTask, ""); err == nil || !strings.Contains(err.Error(), probe.BPFMapConfirmSkb) {
+		t.Errorf("%s without its map: %v", probe.BPFProgKprobeConfirmTask, err)
+	}
+}

@@ -172,56 +172,59 @@ type BPFTupleKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	BPFMapClashes              = "clashes"
-	BPFMapConfirmed            = "confirmed"
-	BPFMapEntries              = "entries"
-	BPFMapEvents               = "events"
-	BPFMapHist                 = "hist"
-	BPFMapLosses               = "losses"
-	BPFMapOrigins              = "origins"
-	BPFMapPairs                = "pairs"
-	BPFMapScratch              = "scratch"
-	BPFMapScratchHist          = "scratch_hist"
-	BPFMapScratchPair          = "scratch_pair"
-	BPFProgFentryClash         = "fentry_clash"
-	BPFProgFentryConfirm       = "fentry_confirm"
-	BPFProgFentryGut           = "fentry_gut"
-	BPFProgFentryNat           = "fentry_nat"
-	BPFProgFexitClash          = "fexit_clash"
-	BPFProgFexitConfirm        = "fexit_confirm"
-	BPFProgFexitConfirmNew     = "fexit_confirm_new"
-	BPFProgFexitCtIn           = "fexit_ct_in"
-	BPFProgFexitGut            = "fexit_gut"
-	BPFProgFexitNat            = "fexit_nat"
-	BPFProgKprobeClash         = "kprobe_clash"
-	BPFProgKprobeClashV419     = "kprobe_clash_v419"
-	BPFProgKprobeConfirm       = "kprobe_confirm"
-	BPFProgKprobeCtIn          = "kprobe_ct_in"
-	BPFProgKprobeCtInV419      = "kprobe_ct_in_v419"
-	BPFProgKprobeGut           = "kprobe_gut"
-	BPFProgKprobeNat           = "kprobe_nat"
-	BPFProgKretprobeClash      = "kretprobe_clash"
-	BPFProgKretprobeConfirm    = "kretprobe_confirm"
-	BPFProgKretprobeConfirmNew = "kretprobe_confirm_new"
-	BPFProgKretprobeCtIn       = "kretprobe_ct_in"
-	BPFProgKretprobeGut        = "kretprobe_gut"
-	BPFProgKretprobeNat        = "kretprobe_nat"
-	BPFProgKsessionConfirmNew  = "ksession_confirm_new"
-	BPFProgRawTpOrigin         = "raw_tp_origin"
-	BPFVarFilterHost           = "filter_host"
-	BPFVarFilterHostFamily     = "filter_host_family"
-	BPFVarFilterNetns          = "filter_netns"
-	BPFVarFilterPid            = "filter_pid"
-	BPFVarFilterPort           = "filter_port"
-	BPFVarFilterProto          = "filter_proto"
-	BPFVarKeepHistory          = "keep_history"
-	BPFVarLookupWinner         = "lookup_winner"
-	BPFVarStreamAll            = "stream_all"
-	BPFVarStreamConfirms       = "stream_confirms"
-	BPFVarUnusedEventFlag      = "unused_event_flag"
-	BPFVarUnusedEventKind      = "unused_event_kind"
-	BPFVarUnusedLossKind       = "unused_loss_kind"
-	BPFVarUnusedRecordLayout   = "unused_record_layout"
+	BPFMapClashes                  = "clashes"
+	BPFMapConfirmSkb               = "confirm_skb"
+	BPFMapConfirmed                = "confirmed"
+	BPFMapEntries                  = "entries"
+	BPFMapEvents                   = "events"
+	BPFMapHist                     = "hist"
+	BPFMapLosses                   = "losses"
+	BPFMapOrigins                  = "origins"
+	BPFMapPairs                    = "pairs"
+	BPFMapScratch                  = "scratch"
+	BPFMapScratchHist              = "scratch_hist"
+	BPFMapScratchPair              = "scratch_pair"
+	BPFProgFentryClash             = "fentry_clash"
+	BPFProgFentryConfirm           = "fentry_confirm"
+	BPFProgFentryGut               = "fentry_gut"
+	BPFProgFentryNat               = "fentry_nat"
+	BPFProgFexitClash              = "fexit_clash"
+	BPFProgFexitConfirm            = "fexit_confirm"
+	BPFProgFexitConfirmNew         = "fexit_confirm_new"
+	BPFProgFexitCtIn               = "fexit_ct_in"
+	BPFProgFexitGut                = "fexit_gut"
+	BPFProgFexitNat                = "fexit_nat"
+	BPFProgKprobeClash             = "kprobe_clash"
+	BPFProgKprobeClashV419         = "kprobe_clash_v419"
+	BPFProgKprobeConfirm           = "kprobe_confirm"
+	BPFProgKprobeConfirmTask       = "kprobe_confirm_task"
+	BPFProgKprobeCtIn              = "kprobe_ct_in"
+	BPFProgKprobeCtInV419          = "kprobe_ct_in_v419"
+	BPFProgKprobeGut               = "kprobe_gut"
+	BPFProgKprobeNat               = "kprobe_nat"
+	BPFProgKretprobeClash          = "kretprobe_clash"
+	BPFProgKretprobeConfirm        = "kretprobe_confirm"
+	BPFProgKretprobeConfirmNew     = "kretprobe_confirm_new"
+	BPFProgKretprobeConfirmNewTask = "kretprobe_confirm_new_task"
+	BPFProgKretprobeCtIn           = "kretprobe_ct_in"
+	BPFProgKretprobeGut            = "kretprobe_gut"
+	BPFProgKretprobeNat            = "kretprobe_nat"
+	BPFProgKsessionConfirmNew      = "ksession_confirm_new"
+	BPFProgRawTpOrigin             = "raw_tp_origin"
+	BPFVarFilterHost               = "filter_host"
+	BPFVarFilterHostFamily         = "filter_host_family"
+	BPFVarFilterNetns              = "filter_netns"
+	BPFVarFilterPid                = "filter_pid"
+	BPFVarFilterPort               = "filter_port"
+	BPFVarFilterProto              = "filter_proto"
+	BPFVarKeepHistory              = "keep_history"
+	BPFVarLookupWinner             = "lookup_winner"
+	BPFVarStreamAll                = "stream_all"
+	BPFVarStreamConfirms           = "stream_confirms"
+	BPFVarUnusedEventFlag          = "unused_event_flag"
+	BPFVarUnusedEventKind          = "unused_event_kind"
+	BPFVarUnusedLossKind           = "unused_loss_kind"
+	BPFVarUnusedRecordLayout       = "unused_record_layout"
 )
 
 // LoadBPF returns the embedded CollectionSpec for BPF.
@@ -266,31 +269,33 @@ type BPFSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BPFProgramSpecs struct {
-	FentryClash         *ebpf.ProgramSpec `ebpf:"fentry_clash"`
-	FentryConfirm       *ebpf.ProgramSpec `ebpf:"fentry_confirm"`
-	FentryGut           *ebpf.ProgramSpec `ebpf:"fentry_gut"`
-	FentryNat           *ebpf.ProgramSpec `ebpf:"fentry_nat"`
-	FexitClash          *ebpf.ProgramSpec `ebpf:"fexit_clash"`
-	FexitConfirm        *ebpf.ProgramSpec `ebpf:"fexit_confirm"`
-	FexitConfirmNew     *ebpf.ProgramSpec `ebpf:"fexit_confirm_new"`
-	FexitCtIn           *ebpf.ProgramSpec `ebpf:"fexit_ct_in"`
-	FexitGut            *ebpf.ProgramSpec `ebpf:"fexit_gut"`
-	FexitNat            *ebpf.ProgramSpec `ebpf:"fexit_nat"`
-	KprobeClash         *ebpf.ProgramSpec `ebpf:"kprobe_clash"`
-	KprobeClashV419     *ebpf.ProgramSpec `ebpf:"kprobe_clash_v419"`
-	KprobeConfirm       *ebpf.ProgramSpec `ebpf:"kprobe_confirm"`
-	KprobeCtIn          *ebpf.ProgramSpec `ebpf:"kprobe_ct_in"`
-	KprobeCtInV419      *ebpf.ProgramSpec `ebpf:"kprobe_ct_in_v419"`
-	KprobeGut           *ebpf.ProgramSpec `ebpf:"kprobe_gut"`
-	KprobeNat           *ebpf.ProgramSpec `ebpf:"kprobe_nat"`
-	KretprobeClash      *ebpf.ProgramSpec `ebpf:"kretprobe_clash"`
-	KretprobeConfirm    *ebpf.ProgramSpec `ebpf:"kretprobe_confirm"`
-	KretprobeConfirmNew *ebpf.ProgramSpec `ebpf:"kretprobe_confirm_new"`
-	KretprobeCtIn       *ebpf.ProgramSpec `ebpf:"kretprobe_ct_in"`
-	KretprobeGut        *ebpf.ProgramSpec `ebpf:"kretprobe_gut"`
-	KretprobeNat        *ebpf.ProgramSpec `ebpf:"kretprobe_nat"`
-	KsessionConfirmNew  *ebpf.ProgramSpec `ebpf:"ksession_confirm_new"`
-	RawTpOrigin         *ebpf.ProgramSpec `ebpf:"raw_tp_origin"`
+	FentryClash             *ebpf.ProgramSpec `ebpf:"fentry_clash"`
+	FentryConfirm           *ebpf.ProgramSpec `ebpf:"fentry_confirm"`
+	FentryGut               *ebpf.ProgramSpec `ebpf:"fentry_gut"`
+	FentryNat               *ebpf.ProgramSpec `ebpf:"fentry_nat"`
+	FexitClash              *ebpf.ProgramSpec `ebpf:"fexit_clash"`
+	FexitConfirm            *ebpf.ProgramSpec `ebpf:"fexit_confirm"`
+	FexitConfirmNew         *ebpf.ProgramSpec `ebpf:"fexit_confirm_new"`
+	FexitCtIn               *ebpf.ProgramSpec `ebpf:"fexit_ct_in"`
+	FexitGut                *ebpf.ProgramSpec `ebpf:"fexit_gut"`
+	FexitNat                *ebpf.ProgramSpec `ebpf:"fexit_nat"`
+	KprobeClash             *ebpf.ProgramSpec `ebpf:"kprobe_clash"`
+	KprobeClashV419         *ebpf.ProgramSpec `ebpf:"kprobe_clash_v419"`
+	KprobeConfirm           *ebpf.ProgramSpec `ebpf:"kprobe_confirm"`
+	KprobeConfirmTask       *ebpf.ProgramSpec `ebpf:"kprobe_confirm_task"`
+	KprobeCtIn              *ebpf.ProgramSpec `ebpf:"kprobe_ct_in"`
+	KprobeCtInV419          *ebpf.ProgramSpec `ebpf:"kprobe_ct_in_v419"`
+	KprobeGut               *ebpf.ProgramSpec `ebpf:"kprobe_gut"`
+	KprobeNat               *ebpf.ProgramSpec `ebpf:"kprobe_nat"`
+	KretprobeClash          *ebpf.ProgramSpec `ebpf:"kretprobe_clash"`
+	KretprobeConfirm        *ebpf.ProgramSpec `ebpf:"kretprobe_confirm"`
+	KretprobeConfirmNew     *ebpf.ProgramSpec `ebpf:"kretprobe_confirm_new"`
+	KretprobeConfirmNewTask *ebpf.ProgramSpec `ebpf:"kretprobe_confirm_new_task"`
+	KretprobeCtIn           *ebpf.ProgramSpec `ebpf:"kretprobe_ct_in"`
+	KretprobeGut            *ebpf.ProgramSpec `ebpf:"kretprobe_gut"`
+	KretprobeNat            *ebpf.ProgramSpec `ebpf:"kretprobe_nat"`
+	KsessionConfirmNew      *ebpf.ProgramSpec `ebpf:"ksession_confirm_new"`
+	RawTpOrigin             *ebpf.ProgramSpec `ebpf:"raw_tp_origin"`
 }
 
 // BPFMapSpecs contains maps before they are loaded into the kernel.
@@ -298,6 +303,7 @@ type BPFProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type BPFMapSpecs struct {
 	Clashes     *ebpf.MapSpec `ebpf:"clashes"`
+	ConfirmSkb  *ebpf.MapSpec `ebpf:"confirm_skb"`
 	Confirmed   *ebpf.MapSpec `ebpf:"confirmed"`
 	Entries     *ebpf.MapSpec `ebpf:"entries"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
@@ -351,6 +357,7 @@ func (o *BPFObjects) Close() error {
 // It can be passed to LoadBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BPFMaps struct {
 	Clashes     *ebpf.Map `ebpf:"clashes"`
+	ConfirmSkb  *ebpf.Map `ebpf:"confirm_skb"`
 	Confirmed   *ebpf.Map `ebpf:"confirmed"`
 	Entries     *ebpf.Map `ebpf:"entries"`
 	Events      *ebpf.Map `ebpf:"events"`
@@ -366,6 +373,7 @@ type BPFMaps struct {
 func (m *BPFMaps) Close() error {
 	return _BPFClose(
 		m.Clashes,
+		m.ConfirmSkb,
 		m.Confirmed,
 		m.Entries,
 		m.Events,
@@ -403,31 +411,33 @@ type BPFVariables struct {
 //
 // It can be passed to LoadBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BPFPrograms struct {
-	FentryClash         *ebpf.Program `ebpf:"fentry_clash"`
-	FentryConfirm       *ebpf.Program `ebpf:"fentry_confirm"`
-	FentryGut           *ebpf.Program `ebpf:"fentry_gut"`
-	FentryNat           *ebpf.Program `ebpf:"fentry_nat"`
-	FexitClash          *ebpf.Program `ebpf:"fexit_clash"`
-	FexitConfirm        *ebpf.Program `ebpf:"fexit_confirm"`
-	FexitConfirmNew     *ebpf.Program `ebpf:"fexit_confirm_new"`
-	FexitCtIn           *ebpf.Program `ebpf:"fexit_ct_in"`
-	FexitGut            *ebpf.Program `ebpf:"fexit_gut"`
-	FexitNat            *ebpf.Program `ebpf:"fexit_nat"`
-	KprobeClash         *ebpf.Program `ebpf:"kprobe_clash"`
-	KprobeClashV419     *ebpf.Program `ebpf:"kprobe_clash_v419"`
-	KprobeConfirm       *ebpf.Program `ebpf:"kprobe_confirm"`
-	KprobeCtIn          *ebpf.Program `ebpf:"kprobe_ct_in"`
-	KprobeCtInV419      *ebpf.Program `ebpf:"kprobe_ct_in_v419"`
-	KprobeGut           *ebpf.Program `ebpf:"kprobe_gut"`
-	KprobeNat           *ebpf.Program `ebpf:"kprobe_nat"`
-	KretprobeClash      *ebpf.Program `ebpf:"kretprobe_clash"`
-	KretprobeConfirm    *ebpf.Program `ebpf:"kretprobe_confirm"`
-	KretprobeConfirmNew *ebpf.Program `ebpf:"kretprobe_confirm_new"`
-	KretprobeCtIn       *ebpf.Program `ebpf:"kretprobe_ct_in"`
-	KretprobeGut        *ebpf.Program `ebpf:"kretprobe_gut"`
-	KretprobeNat        *ebpf.Program `ebpf:"kretprobe_nat"`
-	KsessionConfirmNew  *ebpf.Program `ebpf:"ksession_confirm_new"`
-	RawTpOrigin         *ebpf.Program `ebpf:"raw_tp_origin"`
+	FentryClash             *ebpf.Program `ebpf:"fentry_clash"`
+	FentryConfirm           *ebpf.Program `ebpf:"fentry_confirm"`
+	FentryGut               *ebpf.Program `ebpf:"fentry_gut"`
+	FentryNat               *ebpf.Program `ebpf:"fentry_nat"`
+	FexitClash              *ebpf.Program `ebpf:"fexit_clash"`
+	FexitConfirm            *ebpf.Program `ebpf:"fexit_confirm"`
+	FexitConfirmNew         *ebpf.Program `ebpf:"fexit_confirm_new"`
+	FexitCtIn               *ebpf.Program `ebpf:"fexit_ct_in"`
+	FexitGut                *ebpf.Program `ebpf:"fexit_gut"`
+	FexitNat                *ebpf.Program `ebpf:"fexit_nat"`
+	KprobeClash             *ebpf.Program `ebpf:"kprobe_clash"`
+	KprobeClashV419         *ebpf.Program `ebpf:"kprobe_clash_v419"`
+	KprobeConfirm           *ebpf.Program `ebpf:"kprobe_confirm"`
+	KprobeConfirmTask       *ebpf.Program `ebpf:"kprobe_confirm_task"`
+	KprobeCtIn              *ebpf.Program `ebpf:"kprobe_ct_in"`
+	KprobeCtInV419          *ebpf.Program `ebpf:"kprobe_ct_in_v419"`
+	KprobeGut               *ebpf.Program `ebpf:"kprobe_gut"`
+	KprobeNat               *ebpf.Program `ebpf:"kprobe_nat"`
+	KretprobeClash          *ebpf.Program `ebpf:"kretprobe_clash"`
+	KretprobeConfirm        *ebpf.Program `ebpf:"kretprobe_confirm"`
+	KretprobeConfirmNew     *ebpf.Program `ebpf:"kretprobe_confirm_new"`
+	KretprobeConfirmNewTask *ebpf.Program `ebpf:"kretprobe_confirm_new_task"`
+	KretprobeCtIn           *ebpf.Program `ebpf:"kretprobe_ct_in"`
+	KretprobeGut            *ebpf.Program `ebpf:"kretprobe_gut"`
+	KretprobeNat            *ebpf.Program `ebpf:"kretprobe_nat"`
+	KsessionConfirmNew      *ebpf.Program `ebpf:"ksession_confirm_new"`
+	RawTpOrigin             *ebpf.Program `ebpf:"raw_tp_origin"`
 }
 
 func (p *BPFPrograms) Close() error {
@@ -445,6 +455,7 @@ func (p *BPFPrograms) Close() error {
 		p.KprobeClash,
 		p.KprobeClashV419,
 		p.KprobeConfirm,
+		p.KprobeConfirmTask,
 		p.KprobeCtIn,
 		p.KprobeCtInV419,
 		p.KprobeGut,
@@ -452,6 +463,7 @@ func (p *BPFPrograms) Close() error {
 		p.KretprobeClash,
 		p.KretprobeConfirm,
 		p.KretprobeConfirmNew,
+		p.KretprobeConfirmNewTask,
 		p.KretprobeCtIn,
 		p.KretprobeGut,
 		p.KretprobeNat,

@@ -89,19 +89,37 @@ func BenchmarkCorrelate(b *testing.B) {
 }
 
 // BenchmarkDecodeCorrelate is both: what a Processor does for every record
-// before rendering.
+// before rendering. On the busy-node mix (races: its incidents allocate
+// their reasons, timelines and names) and on the same mix without races
+// (ordinary: the steady state of every other event, which allocates
+// nothing).
 func BenchmarkDecodeCorrelate(b *testing.B) {
-	s := busyCapture(b)
-	records := s.copyRecords()
-	c := incident.New(incident.Options{})
-	var ev event.Event
-	b.ReportAllocs()
-	perEvent(b, len(records), func() { s.advance(records) }, func(i int) {
-		if err := event.Decode(records[i], &ev); err != nil {
-			b.Fatal(err)
-		}
-		c.Add(&ev)
-	})
+	ordinary := busyNode()
+	ordinary.Races = 0
+	for _, mix := range []struct {
+		name string
+		opt  synthOptions
+	}{{"races", busyNode()}, {"ordinary", ordinary}} {
+		b.Run(mix.name, func(b *testing.B) {
+			s := busyCapture(b)
+			if mix.opt != busyNode() {
+				var err error
+				if s, err = synthesize(mix.opt); err != nil {
+					b.Fatal(err)
+				}
+			}
+			records := s.copyRecords()
+			c := incident.New(incident.Options{})
+			var ev event.Event
+			b.ReportAllocs()
+			perEvent(b, len(records), func() { s.advance(records) }, func(i int) {
+				if err := event.Decode(records[i], &ev); err != nil {
+					b.Fatal(err)
+				}
+				c.Add(&ev)
+			})
+		})
+	}
 }
 
 // BenchmarkProcessor is the whole Processor (text renderer to io.Discard),

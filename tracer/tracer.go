@@ -118,6 +118,13 @@ func Open(opts Options) (*Tracer, error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
+	// Before 5.11 BPF memory is charged to the user's RLIMIT_MEMLOCK
+	// (64 KiB by default then), shared by every process of the user: the
+	// feature probes below already create maps, and with another tracer's
+	// ring buffer charged they are refused (EPERM) unless it is raised
+	// first. Memlock is accounted per cgroup on 5.11+, where this is
+	// harmless.
+	_ = rlimit.RemoveMemlock()
 	k, err := ProbeKernel()
 	if err != nil {
 		return nil, err
@@ -172,9 +179,6 @@ func ringBufferSupported(probe error, release string) error {
 // load creates the maps (with the filters frozen into .rodata); programs are
 // loaded per attach attempt, sharing these maps.
 func (t *Tracer) load(opts Options) error {
-	// Memlock is accounted per cgroup on 5.11+; raising the rlimit is needed
-	// only on older kernels and harmless elsewhere.
-	_ = rlimit.RemoveMemlock()
 	spec, err := probe.LoadBPF()
 	if err != nil {
 		return fmt.Errorf("load BPF spec: %w", err)
@@ -277,6 +281,7 @@ func (t *Tracer) attach(opts Options) {
 			} else if c.fentry.exit != "" || c.fentry.entry != "" {
 				if !sym.Exact(c.fn) || !t.Kernel.hasBTFFunc(c.fn) {
 					reasons = append(reasons, c.fn+" fentry: no BTF for the function")
+					t.cause(noBTFCause)
 				} else if err := t.attachFentry(c); err != nil {
 					reasons = append(reasons, fmt.Sprintf("%s fentry: %v", c.fn, err))
 					t.cause(fmt.Sprintf("fentry: %v", err))
@@ -327,6 +332,11 @@ func (t *Tracer) attach(opts Options) {
 	}
 	t.Plan = append(t.Plan, origin)
 }
+
+// noBTFCause is why fentry was not tried where BTF does not describe a
+// function: conntrack is a module in distribution kernels, and a module's
+// BTF needs CONFIG_DEBUG_INFO_BTF_MODULES (5.11+; Debian 11's 5.10 has none).
+const noBTFCause = "fentry: no BTF for the probed functions (a module's needs CONFIG_DEBUG_INFO_BTF_MODULES, 5.11+)"
 
 // originWhy is what is lost without the origin point.
 const originWhy = "forwarded packets (pod to node) carry no process or socket"

@@ -255,6 +255,7 @@ func TestProbeKernelReadsParams(t *testing.T) {
 // kprobe pair then loads with the entries map.
 func TestLoadWithoutTaskStorage(t *testing.T) {
 	requireRoot(t)
+	_ = rlimit.RemoveMemlock()
 	tr := &Tracer{Kernel: Kernel{TaskStorage: false}}
 	defer tr.Close()
 	if err := tr.load(Options{All: true}); err != nil {
@@ -271,5 +272,25 @@ func TestLoadWithoutTaskStorage(t *testing.T) {
 	}
 	if _, err := tr.loadProgram(probe.BPFProgKprobeConfirmTask, ""); err == nil || !strings.Contains(err.Error(), probe.BPFMapConfirmSkb) {
 		t.Errorf("%s without its map: %v", probe.BPFProgKprobeConfirmTask, err)
+	}
+}
+
+// Where BTF does not describe the conntrack functions (a module without
+// BTF: Debian 11's 5.10) and kprobes are missing too, the plan, Fentry and
+// the error all say that fentry could not be tried and why.
+func TestNoModuleBTFIsTheFentryReason(t *testing.T) {
+	mod := func(fn string) Symbol { return Symbol{Names: []string{fn}, Module: "nf_conntrack"} }
+	tr := &Tracer{Kernel: Kernel{Release: "5.10.0-32-cloud-amd64", Version: [3]int{5, 10, 0}, BTF: true, Conntrack: true,
+		Symbols: map[string]Symbol{
+			"nf_ct_resolve_clash":    mod("nf_ct_resolve_clash"),
+			"__nf_conntrack_confirm": mod("__nf_conntrack_confirm"),
+		}}}
+	tr.attach(Options{})
+	if got := tr.Fentry(); !strings.HasPrefix(got, "no: ") || !strings.Contains(got, "CONFIG_DEBUG_INFO_BTF_MODULES") {
+		t.Errorf("Fentry() = %q", got)
+	}
+	err := tr.requiredAttached()
+	if !errors.Is(err, ErrNotTraceable) || !strings.Contains(err.Error(), "CONFIG_DEBUG_INFO_BTF_MODULES") || !strings.Contains(err.Error(), "CONFIG_KPROBES") {
+		t.Errorf("error %v", err)
 	}
 }

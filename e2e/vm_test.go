@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,7 +166,10 @@ func TestVMLab(t *testing.T) {
 		})
 	}
 	out := bootLab(t)
-	t.Run("probes", func(t *testing.T) { checkProbes(t, out) })
+	var k guestKernel
+	if !t.Run("probes", func(t *testing.T) { k = checkProbes(t, out) }) && k.release == "" {
+		t.Fatal("the guest's kernel is unknown: nothing else can be checked")
+	}
 	t.Run("pipe", func(t *testing.T) {
 		// trace --duration stops by itself; -w - streams a capture that
 		// report -r - reads from a pipe.
@@ -191,12 +195,29 @@ func TestVMLab(t *testing.T) {
 	})
 	t.Run("overload", func(t *testing.T) { checkOverload(t, out) })
 	for _, s := range scenarios {
-		t.Run(s.name, func(t *testing.T) { checkScenario(t, out, s.name) })
+		t.Run(s.name, func(t *testing.T) { checkScenario(t, out, s.name, k) })
 	}
 }
 
-// On a distribution kernel every probe point attaches.
-func checkProbes(t *testing.T, out string) {
+// guestKernel is what ctprobe can use on the kernel the VM booted, known
+// from its release (Debian builds module BTF from 5.11 on).
+type guestKernel struct {
+	release     string
+	fentry      bool // on nf_conntrack's functions: module BTF, 5.11+
+	session     bool // kprobe.session, 6.10+
+	taskStorage bool // task storage for tracing programs, 5.13+
+}
+
+func guestKernelOf(release string) guestKernel {
+	var major, minor int
+	fmt.Sscanf(release, "%d.%d", &major, &minor)
+	at := func(ma, mi int) bool { return major > ma || major == ma && minor >= mi }
+	return guestKernel{release: release, fentry: at(5, 11), session: at(6, 10), taskStorage: at(5, 13)}
+}
+
+// On a distribution kernel every probe point attaches: with fentry where
+// the kernel has module BTF, else with kprobes, saying why.
+func checkProbes(t *testing.T, out string) guestKernel {
 	var probes struct {
 		Kernel    string `json:"kernel"`
 		Fentry    string `json:"fentry"`
@@ -206,8 +227,13 @@ func checkProbes(t *testing.T, out string) {
 		} `json:"plan"`
 	}
 	readJSON(t, filepath.Join(out, "probes.json"), &probes)
-	if !probes.Traceable || probes.Fentry != "yes" {
-		t.Fatalf("kernel %s: traceable %v, fentry %q: %+v", probes.Kernel, probes.Traceable, probes.Fentry, probes.Plan)
+	k := guestKernelOf(probes.Kernel)
+	fentryOK := probes.Fentry == "yes"
+	if !k.fentry {
+		fentryOK = strings.HasPrefix(probes.Fentry, "no: ") && strings.Contains(probes.Fentry, "CONFIG_DEBUG_INFO_BTF_MODULES")
+	}
+	if !probes.Traceable || !fentryOK {
+		t.Errorf("kernel %s: traceable %v, fentry %q: %+v", probes.Kernel, probes.Traceable, probes.Fentry, probes.Plan)
 	}
 	for _, p := range probes.Plan {
 		if p.Status != "attached" {
@@ -215,6 +241,7 @@ func checkProbes(t *testing.T, out string) {
 		}
 	}
 	t.Logf("kernel %s: %+v", probes.Kernel, probes.Plan)
+	return k
 }
 
 func readJSON(t *testing.T, path string, v any) {
@@ -297,7 +324,7 @@ var (
 
 // checkScenario checks the three tracers that watched a scenario: the
 // default mode (files NAME.*), --timeline (NAME.tl.*) and --all (NAME.all.*).
-func checkScenario(t *testing.T, out, scenario string) {
+func checkScenario(t *testing.T, out, scenario string, k guestKernel) {
 	p := func(suffix string) string { return filepath.Join(out, files(scenario)+suffix) }
 	if rc := readFile(t, p(".lab.rc")); rc != "0" {
 		t.Fatalf("ctlab exit %s: %s", rc, readFile(t, p(".lab.err")))
@@ -305,9 +332,9 @@ func checkScenario(t *testing.T, out, scenario string) {
 	var stats lab.Stats
 	readJSON(t, p(".lab.json"), &stats)
 	var incidents int
-	ok := t.Run("default", func(t *testing.T) { incidents = checkTrace(t, out, scenario, defaultMode, &stats) })
-	t.Run("timeline", func(t *testing.T) { checkTrace(t, out, scenario, timelineMode, &stats) })
-	t.Run("all", func(t *testing.T) { checkTrace(t, out, scenario, allMode, &stats) })
+	ok := t.Run("default", func(t *testing.T) { incidents = checkTrace(t, out, scenario, defaultMode, &stats, k) })
+	t.Run("timeline", func(t *testing.T) { checkTrace(t, out, scenario, timelineMode, &stats, k) })
+	t.Run("all", func(t *testing.T) { checkTrace(t, out, scenario, allMode, &stats, k) })
 	// The filters are checked against the default mode's count.
 	if ok && scenario == "endpoints-2" {
 		checkFilters(t, p, incidents)
@@ -316,7 +343,7 @@ func checkScenario(t *testing.T, out, scenario string) {
 
 // checkTrace checks one tracer's output against the kernel's counters and
 // returns its number of incidents.
-func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.Stats) int {
+func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.Stats, k guestKernel) int {
 	p := func(suffix string) string { return filepath.Join(out, files(scenario)+mode.suffix+suffix) }
 	timeline := mode.timeline
 	name, variant, _ := strings.Cut(scenario, "@")
@@ -364,7 +391,7 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 		case "warning":
 			t.Errorf("ctprobe warned: %s", raw[i])
 		case "plan":
-			checkAttachMode(t, raw[i], variant, mode)
+			checkAttachMode(t, raw[i], variant, mode, k)
 		}
 	}
 	// With nothing lost, ctprobe must account for every clash exactly; with
@@ -594,7 +621,7 @@ func checkFilters(t *testing.T, p func(string) string, all int) {
 // checkAttachMode checks that every probe point the mode needs attached, in
 // the mode asked. The default mode needs only the clash probe, and confirm
 // where that is missing (noclash); --all needs both.
-func checkAttachMode(t *testing.T, line, attach string, mode traceMode) {
+func checkAttachMode(t *testing.T, line, attach string, mode traceMode, k guestKernel) {
 	var plan struct {
 		Points []struct{ Point, Function, Mode, Status, Reason string } `json:"points"`
 	}
@@ -612,28 +639,34 @@ func checkAttachMode(t *testing.T, line, attach string, mode traceMode) {
 		if p.Status != want {
 			t.Errorf("%s (%s) %s, want %s: %s", p.Point, p.Function, p.Status, want, p.Reason)
 		}
-		// auto picks fentry on a distribution kernel, and says why where it
-		// fell back to kprobe (6.1 refuses fentry on nf_ct_resolve_clash).
+		// auto picks fentry where the kernel has module BTF, and says why
+		// where it fell back to kprobe (6.1 refuses fentry on
+		// nf_ct_resolve_clash).
 		wantMode := "fentry"
-		if strings.HasPrefix(attach, "kprobe") {
+		if strings.HasPrefix(attach, "kprobe") || !k.fentry {
 			wantMode = "kprobe"
-			// --all's confirm takes kprobe.session on 6.10+ (the cloud
-			// kernel), and says why not where it keeps the kretprobe: on
-			// 6.1, and with --max-active (kprobe1).
-			if p.Point == "confirm" && mode.all && !mode.timeline {
+			// --all's confirm takes kprobe.session on 6.10+, and says why
+			// not where it keeps the kretprobe: before 6.10, and with
+			// --max-active (kprobe1). (Without the clash probe it takes
+			// the entry and exit that index cts by tuple.)
+			if p.Point == "confirm" && mode.all && !mode.timeline && attach != "noclash" {
 				why := "kprobe.session: not in this kernel"
 				if attach == "kprobe1" {
 					why = "kprobe.session: not used: --max-active"
-				} else if os.Getenv("KERNEL_SERIES") != "6.1" {
+				} else if k.session {
 					wantMode, why = "kprobe.session", ""
 				}
 				if !strings.Contains(p.Reason, why) {
 					t.Errorf("confirm attached as %s without saying %q: %s", p.Mode, why, p.Reason)
 				}
-				// Both kernels (5.13+) let the kprobe pair keep the skb
-				// in task storage instead of a hash map.
-				if wantMode == "kprobe" && !strings.Contains(p.Reason, "skb waits in task storage") {
-					t.Errorf("confirm's kprobe pair without task storage: %s", p.Reason)
+				// The kprobe pair keeps the skb in task storage on 5.13+,
+				// in a hash map before.
+				keep := "skb waits in a hash map"
+				if k.taskStorage {
+					keep = "skb waits in task storage"
+				}
+				if wantMode == "kprobe" && !strings.Contains(p.Reason, keep) {
+					t.Errorf("confirm's kprobe pair: want %q: %s", keep, p.Reason)
 				}
 			}
 		}

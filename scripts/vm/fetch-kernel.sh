@@ -4,7 +4,9 @@
 #   scripts/vm/fetch-kernel.sh cloud|rt      (KERNEL_SERIES=6.1 for the newest 6.1.x)
 #
 # Picks the newest linux-image-<ver>-<flavour>-amd64-unsigned that apt knows (KERNEL_PACKAGE=<name>
-# forces one), downloads the .deb once into .cache/vm/debs/, unpacks it into
+# forces one). The host's apt sources (Debian 12) have 6.1 and 6.12; KERNEL_SERIES=5.10 takes
+# Debian 11's (bullseye main, whose package list is kept apart in .cache/vm/apt/; KERNEL_SUITE
+# names another Debian suite). It downloads the .deb once into .cache/vm/debs/, unpacks it into
 # .cache/vm/kernels/<package>/ and runs depmod there. The last line on stdout is that directory,
 # which holds vmlinuz-<kver> (and a vmlinuz link), config-<kver>, lib/modules/<kver>/ and a file
 # `kver`. Progress and the kernel's kprobe/BTF config go to stderr.
@@ -32,8 +34,21 @@ if [ -n "$series" ]; then
 else
   re="^linux-image-[0-9].*-${flavour}-amd64-unsigned\$"
 fi
-newest() { apt-cache search --names-only "$re" 2>/dev/null | awk '{print $1}' | sort -V | tail -n 1; }
-apt_update() { [ "$(id -u)" -ne 0 ] || apt-get update -qq >/dev/null 2>&1 || true; }
+# A suite the host's sources lack gets a package list of its own, from the same mirror: apt
+# reads and writes only there (the host's lists and sources stay as they are).
+suite=${KERNEL_SUITE:-}
+[ -n "$suite" ] || case "$series" in 5.10) suite=bullseye ;; esac
+apt_opts=()
+if [ -n "$suite" ]; then
+  case "$suite" in *[!a-z-]*) die "KERNEL_SUITE '$suite': want a Debian suite name such as bullseye" ;; esac
+  state=$cache/apt/$suite
+  mkdir -p "$state/lists/partial" "$state/cache/archives/partial"
+  echo "deb http://deb.debian.org/debian $suite main" >"$state/sources.list"
+  apt_opts=(-o "Dir::Etc::SourceList=$state/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache")
+fi
+newest() { apt-cache "${apt_opts[@]}" search --names-only "$re" 2>/dev/null | awk '{print $1}' | sort -V | tail -n 1; }
+apt_update() { [ "$(id -u)" -ne 0 ] || apt-get "${apt_opts[@]}" update -qq >/dev/null 2>&1 || true; }
 cached_deb() { find "$cache/debs" -maxdepth 1 -name "${1}_*.deb" 2>/dev/null | sort -V | tail -n 1; }
 mkdir -p "$cache/debs" "$cache/kernels"
 
@@ -62,7 +77,7 @@ fetch_deb() {
   echo "fetch-kernel.sh: downloading $pkg" >&2
   tmpd=$(mktemp -d "$cache/debs/.dl.XXXXXX")
   chmod 0777 "$tmpd" # apt-get download drops to the _apt user when it can
-  if (cd "$tmpd" && apt-get download -qq "$pkg" >/dev/null 2>"$tmpd/err"); then
+  if (cd "$tmpd" && apt-get "${apt_opts[@]}" download -qq "$pkg" >/dev/null 2>"$tmpd/err"); then
     mv "$tmpd"/*.deb "$cache/debs/"
     rm -rf "$tmpd"
     return 0

@@ -1230,7 +1230,8 @@ int BPF_PROG(fexit_confirm_new, struct sk_buff *skb, int ret)
 	return confirm_new(skb, ret);
 }
 
-/* kprobe mode needs the entry (kprobe_confirm) for the skb. */
+/* The kretprobe sees no arguments: it takes the skb from the entry that
+ * kprobe_confirm left in the entries map (before 5.13; see below). */
 SEC("kretprobe/__nf_conntrack_confirm")
 int BPF_KRETPROBE(kretprobe_confirm_new, int ret)
 {

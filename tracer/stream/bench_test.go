@@ -94,20 +94,19 @@ func BenchmarkCorrelate(b *testing.B) {
 // (ordinary: the steady state of every other event, which allocates
 // nothing).
 func BenchmarkDecodeCorrelate(b *testing.B) {
-	ordinary := busyNode()
-	ordinary.Races = 0
+	ordinary := func(tb testing.TB) *synthCapture {
+		s, err := synthesize(ordinaryNode())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s
+	}
 	for _, mix := range []struct {
-		name string
-		opt  synthOptions
-	}{{"races", busyNode()}, {"ordinary", ordinary}} {
+		name    string
+		capture func(testing.TB) *synthCapture
+	}{{"races", busyCapture}, {"ordinary", ordinary}} {
 		b.Run(mix.name, func(b *testing.B) {
-			s := busyCapture(b)
-			if mix.opt != busyNode() {
-				var err error
-				if s, err = synthesize(mix.opt); err != nil {
-					b.Fatal(err)
-				}
-			}
+			s := mix.capture(b)
 			records := s.copyRecords()
 			c := incident.New(incident.Options{})
 			var ev event.Event

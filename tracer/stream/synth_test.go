@@ -42,6 +42,14 @@ func busyNode() synthOptions {
 	return synthOptions{Flows: 20000, Established: 2, Races: 0.01, Live: 12000, Gap: 20000, Seed: 1}
 }
 
+// ordinaryNode is busyNode without races: the traffic whose steady state
+// allocates nothing.
+func ordinaryNode() synthOptions {
+	o := busyNode()
+	o.Races = 0
+	return o
+}
+
 // synthCapture is a generated capture and its samples read back.
 type synthCapture struct {
 	file    []byte   // the capture file

@@ -41,6 +41,8 @@ const enum record_layout *unused_record_layout __attribute__((unused));
 #define TCP_TIME_WAIT 6
 #define TCP_NEW_SYN_RECV 12
 
+#define barrier() asm volatile("" ::: "memory")
+
 /* Filters, set by the Go side before load (zero means "any"). */
 const volatile __u8 filter_proto = 0;
 const volatile __u16 filter_port = 0; /* network byte order */
@@ -108,12 +110,33 @@ struct entry {
 	struct nat_range range;
 };
 
+/* A key's entries form a stack, because calls nest under one key: a softirq
+ * runs on the stack of the task it interrupted (on an interrupt's exit, or
+ * at the local_bh_enable that ends __nf_conntrack_confirm, 4.19 to 6.18), so
+ * pid_key() gives its calls the task's key, and they enter and return
+ * inside the task's own call. With one slot per key the inner call took the
+ * outer's entry (VM lab, vxlan-masq on 5.10: the outer return then counted
+ * LOSS_NO_ENTRY). Nesting is at most task and softirq; the other slots
+ * absorb entries whose return the kernel missed (kretprobe maxactive,
+ * counted there), and a full stack starts again from the bottom. A power of
+ * two, for slot_index. */
+#define ENTRY_DEPTH 4
+
+struct saved_entries {
+	__u32 depth;
+	__u32 pad;
+	struct entry slot[ENTRY_DEPTH];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 4096);
 	__type(key, struct entry_key);
-	__type(value, struct entry);
+	__type(value, struct saved_entries);
 } entries SEC(".maps");
+
+/* The value a key's stack starts from (a map value: the helpers take it). */
+const struct saved_entries empty_stack = {};
 
 /* A clash seen inside confirm, keyed by skb, joined at confirm's exit
  * (--timeline, with or without --all). */
@@ -443,22 +466,70 @@ static __always_inline bool wanted(const struct event *e, __u32 tgid)
 	return true;
 }
 
-static __always_inline void save_entry(__u64 id, __u32 kind, struct entry *v)
+/* A slot index the verifier can bound (5.10's loses the bound of a
+ * compare that clang folds into arithmetic): hidden from clang (libbpf's
+ * barrier_var), masked. */
+static __always_inline __u32 slot_index(__u32 d)
+{
+	barrier_var(d);
+	return d & (ENTRY_DEPTH - 1);
+}
+
+/* The slot a push takes on a stack of depth d. */
+static __always_inline __u32 nest_depth(__u32 d)
+{
+	if (d >= ENTRY_DEPTH)
+		return 0;
+	if (d > 0)
+		count_loss(LOSS_NESTED);
+	return d;
+}
+
+/* Push and pop are ordered so that a call nesting between any two steps
+ * would leave the outer one's slot intact: depth is raised before the slot
+ * is written, and lowered only after it is read. What nests in practice is
+ * the kernel code between an entry program and its exit program: kprobe
+ * programs do not run inside one another on a CPU (bpf_prog_active), and
+ * tracing programs key by skb or ct, not by task.
+ *
+ * The caller fills the slot push_entry returns, zeroed, in place. */
+static __always_inline struct entry *push_entry(__u64 id, __u32 kind)
 {
 	struct entry_key k = { .id = id, .kind = kind };
-	bpf_map_update_elem(&entries, &k, v, BPF_ANY);
+	struct saved_entries *s = bpf_map_lookup_elem(&entries, &k);
+	struct entry *v;
+	__u32 d;
+
+	if (!s) {
+		bpf_map_update_elem(&entries, &k, &empty_stack, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&entries, &k);
+		if (!s)
+			return NULL; /* the exit counts LOSS_NO_ENTRY */
+	}
+	d = nest_depth(s->depth);
+	s->depth = d + 1;
+	barrier();
+	v = &s->slot[slot_index(d)];
+	__builtin_memset(v, 0, sizeof(*v));
+	return v;
 }
 
 static __always_inline bool take_entry(__u64 id, __u32 kind, struct entry *out)
 {
 	struct entry_key k = { .id = id, .kind = kind };
-	struct entry *v = bpf_map_lookup_elem(&entries, &k);
-	if (!v) {
+	struct saved_entries *s = bpf_map_lookup_elem(&entries, &k);
+	__u32 d;
+
+	if (!s || (d = s->depth - 1) >= ENTRY_DEPTH) {
 		count_loss(LOSS_NO_ENTRY);
 		return false;
 	}
-	__builtin_memcpy(out, v, sizeof(*out));
-	bpf_map_delete_elem(&entries, &k);
+	__builtin_memcpy(out, &s->slot[slot_index(d)], sizeof(*out));
+	barrier();
+	if (d == 0)
+		bpf_map_delete_elem(&entries, &k);
+	else
+		s->depth = d;
 	return true;
 }
 
@@ -533,8 +604,11 @@ int BPF_PROG(fexit_ct_in, struct sk_buff *skb, const struct nf_hook_state *state
 SEC("kprobe/nf_conntrack_in")
 int BPF_KPROBE(kprobe_ct_in, struct sk_buff *skb, const struct nf_hook_state *state)
 {
-	struct entry v = { .skb = (__u64)skb, .hook = BPF_CORE_READ(state, hook) };
-	save_entry(pid_key(), EVENT_CT_IN, &v);
+	struct entry *v = push_entry(pid_key(), EVENT_CT_IN);
+	if (v) {
+		v->skb = (__u64)skb;
+		v->hook = BPF_CORE_READ(state, hook);
+	}
 	return 0;
 }
 
@@ -542,8 +616,11 @@ int BPF_KPROBE(kprobe_ct_in, struct sk_buff *skb, const struct nf_hook_state *st
 SEC("kprobe/nf_conntrack_in")
 int BPF_KPROBE(kprobe_ct_in_v419, struct net *net, __u8 pf, unsigned int hooknum, struct sk_buff *skb)
 {
-	struct entry v = { .skb = (__u64)skb, .hook = hooknum };
-	save_entry(pid_key(), EVENT_CT_IN, &v);
+	struct entry *v = push_entry(pid_key(), EVENT_CT_IN);
+	if (v) {
+		v->skb = (__u64)skb;
+		v->hook = hooknum;
+	}
 	return 0;
 }
 
@@ -616,12 +693,19 @@ static __always_inline void read_range(struct nat_range *out, const void *range)
 	out->max_proto = r.max_proto;
 }
 
-static __always_inline void nat_enter(__u64 key, struct nf_conn *ct, const void *range, __u32 manip, __u64 tuple)
+/* before: nf_nat_setup_info's ct REPLY tuple, or get_unique_tuple's
+ * orig_tuple; tuple: where get_unique_tuple writes its choice (else 0). */
+static __always_inline void nat_enter(__u64 key, struct nf_conn *ct, const struct nf_conntrack_tuple *before,
+				      const void *range, __u32 manip, __u64 tuple)
 {
-	struct entry v = { .ct = (__u64)ct, .manip = manip, .tuple = tuple };
-	read_tuple(&v.before, &ct->tuplehash[1].tuple);
-	read_range(&v.range, range);
-	save_entry(key, EVENT_NAT, &v);
+	struct entry *v = push_entry(key, EVENT_NAT);
+	if (!v)
+		return;
+	v->ct = (__u64)ct;
+	v->manip = manip;
+	v->tuple = tuple;
+	read_tuple(&v->before, before);
+	read_range(&v->range, range);
 }
 
 static __always_inline void tuple_changed(struct event *e)
@@ -675,7 +759,7 @@ static __always_inline int nat_exit(__u64 key)
 SEC("fentry/nf_nat_setup_info")
 int BPF_PROG(fentry_nat, struct nf_conn *ct, const void *range, int manip)
 {
-	nat_enter((__u64)ct, ct, range, manip, 0);
+	nat_enter((__u64)ct, ct, &ct->tuplehash[1].tuple, range, manip, 0);
 	return 0;
 }
 
@@ -688,7 +772,7 @@ int BPF_PROG(fexit_nat, struct nf_conn *ct)
 SEC("kprobe/nf_nat_setup_info")
 int BPF_KPROBE(kprobe_nat, struct nf_conn *ct, const void *range, int manip)
 {
-	nat_enter(pid_key(), ct, range, manip, 0);
+	nat_enter(pid_key(), ct, &ct->tuplehash[1].tuple, range, manip, 0);
 	return 0;
 }
 
@@ -701,21 +785,12 @@ int BPF_KRETPROBE(kretprobe_nat)
 /* static void get_unique_tuple(struct nf_conntrack_tuple *tuple,
  *     const struct nf_conntrack_tuple *orig_tuple, const struct nf_nat_range2 *range,
  *     struct nf_conn *ct, enum nf_nat_manip_type maniptype) -- where not inlined. */
-static __always_inline void gut_enter(__u64 key, struct nf_conntrack_tuple *tuple,
-				      const struct nf_conntrack_tuple *orig_tuple, const void *range,
-				      struct nf_conn *ct, __u32 manip)
-{
-	struct entry v = { .ct = (__u64)ct, .manip = manip, .tuple = (__u64)tuple };
-	read_tuple(&v.before, orig_tuple);
-	read_range(&v.range, range);
-	save_entry(key, EVENT_NAT, &v);
-}
 
 SEC("fentry/get_unique_tuple")
 int BPF_PROG(fentry_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
 	     const void *range, struct nf_conn *ct, int manip)
 {
-	gut_enter((__u64)ct, tuple, orig_tuple, range, ct, manip);
+	nat_enter((__u64)ct, ct, orig_tuple, range, manip, (__u64)tuple);
 	return 0;
 }
 
@@ -730,7 +805,7 @@ SEC("kprobe/get_unique_tuple")
 int BPF_KPROBE(kprobe_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
 	       const void *range, struct nf_conn *ct, int manip)
 {
-	gut_enter(pid_key(), tuple, orig_tuple, range, ct, manip);
+	nat_enter(pid_key(), ct, orig_tuple, range, manip, (__u64)tuple);
 	return 0;
 }
 
@@ -1007,17 +1082,21 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 
 static __always_inline void confirm_enter(__u64 key, struct sk_buff *skb)
 {
-	struct entry v = { .skb = (__u64)skb };
 	struct nf_conn *ct = skb_ct(skb, NULL);
+	struct entry *v;
 
+	/* Never without a ct: nf_conntrack_confirm calls only for one. */
 	if (!ct)
 		return;
-	v.ct = (__u64)ct;
-	read_tuple(&v.orig, &ct->tuplehash[0].tuple);
-	read_tuple(&v.before, &ct->tuplehash[1].tuple);
+	v = push_entry(key, EVENT_CONFIRM);
+	if (!v)
+		return;
+	v->skb = (__u64)skb;
+	v->ct = (__u64)ct;
+	read_tuple(&v->orig, &ct->tuplehash[0].tuple);
+	read_tuple(&v->before, &ct->tuplehash[1].tuple);
 	if (lookup_winner)
-		index_candidate(ct, &v.orig, &v.before);
-	save_entry(key, EVENT_CONFIRM, &v);
+		index_candidate(ct, &v->orig, &v->before);
 }
 
 static __always_inline void replay(struct history *h, __u16 extra)
@@ -1246,39 +1325,51 @@ int BPF_KRETPROBE(kretprobe_confirm_new, int ret)
  * instead of the entries map, found without a hash, a bucket lock or an
  * allocation per call (VM lab, 6.1: 15 us a flow for the pair, 23 us with
  * the entries map and confirm_enter's tuples). Softirq work runs as the task
- * it interrupted, or as the CPU's own idle task, as pid_key() keys it; and
- * as there, a call nested in another on one task (a softirq before confirm
- * disables bottom halves) takes the slot: the outer return counts
- * LOSS_NO_ENTRY. */
+ * it interrupted, or as the CPU's own idle task, as pid_key() keys it; so
+ * the storage is a stack too, as the entries map's (ENTRY_DEPTH). */
+struct saved_skbs {
+	__u32 depth;
+	__u32 pad;
+	__u64 skb[ENTRY_DEPTH];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u64);
+	__type(value, struct saved_skbs);
 } confirm_skb SEC(".maps");
 
 SEC("kprobe/__nf_conntrack_confirm")
 int BPF_KPROBE(kprobe_confirm_task, struct sk_buff *skb)
 {
-	__u64 *v = bpf_task_storage_get(&confirm_skb, bpf_get_current_task_btf(), 0,
-					BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (v)
-		*v = (__u64)skb;
+	struct saved_skbs *s = bpf_task_storage_get(&confirm_skb, bpf_get_current_task_btf(), 0,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u32 d;
+
+	if (!s)
+		return 0;
+	d = nest_depth(s->depth);
+	s->depth = d + 1;
+	barrier();
+	s->skb[slot_index(d)] = (__u64)skb;
 	return 0;
 }
 
 SEC("kretprobe/__nf_conntrack_confirm")
 int BPF_KRETPROBE(kretprobe_confirm_new_task, int ret)
 {
-	__u64 *v = bpf_task_storage_get(&confirm_skb, bpf_get_current_task_btf(), 0, 0);
+	struct saved_skbs *s = bpf_task_storage_get(&confirm_skb, bpf_get_current_task_btf(), 0, 0);
 	__u64 skb;
+	__u32 d;
 
-	if (!v || !*v) {
+	if (!s || (d = s->depth - 1) >= ENTRY_DEPTH) {
 		count_loss(LOSS_NO_ENTRY);
 		return 0;
 	}
-	skb = *v;
-	*v = 0;
+	skb = s->skb[slot_index(d)];
+	barrier();
+	s->depth = d;
 	return confirm_new((struct sk_buff *)skb, ret);
 }
 

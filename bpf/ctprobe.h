@@ -110,11 +110,14 @@ struct event {
 /* Per-CPU counters of what could not be delivered (index into the array). */
 enum loss_kind {
 	LOSS_RINGBUF = 0,     /* bpf_ringbuf_output failed: the buffer was full */
-	LOSS_NO_ENTRY = 1,    /* an exit probe found no saved entry (missed or nested) */
+	LOSS_NO_ENTRY = 1,    /* an exit probe found no saved entry (missed or evicted) */
 	LOSS_NO_HISTORY = 2,  /* --timeline: a ct's history was evicted from the LRU */
 	LOSS_SENT = 3,        /* not a loss: records offered to the ring buffer, to check
 	                       * that received + LOSS_RINGBUF == LOSS_SENT */
-	LOSS_MAX = 4,
+	LOSS_NESTED = 4,      /* not a loss: entries saved above another of their key (a
+	                       * softirq inside the call, or above an exit the kernel
+	                       * missed) and paired all the same */
+	LOSS_MAX = 5,
 };
 
 #endif

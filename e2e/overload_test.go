@@ -21,6 +21,9 @@ type captureCounts struct {
 	// The kernel's count of records offered to the ring buffer, and the
 	// tracer's counts of those read and those lost (trailer Extra).
 	sent, received, lost uint64
+	// Calls that ran inside another under one key, each paired with its
+	// own entry (trailer Extra).
+	nested uint64
 }
 
 func readCapture(t *testing.T, path string) captureCounts {
@@ -50,7 +53,7 @@ func readCapture(t *testing.T, path string) captureCounts {
 	if c.trailer == nil {
 		t.Fatalf("%s has no trailer: the tracer did not stop cleanly", path)
 	}
-	for key, dst := range map[string]*uint64{"records_sent": &c.sent, "records_received": &c.received, "records_lost": &c.lost} {
+	for key, dst := range map[string]*uint64{"records_sent": &c.sent, "records_received": &c.received, "records_lost": &c.lost, "calls_nested": &c.nested} {
 		v, ok := c.trailer.Extra[key]
 		if !ok {
 			t.Fatalf("%s: trailer lacks %s: %v", path, key, c.trailer.Extra)

@@ -363,6 +363,7 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	// ct's address is reused, its tuple tells the generation).
 	type insert struct{ ct, src, dst string }
 	inserted := map[insert]bool{}
+	taskKeyed := false
 	for i, m := range lines {
 		switch m["kind"] {
 		case "event":
@@ -392,7 +393,16 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 			t.Errorf("ctprobe warned: %s", raw[i])
 		case "plan":
 			checkAttachMode(t, raw[i], variant, mode, k)
+			taskKeyed = planKeysByTask(t, raw[i])
 		}
+	}
+	// Only kprobe mode keys a call's entry by task, so only there can a
+	// softirq's call run inside a task's under one key; each must still
+	// pair with its own entry (a "no-entry" loss above fails the test).
+	c := readCapture(t, p(".ctp"))
+	t.Logf("%s: %d calls nested under one key", name, c.nested)
+	if !taskKeyed && c.nested != 0 {
+		t.Errorf("%d calls counted nested, yet no probe keys its entries by task", c.nested)
 	}
 	// With nothing lost, ctprobe must account for every clash exactly; with
 	// reported losses it may explain fewer, never more.
@@ -621,6 +631,24 @@ func checkFilters(t *testing.T, p func(string) string, all int) {
 // checkAttachMode checks that every probe point the mode needs attached, in
 // the mode asked. The default mode needs only the clash probe, and confirm
 // where that is missing (noclash); --all needs both.
+// planKeysByTask says whether the plan attached a point as a kprobe and
+// kretprobe pair, whose entries are keyed by task (the clash point's pair
+// is not: it cannot nest, bottom halves are off inside confirm).
+func planKeysByTask(t *testing.T, line string) bool {
+	var plan struct {
+		Points []struct{ Point, Mode, Status string } `json:"points"`
+	}
+	if err := json.Unmarshal([]byte(line), &plan); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range plan.Points {
+		if p.Status == "attached" && p.Mode == "kprobe" && p.Point != "clash" {
+			return true
+		}
+	}
+	return false
+}
+
 func checkAttachMode(t *testing.T, line, attach string, mode traceMode, k guestKernel) {
 	var plan struct {
 		Points []struct{ Point, Function, Mode, Status, Reason string } `json:"points"`

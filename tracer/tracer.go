@@ -73,7 +73,7 @@ type Tracer struct {
 
 	spec    *ebpf.CollectionSpec
 	maps    *ebpf.Collection
-	progs   []*ebpf.Program
+	progs   []loaded
 	links   []attached
 	reader  *ringbuf.Reader
 	lossMap *ebpf.Map
@@ -83,6 +83,12 @@ type Tracer struct {
 	// kretMissed keeps the last kretprobe miss counts, which live in the
 	// links, so that they are still reported after Detach.
 	kretMissed map[string]uint64
+}
+
+// loaded is a program and its name in the object, for its statistics.
+type loaded struct {
+	*ebpf.Program
+	name string
 }
 
 type attached struct {
@@ -419,7 +425,7 @@ func (t *Tracer) loadProgram(name, attachTo string) (*ebpf.Program, error) {
 	}
 	prog := coll.DetachProgram(name)
 	coll.Close()
-	t.progs = append(t.progs, prog)
+	t.progs = append(t.progs, loaded{prog, name})
 	return prog, nil
 }
 
@@ -538,18 +544,36 @@ func closeLinks(ls []attached) {
 	}
 }
 
-// shortError keeps the first line of a verifier error (the log follows it)
+// shortError keeps of a verifier error its cause and the log's last line,
+// which says what the verifier refused (the whole log is for a bug report),
 // and replaces the library's memlock hint, wrong on 5.11+ where memory is
 // accounted per cgroup, with what EPERM means for tracing programs.
 func shortError(err error) error {
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
+		if why := verifierVerdict(ve.Log); why != "" {
+			return fmt.Errorf("verifier rejected the program: %v: %s", ve.Cause, why)
+		}
 		return fmt.Errorf("verifier rejected the program: %v", ve.Cause)
 	}
 	if errors.Is(err, unix.EPERM) {
 		return errors.New("the kernel refused to load it (operation not permitted: fentry disabled or lockdown)")
 	}
 	return err
+}
+
+// verifierVerdict is the last line of a verifier log that is not its
+// closing statistics ("processed N insns ...", "verification time ...").
+func verifierVerdict(log []string) string {
+	for i := len(log) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(log[i])
+		if line == "" || strings.HasPrefix(line, "processed ") || strings.HasPrefix(line, "verification time") ||
+			strings.HasPrefix(line, "stack depth") {
+			continue
+		}
+		return line
+	}
+	return ""
 }
 
 // requiredAttached fails, with the fix, when a required point is missing.
@@ -580,7 +604,9 @@ func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
 
 // Loss is a count of records that did not reach user space, by source.
 type Loss struct {
-	Source string // "ringbuf", "no-entry", "no-history", "kretprobe-missed"
+	// "ringbuf", "no-entry", "no-history", or "kretprobe-missed:FUNCTION"
+	// and "recursion-missed:PROGRAM", summed over CPUs by the kernel.
+	Source string
 	CPU    int    // -1 when not per CPU
 	Count  uint64
 }
@@ -592,8 +618,11 @@ var lossSources = [...]string{
 }
 
 // Losses returns the cumulative counts since Open: per CPU for the BPF
-// side's counters, and kretprobe misses (maxactive exhausted) per function
-// where the kernel reports them.
+// side's counters; kretprobe misses (maxactive exhausted) per function
+// where the kernel reports them; and per program the runs the kernel
+// skipped because a BPF program was already running on the CPU (a kprobe
+// program in any softirq that interrupted one, 6.7+; a tracing program
+// inside itself, 5.12+).
 func (t *Tracer) Losses() ([]Loss, error) {
 	var out []Loss
 	for kind, source := range lossSources {
@@ -611,6 +640,12 @@ func (t *Tracer) Losses() ([]Loss, error) {
 	for fn, n := range t.kretMissed {
 		if n > 0 {
 			out = append(out, Loss{Source: "kretprobe-missed:" + fn, CPU: -1, Count: n})
+		}
+	}
+	for _, p := range t.progs {
+		// Before 5.12 the kernel has no such count: the field reads 0.
+		if st, err := p.Stats(); err == nil && st.RecursionMisses > 0 {
+			out = append(out, Loss{Source: "recursion-missed:" + p.name, CPU: -1, Count: st.RecursionMisses})
 		}
 	}
 	return out, nil
@@ -632,10 +667,18 @@ func (t *Tracer) readKretMissed() {
 
 // Sent is the number of records the BPF programs offered to the ring
 // buffer since Open: those read plus those lost to a full buffer.
-func (t *Tracer) Sent() (uint64, error) {
+func (t *Tracer) Sent() (uint64, error) { return t.counter(probe.BPFLossKindLOSS_SENT, "sent") }
+
+// Nested is the number of entries saved since Open above another of their
+// key, and paired all the same: a softirq's call inside a task's call,
+// which kprobe mode keys alike (bpf/ctprobe.bpf.c, struct saved_entries).
+func (t *Tracer) Nested() (uint64, error) { return t.counter(probe.BPFLossKindLOSS_NESTED, "nested") }
+
+// counter sums one of the BPF side's per-CPU counters.
+func (t *Tracer) counter(kind probe.BPFLossKind, name string) (uint64, error) {
 	var perCPU []uint64
-	if err := t.lossMap.Lookup(uint32(probe.BPFLossKindLOSS_SENT), &perCPU); err != nil {
-		return 0, fmt.Errorf("read sent counter: %w", err)
+	if err := t.lossMap.Lookup(uint32(kind), &perCPU); err != nil {
+		return 0, fmt.Errorf("read %s counter: %w", name, err)
 	}
 	var n uint64
 	for _, v := range perCPU {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/ctprobe/ctprobe/tracer/probe"
@@ -292,5 +294,83 @@ func TestNoModuleBTFIsTheFentryReason(t *testing.T) {
 	err := tr.requiredAttached()
 	if !errors.Is(err, ErrNotTraceable) || !strings.Contains(err.Error(), "CONFIG_DEBUG_INFO_BTF_MODULES") || !strings.Contains(err.Error(), "CONFIG_KPROBES") {
 		t.Errorf("error %v", err)
+	}
+}
+
+// A program the verifier refuses is reported with the verifier's own
+// reason, as the kernel logged it, not only the errno.
+func TestVerifierRejectionSaysWhy(t *testing.T) {
+	requireRoot(t)
+	_ = rlimit.RemoveMemlock()
+	// Returns without setting R0: every verifier refuses it.
+	_, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.Kprobe,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Return()},
+	})
+	var ve *ebpf.VerifierError
+	if !errors.As(err, &ve) {
+		t.Fatalf("want a verifier error, got %v", err)
+	}
+	msg := shortError(err).Error()
+	if !strings.Contains(msg, "R0 !read_ok") || strings.Contains(msg, "processed ") || strings.Contains(msg, "\n") {
+		t.Errorf("%q: want the verifier's reason on one line, without its statistics; the log was:\n%s", msg, strings.Join(ve.Log, "\n"))
+	}
+}
+
+// Runs the kernel skipped are reported per program. A raw tracepoint
+// program on bpf_trace_printk that itself calls bpf_trace_printk re-enters
+// once through the tracepoint, and the kernel skips the entry after that
+// (its recursion_misses count, 5.12+; per raw tracepoint program 6.2+).
+func TestRecursionMissesAreLosses(t *testing.T) {
+	requireRoot(t)
+	_ = rlimit.RemoveMemlock()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:    "printk_loop",
+		Type:    ebpf.RawTracepoint,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R1, 'x'),
+			asm.StoreMem(asm.R10, -8, asm.R1, asm.DWord),
+			asm.Mov.Reg(asm.R1, asm.R10),
+			asm.Add.Imm(asm.R1, -8),
+			asm.Mov.Imm(asm.R2, 2),
+			asm.FnTracePrintk.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "bpf_trace_printk", Program: prog})
+	if err != nil {
+		t.Skipf("attach to bpf_trace_printk: %v", err)
+	}
+	defer l.Close()
+	if _, err := prog.Run(&ebpf.RunOptions{}); err != nil {
+		t.Skipf("test run of a raw tracepoint program: %v", err)
+	}
+	st, err := prog.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RecursionMisses == 0 {
+		t.Skip("this kernel does not count a raw tracepoint program's recursion (before 6.2)")
+	}
+	losses, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: uint32(probe.BPFLossKindLOSS_MAX)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer losses.Close()
+	tr := &Tracer{progs: []loaded{{prog, "printk_loop"}}, lossMap: losses}
+	got, err := tr.Losses()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Loss{Source: "recursion-missed:printk_loop", CPU: -1, Count: st.RecursionMisses}
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("Losses() = %+v, want [%+v]", got, want)
 	}
 }

@@ -353,11 +353,20 @@ func (l *traceLoop) checkAccounting(r render.Renderer) map[string]string {
 	if received+lost != sent && !l.stoppedByCount {
 		r.Warning(fmt.Sprintf("ring buffer accounting: the kernel sent %d records, %d were read and %d counted lost: %d unaccounted", sent, received, lost, int64(sent)-int64(received+lost)))
 	}
-	return map[string]string{
+	counts := map[string]string{
 		"records_sent":     strconv.FormatUint(sent, 10),
 		"records_received": strconv.FormatUint(received, 10),
 		"records_lost":     strconv.FormatUint(lost, 10),
 	}
+	// Not a loss: how often a call ran inside another under one key (kprobe
+	// mode), each still paired with its own entry.
+	nested, err := l.t.Nested()
+	if err != nil {
+		r.Warning(err.Error())
+		return counts
+	}
+	counts["calls_nested"] = strconv.FormatUint(nested, 10)
+	return counts
 }
 
 // reportLosses prints and records loss counters that grew since last time.
@@ -376,10 +385,9 @@ func (l *traceLoop) reportLosses() error {
 			continue
 		}
 		l.reported[key] = loss.Count
-		source := loss.Source
-		if strings.HasPrefix(source, "kretprobe-missed:") {
-			source = "kretprobe-missed"
-		}
+		// The function or program after the colon is in the key, so that
+		// each counter's growth is its own; the record names the kind.
+		source, _, _ := strings.Cut(loss.Source, ":")
 		if l.w != nil {
 			if err := l.w.WriteLost(loss.CPU, delta, source); err != nil {
 				return fmt.Errorf("write capture: %w", err)

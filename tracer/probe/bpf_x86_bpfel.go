@@ -25,18 +25,6 @@ type BPFClashPair struct {
 	Loser BPFEvent
 }
 
-type BPFEntry struct {
-	_      structs.HostLayout
-	Skb    uint64
-	Ct     uint64
-	Tuple  uint64
-	Hook   uint32
-	Manip  uint32
-	Orig   BPFTuple
-	Before BPFTuple
-	Range  BPFNatRange
-}
-
 type BPFEntryKey struct {
 	_    structs.HostLayout
 	Id   uint64
@@ -118,7 +106,8 @@ const (
 	BPFLossKindLOSS_NO_ENTRY   BPFLossKind = 1
 	BPFLossKindLOSS_NO_HISTORY BPFLossKind = 2
 	BPFLossKindLOSS_SENT       BPFLossKind = 3
-	BPFLossKindLOSS_MAX        BPFLossKind = 4
+	BPFLossKindLOSS_NESTED     BPFLossKind = 4
+	BPFLossKindLOSS_MAX        BPFLossKind = 5
 )
 
 type BPFNatRange struct {
@@ -148,6 +137,30 @@ type BPFRecordLayout uint32
 const (
 	BPFRecordLayoutRECORD_LAYOUT BPFRecordLayout = 1
 )
+
+type BPFSavedEntries struct {
+	_     structs.HostLayout
+	Depth uint32
+	Pad   uint32
+	Slot  [4]struct {
+		_      structs.HostLayout
+		Skb    uint64
+		Ct     uint64
+		Tuple  uint64
+		Hook   uint32
+		Manip  uint32
+		Orig   BPFTuple
+		Before BPFTuple
+		Range  BPFNatRange
+	}
+}
+
+type BPFSavedSkbs struct {
+	_     structs.HostLayout
+	Depth uint32
+	Pad   uint32
+	Skb   [4]uint64
+}
 
 type BPFTuple struct {
 	_        structs.HostLayout
@@ -211,6 +224,7 @@ const (
 	BPFProgKretprobeNat            = "kretprobe_nat"
 	BPFProgKsessionConfirmNew      = "ksession_confirm_new"
 	BPFProgRawTpOrigin             = "raw_tp_origin"
+	BPFVarEmptyStack               = "empty_stack"
 	BPFVarFilterHost               = "filter_host"
 	BPFVarFilterHostFamily         = "filter_host_family"
 	BPFVarFilterNetns              = "filter_netns"
@@ -320,6 +334,7 @@ type BPFMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BPFVariableSpecs struct {
+	EmptyStack         *ebpf.VariableSpec `ebpf:"empty_stack"`
 	FilterHost         *ebpf.VariableSpec `ebpf:"filter_host"`
 	FilterHostFamily   *ebpf.VariableSpec `ebpf:"filter_host_family"`
 	FilterNetns        *ebpf.VariableSpec `ebpf:"filter_netns"`
@@ -391,6 +406,7 @@ func (m *BPFMaps) Close() error {
 //
 // It can be passed to LoadBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BPFVariables struct {
+	EmptyStack         *ebpf.Variable `ebpf:"empty_stack"`
 	FilterHost         *ebpf.Variable `ebpf:"filter_host"`
 	FilterHostFamily   *ebpf.Variable `ebpf:"filter_host_family"`
 	FilterNetns        *ebpf.Variable `ebpf:"filter_netns"`

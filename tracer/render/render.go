@@ -76,8 +76,10 @@ func IsTerminal(fd uintptr) bool {
 type Lost struct {
 	// Source is "ringbuf" (the ring buffer was full), "no-entry" (an exit
 	// probe found no saved entry), "no-history" (a ct's history was evicted
-	// before its incident) or "kretprobe-missed" (the kernel's kretprobe
-	// maxactive was exceeded). Other strings are printed as they are.
+	// before its incident), "kretprobe-missed" (the kernel's kretprobe
+	// maxactive was exceeded) or "recursion-missed" (the kernel skipped a
+	// program: another was running on the CPU). Other strings are printed
+	// as they are.
 	Source string
 	// CPU the records were counted on; -1 when not counted per CPU.
 	CPU   int
@@ -86,7 +88,7 @@ type Lost struct {
 
 // LostSources lists the known Lost.Source values in the order summaries
 // print them.
-var LostSources = []string{"ringbuf", "no-entry", "no-history", "kretprobe-missed"}
+var LostSources = []string{"ringbuf", "no-entry", "no-history", "kretprobe-missed", "recursion-missed"}
 
 func lostMeaning(src string) string {
 	switch src {
@@ -98,6 +100,8 @@ func lostMeaning(src string) string {
 		return "ct history evicted before its incident"
 	case "kretprobe-missed":
 		return "kretprobe missed (maxactive exceeded)"
+	case "recursion-missed":
+		return "probe skipped (another BPF program was running on the CPU)"
 	}
 	return src
 }

@@ -628,12 +628,9 @@ func checkFilters(t *testing.T, p func(string) string, all int) {
 	}
 }
 
-// checkAttachMode checks that every probe point the mode needs attached, in
-// the mode asked. The default mode needs only the clash probe, and confirm
-// where that is missing (noclash); --all needs both.
 // planKeysByTask says whether the plan attached a point as a kprobe and
-// kretprobe pair, whose entries are keyed by task (the clash point's pair
-// is not: it cannot nest, bottom halves are off inside confirm).
+// kretprobe pair, whose entries are keyed by task. (The clash point's pair
+// keeps no stack: it cannot nest, bottom halves are off inside confirm.)
 func planKeysByTask(t *testing.T, line string) bool {
 	var plan struct {
 		Points []struct{ Point, Mode, Status string } `json:"points"`
@@ -649,6 +646,9 @@ func planKeysByTask(t *testing.T, line string) bool {
 	return false
 }
 
+// checkAttachMode checks that every probe point the mode needs attached, in
+// the mode asked. The default mode needs only the clash probe, and confirm
+// where that is missing (noclash); --all needs both.
 func checkAttachMode(t *testing.T, line, attach string, mode traceMode, k guestKernel) {
 	var plan struct {
 		Points []struct{ Point, Function, Mode, Status, Reason string } `json:"points"`

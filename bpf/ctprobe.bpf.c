@@ -92,9 +92,16 @@ struct {
 	__type(value, __u64);
 } losses SEC(".maps");
 
-/* State saved at a function's entry for its exit probe. */
+/* State saved at a function's entry for its exit probe, keyed by the call:
+ * its skb or ct (fentry/fexit see the arguments at both ends), or its task
+ * (a kretprobe sees none: pid_key()). */
+struct call_key {
+	__u64 id;
+	bool by_task;
+};
+
 struct entry_key {
-	__u64 id; /* skb or ct pointer (fentry), or pid_key() (kprobe) */
+	__u64 id; /* skb or ct pointer, or pid_key() */
 	__u32 kind;
 	__u32 pad;
 };
@@ -110,16 +117,24 @@ struct entry {
 	struct nat_range range;
 };
 
-/* A key's entries form a stack, because calls nest under one key: a softirq
- * runs on the stack of the task it interrupted (on an interrupt's exit, or
- * at the local_bh_enable that ends __nf_conntrack_confirm, 4.19 to 6.18), so
- * pid_key() gives its calls the task's key, and they enter and return
- * inside the task's own call. With one slot per key the inner call took the
- * outer's entry (VM lab, vxlan-masq on 5.10: the outer return then counted
- * LOSS_NO_ENTRY). Nesting is at most task and softirq; the other slots
- * absorb entries whose return the kernel missed (kretprobe maxactive,
- * counted there), and a full stack starts again from the bottom. A power of
- * two, for slot_index. */
+/* By skb or ct: one call at a time per object, so one slot per key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct entry_key);
+	__type(value, struct entry);
+} entries SEC(".maps");
+
+/* By task, calls nest: a softirq runs on the stack of the task it
+ * interrupted (on an interrupt's exit, or at the local_bh_enable that ends
+ * __nf_conntrack_confirm, 4.19 to 6.18), so pid_key() gives its calls the
+ * task's key, and they enter and return inside the task's own call. With
+ * one slot per key the inner call took the outer's entry (VM lab,
+ * vxlan-masq on 5.10: the outer return then counted LOSS_NO_ENTRY), so a
+ * task's entries form a stack. Nesting is at most task and softirq; the
+ * other slots absorb entries whose return the kernel missed (kretprobe
+ * maxactive, counted there), and a full stack starts again from the bottom.
+ * A power of two, for slot_index. */
 #define ENTRY_DEPTH 4
 
 struct saved_entries {
@@ -128,14 +143,17 @@ struct saved_entries {
 	struct entry slot[ENTRY_DEPTH];
 };
 
+/* A task's stack stays when it empties, to be found by the task's next
+ * call with one lookup; the LRU drops those of tasks gone. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct entry_key);
 	__type(value, struct saved_entries);
-} entries SEC(".maps");
+} task_entries SEC(".maps");
 
-/* The value a key's stack starts from (a map value: the helpers take it). */
+/* The values a key starts from (map values: the helpers take them). */
+const struct entry empty_entry = {};
 const struct saved_entries empty_stack = {};
 
 /* A clash seen inside confirm, keyed by skb, joined at confirm's exit
@@ -475,61 +493,102 @@ static __always_inline __u32 slot_index(__u32 d)
 	return d & (ENTRY_DEPTH - 1);
 }
 
-/* The slot a push takes on a stack of depth d. */
-static __always_inline __u32 nest_depth(__u32 d)
+/* A stack's push and pop (the task entries' and the task storage's) are
+ * ordered so that a call nesting between any two steps would leave the
+ * outer one's slot intact: the depth is raised before the slot is written,
+ * and lowered only after it is read. What nests in practice is the kernel
+ * code between an entry program and its exit program: kprobe programs do
+ * not run inside one another on a CPU (bpf_prog_active).
+ *
+ * push_slot raises *depth and returns the slot to write. */
+static __always_inline __u32 push_slot(__u32 *depth)
 {
+	__u32 d = *depth;
+
 	if (d >= ENTRY_DEPTH)
-		return 0;
-	if (d > 0)
+		d = 0;
+	else if (d > 0)
 		count_loss(LOSS_NESTED);
-	return d;
+	*depth = d + 1;
+	barrier();
+	return slot_index(d);
 }
 
-/* Push and pop are ordered so that a call nesting between any two steps
- * would leave the outer one's slot intact: depth is raised before the slot
- * is written, and lowered only after it is read. What nests in practice is
- * the kernel code between an entry program and its exit program: kprobe
- * programs do not run inside one another on a CPU (bpf_prog_active), and
- * tracing programs key by skb or ct, not by task.
- *
- * The caller fills the slot push_entry returns, zeroed, in place. */
-static __always_inline struct entry *push_entry(__u64 id, __u32 kind)
+/* The depth a pop leaves in *top (its slot is slot_index(*top), which the
+ * caller reads before storing *top), or false when the stack is empty. */
+static __always_inline bool pop_depth(__u32 depth, __u32 *top)
 {
-	struct entry_key k = { .id = id, .kind = kind };
-	struct saved_entries *s = bpf_map_lookup_elem(&entries, &k);
-	struct entry *v;
-	__u32 d;
-
-	if (!s) {
-		bpf_map_update_elem(&entries, &k, &empty_stack, BPF_NOEXIST);
-		s = bpf_map_lookup_elem(&entries, &k);
-		if (!s)
-			return NULL; /* the exit counts LOSS_NO_ENTRY */
+	*top = depth - 1;
+	if (*top >= ENTRY_DEPTH) {
+		count_loss(LOSS_NO_ENTRY);
+		return false;
 	}
-	d = nest_depth(s->depth);
-	s->depth = d + 1;
-	barrier();
-	v = &s->slot[slot_index(d)];
+	return true;
+}
+
+static __always_inline struct call_key task_call(void)
+{
+	return (struct call_key){ .id = pid_key(), .by_task = true };
+}
+
+static __always_inline struct call_key object_call(const void *p)
+{
+	return (struct call_key){ .id = (__u64)p };
+}
+
+/* Where an entry program saves its call's state: zeroed, for the caller to
+ * fill in place (an entry on the BPF stack would not fit beside
+ * confirm_enter's). NULL when the map refused; the exit then counts
+ * LOSS_NO_ENTRY. */
+static __always_inline struct entry *save_entry(struct call_key c, __u32 kind)
+{
+	struct entry_key k = { .id = c.id, .kind = kind };
+	struct saved_entries *s;
+	struct entry *v;
+
+	if (!c.by_task) {
+		bpf_map_update_elem(&entries, &k, &empty_entry, BPF_ANY);
+		return bpf_map_lookup_elem(&entries, &k);
+	}
+	s = bpf_map_lookup_elem(&task_entries, &k);
+	if (!s) {
+		bpf_map_update_elem(&task_entries, &k, &empty_stack, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&task_entries, &k);
+		if (!s)
+			return NULL;
+	}
+	v = &s->slot[push_slot(&s->depth)];
 	__builtin_memset(v, 0, sizeof(*v));
 	return v;
 }
 
-static __always_inline bool take_entry(__u64 id, __u32 kind, struct entry *out)
+static __always_inline bool take_entry(struct call_key c, __u32 kind, struct entry *out)
 {
-	struct entry_key k = { .id = id, .kind = kind };
-	struct saved_entries *s = bpf_map_lookup_elem(&entries, &k);
-	__u32 d;
+	struct entry_key k = { .id = c.id, .kind = kind };
+	struct saved_entries *s;
+	struct entry *v;
+	__u32 top;
 
-	if (!s || (d = s->depth - 1) >= ENTRY_DEPTH) {
+	if (!c.by_task) {
+		v = bpf_map_lookup_elem(&entries, &k);
+		if (!v) {
+			count_loss(LOSS_NO_ENTRY);
+			return false;
+		}
+		__builtin_memcpy(out, v, sizeof(*out));
+		bpf_map_delete_elem(&entries, &k);
+		return true;
+	}
+	s = bpf_map_lookup_elem(&task_entries, &k);
+	if (!s) {
 		count_loss(LOSS_NO_ENTRY);
 		return false;
 	}
-	__builtin_memcpy(out, &s->slot[slot_index(d)], sizeof(*out));
+	if (!pop_depth(s->depth, &top))
+		return false;
+	__builtin_memcpy(out, &s->slot[slot_index(top)], sizeof(*out));
 	barrier();
-	if (d == 0)
-		bpf_map_delete_elem(&entries, &k);
-	else
-		s->depth = d;
+	s->depth = top;
 	return true;
 }
 
@@ -604,7 +663,7 @@ int BPF_PROG(fexit_ct_in, struct sk_buff *skb, const struct nf_hook_state *state
 SEC("kprobe/nf_conntrack_in")
 int BPF_KPROBE(kprobe_ct_in, struct sk_buff *skb, const struct nf_hook_state *state)
 {
-	struct entry *v = push_entry(pid_key(), EVENT_CT_IN);
+	struct entry *v = save_entry(task_call(), EVENT_CT_IN);
 	if (v) {
 		v->skb = (__u64)skb;
 		v->hook = BPF_CORE_READ(state, hook);
@@ -616,7 +675,7 @@ int BPF_KPROBE(kprobe_ct_in, struct sk_buff *skb, const struct nf_hook_state *st
 SEC("kprobe/nf_conntrack_in")
 int BPF_KPROBE(kprobe_ct_in_v419, struct net *net, __u8 pf, unsigned int hooknum, struct sk_buff *skb)
 {
-	struct entry *v = push_entry(pid_key(), EVENT_CT_IN);
+	struct entry *v = save_entry(task_call(), EVENT_CT_IN);
 	if (v) {
 		v->skb = (__u64)skb;
 		v->hook = hooknum;
@@ -628,7 +687,7 @@ SEC("kretprobe/nf_conntrack_in")
 int BPF_KRETPROBE(kretprobe_ct_in, unsigned int ret)
 {
 	struct entry v;
-	if (!take_entry(pid_key(), EVENT_CT_IN, &v))
+	if (!take_entry(task_call(), EVENT_CT_IN, &v))
 		return 0;
 	return ct_in_exit((struct sk_buff *)v.skb, v.hook, ret);
 }
@@ -695,10 +754,10 @@ static __always_inline void read_range(struct nat_range *out, const void *range)
 
 /* before: nf_nat_setup_info's ct REPLY tuple, or get_unique_tuple's
  * orig_tuple; tuple: where get_unique_tuple writes its choice (else 0). */
-static __always_inline void nat_enter(__u64 key, struct nf_conn *ct, const struct nf_conntrack_tuple *before,
+static __always_inline void nat_enter(struct call_key c, struct nf_conn *ct, const struct nf_conntrack_tuple *before,
 				      const void *range, __u32 manip, __u64 tuple)
 {
-	struct entry *v = push_entry(key, EVENT_NAT);
+	struct entry *v = save_entry(c, EVENT_NAT);
 	if (!v)
 		return;
 	v->ct = (__u64)ct;
@@ -717,14 +776,14 @@ static __always_inline void tuple_changed(struct event *e)
 /* Shared by both NAT points. For nf_nat_setup_info the result is the ct's
  * new REPLY tuple; get_unique_tuple instead writes its choice to *tuple in
  * ORIGINAL direction, and `before` then holds its orig_tuple input. */
-static __always_inline int nat_exit(__u64 key)
+static __always_inline int nat_exit(struct call_key c)
 {
 	struct entry v;
 	struct event *e;
 	struct nf_conn *ct;
 	struct history *h;
 
-	if (!take_entry(key, EVENT_NAT, &v))
+	if (!take_entry(c, EVENT_NAT, &v))
 		return 0;
 	e = new_event(0, EVENT_NAT);
 	if (!e)
@@ -759,27 +818,27 @@ static __always_inline int nat_exit(__u64 key)
 SEC("fentry/nf_nat_setup_info")
 int BPF_PROG(fentry_nat, struct nf_conn *ct, const void *range, int manip)
 {
-	nat_enter((__u64)ct, ct, &ct->tuplehash[1].tuple, range, manip, 0);
+	nat_enter(object_call(ct), ct, &ct->tuplehash[1].tuple, range, manip, 0);
 	return 0;
 }
 
 SEC("fexit/nf_nat_setup_info")
 int BPF_PROG(fexit_nat, struct nf_conn *ct)
 {
-	return nat_exit((__u64)ct);
+	return nat_exit(object_call(ct));
 }
 
 SEC("kprobe/nf_nat_setup_info")
 int BPF_KPROBE(kprobe_nat, struct nf_conn *ct, const void *range, int manip)
 {
-	nat_enter(pid_key(), ct, &ct->tuplehash[1].tuple, range, manip, 0);
+	nat_enter(task_call(), ct, &ct->tuplehash[1].tuple, range, manip, 0);
 	return 0;
 }
 
 SEC("kretprobe/nf_nat_setup_info")
 int BPF_KRETPROBE(kretprobe_nat)
 {
-	return nat_exit(pid_key());
+	return nat_exit(task_call());
 }
 
 /* static void get_unique_tuple(struct nf_conntrack_tuple *tuple,
@@ -790,7 +849,7 @@ SEC("fentry/get_unique_tuple")
 int BPF_PROG(fentry_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
 	     const void *range, struct nf_conn *ct, int manip)
 {
-	nat_enter((__u64)ct, ct, orig_tuple, range, manip, (__u64)tuple);
+	nat_enter(object_call(ct), ct, orig_tuple, range, manip, (__u64)tuple);
 	return 0;
 }
 
@@ -798,21 +857,21 @@ SEC("fexit/get_unique_tuple")
 int BPF_PROG(fexit_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
 	     const void *range, struct nf_conn *ct)
 {
-	return nat_exit((__u64)ct);
+	return nat_exit(object_call(ct));
 }
 
 SEC("kprobe/get_unique_tuple")
 int BPF_KPROBE(kprobe_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
 	       const void *range, struct nf_conn *ct, int manip)
 {
-	nat_enter(pid_key(), ct, orig_tuple, range, manip, (__u64)tuple);
+	nat_enter(task_call(), ct, orig_tuple, range, manip, (__u64)tuple);
 	return 0;
 }
 
 SEC("kretprobe/get_unique_tuple")
 int BPF_KRETPROBE(kretprobe_gut)
 {
-	return nat_exit(pid_key());
+	return nat_exit(task_call());
 }
 
 /* ---- nf_ct_resolve_clash ------------------------------------------------ */
@@ -1080,7 +1139,7 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 	return (__u64)w;
 }
 
-static __always_inline void confirm_enter(__u64 key, struct sk_buff *skb)
+static __always_inline void confirm_enter(struct call_key c, struct sk_buff *skb)
 {
 	struct nf_conn *ct = skb_ct(skb, NULL);
 	struct entry *v;
@@ -1088,7 +1147,7 @@ static __always_inline void confirm_enter(__u64 key, struct sk_buff *skb)
 	/* Never without a ct: nf_conntrack_confirm calls only for one. */
 	if (!ct)
 		return;
-	v = push_entry(key, EVENT_CONFIRM);
+	v = save_entry(c, EVENT_CONFIRM);
 	if (!v)
 		return;
 	v->skb = (__u64)skb;
@@ -1124,7 +1183,7 @@ static __always_inline void replay(struct history *h, __u16 extra)
  * reply-only insert (5.6+). A clash record (from nf_ct_resolve_clash) marks
  * the rest of the clashes.
  */
-static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
+static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, int ret)
 {
 	struct entry v;
 	struct event *e, *clash;
@@ -1133,7 +1192,7 @@ static __always_inline int confirm_exit(__u64 key, struct sk_buff *skb, int ret)
 	__u64 winner = 0;
 	bool freed, settled, race;
 
-	if (!take_entry(key, EVENT_CONFIRM, &v))
+	if (!take_entry(c, EVENT_CONFIRM, &v))
 		return 0;
 	if (!skb)
 		skb = (struct sk_buff *)v.skb;
@@ -1280,27 +1339,27 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 SEC("fentry/__nf_conntrack_confirm")
 int BPF_PROG(fentry_confirm, struct sk_buff *skb)
 {
-	confirm_enter((__u64)skb, skb);
+	confirm_enter(object_call(skb), skb);
 	return 0;
 }
 
 SEC("fexit/__nf_conntrack_confirm")
 int BPF_PROG(fexit_confirm, struct sk_buff *skb, int ret)
 {
-	return confirm_exit((__u64)skb, skb, ret);
+	return confirm_exit(object_call(skb), skb, ret);
 }
 
 SEC("kprobe/__nf_conntrack_confirm")
 int BPF_KPROBE(kprobe_confirm, struct sk_buff *skb)
 {
-	confirm_enter(pid_key(), skb);
+	confirm_enter(task_call(), skb);
 	return 0;
 }
 
 SEC("kretprobe/__nf_conntrack_confirm")
 int BPF_KRETPROBE(kretprobe_confirm, int ret)
 {
-	return confirm_exit(pid_key(), NULL, ret);
+	return confirm_exit(task_call(), NULL, ret);
 }
 
 SEC("fexit/__nf_conntrack_confirm")
@@ -1310,23 +1369,23 @@ int BPF_PROG(fexit_confirm_new, struct sk_buff *skb, int ret)
 }
 
 /* The kretprobe sees no arguments: it takes the skb from the entry that
- * kprobe_confirm left in the entries map (before 5.13; see below). */
+ * kprobe_confirm left in task_entries (before 5.13; see below). */
 SEC("kretprobe/__nf_conntrack_confirm")
 int BPF_KRETPROBE(kretprobe_confirm_new, int ret)
 {
 	struct entry v;
-	if (!take_entry(pid_key(), EVENT_CONFIRM, &v))
+	if (!take_entry(task_call(), EVENT_CONFIRM, &v))
 		return 0;
 	return confirm_new((struct sk_buff *)v.skb, ret);
 }
 
 /* The same pair where the kernel lets tracing programs use task storage
  * (5.13+, a10787e6d58c): the skb waits in the calling task's own storage
- * instead of the entries map, found without a hash, a bucket lock or an
- * allocation per call (VM lab, 6.1: 15 us a flow for the pair, 23 us with
- * the entries map and confirm_enter's tuples). Softirq work runs as the task
+ * instead of task_entries, found without a hash lookup and its bucket lock
+ * (VM lab, 6.1: 15 us a flow for the pair, 23 us with a hash map and
+ * confirm_enter's tuples). Softirq work runs as the task
  * it interrupted, or as the CPU's own idle task, as pid_key() keys it; so
- * the storage is a stack too, as the entries map's (ENTRY_DEPTH). */
+ * the storage is a stack too, as task_entries' values are. */
 struct saved_skbs {
 	__u32 depth;
 	__u32 pad;
@@ -1345,14 +1404,9 @@ int BPF_KPROBE(kprobe_confirm_task, struct sk_buff *skb)
 {
 	struct saved_skbs *s = bpf_task_storage_get(&confirm_skb, bpf_get_current_task_btf(), 0,
 						   BPF_LOCAL_STORAGE_GET_F_CREATE);
-	__u32 d;
 
-	if (!s)
-		return 0;
-	d = nest_depth(s->depth);
-	s->depth = d + 1;
-	barrier();
-	s->skb[slot_index(d)] = (__u64)skb;
+	if (s)
+		s->skb[push_slot(&s->depth)] = (__u64)skb;
 	return 0;
 }
 
@@ -1361,22 +1415,24 @@ int BPF_KRETPROBE(kretprobe_confirm_new_task, int ret)
 {
 	struct saved_skbs *s = bpf_task_storage_get(&confirm_skb, bpf_get_current_task_btf(), 0, 0);
 	__u64 skb;
-	__u32 d;
+	__u32 top;
 
-	if (!s || (d = s->depth - 1) >= ENTRY_DEPTH) {
+	if (!s) {
 		count_loss(LOSS_NO_ENTRY);
 		return 0;
 	}
-	skb = s->skb[slot_index(d)];
+	if (!pop_depth(s->depth, &top))
+		return 0;
+	skb = s->skb[slot_index(top)];
 	barrier();
-	s->depth = d;
+	s->depth = top;
 	return confirm_new((struct sk_buff *)skb, ret);
 }
 
 /* kprobe.session (6.10+, fprobe; kernel/trace/bpf_trace.c): one program run
  * at the entry and at the return of each call, with an 8-byte cookie per
- * call. The skb waits in the cookie instead of the entries map, whose update
- * and delete took most of --all's cost in kprobe mode (README: Overhead).
+ * call. The skb waits in the cookie instead of a map, with no lookup at
+ * all (README: Overhead).
  * The kfuncs are weak: this program loads only where the Go side found
  * kprobe.session. */
 extern __u64 *bpf_session_cookie(void) __ksym __weak;

@@ -25,6 +25,18 @@ type BPFClashPair struct {
 	Loser BPFEvent
 }
 
+type BPFEntry struct {
+	_      structs.HostLayout
+	Skb    uint64
+	Ct     uint64
+	Tuple  uint64
+	Hook   uint32
+	Manip  uint32
+	Orig   BPFTuple
+	Before BPFTuple
+	Range  BPFNatRange
+}
+
 type BPFEntryKey struct {
 	_    structs.HostLayout
 	Id   uint64
@@ -142,17 +154,7 @@ type BPFSavedEntries struct {
 	_     structs.HostLayout
 	Depth uint32
 	Pad   uint32
-	Slot  [4]struct {
-		_      structs.HostLayout
-		Skb    uint64
-		Ct     uint64
-		Tuple  uint64
-		Hook   uint32
-		Manip  uint32
-		Orig   BPFTuple
-		Before BPFTuple
-		Range  BPFNatRange
-	}
+	Slot  [4]BPFEntry
 }
 
 type BPFSavedSkbs struct {
@@ -197,6 +199,7 @@ const (
 	BPFMapScratch                  = "scratch"
 	BPFMapScratchHist              = "scratch_hist"
 	BPFMapScratchPair              = "scratch_pair"
+	BPFMapTaskEntries              = "task_entries"
 	BPFProgFentryClash             = "fentry_clash"
 	BPFProgFentryConfirm           = "fentry_confirm"
 	BPFProgFentryGut               = "fentry_gut"
@@ -224,6 +227,7 @@ const (
 	BPFProgKretprobeNat            = "kretprobe_nat"
 	BPFProgKsessionConfirmNew      = "ksession_confirm_new"
 	BPFProgRawTpOrigin             = "raw_tp_origin"
+	BPFVarEmptyEntry               = "empty_entry"
 	BPFVarEmptyStack               = "empty_stack"
 	BPFVarFilterHost               = "filter_host"
 	BPFVarFilterHostFamily         = "filter_host_family"
@@ -328,12 +332,14 @@ type BPFMapSpecs struct {
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 	ScratchHist *ebpf.MapSpec `ebpf:"scratch_hist"`
 	ScratchPair *ebpf.MapSpec `ebpf:"scratch_pair"`
+	TaskEntries *ebpf.MapSpec `ebpf:"task_entries"`
 }
 
 // BPFVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BPFVariableSpecs struct {
+	EmptyEntry         *ebpf.VariableSpec `ebpf:"empty_entry"`
 	EmptyStack         *ebpf.VariableSpec `ebpf:"empty_stack"`
 	FilterHost         *ebpf.VariableSpec `ebpf:"filter_host"`
 	FilterHostFamily   *ebpf.VariableSpec `ebpf:"filter_host_family"`
@@ -383,6 +389,7 @@ type BPFMaps struct {
 	Scratch     *ebpf.Map `ebpf:"scratch"`
 	ScratchHist *ebpf.Map `ebpf:"scratch_hist"`
 	ScratchPair *ebpf.Map `ebpf:"scratch_pair"`
+	TaskEntries *ebpf.Map `ebpf:"task_entries"`
 }
 
 func (m *BPFMaps) Close() error {
@@ -399,6 +406,7 @@ func (m *BPFMaps) Close() error {
 		m.Scratch,
 		m.ScratchHist,
 		m.ScratchPair,
+		m.TaskEntries,
 	)
 }
 
@@ -406,6 +414,7 @@ func (m *BPFMaps) Close() error {
 //
 // It can be passed to LoadBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BPFVariables struct {
+	EmptyEntry         *ebpf.Variable `ebpf:"empty_entry"`
 	EmptyStack         *ebpf.Variable `ebpf:"empty_stack"`
 	FilterHost         *ebpf.Variable `ebpf:"filter_host"`
 	FilterHostFamily   *ebpf.Variable `ebpf:"filter_host_family"`

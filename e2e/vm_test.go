@@ -83,9 +83,23 @@ func kernelDir(t *testing.T, root string) (kdir, flavour string) {
 	return lines[len(lines)-1], flavour
 }
 
-// bootLab builds static binaries and an initramfs, boots the VM once for all
-// scenarios and returns the directory holding what the guest wrote.
+// bootLab boots the VM once for all scenarios (e2e/guest.sh) and returns
+// the directory holding what the guest wrote.
 func bootLab(t *testing.T) string {
+	var args []string
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+		args = append(args, "--env", "LOOKUPS_"+strings.ReplaceAll(files(s.name), "-", "_")+"="+strconv.Itoa(s.lookups))
+	}
+	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","))
+	return bootGuest(t, "e2e/guest.sh", "", args...)
+}
+
+// bootGuest builds static binaries and an initramfs running script, boots
+// the VM (run.sh's extra args) and returns the directory holding what the
+// guest wrote: out/e2e-FLAVOUR[-SERIES][-suffix].
+func bootGuest(t *testing.T, script, suffix string, extra ...string) string {
 	root := repoRoot(t)
 	kdir, flavour := kernelDir(t, root)
 	tmp := t.TempDir()
@@ -95,19 +109,16 @@ func bootLab(t *testing.T) string {
 	initrd := filepath.Join(tmp, "initrd.cpio.gz")
 	run(t, root, nil, "scripts/vm/build-initramfs.sh", "--kernel-dir", kdir, "--out", initrd,
 		"--add", filepath.Join(tmp, "ctprobe")+":/bin/ctprobe", "--add", filepath.Join(tmp, "ctlab")+":/bin/ctlab",
-		"--run", "e2e/guest.sh")
+		"--run", script)
 	name := "e2e-" + flavour
 	if series := os.Getenv("KERNEL_SERIES"); series != "" {
 		name += "-" + series
 	}
-	out := filepath.Join(root, "out", name)
-	args := []string{"--kernel-dir", kdir, "--initrd", initrd, "--out", out, "--timeout", "1500"}
-	var names []string
-	for _, s := range scenarios {
-		names = append(names, s.name)
-		args = append(args, "--env", "LOOKUPS_"+strings.ReplaceAll(files(s.name), "-", "_")+"="+strconv.Itoa(s.lookups))
+	if suffix != "" {
+		name += "-" + suffix
 	}
-	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","))
+	out := filepath.Join(root, "out", name)
+	args := append([]string{"--kernel-dir", kdir, "--initrd", initrd, "--out", out, "--timeout", "1500"}, extra...)
 	cmd := exec.Command("scripts/vm/run.sh", args...)
 	cmd.Dir = root
 	cmd.Stdout = os.Stdout // the guest's console, live

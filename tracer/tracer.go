@@ -538,9 +538,19 @@ func ensureTracefs() {
 	_ = unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, "")
 }
 
+// closeLinks detaches in the reverse order of attaching: each point's exit
+// program before its entry program, and a point that reads what an earlier
+// one saved (confirm's exit reads clash's pair, ct_in's history) before
+// that one. An exit program that outlived its entry program ran for calls
+// that entered after the entry detached, found no saved entry and counted
+// LOSS_NO_ENTRY: a tracer stopped while new flows passed lost dozens to
+// hundreds of records that way (VM lab, 5.10 kprobes and 6.1 fentry alike;
+// issue 14, docs/kernel-notes.md "Attaching and detaching"). Detached this
+// way, an exit runs only for a call whose entry ran; a call caught between
+// the two leaves its entry behind, which nothing reads.
 func closeLinks(ls []attached) {
-	for _, l := range ls {
-		l.Close()
+	for i := len(ls) - 1; i >= 0; i-- {
+		ls[i].Close()
 	}
 }
 

@@ -374,3 +374,36 @@ func TestRecursionMissesAreLosses(t *testing.T) {
 		t.Errorf("Losses() = %+v, want [%+v]", got, want)
 	}
 }
+
+// closeOrder is a link that records when it is closed.
+type closeOrder struct {
+	link.Link // nil: only Close is called
+	name      string
+	closed    *[]string
+}
+
+func (c closeOrder) Close() error {
+	*c.closed = append(*c.closed, c.name)
+	return nil
+}
+
+// Detach must never leave an exit program attached without its entry
+// program: the exit would run for calls that entered after the entry was
+// gone, and count each as a loss (issue 14). Links are kept in attach order
+// (each point's entry before its exit, points in plan order), and Detach
+// closes them in reverse.
+func TestDetachClosesExitsBeforeEntries(t *testing.T) {
+	var closed []string
+	tr := &Tracer{}
+	for _, name := range []string{"ct_in entry", "ct_in exit", "clash entry", "confirm entry", "confirm exit", "origin"} {
+		tr.links = append(tr.links, attached{Link: closeOrder{name: name, closed: &closed}})
+	}
+	tr.Detach()
+	want := []string{"origin", "confirm exit", "confirm entry", "clash entry", "ct_in exit", "ct_in entry"}
+	if fmt.Sprint(closed) != fmt.Sprint(want) {
+		t.Errorf("closed %q, want %q", closed, want)
+	}
+	if tr.links != nil {
+		t.Errorf("links left after Detach: %d", len(tr.links))
+	}
+}

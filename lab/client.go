@@ -10,7 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
+	"github.com/ctprobe/ctprobe/tracer/netns"
 )
 
 // sender is an OS thread that lives in a client netns. Two of them send the
@@ -40,7 +41,7 @@ func startSender(ns *Netns, cpu int) (*sender, error) {
 	ready := make(chan error, 1)
 	go func() {
 		defer close(s.exited)
-		th, err := kstat.LockThread()
+		th, err := netns.LockThread()
 		if err != nil {
 			ready <- err
 			return
@@ -243,7 +244,7 @@ func awaitReplies(fd int, want map[uint16]uint16, deadline time.Time) map[uint16
 			// ECONNREFUSED from an ICMP error, EAGAIN: keep waiting.
 			continue
 		}
-		m, err := ParseMessage(buf[:nr])
+		m, err := dnsmsg.ParseMessage(buf[:nr])
 		if err != nil || !m.Response() || len(m.Questions) != 1 {
 			continue
 		}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +27,7 @@ type ctFlusher struct {
 
 func newCtFlusher(ns *Netns) (*ctFlusher, error) {
 	f := &ctFlusher{fd: -1}
-	err := kstat.InNetns(ns.Path, func() error {
+	err := netns.Run(ns.Path, func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 		if err != nil {
 			return fmt.Errorf("ctnetlink socket: %w", err)

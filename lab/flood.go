@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"golang.org/x/sys/unix"
 )
 
@@ -134,11 +135,11 @@ type FloodStats struct {
 // floodPayload is a DNS message with the response bit set: it looks like
 // DNS to a tracer, and the lab's responders drop it without answering.
 func floodPayload(name string) ([]byte, error) {
-	b, err := BuildQuery(0, name, TypeA)
+	b, err := dnsmsg.BuildQuery(0, name, dnsmsg.TypeA)
 	if err != nil {
 		return nil, err
 	}
-	binary.BigEndian.PutUint16(b[2:], binary.BigEndian.Uint16(b[2:])|flagQR)
+	binary.BigEndian.PutUint16(b[2:], binary.BigEndian.Uint16(b[2:])|dnsmsg.FlagQR)
 	return b, nil
 }
 
@@ -403,7 +404,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 		hold = t.Options.UDPTimeout + reuseMargin
 	}
 
-	before, err := t.Counters()
+	before, err := t.readCounters()
 	if err != nil {
 		return st, fmt.Errorf("reading conntrack counters: %w", err)
 	}
@@ -418,7 +419,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 	if st.Duration > 0 {
 		st.Rate = float64(st.Flows) / st.Duration.Seconds()
 	}
-	after, cerr := t.Counters()
+	after, cerr := t.readCounters()
 	if cerr != nil {
 		return st, errors.Join(ctx.Err(), marksErr, fmt.Errorf("reading conntrack counters: %w", cerr))
 	}

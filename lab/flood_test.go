@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
+	"github.com/ctprobe/ctprobe/tracer/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -69,11 +70,11 @@ func TestFloodPayload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := ParseMessage(b)
+	m, err := dnsmsg.ParseMessage(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.Response() || len(m.Questions) != 1 || m.Questions[0].Name != DefaultName {
+	if !m.Response() || len(m.Questions) != 1 || m.Questions[0].Name+"." != DefaultName {
 		t.Errorf("payload %+v", m)
 	}
 }
@@ -258,7 +259,7 @@ func TestSleepUntil(t *testing.T) {
 func readSysctl(t *testing.T, ns *Netns, key string) string {
 	t.Helper()
 	var b []byte
-	err := kstat.InNetns(ns.Path, func() (err error) {
+	err := netns.Run(ns.Path, func() (err error) {
 		b, err = os.ReadFile("/proc/sys/" + key)
 		return err
 	})
@@ -275,7 +276,7 @@ func readSysctl(t *testing.T, ns *Netns, key string) string {
 func natted(t *testing.T, topo *Topology) uint64 {
 	t.Helper()
 	var out []byte
-	err := kstat.InNetns(topo.NetnsByRole("node").Path, func() (err error) {
+	err := netns.Run(topo.NetnsByRole("node").Path, func() (err error) {
 		out, err = exec.Command(topo.RuleBin, "-w", "5", "-t", "nat", "-L", "PREROUTING", "-v", "-x", "-n").Output()
 		return err
 	})

@@ -42,7 +42,7 @@ func kernelAtLeast(major, minor int) bool {
 }
 
 // clashes is what the kernel counts for settled clashes: clash_resolve from
-// 5.10; before that insert_failed counts them (kernel-facts §3, era B/C).
+// 5.10; before that insert_failed counts them (docs/kernel-notes.md, What confirm returns, per era: 4.19 to 5.9).
 func clashes(d kstat.Counters) uint64 {
 	if d.HasClashResolve {
 		return d.ClashResolve

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"golang.org/x/sys/unix"
 )
@@ -25,7 +26,7 @@ type PerType struct {
 }
 
 func (p *PerType) add(qtype uint16) {
-	if qtype == TypeA {
+	if qtype == dnsmsg.TypeA {
 		p.A++
 	} else {
 		p.AAAA++
@@ -182,7 +183,7 @@ func (t *Topology) Lookups(ctx context.Context, k int) (Stats, error) {
 // countedClashes is how many clashes the kernel counted in the topology's
 // namespaces between two readings: settled (clash_resolve) and not
 // (insert_failed; before 5.10 it counts every clash).
-func countedClashes(before, after []NetnsCounters) uint64 {
+func countedClashes(before, after []netnsReading) uint64 {
 	var n uint64
 	for i := range before {
 		d := after[i].Counters.Sub(before[i].Counters)
@@ -212,7 +213,7 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 	for _, s := range t.senders {
 		st.TIDs = append(st.TIDs, s.tid)
 	}
-	before, err := t.Counters()
+	before, err := t.readCounters()
 	if err != nil {
 		return st, fmt.Errorf("reading conntrack counters: %w", err)
 	}
@@ -228,7 +229,7 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 			break
 		}
 		if !enough && i >= k && i%10 == 0 {
-			now, err := t.Counters()
+			now, err := t.readCounters()
 			if err != nil {
 				runErr = fmt.Errorf("reading conntrack counters: %w", err)
 				break
@@ -259,7 +260,7 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 	for i, r := range t.responders {
 		st.Served[i] = r.answered.Load() - st.Served[i]
 	}
-	after, err := t.Counters()
+	after, err := t.readCounters()
 	if err != nil {
 		return st, errors.Join(runErr, fmt.Errorf("reading conntrack counters: %w", err))
 	}
@@ -285,11 +286,11 @@ func (t *Topology) racingLookup(st *Stats) error {
 
 	idA := randID()
 	idAAAA := idA + 1 + uint16(rand.IntN(0xfffe)) // distinct, as glibc's are
-	qA, err := BuildQuery(idA, t.Options.Name, TypeA)
+	qA, err := dnsmsg.BuildQuery(idA, t.Options.Name, dnsmsg.TypeA)
 	if err != nil {
 		return err
 	}
-	qAAAA, err := BuildQuery(idAAAA, t.Options.Name, TypeAAAA)
+	qAAAA, err := dnsmsg.BuildQuery(idAAAA, t.Options.Name, dnsmsg.TypeAAAA)
 	if err != nil {
 		return err
 	}
@@ -344,8 +345,8 @@ func (t *Topology) racingLookup(st *Stats) error {
 		st.Simultaneous++
 	}
 
-	got := awaitReplies(cs.fd, map[uint16]uint16{idA: TypeA, idAAAA: TypeAAAA}, time.Now().Add(t.Options.Timeout))
-	for _, q := range [2]struct{ id, qtype uint16 }{{idA, TypeA}, {idAAAA, TypeAAAA}} {
+	got := awaitReplies(cs.fd, map[uint16]uint16{idA: dnsmsg.TypeA, idAAAA: dnsmsg.TypeAAAA}, time.Now().Add(t.Options.Timeout))
+	for _, q := range [2]struct{ id, qtype uint16 }{{idA, dnsmsg.TypeA}, {idAAAA, dnsmsg.TypeAAAA}} {
 		if _, ok := got[q.id]; ok {
 			st.Answered.add(q.qtype)
 		} else {
@@ -364,7 +365,7 @@ func (t *Topology) sequentialLookup(st *Stats) error {
 	if err := t.flusher.Flush(); err != nil {
 		return err
 	}
-	for i, qtype := range []uint16{TypeA, TypeAAAA} {
+	for i, qtype := range []uint16{dnsmsg.TypeA, dnsmsg.TypeAAAA} {
 		s := t.senders[i]
 		var cs *clientSocket
 		if err := s.do(func() (err error) { cs, err = newClientSocket(t.Target); return }); err != nil {
@@ -372,7 +373,7 @@ func (t *Topology) sequentialLookup(st *Stats) error {
 		}
 		st.Sockets = append(st.Sockets, Socket{Client: s.ns.Role, Cookie: cs.cookie, Port: cs.port})
 		id := randID()
-		q, err := BuildQuery(id, t.Options.Name, qtype)
+		q, err := dnsmsg.BuildQuery(id, t.Options.Name, qtype)
 		if err != nil {
 			cs.Close()
 			return err

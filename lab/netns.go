@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,7 +45,7 @@ func createNetns(name string) (*Netns, error) {
 
 	errc := make(chan error, 1)
 	go func() {
-		th, err := kstat.LockThread()
+		th, err := netns.LockThread()
 		if err != nil {
 			errc <- err
 			return
@@ -64,7 +64,7 @@ func createNetns(name string) (*Netns, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("create netns %s: %w", name, err)
 	}
-	ino, err := kstat.NetnsInode(path)
+	ino, err := netns.Inode(path)
 	if err != nil {
 		deleteNetns(path)
 		return nil, err
@@ -95,7 +95,7 @@ func run(ctx context.Context, ns *Netns, stdin string, bin string, args ...strin
 	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 	defer cancel()
 	var stderr bytes.Buffer
-	err := kstat.InNetns(ns.Path, func() error {
+	err := netns.Run(ns.Path, func() error {
 		cmd := exec.CommandContext(ctx, bin, args...)
 		if stdin != "" {
 			cmd.Stdin = strings.NewReader(stdin)
@@ -131,7 +131,7 @@ type sysctl struct {
 // /proc/sys/net resolve to the netns of the task that opens them, so they
 // are opened from a thread that joined ns.
 func writeSysctls(ns *Netns, list []sysctl) error {
-	return kstat.InNetns(ns.Path, func() error {
+	return netns.Run(ns.Path, func() error {
 		for _, s := range list {
 			p := "/proc/sys/" + s.key
 			err := os.WriteFile(p, []byte(s.value), 0o644)

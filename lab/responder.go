@@ -8,7 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
+	"github.com/ctprobe/ctprobe/tracer/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +26,7 @@ type responder struct {
 // netns for life; it is then served through Go's poller from any thread.
 func startResponder(ns *Netns, index int) (*responder, error) {
 	fd := -1
-	err := kstat.InNetns(ns.Path, func() error {
+	err := netns.Run(ns.Path, func() error {
 		s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		if err == nil {
 			if err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err == nil {
@@ -78,14 +79,14 @@ func (r *responder) serve() {
 			}
 			continue // e.g. a transient ICMP error reported on the socket
 		}
-		q, err := ParseMessage(buf[:n])
+		q, err := dnsmsg.ParseMessage(buf[:n])
 		if err != nil || q.Response() {
 			continue
 		}
 		// The TTL carries the endpoint number: the client sees every
 		// answer coming from the ClusterIP (the reply is un-DNATed), and
 		// this is how it learns which endpoint answered.
-		resp, err := BuildResponse(&q, uint32(r.index))
+		resp, err := Answer(&q, uint32(r.index))
 		if err != nil {
 			continue
 		}

@@ -186,7 +186,7 @@ func NftRuleset(s Service, table string) string {
 	return b.String()
 }
 
-// SNATOnePortRules is race 4 (kernel-facts §5.1) in iptables form: every UDP
+// SNATOnePortRules is race 4 (docs/kernel-notes.md, Provoking the races) in iptables form: every UDP
 // flow leaving through dev is source-NATed to the single address:port to, so
 // the reply tuples of two different flows to the same server ip:port are
 // identical and the second flow's confirm finds the first's reply tuple taken:

@@ -4,7 +4,7 @@
 // what the kernel's conntrack counters did in every namespace it created.
 //
 // It provokes the conntrack insertion races of the "DNS lookups take 5
-// seconds" bug (see shared/kernel-facts.md §4 and §5): races 1 and 3 through
+// seconds" bug (docs/kernel-notes.md: The race types, Provoking the races): races 1 and 3 through
 // DNAT to one or more random endpoints, and race 4 (a reply-tuple clash)
 // deterministically through SNAT to a single port.
 //

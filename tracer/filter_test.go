@@ -28,15 +28,16 @@ func TestParseFilter(t *testing.T) {
 	}
 }
 
+// Errors name the field first (the command line turns it into its flag).
 func TestParseFilterErrors(t *testing.T) {
 	for _, c := range []struct{ proto, host, port, netns, pid, want string }{
-		{proto: "udpp", want: "--proto"},
-		{proto: "0", want: "--proto"},
-		{host: "10.96.0", want: "--host"},
-		{port: "70000", want: "--port"},
-		{port: "0", want: "--port"},
-		{netns: "net:[4026531840]", want: "--netns"},
-		{pid: "-1", want: "--pid"},
+		{proto: "udpp", want: "proto "},
+		{proto: "0", want: "proto "},
+		{host: "10.96.0", want: "host "},
+		{port: "70000", want: "port "},
+		{port: "0", want: "port "},
+		{netns: "net:[4026531840]", want: "netns "},
+		{pid: "-1", want: "pid "},
 	} {
 		_, err := ParseFilter(c.proto, c.host, c.port, c.netns, c.pid)
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
@@ -51,7 +52,7 @@ func TestParseSkip(t *testing.T) {
 		t.Errorf("got %v %v", got, err)
 	}
 	for _, bad := range []string{"confirm", "ct_in", "clash,", "nope"} {
-		if _, err := ParseSkip(bad); err == nil || !strings.HasPrefix(err.Error(), "--skip-point") {
+		if _, err := ParseSkip(bad); err == nil || !strings.HasPrefix(err.Error(), "probe point ") {
 			t.Errorf("%q: %v (required points cannot be skipped)", bad, err)
 		}
 	}

@@ -45,12 +45,6 @@ type Symbol struct {
 // Exact reports whether the unsuffixed name exists (fentry needs it).
 func (s Symbol) Exact(fn string) bool { return len(s.Names) > 0 && s.Names[0] == fn }
 
-// probedFunctions are the functions any plan may use.
-var probedFunctions = []string{
-	"nf_conntrack_in", "nf_nat_setup_info", "get_unique_tuple",
-	"nf_ct_resolve_clash", "__nf_ct_resolve_clash", "__nf_conntrack_confirm",
-}
-
 // ProbeKernel reads the running kernel's release, BTF, kprobe support and
 // the symbols of the conntrack functions ctprobe probes.
 func ProbeKernel() (Kernel, error) {
@@ -191,7 +185,7 @@ func (k Kernel) funcParams(fn string) int {
 // FUNC record under the exact name.
 func (k Kernel) hasBTFFunc(fn string) bool { return k.funcParams(fn) >= 0 }
 
-// ClashEra describes how this kernel settles clashes (kernel-facts §3).
+// ClashEra describes how this kernel settles clashes (docs/kernel-notes.md, What confirm returns, per era).
 func (k Kernel) ClashEra() string {
 	switch {
 	case !k.AtLeast(4, 19):

@@ -14,6 +14,9 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 
+	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/mode"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
 
@@ -39,11 +42,11 @@ func TestProgramsPassVerifier(t *testing.T) {
 	// branches they turn off, so every mode and filter is loaded once.
 	for _, opts := range []Options{
 		{},
-		{Timeline: true},
-		{All: true},
-		{All: true, Filter: Filter{PID: 1}},
-		{All: true, Timeline: true, Filter: Filter{PID: 1}},
-		{Timeline: true, Filter: Filter{Proto: 17, Port: 53, Host: netip.MustParseAddr("fd00::10"), Netns: 1}},
+		{Mode: mode.Timeline},
+		{Mode: mode.All},
+		{Mode: mode.All, Filter: Filter{PID: 1}},
+		{Mode: mode.AllTimeline, Filter: Filter{PID: 1}},
+		{Mode: mode.Timeline, Filter: Filter{Proto: 17, Port: 53, Host: netip.MustParseAddr("fd00::10"), Netns: 1}},
 		{Filter: Filter{Host: netip.MustParseAddr("10.96.0.10"), PID: 1}},
 	} {
 		spec, err := probe.LoadBPF()
@@ -100,8 +103,8 @@ func TestOpenReportsKernelLimits(t *testing.T) {
 		failed, unused []string
 	}{
 		{Options{}, []string{"clash", "confirm"}, []string{"ct_in", "nat", "origin"}},
-		{Options{Timeline: true}, []string{"ct_in", "confirm"}, nil},
-		{Options{All: true}, []string{"clash", "confirm"}, []string{"ct_in", "nat", "origin"}},
+		{Options{Mode: mode.Timeline}, []string{"ct_in", "confirm"}, nil},
+		{Options{Mode: mode.All}, []string{"clash", "confirm"}, []string{"ct_in", "nat", "origin"}},
 	} {
 		start := time.Now()
 		tr, err := Open(c.opts)
@@ -133,7 +136,7 @@ func TestOpenReportsKernelLimits(t *testing.T) {
 				t.Errorf("%+v: error %q lacks %q", c.opts, msg, want)
 			}
 		}
-		byPoint := map[string]PlanEntry{}
+		byPoint := map[string]plan.Entry{}
 		for _, e := range tr.Plan {
 			byPoint[e.Point] = e
 		}
@@ -142,12 +145,12 @@ func TestOpenReportsKernelLimits(t *testing.T) {
 			if !ok {
 				t.Fatalf("plan lacks %s: %+v", p, tr.Plan)
 			}
-			if e.Status != StatusFailed || !strings.Contains(e.Reason, "fentry") || !strings.Contains(e.Reason, "kprobe") {
+			if e.Status != plan.Failed || !strings.Contains(e.Reason, "fentry") || !strings.Contains(e.Reason, "kprobe") {
 				t.Errorf("%+v: %s: want failed with fentry and kprobe reasons, got %+v", c.opts, p, e)
 			}
 		}
 		for _, p := range c.unused {
-			if e := byPoint[p]; e.Status != StatusUnused {
+			if e := byPoint[p]; e.Status != plan.Unused {
 				t.Errorf("%+v: %s: want unused, got %+v", c.opts, p, e)
 			}
 		}
@@ -260,13 +263,13 @@ func TestLoadWithoutTaskStorage(t *testing.T) {
 	_ = rlimit.RemoveMemlock()
 	tr := &Tracer{Kernel: Kernel{TaskStorage: false}}
 	defer tr.Close()
-	if err := tr.load(Options{All: true}); err != nil {
+	if err := tr.load(Options{Mode: mode.All}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := tr.maps.Maps[probe.BPFMapConfirmSkb]; ok {
 		t.Errorf("map %s made without task storage", probe.BPFMapConfirmSkb)
 	}
-	pair := pointByName(t, "confirm").candidates(tr.Kernel, Options{All: true}, func(p string) bool { return p == "clash" })[0].kprobe
+	pair := pointByName(t, "confirm").candidates(tr.Kernel, mode.All, func(p string) bool { return p == "clash" })[0].kprobe
 	for _, name := range []string{pair.entry, pair.exit} {
 		if _, err := tr.loadProgram(name, ""); err != nil {
 			t.Errorf("%s: %v", name, err)
@@ -369,7 +372,7 @@ func TestRecursionMissesAreLosses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Loss{Source: "recursion-missed:printk_loop", CPU: -1, Count: st.RecursionMisses}
+	want := loss.Count{Kind: loss.RecursionMissed, Where: "printk_loop", CPU: -1, Count: st.RecursionMisses}
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("Losses() = %+v, want [%+v]", got, want)
 	}

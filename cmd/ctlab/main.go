@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ctprobe/ctprobe/internal/cli"
 	"github.com/ctprobe/ctprobe/lab"
 )
 
@@ -32,11 +33,6 @@ const usage = `usage:
   ctlab cleanup [--all]  remove lab namespaces (ctl<pid>-*) left by dead runs
 `
 
-// usageError is a command-line mistake: exit code 2.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -49,12 +45,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	var ue usageError
+	var ue *cli.UsageError
 	if errors.As(err, &ue) {
 		if len(args) == 0 {
-			fmt.Fprintf(stderr, "ctlab: %s\n%s", ue.msg, usage)
+			fmt.Fprintf(stderr, "ctlab: %s\n%s", ue.Msg, usage)
 		} else {
-			fmt.Fprintf(stderr, "ctlab: %s (ctlab -h for usage)\n", ue.msg)
+			fmt.Fprintf(stderr, "ctlab: %s (ctlab -h for usage)\n", ue.Msg)
 		}
 		return 2
 	}
@@ -65,7 +61,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 
 func dispatch(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"missing command"}
+		return cli.Usagef("missing command")
 	}
 	switch args[0] {
 	case "run":
@@ -74,7 +70,7 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return cmdFlood(args[1:], stdout, stderr)
 	case "scenarios":
 		if len(args) > 1 {
-			return usageError{"scenarios takes no arguments"}
+			return cli.Usagef("scenarios takes no arguments")
 		}
 		return cmdScenarios(stdout)
 	case "cleanup":
@@ -83,49 +79,30 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	return cli.Usagef("unknown command %q", args[0])
 }
 
-func newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	// The flag package would print its error and the defaults on every
-	// mistake; errors are reported in one line by realMain instead, and the
-	// flag list only for -h.
-	// (the flag package calls Usage on errors too, hence a no-op here).
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return fs
-}
+func newFlagSet(name string) *flag.FlagSet { return cli.NewFlagSet(name) }
 
+// parseFlags parses a command's flags; -h prints the usage and the
+// command's flags.
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage+"\nflags of "+fs.Name()+":\n")
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-	}
-	return nil
+	return cli.Parse(fs, args, stdout, usage+"\nflags of "+fs.Name()+":\n", "")
 }
 
 // checkCommon validates the flags run and flood share.
 func checkCommon(sc lab.Scenario, nat, output string, endpoints int) error {
 	if nat != "iptables" && nat != "nft" {
-		return usageError{fmt.Sprintf("--nat %q: use iptables or nft", nat)}
+		return cli.Usagef("--nat %q: use iptables or nft", nat)
 	}
 	if output != "text" && output != "json" {
-		return usageError{fmt.Sprintf("-o %q: use text or json", output)}
+		return cli.Usagef("-o %q: use text or json", output)
 	}
 	if endpoints != 0 && sc.FixedEndpoints && endpoints != sc.Endpoints {
-		return usageError{fmt.Sprintf("scenario %s always has %d endpoint(s)", sc.Name, sc.Endpoints)}
+		return cli.Usagef("scenario %s always has %d endpoint(s)", sc.Name, sc.Endpoints)
 	}
 	if endpoints < 0 || endpoints > lab.MaxEndpoints {
-		return usageError{fmt.Sprintf("--endpoints: use 1 to %d", lab.MaxEndpoints)}
+		return cli.Usagef("--endpoints: use 1 to %d", lab.MaxEndpoints)
 	}
 	return nil
 }
@@ -174,17 +151,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *scenario == "" {
-		return usageError{"run needs --scenario NAME"}
+		return cli.Usagef("run needs --scenario NAME")
 	}
 	sc, err := lab.ScenarioByName(*scenario)
 	if err != nil {
-		return usageError{err.Error()}
+		return cli.Usagef("%v", err)
 	}
 	if *lookups < 0 {
-		return usageError{"--lookups must not be negative"}
+		return cli.Usagef("--lookups must not be negative")
 	}
 	if *minClashes < 0 || *maxLookups < 0 {
-		return usageError{"--min-clashes and --max-lookups must not be negative"}
+		return cli.Usagef("--min-clashes and --max-lookups must not be negative")
 	}
 	if *maxLookups == 0 {
 		*maxLookups = 20 * *lookups
@@ -193,7 +170,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *timeout <= 0 {
-		return usageError{"--timeout must be positive"}
+		return cli.Usagef("--timeout must be positive")
 	}
 
 	// SIGINT/SIGTERM cancel the run; the topology is then removed below.
@@ -241,25 +218,25 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	}
 	sc, err := lab.ScenarioByName(*scenario)
 	if err != nil {
-		return usageError{err.Error()}
+		return cli.Usagef("%v", err)
 	}
 	if *duration <= 0 {
-		return usageError{"--duration must be positive"}
+		return cli.Usagef("--duration must be positive")
 	}
 	if *threads < 1 || *threads > lab.MaxFloodThreads {
-		return usageError{fmt.Sprintf("--threads: use 1 to %d", lab.MaxFloodThreads)}
+		return cli.Usagef("--threads: use 1 to %d", lab.MaxFloodThreads)
 	}
 	if *rate < 0 {
-		return usageError{"--rate must not be negative"}
+		return cli.Usagef("--rate must not be negative")
 	}
 	if *udpTimeout < 0 || *udpTimeout%time.Second != 0 {
-		return usageError{"--udp-timeout: use whole seconds (e.g. 2s)"}
+		return cli.Usagef("--udp-timeout: use whole seconds (e.g. 2s)")
 	}
 	if err := checkCommon(sc, *nat, *output, *endpoints); err != nil {
 		return err
 	}
 	if *cpu < -1 {
-		return usageError{"--cpu: use a CPU number, or -1 for none"}
+		return cli.Usagef("--cpu: use a CPU number, or -1 for none")
 	}
 	opts := lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate, Pin: *cpu >= 0, CPU: *cpu}
 	if *marks != "" {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/ctprobe/ctprobe/internal/cli"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -33,11 +35,6 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
-
-// usageError is a bad command line: exit status 2.
-func usageError(format string, a ...any) error {
-	return &exitError{code: 2, err: fmt.Errorf(format, a...)}
-}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -71,41 +68,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "ctprobe:", err)
 	var ee *exitError
-	if errors.As(err, &ee) {
+	var ue *cli.UsageError
+	switch {
+	case errors.As(err, &ee):
 		return ee.code
+	case errors.As(err, &ue):
+		return 2
 	}
 	return 1
 }
 
-// newFlagSet returns a flag set that returns errors instead of printing
-// them with the whole usage: a bad flag is reported on one line.
-func newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("ctprobe "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
-}
+// newFlagSet returns the flag set of a ctprobe command.
+func newFlagSet(name string) *flag.FlagSet { return cli.NewFlagSet("ctprobe " + name) }
 
-// parseFlags parses and turns flag errors into usage errors (exit 2); -h
-// prints the flags to stdout.
-// flagGiven says whether the command line set the flag, even to its default.
-func flagGiven(fs *flag.FlagSet, name string) bool {
-	given := false
-	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
-	return given
-}
-
+// parseFlags parses a command's flags: a mistake is a usage error (exit 2)
+// that names the command's help; -h prints the flags to stdout.
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "usage of %s:\n", fs.Name())
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return err
-		}
-		return usageError("%v: see \"%s -h\"", err, fs.Name())
-	}
-	if fs.NArg() > 0 {
-		return usageError("unexpected argument %q: see \"%s -h\"", fs.Arg(0), fs.Name())
-	}
-	return nil
+	return cli.Parse(fs, args, stdout, "usage of "+fs.Name()+":\n", fmt.Sprintf(": see \"%s -h\"", fs.Name()))
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"flag"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,8 +15,8 @@ import (
 	"github.com/ctprobe/ctprobe/tracer"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/mode"
 	"github.com/ctprobe/ctprobe/tracer/probe"
-	"golang.org/x/sys/unix"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -200,13 +199,13 @@ func race3(t *testing.T) [][]byte {
 
 func writeCapture(t *testing.T, path string, records [][]byte, trailer bool) {
 	t.Helper()
-	writeModeCapture(t, path, capture.ModeAll, records, trailer)
+	writeModeCapture(t, path, mode.All, records, trailer)
 }
 
 // writeModeCapture writes a capture as `trace` in mode (the header's Mode) would.
-func writeModeCapture(t *testing.T, path, mode string, records [][]byte, trailer bool) {
+func writeModeCapture(t *testing.T, path string, m mode.Mode, records [][]byte, trailer bool) {
 	t.Helper()
-	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: mode, StartUnixNano: 1e18})
+	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: m.CaptureName(), StartUnixNano: 1e18})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,15 +244,15 @@ func incidents(t *testing.T, jsonl string) []map[string]any {
 func TestReportEventsFollowCaptureMode(t *testing.T) {
 	records := race3(t)
 	for _, c := range []struct {
-		mode string
+		mode mode.Mode
 		args []string
 		want int
 	}{
-		{capture.ModeAll, nil, len(records)},
-		{capture.ModeAllTimeline, nil, len(records)},
-		{capture.ModeIncidents, nil, 0},
-		{capture.ModeTimeline, nil, 0},
-		{capture.ModeIncidents, []string{"--all"}, len(records)},
+		{mode.All, nil, len(records)},
+		{mode.AllTimeline, nil, len(records)},
+		{mode.Default, nil, 0},
+		{mode.Timeline, nil, 0},
+		{mode.Default, []string{"--all"}, len(records)},
 	} {
 		path := filepath.Join(t.TempDir(), "c.ctp")
 		writeModeCapture(t, path, c.mode, records, true)
@@ -323,69 +322,6 @@ func TestReportTruncatedCapture(t *testing.T) {
 	for _, inc := range incidents(t, stdout) {
 		if inc["outcome"] == "nat-clash" && inc["race"] == 3.0 {
 			t.Errorf("incident reported without its confirm: %v", inc)
-		}
-	}
-}
-
-// A capture's record times and the probes' bpf_ktime_get_ns share
-// CLOCK_MONOTONIC: monotonicNow, which reads it without a system call, must
-// bracket a system call's reading.
-func TestMonotonicNowIsClockMonotonic(t *testing.T) {
-	for range 1000 {
-		before := monotonicNow()
-		var ts unix.Timespec
-		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-			t.Fatal(err)
-		}
-		after := monotonicNow()
-		// The offset is fixed at start-up from two reads made back to back;
-		// a millisecond either way is far below what a record's read time
-		// in a capture tells (how long it waited in the ring buffer).
-		const slack = 1_000_000
-		if now := uint64(ts.Nano()); now+slack < before || now > after+slack {
-			t.Fatalf("CLOCK_MONOTONIC %d outside monotonicNow's [%d, %d]", now, before, after)
-		}
-	}
-}
-
-// The wait after a wakeup must give way to SIGINT and to selftest's stop at
-// once, or trace would drain late.
-func TestGatherStops(t *testing.T) {
-	sig := make(chan os.Signal, 1)
-	sig <- os.Interrupt
-	if !(&traceLoop{signals: sig}).gather() {
-		t.Error("gather with a pending signal did not report a stop")
-	}
-	stop := make(chan struct{})
-	close(stop)
-	if !(&traceLoop{stop: stop}).gather() {
-		t.Error("gather after stop did not report a stop")
-	}
-	if (&traceLoop{}).gather() {
-		t.Error("gather without a stop reported one")
-	}
-}
-
-// --max-active given, even at its default, keeps --all's confirm on a
-// kretprobe; left out, kprobe.session may serve.
-func TestFlagGiven(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want bool
-	}{
-		{nil, false},
-		{[]string{"--all"}, false},
-		{[]string{"--max-active", "1024"}, true},
-		{[]string{"--max-active=1"}, true},
-	} {
-		fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-		fs.Int("max-active", 1024, "")
-		fs.Bool("all", false, "")
-		if err := fs.Parse(c.args); err != nil {
-			t.Fatal(err)
-		}
-		if got := flagGiven(fs, "max-active"); got != c.want {
-			t.Errorf("%q: flagGiven %v, want %v", c.args, got, c.want)
 		}
 	}
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"text/tabwriter"
 
+	"github.com/ctprobe/ctprobe/internal/cli"
 	"github.com/ctprobe/ctprobe/tracer"
+	"github.com/ctprobe/ctprobe/tracer/mode"
+	"github.com/ctprobe/ctprobe/tracer/render"
 )
 
 // runProbes prints the attach plan without tracing: with privileges it
@@ -22,69 +22,38 @@ func runProbes(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	mode, err := tracer.ParseAttach(*attach)
+	how, err := tracer.ParseAttach(*attach)
 	if err != nil {
-		return usageError("%v", err)
+		return cli.Usagef("--%v", err)
 	}
-	if *output != "text" && *output != "json" {
-		return usageError("-o %q: want text or json", *output)
+	r, err := render.New(stdout, *output, render.Options{})
+	if err != nil {
+		return cli.Usagef("-o %q: want text or json", *output)
 	}
-	var plan []tracer.PlanEntry
-	var traceErr error
-	fentry := "unknown (needs privileges to try)"
 	k, err := tracer.ProbeKernel()
 	if err != nil {
 		return err
 	}
-	if perr := tracer.CheckPrivileges(); perr != nil {
-		traceErr = perr
-	} else {
-		t, err := tracer.Open(tracer.Options{Attach: mode, Timeline: true})
+	p := render.Probes{Kernel: k.Release, BTF: k.BTF, Kprobes: k.Kprobes, Conntrack: k.Conntrack,
+		Fentry: "unknown (needs privileges to try)", ClashEra: k.ClashEra()}
+	traceErr := tracer.CheckPrivileges()
+	if traceErr == nil {
+		t, err := tracer.Open(tracer.Options{Attach: how, Mode: mode.Timeline})
 		if t != nil {
-			plan = t.Plan
-			fentry = t.Fentry()
+			p.Plan = t.Plan
+			p.Fentry = t.Fentry()
 			t.Close()
 		}
 		traceErr = err
 	}
-	if *output == "json" {
-		out := map[string]any{
-			"kind": "probes", "kernel": k.Release, "btf": k.BTF, "kprobes": k.Kprobes,
-			"conntrack_loaded": k.Conntrack, "fentry": fentry, "clash_era": k.ClashEra(), "plan": plan, "traceable": traceErr == nil,
-		}
-		if traceErr != nil {
-			out["error"] = traceErr.Error()
-		}
-		return json.NewEncoder(stdout).Encode(out)
-	}
-	fmt.Fprintf(stdout, "kernel      %s\n", k.Release)
-	fmt.Fprintf(stdout, "btf         %v\n", yesNo(k.BTF))
-	fmt.Fprintf(stdout, "kprobes     %v\n", yesNo(k.Kprobes))
-	fmt.Fprintf(stdout, "fentry      %s\n", fentry)
-	fmt.Fprintf(stdout, "conntrack   %v\n", yesNo(k.Conntrack))
-	fmt.Fprintf(stdout, "clash era   %s\n\n", k.ClashEra())
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POINT\tFUNCTION\tMODE\tSTATUS\tREASON")
-	for _, e := range plan {
-		mode := string(e.Mode)
-		if mode == "" {
-			mode = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Point, e.Function, mode, e.Status, e.Reason)
-	}
-	tw.Flush()
 	if traceErr != nil {
-		fmt.Fprintf(stdout, "\ntrace would fail: %v\n", traceErr)
-		if errors.Is(traceErr, tracer.ErrNotTraceable) {
-			return &exitError{code: 1, err: errors.New("no required probe point can attach on this kernel")}
-		}
+		p.Error = traceErr.Error()
+	}
+	if err := r.Probes(&p); err != nil {
+		return err
+	}
+	if errors.Is(traceErr, tracer.ErrNotTraceable) {
+		return &exitError{code: 1, err: errors.New("no required probe point can attach on this kernel")}
 	}
 	return nil
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

@@ -9,10 +9,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ctprobe/ctprobe/internal/cli"
 	"github.com/ctprobe/ctprobe/lab"
 	"github.com/ctprobe/ctprobe/tracer"
+	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/mode"
 	"github.com/ctprobe/ctprobe/tracer/render"
-	"github.com/ctprobe/ctprobe/tracer/stream"
+	"github.com/ctprobe/ctprobe/tracer/session"
+	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
 // runSelftest reproduces races on this kernel in throwaway namespaces while
@@ -28,10 +32,10 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 	}
 	sc, err := lab.ScenarioByName(*scenario)
 	if err != nil {
-		return usageError("--scenario: %v", err)
+		return cli.Usagef("--scenario: %v", err)
 	}
 	if *lookups <= 0 || *minClashes < 0 {
-		return usageError("--lookups must be positive and --min-clashes not negative")
+		return cli.Usagef("--lookups must be positive and --min-clashes not negative")
 	}
 	if err := tracer.CheckPrivileges(); err != nil {
 		return err
@@ -49,33 +53,34 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer t.Close()
-	r, err := out.renderer(stdout, render.Clock{BootTimeUnixNano: bootTime()})
+	boot := session.BootTime()
+	r, err := out.renderer(stdout, render.Clock{BootTimeUnixNano: boot})
 	if err != nil {
 		return err
 	}
-	p := stream.New(r, *out.all, time.Now())
 	stop := make(chan struct{})
-	loop := traceLoop{t: t, p: p, stop: stop}
+	s, err := session.Start(t, session.Config{Options: tracer.Options{Mode: mode.Of(*out.all, false)}, Renderer: r, BootTime: boot, Stop: stop})
+	if err != nil {
+		return err
+	}
 	done := make(chan error, 1)
-	go func() { done <- loop.run() }()
+	go func() { done <- s.Run() }()
 
 	stats, lookErr := topo.LookupsUntil(ctx, *lookups, *minClashes, 20**lookups)
 	// Let the last confirms reach the ring buffer before detaching.
-	time.Sleep(poll)
+	time.Sleep(200 * time.Millisecond)
 	close(stop)
-	if err := <-done; err != nil {
-		return err
+	runErr := <-done
+	if runErr == nil && lookErr != nil {
+		runErr = fmt.Errorf("lookups: %w", lookErr)
 	}
-	// As trace does: records that vanished uncounted are named.
-	loop.checkAccounting(r)
-	if lookErr != nil {
-		return fmt.Errorf("lookups: %w", lookErr)
-	}
-	var counters []render.NetnsCounters
+	// The summary is over the lab's own namespaces, measured around the
+	// lookups.
+	counters := []kstat.NetnsCounters{}
 	for _, ns := range stats.Netns {
-		counters = append(counters, render.NetnsCounters{Netns: ns.Inode, Name: ns.Name, Delta: ns.Delta.Values()})
+		counters = append(counters, kstat.NetnsCounters{Netns: ns.Inode, Name: ns.Name, Values: ns.Delta.Values()})
 	}
-	summary, err := p.Finish(time.Now(), counters)
+	summary, err := s.Finish(runErr, counters)
 	if err != nil {
 		return err
 	}
@@ -84,8 +89,8 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 
 // selftestVerdict compares, per namespace, the clashes ctprobe explained
 // with the kernel's own counts over the same lookups.
-func selftestVerdict(w io.Writer, s *render.Summary, stats lab.Stats) error {
-	seen := map[uint64]render.NetnsSummary{}
+func selftestVerdict(w io.Writer, s *summary.Summary, stats lab.Stats) error {
+	seen := map[uint64]summary.NetnsSummary{}
 	for _, ns := range s.Netns {
 		seen[ns.Netns] = ns
 	}
@@ -95,7 +100,8 @@ func selftestVerdict(w io.Writer, s *render.Summary, stats lab.Stats) error {
 		d := ns.Delta
 		got := seen[ns.Inode]
 		// Before 5.10 there is no clash_resolve: insert_failed counts every
-		// clash, settled or not (kernel-facts §3, eras B and C).
+		// clash, settled or not (docs/kernel-notes.md, What confirm returns, per
+		// era: 4.19 to 5.9).
 		wantResolved, wantDropped := d.ClashResolve, d.InsertFailed
 		if !d.HasClashResolve {
 			wantResolved, wantDropped = d.InsertFailed-d.Drop, d.Drop

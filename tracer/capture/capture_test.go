@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/v1.ctp")
@@ -29,13 +29,13 @@ func testHeader() Header {
 		StartUnixNano:    1_700_000_100_000_000_000,
 		RecordLayout:     1,
 		RecordSize:       312,
-		Plan: []PlanEntry{
-			{Point: "ct_in", Function: "nf_conntrack_in", Mode: "fexit", Status: "attached"},
-			{Point: "clash", Function: "nf_ct_resolve_clash", Mode: "kprobe", Status: "skipped", Reason: "not in this kernel"},
+		Plan: []plan.Entry{
+			{Point: "ct_in", Function: "nf_conntrack_in", Attach: "fexit", Status: "attached"},
+			{Point: "clash", Function: "nf_ct_resolve_clash", Attach: "kprobe", Status: "skipped", Reason: "not in this kernel"},
 		},
 		Filters:  map[string]string{"proto": "udp", "port": "53"},
 		Mode:     "incidents",
-		Counters: []NetnsCounters{{Netns: 4026531840, Name: "init", Values: map[string]uint64{"insert_failed": 3, "drop": 0}}},
+		Counters: []kstat.NetnsCounters{{Netns: 4026531840, Name: "init", Values: map[string]uint64{"insert_failed": 3, "drop": 0}}},
 		Extra:    map[string]string{"note": "test"},
 	}
 }
@@ -89,7 +89,7 @@ func writeItems(t testing.TB, w *Writer, items []item) {
 func testTrailer() Trailer {
 	return Trailer{
 		EndUnixNano: 1_700_000_200_000_000_000,
-		Counters:    []NetnsCounters{{Netns: 4026531840, Name: "init", Values: map[string]uint64{"insert_failed": 5}}},
+		Counters:    []kstat.NetnsCounters{{Netns: 4026531840, Name: "init", Values: map[string]uint64{"insert_failed": 5}}},
 	}
 }
 
@@ -173,46 +173,6 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(*tr, wantTr) {
 		t.Errorf("trailer:\n got %+v\nwant %+v", *tr, wantTr)
-	}
-}
-
-func TestWriterDefaults(t *testing.T) {
-	var buf bytes.Buffer
-	w, err := NewWriter(&buf, Header{RecordLayout: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WriteLost(0, 4, "x"); err != nil {
-		t.Fatal(err)
-	}
-	// Caller-supplied loss totals win over the writer's sums.
-	if err := w.Close(Trailer{Lost: map[string]uint64{"x": 9}}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewReader(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := r.Header()
-	if h.FormatVersion != Version || h.Arch == "" || h.StartUnixNano == 0 || h.RecordLayout != 7 {
-		t.Errorf("defaults not filled: %+v", h)
-	}
-	if err := h.CheckLayout(7, 0); err != nil {
-		t.Error(err)
-	}
-	if err := h.CheckLayout(8, 0); err == nil || !strings.Contains(err.Error(), "layout 7") {
-		t.Errorf("CheckLayout(8): %v", err)
-	}
-	for {
-		if _, err := r.Next(); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
-	}
-	tr := r.Trailer()
-	if tr.EndUnixNano == 0 || tr.Records != 1 || tr.Lost["x"] != 9 {
-		t.Errorf("trailer: %+v", tr)
 	}
 }
 
@@ -426,304 +386,6 @@ func TestBigEndianMark(t *testing.T) {
 	}
 }
 
-func TestCreateMode(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "new.ctp")
-	// An existing, world-readable, longer file must end up 0600 and
-	// holding only the new capture.
-	old := filepath.Join(dir, "old.ctp")
-	if err := os.WriteFile(old, bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(old, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{path, old} {
-		w, err := Create(p, testHeader())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
-		}
-		writeItems(t, w, testItems(false))
-		if err := w.Close(Trailer{}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(Trailer{}); err == nil {
-			t.Error("second Close succeeded")
-		}
-		r, err := Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := readAll(t, r, testItems(false))
-		if err != io.EOF || n != len(testItems(false)) {
-			t.Errorf("%s: %d records, %v", p, n, err)
-		}
-		if err := r.Close(); err != nil {
-			t.Error(err)
-		}
-	}
-	if _, err := Open(filepath.Join(dir, "missing")); err == nil || !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Open(missing): %v", err)
-	}
-	if _, err := Create(filepath.Join(dir, "no", "such", "dir"), Header{}); err == nil {
-		t.Error("Create in a missing directory succeeded")
-	}
-	// Open names the file in its errors.
-	empty := filepath.Join(dir, "empty")
-	os.WriteFile(empty, nil, 0o600)
-	if _, err := Open(empty); err == nil || !strings.Contains(err.Error(), empty) || !errors.Is(err, ErrEmpty) {
-		t.Errorf("Open(empty): %v", err)
-	}
-}
-
-func TestCreateStdout(t *testing.T) {
-	var stdout bytes.Buffer
-	w, err := createWith("-", testHeader(), &stdout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat("-"); err == nil {
-		t.Error(`Create("-") created a file named "-"`)
-	}
-	writeItems(t, w, testItems(false))
-	if err := w.Close(Trailer{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewReader(&stdout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := readAll(t, r, testItems(false)); err != io.EOF {
-		t.Errorf("%d records, %v", n, err)
-	}
-}
-
-// TestFlushPolicy: the header is on the underlying writer at once; records
-// reach it on Flush, after FlushRecords records, or after the interval.
-func TestFlushPolicy(t *testing.T) {
-	var buf lockedBuffer
-	w, err := NewWriter(&buf, testHeader())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.interval = 0 // no timer for the first part
-	headerLen := buf.Len()
-	if _, err := NewReader(bytes.NewReader(buf.Bytes())); err != nil {
-		t.Fatalf("header not flushed: %v", err)
-	}
-	w.WriteRecord(1, []byte{1})
-	if buf.Len() != headerLen {
-		t.Fatal("record written through before any flush")
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if buf.Len() == headerLen {
-		t.Fatal("Flush did not write")
-	}
-	for i := range FlushRecords - 1 {
-		w.WriteRecord(uint64(i), []byte{1})
-	}
-	before := buf.Len()
-	w.WriteRecord(0, []byte{1})
-	if buf.Len() == before {
-		t.Fatalf("no flush after %d records", FlushRecords)
-	}
-
-	w.interval = 20 * time.Millisecond
-	before = buf.Len()
-	w.WriteRecord(0, []byte{1})
-	deadline := time.Now().Add(5 * time.Second)
-	for buf.Len() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("timer did not flush")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := w.Close(Trailer{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestConcurrentFlush exercises Flush from a timer goroutine against
-// writes; run with -race.
-func TestConcurrentFlush(t *testing.T) {
-	var buf lockedBuffer
-	w, err := NewWriter(&buf, testHeader())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.interval = time.Millisecond
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-				w.Flush()
-			}
-		}
-	})
-	raw := make([]byte, 100)
-	for i := range 5000 {
-		if err := w.WriteRecord(uint64(i), raw); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(done)
-	wg.Wait()
-	if err := w.Close(Trailer{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		rec, err := r.Next()
-		if err == io.EOF {
-			if i != 5000 {
-				t.Fatalf("%d records", i)
-			}
-			break
-		}
-		if err != nil || rec.TS != uint64(i) {
-			t.Fatalf("record %d: %+v %v", i, rec, err)
-		}
-	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Len()
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
-}
-
-// fullDisk accepts limit bytes, then fails like a full disk.
-type fullDisk struct {
-	bytes.Buffer
-	limit int
-}
-
-func (f *fullDisk) Write(p []byte) (int, error) {
-	room := f.limit - f.Len()
-	if len(p) <= room {
-		return f.Buffer.Write(p)
-	}
-	f.Buffer.Write(p[:max(room, 0)])
-	return max(room, 0), fmt.Errorf("write: %w", errNoSpace)
-}
-
-var errNoSpace = errors.New("no space left on device")
-
-// TestFullDisk: after a write error the writer fails every call with it,
-// and what reached the disk reads as a valid, truncated prefix.
-func TestFullDisk(t *testing.T) {
-	disk := &fullDisk{limit: 3000}
-	w, err := NewWriter(disk, testHeader())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := make([]byte, 97)
-	var werr error
-	for i := 0; werr == nil && i < 100000; i++ {
-		raw[0] = byte(i)
-		werr = w.WriteRecord(uint64(i), raw)
-	}
-	if !errors.Is(werr, errNoSpace) {
-		t.Fatalf("write error %v", werr)
-	}
-	if err := w.WriteLost(0, 1, "x"); !errors.Is(err, errNoSpace) {
-		t.Errorf("WriteLost after failure: %v", err)
-	}
-	if err := w.Flush(); !errors.Is(err, errNoSpace) {
-		t.Errorf("Flush after failure: %v", err)
-	}
-	if err := w.Close(Trailer{}); !errors.Is(err, errNoSpace) {
-		t.Errorf("Close after failure: %v", err)
-	}
-	r, err := NewReader(bytes.NewReader(disk.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for ; ; n++ {
-		rec, err := r.Next()
-		if err != nil {
-			var te *TruncatedError
-			if !errors.As(err, &te) {
-				t.Fatalf("got %v, want truncation", err)
-			}
-			break
-		}
-		if rec.TS != uint64(n) || rec.Raw[0] != byte(n) {
-			t.Fatalf("record %d wrong: %+v", n, rec)
-		}
-	}
-	if n == 0 {
-		t.Error("no records survived")
-	}
-}
-
-func TestWriterRejects(t *testing.T) {
-	var buf bytes.Buffer
-	w, err := NewWriter(&buf, Header{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WriteRecord(0, make([]byte, MaxRaw+1)); err == nil {
-		t.Error("oversized record accepted")
-	}
-	if err := w.WriteLost(-2, 1, "x"); err == nil {
-		t.Error("cpu -2 accepted")
-	}
-	if err := w.WriteLost(0, 1, ""); err == nil {
-		t.Error("empty kind accepted")
-	}
-	if err := w.WriteLost(0, 1, strings.Repeat("k", MaxKind+1)); err == nil {
-		t.Error("oversized kind accepted")
-	}
-	// Rejected calls do not poison the writer.
-	if err := w.WriteRecord(0, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(Trailer{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.WriteRecord(0, nil); err == nil {
-		t.Error("write after Close accepted")
-	}
-	if _, err := NewWriter(&buf, Header{Extra: map[string]string{"x": strings.Repeat("a", MaxPayload)}}); err == nil {
-		t.Error("oversized header accepted")
-	}
-}
-
 func TestAllocs(t *testing.T) {
 	var buf bytes.Buffer
 	w, err := NewWriter(&buf, Header{})
@@ -795,50 +457,6 @@ func TestChecksumIsCRC32C(t *testing.T) {
 	// The standard CRC-32C check value, as the spec states.
 	if got := checksum([]byte("123456789")); got != 0xE3069283 {
 		t.Errorf("checksum = %#x", got)
-	}
-}
-
-// TestCreateFIFO: Create must not chmod (or fsync) what is not a regular
-// file; ctprobe runs as root, and `-w /dev/null` must leave /dev/null alone.
-// A FIFO stands in for the device so a bug cannot damage the test machine.
-func TestCreateFIFO(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "fifo")
-	if err := syscall.Mkfifo(path, 0o644); err != nil {
-		t.Skipf("mkfifo: %v", err)
-	}
-	os.Chmod(path, 0o644) // undo the umask
-	got := make(chan []byte)
-	go func() {
-		f, err := os.Open(path)
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer f.Close()
-		b, _ := io.ReadAll(f)
-		got <- b
-	}()
-	w, err := Create(path, testHeader())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.WriteRecord(5, []byte("x"))
-	if w.Records() != 1 {
-		t.Errorf("Records() = %d", w.Records())
-	}
-	if err := w.Close(Trailer{}); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	data := <-got
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
-		t.Errorf("FIFO mode changed: %v %v", fi.Mode(), err)
-	}
-	r, err := NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec, err := r.Next(); err != nil || rec.TS != 5 {
-		t.Errorf("%+v %v", rec, err)
 	}
 }
 

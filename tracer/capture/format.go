@@ -19,6 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/mode"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 )
 
 // Version is the capture format version this package writes and the newest
@@ -117,37 +121,20 @@ type Header struct {
 	// RecordLayout is the version of the C record structs
 	// (CTPROBE_RECORD_LAYOUT); RecordSize is sizeof(struct event), or 0 if
 	// records vary in size. Both are also in the binary preamble.
-	RecordLayout uint32            `json:"RecordLayout"`
-	RecordSize   uint32            `json:"RecordSize"`
-	Plan         []PlanEntry       `json:"Plan"`
-	Filters      map[string]string `json:"Filters"` // proto, host, port, netns, pid
-	Mode         string            `json:"Mode"`    // ModeIncidents, ModeTimeline, ModeAll or ModeAllTimeline
-	Counters     []NetnsCounters   `json:"Counters"`
-	Extra        map[string]string `json:"Extra,omitempty"`
-}
-
-// PlanEntry is one probe point of the attach plan and what became of it.
-type PlanEntry struct {
-	Point    string `json:"Point"`
-	Function string `json:"Function"`
-	Mode     string `json:"Mode"`
-	Status   string `json:"Status"`
-	Reason   string `json:"Reason"`
-}
-
-// NetnsCounters is a snapshot of the conntrack counters of one network
-// namespace.
-type NetnsCounters struct {
-	Netns  uint64            `json:"Netns"` // netns inode
-	Name   string            `json:"Name"`
-	Values map[string]uint64 `json:"Values"`
+	RecordLayout uint32                `json:"RecordLayout"`
+	RecordSize   uint32                `json:"RecordSize"`
+	Plan         []plan.Entry          `json:"Plan"`
+	Filters      map[string]string     `json:"Filters"` // proto, host, port, netns, pid
+	Mode         string                `json:"Mode"`    // the trace mode's capture name (mode.Mode.CaptureName)
+	Counters     []kstat.NetnsCounters `json:"Counters"`
+	Extra        map[string]string     `json:"Extra,omitempty"`
 }
 
 // Trailer closes a capture. A capture without one was cut short.
 type Trailer struct {
 	// EndUnixNano is when tracing stopped; the writer fills it in when 0.
-	EndUnixNano int64           `json:"EndUnixNano"`
-	Counters    []NetnsCounters `json:"Counters"`
+	EndUnixNano int64                 `json:"EndUnixNano"`
+	Counters    []kstat.NetnsCounters `json:"Counters"`
 	// Lost holds loss totals by kind. If the caller leaves it nil, the
 	// writer stores the sums of its WriteLost calls.
 	Lost map[string]uint64 `json:"Lost"`
@@ -228,14 +215,6 @@ func (e *CorruptError) Error() string {
 
 func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
 
-// Header.Mode: the trace mode that wrote the capture.
-const (
-	ModeIncidents   = "incidents"    // the default mode
-	ModeTimeline    = "timeline"     // --timeline
-	ModeAll         = "all"          // --all
-	ModeAllTimeline = "all+timeline" // --all --timeline
-)
-
-// AllEvents says whether the trace that wrote the capture printed every
-// record as an event (--all, with or without --timeline).
-func (h *Header) AllEvents() bool { return h.Mode == ModeAll || h.Mode == ModeAllTimeline }
+// TraceMode is the trace mode that wrote the capture; false for a mode
+// this version does not know.
+func (h *Header) TraceMode() (mode.Mode, bool) { return mode.FromCapture(h.Mode) }

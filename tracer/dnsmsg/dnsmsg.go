@@ -1,25 +1,68 @@
-// Package dnsmsg reads the header and the first question of a DNS message,
-// as much of it as a capture holds. The BPF side copies only the first 64
-// bytes of a UDP payload (PAYLOAD_MAX in bpf/ctprobe.h), so a long name is
-// often cut: Parse returns the part it has and says so.
+// Package dnsmsg is ctprobe's DNS wire format (RFC 1035): it parses the
+// first question of a message that may be cut short (Parse), parses a whole
+// message (ParseMessage), and builds the queries and answers the lab sends
+// (BuildQuery, BuildResponse).
 //
-// Parse never panics and does a bounded amount of work for any input:
-// compression pointers (not expected in a query's question, but possible in
-// any message) must point strictly backwards past every earlier jump, and
-// names are capped at the RFC 1035 limit of 255 bytes.
+// Parse is for captures: the BPF side copies only the first 64 bytes of a
+// UDP payload (PAYLOAD_MAX in bpf/ctprobe.h), so a long name is often cut,
+// and Parse returns the part it has and says so.
+//
+// Both parsers read bytes from the network and from capture files. They never
+// panic and do a bounded amount of work for any input: compression pointers
+// must point strictly backwards past every earlier jump of the name (at most
+// 16 jumps), and names are capped at the RFC 1035 limit of 255 bytes. Parse
+// allocates one string; ParseMessage allocates per question and answer
+// record, and counts are checked against the bytes present before they size
+// anything.
+//
+// Names are given in presentation form without the trailing dot
+// ("kube-dns.kube-system.svc.cluster.local"; "." for the root). Bytes outside
+// printable ASCII, '.' inside a label and '\' are escaped as \DDD, \. and \\.
+// The builders take names in the same form (a trailing dot is allowed), so a
+// parsed name builds back to the same bytes.
 package dnsmsg
 
-import "errors"
+import (
+	"encoding/binary"
+	"errors"
+)
 
 // HeaderLen is the size of the fixed DNS header.
 const HeaderLen = 12
 
-// Maximum wire length of a name (RFC 1035 §2.3.4) and of a label.
+// MaxLen is the longest DNS message: over TCP its length travels in 16 bits,
+// and a UDP payload is shorter still.
+const MaxLen = 65535
+
+// Record types and class (RFC 1035, RFC 3596).
 const (
-	maxNameLen  = 255
-	maxLabelLen = 63
-	maxJumps    = 16
+	TypeA    uint16 = 1
+	TypeAAAA uint16 = 28
+	ClassIN  uint16 = 1
 )
+
+// Header flag bits (RFC 1035 §4.1.1).
+const (
+	FlagQR uint16 = 0x8000 // a response
+	FlagRD uint16 = 0x0100 // recursion desired
+	FlagRA uint16 = 0x0080 // recursion available
+
+	opcodeMask    = 0x7800
+	rcodeMask     = 0x000f
+	rcodeServFail = 2
+)
+
+// Errors that mean the bytes are not a usable DNS message.
+var (
+	ErrShort      = errors.New("dns: shorter than the 12-byte header")
+	ErrNoQuestion = errors.New("dns: no question")
+	ErrName       = errors.New("dns: malformed name")
+	ErrTruncated  = errors.New("dns: message truncated")
+	ErrTooLong    = errors.New("dns: message longer than 65535 bytes")
+)
+
+func opcode(flags uint16) uint8 { return uint8((flags & opcodeMask) >> 11) }
+func rcode(flags uint16) uint8  { return uint8(flags & rcodeMask) }
 
 // Query is the header and first question of a DNS message.
 type Query struct {
@@ -28,10 +71,8 @@ type Query struct {
 	Opcode   uint8 // 0 QUERY
 	RCode    uint8
 	QDCount  uint16
-	// Name is the first question's name in presentation form without the
-	// trailing dot ("kube-dns.kube-system.svc.cluster.local"; "." for the
-	// root). Bytes outside printable ASCII, '.' inside a label and '\' are
-	// escaped as \DDD or \. and \\.
+	// Name is the first question's name (see the package comment for its
+	// form).
 	Name  string
 	Type  uint16 // 1 A, 28 AAAA, ... (0 when cut off)
 	Class uint16 // 1 IN (0 when cut off)
@@ -42,13 +83,6 @@ type Query struct {
 	HasType   bool
 }
 
-// Errors that mean the bytes are not a usable DNS message.
-var (
-	ErrShort      = errors.New("dns: shorter than the 12-byte header")
-	ErrNoQuestion = errors.New("dns: no question")
-	ErrName       = errors.New("dns: malformed name")
-)
-
 // Parse reads the header and the first question of b. A buffer cut inside
 // the question is not an error: the Query has Truncated set.
 func Parse(b []byte) (Query, error) {
@@ -56,105 +90,37 @@ func Parse(b []byte) (Query, error) {
 	if len(b) < HeaderLen {
 		return q, ErrShort
 	}
-	q.ID = uint16(b[0])<<8 | uint16(b[1])
-	q.Response = b[2]&0x80 != 0
-	q.Opcode = (b[2] >> 3) & 0x0f
-	q.RCode = b[3] & 0x0f
-	q.QDCount = uint16(b[4])<<8 | uint16(b[5])
+	flags := binary.BigEndian.Uint16(b[2:])
+	q.ID = binary.BigEndian.Uint16(b)
+	q.Response = flags&FlagQR != 0
+	q.Opcode = opcode(flags)
+	q.RCode = rcode(flags)
+	q.QDCount = binary.BigEndian.Uint16(b[4:])
 	if q.QDCount == 0 {
 		return q, ErrNoQuestion
 	}
 
-	// Presentation form is at most 4x the wire form (\DDD per byte).
-	var buf [maxNameLen * 4]byte
-	name := buf[:0]
-	off := HeaderLen
-	end := -1          // where the question continues after the first jump
-	limit := HeaderLen // a pointer must point below this
-	wire := 0          // wire length of the name so far
-	jumps := 0
-	complete := false
-labels:
-	for !complete {
-		if off >= len(b) {
-			break
-		}
-		l := int(b[off])
-		switch l & 0xc0 {
-		case 0x00:
-			if l == 0 {
-				off++
-				complete = true
-				break
-			}
-			wire += 1 + l
-			if wire > maxNameLen {
-				return q, ErrName
-			}
-			if len(name) > 0 {
-				name = append(name, '.')
-			}
-			lab := b[off+1:]
-			if len(lab) > l {
-				lab = lab[:l]
-			}
-			name = appendLabel(name, lab)
-			off += 1 + l
-		case 0xc0:
-			if off+1 >= len(b) {
-				break labels
-			}
-			ptr := (l&0x3f)<<8 | int(b[off+1])
-			// Jump targets strictly decrease, so no loop can form.
-			if ptr >= limit || jumps >= maxJumps {
-				return q, ErrName
-			}
-			jumps++
-			if end < 0 {
-				end = off + 2
-			}
-			limit = ptr
-			off = ptr
-		default: // 0x40, 0x80: extended and reserved label types
-			return q, ErrName
-		}
+	var buf [maxNameText]byte
+	name, off, complete, err := readName(buf[:0], b, HeaderLen)
+	if err != nil {
+		return q, err
 	}
 	if !complete {
 		q.Truncated = true
 		q.Name = string(name)
 		return q, nil
 	}
-	if len(name) == 0 {
-		name = append(name, '.')
-	}
-	q.Name = string(name)
-	if end >= 0 {
-		off = end
-	}
+	q.Name = nameText(name)
 	if off+2 > len(b) {
 		q.Truncated = true
 		return q, nil
 	}
-	q.Type = uint16(b[off])<<8 | uint16(b[off+1])
+	q.Type = binary.BigEndian.Uint16(b[off:])
 	q.HasType = true
 	if off+4 > len(b) {
 		q.Truncated = true
 		return q, nil
 	}
-	q.Class = uint16(b[off+2])<<8 | uint16(b[off+3])
+	q.Class = binary.BigEndian.Uint16(b[off+2:])
 	return q, nil
-}
-
-func appendLabel(dst, lab []byte) []byte {
-	for _, c := range lab {
-		switch {
-		case c == '.' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x21 || c > 0x7e:
-			dst = append(dst, '\\', '0'+c/100, '0'+c/10%10, '0'+c%10)
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return dst
 }

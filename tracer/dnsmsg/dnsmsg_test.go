@@ -7,17 +7,13 @@ import (
 	"testing"
 )
 
-// query builds a DNS query message the way a stub resolver does: header with
-// RD set and one question, no compression.
+// query is a stub resolver's query (BuildQuery) for a name the test knows
+// to be valid.
 func query(id uint16, name string, qtype uint16) []byte {
-	b := []byte{byte(id >> 8), byte(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0}
-	if name != "." {
-		for _, l := range strings.Split(strings.TrimSuffix(name, "."), ".") {
-			b = append(b, byte(len(l)))
-			b = append(b, l...)
-		}
+	b, err := BuildQuery(id, name, qtype)
+	if err != nil {
+		panic(err)
 	}
-	b = append(b, 0, byte(qtype>>8), byte(qtype), 0, 1)
 	return b
 }
 
@@ -162,10 +158,25 @@ func TestParseEscapes(t *testing.T) {
 	}
 }
 
+// Parse costs one allocation, the name: render and the correlator call it
+// for every DNS payload they show.
+func TestParseAllocs(t *testing.T) {
+	b := query(0xbeef, "kube-dns.kube-system.svc.cluster.local", 28)
+	n := testing.AllocsPerRun(100, func() {
+		if _, err := Parse(b); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 1 {
+		t.Errorf("Parse allocates %v times, want at most 1", n)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add(query(0xbeef, "kube-dns.kube-system.svc.cluster.local", 28))
 	f.Add(query(1, "example.com", 1)[:20])
 	f.Add(query(1, ".", 1))
+	f.Add(query(1, `a\.b\.\007`, 1))
 	f.Add(append(query(1, ".", 1)[:12], 0xc0, 12))
 	f.Add(append(query(1, ".", 1)[:12], 0xc0, 10, 0, 28, 0, 1))
 	f.Add([]byte{})
@@ -186,7 +197,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(q.Name) > maxNameLen*4 {
+		if len(q.Name) > maxNameText {
 			t.Fatalf("name too long: %d", len(q.Name))
 		}
 		if !q.Truncated && !q.HasType {
@@ -197,13 +208,36 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("unescaped byte %#x in %q", c, q.Name)
 			}
 		}
-		// A complete name without escapes re-encodes to the input's bytes,
-		// unless the name followed a compression pointer.
-		if !q.Truncated && q.Name != "." && !strings.Contains(q.Name, `\`) {
-			w := query(q.ID, q.Name, q.Type)
+		if !q.Truncated {
+			// A complete name builds back to the input's bytes, unless
+			// it followed a compression pointer.
+			w, err := BuildQuery(q.ID, q.Name, q.Type)
+			if err != nil {
+				t.Fatalf("name %q does not build: %v", q.Name, err)
+			}
 			w = w[HeaderLen : len(w)-4]
 			if !bytes.HasPrefix(b[HeaderLen:], w) && !hasPointerByte(b[HeaderLen:]) {
 				t.Fatalf("name %q does not re-encode to the input", q.Name)
+			}
+		}
+		// What a capture cut anywhere holds is a prefix of the whole.
+		for n := HeaderLen; n < len(b); n++ {
+			p, err := Parse(b[:n])
+			if err != nil {
+				t.Fatalf("cut at %d: %v (whole: %+v)", n, err, q)
+			}
+			if p.ID != q.ID || !strings.HasPrefix(q.Name, p.Name) || p.HasType && p.Type != q.Type {
+				t.Fatalf("cut at %d: %+v, whole %+v", n, p, q)
+			}
+			if !p.Truncated && p != q {
+				t.Fatalf("cut at %d: complete %+v, whole %+v", n, p, q)
+			}
+		}
+		// A whole message's first question reads the same both ways.
+		if m, err := ParseMessage(b); err == nil && len(m.Questions) > 0 {
+			mq := m.Questions[0]
+			if q.Truncated || q.Name != mq.Name || q.Type != mq.Type || q.Class != mq.Class || q.RCode != m.RCode() || q.Opcode != m.Opcode() {
+				t.Fatalf("Parse %+v, ParseMessage %+v", q, m)
 			}
 		}
 	})

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/ctprobe/ctprobe/lab"
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
 
@@ -34,7 +34,7 @@ func tuple(proto uint8, src, dst string) event.Tuple {
 // first 64 bytes of the UDP payload.
 func dnsPayload(id uint16, name string, qtype uint16) ([64]byte, uint16) {
 	var p [64]byte
-	q, _ := lab.BuildQuery(id, name, qtype)
+	q, _ := dnsmsg.BuildQuery(id, name, qtype)
 	return p, uint16(copy(p[:], q))
 }
 

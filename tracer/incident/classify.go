@@ -7,10 +7,6 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
 
-// OutcomeUnknown is reported when the loser's confirm was never seen (its
-// record was lost) but nf_ct_resolve_clash proved a clash happened.
-const OutcomeUnknown Outcome = "unknown"
-
 // NATStep is one nf_nat_setup_info (or get_unique_tuple) binding of a ct,
 // with both tuples in REPLY direction.
 type NATStep struct {
@@ -56,7 +52,7 @@ type Result struct {
 	Reason  string
 }
 
-// OutcomeOf reads a confirm's result (kernel-facts §4.2 step 3): a verdict
+// OutcomeOf reads a confirm's result (docs/kernel-notes.md, What confirm returns, per era): a verdict
 // other than NF_ACCEPT is a drop; another ct on the skb afterwards is a merge
 // into it; IPS_NAT_CLASH on the same ct is a reply-only insert. race is
 // false for a normal insert.
@@ -72,7 +68,7 @@ func OutcomeOf(verdict uint32, ct, after, status uint64) (o Outcome, race bool) 
 	return "", false
 }
 
-// Classify names the race of one clash (kernel-facts §4.1, §4.2). "moved":
+// Classify names the race of one clash (docs/kernel-notes.md, The race types). "moved":
 // L's final source port (ICMP: id) differs from its original one; "W holds
 // it": W's reply still has L's original port; "endpoint": REPLY source.
 // Rows are tried top to bottom within an outcome:
@@ -288,7 +284,7 @@ func natChangeText(e *Evidence, lMoved, wHoldsPort bool) string {
 }
 
 // allowsClash: the l4 trackers that resolve clashes on every supported
-// kernel (kernel-facts §3; GRE since 6.5, ICMP and generic only later).
+// kernel (docs/kernel-notes.md, What confirm returns, per era; GRE since 6.5, ICMP and generic only later).
 func allowsClash(proto uint8) bool { return proto == 17 || proto == 136 }
 
 func isICMP(proto uint8) bool { return proto == 1 || proto == 58 }

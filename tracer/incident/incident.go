@@ -1,31 +1,11 @@
 // Package incident pairs the loser and the winner of every conntrack
-// insertion clash into an Incident and names the race (kernel-facts §4).
+// insertion clash into an Incident and names the race (docs/kernel-notes.md,
+// The race types).
 // It is the only place that classifies races.
 package incident
 
 import (
 	"github.com/ctprobe/ctprobe/tracer/event"
-)
-
-// RaceType numbers the races as the Weave write-up does, plus two more.
-type RaceType int
-
-const (
-	RaceUnknown   RaceType = 0 // evidence incomplete; Incident.Reason says what is missing
-	RaceIdentical RaceType = 1 // identical tuples, both unconfirmed, same endpoint
-	RaceNATPort   RaceType = 2 // the loser's reply tuple (source port) was changed by NAT
-	RaceEndpoints RaceType = 3 // DNAT chose different endpoints
-	RaceSNATPort  RaceType = 4 // reply-tuple clash between different flows (SNAT port collision)
-	RaceReverse   RaceType = 5 // reverse collision: both peers sent at once
-)
-
-// Outcome is how the kernel settled the clash.
-type Outcome string
-
-const (
-	OutcomeMerged   Outcome = "merged"    // the loser's packet now rides on the winner's ct
-	OutcomeNATClash Outcome = "nat-clash" // the loser was inserted in the reply direction only (5.6+)
-	OutcomeDropped  Outcome = "dropped"   // __nf_conntrack_confirm returned NF_DROP
 )
 
 // Stage is one probe event in a packet's timeline.

@@ -4,6 +4,8 @@ import (
 	"iter"
 	"math/bits"
 	"math/rand/v2"
+
+	"github.com/ctprobe/ctprobe/tracer/event"
 )
 
 // The correlator's two indexes (ct pointer -> current generation, and
@@ -138,6 +140,23 @@ func (c *Correlator) ctAll() iter.Seq2[uint64, int32] {
 
 // ---- confirmed tuple -> record --------------------------------------------
 
+// tupleKey is a tuple in one netns and zone: what byTuple is keyed by.
+type tupleKey struct {
+	src, dst     [16]byte
+	sport, dport uint16
+	netns        uint32
+	zone         uint16
+	proto        uint8
+	v6           bool
+}
+
+func keyOf(t *event.Tuple, netns uint32, zone uint16) tupleKey {
+	return tupleKey{
+		src: t.Src.As16(), dst: t.Dst.As16(), sport: t.SrcPort, dport: t.DstPort,
+		netns: netns, zone: zone, proto: t.Proto, v6: t.Src.Is6(),
+	}
+}
+
 // tupleIndex maps confirmed tuples (in one netns and zone) to the record
 // holding them. An entry's value is slot<<1 | which of the record's confirm
 // tuples it is (0 ORIGINAL, 1 REPLY); the key is read back from the record,
@@ -195,6 +214,31 @@ func (x *tupleIndex) remove(home uint32, s int32, bit uint8) {
 			return
 		}
 	}
+}
+
+// index enters tuple t of record s's confirm (bit 1 ORIGINAL, 2 REPLY) in
+// byTuple, in the netns and zone the record's first entry was made with.
+func (c *Correlator) index(s int32, bit uint8, t *event.Tuple) {
+	r := &c.heads[s]
+	if r.indexed == 0 {
+		r.idxNetns, r.idxZone = r.netns, r.zone
+	}
+	k := keyOf(t, r.idxNetns, r.idxZone)
+	fp := c.byTuple.hash(&k)
+	c.byTuple.set(c.findTuple(&k, fp), fp, tupleVal(s, bit))
+	r.idxHome[bit>>1] = c.byTuple.home(fp)
+	r.indexed |= bit
+}
+
+// unindex removes the entries that still name record s.
+func (c *Correlator) unindex(s int32) {
+	r := &c.heads[s]
+	for i, bit := range [2]uint8{1, 2} {
+		if r.indexed&bit != 0 {
+			c.byTuple.remove(r.idxHome[i], s, bit)
+		}
+	}
+	r.indexed = 0
 }
 
 // findTuple returns the position in byTuple of key k (fingerprint fp), or

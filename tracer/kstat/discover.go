@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ctprobe/ctprobe/tracer/netns"
 )
 
 // Namespace is a network namespace found on the host.
@@ -24,7 +26,7 @@ func Namespaces() ([]Namespace, error) {
 	seen := map[uint64]bool{}
 	var out []Namespace
 	add := func(path string, name func() string) {
-		ino, err := NetnsInode(path)
+		ino, err := netns.Inode(path)
 		if err != nil || seen[ino] {
 			return
 		}

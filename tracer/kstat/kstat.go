@@ -7,7 +7,7 @@
 // to know what happened in a netns reads the file inside that netns, sums the
 // rows and takes the difference of two readings (Sub).
 //
-// The header changed over time (see kernel-facts §6.2): column 2 is "searched"
+// The header changed over time (docs/kernel-notes.md, Conntrack counters and other kernel evidence): column 2 is "searched"
 // (always 0) before 5.10 and "clashres" from 5.10 on; column 8 is
 // "delete_list" (0) before 5.15 and "chainlength" (the chaintoolong counter)
 // from 5.15 on. Columns are therefore mapped by name, never by position, and
@@ -22,6 +22,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/ctprobe/ctprobe/tracer/netns"
 )
 
 // Counters is one reading of the conntrack statistics of one netns, summed over
@@ -37,7 +39,7 @@ type Counters struct {
 	HasClashResolve bool   `json:"has_clash_resolve"`
 
 	// InsertFailed counts failed confirms. Before 5.10 it also counts every
-	// resolved clash (era B/C in kernel-facts §3); from 5.10 only unresolved
+	// resolved clash (4.19 to 5.9: docs/kernel-notes.md, What confirm returns, per era); from 5.10 only unresolved
 	// ones and the dying / chain-too-long / ext-invalid paths.
 	InsertFailed uint64 `json:"insert_failed"`
 	// Drop counts packets dropped by conntrack: unresolved clashes, but also a
@@ -297,10 +299,10 @@ func Read() (Counters, error) {
 
 // ReadNetns reads the counters of the netns at path, such as
 // /run/netns/NAME or /proc/PID/ns/net. The caller's thread is not touched:
-// the read happens on a separate locked OS thread (see InNetns).
+// the read happens on a separate locked OS thread (see netns.Run).
 func ReadNetns(path string) (Counters, error) {
 	var c Counters
-	err := InNetns(path, func() error {
+	err := netns.Run(path, func() error {
 		var err error
 		c, err = Read()
 		return err

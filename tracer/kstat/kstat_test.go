@@ -9,7 +9,7 @@ import (
 
 // Header lines as the kernels print them (ct_cpu_seq_show in
 // nf_conntrack_standalone.c), including the double spaces; see
-// kernel-facts §6.2.
+// docs/kernel-notes.md, Conntrack counters and other kernel evidence.
 const (
 	// 4.19 and 5.4: column 2 "searched" (always 0), column 8 "delete_list".
 	header54 = "entries  searched found new invalid ignore delete delete_list insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart"

@@ -4,73 +4,20 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/netns"
+	"github.com/ctprobe/ctprobe/tracer/netns/netnstest"
 )
 
-// freshNetns creates a network namespace owned by a parked, locked thread and
-// returns its /proc path. The netns lives until the test ends.
-func freshNetns(t *testing.T) string {
-	t.Helper()
-	type res struct {
-		tid int
-		err error
-	}
-	ready := make(chan res, 1)
-	done := make(chan struct{})
-	var park func()
-	park = func() {
-		runtime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			// On the main thread: /proc/self would follow it into the new
-			// netns, and a locked main thread is never ended. Hold it and
-			// unshare on another thread instead.
-			go park()
-			<-done
-			runtime.UnlockOSThread()
-			return
-		}
-		// Never unlocked: the thread is in the new netns and dies with
-		// this goroutine.
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			ready <- res{err: err}
-			return
-		}
-		ready <- res{tid: unix.Gettid()}
-		<-done
-	}
-	go park()
-	r := <-ready
-	if r.err != nil {
-		t.Fatalf("unshare(CLONE_NEWNET): %v", r.err)
-	}
-	t.Cleanup(func() { close(done) })
-	return fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), r.tid)
-}
-
 func TestReadNetnsPrivileged(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
 	if _, err := os.Stat("/proc/net/stat/nf_conntrack"); err != nil {
 		t.Skip("conntrack not available: ", err)
 	}
-	path := freshNetns(t)
-
-	own, err := NetnsInode("/proc/self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ino, err := NetnsInode(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ino == 0 || ino == own {
-		t.Fatalf("fresh netns inode %d, own %d", ino, own)
-	}
+	path := netnstest.New(t)
 
 	c, err := ReadNetns(path)
 	if err != nil {
@@ -96,7 +43,7 @@ func TestReadNetnsPrivileged(t *testing.T) {
 		t.Log("ip not installed: skipping the entries check")
 		return
 	}
-	err = InNetns(path, func() error {
+	err = netns.Run(path, func() error {
 		// A child started from this thread inherits its netns.
 		if out, err := exec.Command(ipBin, "link", "set", "lo", "up").CombinedOutput(); err != nil {
 			return fmt.Errorf("ip link set lo up: %v: %s", err, out)

@@ -8,9 +8,12 @@ import (
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
-// Fixtures: the CoreDNS lab of kernel-facts §5. A pod 10.244.1.2 resolves
+// Fixtures: the CoreDNS lab of docs/kernel-notes.md, Provoking the races. A pod 10.244.1.2 resolves
 // through the ClusterIP 10.96.0.10:53, DNATed to 10.244.2.1:53 or
 // 10.244.3.1:53; glibc sends A and AAAA from one socket (port 41000) on two
 // threads.
@@ -385,22 +388,22 @@ func testIncidents() []incident.Incident {
 }
 
 // testCounters are the kernel counter deltas over the summary interval.
-func testCounters() []NetnsCounters {
-	return []NetnsCounters{
-		{Netns: tNetns, Name: "ctlab", Delta: map[string]uint64{"clash_resolve": 4, "insert_failed": 3, "drop": 3}},
-		{Netns: 4026531840, Name: "host", Delta: map[string]uint64{"clash_resolve": 0, "insert_failed": 1, "drop": 5, "chain_too_long": 1}},
+func testCounters() []kstat.NetnsCounters {
+	return []kstat.NetnsCounters{
+		{Netns: tNetns, Name: "ctlab", Values: map[string]uint64{"clash_resolve": 4, "insert_failed": 3, "drop": 3}},
+		{Netns: 4026531840, Name: "host", Values: map[string]uint64{"clash_resolve": 0, "insert_failed": 1, "drop": 5, "chain_too_long": 1}},
 	}
 }
 
-func testTally() *Tally {
-	t := NewTally(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC))
+func testTally() *summary.Tally {
+	t := summary.NewTally(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC))
 	for _, inc := range testIncidents() {
 		t.Add(&inc)
 	}
-	t.AddLost(Lost{Source: "no-history", CPU: 1, Count: 1})
+	t.AddLost(loss.Count{Kind: loss.NoHistory, CPU: 1, Count: 1})
 	return t
 }
 
-func testSummary() *Summary {
+func testSummary() *summary.Summary {
 	return testTally().Summary(testNow, testCounters(), false)
 }

@@ -9,6 +9,9 @@ import (
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/plan"
+	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
 // JSON writes one JSON object per line (docs/json-schema.md). Every line
@@ -35,8 +38,8 @@ func (j *JSON) Incident(inc *incident.Incident) error {
 }
 
 // Lost writes a "kind":"lost" line.
-func (j *JSON) Lost(l Lost) error {
-	v := jsonLost{Schema: SchemaVersion, Kind: "lost", Time: rfc3339(j.opt.now()), Source: l.Source, Count: l.Count}
+func (j *JSON) Lost(l loss.Count) error {
+	v := jsonLost{Schema: SchemaVersion, Kind: "lost", Time: rfc3339(j.opt.now()), Source: string(l.Kind), Count: l.Count}
 	if l.CPU >= 0 {
 		cpu := l.CPU
 		v.CPU = &cpu
@@ -50,16 +53,16 @@ func (j *JSON) Warning(msg string) error {
 }
 
 // Plan writes a "kind":"plan" line.
-func (j *JSON) Plan(p []PlanEntry) error {
+func (j *JSON) Plan(p []plan.Entry) error {
 	v := jsonPlan{Schema: SchemaVersion, Kind: "plan", Time: rfc3339(j.opt.now()), Points: []jsonPlanEntry{}}
 	for _, e := range p {
-		v.Points = append(v.Points, jsonPlanEntry(e))
+		v.Points = append(v.Points, jsonPlanEntryOf(e))
 	}
 	return j.encode(v)
 }
 
 // Summary writes a "kind":"summary" line.
-func (j *JSON) Summary(s *Summary) error {
+func (j *JSON) Summary(s *summary.Summary) error {
 	return j.encode(summaryJSON(s, &j.opt))
 }
 
@@ -379,7 +382,7 @@ func incidentJSON(inc *incident.Incident, c Clock) jsonIncident {
 		Time:     rfc3339(c.Time(inc.Time)),
 		KtimeNS:  inc.Time,
 		Race:     int(inc.Race),
-		RaceName: RaceName(inc.Race),
+		RaceName: inc.Race.Name(),
 		Outcome:  string(inc.Outcome),
 		Reason:   inc.Reason,
 		Netns:    inc.Loser.Netns,
@@ -484,6 +487,10 @@ type jsonPlanEntry struct {
 	Mode     string `json:"mode"`
 	Status   string `json:"status"`
 	Reason   string `json:"reason"`
+}
+
+func jsonPlanEntryOf(e plan.Entry) jsonPlanEntry {
+	return jsonPlanEntry{Point: e.Point, Function: e.Function, Mode: string(e.Attach), Status: string(e.Status), Reason: e.Reason}
 }
 
 type jsonPlan struct {

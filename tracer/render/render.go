@@ -19,6 +19,9 @@ import (
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/plan"
+	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
 // SchemaVersion is the value of "schema" on every JSON line. It changes only
@@ -71,50 +74,6 @@ func IsTerminal(fd uintptr) bool {
 	return err == nil
 }
 
-// Lost is a number of records that never reached user space, or events
-// ctprobe could not pair.
-type Lost struct {
-	// Source is "ringbuf" (the ring buffer was full), "no-entry" (an exit
-	// probe found no saved entry), "no-history" (a ct's history was evicted
-	// before its incident), "kretprobe-missed" (the kernel's kretprobe
-	// maxactive was exceeded) or "recursion-missed" (the kernel skipped a
-	// program: another was running on the CPU). Other strings are printed
-	// as they are.
-	Source string
-	// CPU the records were counted on; -1 when not counted per CPU.
-	CPU   int
-	Count uint64
-}
-
-// LostSources lists the known Lost.Source values in the order summaries
-// print them.
-var LostSources = []string{"ringbuf", "no-entry", "no-history", "kretprobe-missed", "recursion-missed"}
-
-func lostMeaning(src string) string {
-	switch src {
-	case "ringbuf":
-		return "ring buffer full"
-	case "no-entry":
-		return "exit probe without a saved entry"
-	case "no-history":
-		return "ct history evicted before its incident"
-	case "kretprobe-missed":
-		return "kretprobe missed (maxactive exceeded)"
-	case "recursion-missed":
-		return "probe skipped (another BPF program was running on the CPU)"
-	}
-	return src
-}
-
-// PlanEntry is one probe point of the attach plan and what became of it.
-type PlanEntry struct {
-	Point    string // ct_in, nat, clash, confirm, kfree_skb, ...
-	Function string // kernel function or tracepoint
-	Mode     string // fentry, fexit, kprobe, kretprobe, tracepoint, ...
-	Status   string // attached, skipped, failed, ...
-	Reason   string // why, when not attached
-}
-
 // Renderer writes ctprobe's output in one format.
 type Renderer interface {
 	// Event writes one probe event (trace --all).
@@ -122,11 +81,13 @@ type Renderer interface {
 	// Incident writes one clash between a winner and a loser.
 	Incident(inc *incident.Incident) error
 	// Lost reports records that never arrived.
-	Lost(l Lost) error
+	Lost(l loss.Count) error
 	// Summary writes an interval or final summary.
-	Summary(s *Summary) error
+	Summary(s *summary.Summary) error
 	// Plan writes the attach plan.
-	Plan(p []PlanEntry) error
+	Plan(p []plan.Entry) error
+	// Probes writes what `ctprobe probes` found: the kernel and the plan.
+	Probes(p *Probes) error
 	// Warning writes a message for the user (e.g. a probe that could not
 	// attach, a netns whose counters cannot be read).
 	Warning(msg string) error
@@ -138,9 +99,10 @@ type Discard struct{}
 
 func (Discard) Event(*event.Event) error          { return nil }
 func (Discard) Incident(*incident.Incident) error { return nil }
-func (Discard) Lost(Lost) error                   { return nil }
-func (Discard) Summary(*Summary) error            { return nil }
-func (Discard) Plan([]PlanEntry) error            { return nil }
+func (Discard) Lost(loss.Count) error             { return nil }
+func (Discard) Summary(*summary.Summary) error    { return nil }
+func (Discard) Plan([]plan.Entry) error           { return nil }
+func (Discard) Probes(*Probes) error              { return nil }
 func (Discard) Warning(string) error              { return nil }
 
 // New returns the renderer for format "text" or "json". JSON output never
@@ -193,26 +155,6 @@ func HookName(h uint8) string {
 		return "-"
 	}
 	return "hook" + strconv.Itoa(int(h))
-}
-
-// RaceName is the human name of a race type ("DNAT chose different
-// endpoints").
-func RaceName(r incident.RaceType) string {
-	switch r {
-	case incident.RaceUnknown:
-		return "unclassified"
-	case incident.RaceIdentical:
-		return "identical tuples"
-	case incident.RaceNATPort:
-		return "NAT moved the source port"
-	case incident.RaceEndpoints:
-		return "DNAT chose different endpoints"
-	case incident.RaceSNATPort:
-		return "SNAT port collision (reply tuple taken)"
-	case incident.RaceReverse:
-		return "reverse collision"
-	}
-	return "race " + strconv.Itoa(int(r))
 }
 
 // ctinfoName names an enum ip_conntrack_info value.
@@ -295,18 +237,20 @@ func dnsTypeName(t uint16) string {
 	return "TYPE" + strconv.Itoa(int(t))
 }
 
-// confirmResult says what a CONFIRM event did: "inserted", "merged" (the skb
-// now carries another ct), "nat_clash" (inserted reply-only) or "drop".
+// confirmResult says what a CONFIRM event did, as incident.OutcomeOf
+// decides it: "inserted", "merged" (the skb now carries another ct),
+// "nat_clash" (inserted reply-only) or "drop".
 func confirmResult(ev *event.Event) string {
+	o, race := incident.OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status)
 	switch {
-	case ev.Verdict == event.VerdictDrop:
-		return "drop"
-	case ev.OtherCT != 0 && ev.OtherCT != ev.CT:
-		return "merged"
-	case ev.Status&event.StatusNATClash != 0:
-		return "nat_clash"
-	case ev.Verdict == event.VerdictAccept:
+	case !race && ev.Verdict == event.VerdictAccept:
 		return "inserted"
+	case o == incident.OutcomeDropped && ev.Verdict == event.VerdictDrop:
+		return "drop"
+	case o == incident.OutcomeMerged:
+		return "merged"
+	case o == incident.OutcomeNATClash:
+		return "nat_clash"
 	}
 	return "other"
 }

@@ -5,14 +5,14 @@ package stream
 
 import (
 	"fmt"
-	"sort"
 	"time"
 
-	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/loss"
 	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
 // Processor decodes, correlates and renders records.
@@ -20,8 +20,8 @@ type Processor struct {
 	out      render.Renderer
 	all      bool
 	corr     *incident.Correlator
-	total    *render.Tally
-	interval *render.Tally
+	total    *summary.Tally
+	interval *summary.Tally
 	ev       event.Event
 	stats    Stats
 }
@@ -34,14 +34,14 @@ type Stats struct {
 }
 
 // New returns a Processor writing to out; all prints every event as well
-// as the incidents.
+// as the incidents (mode.Mode.PrintsEvents).
 func New(out render.Renderer, all bool, start time.Time) *Processor {
 	return &Processor{
 		out:      out,
 		all:      all,
 		corr:     incident.New(incident.Options{}),
-		total:    render.NewTally(start),
-		interval: render.NewTally(start),
+		total:    summary.NewTally(start),
+		interval: summary.NewTally(start),
 	}
 }
 
@@ -88,7 +88,7 @@ func (p *Processor) Idle(now uint64) error {
 }
 
 // Lost reports records that never arrived.
-func (p *Processor) Lost(l render.Lost) error {
+func (p *Processor) Lost(l loss.Count) error {
 	if l.Count == 0 {
 		return nil
 	}
@@ -97,9 +97,10 @@ func (p *Processor) Lost(l render.Lost) error {
 	return p.out.Lost(l)
 }
 
-// Interval prints the summary of the interval that ends now and starts the
+// Interval prints the summary of the interval that ends now, beside the
+// growth of the kernel's counters over it (kstat.Growth), and starts the
 // next one.
-func (p *Processor) Interval(now time.Time, counters []render.NetnsCounters) error {
+func (p *Processor) Interval(now time.Time, counters []kstat.NetnsCounters) error {
 	err := p.out.Summary(p.interval.Summary(now, counters, false))
 	p.interval.Reset(now)
 	return err
@@ -107,50 +108,10 @@ func (p *Processor) Interval(now time.Time, counters []render.NetnsCounters) err
 
 // Finish reports what the correlator still held and prints the summary of
 // the whole run, which it returns.
-func (p *Processor) Finish(end time.Time, counters []render.NetnsCounters) (*render.Summary, error) {
+func (p *Processor) Finish(end time.Time, counters []kstat.NetnsCounters) (*summary.Summary, error) {
 	if err := p.incidents(p.corr.Flush()); err != nil {
 		return nil, err
 	}
 	s := p.total.Summary(end, counters, true)
 	return s, p.out.Summary(s)
-}
-
-// Snapshot reads every network namespace's conntrack counters in the form
-// capture files keep them.
-func Snapshot() ([]capture.NetnsCounters, error) {
-	readings, err := kstat.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]capture.NetnsCounters, 0, len(readings))
-	for ino, r := range readings {
-		out = append(out, capture.NetnsCounters{Netns: ino, Name: r.Name, Values: r.Counters.Values()})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Netns < out[j].Netns })
-	return out, nil
-}
-
-// CounterDelta is how much each namespace's counters grew between two
-// snapshots, for the namespaces where any grew. A namespace missing from
-// before was created in between, so it starts from zero; one missing from
-// after is gone and cannot be read. The kernel's per-CPU counters are 32-bit
-// and wrap (kstat.Delta32).
-func CounterDelta(before, after []capture.NetnsCounters) []render.NetnsCounters {
-	base := make(map[uint64]map[string]uint64, len(before))
-	for _, b := range before {
-		base[b.Netns] = b.Values
-	}
-	var out []render.NetnsCounters
-	for _, a := range after {
-		d := make(map[string]uint64, len(a.Values))
-		moved := false
-		for k, v := range a.Values {
-			d[k] = kstat.Delta32(v, base[a.Netns][k])
-			moved = moved || d[k] != 0
-		}
-		if moved {
-			out = append(out, render.NetnsCounters{Netns: a.Netns, Name: a.Name, Delta: d})
-		}
-	}
-	return out
 }

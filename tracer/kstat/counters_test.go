@@ -1,26 +1,24 @@
-package stream
+package kstat
 
 import (
 	"testing"
-
-	"github.com/ctprobe/ctprobe/tracer/capture"
 )
 
-func TestCounterDelta(t *testing.T) {
-	before := []capture.NetnsCounters{
+func TestGrowth(t *testing.T) {
+	before := []NetnsCounters{
 		{Netns: 1, Name: "host", Values: map[string]uint64{"clash_resolve": 10, "insert_failed": 2, "drop": 2}},
 		{Netns: 2, Name: "idle", Values: map[string]uint64{"clash_resolve": 5, "insert_failed": 0, "drop": 0}},
 		// A per-CPU counter about to wrap at 2^32.
 		{Netns: 4, Name: "wrap", Values: map[string]uint64{"clash_resolve": 1<<32 - 3, "insert_failed": 0, "drop": 0}},
 	}
-	after := []capture.NetnsCounters{
+	after := []NetnsCounters{
 		{Netns: 1, Name: "host", Values: map[string]uint64{"clash_resolve": 14, "insert_failed": 3, "drop": 3}},
 		{Netns: 2, Name: "idle", Values: map[string]uint64{"clash_resolve": 5, "insert_failed": 0, "drop": 0}},
 		// Created after the first snapshot: counts from zero.
 		{Netns: 3, Name: "new", Values: map[string]uint64{"clash_resolve": 7, "insert_failed": 1, "drop": 1}},
 		{Netns: 4, Name: "wrap", Values: map[string]uint64{"clash_resolve": 1<<32 + 2, "insert_failed": 0, "drop": 0}},
 	}
-	got := CounterDelta(before, after)
+	got := Growth(before, after)
 	want := map[uint64]map[string]uint64{
 		1: {"clash_resolve": 4, "insert_failed": 1, "drop": 1},
 		3: {"clash_resolve": 7, "insert_failed": 1, "drop": 1},
@@ -36,8 +34,8 @@ func TestCounterDelta(t *testing.T) {
 			continue
 		}
 		for k, v := range w {
-			if g.Delta[k] != v {
-				t.Errorf("netns %d %s: got %d want %d", g.Netns, k, g.Delta[k], v)
+			if g.Values[k] != v {
+				t.Errorf("netns %d %s: got %d want %d", g.Netns, k, g.Values[k], v)
 			}
 		}
 	}

@@ -1,44 +1,17 @@
 package tracer
 
 import (
+	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/mode"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
-
-// Mode is how a probe point is attached.
-type Mode string
-
-const (
-	ModeFentry Mode = "fentry" // fentry/fexit: BPF trampolines, 5.5+ with BTF
-	ModeKprobe Mode = "kprobe" // kprobe/kretprobe: any kernel with CONFIG_KPROBES
-	// ModeKprobeSession is kprobe mode's one program for entry and return
-	// (fprobe, 6.10+), where a point has one and no --max-active was given.
-	ModeKprobeSession Mode = "kprobe.session"
-	ModeRawTP         Mode = "raw_tracepoint"
-)
-
-// Status of one probe point after planning or attaching.
-const (
-	StatusAttached = "attached"
-	StatusFailed   = "failed"  // could not attach in any mode
-	StatusAbsent   = "absent"  // the kernel has no such function (inlined or not loaded)
-	StatusSkipped  = "skipped" // --skip-point
-	StatusUnused   = "unused"  // this mode does not need it
-)
-
-// PlanEntry is the decision for one probe point.
-type PlanEntry struct {
-	Point    string `json:"point"`
-	Function string `json:"function"`
-	Mode     Mode   `json:"mode,omitempty"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason,omitempty"`
-	Required bool   `json:"required"`
-}
 
 // programs names the entry and exit programs of one attach mode ("" for none).
 type programs struct{ entry, exit string }
 
-// candidate is one kernel function that can serve a probe point.
+// candidate is one kernel function (or tracepoint) that can serve a probe
+// point, with its programs for each way of attaching.
 type candidate struct {
 	fn     string
 	fentry programs // zero when fentry cannot be used for this variant
@@ -49,37 +22,54 @@ type candidate struct {
 	session string
 	// kprobeNote goes into the plan's reason when the kprobe pair attaches.
 	kprobeNote string
+	// tracepoint is a raw tracepoint program; fn is then "system:event".
+	tracepoint string
 }
 
 // point is one stage of the conntrack insertion path.
 type point struct {
 	name string
 	why  string // what is lost without it
-	// use says whether these options need the point, and whether tracing
-	// must fail without it; attached tells which earlier points attached.
-	use func(o Options, attached func(point string) bool) (needed, required bool)
+	// event is the kind of record the point produces (0: none of its own).
+	event event.Kind
+	// skippable: the user may leave the point out (--skip-point).
+	skippable bool
+	// functions are every function any of its candidates may name, looked
+	// up in kallsyms and BTF at start.
+	functions []string
+	// use says whether the mode needs the point, and whether tracing must
+	// fail without it; attached tells which earlier points attached.
+	use func(m mode.Mode, attached func(point string) bool) (needed, required bool)
 	// candidates in order of preference, chosen for this kernel's
-	// signatures, for the options (the default mode probes
+	// signatures, for the mode (the default mode probes
 	// nf_ct_resolve_clash's exit too) and for the points attached before.
-	candidates func(k Kernel, o Options, attached func(point string) bool) []candidate
+	candidates func(k Kernel, m mode.Mode, attached func(point string) bool) []candidate
 }
 
-// timelineOnly is the use of the points that only --timeline (with or
+// followsFlows is the use of the points that only --timeline (with or
 // without --all) needs, to follow every new ct: the default mode and --all
 // probe only the clash path, and --all confirm's exit.
-func timelineOnly(required bool) func(Options, func(string) bool) (bool, bool) {
-	return func(o Options, _ func(string) bool) (bool, bool) { return o.Timeline, required && o.Timeline }
+func followsFlows(required bool) func(mode.Mode, func(string) bool) (bool, bool) {
+	return func(m mode.Mode, _ func(string) bool) (bool, bool) {
+		return m.FollowsFlows(), required && m.FollowsFlows()
+	}
 }
 
 // unusedReason is the plan's reason for a point the mode does not need.
 const unusedReason = "the default mode and --all probe only the clash path and confirm; --timeline attaches it"
 
 // points are the stages ctprobe follows, in the order a packet meets them
-// (clash before confirm: the default mode needs confirm only without it).
+// (clash before confirm: the default mode needs confirm only without it),
+// and the tracepoint that names a forwarded packet's sender. This list is
+// the one place that says what ctprobe probes: the functions read from
+// kallsyms, the points --skip-point accepts and the events decoded all
+// come from it.
 var points = []point{
 	{
-		name: "ct_in", why: "no conntrack entry is seen being created", use: timelineOnly(true),
-		candidates: func(k Kernel, _ Options, _ func(string) bool) []candidate {
+		name: "ct_in", why: "no conntrack entry is seen being created", event: event.CTIn,
+		functions: []string{"nf_conntrack_in"},
+		use:       followsFlows(true),
+		candidates: func(k Kernel, _ mode.Mode, _ func(string) bool) []candidate {
 			// 4.19 has nf_conntrack_in(net, pf, hooknum, skb); 4.20+ (skb, state).
 			if n := k.funcParams("nf_conntrack_in"); n == 4 || (n < 0 && !k.AtLeast(4, 20)) {
 				return []candidate{{fn: "nf_conntrack_in",
@@ -92,8 +82,10 @@ var points = []point{
 	},
 	{
 		name: "nat", why: "NAT bindings (chosen endpoint, changed source port) are not seen; race 2 cannot be told apart",
-		use: timelineOnly(false),
-		candidates: func(Kernel, Options, func(string) bool) []candidate {
+		event: event.NAT, skippable: true,
+		functions: []string{"get_unique_tuple", "nf_nat_setup_info"},
+		use:       followsFlows(false),
+		candidates: func(Kernel, mode.Mode, func(string) bool) []candidate {
 			// get_unique_tuple is static and inlined into nf_nat_setup_info in
 			// most builds (6.1, 6.18); nf_nat_setup_info is exported.
 			return []candidate{
@@ -108,12 +100,14 @@ var points = []point{
 	},
 	{
 		name: "clash", why: "the winner of a clash is known only when the loser was merged into it or by a tuple lookup at confirm",
-		use: func(Options, func(string) bool) (bool, bool) { return true, false },
-		candidates: func(k Kernel, o Options, _ func(string) bool) []candidate {
+		event: event.Clash, skippable: true,
+		functions: []string{"nf_ct_resolve_clash", "__nf_ct_resolve_clash"},
+		use:       func(mode.Mode, func(string) bool) (bool, bool) { return true, false },
+		candidates: func(k Kernel, m mode.Mode, _ func(string) bool) []candidate {
 			// Its return value is confirm's verdict, which the default mode
 			// reads at its exit instead of probing confirm; the other modes
 			// read it at confirm's exit.
-			atConfirm := o.All || o.Timeline
+			atConfirm := m != mode.Default
 			fexit, kret := probe.BPFProgFexitClash, probe.BPFProgKretprobeClash
 			if atConfirm {
 				fexit, kret = "", ""
@@ -137,17 +131,18 @@ var points = []point{
 		},
 	},
 	{
-		name: "confirm", why: "no verdict: clashes and drops are invisible",
-		use: func(o Options, attached func(string) bool) (bool, bool) {
-			need := o.All || o.Timeline || !attached("clash")
+		name: "confirm", why: "no verdict: clashes and drops are invisible", event: event.Confirm,
+		functions: []string{"__nf_conntrack_confirm"},
+		use: func(m mode.Mode, attached func(string) bool) (bool, bool) {
+			need := m != mode.Default || !attached("clash")
 			return need, need
 		},
-		candidates: func(k Kernel, o Options, attached func(string) bool) []candidate {
+		candidates: func(k Kernel, m mode.Mode, attached func(string) bool) []candidate {
 			// --all with the clash probe needs only the exit: a new ct that
 			// did not clash is still there to be read, and one that clashed
 			// was read at nf_ct_resolve_clash. Without the clash probe the
 			// entry indexes each ct by tuple, to find a loser's winner.
-			if o.All && !o.Timeline && attached("clash") {
+			if m.StreamConfirms() && attached("clash") {
 				// The kprobe pair's entry keeps the skb for the kretprobe,
 				// which sees no arguments: in the task's own storage where
 				// tracing programs have it, else in the entries map.
@@ -168,4 +163,39 @@ var points = []point{
 				kprobe: programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirm}}}
 		},
 	},
+	{
+		// net:net_dev_queue, every version: an skb leaving a device, in the
+		// sender's context for local sockets; joined at the next netns's
+		// PREROUTING, where the socket is gone.
+		name: "origin", why: "forwarded packets (pod to node) carry no process or socket", skippable: true,
+		use: followsFlows(false),
+		candidates: func(Kernel, mode.Mode, func(string) bool) []candidate {
+			return []candidate{{fn: "net:net_dev_queue", tracepoint: probe.BPFProgRawTpOrigin}}
+		},
+	},
+}
+
+// probedFunctions are the kernel functions any plan may use.
+var probedFunctions = func() []string {
+	var fns []string
+	for _, p := range points {
+		fns = append(fns, p.functions...)
+	}
+	return fns
+}()
+
+// SkippablePoints are the probe points that may be left out.
+var SkippablePoints = func() []string {
+	var names []string
+	for _, p := range points {
+		if p.skippable {
+			names = append(names, p.name)
+		}
+	}
+	return names
+}()
+
+// planEntry starts a point's plan entry.
+func (p *point) planEntry(required bool) plan.Entry {
+	return plan.Entry{Point: p.name, Required: required, Status: plan.Absent}
 }

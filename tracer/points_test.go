@@ -1,9 +1,12 @@
 package tracer
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/mode"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
 
@@ -20,7 +23,7 @@ func pointByName(t *testing.T, name string) point {
 
 // Without BTF the signature variant follows the kernel version: 4.19 has
 // nf_conntrack_in(net, pf, hooknum, skb) and no fentry; before 5.6
-// nf_ct_resolve_clash(net, skb, ctinfo, h) (kernel-facts §1).
+// nf_ct_resolve_clash(net, skb, ctinfo, h) (docs/kernel-notes.md, Kernel eras at a glance).
 func TestPlanPicksSignatureVariants(t *testing.T) {
 	for _, c := range []struct {
 		release             string
@@ -33,19 +36,19 @@ func TestPlanPicksSignatureVariants(t *testing.T) {
 		{"6.1.0-50-cloud-amd64", probe.BPFProgKprobeCtIn, probe.BPFProgKprobeClash, true, true},
 	} {
 		k := Kernel{Release: c.release, Version: parseRelease(c.release)} // no BTF
-		in := pointByName(t, "ct_in").candidates(k, Options{}, nil)
+		in := pointByName(t, "ct_in").candidates(k, mode.Default, nil)
 		if in[0].kprobe.entry != c.ctIn || (in[0].fentry.exit != "") != c.ctInFentry {
 			t.Errorf("%s ct_in: %+v", c.release, in)
 		}
 		// The default mode reads the verdict at nf_ct_resolve_clash's
 		// return; --timeline joins the clash at confirm instead.
-		cl := pointByName(t, "clash").candidates(k, Options{}, nil)
+		cl := pointByName(t, "clash").candidates(k, mode.Default, nil)
 		if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != probe.BPFProgKretprobeClash || len(cl) != 1 {
 			t.Errorf("%s clash, default mode: %+v", c.release, cl)
 		}
 		// --timeline and --all take it at confirm's exit. __nf_ct_resolve_clash
 		// (5.6+) is a fallback only where it exists, and only there.
-		for _, o := range []Options{{Timeline: true}, {All: true}} {
+		for _, o := range []mode.Mode{mode.Timeline, mode.All} {
 			cl = pointByName(t, "clash").candidates(k, o, nil)
 			if cl[0].kprobe.entry != c.clash || cl[0].kprobe.exit != "" {
 				t.Errorf("%s clash, %+v: %+v", c.release, o, cl)
@@ -56,7 +59,7 @@ func TestPlanPicksSignatureVariants(t *testing.T) {
 		}
 	}
 	// The NAT point prefers get_unique_tuple where it is a symbol.
-	nat := pointByName(t, "nat").candidates(Kernel{}, Options{Timeline: true}, nil)
+	nat := pointByName(t, "nat").candidates(Kernel{}, mode.Timeline, nil)
 	if nat[0].fn != "get_unique_tuple" || nat[1].fn != "nf_nat_setup_info" {
 		t.Errorf("nat candidates %+v", nat)
 	}
@@ -67,16 +70,16 @@ func TestPlanPicksSignatureVariants(t *testing.T) {
 func TestPlanDefaultModeUsesConfirmOnlyWithoutClash(t *testing.T) {
 	confirm := pointByName(t, "confirm")
 	for _, c := range []struct {
-		opts             Options
+		opts             mode.Mode
 		clash            bool
 		needed, required bool
 	}{
-		{Options{}, true, false, false},
-		{Options{}, false, true, true},
-		{Options{Timeline: true}, true, true, true},
-		{Options{All: true}, true, true, true},
-		{Options{All: true}, false, true, true},
-		{Options{All: true, Timeline: true}, true, true, true},
+		{mode.Default, true, false, false},
+		{mode.Default, false, true, true},
+		{mode.Timeline, true, true, true},
+		{mode.All, true, true, true},
+		{mode.All, false, true, true},
+		{mode.AllTimeline, true, true, true},
 	} {
 		needed, required := confirm.use(c.opts, func(p string) bool { return p == "clash" && c.clash })
 		if needed != c.needed || required != c.required {
@@ -84,7 +87,7 @@ func TestPlanDefaultModeUsesConfirmOnlyWithoutClash(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"ct_in", "nat"} {
-		for _, o := range []Options{{}, {All: true}} {
+		for _, o := range []mode.Mode{mode.Default, mode.All} {
 			if needed, _ := pointByName(t, name).use(o, func(string) bool { return true }); needed {
 				t.Errorf("%+v uses %s", o, name)
 			}
@@ -98,14 +101,14 @@ func TestPlanDefaultModeUsesConfirmOnlyWithoutClash(t *testing.T) {
 func TestPlanAllProbesConfirmExitOnly(t *testing.T) {
 	confirm := pointByName(t, "confirm")
 	for _, c := range []struct {
-		opts      Options
+		opts      mode.Mode
 		clash     bool
 		wantEntry bool
 	}{
-		{Options{All: true}, true, false},
-		{Options{All: true}, false, true},
-		{Options{All: true, Timeline: true}, true, true},
-		{Options{}, false, true},
+		{mode.All, true, false},
+		{mode.All, false, true},
+		{mode.AllTimeline, true, true},
+		{mode.Default, false, true},
 	} {
 		cs := confirm.candidates(Kernel{}, c.opts, func(p string) bool { return p == "clash" && c.clash })
 		// Exit-only is also what kprobe.session can do without the
@@ -131,9 +134,35 @@ func TestPlanAllKprobePairKeepsSkb(t *testing.T) {
 		{false, programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirmNew}, "hash map"},
 		{true, programs{probe.BPFProgKprobeConfirmTask, probe.BPFProgKretprobeConfirmNewTask}, "task storage"},
 	} {
-		cs := confirm.candidates(Kernel{TaskStorage: c.taskStorage}, Options{All: true}, clash)
+		cs := confirm.candidates(Kernel{TaskStorage: c.taskStorage}, mode.All, clash)
 		if cs[0].kprobe != c.pair || !strings.Contains(cs[0].kprobeNote, c.note) {
 			t.Errorf("task storage %v: kprobe %+v, note %q; want %+v and %q", c.taskStorage, cs[0].kprobe, cs[0].kprobeNote, c.pair, c.note)
+		}
+	}
+}
+
+// The point list is the one place that says what ctprobe probes: every
+// event kind the decoder knows comes from exactly one point, named as the
+// kind, and every point's functions are looked up at start.
+func TestPointsCoverEveryEventKind(t *testing.T) {
+	for k := event.CTIn; k <= event.Confirm; k++ {
+		var names []string
+		for _, p := range points {
+			if p.event == k {
+				names = append(names, p.name)
+			}
+		}
+		if len(names) != 1 || names[0] != k.String() {
+			t.Errorf("event kind %v comes from points %q", k, names)
+		}
+	}
+	for _, p := range points {
+		for _, m := range []mode.Mode{mode.Default, mode.All, mode.Timeline, mode.AllTimeline} {
+			for _, c := range p.candidates(Kernel{}, m, func(string) bool { return true }) {
+				if c.tracepoint == "" && !slices.Contains(probedFunctions, c.fn) {
+					t.Errorf("%s: candidate %s is not among the functions read from kallsyms", p.name, c.fn)
+				}
+			}
 		}
 	}
 }

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Kernel reads: what the probes take from the kernel's objects (tuples,
+ * the ct, the skb's socket and DNS payload, the skb's sender, a NAT range),
+ * with the kernel constants that vmlinux.h does not carry.
+ */
+#ifndef CTPROBE_KERNEL_READS_BPF_H
+#define CTPROBE_KERNEL_READS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "ctprobe.h"
+
+/* include/uapi/linux/netfilter.h */
+#define NF_DROP 0
+#define NF_ACCEPT 1
+/* include/uapi/linux/netfilter/nf_conntrack_common.h, every version */
+#define NFCT_INFOMASK 7UL
+#define IP_CT_NEW 2
+#define IPS_CONFIRMED (1UL << 3)
+/* Kernel-internal since 5.6 (6a757c07e51f); shares bit 12 with IPS_UNTRACKED,
+ * which is never set on a ct that reaches confirm. */
+#define IPS_NAT_CLASH (1UL << 12)
+#define TCP_TIME_WAIT 6
+#define TCP_NEW_SYN_RECV 12
+
+/* Who sent an skb, recorded where it left its socket's netns (net_dev_queue)
+ * and joined at the next netns's PREROUTING, where the socket is gone: veth
+ * hands the same skb object across (skb_scrub_packet keeps it) and
+ * ip_rcv_core orphans it before conntrack runs
+ * (docs/kernel-notes.md, Who sent a packet). */
+struct origin {
+	__u64 ts;
+	__u64 pid_tgid;
+	__u64 cgroup;
+	__u64 sk_cookie;
+	__u32 sk_ino;
+	__u16 sk_port;
+	__u8 sk_family;
+	__u8 sk_state;
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); /* skb pointer */
+	__type(value, struct origin);
+} origins SEC(".maps");
+
+/* An origin older than this is a recycled skb, not the same packet. */
+#define ORIGIN_MAX_AGE_NS 1000000000ULL
+
+/* struct nf_conntrack_tuple, whose layout is the same in every version from
+ * 4.19 to 6.18: src { u3 (16), u.all (2), l3num (2) }, dst { u3 (16),
+ * u.all (2), protonum (1), dir (1) }. It is read with one copy instead of
+ * one per field: this runs several times for every new flow. */
+struct nf_conntrack_tuple_fixed {
+	__u8 src[16];
+	__u16 sport;
+	__u16 l3num;
+	__u8 dst[16];
+	__u16 dport;
+	__u8 protonum;
+	__u8 dir;
+};
+_Static_assert(sizeof(struct nf_conntrack_tuple_fixed) == sizeof(struct nf_conntrack_tuple),
+	       "struct nf_conntrack_tuple changed layout");
+
+static __always_inline void read_tuple(struct tuple *out, const struct nf_conntrack_tuple *t)
+{
+	struct nf_conntrack_tuple_fixed f = {};
+
+	bpf_probe_read_kernel(&f, sizeof(f), t);
+	__builtin_memcpy(out->src, f.src, 16);
+	__builtin_memcpy(out->dst, f.dst, 16);
+	out->sport = f.sport;
+	out->dport = f.dport;
+	out->l3num = f.l3num;
+	out->protonum = f.protonum;
+	out->dir = f.dir;
+}
+
+/* skb->_nfct holds the ct pointer with ctinfo in its low 3 bits
+ * (docs/kernel-notes.md, Where the ct lives on an skb). */
+static __always_inline struct nf_conn *skb_ct(struct sk_buff *skb, __u8 *ctinfo)
+{
+	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	if (ctinfo)
+		*ctinfo = nfct & NFCT_INFOMASK;
+	return (struct nf_conn *)(nfct & ~NFCT_INFOMASK);
+}
+
+/* The ct itself: tuples, status, netns (ct->ct_net under CONFIG_NET_NS), and
+ * zone/mark where the kernel was built with them (use field_exists:
+ * docs/kernel-notes.md, BTF and CO-RE reads). */
+static __always_inline void read_ct(struct event *e, struct nf_conn *ct)
+{
+	e->ct = (__u64)ct;
+	read_tuple(&e->orig, &ct->tuplehash[0].tuple);
+	read_tuple(&e->reply, &ct->tuplehash[1].tuple);
+	e->status = BPF_CORE_READ(ct, status);
+	e->netns = BPF_CORE_READ(ct, ct_net.net, ns.inum);
+	if (bpf_core_field_exists(ct->zone))
+		e->zone = BPF_CORE_READ(ct, zone.id);
+	if (bpf_core_field_exists(ct->mark))
+		e->mark = BPF_CORE_READ(ct, mark);
+}
+
+/* The socket fields of an event or an origin (both name them alike). A
+ * request or timewait sock has only sock_common, so no inode. */
+#define READ_SK(dst, sk)                                                              \
+	do {                                                                          \
+		(dst)->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);        \
+		(dst)->sk_state = BPF_CORE_READ(sk, __sk_common.skc_state);          \
+		(dst)->sk_port = BPF_CORE_READ(sk, __sk_common.skc_num);             \
+		(dst)->sk_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter); \
+		if ((dst)->sk_state != TCP_TIME_WAIT && (dst)->sk_state != TCP_NEW_SYN_RECV) \
+			(dst)->sk_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino); \
+	} while (0)
+
+/* skb->sk may be a request or timewait sock (only sock_common is valid) or a
+ * full socket; at PREROUTING it is NULL (ip_rcv_core orphans it:
+ * docs/kernel-notes.md, Who sent a packet). */
+static __always_inline void read_sock(struct event *e, struct sk_buff *skb)
+{
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		return;
+	e->flags |= EVENT_F_SOCK;
+	READ_SK(e, sk);
+}
+
+/* The first bytes of a UDP DNS message. transport_header is set at both
+ * LOCAL_OUT (udp_send_skb) and PREROUTING (ip_rcv_core, ipv6_rcv) before
+ * conntrack runs; a DNS query this small sits in the linear area. */
+static __always_inline void read_dns(struct event *e, struct sk_buff *skb)
+{
+	unsigned char *head;
+	struct udphdr *uh;
+	__u16 len;
+
+	if (e->orig.protonum != 17 /* IPPROTO_UDP */ ||
+	    (e->orig.dport != bpf_htons(53) && e->orig.sport != bpf_htons(53)))
+		return;
+	head = BPF_CORE_READ(skb, head);
+	uh = (struct udphdr *)(head + BPF_CORE_READ(skb, transport_header));
+	len = bpf_ntohs(BPF_CORE_READ(uh, len));
+	if (len <= sizeof(*uh))
+		return;
+	len -= sizeof(*uh);
+	if (len > PAYLOAD_MAX)
+		len = PAYLOAD_MAX;
+	if (bpf_probe_read_kernel(e->payload, len & (PAYLOAD_MAX * 2 - 1), uh + 1) == 0)
+		e->payload_len = len;
+}
+
+/* Where the skb has no socket, take the sender recorded at transmit. */
+static __always_inline void read_origin(struct event *e, struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+	struct origin *o;
+
+	if (e->flags & EVENT_F_SOCK)
+		return;
+	o = bpf_map_lookup_elem(&origins, &key);
+	if (!o || e->ts - o->ts > ORIGIN_MAX_AGE_NS)
+		return;
+	e->flags |= EVENT_F_ORIGIN | EVENT_F_SOCK;
+	e->pid_tgid = o->pid_tgid;
+	e->cgroup = o->cgroup;
+	e->sk_cookie = o->sk_cookie;
+	e->sk_ino = o->sk_ino;
+	e->sk_port = o->sk_port;
+	e->sk_family = o->sk_family;
+	e->sk_state = o->sk_state;
+	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+}
+
+/* struct nf_nat_range2 is in nf_nat.ko's BTF only on modular kernels
+ * (docs/kernel-notes.md, BTF and CO-RE reads), so it is read with its fixed
+ * layout (unchanged since 4.18) instead of CO-RE. */
+struct nf_nat_range2_fixed {
+	__u32 flags;
+	__u8 min_addr[16];
+	__u8 max_addr[16];
+	__u16 min_proto;
+	__u16 max_proto;
+	__u16 base_proto;
+};
+
+static __always_inline void read_range(struct nat_range *out, const void *range)
+{
+	struct nf_nat_range2_fixed r = {};
+	if (!range)
+		return;
+	bpf_probe_read_kernel(&r, sizeof(r), range);
+	__builtin_memcpy(out->min_addr, r.min_addr, 16);
+	__builtin_memcpy(out->max_addr, r.max_addr, 16);
+	out->flags = r.flags;
+	out->min_proto = r.min_proto;
+	out->max_proto = r.max_proto;
+}
+
+/* What the default mode's loser record takes from its skb besides the
+ * socket: the DNS message, and whether the skb was made here (skb_iif is set
+ * only on receive). */
+static __always_inline void read_sender(struct event *e, struct sk_buff *skb)
+{
+	read_dns(e, skb);
+	if (!BPF_CORE_READ(skb, skb_iif))
+		e->flags |= EVENT_F_LOCAL;
+}
+
+/* A ct still in use: its refcount (struct nf_conntrack.use: atomic_t in
+ * 4.19, refcount_t later, 4 bytes either way) is not 0. A freed ct keeps its
+ * tuples in memory (SLAB_TYPESAFE_BY_RCU), so the tuple alone proves nothing. */
+static __always_inline bool ct_alive(struct nf_conn *ct)
+{
+	__u32 use = 0;
+
+	bpf_probe_read_kernel(&use, sizeof(use), (void *)ct + bpf_core_field_offset(ct->ct_general.use));
+	return use != 0;
+}
+
+#endif /* CTPROBE_KERNEL_READS_BPF_H */

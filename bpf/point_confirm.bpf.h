@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Probe point __nf_conntrack_confirm: a new ct's verdict, the clash outcome
+ * (dropped, merged, or inserted reply-only) and, with --all, every new ct.
+ */
+#ifndef CTPROBE_POINT_CONFIRM_BPF_H
+#define CTPROBE_POINT_CONFIRM_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "record.bpf.h"
+#include "kernel_reads.bpf.h"
+#include "pairing.bpf.h"
+#include "history.bpf.h"
+#include "filter.bpf.h"
+#include "mode.bpf.h"
+#include "winner.bpf.h"
+#include "clash_pair.bpf.h"
+
+static __always_inline void confirm_enter(struct call_key c, struct sk_buff *skb)
+{
+	struct nf_conn *ct = skb_ct(skb, NULL);
+	struct entry *v;
+
+	/* Never without a ct: nf_conntrack_confirm calls only for one. */
+	if (!ct)
+		return;
+	v = save_entry(c, EVENT_CONFIRM);
+	if (!v)
+		return;
+	v->skb = (__u64)skb;
+	v->ct = (__u64)ct;
+	read_tuple(&v->orig, &ct->tuplehash[0].tuple);
+	read_tuple(&v->before, &ct->tuplehash[1].tuple);
+	if (lookup_winner)
+		index_candidate(ct, &v->orig, &v->before);
+}
+
+/* confirm_exit's clash-path form: the default mode and --all without a clash
+ * probe (4.19-5.5). The winner of a race is found by tuple; --all also sends
+ * every other new ct. */
+static __always_inline int confirm_exit_clash_path(struct event *e, struct sk_buff *skb, bool settled)
+{
+	if (!(settled || stream_confirms) || !wanted(e, e->pid_tgid >> 32))
+		return 0;
+	read_sender(e, skb);
+	if (settled)
+		lookup_clash(e);
+	output(e);
+	return 0;
+}
+
+/* confirm_exit's timeline form (--timeline, with or without --all): e is the
+ * outcome for v->ct, the ct that entered confirm. A race replays the
+ * histories of the loser and its winner; a ct that was not in one keeps its
+ * confirmation in its history. */
+static __always_inline int confirm_exit_timeline(struct event *e, const struct entry *v, bool freed, bool settled)
+{
+	struct event *clash;
+	struct history *lh, *wh;
+	__u64 winner = 0;
+	bool race;
+
+	lh = ct_history(v->ct);
+	if (!history_wanted(lh, e))
+		goto out;
+	clash = bpf_map_lookup_elem(&clashes, &e->skb);
+	if (clash && clash->ct != v->ct)
+		clash = NULL; /* a stale record of an earlier packet at this skb address */
+	race = settled || clash;
+
+	if (stream_all) {
+		if (race && !clash && lookup_winner)
+			lookup_clash(e);
+		output(e);
+	} else if (race) {
+		if (lh)
+			replay(lh, 0);
+		else
+			count_loss(LOSS_NO_HISTORY);
+		if (clash) {
+			clash->flags |= EVENT_F_HISTORY;
+			output(clash);
+			winner = clash->other_ct;
+		} else if (lookup_winner) {
+			winner = lookup_clash(e);
+		}
+		if (!winner && e->other_ct != v->ct)
+			winner = e->other_ct;
+		if (winner) {
+			wh = ct_history(winner);
+			if (wh)
+				replay(wh, EVENT_F_WINNER);
+			else
+				count_loss(LOSS_NO_HISTORY);
+		}
+		/* In a three-way race nf_ct_resolve_clash_harder may merge the loser
+		 * into another entry than the one the clash named: replay that too. */
+		if (e->other_ct != v->ct && e->other_ct != winner) {
+			wh = ct_history(e->other_ct);
+			if (wh)
+				replay(wh, EVENT_F_WINNER);
+		}
+		output(e);
+	}
+	if (race) {
+		/* A dropped or merged loser is freed; keep nothing of it. */
+		if (freed)
+			bpf_map_delete_elem(&hist, &v->ct);
+	} else if (lh) {
+		/* Keep the confirmation: this ct may be the winner of a later clash. */
+		__builtin_memcpy(&lh->confirm, e, sizeof(*e));
+		lh->have |= HIST_CONFIRM;
+	}
+out:
+	bpf_map_delete_elem(&clashes, &e->skb);
+	return 0;
+}
+
+/*
+ * The outcome, read without trusting IPS_CONFIRMED (set late since 2025,
+ * after the hash insert: docs/kernel-notes.md, What confirm returns, per era):
+ * ret NF_DROP is a drop; a different ct on the skb afterwards means the
+ * packet was merged into the winner; IPS_NAT_CLASH on the same ct means a
+ * reply-only insert (5.6+). A clash record (from nf_ct_resolve_clash) marks
+ * the rest of the clashes.
+ *
+ * The mode picks the form at run time; the mode globals are const volatile,
+ * so the verifier prunes the other form.
+ */
+static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, int ret)
+{
+	struct entry v;
+	struct event *e;
+	struct nf_conn *after;
+	bool freed, settled;
+
+	if (!take_entry(c, EVENT_CONFIRM, &v))
+		return 0;
+	if (!skb)
+		skb = (struct sk_buff *)v.skb;
+	e = new_event(0, EVENT_CONFIRM);
+	if (!e)
+		return 0;
+	after = skb_ct(skb, &e->ctinfo);
+	/* Status, netns, zone and mark come from the ct that now rides on the
+	 * skb; the tuples are the loser's, saved at entry because a merged loser
+	 * is freed before we return. */
+	read_ct(e, after);
+	e->ct = v.ct;
+	e->orig = v.orig;
+	e->reply = v.before;
+	e->other_ct = (__u64)after;
+	e->skb = (__u64)skb;
+	e->ret = ret;
+	read_sock(e, skb);
+	/* Dropped, merged, or inserted reply-only: the outcomes of a clash. A
+	 * dropped or merged loser is freed. */
+	freed = ret == NF_DROP || e->other_ct != v.ct;
+	settled = freed || (e->status & IPS_NAT_CLASH);
+
+	if (clash_path_only())
+		return confirm_exit_clash_path(e, skb, settled);
+	return confirm_exit_timeline(e, &v, freed, settled);
+}
+
+/* --all with the clash probe: confirm's exit alone, without an entry probe.
+ * A new ct that was not in a clash is not freed, so it is read here: its
+ * REPLY tuple shows the NAT bindings. A clash seen inside (a pair from
+ * nf_ct_resolve_clash's entry) is sent as that pair instead. */
+static __always_inline int confirm_new(struct sk_buff *skb, int ret)
+{
+	__u64 key = (__u64)skb;
+	struct clash_pair *p = bpf_map_lookup_elem(&pairs, &key);
+	__u8 ctinfo;
+	struct nf_conn *ct = skb_ct(skb, &ctinfo);
+	struct event *e;
+	__u32 zero = 0;
+
+	if (!ct)
+		return 0;
+	if (p) {
+		if (pair_of(p, ct)) {
+			send_pair(p, key, skb, ret);
+			return 0;
+		}
+		bpf_map_delete_elem(&pairs, &key);
+	}
+	e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	read_confirm(e, skb, ct);
+	e->ctinfo = ctinfo;
+	e->other_ct = e->ct;
+	e->ret = ret;
+	if (wanted(e, e->pid_tgid >> 32))
+		output(e);
+	return 0;
+}
+
+/* int __nf_conntrack_confirm(struct sk_buff *skb) -- exported, 4.19 to 6.18. */
+SEC("fentry/__nf_conntrack_confirm")
+int BPF_PROG(fentry_confirm, struct sk_buff *skb)
+{
+	confirm_enter(object_call(skb), skb);
+	return 0;
+}
+
+SEC("fexit/__nf_conntrack_confirm")
+int BPF_PROG(fexit_confirm, struct sk_buff *skb, int ret)
+{
+	return confirm_exit(object_call(skb), skb, ret);
+}
+
+SEC("kprobe/__nf_conntrack_confirm")
+int BPF_KPROBE(kprobe_confirm, struct sk_buff *skb)
+{
+	confirm_enter(task_call(), skb);
+	return 0;
+}
+
+SEC("kretprobe/__nf_conntrack_confirm")
+int BPF_KRETPROBE(kretprobe_confirm, int ret)
+{
+	return confirm_exit(task_call(), NULL, ret);
+}
+
+SEC("fexit/__nf_conntrack_confirm")
+int BPF_PROG(fexit_confirm_new, struct sk_buff *skb, int ret)
+{
+	return confirm_new(skb, ret);
+}
+
+/* The kretprobe sees no arguments: it takes the skb from the entry that
+ * kprobe_confirm left in task_entries (before 5.13; see below). */
+SEC("kretprobe/__nf_conntrack_confirm")
+int BPF_KRETPROBE(kretprobe_confirm_new, int ret)
+{
+	struct entry v;
+	if (!take_entry(task_call(), EVENT_CONFIRM, &v))
+		return 0;
+	return confirm_new((struct sk_buff *)v.skb, ret);
+}
+
+/* The same pair where the kernel lets tracing programs use task storage
+ * (5.13+, a10787e6d58c): the skb waits in the calling task's own storage
+ * instead of task_entries, found without a hash lookup and its bucket lock
+ * (VM lab, 6.1: 15 us a flow for the pair, 23 us with a hash map and
+ * confirm_enter's tuples). Softirq work runs as the task
+ * it interrupted, or as the CPU's own idle task, as pid_key() keys it; so
+ * the storage is a stack too, as task_entries' values are. */
+struct saved_skbs {
+	__u32 depth;
+	__u32 pad;
+	__u64 skb[ENTRY_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct saved_skbs);
+} confirm_skb SEC(".maps");
+
+SEC("kprobe/__nf_conntrack_confirm")
+int BPF_KPROBE(kprobe_confirm_task, struct sk_buff *skb)
+{
+	struct saved_skbs *s = bpf_task_storage_get(&confirm_skb, bpf_get_current_task_btf(), 0,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (s)
+		s->skb[push_slot(&s->depth)] = (__u64)skb;
+	return 0;
+}
+
+SEC("kretprobe/__nf_conntrack_confirm")
+int BPF_KRETPROBE(kretprobe_confirm_new_task, int ret)
+{
+	struct saved_skbs *s = bpf_task_storage_get(&confirm_skb, bpf_get_current_task_btf(), 0, 0);
+	__u64 skb;
+	__u32 top;
+
+	if (!s) {
+		count_loss(LOSS_NO_ENTRY);
+		return 0;
+	}
+	if (!pop_depth(s->depth, &top))
+		return 0;
+	skb = s->skb[slot_index(top)];
+	barrier();
+	s->depth = top;
+	return confirm_new((struct sk_buff *)skb, ret);
+}
+
+/* kprobe.session (6.10+, fprobe; kernel/trace/bpf_trace.c): one program run
+ * at the entry and at the return of each call, with an 8-byte cookie per
+ * call. The skb waits in the cookie instead of a map, with no lookup at
+ * all (README: Overhead).
+ * The kfuncs are weak: this program loads only where the Go side found
+ * kprobe.session. */
+extern __u64 *bpf_session_cookie(void) __ksym __weak;
+extern bool bpf_session_is_return(void) __ksym __weak;
+
+SEC("kprobe.session/__nf_conntrack_confirm")
+int ksession_confirm_new(struct pt_regs *ctx)
+{
+	__u64 *cookie = bpf_session_cookie();
+
+	if (!bpf_session_is_return()) {
+		*cookie = PT_REGS_PARM1(ctx);
+		return 0; /* 0: run again at the return */
+	}
+	return confirm_new((struct sk_buff *)*cookie, PT_REGS_RC(ctx));
+}
+
+#endif /* CTPROBE_POINT_CONFIRM_BPF_H */

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Probe point nf_conntrack_in: a ct's birth (--timeline, and every packet's
+ * ct with --all --timeline).
+ */
+#ifndef CTPROBE_POINT_CT_IN_BPF_H
+#define CTPROBE_POINT_CT_IN_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "record.bpf.h"
+#include "kernel_reads.bpf.h"
+#include "pairing.bpf.h"
+#include "history.bpf.h"
+#include "filter.bpf.h"
+#include "mode.bpf.h"
+
+static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 verdict)
+{
+	struct event *e;
+	struct nf_conn *ct;
+	__u8 ctinfo;
+	bool is_new;
+	__u32 tgid;
+
+	if (!skb)
+		return 0;
+	ct = skb_ct(skb, &ctinfo);
+	if (!ct) /* untracked, invalid or dropped before a ct existed */
+		return 0;
+	/* --timeline records only births: a packet of an established flow
+	 * costs these two reads and nothing more. (ctinfo can be IP_CT_NEW on a
+	 * confirmed ct that has seen no reply yet, hence the status check.) */
+	is_new = ctinfo == IP_CT_NEW && !(BPF_CORE_READ(ct, status) & IPS_CONFIRMED);
+	if (!is_new && !stream_all)
+		return 0;
+	e = new_event(0, EVENT_CT_IN);
+	if (!e)
+		return 0;
+	e->ctinfo = ctinfo;
+	read_ct(e, ct);
+	read_sock(e, skb);
+	read_origin(e, skb);
+	read_dns(e, skb);
+	e->skb = (__u64)skb;
+	e->hook = hook;
+	e->ret = verdict;
+	tgid = e->pid_tgid >> 32;
+	if (is_new)
+		e->flags |= EVENT_F_NEW;
+	if (!wanted(e, tgid)) {
+		/* A filtered-out new ct must not inherit the history an earlier
+		 * ct left at the same address: it could be replayed as a winner's. */
+		if (e->flags & EVENT_F_NEW)
+			bpf_map_delete_elem(&hist, &e->ct);
+		return 0;
+	}
+	/* The history serves replays (--timeline) and, with --all --timeline, --pid's
+	 * filtering of the ct's later events by the task that created it. */
+	if ((e->flags & EVENT_F_NEW) && (keep_history || filter_pid)) {
+		__u32 zero = 0;
+		struct history *h = bpf_map_lookup_elem(&scratch_hist, &zero);
+		if (h) {
+			/* A new ct pointer replaces whatever an earlier ct at the same
+			 * address left: ct objects are SLAB_TYPESAFE_BY_RCU and reused. */
+			__builtin_memcpy(&h->in, e, sizeof(*e));
+			h->have = HIST_IN;
+			h->tgid = tgid;
+			bpf_map_update_elem(&hist, &e->ct, h, BPF_ANY);
+		}
+	}
+	if (stream_all)
+		output(e);
+	return 0;
+}
+
+/* 5.x+: unsigned int nf_conntrack_in(struct sk_buff *skb, const struct nf_hook_state *state) */
+SEC("fexit/nf_conntrack_in")
+int BPF_PROG(fexit_ct_in, struct sk_buff *skb, const struct nf_hook_state *state, unsigned int ret)
+{
+	return ct_in_exit(skb, BPF_CORE_READ(state, hook), ret);
+}
+
+SEC("kprobe/nf_conntrack_in")
+int BPF_KPROBE(kprobe_ct_in, struct sk_buff *skb, const struct nf_hook_state *state)
+{
+	struct entry *v = save_entry(task_call(), EVENT_CT_IN);
+	if (v) {
+		v->skb = (__u64)skb;
+		v->hook = BPF_CORE_READ(state, hook);
+	}
+	return 0;
+}
+
+/* 4.19: unsigned int nf_conntrack_in(struct net *net, u_int8_t pf, unsigned int hooknum, struct sk_buff *skb) */
+SEC("kprobe/nf_conntrack_in")
+int BPF_KPROBE(kprobe_ct_in_v419, struct net *net, __u8 pf, unsigned int hooknum, struct sk_buff *skb)
+{
+	struct entry *v = save_entry(task_call(), EVENT_CT_IN);
+	if (v) {
+		v->skb = (__u64)skb;
+		v->hook = hooknum;
+	}
+	return 0;
+}
+
+SEC("kretprobe/nf_conntrack_in")
+int BPF_KRETPROBE(kretprobe_ct_in, unsigned int ret)
+{
+	struct entry v;
+	if (!take_entry(task_call(), EVENT_CT_IN, &v))
+		return 0;
+	return ct_in_exit((struct sk_buff *)v.skb, v.hook, ret);
+}
+
+#endif /* CTPROBE_POINT_CT_IN_BPF_H */

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Probe points nf_nat_setup_info and get_unique_tuple: the NAT binding
+ * chosen for a ct (--timeline, with or without --all).
+ */
+#ifndef CTPROBE_POINT_NAT_BPF_H
+#define CTPROBE_POINT_NAT_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "record.bpf.h"
+#include "kernel_reads.bpf.h"
+#include "pairing.bpf.h"
+#include "history.bpf.h"
+#include "filter.bpf.h"
+#include "mode.bpf.h"
+
+/* before: nf_nat_setup_info's ct REPLY tuple, or get_unique_tuple's
+ * orig_tuple; tuple: where get_unique_tuple writes its choice (else 0). */
+static __always_inline void nat_enter(struct call_key c, struct nf_conn *ct, const struct nf_conntrack_tuple *before,
+				      const void *range, __u32 manip, __u64 tuple)
+{
+	struct entry *v = save_entry(c, EVENT_NAT);
+	if (!v)
+		return;
+	v->ct = (__u64)ct;
+	v->manip = manip;
+	v->tuple = tuple;
+	read_tuple(&v->before, before);
+	read_range(&v->range, range);
+}
+
+static __always_inline void tuple_changed(struct event *e)
+{
+	if (__builtin_memcmp(&e->before, &e->reply, sizeof(e->before)))
+		e->flags |= EVENT_F_NAT_CHANGED;
+}
+
+/* Shared by both NAT points. For nf_nat_setup_info the result is the ct's
+ * new REPLY tuple; get_unique_tuple instead writes its choice to *tuple in
+ * ORIGINAL direction, and `before` then holds its orig_tuple input. */
+static __always_inline int nat_exit(struct call_key c)
+{
+	struct entry v;
+	struct event *e;
+	struct nf_conn *ct;
+	struct history *h;
+
+	if (!take_entry(c, EVENT_NAT, &v))
+		return 0;
+	e = new_event(0, EVENT_NAT);
+	if (!e)
+		return 0;
+	ct = (struct nf_conn *)v.ct;
+	read_ct(e, ct);
+	e->aux = v.manip;
+	e->range = v.range;
+	e->before = v.before;
+	if (v.tuple) {
+		/* get_unique_tuple wrote its choice to *tuple, in ORIGINAL direction. */
+		e->flags |= EVENT_F_NAT_GUT;
+		read_tuple(&e->reply, (const struct nf_conntrack_tuple *)v.tuple);
+	}
+	tuple_changed(e);
+	h = ct_history(e->ct);
+	if (!history_wanted(h, e))
+		return 0;
+	if (h) {
+		__u32 m = v.manip & 1;
+		__builtin_memcpy(&h->nat[m], e, sizeof(*e));
+		h->have |= m ? HIST_NAT_DST : HIST_NAT_SRC;
+	}
+	if (stream_all)
+		output(e);
+	return 0;
+}
+
+/* unsigned int nf_nat_setup_info(struct nf_conn *ct, const struct nf_nat_range2 *range,
+ *                                enum nf_nat_manip_type maniptype) -- exported, 4.18+.
+ * get_unique_tuple is inlined into it in 6.1 and 6.18 builds
+ * (docs/kernel-notes.md, Probe points: signatures and inlining). */
+SEC("fentry/nf_nat_setup_info")
+int BPF_PROG(fentry_nat, struct nf_conn *ct, const void *range, int manip)
+{
+	nat_enter(object_call(ct), ct, &ct->tuplehash[1].tuple, range, manip, 0);
+	return 0;
+}
+
+SEC("fexit/nf_nat_setup_info")
+int BPF_PROG(fexit_nat, struct nf_conn *ct)
+{
+	return nat_exit(object_call(ct));
+}
+
+SEC("kprobe/nf_nat_setup_info")
+int BPF_KPROBE(kprobe_nat, struct nf_conn *ct, const void *range, int manip)
+{
+	nat_enter(task_call(), ct, &ct->tuplehash[1].tuple, range, manip, 0);
+	return 0;
+}
+
+SEC("kretprobe/nf_nat_setup_info")
+int BPF_KRETPROBE(kretprobe_nat)
+{
+	return nat_exit(task_call());
+}
+
+/* static void get_unique_tuple(struct nf_conntrack_tuple *tuple,
+ *     const struct nf_conntrack_tuple *orig_tuple, const struct nf_nat_range2 *range,
+ *     struct nf_conn *ct, enum nf_nat_manip_type maniptype) -- where not inlined. */
+
+SEC("fentry/get_unique_tuple")
+int BPF_PROG(fentry_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
+	     const void *range, struct nf_conn *ct, int manip)
+{
+	nat_enter(object_call(ct), ct, orig_tuple, range, manip, (__u64)tuple);
+	return 0;
+}
+
+SEC("fexit/get_unique_tuple")
+int BPF_PROG(fexit_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
+	     const void *range, struct nf_conn *ct)
+{
+	return nat_exit(object_call(ct));
+}
+
+SEC("kprobe/get_unique_tuple")
+int BPF_KPROBE(kprobe_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
+	       const void *range, struct nf_conn *ct, int manip)
+{
+	nat_enter(task_call(), ct, orig_tuple, range, manip, (__u64)tuple);
+	return 0;
+}
+
+SEC("kretprobe/get_unique_tuple")
+int BPF_KRETPROBE(kretprobe_gut)
+{
+	return nat_exit(task_call());
+}
+
+#endif /* CTPROBE_POINT_NAT_BPF_H */

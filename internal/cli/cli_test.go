@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	newFS := func() (*flag.FlagSet, *int) {
+		fs := NewFlagSet("tool cmd")
+		return fs, fs.Int("n", 3, "a number")
+	}
+	var out bytes.Buffer
+	fs, n := newFS()
+	if err := Parse(fs, []string{"-n", "4"}, &out, "", ""); err != nil || *n != 4 || !Given(fs, "n") {
+		t.Errorf("-n 4: %v, n %d, given %v", err, *n, Given(fs, "n"))
+	}
+	fs, _ = newFS()
+	if err := Parse(fs, nil, &out, "", ""); err != nil || Given(fs, "n") {
+		t.Errorf("no flags: %v, given %v", err, Given(fs, "n"))
+	}
+	for _, args := range [][]string{{"-n", "x"}, {"--bogus"}, {"extra"}} {
+		fs, _ = newFS()
+		var ue *UsageError
+		err := Parse(fs, args, &out, "", `: see "tool cmd -h"`)
+		if !errors.As(err, &ue) || !strings.HasSuffix(ue.Msg, `: see "tool cmd -h"`) || strings.Contains(ue.Msg, "\n") {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+	if out.Len() != 0 {
+		t.Errorf("mistakes printed %q", out.String())
+	}
+	fs, _ = newFS()
+	if err := Parse(fs, []string{"-h"}, &out, "usage of tool cmd:\n", ""); !errors.Is(err, flag.ErrHelp) ||
+		!strings.HasPrefix(out.String(), "usage of tool cmd:\n") || !strings.Contains(out.String(), "a number") {
+		t.Errorf("-h: %v, %q", err, out.String())
+	}
+}

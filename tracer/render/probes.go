@@ -1,0 +1,100 @@
+package render
+
+import (
+	"github.com/ctprobe/ctprobe/tracer/plan"
+)
+
+// Probes is what `ctprobe probes` says: what the kernel offers and the
+// attach plan a trace would get.
+type Probes struct {
+	Kernel    string // release
+	BTF       bool
+	Kprobes   bool
+	Conntrack bool   // nf_conntrack loaded
+	Fentry    string // "yes", or why not
+	ClashEra  string
+	Plan      []plan.Entry
+	// Error is why a trace would fail ("" when it would not).
+	Error string
+}
+
+// Probes writes the kernel's facts, then the plan as a table.
+func (t *Text) Probes(p *Probes) error {
+	return t.write(func(b []byte) []byte {
+		row := func(b []byte, label, value string) []byte {
+			b = appendPadded(b, label, 12)
+			b = append(b, value...)
+			return append(b, '\n')
+		}
+		b = row(b, "kernel", p.Kernel)
+		b = row(b, "btf", yesNo(p.BTF))
+		b = row(b, "kprobes", yesNo(p.Kprobes))
+		b = row(b, "fentry", p.Fentry)
+		b = row(b, "conntrack", yesNo(p.Conntrack))
+		b = row(b, "clash era", p.ClashEra)
+		b = append(b, '\n')
+		cells := [][5]string{{"POINT", "FUNCTION", "MODE", "STATUS", "REASON"}}
+		for _, e := range p.Plan {
+			attach := string(e.Attach)
+			if attach == "" {
+				attach = "-"
+			}
+			cells = append(cells, [5]string{e.Point, e.Function, attach, string(e.Status), e.Reason})
+		}
+		var w [4]int
+		for _, c := range cells {
+			for i := range w {
+				w[i] = max(w[i], len(c[i]))
+			}
+		}
+		for _, c := range cells {
+			for i := range w {
+				b = appendPadded(b, c[i], w[i]+2)
+			}
+			b = append(b, c[4]...)
+			b = append(b, '\n')
+		}
+		if p.Error != "" {
+			b = append(b, "\ntrace would fail: "...)
+			b = append(b, p.Error...)
+			b = append(b, '\n')
+		}
+		return b
+	})
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+type jsonProbePlanEntry struct {
+	jsonPlanEntry
+	Required bool `json:"required"`
+}
+
+type jsonProbes struct {
+	Schema    int                  `json:"schema"`
+	Kind      string               `json:"kind"`
+	Kernel    string               `json:"kernel"`
+	BTF       bool                 `json:"btf"`
+	Kprobes   bool                 `json:"kprobes"`
+	Conntrack bool                 `json:"conntrack_loaded"`
+	Fentry    string               `json:"fentry"`
+	ClashEra  string               `json:"clash_era"`
+	Plan      []jsonProbePlanEntry `json:"plan"`
+	Traceable bool                 `json:"traceable"`
+	Error     string               `json:"error,omitempty"`
+}
+
+// Probes writes a "kind":"probes" line.
+func (j *JSON) Probes(p *Probes) error {
+	v := jsonProbes{Schema: SchemaVersion, Kind: "probes", Kernel: p.Kernel, BTF: p.BTF, Kprobes: p.Kprobes, Conntrack: p.Conntrack,
+		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Traceable: p.Error == "", Error: p.Error}
+	for _, e := range p.Plan {
+		v.Plan = append(v.Plan, jsonProbePlanEntry{jsonPlanEntryOf(e), e.Required})
+	}
+	return j.encode(v)
+}

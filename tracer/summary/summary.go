@@ -1,0 +1,305 @@
+// Package summary adds up what a trace saw: incidents by race and outcome,
+// by process, destination and network namespace, losses by kind, and, per
+// namespace, how much of the kernel's own counters the incidents explain.
+// Renderers format a Summary; they decide nothing in it.
+package summary
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/kstat"
+	"github.com/ctprobe/ctprobe/tracer/loss"
+)
+
+// RaceCount is the number of incidents of one race type with one outcome.
+type RaceCount struct {
+	Race    incident.RaceType
+	Outcome incident.Outcome
+	Count   uint64
+}
+
+// ProcessCount is the number of incidents whose loser was sent by one
+// process. Comm "" and PID 0 collect the losers whose sender is unknown
+// (incident.Packet.Task false).
+type ProcessCount struct {
+	Comm  string
+	PID   uint32
+	Count uint64
+}
+
+// DestCount is the number of incidents whose loser's original destination
+// (before DNAT) was one address and port.
+type DestCount struct {
+	Proto uint8
+	Dst   netip.AddrPort
+	Count uint64
+}
+
+// NetnsSummary is one network namespace: what ctprobe saw in it and what the
+// kernel counted.
+type NetnsSummary struct {
+	Netns uint64
+	Name  string
+	// Counters is how much the kernel's counters grew (kstat.Growth);
+	// nil when they were not read.
+	Counters  map[string]uint64
+	Incidents uint64
+	Resolved  uint64 // outcome merged or nat-clash
+	Dropped   uint64 // outcome dropped
+}
+
+// Summary is what an interval (or the whole run) amounted to. Tally builds
+// one; tests and replays may fill it by hand.
+type Summary struct {
+	Start, End    time.Time
+	Final         bool // the summary printed on exit
+	Incidents     uint64
+	ByRace        []RaceCount    // by race, then outcome
+	ByProcess     []ProcessCount // most incidents first
+	ByDestination []DestCount    // most incidents first
+	Netns         []NetnsSummary // by netns inode
+	Lost          map[loss.Kind]uint64
+}
+
+// Tally counts incidents and losses between summaries. It is safe for
+// concurrent use. For a final summary over the whole run next to interval
+// summaries, keep two.
+type Tally struct {
+	mu      sync.Mutex
+	start   time.Time
+	n       uint64
+	byRace  map[RaceCount]uint64 // Count always 0 in the key
+	byProc  map[ProcessCount]uint64
+	byDst   map[DestCount]uint64
+	byNetns map[uint64]*NetnsSummary
+	lost    map[loss.Kind]uint64
+}
+
+// NewTally starts counting at start.
+func NewTally(start time.Time) *Tally {
+	t := &Tally{}
+	t.Reset(start)
+	return t
+}
+
+// Reset forgets everything and starts a new interval at start.
+func (t *Tally) Reset(start time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.start = start
+	t.n = 0
+	t.byRace = map[RaceCount]uint64{}
+	t.byProc = map[ProcessCount]uint64{}
+	t.byDst = map[DestCount]uint64{}
+	t.byNetns = map[uint64]*NetnsSummary{}
+	t.lost = map[loss.Kind]uint64{}
+}
+
+// Add counts one incident. Process, destination and netns are the loser's.
+func (t *Tally) Add(inc *incident.Incident) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	L := &inc.Loser
+	t.n++
+	t.byRace[RaceCount{Race: inc.Race, Outcome: inc.Outcome}]++
+	if L.Task {
+		t.byProc[ProcessCount{Comm: L.Comm, PID: L.PID}]++
+	} else {
+		t.byProc[ProcessCount{}]++ // sender unknown
+	}
+	if L.Orig.Dst.IsValid() {
+		t.byDst[DestCount{Proto: L.Orig.Proto, Dst: netip.AddrPortFrom(L.Orig.Dst, L.Orig.DstPort)}]++
+	}
+	ns := t.byNetns[uint64(L.Netns)]
+	if ns == nil {
+		ns = &NetnsSummary{Netns: uint64(L.Netns)}
+		t.byNetns[uint64(L.Netns)] = ns
+	}
+	ns.Incidents++
+	switch {
+	case inc.Outcome.Settled():
+		ns.Resolved++
+	case inc.Outcome == incident.OutcomeDropped:
+		ns.Dropped++
+	}
+}
+
+// AddLost counts lost records.
+func (t *Tally) AddLost(l loss.Count) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lost[l.Kind] += l.Count
+}
+
+// Summary is the interval so far, ending at end, with the growth of the
+// kernel's counters over the same interval (kstat.Growth). It does not reset the tally.
+func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final bool) *Summary {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost)}
+	for k, n := range t.byRace {
+		k.Count = n
+		s.ByRace = append(s.ByRace, k)
+	}
+	slices.SortFunc(s.ByRace, func(a, b RaceCount) int {
+		return cmp.Or(cmp.Compare(a.Race, b.Race), cmp.Compare(a.Outcome.Order(), b.Outcome.Order()), cmp.Compare(a.Outcome, b.Outcome))
+	})
+	for k, n := range t.byProc {
+		k.Count = n
+		s.ByProcess = append(s.ByProcess, k)
+	}
+	slices.SortFunc(s.ByProcess, func(a, b ProcessCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID))
+	})
+	for k, n := range t.byDst {
+		k.Count = n
+		s.ByDestination = append(s.ByDestination, k)
+	}
+	slices.SortFunc(s.ByDestination, func(a, b DestCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), a.Dst.Compare(b.Dst), cmp.Compare(a.Proto, b.Proto))
+	})
+	nss := map[uint64]*NetnsSummary{}
+	for k, v := range t.byNetns {
+		c := *v
+		nss[k] = &c
+	}
+	for _, c := range counters {
+		ns := nss[c.Netns]
+		if ns == nil {
+			ns = &NetnsSummary{Netns: c.Netns}
+			nss[c.Netns] = ns
+		}
+		ns.Name = c.Name
+		ns.Counters = maps.Clone(c.Values)
+		if ns.Counters == nil {
+			ns.Counters = map[string]uint64{}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(nss)) {
+		s.Netns = append(s.Netns, *nss[k])
+	}
+	return s
+}
+
+// Completeness compares what ctprobe explained with what the kernel counted.
+
+// Explained is "ctprobe explained E of the C the kernel counted".
+type Explained struct {
+	Explained uint64 `json:"explained"`
+	Counted   uint64 `json:"counted"`
+}
+
+// Completeness is what ctprobe explained of one namespace's counters (or
+// of their total).
+type Completeness struct {
+	// HasClashResolve is false before 5.10, where insert_failed counts
+	// every clash, resolved or not, and there is no clash_resolve.
+	HasClashResolve bool       `json:"has_clash_resolve"`
+	ClashResolve    *Explained `json:"clash_resolve"`
+	InsertFailed    Explained  `json:"insert_failed"`
+}
+
+// Completeness of one netns: what ctprobe explained of its counters.
+func (n *NetnsSummary) Completeness() Completeness {
+	_, hasCR := n.Counters["clash_resolve"]
+	return completenessOf(n.Resolved, n.Dropped, n.Counters, hasCR)
+}
+
+func completenessOf(resolved, dropped uint64, counters map[string]uint64, hasCR bool) Completeness {
+	c := Completeness{HasClashResolve: hasCR}
+	if hasCR {
+		c.ClashResolve = &Explained{Explained: resolved, Counted: counters["clash_resolve"]}
+		c.InsertFailed = Explained{Explained: dropped, Counted: counters["insert_failed"]}
+	} else {
+		c.InsertFailed = Explained{Explained: resolved + dropped, Counted: counters["insert_failed"]}
+	}
+	return c
+}
+
+// Totals sums the namespaces whose counters were read.
+type Totals struct {
+	NetnsWithCounters int    `json:"netns_with_counters"`
+	Incidents         uint64 `json:"incidents"`
+	Resolved          uint64 `json:"resolved"`
+	Dropped           uint64 `json:"dropped"`
+	// Uncounted is the number of incidents in namespaces whose counters
+	// were not read (not part of the comparison).
+	Uncounted    uint64            `json:"uncounted"`
+	Counters     map[string]uint64 `json:"counters"`
+	Completeness *Completeness     `json:"completeness"`
+}
+
+// TotalsOf sums the summary's namespaces whose counters were read.
+func TotalsOf(s *Summary) Totals {
+	t := Totals{Counters: map[string]uint64{}}
+	hasCR := true
+	for i := range s.Netns {
+		n := &s.Netns[i]
+		if n.Counters == nil {
+			t.Uncounted += n.Incidents
+			continue
+		}
+		t.NetnsWithCounters++
+		t.Incidents += n.Incidents
+		t.Resolved += n.Resolved
+		t.Dropped += n.Dropped
+		for k, v := range n.Counters {
+			t.Counters[k] += v
+		}
+		if _, ok := n.Counters["clash_resolve"]; !ok {
+			hasCR = false
+		}
+	}
+	if t.NetnsWithCounters > 0 {
+		c := completenessOf(t.Resolved, t.Dropped, t.Counters, hasCR)
+		t.Completeness = &c
+	}
+	return t
+}
+
+// Mitigations.
+
+// Mitigation is one line of advice: for a race seen (Race set), or for the
+// dropped packets of any race.
+type Mitigation struct {
+	Race      *int   `json:"race"`
+	RaceName  string `json:"race_name,omitempty"`
+	Outcome   string `json:"outcome,omitempty"`
+	Incidents uint64 `json:"incidents"`
+	Dropped   uint64 `json:"dropped"`
+	Text      string `json:"text"`
+}
+
+// Mitigations are the advice for the races a summary counts, in race order,
+// then one for its dropped packets.
+func Mitigations(s *Summary) []Mitigation {
+	// Summed per race, so that rows need not come sorted (a hand-filled
+	// Summary); races are printed in their order.
+	type sum struct{ n, d uint64 }
+	byRace := map[incident.RaceType]sum{}
+	var allDropped uint64
+	for _, rc := range s.ByRace {
+		v := byRace[rc.Race]
+		v.n += rc.Count
+		if rc.Outcome == incident.OutcomeDropped {
+			v.d += rc.Count
+			allDropped += rc.Count
+		}
+		byRace[rc.Race] = v
+	}
+	var out []Mitigation
+	for _, r := range slices.Sorted(maps.Keys(byRace)) {
+		ri := int(r)
+		out = append(out, Mitigation{Race: &ri, RaceName: r.Name(), Incidents: byRace[r].n, Dropped: byRace[r].d, Text: r.Race().Mitigation})
+	}
+	if allDropped > 0 {
+		out = append(out, Mitigation{Outcome: string(incident.OutcomeDropped), Incidents: allDropped, Dropped: allDropped, Text: incident.DropMitigation})
+	}
+	return out
+}

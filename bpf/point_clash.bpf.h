@@ -48,7 +48,7 @@ static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct n
 	if (!skb || !h)
 		return;
 	if (!clash_path_only()) {
-		e = new_event(1, EVENT_CLASH);
+		e = new_event(SCRATCH_CLASH, EVENT_CLASH);
 		if (!e)
 			return;
 		read_clash(e, skb, h);

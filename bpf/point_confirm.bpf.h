@@ -141,7 +141,7 @@ static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, 
 		return 0;
 	if (!skb)
 		skb = (struct sk_buff *)v.skb;
-	e = new_event(0, EVENT_CONFIRM);
+	e = new_event(SCRATCH_CONFIRM, EVENT_CONFIRM);
 	if (!e)
 		return 0;
 	after = skb_ct(skb, &e->ctinfo);
@@ -177,7 +177,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 	__u8 ctinfo;
 	struct nf_conn *ct = skb_ct(skb, &ctinfo);
 	struct event *e;
-	__u32 zero = 0;
+	__u32 slot = SCRATCH_CONFIRM;
 
 	if (!ct)
 		return 0;
@@ -188,7 +188,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 		}
 		bpf_map_delete_elem(&pairs, &key);
 	}
-	e = bpf_map_lookup_elem(&scratch, &zero);
+	e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)
 		return 0;
 	read_confirm(e, skb, ct);

@@ -37,7 +37,7 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	is_new = ctinfo == IP_CT_NEW && !(BPF_CORE_READ(ct, status) & IPS_CONFIRMED);
 	if (!is_new && !stream_all)
 		return 0;
-	e = new_event(0, EVENT_CT_IN);
+	e = new_event(SCRATCH_CT_IN, EVENT_CT_IN);
 	if (!e)
 		return 0;
 	e->ctinfo = ctinfo;

@@ -50,7 +50,7 @@ static __always_inline int nat_exit(struct call_key c)
 
 	if (!take_entry(c, EVENT_NAT, &v))
 		return 0;
-	e = new_event(0, EVENT_NAT);
+	e = new_event(SCRATCH_NAT, EVENT_NAT);
 	if (!e)
 		return 0;
 	ct = (struct nf_conn *)v.ct;

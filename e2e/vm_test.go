@@ -311,6 +311,7 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	if !mode.all && events != 0 {
 		t.Errorf("%d event lines without --all", events)
 	}
+	checkEventRecords(t, raw, lines)
 	if mismatch(uint64(len(incidents)), kernelClashes) {
 		t.Errorf("%d incidents in all, kernel counted %d clashes in the lab's namespaces", len(incidents), kernelClashes)
 	}

@@ -188,12 +188,11 @@ func (t *Tracer) load(opts Options) error {
 		return err
 	}
 	spec.Maps[probe.BPFMapEvents].MaxEntries = uint32(orDefault(opts.RingSize, DefaultRingSize))
-	// The history serves the modes that follow every flow (bpf/ctprobe.bpf.c).
-	if opts.Mode.FollowsFlows() {
-		spec.Maps[probe.BPFMapHist].MaxEntries = uint32(orDefault(opts.History, DefaultHistory))
-	} else {
-		spec.Maps[probe.BPFMapHist].MaxEntries = 1
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count possible CPUs: %w", err)
 	}
+	sizeLRUMaps(spec, opts, cpus)
 	// Before 5.11 a task storage map cannot be made either; no program
 	// that uses it is planned then.
 	if !t.Kernel.TaskStorage {

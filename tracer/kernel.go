@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,7 +59,7 @@ func ProbeKernel() (Kernel, error) {
 	_, err := os.Stat("/sys/kernel/btf/vmlinux")
 	k.BTF = err == nil
 	k.Kprobes = kprobesAvailable()
-	syms, err := readKallsyms("/proc/kallsyms", probedFunctions)
+	syms, err := readKallsyms("/proc/kallsyms", append(probedFunctions, eraMarkers...))
 	if err != nil {
 		return k, err
 	}
@@ -210,3 +211,11 @@ func haveTaskStorage() bool {
 
 // errNoConntrack is returned when nf_conntrack is not loaded.
 var errNoConntrack = errors.New("nf_conntrack is not loaded: no conntrack on this host yet (load it with `modprobe nf_conntrack`, or start tracing after a NAT/conntrack rule exists)")
+
+// DatingFunctions are every function ctprobe may probe or date the kernel
+// by: what `ctprobe probes` shows the kernel's evidence on.
+func DatingFunctions() []string { return append(slices.Clone(probedFunctions), eraMarkers...) }
+
+// FuncParams is the function's parameter count from BTF (vmlinux or its
+// module), or -1 when BTF does not describe it.
+func (k Kernel) FuncParams(fn string) int { return k.funcParams(fn) }

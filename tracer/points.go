@@ -70,12 +70,12 @@ var points = []point{
 		functions: []string{"nf_conntrack_in"},
 		use:       followsFlows(true),
 		candidates: func(k Kernel, _ mode.Mode, _ func(string) bool) []candidate {
-			// 4.19 has nf_conntrack_in(net, pf, hooknum, skb); 4.20+ (skb, state).
-			if n := k.funcParams("nf_conntrack_in"); n == 4 || (n < 0 && !k.AtLeast(4, 20)) {
-				return []candidate{{fn: "nf_conntrack_in",
+			sig := k.ctInSignature()
+			if sig.older {
+				return []candidate{{fn: "nf_conntrack_in", kprobeNote: sig.from,
 					kprobe: programs{probe.BPFProgKprobeCtInV419, probe.BPFProgKretprobeCtIn}}}
 			}
-			return []candidate{{fn: "nf_conntrack_in",
+			return []candidate{{fn: "nf_conntrack_in", kprobeNote: sig.from,
 				fentry: programs{"", probe.BPFProgFexitCtIn},
 				kprobe: programs{probe.BPFProgKprobeCtIn, probe.BPFProgKretprobeCtIn}}}
 		},
@@ -112,14 +112,14 @@ var points = []point{
 			if atConfirm {
 				fexit, kret = "", ""
 			}
-			// 4.19-5.5: nf_ct_resolve_clash(net, skb, ctinfo, h), likely inlined;
-			// 5.6+: (skb, h, reply_hash), __cold noinline. __nf_ct_resolve_clash(skb, h)
-			// (5.6+) shares the first two arguments, but not the verdict.
-			if n := k.funcParams("nf_ct_resolve_clash"); n == 4 || (n < 0 && !k.AtLeast(5, 6)) {
-				return []candidate{{fn: "nf_ct_resolve_clash",
+			// __nf_ct_resolve_clash(skb, h) (5.6+) shares the first two
+			// arguments of the newer nf_ct_resolve_clash, but not the verdict.
+			sig := k.clashSignature()
+			if sig.older {
+				return []candidate{{fn: "nf_ct_resolve_clash", kprobeNote: sig.from,
 					kprobe: programs{probe.BPFProgKprobeClashV419, kret}}}
 			}
-			cs := []candidate{{fn: "nf_ct_resolve_clash",
+			cs := []candidate{{fn: "nf_ct_resolve_clash", kprobeNote: sig.from,
 				fentry: programs{probe.BPFProgFentryClash, fexit},
 				kprobe: programs{probe.BPFProgKprobeClash, kret}}}
 			if atConfirm {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"time"
 
@@ -95,22 +94,6 @@ type attached struct {
 // ErrNotTraceable means no required probe point could be attached. Its
 // message names the reason and the fix.
 var ErrNotTraceable = errors.New("cannot trace conntrack on this kernel")
-
-// CheckPrivileges returns an error naming what is missing to load BPF.
-func CheckPrivileges() error {
-	if os.Geteuid() == 0 {
-		return nil
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err == nil {
-		has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-		if has(unix.CAP_SYS_ADMIN) || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
-			return nil
-		}
-	}
-	return errors.New("loading BPF programs needs root or CAP_BPF and CAP_PERFMON: run it with sudo")
-}
 
 // Open plans, loads and attaches the probes. When a required point cannot
 // attach it returns an error wrapping ErrNotTraceable, with the plan filled

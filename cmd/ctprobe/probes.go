@@ -36,6 +36,11 @@ func runProbes(args []string, stdout io.Writer) error {
 	}
 	p := render.Probes{Kernel: k.Release, BTF: k.BTF, Kprobes: k.Kprobes, Conntrack: k.Conntrack,
 		Fentry: "unknown (needs privileges to try)", ClashEra: k.ClashEra()}
+	for _, fn := range tracer.DatingFunctions() {
+		s := k.Symbols[fn]
+		p.Functions = append(p.Functions, render.KernelFunction{Name: fn, Names: s.Names, Module: s.Module, Params: k.FuncParams(fn)})
+	}
+	p.Datapath = tracer.DatapathNotes(k)
 	traceErr := tracer.CheckPrivileges()
 	if traceErr == nil {
 		t, err := tracer.Open(tracer.Options{Attach: how, Mode: mode.Timeline})

@@ -14,8 +14,21 @@ type Probes struct {
 	Fentry    string // "yes", or why not
 	ClashEra  string
 	Plan      []plan.Entry
+	// Functions are what the kernel says of each function ctprobe may
+	// probe or date the kernel by: the evidence its choices rest on.
+	Functions []KernelFunction
+	// Datapath notes say what on this node changes what ctprobe can see.
+	Datapath []string
 	// Error is why a trace would fail ("" when it would not).
 	Error string
+}
+
+// KernelFunction is one function as kallsyms and BTF show it.
+type KernelFunction struct {
+	Name   string   `json:"name"`
+	Names  []string `json:"kallsyms"`         // its kallsyms names (the exact one first, then compiler clones); none when absent
+	Module string   `json:"module,omitempty"` // "" for vmlinux
+	Params int      `json:"btf_params"`       // parameter count from BTF, -1 when BTF does not describe it
 }
 
 // Probes writes the kernel's facts, then the plan as a table.
@@ -54,6 +67,11 @@ func (t *Text) Probes(p *Probes) error {
 			b = append(b, c[4]...)
 			b = append(b, '\n')
 		}
+		for _, n := range p.Datapath {
+			b = append(b, "\nnote: "...)
+			b = append(b, n...)
+			b = append(b, '\n')
+		}
 		if p.Error != "" {
 			b = append(b, "\ntrace would fail: "...)
 			b = append(b, p.Error...)
@@ -85,6 +103,8 @@ type jsonProbes struct {
 	Fentry    string               `json:"fentry"`
 	ClashEra  string               `json:"clash_era"`
 	Plan      []jsonProbePlanEntry `json:"plan"`
+	Functions []KernelFunction     `json:"functions"`
+	Datapath  []string             `json:"datapath"`
 	Traceable bool                 `json:"traceable"`
 	Error     string               `json:"error,omitempty"`
 }
@@ -92,9 +112,12 @@ type jsonProbes struct {
 // Probes writes a "kind":"probes" line.
 func (j *JSON) Probes(p *Probes) error {
 	v := jsonProbes{Schema: SchemaVersion, Kind: "probes", Kernel: p.Kernel, BTF: p.BTF, Kprobes: p.Kprobes, Conntrack: p.Conntrack,
-		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Traceable: p.Error == "", Error: p.Error}
+		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Functions: p.Functions, Datapath: p.Datapath, Traceable: p.Error == "", Error: p.Error}
 	for _, e := range p.Plan {
 		v.Plan = append(v.Plan, jsonProbePlanEntry{jsonPlanEntryOf(e), e.Required})
+	}
+	if v.Datapath == nil {
+		v.Datapath = []string{}
 	}
 	return j.encode(v)
 }

@@ -133,7 +133,7 @@ func TestTraceWithoutPrivileges(t *testing.T) {
 		t.Fatalf("want exit 1, got %v", err)
 	}
 	oneLine(t, stderr.String())
-	if !strings.Contains(stderr.String(), "needs root or CAP_BPF and CAP_PERFMON") {
+	if !strings.Contains(stderr.String(), "needs root, or CAP_BPF and CAP_PERFMON") || !strings.Contains(stderr.String(), "missing: CAP_BPF, CAP_PERFMON") {
 		t.Errorf("%q does not say what is missing", stderr.String())
 	}
 }

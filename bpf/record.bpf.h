@@ -44,7 +44,6 @@ struct {
 enum scratch_slot {
 	SCRATCH_CT_IN,
 	SCRATCH_NAT,
-	SCRATCH_CLASH,
 	SCRATCH_CONFIRM,
 	SCRATCH_WINNER, /* confirm's exit, for the CLASH record of a winner found by tuple */
 	SCRATCH_SLOTS,

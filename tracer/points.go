@@ -85,15 +85,20 @@ var points = []point{
 		event: event.NAT, skippable: true,
 		functions: []string{"get_unique_tuple", "nf_nat_setup_info"},
 		use:       followsFlows(false),
-		candidates: func(Kernel, mode.Mode, func(string) bool) []candidate {
+		candidates: func(_ Kernel, m mode.Mode, _ func(string) bool) []candidate {
 			// get_unique_tuple is static and inlined into nf_nat_setup_info in
 			// most builds (6.1, 6.18); nf_nat_setup_info is exported.
+			gut := programs{probe.BPFProgFentryGut, probe.BPFProgFexitGut}
+			nat := programs{probe.BPFProgFentryNat, probe.BPFProgFexitNat}
+			if m.KeepHistory() {
+				// fexit alone: the ct's history holds what the entry would
+				// save (bpf/point_nat.bpf.h, nat_exit_hist).
+				gut, nat = programs{"", probe.BPFProgFexitGutHist}, programs{"", probe.BPFProgFexitNatHist}
+			}
 			return []candidate{
-				{fn: "get_unique_tuple",
-					fentry: programs{probe.BPFProgFentryGut, probe.BPFProgFexitGut},
+				{fn: "get_unique_tuple", fentry: gut,
 					kprobe: programs{probe.BPFProgKprobeGut, probe.BPFProgKretprobeGut}},
-				{fn: "nf_nat_setup_info",
-					fentry: programs{probe.BPFProgFentryNat, probe.BPFProgFexitNat},
+				{fn: "nf_nat_setup_info", fentry: nat,
 					kprobe: programs{probe.BPFProgKprobeNat, probe.BPFProgKretprobeNat}},
 			}
 		},
@@ -158,8 +163,13 @@ var points = []point{
 					session:    probe.BPFProgKsessionConfirmNew,
 					kprobeNote: note}}
 			}
-			return []candidate{{fn: "__nf_conntrack_confirm",
-				fentry: programs{probe.BPFProgFentryConfirm, probe.BPFProgFexitConfirm},
+			fentry := programs{probe.BPFProgFentryConfirm, probe.BPFProgFexitConfirm}
+			if m.KeepHistory() && attached("clash") {
+				// fexit alone: the clash record holds a merged loser's
+				// tuples (bpf/point_confirm.bpf.h, confirm_exit_hist).
+				fentry = programs{"", probe.BPFProgFexitConfirmHist}
+			}
+			return []candidate{{fn: "__nf_conntrack_confirm", fentry: fentry,
 				kprobe: programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirm}}}
 		},
 	},

@@ -31,8 +31,12 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if err := session.CheckReplayable(&hdr); err != nil {
 		return fmt.Errorf("read %s: %w", *path, err)
 	}
-	r, err := out.renderer(stdout, render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano})
-	if err != nil {
+	clock := render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}
+	var r render.Renderer
+	if *out.format == "pcapng" {
+		// Packets for Wireshark: what the capture knows of each packet.
+		r = render.NewPCAPNG(stdout, render.Options{Clock: clock})
+	} else if r, err = out.renderer(stdout, clock); err != nil {
 		return err
 	}
 	if _, err := session.Replay(rd, r, *out.all); err != nil {

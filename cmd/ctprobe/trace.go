@@ -25,7 +25,7 @@ func addOutputFlags(fs interface {
 	Bool(string, bool, string) *bool
 }) outputFlags {
 	return outputFlags{
-		format:  fs.String("o", "text", "output format: text or json (one JSON object per line, docs/json-schema.md)"),
+		format:  fs.String("o", "text", "output format: text or json (one JSON object per line, docs/json-schema.md); report also takes pcapng (the packets, for Wireshark)"),
 		all:     fs.Bool("all", false, "print every new conntrack entry at confirm (tuples before and after NAT, verdict, socket) besides the races; with --timeline, every event of every probe point"),
 		noColor: fs.Bool("no-color", false, "never colour the output (colour is used only on a terminal)"),
 	}

@@ -113,8 +113,10 @@ func New(w io.Writer, format string, opt Options) (Renderer, error) {
 		return NewText(w, opt), nil
 	case "json":
 		return NewJSON(w, opt), nil
+	case "pcapng":
+		return NewPCAPNG(w, opt), nil
 	}
-	return nil, fmt.Errorf("render: unknown output format %q (want text or json)", format)
+	return nil, fmt.Errorf("render: unknown output format %q (want text, json or pcapng)", format)
 }
 
 // sink is the buffer and lock shared by Text and JSON.

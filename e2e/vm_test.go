@@ -185,6 +185,7 @@ func checkScenario(t *testing.T, out, scenario string, k guestKernel) {
 	// The filters are checked against the default mode's count.
 	if ok && scenario == "endpoints-2" {
 		checkFilters(t, p, incidents)
+		t.Run("pcapng", func(t *testing.T) { checkPCAPNG(t, out, scenario) })
 	}
 }
 

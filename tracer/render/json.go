@@ -147,17 +147,7 @@ func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
 		dst = appendJSONString(dst, verdictJSON(ev.Verdict))
 		dst = append(dst, `,"new":`...)
 		dst = appendJSONBool(dst, ev.Flags&event.FlagNew != 0)
-		n := min(int(ev.PayloadLen), len(ev.Payload))
-		dst = append(dst, `,"payload_len":`...)
-		dst = appendUint(dst, uint64(n))
-		if n > 0 {
-			dst = append(dst, `,"payload_hex":"`...)
-			for _, c := range ev.Payload[:n] {
-				dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			dst = append(dst, '"')
-			dst = appendDNSJSON(dst, ev.Payload[:n])
-		}
+		dst = appendJSONPayload(dst, ev)
 	case event.NAT:
 		dst = append(dst, `,"manip":`...)
 		_, manip := manipNames(int(ev.Aux))
@@ -188,8 +178,27 @@ func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
 		dst = appendJSONString(dst, confirmResult(ev))
 		dst = append(dst, `,"other_ct":`...)
 		dst = appendJSONHex(dst, ev.OtherCT)
+		dst = appendJSONPayload(dst, ev)
 	}
 	return append(dst, "}\n"...)
+}
+
+// appendJSONPayload appends the captured start of a UDP payload to or from
+// port 53 (ct_in, and confirm's record of a new entry), and its DNS
+// question where it parses.
+func appendJSONPayload(dst []byte, ev *event.Event) []byte {
+	n := min(int(ev.PayloadLen), len(ev.Payload))
+	dst = append(dst, `,"payload_len":`...)
+	dst = appendUint(dst, uint64(n))
+	if n > 0 {
+		dst = append(dst, `,"payload_hex":"`...)
+		for _, c := range ev.Payload[:n] {
+			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		dst = append(dst, '"')
+		dst = appendDNSJSON(dst, ev.Payload[:n])
+	}
+	return dst
 }
 
 func verdictJSON(v uint32) string {

@@ -30,7 +30,7 @@ func appendDNSText(dst []byte, payload []byte) []byte {
 	dst = appendHex(dst, uint64(q.ID))
 	dst = append(dst, ' ')
 	if q.HasType {
-		dst = append(dst, dnsTypeName(q.Type)...)
+		dst = append(dst, dnsmsg.TypeName(q.Type)...)
 	} else {
 		dst = append(dst, '?')
 	}
@@ -55,7 +55,7 @@ func appendDNSJSON(dst []byte, payload []byte) []byte {
 	dst = appendUint(dst, uint64(q.ID))
 	dst = append(dst, `,"type":`...)
 	if q.HasType {
-		dst = appendJSONString(dst, dnsTypeName(q.Type))
+		dst = appendJSONString(dst, dnsmsg.TypeName(q.Type))
 		dst = append(dst, `,"qtype":`...)
 		dst = appendUint(dst, uint64(q.Type))
 	} else {

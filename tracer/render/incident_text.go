@@ -3,6 +3,7 @@ package render
 import (
 	"slices"
 
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
 )
@@ -91,7 +92,7 @@ func appendDNSQuery(dst []byte, q *incident.DNSQuery) []byte {
 		return append(dst, '?')
 	}
 	if q.Type != 0 {
-		dst = append(dst, dnsTypeName(q.Type)...)
+		dst = append(dst, dnsmsg.TypeName(q.Type)...)
 	} else {
 		dst = append(dst, '?')
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/loss"
@@ -439,7 +440,7 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 	if p.DNS.Valid {
 		v.DNS = &jsonQuery{ID: p.DNS.ID, Name: p.DNS.Name, Response: p.DNS.Response, Truncated: p.DNS.Truncated}
 		if p.DNS.Type != 0 {
-			t, qt := dnsTypeName(p.DNS.Type), p.DNS.Type
+			t, qt := dnsmsg.TypeName(p.DNS.Type), p.DNS.Type
 			v.DNS.Type, v.DNS.QType = &t, &qt
 		}
 	}

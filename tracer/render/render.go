@@ -209,36 +209,6 @@ func verdictName(v uint32) string {
 	return "verdict" + strconv.FormatUint(uint64(v), 10)
 }
 
-func dnsTypeName(t uint16) string {
-	switch t {
-	case 1:
-		return "A"
-	case 2:
-		return "NS"
-	case 5:
-		return "CNAME"
-	case 6:
-		return "SOA"
-	case 12:
-		return "PTR"
-	case 15:
-		return "MX"
-	case 16:
-		return "TXT"
-	case 28:
-		return "AAAA"
-	case 33:
-		return "SRV"
-	case 64:
-		return "SVCB"
-	case 65:
-		return "HTTPS"
-	case 255:
-		return "ANY"
-	}
-	return "TYPE" + strconv.Itoa(int(t))
-}
-
 // confirmResult says what a CONFIRM event did, as incident.OutcomeOf
 // decides it: "inserted", "merged" (the skb now carries another ct),
 // "nat_clash" (inserted reply-only) or "drop".

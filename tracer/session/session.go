@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -72,6 +73,12 @@ type Session struct {
 	stoppedByCount bool
 	gatherTimer    *time.Timer
 	accounting     map[string]string
+	// What another goroutine may ask while Run runs (Liveness, Progress):
+	// records read and through the pipeline, when the read loop last
+	// ran (Unix ns), and whether the probes were detached.
+	read     atomic.Uint64
+	lastLoop atomic.Int64
+	detached atomic.Bool
 }
 
 // Start begins a session on an opened tracer: it reads the kernel's
@@ -86,6 +93,7 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 	// Wall-clock times only (Round(0) drops the monotonic reading), so that a
 	// report of the capture computes the same durations as this run.
 	s := &Session{cfg: cfg, t: t, start: time.Now().Round(0), startCounters: counters, intervalCounters: counters}
+	s.lastLoop.Store(s.start.UnixNano())
 	if cfg.Duration > 0 {
 		s.deadline = s.start.Add(cfg.Duration)
 	}
@@ -170,6 +178,7 @@ func (s *Session) Run() error {
 		default:
 		}
 		now := time.Now()
+		s.lastLoop.Store(now.UnixNano())
 		if !s.deadline.IsZero() && !now.Before(s.deadline) {
 			return s.drain(&rec)
 		}
@@ -220,7 +229,7 @@ func (s *Session) Run() error {
 			// Like tcpdump -c: stop here, without printing what the ring
 			// buffer still holds.
 			s.stoppedByCount = true
-			s.t.Detach()
+			s.detach()
 			return s.reportLosses()
 		}
 		if woken && s.gather() {
@@ -270,13 +279,58 @@ func (s *Session) handle(rec *ringbuf.Record) error {
 			return fmt.Errorf("write capture: %w", err)
 		}
 	}
-	return s.p.Record(rec.RawSample)
+	err := s.p.Record(rec.RawSample)
+	// Counted once the pipeline is done with it, so that a Progress that
+	// shows every record read also shows every incident they made.
+	s.read.Add(1)
+	return err
+}
+
+func (s *Session) detach() {
+	s.detached.Store(true)
+	s.t.Detach()
+}
+
+// Liveness is what a health check asks of a running session.
+type Liveness struct {
+	// Attached is false once the probes were detached: the session is
+	// ending.
+	Attached bool
+	// LastLoop is when the read loop last ran (before Run: when the
+	// session started). The loop runs at least every 200 ms, and for each
+	// record.
+	LastLoop time.Time
+}
+
+// Liveness may be called from any goroutine.
+func (s *Session) Liveness() Liveness {
+	return Liveness{Attached: !s.detached.Load(), LastLoop: time.Unix(0, s.lastLoop.Load())}
+}
+
+// Progress is how far the reader got.
+type Progress struct {
+	// Read counts the records read from the ring buffer, each through the
+	// pipeline (its incidents rendered).
+	Read uint64
+	// Sent counts the records the probes offered the ring buffer: those
+	// read, those lost to a full buffer, and those not read yet.
+	Sent uint64
+}
+
+// Progress may be called from any goroutine. Read is taken before Sent:
+// when Sent equals Read plus the ring buffer's losses, every record sent
+// before the call went through the pipeline before it.
+func (s *Session) Progress() (Progress, error) {
+	p := Progress{Read: s.read.Load()}
+	sent, err := s.t.Sent()
+	p.Sent = sent
+	return p, err
 }
 
 // drain detaches the probes, so nothing new arrives, then reads what the
 // ring buffer still holds and reports the final loss counts.
 func (s *Session) drain(rec *ringbuf.Record) error {
-	s.t.Detach()
+	s.detach()
 	for {
 		s.t.SetDeadline(time.Now())
 		if err := s.t.Read(rec); err != nil {

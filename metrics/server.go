@@ -15,19 +15,27 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/session"
 )
 
-// Listen opens the metrics address: HOST:PORT or :PORT (all addresses). It
-// is opened before the probes are loaded, so that a port in use fails at
-// once.
-func Listen(addr string) (net.Listener, error) {
+// CheckAddress says whether addr is a metrics address: HOST:PORT or :PORT
+// (all addresses), HOST an IP address or localhost.
+func CheckAddress(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("%q: want HOST:PORT or :PORT (e.g. :9965)", addr)
+		return fmt.Errorf("%q: want HOST:PORT or :PORT (e.g. :9965)", addr)
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return nil, fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, port)
+		return fmt.Errorf("%q: port %q is not a number from 1 to 65535", addr, port)
 	}
 	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
-		return nil, fmt.Errorf("%q: host %q is not an IP address (or localhost)", addr, host)
+		return fmt.Errorf("%q: host %q is not an IP address (or localhost)", addr, host)
+	}
+	return nil
+}
+
+// Listen opens the metrics address (CheckAddress). It is opened before the
+// probes are loaded, so that a port in use fails at once.
+func Listen(addr string) (net.Listener, error) {
+	if err := CheckAddress(addr); err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

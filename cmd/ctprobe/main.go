@@ -66,7 +66,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fmt.Fprintln(stderr, "ctprobe:", err)
+	var logged *loggedError
+	if !errors.As(err, &logged) {
+		fmt.Fprintln(stderr, "ctprobe:", err)
+	}
 	var ee *exitError
 	var ue *cli.UsageError
 	switch {

@@ -62,13 +62,14 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	fs.Uint64Var(&count, "c", 0, "stop after this many incidents (with --all: events)")
 	fs.Uint64Var(&count, "count", 0, "same as -c")
 	write := fs.String("w", "", "also write every record to this capture file (0600; - for stdout)")
-	quiet := fs.Bool("q", false, "no live output (with -w)")
+	quiet := fs.Bool("q", false, "no live output (with -w or --metrics): warnings, losses and summaries go to the log on stderr")
 	interval := fs.Duration("interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
 	ringSize := fs.Int("ring-size", tracer.DefaultRingSize, "ring buffer size in bytes (a power of two)")
 	timeline := fs.Bool("timeline", false, "follow every new conntrack entry (ct_in, NAT, confirm, and its sender across namespaces) so that an incident shows both packets' stages and senders; costs time on every new flow, where the default mode probes only the clash path")
 	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (--timeline)")
 	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
 	skip := fs.String("skip-point", "", "optional probe points not to attach: nat, clash, origin (comma-separated)")
+	agentOpts := addAgentFlags(fs)
 	maxActive := fs.Int("max-active", tracer.DefaultMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -91,11 +92,16 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if *maxActive < 1 || *maxActive > 4096 {
 		return cli.Usagef("--max-active %d: want 1 to 4096 (the kernel's limit)", *maxActive)
 	}
-	if *quiet && *write == "" {
-		return cli.Usagef("-q silences live output, so it needs -w FILE to keep anything")
-	}
 	if *duration < 0 || *interval < 0 {
 		return cli.Usagef("--duration and --interval must not be negative")
+	}
+	a, err := agentOpts.setup(*write, stderr)
+	if err != nil {
+		return a.report(err)
+	}
+	defer a.close()
+	if *quiet && *write == "" && !a.serves() {
+		return cli.Usagef("-q silences live output, so it needs -w FILE or --metrics ADDR to keep anything")
 	}
 	// With the capture on stdout, live output moves to stderr.
 	live := stdout
@@ -107,11 +113,8 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *quiet {
-		r = render.Discard{}
-	}
 	if err := tracer.CheckPrivileges(); err != nil {
-		return err
+		return a.report(err)
 	}
 	opts := tracer.Options{Filter: filter, Mode: mode.Of(*out.all, *timeline), RingSize: *ringSize, History: *history, Attach: how, Skip: skipPoints}
 	if cli.Given(fs, "max-active") {
@@ -119,16 +122,17 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	}
 	t, err := tracer.Open(opts)
 	if err != nil {
-		return err
+		return a.report(err)
 	}
 	defer t.Close()
 	s, err := session.Start(t, session.Config{
-		Options: opts, Renderer: r, CapturePath: *write, Version: version, BootTime: boot,
-		Count: count, Duration: *duration, Interval: *interval, Signals: sig,
+		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release), CapturePath: *write, Rotation: a.rotation,
+		Version: version, BootTime: boot, Count: count, Duration: *duration, Interval: *interval, Signals: sig,
 	})
 	if err != nil {
-		return err
+		return a.report(err)
 	}
+	a.serve(s)
 	_, err = s.Finish(s.Run(), nil)
-	return err
+	return a.report(err)
 }

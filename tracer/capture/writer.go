@@ -40,6 +40,7 @@ type Writer struct {
 	syncable  bool     // file is a regular file, so fsync means something
 	frame     []byte   // scratch for one frame, reused to avoid allocations
 	records   uint64
+	size      int64 // bytes written, buffered ones included
 	unflushed int
 	lost      map[string]uint64
 	timer     *time.Timer
@@ -121,6 +122,7 @@ func NewWriter(dst io.Writer, h Header) (*Writer, error) {
 	if _, err := w.bw.Write(pre); err != nil {
 		return nil, fmt.Errorf("write capture header: %w", err)
 	}
+	w.size = int64(len(pre))
 	if err := w.writeFrame(TypeHeader, nil, js); err != nil {
 		return nil, fmt.Errorf("write capture header: %w", err)
 	}
@@ -188,6 +190,13 @@ func (w *Writer) Records() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.records
+}
+
+// Size returns the number of bytes written so far, buffered ones included.
+func (w *Writer) Size() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.size
 }
 
 // Close writes the trailer, flushes, and (for a file from Create) fsyncs and
@@ -276,7 +285,8 @@ func (w *Writer) record(t RecordType, prefix, body []byte) error {
 // allocate.
 func (w *Writer) writeFrame(t RecordType, prefix, body []byte) error {
 	f := appendFrame(w.frame[:0], t, prefix, body)
-	_, err := w.bw.Write(f)
+	n, err := w.bw.Write(f)
+	w.size += int64(n)
 	// Keep the scratch buffer for the next record unless one huge record
 	// grew it: there is no reason to pin a megabyte for the whole trace.
 	if cap(f) <= writeBufferSize {

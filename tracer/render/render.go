@@ -93,7 +93,7 @@ type Renderer interface {
 	Warning(msg string) error
 }
 
-// Discard renders nothing (trace -q: the capture file is the output), so
+// Discard renders nothing (a replay that is counted, not read), so
 // that no time goes into formatting what nobody reads.
 type Discard struct{}
 

@@ -37,6 +37,9 @@ type Config struct {
 	Renderer render.Renderer
 	// CapturePath, if set, receives every record ("-": standard output).
 	CapturePath string
+	// Rotation, if its Size is set, splits the capture into numbered
+	// files at CapturePath's place (capture.Rotator).
+	Rotation capture.Rotation
 	// Version is the ctprobe version written into the capture header.
 	Version string
 	// BootTime is the wall-clock time of kernel time 0 (BootTime()), the
@@ -61,7 +64,11 @@ type Session struct {
 	cfg      Config
 	t        *tracer.Tracer
 	p        *stream.Processor
-	w        *capture.Writer
+	w        captureWriter
+	rot      *capture.Rotator // w, when the capture rotates
+	// quietChecked is when the pipeline was last asked whether a due
+	// rotation may happen (stream.Processor.Quiet walks the correlator).
+	quietChecked time.Time
 	start    time.Time
 	deadline time.Time
 	// startCounters are the kernel's counters when the session started;
@@ -100,9 +107,15 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 	if err := cfg.Renderer.Plan(t.Plan); err != nil {
 		return nil, err
 	}
-	if cfg.CapturePath != "" {
-		if s.w, err = capture.Create(cfg.CapturePath, s.captureHeader()); err != nil {
-			return nil, fmt.Errorf("create capture: %w", err)
+	switch hdr := s.captureHeader(s.start, counters); {
+	case cfg.CapturePath != "" && cfg.Rotation.Size > 0:
+		if s.rot, err = capture.CreateRotating(cfg.CapturePath, cfg.Rotation, hdr); err != nil {
+			return nil, err
+		}
+		s.w = s.rot
+	case cfg.CapturePath != "":
+		if s.w, err = capture.Create(cfg.CapturePath, hdr); err != nil {
+			return nil, err
 		}
 	}
 	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start)
@@ -112,7 +125,16 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 // Stats are the pipeline's counts so far.
 func (s *Session) Stats() stream.Stats { return s.p.Stats() }
 
-func (s *Session) captureHeader() capture.Header {
+// captureWriter is a capture file, or a rotated capture's current one.
+type captureWriter interface {
+	WriteRecord(ts uint64, raw []byte) error
+	WriteLost(cpu int, count uint64, kind string) error
+	Close(t capture.Trailer) error
+}
+
+// captureHeader is the header of a capture file that starts at start,
+// when the kernel's counters were counters.
+func (s *Session) captureHeader(start time.Time, counters []kstat.NetnsCounters) capture.Header {
 	host, _ := os.Hostname()
 	opts := s.cfg.Options
 	extra := map[string]string{"clash_era": s.t.Kernel.ClashEra()}
@@ -124,13 +146,13 @@ func (s *Session) captureHeader() capture.Header {
 		KernelRelease:    s.t.Kernel.Release,
 		Hostname:         host,
 		BootTimeUnixNano: s.cfg.BootTime,
-		StartUnixNano:    s.start.UnixNano(),
+		StartUnixNano:    start.UnixNano(),
 		RecordLayout:     probe.RecordLayout,
 		RecordSize:       uint32(event.Size),
 		Plan:             s.t.Plan,
 		Filters:          opts.Filter.Strings(),
 		Mode:             opts.Mode.CaptureName(),
-		Counters:         s.startCounters,
+		Counters:         counters,
 		Extra:            extra,
 	}
 }
@@ -283,7 +305,45 @@ func (s *Session) handle(rec *ringbuf.Record) error {
 	// Counted once the pipeline is done with it, so that a Progress that
 	// shows every record read also shows every incident they made.
 	s.read.Add(1)
-	return err
+	if err != nil {
+		return err
+	}
+	return s.maybeRotate()
+}
+
+// quietEvery is how often a due rotation asks the pipeline whether an
+// incident is in the making: the question walks the correlator's records.
+const quietEvery = 10 * time.Millisecond
+
+// maybeRotate starts the next capture file once the current one is due
+// and no incident is in the making, so that each file's report has whole
+// incidents and the files' incidents add up to the live run's; or when
+// the file is overdue, whatever is in the making. The kernel's counters
+// are read for the trailer of the one and the header of the other: each
+// file's report puts its incidents beside the counters' growth over it.
+func (s *Session) maybeRotate() error {
+	if s.rot == nil || !s.rot.Due() {
+		return nil
+	}
+	if !s.rot.Overdue() {
+		now := time.Now()
+		if now.Sub(s.quietChecked) < quietEvery {
+			return nil
+		}
+		s.quietChecked = now
+		if !s.p.Quiet() {
+			return nil
+		}
+	}
+	now := time.Now().Round(0)
+	counters, err := kstat.SnapshotAll()
+	if err != nil {
+		s.cfg.Renderer.Warning("reading the kernel's counters for a capture rotation: " + err.Error())
+	}
+	if err := s.rot.Rotate(capture.Trailer{EndUnixNano: now.UnixNano(), Counters: counters}, s.captureHeader(now, counters)); err != nil {
+		return fmt.Errorf("rotate capture: %w", err)
+	}
+	return nil
 }
 
 func (s *Session) detach() {

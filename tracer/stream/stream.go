@@ -87,6 +87,9 @@ func (p *Processor) Idle(now uint64) error {
 	return p.incidents(p.corr.Advance(now))
 }
 
+// Quiet says that no incident is in the making (incident.Correlator.Quiet).
+func (p *Processor) Quiet() bool { return p.corr.Quiet() }
+
 // Lost reports records that never arrived.
 func (p *Processor) Lost(l loss.Count) error {
 	if l.Count == 0 {

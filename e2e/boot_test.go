@@ -66,6 +66,12 @@ func bootLab(t *testing.T) string {
 // the VM (run.sh's extra args) and returns the directory holding what the
 // guest wrote: out/e2e-FLAVOUR[-SERIES][-suffix].
 func bootGuest(t *testing.T, script, suffix string, extra ...string) string {
+	return bootGuestWith(t, script, suffix, nil, extra...)
+}
+
+// bootGuestWith is bootGuest with host programs copied into the initramfs
+// (build-initramfs.sh --prog), for a guest that needs more than the base.
+func bootGuestWith(t *testing.T, script, suffix string, progs []string, extra ...string) string {
 	root := repoRoot(t)
 	kdir, flavour := kernelDir(t, root)
 	tmp := t.TempDir()
@@ -73,9 +79,13 @@ func bootGuest(t *testing.T, script, suffix string, extra ...string) string {
 	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctprobe"), "./cmd/ctprobe")
 	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctlab"), "./cmd/ctlab")
 	initrd := filepath.Join(tmp, "initrd.cpio.gz")
-	run(t, root, nil, "scripts/vm/build-initramfs.sh", "--kernel-dir", kdir, "--out", initrd,
-		"--add", filepath.Join(tmp, "ctprobe")+":/bin/ctprobe", "--add", filepath.Join(tmp, "ctlab")+":/bin/ctlab",
-		"--run", script)
+	initramfs := []string{"--kernel-dir", kdir, "--out", initrd,
+		"--add", filepath.Join(tmp, "ctprobe") + ":/bin/ctprobe", "--add", filepath.Join(tmp, "ctlab") + ":/bin/ctlab",
+		"--run", script}
+	for _, p := range progs {
+		initramfs = append(initramfs, "--prog", p)
+	}
+	run(t, root, nil, "scripts/vm/build-initramfs.sh", initramfs...)
 	name := "e2e-" + flavour
 	if series := os.Getenv("KERNEL_SERIES"); series != "" {
 		name += "-" + series

@@ -17,7 +17,7 @@ FUZZTIME ?= 50000x
 FLAVOUR  ?= cloud
 KERNEL_SERIES ?=
 
-.PHONY: all build deps generate test unit fuzz e2e e2e-lts e2e-5.10 e2e-rt demo clean
+.PHONY: all build deps generate test unit fuzz e2e e2e-lts e2e-5.10 e2e-rt demo image clean
 
 all: build
 
@@ -42,9 +42,13 @@ generate: deps
 # 5.10.
 test: deps unit fuzz e2e e2e-lts e2e-5.10
 
+# deploy/ is a module of its own (the Kubernetes API types stay out of the
+# binary): its tests check the manifests, the dashboard, the alert rules
+# and the image that `make image` builds.
 unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
@@ -74,6 +78,12 @@ demo: deps build
 .PHONY: bench
 bench: deps build
 	@scripts/bench.sh
+
+# The container image (docs/deploy.md): an OCI layout in out/image, tagged
+# $(VERSION) and latest, built from scratch with umoci (no daemon).
+ARCH ?= amd64
+image:
+	@scripts/image.sh --arch $(ARCH) --version $(VERSION)
 
 clean:
 	rm -rf bin out

@@ -54,6 +54,8 @@ func promQuery(t *testing.T, path string, labels ...string) map[string]float64 {
 // the rotated capture files each replay, and their incidents are the live
 // run's.
 func TestVMMetrics(t *testing.T) {
+	kernelDir(t, repoRoot(t)) // skips without CTPROBE_E2E
+	run(t, repoRoot(t), nil, "scripts/deps.sh", "prometheus", "curl")
 	out := bootGuestWith(t, "e2e/guest-metrics.sh", "metrics", []string{"prometheus", "promtool", "curl"})
 	p := func(name string) string { return filepath.Join(out, name) }
 

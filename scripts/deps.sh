@@ -14,6 +14,9 @@ all=(
   iptables nftables conntrack iproute2 kmod
   # VM lab: emulator, guest userland, initramfs packing, kernel modules (.ko.xz) and depmod
   qemu-system-x86 busybox-static cpio zstd xz-utils kmod
+  # metrics and deployment: Prometheus and promtool (unit and VM tests), curl (VM tests), umoci
+  # and skopeo (make image and its test), shellcheck (the one-node recipe's test)
+  prometheus curl umoci skopeo shellcheck
   # general build tools the Makefile uses
   make git ca-certificates
 )

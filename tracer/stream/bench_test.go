@@ -1,6 +1,6 @@
 package stream
 
-// Throughput of decode and correlate over the busy-node mix (synth_test.go).
+// Throughput of decode and correlate over the busy-node mix (package streamtest).
 // One op is one event, except in BenchmarkReport, where it is one whole
 // capture. Every benchmark reports events/s, ns/event and allocs/event (the
 // exact average, where allocs/op rounds down). Run them on one core:

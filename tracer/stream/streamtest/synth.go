@@ -65,7 +65,7 @@ var (
 	busyErr  error
 )
 
-// BusyCapture is busyNode's capture, generated once per test binary.
+// BusyCapture is BusyNode's capture, generated once per test binary.
 func BusyCapture(tb testing.TB) *Capture {
 	tb.Helper()
 	busyOnce.Do(func() { busyCap, busyErr = Synthesize(BusyNode()) })

@@ -148,3 +148,20 @@ func TestAlertRules(t *testing.T) {
 		t.Errorf("promtool check rules: %v\n%s", err, out)
 	}
 }
+
+// The PromQL examples of docs/metrics.md parse and read only what ctprobe
+// exports.
+func TestDocsPromQL(t *testing.T) {
+	b, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(b), "```promql\n")[1:]
+	if len(blocks) < 3 {
+		t.Fatalf("%d PromQL examples in docs/metrics.md, want the DNS-lost one and more", len(blocks))
+	}
+	for _, blk := range blocks {
+		expr, _, _ := strings.Cut(blk, "```")
+		checkPromQL(t, "docs/metrics.md", expr)
+	}
+}

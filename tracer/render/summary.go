@@ -107,6 +107,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			counts[i] = p.Count
 		}
 		dst = appendCountTable(dst, labels, counts)
+		dst = appendUnlisted(dst, s.Unlisted.Processes, "processes")
 	}
 	if len(s.ByDestination) > 0 {
 		dst = append(dst, "by destination\n"...)
@@ -117,6 +118,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			counts[i] = d.Count
 		}
 		dst = appendCountTable(dst, labels, counts)
+		dst = appendUnlisted(dst, s.Unlisted.Destinations, "destinations")
 	}
 
 	// Kernel counters and completeness, per netns and in total.
@@ -354,6 +356,21 @@ func appendCountTable(dst []byte, labels []string, counts []uint64) []byte {
 	return dst
 }
 
+// appendUnlisted notes the incidents of a breakdown's rows past
+// summary.MaxRows.
+func appendUnlisted(dst []byte, n uint64, what string) []byte {
+	if n == 0 {
+		return dst
+	}
+	dst = append(dst, "  … "...)
+	dst = appendUint(dst, n)
+	dst = append(dst, " incidents of "...)
+	dst = append(dst, what...)
+	dst = append(dst, " past the first "...)
+	dst = appendUint(dst, summary.MaxRows)
+	return append(dst, ", not listed\n"...)
+}
+
 // JSON form.
 
 type jsonRaceCount struct {
@@ -405,6 +422,7 @@ type jsonSummary struct {
 	Total         summary.Totals       `json:"total"`
 	Lost          jsonLostTotals       `json:"lost"`
 	Mitigations   []summary.Mitigation `json:"mitigations"`
+	Unlisted      summary.Unlisted     `json:"unlisted"`
 }
 
 func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
@@ -423,6 +441,7 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		Total:         summary.TotalsOf(s),
 		Lost:          jsonLostTotals{BySource: map[loss.Kind]uint64{}},
 		Mitigations:   summary.Mitigations(s),
+		Unlisted:      s.Unlisted,
 	}
 	if v.Mitigations == nil {
 		v.Mitigations = []summary.Mitigation{}

@@ -61,16 +61,16 @@ type Config struct {
 
 // Session is one live trace.
 type Session struct {
-	cfg      Config
-	t        *tracer.Tracer
-	p        *stream.Processor
-	w        captureWriter
-	rot      *capture.Rotator // w, when the capture rotates
+	cfg Config
+	t   *tracer.Tracer
+	p   *stream.Processor
+	w   captureWriter
+	rot *capture.Rotator // w, when the capture rotates
 	// quietChecked is when the pipeline was last asked whether a due
 	// rotation may happen (stream.Processor.Quiet walks the correlator).
 	quietChecked time.Time
-	start    time.Time
-	deadline time.Time
+	start        time.Time
+	deadline     time.Time
 	// startCounters are the kernel's counters when the session started;
 	// intervalCounters when the current interval began.
 	startCounters, intervalCounters []kstat.NetnsCounters

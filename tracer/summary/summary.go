@@ -65,20 +65,37 @@ type Summary struct {
 	ByDestination []DestCount    // most incidents first
 	Netns         []NetnsSummary // by netns inode
 	Lost          map[loss.Kind]uint64
+	// Unlisted counts the incidents left out of ByProcess, ByDestination
+	// and Netns because their breakdown already had MaxRows rows.
+	Unlisted Unlisted
+}
+
+// MaxRows bounds each breakdown of a Tally (by process, by destination,
+// by netns): a trace that runs for weeks sees processes and pods come and
+// go, and a row for each would grow its memory without end.
+const MaxRows = 1000
+
+// Unlisted are the incidents of processes, destinations and network
+// namespaces that came after a breakdown's first MaxRows.
+type Unlisted struct {
+	Processes    uint64 `json:"processes"`
+	Destinations uint64 `json:"destinations"`
+	Netns        uint64 `json:"netns"`
 }
 
 // Tally counts incidents and losses between summaries. It is safe for
 // concurrent use. For a final summary over the whole run next to interval
 // summaries, keep two.
 type Tally struct {
-	mu      sync.Mutex
-	start   time.Time
-	n       uint64
-	byRace  map[RaceCount]uint64 // Count always 0 in the key
-	byProc  map[ProcessCount]uint64
-	byDst   map[DestCount]uint64
-	byNetns map[uint64]*NetnsSummary
-	lost    map[loss.Kind]uint64
+	mu       sync.Mutex
+	start    time.Time
+	n        uint64
+	byRace   map[RaceCount]uint64 // Count always 0 in the key
+	byProc   map[ProcessCount]uint64
+	byDst    map[DestCount]uint64
+	byNetns  map[uint64]*NetnsSummary
+	lost     map[loss.Kind]uint64
+	unlisted Unlisted
 }
 
 // NewTally starts counting at start.
@@ -99,6 +116,17 @@ func (t *Tally) Reset(start time.Time) {
 	t.byDst = map[DestCount]uint64{}
 	t.byNetns = map[uint64]*NetnsSummary{}
 	t.lost = map[loss.Kind]uint64{}
+	t.unlisted = Unlisted{}
+}
+
+// count adds one to key's row of m, or to *unlisted when m has MaxRows
+// rows and none for key.
+func count[K comparable](m map[K]uint64, key K, unlisted *uint64) {
+	if _, ok := m[key]; !ok && len(m) >= MaxRows {
+		*unlisted++
+		return
+	}
+	m[key]++
 }
 
 // Add counts one incident. Process, destination and netns are the loser's.
@@ -109,15 +137,19 @@ func (t *Tally) Add(inc *incident.Incident) {
 	t.n++
 	t.byRace[RaceCount{Race: inc.Race, Outcome: inc.Outcome}]++
 	if L.Task {
-		t.byProc[ProcessCount{Comm: L.Comm, PID: L.PID}]++
+		count(t.byProc, ProcessCount{Comm: L.Comm, PID: L.PID}, &t.unlisted.Processes)
 	} else {
-		t.byProc[ProcessCount{}]++ // sender unknown
+		count(t.byProc, ProcessCount{}, &t.unlisted.Processes) // sender unknown
 	}
 	if L.Orig.Dst.IsValid() {
-		t.byDst[DestCount{Proto: L.Orig.Proto, Dst: netip.AddrPortFrom(L.Orig.Dst, L.Orig.DstPort)}]++
+		count(t.byDst, DestCount{Proto: L.Orig.Proto, Dst: netip.AddrPortFrom(L.Orig.Dst, L.Orig.DstPort)}, &t.unlisted.Destinations)
 	}
 	ns := t.byNetns[uint64(L.Netns)]
 	if ns == nil {
+		if len(t.byNetns) >= MaxRows {
+			t.unlisted.Netns++
+			return
+		}
 		ns = &NetnsSummary{Netns: uint64(L.Netns)}
 		t.byNetns[uint64(L.Netns)] = ns
 	}
@@ -142,7 +174,7 @@ func (t *Tally) AddLost(l loss.Count) {
 func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final bool) *Summary {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost)}
+	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost), Unlisted: t.unlisted}
 	for k, n := range t.byRace {
 		k.Count = n
 		s.ByRace = append(s.ByRace, k)
@@ -229,7 +261,8 @@ type Totals struct {
 	Resolved          uint64 `json:"resolved"`
 	Dropped           uint64 `json:"dropped"`
 	// Uncounted is the number of incidents in namespaces whose counters
-	// were not read (not part of the comparison).
+	// were not read, or that had no row (Unlisted): not part of the
+	// comparison.
 	Uncounted    uint64            `json:"uncounted"`
 	Counters     map[string]uint64 `json:"counters"`
 	Completeness *Completeness     `json:"completeness"`
@@ -237,7 +270,7 @@ type Totals struct {
 
 // TotalsOf sums the summary's namespaces whose counters were read.
 func TotalsOf(s *Summary) Totals {
-	t := Totals{Counters: map[string]uint64{}}
+	t := Totals{Counters: map[string]uint64{}, Uncounted: s.Unlisted.Netns}
 	hasCR := true
 	for i := range s.Netns {
 		n := &s.Netns[i]

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
@@ -378,4 +379,19 @@ func (g *synth) finish() (*Capture, error) {
 		}
 	}
 	return s, nil
+}
+
+// Churn gives every record the network namespace netns and moves its
+// sender's pid and tgid on by shift: fed again, the stream comes from new
+// pods and processes, as on a node where pods churn for weeks.
+func Churn(records [][]byte, netns, shift uint32) {
+	var e probe.BPFEvent
+	nsAt, pidAt := unsafe.Offsetof(e.Netns), unsafe.Offsetof(e.PidTgid)
+	le := binary.LittleEndian
+	for _, r := range records {
+		le.PutUint32(r[nsAt:], netns)
+		if pt := le.Uint64(r[pidAt:]); pt != 0 {
+			le.PutUint64(r[pidAt:], pt+uint64(shift)<<32+uint64(shift))
+		}
+	}
 }

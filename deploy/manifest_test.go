@@ -33,6 +33,14 @@ func decodeStrict(t *testing.T, where string, doc []byte, into any) {
 	}
 }
 
+// appendStrict decodes doc strictly into a new T and appends it.
+func appendStrict[T any](t *testing.T, where string, doc []byte, to []T) []T {
+	t.Helper()
+	var v T
+	decodeStrict(t, where, doc, &v)
+	return append(to, v)
+}
+
 func loadManifests(t *testing.T) objects {
 	t.Helper()
 	files, err := filepath.Glob("kubernetes/*.yaml")
@@ -53,21 +61,13 @@ func loadManifests(t *testing.T) objects {
 			}
 			switch tm.APIVersion + " " + tm.Kind {
 			case "v1 Namespace":
-				var v corev1.Namespace
-				decodeStrict(t, where, doc, &v)
-				o.namespaces = append(o.namespaces, v)
+				o.namespaces = appendStrict(t, where, doc, o.namespaces)
 			case "apps/v1 DaemonSet":
-				var v appsv1.DaemonSet
-				decodeStrict(t, where, doc, &v)
-				o.daemonSets = append(o.daemonSets, v)
+				o.daemonSets = appendStrict(t, where, doc, o.daemonSets)
 			case "v1 Service":
-				var v corev1.Service
-				decodeStrict(t, where, doc, &v)
-				o.services = append(o.services, v)
+				o.services = appendStrict(t, where, doc, o.services)
 			case "monitoring.coreos.com/v1 ServiceMonitor":
-				var v monitoringv1.ServiceMonitor
-				decodeStrict(t, where, doc, &v)
-				o.serviceMonitors = append(o.serviceMonitors, v)
+				o.serviceMonitors = appendStrict(t, where, doc, o.serviceMonitors)
 			default:
 				t.Fatalf("%s: %s %s is not an object this test knows", where, tm.APIVersion, tm.Kind)
 			}

@@ -9,35 +9,6 @@ import (
 	"testing"
 )
 
-// The agent flags' mistakes are usage errors (exit 2), one line each,
-// found before anything is loaded.
-func TestAgentUsageErrors(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"trace", "--metrics", "9965"}, `--metrics "9965": want HOST:PORT or :PORT (e.g. :9965)`},
-		{[]string{"trace", "--metrics", ":http"}, `--metrics ":http": port "http" is not a number from 1 to 65535`},
-		{[]string{"trace", "--log-format", "xml"}, `--log-format "xml": want text or json`},
-		{[]string{"trace", "--rotate-size", "64MiB"}, "--rotate-size needs -w DIR/NAME.ctp"},
-		{[]string{"trace", "-w", "-", "--rotate-size", "64MiB"}, "--rotate-size needs -w DIR/NAME.ctp"},
-		{[]string{"trace", "-w", "x.ctp", "--rotate-size", "0"}, `--rotate-size "0": want a size above 0 such as 64MiB`},
-		{[]string{"trace", "-w", "x.ctp", "--rotate-size", "64 MiB"}, `--rotate-size "64 MiB": want a size above 0`},
-		{[]string{"trace", "-w", "x.ctp", "--rotate-count", "8"}, "--rotate-count 8: want 0 or more, with --rotate-size"},
-		{[]string{"trace", "-w", "x.ctp", "--rotate-size", "1MiB", "--rotate-count", "-1"}, "--rotate-count -1"},
-		{[]string{"trace", "-q"}, "needs -w FILE or --metrics ADDR"},
-	} {
-		code, _, stderr := runCLI(c.args...)
-		if code != 2 {
-			t.Errorf("%v: exit %d, want 2", c.args, code)
-		}
-		oneLine(t, stderr)
-		if !strings.Contains(stderr, c.want) {
-			t.Errorf("%v: %q lacks %q", c.args, stderr, c.want)
-		}
-	}
-}
-
 // A busy metrics address and a rotation directory that cannot be written
 // fail at once (exit 1), in one line that names them and the fix; with
 // --log-format json that line is a JSON log record.

@@ -37,11 +37,13 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 				e.counter(famSent, p.Sent))
 		}
 	}
+	e.refreshing.Lock()
 	readings, err := e.opts.Namespaces()
 	e.mu.Lock()
 	e.refreshLocked(readings, err)
 	out = e.appendLocked(out)
 	e.mu.Unlock()
+	e.refreshing.Unlock()
 	for _, m := range out {
 		ch <- m
 	}

@@ -71,6 +71,12 @@ type Exporter struct {
 	progress Progress
 	desc     []*prometheus.Desc
 
+	// refreshing serializes refreshes (scrapes and the timer's), so that
+	// the namespaces' readings are counted in the order they were taken:
+	// an older reading counted after a newer one would look like a 32-bit
+	// wrap. The read loop never takes it.
+	refreshing sync.Mutex
+
 	mu        sync.Mutex
 	incidents map[incidentKey]uint64
 	dnsLost   map[dnsKey]uint64

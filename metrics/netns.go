@@ -64,6 +64,8 @@ func (st *netnsState) count(values map[string]uint64) {
 // also refreshes on a timer (Run), so that memory stays bounded and no
 // 32-bit counter wraps twice unseen when nobody scrapes.
 func (e *Exporter) Refresh() {
+	e.refreshing.Lock()
+	defer e.refreshing.Unlock()
 	readings, err := e.opts.Namespaces()
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -3,6 +3,8 @@ package metrics
 import (
 	"errors"
 	"math"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -164,5 +166,48 @@ func TestPodLabels(t *testing.T) {
 		if _, ok := p.value(t, k); !ok {
 			t.Errorf("%s is not on the page:\n%s", k, p.text)
 		}
+	}
+}
+
+// Scrapes from several Prometheus servers at once, and the timer's
+// refresh, count the namespaces' readings in the order they were taken:
+// one at a time. (Two at once could count an older reading after a newer
+// one, which looks like a 32-bit wrap: a jump of 2^32.)
+func TestRefreshesOneAtATime(t *testing.T) {
+	h := newFakeHost()
+	var mu sync.Mutex
+	var inFlight, most int
+	var taken uint64
+	e := New(Options{Now: h.Now, Namespaces: func() (map[uint64]kstat.Reading, error) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		taken += 10
+		c := kstat.Counters{InsertFailed: taken}
+		mu.Unlock()
+		runtime.Gosched()
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+		return map[uint64]kstat.Reading{podNS: {Counters: c}}, nil
+	}})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				e.Refresh()
+				if _, err := prometheusGather(e); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if most != 1 {
+		t.Errorf("%d readings at once", most)
+	}
+	got, _ := scrape(t, e).value(t, `ctprobe_conntrack_stat_total{netns="4026532500",stat="insert_failed"}`)
+	if got != float64(taken) {
+		t.Errorf("insert_failed %v, want the last reading, %d", got, taken)
 	}
 }

@@ -54,6 +54,11 @@ func promQuery(t *testing.T, path string, labels ...string) map[string]float64 {
 // the rotated capture files each replay, and their incidents are the live
 // run's.
 func TestVMMetrics(t *testing.T) {
+	// Nothing here depends on the kernel series: it runs on the default
+	// kernel (make e2e) alone, to keep CI short.
+	if os.Getenv("KERNEL_SERIES") != "" || os.Getenv("FLAVOUR") != "" && os.Getenv("FLAVOUR") != "cloud" {
+		t.Skip("runs on the default kernel (make e2e)")
+	}
 	kernelDir(t, repoRoot(t)) // skips without CTPROBE_E2E
 	run(t, repoRoot(t), nil, "scripts/deps.sh", "prometheus", "curl")
 	out := bootGuestWith(t, "e2e/guest-metrics.sh", "metrics", []string{"prometheus", "promtool", "curl"})

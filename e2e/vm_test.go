@@ -331,16 +331,21 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	// With records lost, which races were seen is not the point.
 	if exact {
 		checkRaces(t, name, incidents, races, len(incidents), kernelDrops)
-		// Every DNS reply ctlab waited for in vain is a query ctprobe saw
-		// dropped, and the other way round.
+		// A DNS query ctprobe saw dropped never got its reply: ctlab waited
+		// for it in vain. (ctlab may also give up on a reply that is only
+		// late, on a loaded host: how many drops there were is checked
+		// against the kernel's drop counter above, not against ctlab's
+		// timeouts.)
 		var dropped int
 		for _, inc := range incidents {
 			if inc.Outcome == "dropped" && inc.Loser != nil && inc.Loser.Orig != nil && strings.HasSuffix(inc.Loser.Orig.Dst, ":53") {
 				dropped++
 			}
 		}
-		if lost := stats.Lost.A + stats.Lost.AAAA; lost != dropped {
-			t.Errorf("ctlab lost %d replies (A %d, AAAA %d), ctprobe saw %d DNS queries dropped", lost, stats.Lost.A, stats.Lost.AAAA, dropped)
+		if lost := stats.Lost.A + stats.Lost.AAAA; lost < dropped {
+			t.Errorf("ctlab lost %d replies (A %d, AAAA %d), fewer than the %d DNS queries ctprobe saw dropped", lost, stats.Lost.A, stats.Lost.AAAA, dropped)
+		} else if lost > dropped {
+			t.Logf("%s: %d replies came later than ctlab's timeout (%v) or not at all, beside the %d dropped", name, lost-dropped, stats.Timeout, dropped)
 		}
 	}
 

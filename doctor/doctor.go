@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -96,10 +97,10 @@ func (r *Report) Drops() bool {
 
 // Options choose what doctor reads.
 type Options struct {
-	// Netns limits the report to one namespace (a path or an inode
-	// number); empty: every namespace. The host's namespace is read too,
+	// Netns limits the report to these namespaces (paths or inode
+	// numbers); empty: every namespace. The host's namespace is read too,
 	// for the DNAT its pods' queries go through.
-	Netns string
+	Netns []string
 	// FillThreshold is the share of nf_conntrack_max above which the
 	// table counts as filling (conntrack-table-fill); 0: DefaultFillThreshold.
 	FillThreshold float64
@@ -169,19 +170,19 @@ func Run(opts Options) (*Report, error) {
 	for i := range nss {
 		nss[i].Findings = node.findings(&nss[i], k, opts.FillThreshold)
 	}
-	if focus != 0 {
-		nss = slices.DeleteFunc(nss, func(n Namespace) bool { return n.Inode != focus })
+	if focus != nil {
+		nss = slices.DeleteFunc(nss, func(n Namespace) bool { return !focus[n.Inode] })
 	}
 	rep.Namespaces = nss
 	return rep, nil
 }
 
-// namespaces lists the namespaces to read: all, or the one asked for and
-// the host's (PID 1's). focus is the one asked for, 0 for all.
-func namespaces(want string) (out []Namespace, focus uint64, err error) {
+// namespaces lists the namespaces to read: all, or those asked for and the
+// host's. focus holds the inodes asked for; nil for all.
+func namespaces(want []string) (out []Namespace, focus map[uint64]bool, err error) {
 	all, err := kstat.Namespaces()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	// The host's namespace is named for what it is, not for whichever of
 	// its thousand processes was listed first.
@@ -191,32 +192,42 @@ func namespaces(want string) (out []Namespace, focus uint64, err error) {
 			all[i].Name = "host"
 		}
 	}
-	if want == "" {
+	if len(want) == 0 {
 		for _, n := range all {
 			out = append(out, Namespace{Inode: n.Inode, Path: n.Path, Name: n.Name})
 		}
-		return out, 0, nil
+		return out, nil, nil
 	}
-	var ino uint64
-	if _, err := fmt.Sscanf(want, "%d", &ino); err != nil || fmt.Sprint(ino) != want {
-		if ino, err = netns.Inode(want); err != nil {
-			return nil, 0, fmt.Errorf("netns %q: not an inode number, and %w", want, err)
+	focus = map[uint64]bool{}
+	paths := map[uint64]string{}
+	for _, w := range want {
+		ino, err := strconv.ParseUint(w, 10, 64)
+		if err != nil {
+			if ino, err = netns.Inode(w); err != nil {
+				return nil, nil, fmt.Errorf("netns %q: not an inode number, and %w", w, err)
+			}
+			paths[ino] = w
 		}
+		focus[ino] = true
 	}
-	found := false
+	seen := map[uint64]bool{}
 	for _, n := range all {
-		if n.Inode == ino || n.Inode == host {
+		if focus[n.Inode] || n.Inode == host {
 			out = append(out, Namespace{Inode: n.Inode, Path: n.Path, Name: n.Name})
-			found = found || n.Inode == ino
+			seen[n.Inode] = true
 		}
 	}
-	if !found {
-		if _, err := netns.Inode(want); err != nil {
-			return nil, 0, fmt.Errorf("netns %q: no such network namespace (list them with lsns -t net)", want)
+	for ino := range focus {
+		if seen[ino] {
+			continue
 		}
-		out = append(out, Namespace{Inode: ino, Path: want, Name: want})
+		p, ok := paths[ino]
+		if !ok {
+			return nil, nil, fmt.Errorf("netns %d: no process or /run/netns name holds it (list them with lsns -t net)", ino)
+		}
+		out = append(out, Namespace{Inode: ino, Path: p, Name: p})
 	}
-	return out, ino, nil
+	return out, focus, nil
 }
 
 // hostNetns is the inode of the initial namespace: PID 1's, or, where a

@@ -30,7 +30,11 @@ func runDoctor(args []string, stdout io.Writer) error {
 	if *fill <= 0 || *fill > 100 {
 		return cli.Usagef("--fill-threshold %v: want a percentage above 0 and at most 100", *fill)
 	}
-	rep, err := doctor.Run(doctor.Options{Netns: *ns, FillThreshold: *fill / 100})
+	opts := doctor.Options{FillThreshold: *fill / 100}
+	if *ns != "" {
+		opts.Netns = []string{*ns}
+	}
+	rep, err := doctor.Run(opts)
 	if err != nil {
 		return err
 	}

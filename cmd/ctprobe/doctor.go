@@ -21,9 +21,6 @@ func runDoctor(args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return cli.Usagef("doctor takes no arguments (got %q): use --netns for one namespace", fs.Arg(0))
-	}
 	if *output != "text" && *output != "json" {
 		return cli.Usagef("-o %q: want text or json", *output)
 	}

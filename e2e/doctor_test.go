@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ctprobe/ctprobe/lab"
+)
+
+// doctorScenarios are the scenarios ctlab provokes, each judged by doctor
+// before its lookups (e2e/guest-doctor.sh).
+var doctorScenarios = []string{"endpoints-1", "endpoints-2", "nonat", "ipv6", "local", "snat-one-port", "vxlan-masq"}
+
+type doctorReport struct {
+	Drops      bool `json:"drops"`
+	Namespaces []struct {
+		Name     string `json:"name"`
+		Findings []struct {
+			ID       string `json:"id"`
+			Severity string `json:"severity"`
+			Races    []struct {
+				Race    int    `json:"race"`
+				Outcome string `json:"outcome"`
+			} `json:"races"`
+		} `json:"findings"`
+		Unread []string `json:"unread"`
+	} `json:"namespaces"`
+}
+
+// For each scenario, doctor's prediction on the topology (made before any
+// lookup) holds against what the trace then saw: every race the trace
+// classified was predicted by a finding, with the outcome the trace saw,
+// and doctor exits 3 exactly where the kernel's own counters show drops.
+func TestVMDoctorPredicts(t *testing.T) {
+	scs := doctorScenarios
+	if only := os.Getenv("E2E_SCENARIOS"); only != "" {
+		scs = slices.DeleteFunc(slices.Clone(scs), func(s string) bool { return !slices.Contains(strings.Split(only, ","), s) })
+	}
+	out := bootGuest(t, "e2e/guest-doctor.sh", "doctor", "--env", "SCENARIOS="+strings.Join(scs, ","))
+	for _, s := range scs {
+		t.Run(s, func(t *testing.T) { checkDoctor(t, out, s) })
+	}
+}
+
+func checkDoctor(t *testing.T, out, scenario string) {
+	p := func(suffix string) string { return filepath.Join(out, "doctor."+scenario+suffix) }
+	var twin lab.Stats
+	readJSON(t, p(".twin.json"), &twin)
+	prefix := ""
+	for _, ns := range twin.Netns {
+		if ns.Role == "node" {
+			prefix = strings.TrimSuffix(ns.Name, "node")
+		}
+	}
+	rc := readFile(t, p(".rc"))
+	if rc != "0" && rc != "3" {
+		t.Fatalf("ctprobe doctor exit %s: %s", rc, readFile(t, p(".err")))
+	}
+	var rep doctorReport
+	readJSON(t, p(".json"), &rep)
+	// What the findings in the judged topology predict, race by race.
+	predicted := map[int][]string{}
+	var found []string
+	twinDrops := false
+	for _, ns := range rep.Namespaces {
+		if !strings.HasPrefix(ns.Name, prefix) {
+			continue
+		}
+		if len(ns.Unread) > 0 {
+			t.Errorf("netns %s not read: %v", ns.Name, ns.Unread)
+		}
+		for _, f := range ns.Findings {
+			found = append(found, fmt.Sprintf("%s:%s", f.ID, f.Severity))
+			twinDrops = twinDrops || f.Severity == "drops"
+			for _, r := range f.Races {
+				if !slices.Contains(predicted[r.Race], r.Outcome) {
+					predicted[r.Race] = append(predicted[r.Race], r.Outcome)
+				}
+			}
+		}
+	}
+	t.Logf("doctor (exit %s) on %s*: %v; predicts %v", rc, prefix, found, predicted)
+
+	if rc := readFile(t, p(".lab.rc")); rc != "0" {
+		t.Fatalf("ctlab exit %s: %s", rc, readFile(t, p(".lab.err")))
+	}
+	if rc := readFile(t, p(".trace.rc")); rc != "0" {
+		t.Fatalf("ctprobe trace exit %s: %s", rc, readFile(t, p(".trace.err")))
+	}
+	_, lines := jsonLines(t, p(".trace.jsonl"))
+	seen := map[string]int{}
+	for _, m := range lines {
+		if m["kind"] != "incident" {
+			continue
+		}
+		race, _ := m["race"].(float64)
+		outcome, _ := m["outcome"].(string)
+		seen[fmt.Sprintf("race %d %s", int(race), outcome)]++
+		if race == 0 {
+			continue // unclassified: the evidence was incomplete
+		}
+		if !slices.Contains(predicted[int(race)], outcome) {
+			t.Errorf("the trace saw race %d end %s; doctor predicted %v for it", int(race), outcome, predicted[int(race)])
+		}
+	}
+	t.Logf("the trace saw %v", seen)
+	if len(seen) == 0 {
+		t.Fatal("the trace saw no incident: nothing to compare")
+	}
+	var st lab.Stats
+	readJSON(t, p(".lab.json"), &st)
+	var drops uint64
+	for _, ns := range st.Netns {
+		drops += ns.Delta.Drop
+	}
+	if (rc == "3") != rep.Drops {
+		t.Errorf("doctor exit %s, but its report says drops: %v", rc, rep.Drops)
+	}
+	if twinDrops != (drops > 0) {
+		t.Errorf("doctor said drops: %v for the topology, but the kernel counted %d drops in the traced run", twinDrops, drops)
+	}
+}

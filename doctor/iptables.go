@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/ctprobe/ctprobe/internal/ipt"
 )
 
 // ParseIptablesSave reads the output of iptables-save (legacy or nft, IPv4
@@ -25,7 +27,7 @@ func ParseIptablesSave(out, tool, family string) ([]Rule, error) {
 		case !strings.HasPrefix(line, "-A "):
 			return nil, fmt.Errorf("%s line %d: %q is not a rule", tool, n+1, truncate(line))
 		}
-		args, err := splitArgs(line)
+		args, err := ipt.Split(line)
 		if err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", tool, n+1, err)
 		}
@@ -184,40 +186,4 @@ func parseValueMask(s string) (v, m uint32, ok bool) {
 		}
 	}
 	return uint32(x), uint32(y), true
-}
-
-// splitArgs splits a rule line into arguments as iptables-save quotes
-// them: double quotes group words, a backslash escapes the next character.
-func splitArgs(line string) ([]string, error) {
-	var args []string
-	var cur strings.Builder
-	inQuote, have := false, false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case c == '\\' && i+1 < len(line):
-			i++
-			cur.WriteByte(line[i])
-			have = true
-		case c == '"':
-			inQuote = !inQuote
-			have = true
-		case (c == ' ' || c == '\t') && !inQuote:
-			if have {
-				args = append(args, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteByte(c)
-			have = true
-		}
-	}
-	if inQuote {
-		return nil, fmt.Errorf("unbalanced quote in %q", truncate(line))
-	}
-	if have {
-		args = append(args, cur.String())
-	}
-	return args, nil
 }

@@ -9,26 +9,6 @@ import (
 	"testing"
 )
 
-func TestDoctorUsage(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"doctor", "-o", "yaml"}, "want text or json"},
-		{[]string{"doctor", "--fill-threshold", "0"}, "--fill-threshold"},
-		{[]string{"doctor", "extra"}, "unexpected argument"},
-	} {
-		code, _, stderr := runCLI(c.args...)
-		if code != 2 {
-			t.Errorf("%v: exit %d, want 2", c.args, code)
-		}
-		oneLine(t, stderr)
-		if !strings.Contains(stderr, c.want) {
-			t.Errorf("%v: %q lacks %q", c.args, stderr, c.want)
-		}
-	}
-}
-
 // A namespace that will drop packets makes doctor exit 3 after printing
 // its findings, with no error line; one that will not, 0.
 func TestDoctorExitStatus(t *testing.T) {

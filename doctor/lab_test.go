@@ -372,3 +372,45 @@ func TestTableFill(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRunNode reads a node of 200 namespaces (pods), a quarter with
+// iptables-legacy nat rules and a quarter with nftables ones, each with a
+// resolver process: the case doctor must finish in seconds.
+func BenchmarkRunNode(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	const n = 200
+	var paths []string
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("ctdocb%d-%d", os.Getpid(), i)
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			b.Fatalf("ip netns add: %v: %s", err, out)
+		}
+		b.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+		paths = append(paths, "/run/netns/"+name)
+		var cmd *exec.Cmd
+		switch i % 4 {
+		case 0:
+			cmd = exec.Command("ip", "netns", "exec", name, "iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-p", "udp", "-j", "MASQUERADE", "--random-fully")
+		case 1:
+			cmd = exec.Command("ip", "netns", "exec", name, "nft", "add table ip t; add chain ip t p { type nat hook postrouting priority srcnat; }; add rule ip t p masquerade fully-random")
+		}
+		if cmd != nil {
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%v: %v: %s", cmd.Args, err, out)
+			}
+		}
+		sleep := exec.Command("ip", "netns", "exec", name, "sleep", "600")
+		if err := sleep.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	}
+	for b.Loop() {
+		rep, err := doctor.Run(doctor.Options{Netns: paths})
+		if err != nil || len(rep.Namespaces) != n {
+			b.Fatalf("doctor: %v, %d namespaces", err, len(rep.Namespaces))
+		}
+	}
+}

@@ -248,8 +248,11 @@ func kernelReport(release string, k incident.KernelVersion, nss []Namespace) Ker
 		p := incident.Path{Proto: 17, NAT: true, RandomPorts: r == incident.RaceNATPort}
 		kr.Races = append(kr.Races, Prediction{Race: r, Outcome: r.EndsOn(k, p)})
 	}
+	// The stat file says whether the column exists; without conntrack
+	// loaded anywhere, the version does (bc92470413f3, 5.10).
+	kr.ClashResolve = k.AtLeast(5, 10)
 	for _, n := range nss {
-		if n.Conntrack != nil {
+		if n.Conntrack != nil && n.Conntrack.Counters != nil {
 			_, kr.ClashResolve = n.Conntrack.Counters["clash_resolve"]
 			break
 		}

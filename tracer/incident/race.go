@@ -57,7 +57,7 @@ var Races = [...]Race{
 	RaceEndpoints: {RaceEndpoints, "DNAT chose different endpoints", "inserted reply-only, `IPS_NAT_CLASH` (5.6+); dropped before",
 		"kernel ≥ 5.6 inserts the loser reply-only (6a757c07e51f \"netfilter: conntrack: allow insertion of clashing entries\"); " +
 			"or NodeLocal DNSCache (no DNAT between pod and resolver); " +
-			"or glibc `options single-request-reopen` (A and AAAA from different sockets) / `options use-vc` (TCP); musl (Alpine) ignores both",
+			"or glibc `options single-request` (A, then AAAA) / `options use-vc` (TCP); musl (Alpine) ignores both",
 		[]string{FindingDNATUDPMultiEndpoint, FindingResolverParallelQueries}},
 	RaceSNATPort: {RaceSNATPort, "SNAT port collision (reply tuple taken)", "dropped on every kernel",
 		"`--random-fully` on the MASQUERADE/SNAT rule (NF_NAT_RANGE_PROTO_RANDOM_FULLY), a wider SNAT port range, or more SNAT addresses; no kernel settles it",

@@ -182,6 +182,9 @@ func checkScenario(t *testing.T, out, scenario string, k guestKernel) {
 	ok := t.Run("default", func(t *testing.T) { incidents = checkTrace(t, out, scenario, defaultMode, &stats, k) })
 	t.Run("timeline", func(t *testing.T) { checkTrace(t, out, scenario, timelineMode, &stats, k) })
 	t.Run("all", func(t *testing.T) { checkTrace(t, out, scenario, allMode, &stats, k) })
+	if !strings.Contains(scenario, "@") { // doctor judged the base scenarios (e2e/doctor_test.go)
+		t.Run("doctor", func(t *testing.T) { checkDoctor(t, out, scenario) })
+	}
 	// The filters are checked against the default mode's count.
 	if ok && scenario == "endpoints-2" {
 		checkFilters(t, p, incidents)

@@ -12,6 +12,8 @@ all=(
   clang-16 llvm-16 bpftool libbpf-dev
   # race lab and tests on the host
   iptables nftables conntrack iproute2 kmod
+  # doctor's tests: a program linked against musl (its resolver sends A and AAAA at once)
+  musl-tools
   # VM lab: emulator, guest userland, initramfs packing, kernel modules (.ko.xz) and depmod
   qemu-system-x86 busybox-static cpio zstd xz-utils kmod
   # metrics and deployment: Prometheus and promtool (unit and VM tests), curl (VM tests), umoci

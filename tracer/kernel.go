@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -14,6 +13,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/incident"
 )
 
 // Kernel is what ctprobe needs to know about the running kernel to plan its
@@ -71,18 +72,11 @@ func ProbeKernel() (Kernel, error) {
 	return k, nil
 }
 
-func parseRelease(r string) [3]int {
-	var v [3]int
-	fields := strings.FieldsFunc(r, func(c rune) bool { return c < '0' || c > '9' })
-	for i := 0; i < 3 && i < len(fields); i++ {
-		v[i], _ = strconv.Atoi(fields[i])
-	}
-	return v
-}
+func parseRelease(r string) [3]int { return incident.ParseKernelRelease(r) }
 
 // AtLeast reports whether the kernel is at least major.minor.
 func (k Kernel) AtLeast(major, minor int) bool {
-	return k.Version[0] > major || (k.Version[0] == major && k.Version[1] >= minor)
+	return incident.KernelVersion(k.Version).AtLeast(major, minor)
 }
 
 // kprobesAvailable: CONFIG_KPROBES gives a kprobe PMU (4.17+) or, on older

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/ctprobe/ctprobe/internal/cli"
 )
@@ -22,6 +23,7 @@ commands:
   report    read a capture file written by "trace -w": ctprobe report -r FILE
   probes    show which kernel functions ctprobe would attach to (with --timeline), and how
   selftest  reproduce races in throwaway namespaces and check ctprobe against the kernel's counters
+  doctor    say which races will drop on this node, from its kernel, NAT rules, table and resolvers (no probes; exit 3 when some will)
   version   print the version
 
 Run "ctprobe <command> -h" for the flags of a command.
@@ -35,6 +37,12 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
+
+// exitStatus ends a command that has said everything it had to (doctor's
+// findings) with a status other than 0, and no error line.
+type exitStatus int
+
+func (s exitStatus) Error() string { return "exit status " + strconv.Itoa(int(s)) }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -55,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runProbes(rest, stdout)
 	case "selftest":
 		err = runSelftest(rest, stdout, stderr)
+	case "doctor":
+		err = runDoctor(rest, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "ctprobe", version)
 	case "help", "-h", "--help":
@@ -65,6 +75,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	var st exitStatus
+	if errors.As(err, &st) {
+		return int(st)
 	}
 	var logged *loggedError
 	if !errors.As(err, &logged) {

@@ -55,6 +55,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"trace", "extra"}, "unexpected argument"},
 		{[]string{"report"}, "needs -r FILE"},
 		{[]string{"selftest", "--scenario", "nope"}, "--scenario"},
+		{[]string{"doctor", "-o", "yaml"}, "want text or json"},
+		{[]string{"doctor", "--fill-threshold", "0"}, "--fill-threshold"},
+		{[]string{"doctor", "extra"}, "unexpected argument"},
 		{[]string{"nosuch"}, "ctprobe help"},
 	} {
 		code, _, stderr := runCLI(c.args...)

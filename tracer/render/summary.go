@@ -255,6 +255,16 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 						dst = append(dst, " dropped"...)
 					}
 				}
+				if len(m.Findings) > 0 {
+					dst = append(dst, " (doctor: "...)
+					for i, id := range m.Findings {
+						if i > 0 {
+							dst = append(dst, ", "...)
+						}
+						dst = append(dst, id...)
+					}
+					dst = append(dst, ')')
+				}
 			} else {
 				dst = append(dst, "dropped packets ("...)
 				dst = appendUint(dst, m.Dropped)

@@ -307,6 +307,10 @@ type Mitigation struct {
 	Incidents uint64 `json:"incidents"`
 	Dropped   uint64 `json:"dropped"`
 	Text      string `json:"text"`
+	// Findings are the ids of the `ctprobe doctor` findings that predict
+	// the race (docs/doctor.md), so that prediction and observation can be
+	// compared; empty for the dropped-packets row and unpredicted races.
+	Findings []string `json:"findings"`
 }
 
 // Mitigations are the advice for the races a summary counts, in race order,
@@ -329,10 +333,12 @@ func Mitigations(s *Summary) []Mitigation {
 	var out []Mitigation
 	for _, r := range slices.Sorted(maps.Keys(byRace)) {
 		ri := int(r)
-		out = append(out, Mitigation{Race: &ri, RaceName: r.Name(), Incidents: byRace[r].n, Dropped: byRace[r].d, Text: r.Race().Mitigation})
+		row := r.Race()
+		out = append(out, Mitigation{Race: &ri, RaceName: r.Name(), Incidents: byRace[r].n, Dropped: byRace[r].d, Text: row.Mitigation,
+			Findings: append([]string{}, row.Findings...)})
 	}
 	if allDropped > 0 {
-		out = append(out, Mitigation{Outcome: string(incident.OutcomeDropped), Incidents: allDropped, Dropped: allDropped, Text: incident.DropMitigation})
+		out = append(out, Mitigation{Outcome: string(incident.OutcomeDropped), Incidents: allDropped, Dropped: allDropped, Text: incident.DropMitigation, Findings: []string{}})
 	}
 	return out
 }

@@ -129,7 +129,7 @@ func (t *Topology) build(ctx context.Context) error {
 		t.senders = append(t.senders, s)
 	}
 	if sc.sequential {
-		f, err := newCtFlusher(t.byRole["node"])
+		f, err := newCtnetlink(t.byRole["node"])
 		if err != nil {
 			return err
 		}

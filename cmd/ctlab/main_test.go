@@ -41,6 +41,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"flood", "--udp-timeout", "1500ms"}, "whole seconds"},
 		{[]string{"flood", "--udp-timeout", "-1s"}, "whole seconds"},
 		{[]string{"flood", "--cpu", "-2"}, "--cpu: use a CPU number"},
+		{[]string{"flood", "--established", "sctp"}, "--established \"sctp\": use udp or tcp"},
+		{[]string{"flood", "--established", "udp", "--udp-timeout", "2s"}, "--udp-timeout is for new flows"},
 	} {
 		code, _, stderr := runCLI(tc.args...)
 		if code != 2 || !strings.Contains(stderr, tc.want) {
@@ -162,15 +164,15 @@ func TestFloodMarksPrivileged(t *testing.T) {
 	var sum uint64
 	for i, want := range []string{"", "untraced", "startup fentry all", "traced fentry all"} {
 		g := st.Segments[i]
-		sum += g.Flows
+		sum += g.Packets
 		// 300 ms at 2000 flows/s: about 600 flows; none in the pause.
 		paused := i == 2
 		if g.Label != want || g.Paused != paused || g.Duration < 250*time.Millisecond ||
-			paused && g.Flows > 1 || !paused && (g.Flows < 300 || g.Flows > 1000) {
+			paused && g.Packets > 1 || !paused && (g.Packets < 300 || g.Packets > 1000) {
 			t.Errorf("segment %d: %+v; want label %q, about 300 ms, paused %v", i, g, want, paused)
 		}
 	}
-	if sum != st.Flows {
-		t.Errorf("segments hold %d of %d flows", sum, st.Flows)
+	if sum != st.Packets {
+		t.Errorf("segments hold %d of %d packets", sum, st.Packets)
 	}
 }

@@ -47,8 +47,9 @@ import (
 //
 // An established flood (FloodOptions.Established) sends instead every packet
 // on a flow that exists already: each thread keeps one UDP or TCP socket
-// (see flood_established.go). It counts packets the same way, and a new-flow
-// flood's packets are its flows.
+// (see flood_established.go). Floods count packets: a new-flow flood's are
+// its flows, a TCP flood's the data segments the kernel sent for its
+// writes.
 
 // FloodFirstPort is the first source port a flood uses; FloodPorts is how
 // many there are (FloodFirstPort .. 65535).
@@ -81,8 +82,8 @@ type FloodOptions struct {
 	// shows the kernel's per-packet cost on the sending CPU alone.
 	Pin bool
 	CPU int
-	// Rate caps the packets per second of all threads together (0: as
-	// fast as possible).
+	// Rate caps the packets (TCP: writes) per second of all threads
+	// together (0: as fast as possible).
 	Rate float64
 	// Established, if set, sends on established flows instead of new ones:
 	// EstablishedUDP or EstablishedTCP, one flow per thread. The
@@ -110,17 +111,18 @@ type FloodStats struct {
 	RateLimit float64 `json:"rate_limit"` // packets/s asked for; 0: unlimited
 	// Established is FloodOptions.Established: "" for new flows.
 	Established string `json:"established,omitempty"`
-	// Packets is the number of datagrams (TCP: writes) sent. Flows is the
+	// Packets is the number of datagrams sent, or with EstablishedTCP the
+	// data segments that carried the writes (tcpi_data_segs_out): a
+	// segment can carry several writes that the kernel queued while it
+	// waited to send (TCP_NODELAY does not prevent that). Flows is the
 	// number of flows they made: as many as Packets for new flows (each
 	// from its own socket and source port), one per thread for established
 	// ones (opened before the flood's start).
 	Packets   uint64   `json:"packets"`
 	Flows     uint64   `json:"flows"`
 	PerThread []uint64 `json:"packets_per_thread"`
-	// TCPDataSegments, with EstablishedTCP: the data segments the
-	// connections sent (tcpi_data_segs_out), as many as Packets unless the
-	// kernel coalesced writes.
-	TCPDataSegments uint64 `json:"tcp_data_segments,omitempty"`
+	// TCPWrites, with EstablishedTCP: the writes, each one DNS message.
+	TCPWrites uint64 `json:"tcp_writes,omitempty"`
 	// EntriesReplied, with Established: the flows whose conntrack entry in
 	// the node still had its reply at the end, which is every flow unless
 	// an entry expired and a later packet made a new, unreplied one.
@@ -436,6 +438,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 		st.TIDs = append(st.TIDs, s.tid)
 	}
 	sends := make([]sendFunc, len(threads))
+	count := f.sent.Load
 	var flows *establishedFlows
 	if o.Established == "" {
 		var hold time.Duration
@@ -456,6 +459,9 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 		for i, c := range flows.conns {
 			sends[i] = func(context.Context, time.Time) flowResult { return f.sendOn(c) }
 		}
+		if o.Established == EstablishedTCP {
+			count = flows.dataSegments
+		}
 	}
 
 	before, err := t.readCounters()
@@ -463,7 +469,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 		return st, fmt.Errorf("reading conntrack counters: %w", err)
 	}
 	t.logf("flood: %d thread(s) sending from netns %s to %s", o.Threads, t.byRole[role].Name, t.Target)
-	marksErr := f.runOn(ctx, threads, sends, o, &st)
+	marksErr := f.runOn(ctx, threads, sends, count, o, &st)
 	st.Errors = f.errs.Load()
 	if f.firstErr != nil {
 		st.FirstError = f.firstErr.Error()
@@ -491,10 +497,10 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 }
 
 // runOn runs the flood on the threads (thread i sends with sends[i]) and
-// fills in st's packets, duration and segments. The end of o.Marks ends it
-// early. It returns Marks' read error, or why a thread could not be given
-// its job.
-func (f *floodState) runOn(ctx context.Context, threads []*sender, sends []sendFunc, o FloodOptions, st *FloodStats) error {
+// fills in st's packets (as count gives them), duration and segments. The
+// end of o.Marks ends it early. It returns Marks' read error, or why a
+// thread could not be given its job.
+func (f *floodState) runOn(ctx context.Context, threads []*sender, sends []sendFunc, count func() uint64, o FloodOptions, st *FloodStats) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var pace time.Duration
@@ -529,7 +535,7 @@ func (f *floodState) runOn(ctx context.Context, threads []*sender, sends []sendF
 	var seg *segmenter
 	marksErr := make(chan error, 1)
 	if o.Marks != nil {
-		seg = newSegmenter(&f.sent, &f.pause, started, time.Now)
+		seg = newSegmenter(count, &f.pause, started, time.Now)
 		go func() {
 			marksErr <- readMarks(o.Marks, seg)
 			stop()
@@ -538,7 +544,7 @@ func (f *floodState) runOn(ctx context.Context, threads []*sender, sends []sendF
 	close(begin) // publishes started and deadline to the threads
 	wg.Wait()
 	st.Duration = time.Since(started)
-	st.Packets = f.sent.Load()
+	st.Packets = count()
 	if seg != nil {
 		st.Segments = seg.finish()
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,7 +32,10 @@ import (
 //     are DNS responses, which the responders ignore.
 //   - TCP: a connection to the target's port 53 (the service's dns-tcp port)
 //     with TCP_NODELAY, whose every write is one DNS message in TCP framing;
-//     a sink in each endpoint netns reads and discards them.
+//     a sink in each endpoint netns reads and discards them. Its packets
+//     are the data segments the kernel sent (tcpi_data_segs_out), which
+//     conntrack sees, not the writes: while a segment waits for the
+//     device, the writes behind it queue and leave together.
 //
 // An entry that expires (no packet for the UDP timeout: the kernel's 30 s
 // unreplied, 120 s once assured, which a bench's pauses stay far below)
@@ -55,6 +59,8 @@ type flowConn struct {
 	local   netip.AddrPort // the flow's source, as the node's conntrack keys it
 	payload []byte         // what every packet carries
 	tcp     bool
+	// segments is the last reading of the connection's data segments.
+	segments atomic.Uint64
 }
 
 // establishedFlows are the flows of one established flood.
@@ -224,20 +230,31 @@ func (f *floodState) sendOn(c *flowConn) flowResult {
 	return flowSent
 }
 
-// check fills in st's TCPDataSegments and EntriesReplied, and fails unless
-// every flow's entry in the node still has its reply.
+// dataSegments is the number of data segments the TCP flows have sent
+// (tcpi_data_segs_out, 4.6+). Any thread may call it: TCP_INFO reads the
+// socket under its lock.
+func (e *establishedFlows) dataSegments() (n uint64) {
+	for _, c := range e.conns {
+		// A failed read (the socket is gone) keeps the last one.
+		if info, err := unix.GetsockoptTCPInfo(c.fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			c.segments.Store(uint64(info.Data_segs_out))
+		}
+		n += c.segments.Load()
+	}
+	return n
+}
+
+// check fills in st's per-thread packets and writes for TCP, and
+// EntriesReplied, and fails unless every flow's entry in the node still has
+// its reply.
 func (e *establishedFlows) check(st *FloodStats) error {
 	proto := uint8(unix.IPPROTO_UDP)
-	for _, c := range e.conns {
-		if !c.tcp {
-			continue
-		}
+	if len(e.conns) > 0 && e.conns[0].tcp {
 		proto = unix.IPPROTO_TCP
-		info, err := unix.GetsockoptTCPInfo(c.fd, unix.IPPROTO_TCP, unix.TCP_INFO)
-		if err != nil {
-			return fmt.Errorf("TCP_INFO of the flow from %s: %w", c.local, err)
+		for i, c := range e.conns {
+			st.TCPWrites += st.PerThread[i]
+			st.PerThread[i] = c.segments.Load()
 		}
-		st.TCPDataSegments += uint64(info.Data_segs_out)
 	}
 	node := e.t.byRole["node"]
 	ct, err := newCtnetlink(node)

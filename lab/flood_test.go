@@ -410,9 +410,23 @@ func TestFloodEstablished(t *testing.T) {
 			if tc.nat == "iptables" {
 				nattedBefore = natted(t, topo)
 			}
-			st, err := topo.Flood(context.Background(), FloodOptions{Duration: 500 * time.Millisecond, Threads: 2, Established: tc.proto})
+			pr, pw, err := os.Pipe()
 			if err != nil {
 				t.Fatal(err)
+			}
+			defer pr.Close()
+			go func() {
+				defer pw.Close()
+				time.Sleep(250 * time.Millisecond)
+				io.WriteString(pw, "second half\n")
+				time.Sleep(250 * time.Millisecond)
+			}()
+			st, err := topo.Flood(context.Background(), FloodOptions{Duration: time.Minute, Threads: 2, Established: tc.proto, Marks: pr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Segments) != 2 || st.Segments[0].Packets+st.Segments[1].Packets != st.Packets || st.Segments[1].Packets == 0 {
+				t.Errorf("segments %+v hold %d packets", st.Segments, st.Packets)
 			}
 			if st.Established != tc.proto || st.Flows != 2 || st.Packets < 100 || st.Errors != 0 || st.PerThread[0]+st.PerThread[1] != st.Packets {
 				t.Fatalf("flood: %+v", st)
@@ -429,8 +443,10 @@ func TestFloodEstablished(t *testing.T) {
 			if node.After.Entries > node.Before.Entries || node.Delta.Drop != 0 || node.Delta.InsertFailed != 0 {
 				t.Errorf("node conntrack during an established flood: entries %d -> %d, %+v", node.Before.Entries, node.After.Entries, node.Delta)
 			}
-			if tc.proto == EstablishedTCP && (st.TCPDataSegments == 0 || st.TCPDataSegments > st.Packets) {
-				t.Errorf("%d data segments for %d writes", st.TCPDataSegments, st.Packets)
+			// A TCP flood's packets are data segments, each carrying one
+			// write or more.
+			if tc.proto == EstablishedTCP && st.TCPWrites < st.Packets {
+				t.Errorf("%d data segments for %d writes", st.Packets, st.TCPWrites)
 			}
 			var text bytes.Buffer
 			if err := st.WriteText(&text); err != nil {
@@ -439,7 +455,7 @@ func TestFloodEstablished(t *testing.T) {
 			if !strings.Contains(text.String(), "2 of 2 still replied") {
 				t.Errorf("text report:\n%s", text.String())
 			}
-			t.Logf("%d packets in %v: %.0f/s; %d TCP data segments", st.Packets, st.Duration, st.Rate, st.TCPDataSegments)
+			t.Logf("%d packets in %v: %.0f/s; %d TCP writes", st.Packets, st.Duration, st.Rate, st.TCPWrites)
 		})
 	}
 }

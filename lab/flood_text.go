@@ -25,8 +25,8 @@ func (s *FloodStats) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "packets    %d datagrams on %d established UDP flow(s) in %v: %.0f/s (%s; one connected socket a thread)\n",
 			s.Packets, s.Flows, s.Duration.Round(time.Millisecond), s.Rate, limit)
 	case EstablishedTCP:
-		fmt.Fprintf(&b, "packets    %d writes on %d TCP connection(s) in %v: %.0f/s (%s; TCP_NODELAY), %d data segments\n",
-			s.Packets, s.Flows, s.Duration.Round(time.Millisecond), s.Rate, limit, s.TCPDataSegments)
+		fmt.Fprintf(&b, "packets    %d data segments (%d writes) on %d TCP connection(s) in %v: %.0f/s (%s; TCP_NODELAY)\n",
+			s.Packets, s.TCPWrites, s.Flows, s.Duration.Round(time.Millisecond), s.Rate, limit)
 	}
 	if s.Established != "" {
 		fmt.Fprintf(&b, "flows      %d of %d still replied in the node's conntrack at the end\n", s.EntriesReplied, s.Flows)

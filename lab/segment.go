@@ -23,15 +23,15 @@ type Segment struct {
 	Packets  uint64        `json:"packets"`
 }
 
-// segmenter cuts a flood into segments. It reads the threads' shared packet
-// counter only at a boundary, so a sender pays one atomic add per packet and
-// nothing more. A boundary's reading ends one segment and starts the next,
-// so no packet falls between two and their packets add up to the flood's.
+// segmenter cuts a flood into segments. It reads the flood's packet count
+// only at a boundary, so that the senders pay nothing for it per packet. A
+// boundary's reading ends one segment and starts the next, so no packet
+// falls between two and their packets add up to the flood's.
 type segmenter struct {
-	packets *atomic.Uint64
-	pause   *pauser
-	start   time.Time
-	now     func() time.Time
+	count func() uint64 // packets sent so far
+	pause *pauser
+	start time.Time
+	now   func() time.Time
 
 	mu     sync.Mutex
 	cur    Segment
@@ -40,11 +40,11 @@ type segmenter struct {
 	closed bool
 }
 
-// newSegmenter starts the first segment (label "") at start; now is the
-// clock the boundaries are read from (time.Now but in tests), and pause the
-// senders' pauser.
-func newSegmenter(packets *atomic.Uint64, pause *pauser, start time.Time, now func() time.Time) *segmenter {
-	return &segmenter{packets: packets, pause: pause, start: start, now: now, base: packets.Load()}
+// newSegmenter starts the first segment (label "") at start; count gives
+// the packets sent so far, now is the clock the boundaries are read from
+// (time.Now but in tests), and pause the senders' pauser.
+func newSegmenter(count func() uint64, pause *pauser, start time.Time, now func() time.Time) *segmenter {
+	return &segmenter{count: count, pause: pause, start: start, now: now, base: count()}
 }
 
 // cut ends the current segment now and returns the time of the cut, as an
@@ -52,7 +52,7 @@ func newSegmenter(packets *atomic.Uint64, pause *pauser, start time.Time, now fu
 // so boundaries follow one another in both.
 func (s *segmenter) cut() time.Duration {
 	at := s.now().Sub(s.start)
-	n := s.packets.Load()
+	n := s.count()
 	s.cur.Duration = at - s.cur.Start
 	s.cur.Packets = n - s.base
 	s.done = append(s.done, s.cur)

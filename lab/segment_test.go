@@ -26,7 +26,7 @@ func TestSegmenterMarks(t *testing.T) {
 	var packets atomic.Uint64
 	packets.Store(100) // packets before the start belong to no segment
 	start := time.Unix(1000, 0)
-	s := newSegmenter(&packets, &pauser{}, start, stepClock(start, &packets))
+	s := newSegmenter(packets.Load, &pauser{}, start, stepClock(start, &packets))
 	if err := readMarks(strings.NewReader("untraced\ntraced fentry all\n\nuntraced\n"), s); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestSegmenterMarks(t *testing.T) {
 // segment, whatever the interleaving.
 func TestSegmenterConcurrent(t *testing.T) {
 	var packets atomic.Uint64
-	s := newSegmenter(&packets, &pauser{}, time.Now(), time.Now)
+	s := newSegmenter(packets.Load, &pauser{}, time.Now(), time.Now)
 	var (
 		wg   sync.WaitGroup
 		stop atomic.Bool
@@ -108,7 +108,7 @@ func TestSegmenterConcurrent(t *testing.T) {
 
 func TestReadMarksError(t *testing.T) {
 	var packets atomic.Uint64
-	s := newSegmenter(&packets, &pauser{}, time.Now(), time.Now)
+	s := newSegmenter(packets.Load, &pauser{}, time.Now(), time.Now)
 	err := readMarks(strings.NewReader(strings.Repeat("x", 70000)+"\n"), s)
 	if err == nil || !strings.Contains(err.Error(), "marks") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("a 70000-byte mark: %v", err)
@@ -121,7 +121,7 @@ func TestSegmenterPause(t *testing.T) {
 		packets atomic.Uint64
 		pause   pauser
 	)
-	s := newSegmenter(&packets, &pause, time.Now(), time.Now)
+	s := newSegmenter(packets.Load, &pause, time.Now(), time.Now)
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- readMarks(pr, s) }()

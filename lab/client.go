@@ -28,8 +28,9 @@ type sender struct {
 }
 
 // jobTimeout bounds how long the lab waits for a sender thread to take or
-// finish a job: it never waits on a thread forever.
-const jobTimeout = 5 * time.Second
+// finish a job: it never waits on a thread forever, and it is long, since
+// an emulated guest on a loaded host was seen to take over 5 s.
+const jobTimeout = 30 * time.Second
 
 // startSender starts a client thread in ns. With cpu >= 0 the thread is
 // pinned to that CPU, or not started: the two racing senders go to different

@@ -335,7 +335,7 @@ func (t *Topology) racingLookup(st *Stats) error {
 		case <-sent:
 		case <-wait.C:
 			leak = true
-			return errors.New("client threads did not send within 5s")
+			return fmt.Errorf("client threads did not send within %v", jobTimeout)
 		}
 	}
 

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/ctprobe/ctprobe/internal/cli"
+	"github.com/ctprobe/ctprobe/tracer/render"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -82,7 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var logged *loggedError
 	if !errors.As(err, &logged) {
-		fmt.Fprintln(stderr, "ctprobe:", err)
+		// Errors may quote a capture's strings: escaped like every other
+		// output.
+		fmt.Fprintln(stderr, "ctprobe:", render.Escape(err.Error()))
 	}
 	var ee *exitError
 	var ue *cli.UsageError

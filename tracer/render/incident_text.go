@@ -155,7 +155,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	dst = append(dst, inc.Race.Name()...)
 	if inc.Race == incident.RaceUnknown && inc.Reason != "" {
 		dst = append(dst, ": "...)
-		dst = append(dst, inc.Reason...)
+		dst = appendEscaped(dst, inc.Reason)
 	}
 	dst = append(dst, ')')
 	if color {
@@ -167,7 +167,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		dst = append(dst, " — pid "...)
 		dst = appendUint(dst, uint64(L.PID))
 		dst = append(dst, ' ')
-		dst = append(dst, L.Comm...)
+		dst = appendEscaped(dst, L.Comm)
 	} else {
 		dst = append(dst, " — sender unknown"...)
 	}
@@ -189,7 +189,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 			dst = append(dst, "; winner pid "...)
 			dst = appendUint(dst, uint64(W.PID))
 			dst = append(dst, ' ')
-			dst = append(dst, W.Comm...)
+			dst = appendEscaped(dst, W.Comm)
 		}
 		if W.Netns != L.Netns {
 			if otherTask {
@@ -205,7 +205,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	// Why, for classified races (unclassified ones say it in the header).
 	if inc.Race != incident.RaceUnknown && inc.Reason != "" {
 		dst = append(dst, "  why    "...)
-		dst = append(dst, inc.Reason...)
+		dst = appendEscaped(dst, inc.Reason)
 		dst = append(dst, '\n')
 	}
 

@@ -67,7 +67,8 @@ func (j *JSON) Summary(s *summary.Summary) error {
 	return j.encode(summaryJSON(s, &j.opt))
 }
 
-// encode marshals v on one line without HTML escaping.
+// encode marshals v on one line without HTML escaping, with the controls
+// that encoding/json leaves raw escaped (escapeJSONControls).
 func (j *JSON) encode(v any) error {
 	var err error
 	werr := j.write(func(b []byte) []byte {
@@ -77,7 +78,7 @@ func (j *JSON) encode(v any) error {
 		if err = enc.Encode(v); err != nil {
 			return b[:0]
 		}
-		return buf.Bytes()
+		return escapeJSONControls(buf.Bytes())
 	})
 	if err != nil {
 		return err

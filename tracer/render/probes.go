@@ -1,6 +1,8 @@
 package render
 
 import (
+	"unicode/utf8"
+
 	"github.com/ctprobe/ctprobe/tracer/plan"
 )
 
@@ -36,7 +38,7 @@ func (t *Text) Probes(p *Probes) error {
 	return t.write(func(b []byte) []byte {
 		row := func(b []byte, label, value string) []byte {
 			b = appendPadded(b, label, 12)
-			b = append(b, value...)
+			b = appendEscaped(b, value)
 			return append(b, '\n')
 		}
 		b = row(b, "kernel", p.Kernel)
@@ -52,12 +54,12 @@ func (t *Text) Probes(p *Probes) error {
 			if attach == "" {
 				attach = "-"
 			}
-			cells = append(cells, [5]string{e.Point, e.Function, attach, string(e.Status), e.Reason})
+			cells = append(cells, [5]string{Escape(e.Point), Escape(e.Function), Escape(attach), Escape(string(e.Status)), Escape(e.Reason)})
 		}
 		var w [4]int
 		for _, c := range cells {
 			for i := range w {
-				w[i] = max(w[i], len(c[i]))
+				w[i] = max(w[i], utf8.RuneCountInString(c[i]))
 			}
 		}
 		for _, c := range cells {
@@ -74,7 +76,7 @@ func (t *Text) Probes(p *Probes) error {
 		}
 		if p.Error != "" {
 			b = append(b, "\ntrace would fail: "...)
-			b = append(b, p.Error...)
+			b = appendEscaped(b, p.Error)
 			b = append(b, '\n')
 		}
 		return b

@@ -100,7 +100,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		labels := make([]string, len(s.ByProcess))
 		counts := make([]uint64, len(s.ByProcess))
 		for i, p := range s.ByProcess {
-			labels[i] = p.Comm + "[" + strconv.FormatUint(uint64(p.PID), 10) + "]"
+			labels[i] = Escape(p.Comm) + "[" + strconv.FormatUint(uint64(p.PID), 10) + "]"
 			if p.Comm == "" && p.PID == 0 {
 				labels[i] = "(sender unknown)"
 			}
@@ -125,7 +125,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 	nsLabel := func(n *summary.NetnsSummary) string {
 		l := "netns " + strconv.FormatUint(n.Netns, 10)
 		if n.Name != "" {
-			l += " (" + n.Name + ")"
+			l += " (" + Escape(n.Name) + ")"
 		}
 		return l
 	}
@@ -225,7 +225,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, ", "...)
 			}
 			first = false
-			dst = append(dst, string(src)...)
+			dst = appendEscaped(dst, string(src))
 			dst = append(dst, ' ')
 			dst = appendUint(dst, s.Lost[src])
 		}
@@ -312,7 +312,7 @@ func counterOrder(m map[string]uint64) []string {
 func appendCounters(dst []byte, m map[string]uint64) []byte {
 	for _, k := range counterOrder(m) {
 		dst = append(dst, "  "...)
-		dst = append(dst, k...)
+		dst = appendEscaped(dst, k)
 		dst = append(dst, " +"...)
 		dst = appendUint(dst, m[k])
 	}

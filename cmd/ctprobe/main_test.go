@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,7 +218,7 @@ func writeCapture(t *testing.T, path string, records [][]byte, trailer bool) {
 // writeModeCapture writes a capture as `trace` in mode (the header's Mode) would.
 func writeModeCapture(t *testing.T, path string, m mode.Mode, records [][]byte, trailer bool) {
 	t.Helper()
-	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: m.CaptureName(), StartUnixNano: 1e18})
+	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: m.CaptureName(), StartUnixNano: 1e18}, capture.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,6 +335,41 @@ func TestReportTruncatedCapture(t *testing.T) {
 	for _, inc := range incidents(t, stdout) {
 		if inc["outcome"] == "nat-clash" && inc["race"] == 3.0 {
 			t.Errorf("incident reported without its confirm: %v", inc)
+		}
+	}
+}
+
+// -w never writes through what another user planted at its name, says
+// what is there and how to go on, and fails before loading anything.
+func TestTraceCaptureFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	os.WriteFile(target, []byte("keep"), 0o644)
+	symlink, fifo, existing := filepath.Join(dir, "link.ctp"), filepath.Join(dir, "fifo.ctp"), filepath.Join(dir, "old.ctp")
+	os.Symlink(target, symlink)
+	syscall.Mkfifo(fifo, 0o666)
+	os.WriteFile(existing, []byte("old"), 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-w", symlink}, "it is a symlink, not a regular file, which ctprobe never writes through: give -w a new file's name"},
+		{[]string{"-w", symlink, "--overwrite"}, "it is a symlink"},
+		{[]string{"-w", fifo}, "it is a FIFO"},
+		{[]string{"-w", existing}, "file exists: choose another -w name, or add --overwrite to replace it"},
+	} {
+		code, stdout, stderr := runCLI(append([]string{"trace"}, c.args...)...)
+		if code != 1 || stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q", c.args, code, stdout)
+		}
+		oneLine(t, stderr)
+		if !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: %q lacks %q", c.args, stderr, c.want)
+		}
+	}
+	for path, want := range map[string]string{target: "keep", existing: "old"} {
+		if b, _ := os.ReadFile(path); string(b) != want {
+			t.Errorf("%s now holds %q", path, b)
 		}
 	}
 }

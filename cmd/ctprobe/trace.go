@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/ctprobe/ctprobe/internal/cli"
 	"github.com/ctprobe/ctprobe/tracer"
+	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/mode"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/session"
@@ -61,7 +64,8 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	var count uint64
 	fs.Uint64Var(&count, "c", 0, "stop after this many incidents (with --all: events)")
 	fs.Uint64Var(&count, "count", 0, "same as -c")
-	write := fs.String("w", "", "also write every record to this capture file (0600; - for stdout)")
+	write := fs.String("w", "", "also write every record to this capture file, a new file (0600; - for stdout)")
+	overwrite := fs.Bool("overwrite", false, "with -w FILE, replace FILE if it exists (a regular file only)")
 	quiet := fs.Bool("q", false, "no live output (with -w or --metrics): warnings, losses and summaries go to the log on stderr")
 	interval := fs.Duration("interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
 	ringSize := fs.Int("ring-size", tracer.DefaultRingSize, "ring buffer size in bytes (a power of two)")
@@ -103,6 +107,16 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if *quiet && *write == "" && !a.serves() {
 		return cli.Usagef("-q silences live output, so it needs -w FILE or --metrics ADDR to keep anything")
 	}
+	if *overwrite && (*write == "" || *write == "-" || a.rotation.Size > 0) {
+		return cli.Usagef("--overwrite replaces the file of -w FILE, so it needs one (rotated captures never replace a file)")
+	}
+	captureOpts := capture.CreateOptions{Overwrite: *overwrite}
+	// Before the slow part: a capture that cannot be created fails now.
+	if *write != "" && a.rotation.Size == 0 {
+		if err := capture.CheckCreate(*write, captureOpts); err != nil {
+			return a.report(captureHint(err))
+		}
+	}
 	// With the capture on stdout, live output moves to stderr.
 	live := stdout
 	if *write == "-" {
@@ -127,12 +141,23 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	defer t.Close()
 	s, err := session.Start(t, session.Config{
 		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release), CapturePath: *write, Rotation: a.rotation,
-		Version: version, BootTime: boot, Count: count, Duration: *duration, Interval: *interval, Signals: sig,
+		CaptureOptions: captureOpts, Version: version, BootTime: boot, Count: count, Duration: *duration, Interval: *interval, Signals: sig,
 	})
 	if err != nil {
-		return a.report(err)
+		return a.report(captureHint(err))
 	}
 	a.serve(s)
 	_, err = s.Finish(s.Run(), nil)
 	return a.report(err)
+}
+
+// captureHint adds to an error creating the capture file what to do.
+func captureHint(err error) error {
+	switch {
+	case errors.Is(err, capture.ErrExists):
+		return fmt.Errorf("%w: choose another -w name, or add --overwrite to replace it", err)
+	case errors.Is(err, capture.ErrNotRegular):
+		return fmt.Errorf("%w, which ctprobe never writes through: give -w a new file's name, or - for standard output", err)
+	}
+	return err
 }

@@ -36,8 +36,7 @@ var errClosed = errors.New("capture writer is closed")
 type Writer struct {
 	mu        sync.Mutex
 	bw        *bufio.Writer
-	file      *os.File // set when Create opened a file: closed by Close
-	syncable  bool     // file is a regular file, so fsync means something
+	file      *os.File // set when Create opened a file: synced and closed by Close
 	frame     []byte   // scratch for one frame, reused to avoid allocations
 	records   uint64
 	size      int64 // bytes written, buffered ones included
@@ -48,48 +47,6 @@ type Writer struct {
 	interval  time.Duration
 	err       error // sticky write error
 	closed    bool
-}
-
-// Create creates (or truncates) the capture file path with mode 0600 and
-// writes its header. Path "-" writes to standard output, which Close flushes
-// but does not close.
-func Create(path string, h Header) (*Writer, error) {
-	return createWith(path, h, os.Stdout)
-}
-
-// createWith is Create with the stand-in for standard output as a
-// parameter, so tests can check that "-" goes there.
-func createWith(path string, h Header, stdout io.Writer) (*Writer, error) {
-	if path == "-" {
-		return NewWriter(stdout, h)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create capture: %w", err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create capture: %w", err)
-	}
-	// The mode given to OpenFile only applies to a new file; an existing
-	// one keeps its mode. Captures name hosts, addresses and processes, so
-	// tighten a regular file we overwrite. Never chmod anything else:
-	// ctprobe runs as root and `-w /dev/null` must not change /dev/null.
-	if fi.Mode().IsRegular() && fi.Mode().Perm() != 0o600 {
-		if err := f.Chmod(0o600); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("create capture: %w", err)
-		}
-	}
-	w, err := NewWriter(f, h)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create capture %s: %w", path, err)
-	}
-	w.file = f
-	w.syncable = fi.Mode().IsRegular()
-	return w, nil
 }
 
 // NewWriter writes a capture to w, starting with the preamble and header,
@@ -218,7 +175,7 @@ func (w *Writer) Close(t Trailer) error {
 		err = w.finish(t)
 	}
 	if w.file != nil {
-		if err == nil && w.syncable {
+		if err == nil {
 			if e := w.file.Sync(); e != nil {
 				err = fmt.Errorf("sync capture: %w", e)
 			}

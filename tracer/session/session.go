@@ -40,6 +40,8 @@ type Config struct {
 	// Rotation, if its Size is set, splits the capture into numbered
 	// files at CapturePath's place (capture.Rotator).
 	Rotation capture.Rotation
+	// CaptureOptions say whether an existing capture file is replaced.
+	CaptureOptions capture.CreateOptions
 	// Version is the ctprobe version written into the capture header.
 	Version string
 	// BootTime is the wall-clock time of kernel time 0 (BootTime()), the
@@ -114,7 +116,7 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 		}
 		s.w = s.rot
 	case cfg.CapturePath != "":
-		if s.w, err = capture.Create(cfg.CapturePath, hdr); err != nil {
+		if s.w, err = capture.Create(cfg.CapturePath, hdr, cfg.CaptureOptions); err != nil {
 			return nil, err
 		}
 	}

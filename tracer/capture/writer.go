@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/loss"
 )
 
 // Flush policy. Buffering keeps the per-record cost to a memcpy, but a
@@ -42,6 +44,7 @@ type Writer struct {
 	size      int64 // bytes written, buffered ones included
 	unflushed int
 	lost      map[string]uint64
+	recSize   uint32 // Header.RecordSize: every sample's size, or 0
 	timer     *time.Timer
 	timerSet  bool
 	interval  time.Duration
@@ -73,6 +76,7 @@ func NewWriter(dst io.Writer, h Header) (*Writer, error) {
 	w := &Writer{
 		bw:       bufio.NewWriterSize(dst, writeBufferSize),
 		lost:     make(map[string]uint64),
+		recSize:  h.RecordSize,
 		interval: FlushInterval,
 	}
 	pre := appendPreamble(nil, Version, nativeOrder(), h.RecordLayout, h.RecordSize)
@@ -91,9 +95,13 @@ func NewWriter(dst io.Writer, h Header) (*Writer, error) {
 
 // WriteRecord appends one ring-buffer sample: ts is the kernel ktime (ns)
 // at which it was received, or 0 if unknown; raw is copied before return.
+// Its size must be the header's RecordSize, unless that is 0.
 func (w *Writer) WriteRecord(ts uint64, raw []byte) error {
 	if len(raw) > MaxRaw {
 		return fmt.Errorf("capture record of %d bytes exceeds the %d-byte limit", len(raw), MaxRaw)
+	}
+	if w.recSize != 0 && len(raw) != int(w.recSize) {
+		return fmt.Errorf("capture record of %d bytes, but the header declares %d-byte records", len(raw), w.recSize)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -128,7 +136,7 @@ func (w *Writer) WriteLost(cpu int, count uint64, kind string) error {
 	if err := w.record(TypeLost, p[:], []byte(kind)); err != nil {
 		return err
 	}
-	w.lost[kind] += count
+	w.lost[kind] = loss.Add(w.lost[kind], count)
 	return nil
 }
 

@@ -201,10 +201,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 	}
 
 	// Losses.
-	var lost uint64
-	for _, n := range s.Lost {
-		lost += n
-	}
+	lost := s.LostTotal()
 	if lost == 0 {
 		dst = append(dst, "lost 0 records\n"...)
 	} else {
@@ -478,8 +475,8 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		v.Lost.BySource[k] = 0
 	}
 	for k, n := range s.Lost {
-		v.Lost.BySource[k] += n
-		v.Lost.Total += n
+		v.Lost.BySource[k] = n
 	}
+	v.Lost.Total = s.LostTotal()
 	return v
 }

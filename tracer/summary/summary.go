@@ -83,6 +83,16 @@ type Unlisted struct {
 	Netns        uint64 `json:"netns"`
 }
 
+// LostTotal is the number of records lost, of every kind (saturated:
+// loss.Add).
+func (s *Summary) LostTotal() uint64 {
+	var total uint64
+	for _, n := range s.Lost {
+		total = loss.Add(total, n)
+	}
+	return total
+}
+
 // Tally counts incidents and losses between summaries. It is safe for
 // concurrent use. For a final summary over the whole run next to interval
 // summaries, keep two.
@@ -166,7 +176,7 @@ func (t *Tally) Add(inc *incident.Incident) {
 func (t *Tally) AddLost(l loss.Count) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.lost[l.Kind] += l.Count
+	t.lost[l.Kind] = loss.Add(t.lost[l.Kind], l.Count)
 }
 
 // Summary is the interval so far, ending at end, with the growth of the

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/event/eventtest"
 	"github.com/ctprobe/ctprobe/tracer/mode"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
@@ -151,64 +150,9 @@ func TestTraceWithoutPrivileges(t *testing.T) {
 	}
 }
 
-// record lays out one probe record as the kernel writes it.
-func record(t *testing.T, r probe.BPFEvent) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := binary.Write(&b, binary.LittleEndian, &r); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func be16(v uint16) uint16 { return v<<8 | v>>8 }
-
-func tuple(src string, sport uint16, dst string, dport uint16) probe.BPFTuple {
-	var t probe.BPFTuple
-	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
-	copy(t.Src[:], s[:])
-	copy(t.Dst[:], d[:])
-	t.Sport, t.Dport, t.L3num, t.Protonum = be16(sport), be16(dport), 2, 17
-	return t
-}
-
-// race3 is what a 5.6+ kernel reports, in --all order, when the A and AAAA
-// queries of one socket are DNAT'd to different endpoints: W is confirmed,
-// L clashes with it on the original tuple and is inserted reply-only.
-func race3(t *testing.T) [][]byte {
-	const W, L = 0xffff888004a1b300, 0xffff888004a1b200
-	orig := tuple("10.244.1.2", 41000, "10.96.0.10", 53)
-	pre := tuple("10.96.0.10", 53, "10.244.1.2", 41000)
-	rw := tuple("10.244.2.1", 53, "10.244.1.2", 41000)
-	rl := tuple("10.244.2.2", 53, "10.244.1.2", 41000)
-	base := probe.BPFEvent{PidTgid: 4242<<32 | 4243, Netns: 4026532201, Hook: event.HookNone,
-		Flags: uint16(event.FlagSock), SkCookie: 0x1f, SkIno: 12345, SkFamily: 2, SkPort: 41000}
-	copy(base.Comm[:], []int8{'d', 'i', 'g'})
-	ev := func(ts uint64, kind event.Kind, ct uint64, mod func(*probe.BPFEvent)) []byte {
-		e := base
-		e.Ts, e.Kind, e.Ct, e.Orig, e.Reply = ts, uint8(kind), ct, orig, pre
-		mod(&e)
-		return record(t, e)
-	}
-	return [][]byte{
-		ev(1000, event.CTIn, W, func(e *probe.BPFEvent) { e.Hook, e.Ctinfo, e.Flags = 3, 2, e.Flags|uint16(event.FlagNew); e.Ret = 1 }),
-		ev(1500, event.CTIn, L, func(e *probe.BPFEvent) {
-			e.Hook, e.Ctinfo, e.Flags, e.Cpu = 3, 2, e.Flags|uint16(event.FlagNew), 1
-			e.Ret = 1
-		}),
-		ev(2000, event.NAT, W, func(e *probe.BPFEvent) { e.Aux, e.Before, e.Reply, e.Flags = 1, pre, rw, uint16(event.FlagNATChanged) }),
-		ev(2100, event.NAT, L, func(e *probe.BPFEvent) {
-			e.Aux, e.Before, e.Reply, e.Flags, e.Cpu = 1, pre, rl, uint16(event.FlagNATChanged), 1
-		}),
-		ev(3000, event.Confirm, W, func(e *probe.BPFEvent) {
-			e.Reply, e.OtherCt, e.Ret, e.Status = rw, W, 1, event.StatusConfirmed|event.StatusDstNAT
-		}),
-		ev(3200, event.Clash, L, func(e *probe.BPFEvent) { e.Reply, e.OtherCt, e.Cpu = rw, W, 1 }),
-		ev(3300, event.Confirm, L, func(e *probe.BPFEvent) {
-			e.Reply, e.OtherCt, e.Ret, e.Cpu, e.Status = rl, L, 1, 1, event.StatusConfirmed|event.StatusDstNAT|event.StatusNATClash
-		}),
-	}
-}
+// race3 is one lookup whose A and AAAA queries were DNAT'd to different
+// endpoints (eventtest.Race3), by dig.
+func race3(*testing.T) [][]byte { return eventtest.Race3(0, "dig") }
 
 func writeCapture(t *testing.T, path string, records [][]byte, trailer bool) {
 	t.Helper()
@@ -314,28 +258,6 @@ func TestReportCapture(t *testing.T) {
 	_, all, _ := runCLI("report", "-r", path, "-o", "json", "--all")
 	if n := strings.Count(all, `"kind":"event"`); n != 7 {
 		t.Errorf("--all listed %d events, want 7", n)
-	}
-}
-
-// A capture cut off without its trailer still reports its valid prefix.
-func TestReportTruncatedCapture(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cut.ctp")
-	writeCapture(t, path, race3(t), false)
-	b, _ := os.ReadFile(path)
-	os.WriteFile(path, b[:len(b)-5], 0o600) // cut into the last record
-	code, stdout, stderr := runCLI("report", "-r", path, "-o", "json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	if !strings.Contains(stdout, `"kind":"warning"`) || !strings.Contains(stdout, "truncated") {
-		t.Errorf("no truncation warning:\n%s", stdout)
-	}
-	// The last record (L's confirm) is gone, so the incident is not complete:
-	// it must not be invented.
-	for _, inc := range incidents(t, stdout) {
-		if inc["outcome"] == "nat-clash" && inc["race"] == 3.0 {
-			t.Errorf("incident reported without its confirm: %v", inc)
-		}
 	}
 }
 

@@ -36,10 +36,17 @@ type Stats struct {
 // New returns a Processor writing to out; all prints every event as well
 // as the incidents (mode.Mode.PrintsEvents).
 func New(out render.Renderer, all bool, start time.Time) *Processor {
+	return NewWithCorrelator(out, all, start, incident.Options{})
+}
+
+// NewWithCorrelator is New with the correlator's options: its tables take
+// about 20 MB by default, which a test or fuzz target that builds a
+// processor per input sizes down.
+func NewWithCorrelator(out render.Renderer, all bool, start time.Time, corr incident.Options) *Processor {
 	return &Processor{
 		out:      out,
 		all:      all,
-		corr:     incident.New(incident.Options{}),
+		corr:     incident.New(corr),
 		total:    summary.NewTally(start),
 		interval: summary.NewTally(start),
 	}

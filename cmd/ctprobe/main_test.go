@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,24 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"trace", "-w", "x.ctp", "--rotate-count", "8"}, "--rotate-count 8: want 0 or more, with --rotate-size"},
 		{[]string{"trace", "-w", "x.ctp", "--rotate-size", "1MiB", "--rotate-count", "-1"}, "--rotate-count -1"},
 		{[]string{"trace", "--ring-size", "1000"}, "power of two"},
+		// Every number has its range in the message, and nothing turns
+		// silently into a default.
+		{[]string{"trace", "--ring-size", "8589934592"}, fmt.Sprintf(`invalid value "8589934592" for flag -ring-size: want a power of two from %d to 1073741824`, os.Getpagesize())},
+		{[]string{"trace", "--timeline", "--history", "4294967296"}, `invalid value "4294967296" for flag -history: want 1 to 1048576`},
+		{[]string{"trace", "--timeline", "--history", "-1"}, `invalid value "-1" for flag -history: want 1 to 1048576`},
+		{[]string{"trace", "--timeline", "--history", "0"}, "want 1 to 1048576"},
+		{[]string{"trace", "--history", "100"}, "--history sizes what --timeline keeps in the kernel: add --timeline, or leave --history out"},
+		{[]string{"trace", "--max-active", "5000"}, "want 1 to 4096"},
+		{[]string{"trace", "--max-active", "0"}, "want 1 to 4096"},
+		{[]string{"trace", "--attach", "fentry", "--max-active", "10"}, "--attach fentry does not use"},
+		{[]string{"trace", "-c", "5", "--count", "7"}, "-c and -count are one flag, given 5 and then 7"},
+		{[]string{"trace", "-c", "-1"}, "want a whole number"},
+		{[]string{"trace", "--duration", "5"}, `invalid value "5" for flag -duration: want a unit, e.g. 5s`},
+		{[]string{"trace", "--duration", "-5s"}, "want 0 or more"},
+		{[]string{"trace", "--interval", "often"}, "want a duration such as 30s"},
+		{[]string{"trace", "--overwrite"}, "--overwrite replaces the file of -w FILE, so it needs one"},
+		{[]string{"selftest", "--lookups", "0"}, "want 1 to 1000000"},
+		{[]string{"selftest", "--min-clashes", "-1"}, "want 0 to 1000000"},
 		{[]string{"trace", "--bogus"}, "ctprobe trace -h"},
 		{[]string{"trace", "extra"}, "unexpected argument"},
 		{[]string{"report"}, "needs -r FILE"},

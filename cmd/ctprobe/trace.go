@@ -12,6 +12,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/mode"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/session"
 )
@@ -60,21 +61,19 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	port := fs.String("port", "", "only flows with this port at either end, before or after NAT")
 	netns := fs.String("netns", "", "only this network namespace (inode number, as lsns prints it)")
 	pid := fs.String("pid", "", "only conntrack entries created by this process (without --timeline: packets it sent from the netns where they clash or are confirmed)")
-	duration := fs.Duration("duration", 0, "stop after this long (e.g. 30s; 0: until interrupted)")
-	var count uint64
-	fs.Uint64Var(&count, "c", 0, "stop after this many incidents (with --all: events)")
-	fs.Uint64Var(&count, "count", 0, "same as -c")
+	duration := cli.Duration(fs, "duration", 0, "stop after this long (e.g. 30s; 0: until interrupted)")
+	count := cli.Uint64(fs, "stop after this many incidents (with --all: events)", "c", "count")
 	write := fs.String("w", "", "also write every record to this capture file, a new file (0600; - for stdout)")
 	overwrite := fs.Bool("overwrite", false, "with -w FILE, replace FILE if it exists (a regular file only)")
 	quiet := fs.Bool("q", false, "no live output (with -w or --metrics): warnings, losses and summaries go to the log on stderr")
-	interval := fs.Duration("interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
-	ringSize := fs.Int("ring-size", tracer.DefaultRingSize, "ring buffer size in bytes (a power of two)")
+	interval := cli.Duration(fs, "interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
+	ringSize := cli.PowerOfTwo(fs, "ring-size", tracer.DefaultRingSize, tracer.MinRingSize(), tracer.MaxRingSize, "ring buffer size in bytes (a power of two)")
 	timeline := fs.Bool("timeline", false, "follow every new conntrack entry (ct_in, NAT, confirm, and its sender across namespaces) so that an incident shows both packets' stages and senders; costs time on every new flow, where the default mode probes only the clash path")
-	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (--timeline)")
+	history := cli.Int(fs, "history", tracer.DefaultHistory, 1, tracer.MaxHistory, "conntrack entries whose history the kernel keeps (--timeline)")
 	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
 	skip := fs.String("skip-point", "", "optional probe points not to attach: nat, clash, origin (comma-separated)")
 	agentOpts := addAgentFlags(fs)
-	maxActive := fs.Int("max-active", tracer.DefaultMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
+	maxActive := cli.Int(fs, "max-active", tracer.DefaultMaxActive, 1, tracer.MaxMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -86,18 +85,15 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return cli.Usagef("--%v", err)
 	}
-	if *ringSize < os.Getpagesize() || *ringSize&(*ringSize-1) != 0 {
-		return cli.Usagef("--ring-size %d: want a power of two of at least %d", *ringSize, os.Getpagesize())
-	}
 	skipPoints, err := tracer.ParseSkip(*skip)
 	if err != nil {
 		return cli.Usagef("--skip-point: %v", err)
 	}
-	if *maxActive < 1 || *maxActive > 4096 {
-		return cli.Usagef("--max-active %d: want 1 to 4096 (the kernel's limit)", *maxActive)
+	if cli.Given(fs, "history") && !*timeline {
+		return cli.Usagef("--history sizes what --timeline keeps in the kernel: add --timeline, or leave --history out")
 	}
-	if *duration < 0 || *interval < 0 {
-		return cli.Usagef("--duration and --interval must not be negative")
+	if cli.Given(fs, "max-active") && how == plan.Fentry {
+		return cli.Usagef("--max-active sets kretprobe instances, which --attach fentry does not use: leave one out")
 	}
 	a, err := agentOpts.setup(*write, stderr)
 	if err != nil {
@@ -141,7 +137,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	defer t.Close()
 	s, err := session.Start(t, session.Config{
 		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release), CapturePath: *write, Rotation: a.rotation,
-		CaptureOptions: captureOpts, Version: version, BootTime: boot, Count: count, Duration: *duration, Interval: *interval, Signals: sig,
+		CaptureOptions: captureOpts, Version: version, BootTime: boot, Count: *count, Duration: *duration, Interval: *interval, Signals: sig,
 	})
 	if err != nil {
 		return a.report(captureHint(err))

@@ -137,7 +137,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	defer t.Close()
 	s, err := session.Start(t, session.Config{
 		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release), CapturePath: *write, Rotation: a.rotation,
-		CaptureOptions: captureOpts, Version: version, BootTime: boot, Count: *count, Duration: *duration, Interval: *interval, Signals: sig,
+		CaptureOptions: captureOpts, DropPrivileges: true, Version: version, BootTime: boot, Count: *count, Duration: *duration, Interval: *interval, Signals: sig,
 	})
 	if err != nil {
 		return a.report(captureHint(err))

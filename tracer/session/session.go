@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
+	"github.com/ctprobe/ctprobe/internal/privs"
 	"github.com/ctprobe/ctprobe/tracer"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
@@ -42,6 +44,11 @@ type Config struct {
 	Rotation capture.Rotation
 	// CaptureOptions say whether an existing capture file is replaced.
 	CaptureOptions capture.CreateOptions
+	// DropPrivileges gives up, once the capture is created and the kernel's
+	// counters first read, every capability the session no longer uses
+	// (tracer.DropPrivileges); the process can then do nothing else that
+	// needs one.
+	DropPrivileges bool
 	// Version is the ctprobe version written into the capture header.
 	Version string
 	// BootTime is the wall-clock time of kernel time 0 (BootTime()), the
@@ -118,6 +125,15 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 	case cfg.CapturePath != "":
 		if s.w, err = capture.Create(cfg.CapturePath, hdr, cfg.CaptureOptions); err != nil {
 			return nil, err
+		}
+	}
+	if cfg.DropPrivileges {
+		keep := kstat.Capabilities
+		if s.rot != nil {
+			keep |= rotationCaps
+		}
+		if _, err := t.DropPrivileges(keep); err != nil {
+			cfg.Renderer.Warning(fmt.Sprintf("dropping capabilities: %v: ctprobe may keep more than it needs", err))
 		}
 	}
 	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start)
@@ -342,11 +358,20 @@ func (s *Session) maybeRotate() error {
 	if err != nil {
 		s.cfg.Renderer.Warning("reading the kernel's counters for a capture rotation: " + err.Error())
 	}
-	if err := s.rot.Rotate(capture.Trailer{EndUnixNano: now.UnixNano(), Counters: counters}, s.captureHeader(now, counters)); err != nil {
+	err = privs.Raise(rotationCaps, func() error {
+		return s.rot.Rotate(capture.Trailer{EndUnixNano: now.UnixNano(), Counters: counters}, s.captureHeader(now, counters))
+	})
+	if err != nil {
 		return fmt.Errorf("rotate capture: %w", err)
 	}
 	return nil
 }
+
+// rotationCaps are what rotating a capture may need once the session
+// dropped its capabilities: creating and removing files in a directory
+// that uid 0 may write only with CAP_DAC_OVERRIDE (a user's own 0700
+// directory, say). They stay permitted, raised for each rotation only.
+var rotationCaps = privs.Of(unix.CAP_DAC_OVERRIDE)
 
 func (s *Session) detach() {
 	s.detached.Store(true)

@@ -147,11 +147,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	output := fs.String("o", "text", "output: text or json")
 	keep := fs.Bool("keep", false, "leave the namespaces in place for inspection (remove later with: ctlab cleanup)")
 	verbose := fs.Bool("v", false, "print progress to stderr")
+	comm := fs.String("comm", "", "name the threads that send the lookups (at most 15 bytes, any bytes): the sending process a trace shows")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *scenario == "" {
 		return cli.Usagef("run needs --scenario NAME")
+	}
+	if len(*comm) > 15 || strings.IndexByte(*comm, 0) >= 0 {
+		return cli.Usagef("--comm: want at most 15 bytes without NUL (the kernel's TASK_COMM_LEN), got %d", len(*comm))
 	}
 	sc, err := lab.ScenarioByName(*scenario)
 	if err != nil {
@@ -177,7 +181,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	topo, done, err := setUp(ctx, sc, lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt, Timeout: *timeout}, *verbose, *keep, stderr)
+	topo, done, err := setUp(ctx, sc, lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt, Timeout: *timeout, Comm: *comm}, *verbose, *keep, stderr)
 	if err != nil {
 		return err
 	}

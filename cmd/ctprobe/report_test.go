@@ -310,3 +310,37 @@ func TestReportLostCountsSaturate(t *testing.T) {
 		t.Errorf("text:\n%s", text)
 	}
 }
+
+// `report -r -` on a valid prefix followed by an endless stream of zeros
+// ends, reports the prefix with its summary, and says the capture is
+// corrupt (it read until killed).
+func TestReportEndlessZerosOnStdin(t *testing.T) {
+	data := lookups(t, 2)
+	cut := frameStarts(t, data)[9] // a frame boundary inside the records
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin := os.Stdin
+	os.Stdin = r
+	defer func() { os.Stdin = stdin; r.Close() }()
+	go func() {
+		defer w.Close()
+		if _, err := w.Write(data[:cut]); err != nil {
+			return
+		}
+		zeros := make([]byte, 1<<16)
+		for {
+			if _, err := w.Write(zeros); err != nil {
+				return // the reader is done
+			}
+		}
+	}()
+	code, stdout, stderr := runCLI("report", "-r", "-", "-o", "json")
+	if code != exitCorrupt || !strings.Contains(stderr, "MiB of zeros") {
+		t.Fatalf("exit %d, want %d: %s", code, exitCorrupt, stderr)
+	}
+	if lines := reported(t, stdout); kinds(lines, "summary") != 1 || kinds(lines, "event") != 7 {
+		t.Errorf("want the 7 records before the zeros and a summary:\n%s", stdout)
+	}
+}

@@ -71,7 +71,7 @@ func (t *Text) Probes(p *Probes) error {
 		}
 		for _, n := range p.Datapath {
 			b = append(b, "\nnote: "...)
-			b = append(b, n...)
+			b = appendEscaped(b, n)
 			b = append(b, '\n')
 		}
 		if p.Error != "" {

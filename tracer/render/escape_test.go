@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -127,6 +128,19 @@ func TestHostileStrings(t *testing.T) {
 				}
 				if !bytes.Contains(out, []byte(h.text)) {
 					t.Errorf("%s text of %q lacks %q:\n%s", kind, h.raw, h.text, out)
+				}
+			}
+			// An agent's log on stderr, in both of slog's formats.
+			for _, handler := range []func(*bytes.Buffer) slog.Handler{
+				func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, nil) },
+				func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, nil) },
+			} {
+				var log bytes.Buffer
+				if err := line(Log{L: slog.New(handler(&log))}); err != nil {
+					t.Fatal(err)
+				}
+				if c := rendertest.FirstControl(log.Bytes()); c != "" {
+					t.Errorf("%s log of %q: %s:\n%s", kind, h.raw, c, log.Bytes())
 				}
 			}
 			var js bytes.Buffer

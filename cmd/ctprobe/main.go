@@ -30,9 +30,9 @@ commands:
 
 Run "ctprobe <command> -h" for the flags of a command.
 
-exit status: 0 success, 1 error, 2 bad command line, 4 capture truncated
-(report printed what it held), 5 capture corrupt (report printed what came
-before the damage)
+exit status: 0 success, 1 error, 2 bad command line, 3 doctor's findings,
+4 capture truncated (report printed what it held), 5 capture corrupt (report
+printed what came before the damage)
 `
 
 // Exit statuses of a capture that report could not read to its end, so

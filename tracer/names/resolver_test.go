@@ -314,8 +314,8 @@ func TestResolverRuntimeGarbage(t *testing.T) {
 	long := strings.Repeat("x", 10000)
 	st := State{
 		Sandboxes: []Sandbox{
-			{ID: "", Pod: podA},                           // no id
-			{ID: "s1"},                                    // no pod
+			{ID: "", Pod: podA}, // no id
+			{ID: "s1"},          // no pod
 			{ID: sbA, Pod: Pod{Name: long, UID: uidA, Namespace: "\x1b[31mred"}, IPs: []netip.Addr{{}, netip.IPv4Unspecified(), netip.MustParseAddr("127.0.0.1"), ipA}},
 		},
 		Containers: []Container{

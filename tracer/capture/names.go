@@ -48,6 +48,11 @@ func (w *Writer) WriteNames(entries []names.Entry) error {
 	return nil
 }
 
+// WriteNames writes to the file being written (Writer.WriteNames). A new
+// file needs the names again: the caller forgets what it wrote before a
+// rotation (names.Resolver.Rerecord).
+func (r *Rotator) WriteNames(entries []names.Entry) error { return r.w.WriteNames(entries) }
+
 // namesRecord decodes a names frame.
 func (r *Reader) namesRecord(start int64, p []byte) (Record, error) {
 	var v namesPayload

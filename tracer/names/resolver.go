@@ -303,6 +303,14 @@ func (r *Resolver) record(k Key, n Names) {
 	r.pending = append(r.pending, Entry{Key: k, Names: n})
 }
 
+// Rerecord forgets which answers were kept, so that each is kept again
+// when next given: a new capture file needs them all.
+func (r *Resolver) Rerecord() {
+	r.mu.Lock()
+	clear(r.recorded)
+	r.mu.Unlock()
+}
+
 // Pending appends the answers given since the last call to dst (to be
 // written to a capture before the record that produced them) and
 // forgets them. Unrecorded counts answers dropped because nobody took them

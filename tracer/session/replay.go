@@ -10,6 +10,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream"
@@ -46,6 +47,10 @@ func Replay(rd *capture.Reader, r render.Renderer, all bool) (Replayed, error) {
 		all = true
 	}
 	p := stream.New(r, all, time.Unix(0, hdr.StartUnixNano))
+	// The names the live trace gave come before the records whose
+	// incidents they named.
+	table := names.NewTable()
+	p.SetNames(table)
 	var readErr error
 	for {
 		rec, err := rd.Next()
@@ -60,6 +65,8 @@ func Replay(rd *capture.Reader, r render.Renderer, all bool) (Replayed, error) {
 			err = p.Record(rec.Raw)
 		case capture.TypeLost:
 			err = p.Lost(loss.Count{Kind: loss.Kind(rec.Kind), CPU: rec.CPU, Count: rec.Count})
+		case capture.TypeNames:
+			table.Add(rec.Names)
 		}
 		if err != nil {
 			return Replayed{Stats: p.Stats()}, err

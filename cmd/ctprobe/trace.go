@@ -70,6 +70,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
 	skip := fs.String("skip-point", "", "optional probe points not to attach: nat, clash, origin (comma-separated)")
 	agentOpts := addAgentFlags(fs)
+	nf := addNameFlags(fs)
 	maxActive := fs.Int("max-active", tracer.DefaultMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -91,6 +92,9 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	}
 	if *maxActive < 1 || *maxActive > 4096 {
 		return cli.Usagef("--max-active %d: want 1 to 4096 (the kernel's limit)", *maxActive)
+	}
+	if err := nf.check(); err != nil {
+		return err
 	}
 	if *duration < 0 || *interval < 0 {
 		return cli.Usagef("--duration and --interval must not be negative")
@@ -125,10 +129,15 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		return a.report(err)
 	}
 	defer t.Close()
-	s, err := session.Start(t, session.Config{
+	cfg := session.Config{
 		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release), CapturePath: *write, Rotation: a.rotation,
 		Version: version, BootTime: boot, Count: count, Duration: *duration, Interval: *interval, Signals: sig,
-	})
+	}
+	if res := nf.resolver(*write != "", func(msg string) { cfg.Renderer.Warning(msg) }); res != nil {
+		defer res.Close()
+		cfg.Names = res
+	}
+	s, err := session.Start(t, cfg)
 	if err != nil {
 		return a.report(err)
 	}

@@ -41,6 +41,7 @@ const (
 const (
 	SourceRuntime = "cri"  // the container runtime, over the CRI
 	SourceNode    = "node" // cgroup paths and /run/netns alone
+	SourceOff     = "off"  // not named
 )
 
 // Status says where names come from.
@@ -55,7 +56,10 @@ type Status struct {
 }
 
 func (s Status) String() string {
-	if s.Source == SourceRuntime {
+	switch s.Source {
+	case SourceOff:
+		return "none: " + s.Reason
+	case SourceRuntime:
 		return fmt.Sprintf("the container runtime: %s (%d pods, %d named network namespaces)", s.Runtime, s.Pods, s.Netns)
 	}
 	return fmt.Sprintf("the node: pod UIDs and container ids from cgroup paths, /run/netns names (%d named network namespaces); %s", s.Netns, s.Reason)

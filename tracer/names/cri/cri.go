@@ -80,7 +80,11 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 // that does failed.
 func Detect(ctx context.Context, hostRoot, socket string) (*Client, error) {
 	if socket != "" {
-		return Dial(ctx, filepath.Join("/", hostRoot, socket))
+		p := filepath.Join("/", hostRoot, socket)
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s", ErrNoSocket, p)
+		}
+		return Dial(ctx, p)
 	}
 	var errs []error
 	var tried []string

@@ -15,7 +15,7 @@ type Cgroup struct {
 
 // ParseCgroupFile reads the content of /proc/PID/cgroup: one line per
 // hierarchy, "ID:CONTROLLERS:PATH" (cgroup v1), or the single "0::PATH" of
-// cgroup v2. The first line whose path names a pod or a container decides;
+// cgroup v2 (docs/kernel-notes.md, Namespaces, cgroups and pods). The first line whose path names a pod or a container decides;
 // on a v1 host every controller's path names the same one.
 func ParseCgroupFile(b []byte) Cgroup {
 	var found Cgroup

@@ -62,8 +62,9 @@ type podProcess struct {
 }
 
 // holds reports whether process pid is still in namespace ino: a
-// namespace's inode number is reused once it is freed (proc_alloc_inum),
-// so a pod's namespace seen at the last refresh may now be another's.
+// namespace's inode number is reused once it is freed (docs/kernel-notes.md,
+// Namespaces, cgroups and pods), so a pod's namespace seen at the last
+// refresh may now be another's.
 func (n node) holds(pid string, ino uint32) bool {
 	got, err := n.netnsOf(pid)
 	return err == nil && got == ino
@@ -110,8 +111,8 @@ func (n node) netnsNames(limit int) (map[uint32]string, error) {
 // processes (the pause process, and every container of the pod) share the
 // pod's namespace. It reads one link per process and one cgroup file per
 // namespace, and stops at limit namespaces. Every refresh scans anew: the
-// kernel reuses a freed namespace's inode number (proc_alloc_inum), so a
-// mapping kept from before could name a new pod after a dead one.
+// kernel reuses a freed namespace's inode number, so a mapping kept from
+// before could name a new pod after a dead one.
 func (n node) scanPods(host uint32, limit int) (map[uint32]podProcess, error) {
 	ents, err := os.ReadDir(n.path("/proc"))
 	if err != nil {

@@ -18,10 +18,7 @@ type nameFlags struct {
 	off                 *bool
 }
 
-func addNameFlags(fs interface {
-	String(string, string, string) *string
-	Bool(string, bool, string) *bool
-}) nameFlags {
+func addNameFlags(fs flagDefiner) nameFlags {
 	return nameFlags{
 		criSocket: fs.String("cri-socket", "", "the container runtime's CRI socket, a path on the host (default: the first that answers of "+fmt.Sprint(cri.Sockets)+")"),
 		hostRoot:  fs.String("host-root", "", "where the host's / is mounted (a DaemonSet's /host): prefixes the /proc, /run and cgroup paths that name pods, and the CRI socket"),

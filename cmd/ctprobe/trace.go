@@ -20,10 +20,14 @@ type outputFlags struct {
 	noColor *bool
 }
 
-func addOutputFlags(fs interface {
+// flagDefiner is the part of a flag.FlagSet that shared flags are added
+// through.
+type flagDefiner interface {
 	String(string, string, string) *string
 	Bool(string, bool, string) *bool
-}) outputFlags {
+}
+
+func addOutputFlags(fs flagDefiner) outputFlags {
 	return outputFlags{
 		format:  fs.String("o", "text", "output format: text or json (one JSON object per line, docs/json-schema.md); report also takes pcapng (the packets, for Wireshark)"),
 		all:     fs.Bool("all", false, "print every new conntrack entry at confirm (tuples before and after NAT, verdict, socket) besides the races; with --timeline, every event of every probe point"),

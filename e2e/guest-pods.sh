@@ -19,6 +19,8 @@ sock=/run/containerd/containerd.sock
 cr() { crictl --runtime-endpoint "unix://$sock" --timeout 60s "$@" 2>>crictl.err; }
 
 mkdir -p /etc/containerd /etc/cni/net.d /var/lib/containerd /var/log/pods
+# The CRI copies the node's resolv.conf into every pod.
+echo "nameserver 10.96.0.10" >/etc/resolv.conf
 # The native snapshotter copies layers (no overlay module); the sandbox image is the one
 # imported below, so nothing is ever pulled.
 cat >/etc/containerd/config.toml <<'TOML'

@@ -165,7 +165,7 @@ func TestVMPods(t *testing.T) {
 		got := map[string]float64{}
 		for _, r := range rows {
 			m := r.(map[string]any)
-			got[m["name"].(string)] = m["incidents"].(float64)
+			got[m["name"].(string)] = m["count"].(float64)
 		}
 		for name, n := range byLoser {
 			if got[name] != n {

@@ -14,9 +14,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
-	"golang.org/x/sys/unix"
 )
 
 // PerType counts queries by type.

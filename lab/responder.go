@@ -8,9 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/netns"
-	"golang.org/x/sys/unix"
 )
 
 // responder is a minimal DNS server on port 53 of one endpoint netns.

@@ -30,6 +30,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "ctprobe.test/lab:e2e"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "native"
+    # The guest's root is the initramfs, which pivot_root cannot leave: runc moves the
+    # container's root over it and chroots instead.
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        NoPivotRoot = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "/etc/cni/net.d"

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -56,6 +57,11 @@ func TestVMPods(t *testing.T) {
 		},
 		env: []string{"VM_EXTRA_MODULES=bridge br_netfilter"},
 	}, "--mem", "3072")
+	checkPods(t, out)
+}
+
+// checkPods checks what e2e/guest-pods.sh wrote to out.
+func checkPods(t *testing.T, out string) {
 	p := func(name string) string { return filepath.Join(out, name) }
 	if rc := readFile(t, p("rc")); rc != "0" {
 		t.Fatalf("guest script exit %s:\n%s", rc, readFile(t, p("console.log")))
@@ -89,7 +95,12 @@ func TestVMPods(t *testing.T) {
 	checkNames := func(t *testing.T, raw string, pkt map[string]any, full bool) (podInfo, bool) {
 		t.Helper()
 		src := nested(pkt, "orig", "src")
-		want, ok := pods[src]
+		ap, err := netip.ParseAddrPort(src)
+		if err != nil {
+			t.Errorf("orig.src %q: %v: %s", src, err, raw)
+			return podInfo{}, false
+		}
+		want, ok := pods[ap.Addr().String()]
 		if !ok {
 			t.Errorf("a packet from %s, no pod's address: %s", src, raw)
 			return podInfo{}, false

@@ -10,7 +10,7 @@
 #                            rule; the clash is in the pod's netns, in the sender's context)
 # Then: a trace that reaches no runtime names pods from cgroup paths alone; the pods and
 # containerd gone, the capture still names them (ctprobe report -r).
-# Results in /out: pod.NAME.{inspect.json,ctr.json,netns}, host.netns, probes*.json,
+# Results in /out: pod.NAME.{inspect.json,ctr.json,netns}, host.netns,
 # pods.{jsonl,err,rc,ctp}, report.{jsonl,txt}, fallback.{jsonl,err,rc}, lookups.*.json
 set -u
 cd /out
@@ -89,7 +89,6 @@ say "DNS pod at $dns"
 iptables -t nat -A PREROUTING -d 10.96.0.10/32 -p udp --dport 53 -j DNAT --to-destination "$dns:53"
 nsenter -t "$(cat pod.client-b.pid)" -n iptables -t nat -A OUTPUT -d 10.96.0.11/32 -p udp --dport 53 -j DNAT --to-destination "$dns:53"
 
-ctprobe probes -o json >probes.json 2>probes.err
 
 # trace NAME FLAGS...: ctprobe in the background until it printed its plan.
 trace() {

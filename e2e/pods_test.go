@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ctprobe/ctprobe/tracer/capture"
 )
 
 // crictlVersion is the cri-tools release whose crictl drives the guest's
@@ -82,11 +84,14 @@ func checkPods(t *testing.T, out string) {
 	}
 	host := parseUint(t, readFile(t, p("host.netns")))
 
-	t.Run("probes", func(t *testing.T) {
-		_, probes := jsonLines(t, p("probes.json"))
-		src := nested(probes[0], "names", "source")
-		if src != "cri" || !strings.Contains(nested(probes[0], "names", "runtime"), "containerd") {
-			t.Errorf("ctprobe probes: names %v; want the CRI of containerd", probes[0]["names"])
+	t.Run("source", func(t *testing.T) {
+		rd, err := capture.Open(p("pods.ctp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rd.Close()
+		if src := rd.Header().Extra["names"]; !strings.Contains(src, "the container runtime: containerd") || !strings.Contains(src, "/run/containerd/containerd.sock") {
+			t.Errorf("the trace's names came from %q, want containerd's CRI", src)
 		}
 	})
 

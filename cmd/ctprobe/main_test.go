@@ -384,3 +384,21 @@ func TestReportTruncatedCapture(t *testing.T) {
 		}
 	}
 }
+
+// probes says where a trace's names would come from, and why not the
+// runtime; --no-names says they are off.
+func TestProbesNamesSource(t *testing.T) {
+	root := t.TempDir()
+	_, stdout, _ := runCLI("probes", "-o", "json", "--host-root", root)
+	var p struct{ Names names.Status }
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatalf("%v: %q", err, stdout)
+	}
+	if p.Names.Source != names.SourceNode || !strings.Contains(p.Names.Reason, filepath.Join(root, "run/containerd/containerd.sock")) {
+		t.Errorf("names %+v: want the node, because no runtime socket is under the host root", p.Names)
+	}
+	_, stdout, _ = runCLI("probes", "--no-names")
+	if !strings.Contains(stdout, "names       none: turned off (--no-names)") {
+		t.Errorf("probes --no-names:\n%s", stdout)
+	}
+}

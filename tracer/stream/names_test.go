@@ -13,10 +13,11 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/stream/streamtest"
 )
 
 // synthPods is the synthetic node's pods as a runtime lists them; pod n
-// sends from 10.244.1.(2+n) as PID 1000+37n (synth.pod).
+// sends from 10.244.1.(2+n) as PID 1000+37n (streamtest's pods).
 type synthPods struct{}
 
 func (synthPods) List(context.Context) (names.State, error) {
@@ -51,7 +52,7 @@ func namedNode(tb testing.TB) *names.Resolver {
 			tb.Fatal(err)
 		}
 	}
-	proc(1, netnsHost, "0::/init.scope\n")
+	proc(1, streamtest.HostNetns, "0::/init.scope\n")
 	for n := 0; n < 60; n++ {
 		proc(1000+37*n, uint64(4026533000+n), fmt.Sprintf("0::/kubepods/besteffort/pod%s/%064x\n", synthPod(n).UID, 1<<20+n))
 	}
@@ -77,11 +78,11 @@ func (c *collect) Incident(inc *incident.Incident) error {
 // the source address.
 func TestProcessorNamesOnlyIncidents(t *testing.T) {
 	res := namedNode(t)
-	s, err := synthesize(ordinaryNode())
+	s, err := streamtest.Synthesize(streamtest.OrdinaryNode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	records := s.copyRecords()
+	records := s.CopyRecords()
 	p := New(render.Discard{}, false, time.Unix(0, 0))
 	p.SetNames(res)
 	pass := func() {
@@ -90,7 +91,7 @@ func TestProcessorNamesOnlyIncidents(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		s.advance(records)
+		s.Advance(records)
 	}
 	pass()
 	if allocs := testing.AllocsPerRun(2, pass); allocs != 0 {
@@ -98,10 +99,10 @@ func TestProcessorNamesOnlyIncidents(t *testing.T) {
 	}
 
 	var c collect
-	busy := busyCapture(t)
+	busy := streamtest.BusyCapture(t)
 	p = New(&c, false, time.Unix(0, 0))
 	p.SetNames(res)
-	for _, r := range busy.copyRecords() {
+	for _, r := range busy.CopyRecords() {
 		if err := p.Record(r); err != nil {
 			t.Fatal(err)
 		}

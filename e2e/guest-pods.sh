@@ -11,7 +11,7 @@
 # Then: a trace that reaches no runtime names pods from cgroup paths alone; the pods and
 # containerd gone, the capture still names them (ctprobe report -r).
 # Results in /out: pod.NAME.{inspect.json,ctr.json,netns}, host.netns,
-# pods.{jsonl,err,rc,ctp}, report.{jsonl,txt}, fallback.{jsonl,err,rc}, lookups.*.json
+# pods.{jsonl,err,rc,ctp}, metrics.txt (the live trace's /metrics), report.{jsonl,txt}, fallback.{jsonl,err,rc}, lookups.*.json
 set -u
 cd /out
 say() { echo "=== pods: $*"; }
@@ -116,9 +116,10 @@ lookups() {
 }
 
 say "trace with the runtime"
-trace pods --timeline -w pods.ctp || { say "ctprobe trace did not start"; cat pods.err; exit 1; }
+trace pods --timeline -w pods.ctp --metrics 127.0.0.1:9965 || { say "ctprobe trace did not start"; cat pods.err; exit 1; }
 lookups pods client-a 10.96.0.10:53 8
 lookups pods client-b 10.96.0.11:53 8
+curl -sS http://127.0.0.1:9965/metrics >metrics.txt 2>metrics.err
 stop_trace pods
 
 say "trace without the runtime (a socket where none answers; the pods still run)"

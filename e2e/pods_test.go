@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -39,7 +40,7 @@ func TestVMPods(t *testing.T) {
 	if os.Getenv("CTPROBE_E2E") == "" {
 		t.Skip("boots a VM: run with CTPROBE_E2E=1 (make e2e)")
 	}
-	run(t, root, nil, "scripts/deps.sh", "containerd", "runc", "containernetworking-plugins")
+	run(t, root, nil, "scripts/deps.sh", "containerd", "runc", "containernetworking-plugins", "curl")
 	gobin := filepath.Join(root, ".cache", "crictl-"+crictlVersion)
 	crictl := filepath.Join(gobin, "crictl")
 	if _, err := os.Stat(crictl); err != nil {
@@ -54,7 +55,7 @@ func TestVMPods(t *testing.T) {
 	out := bootGuestWith(t, guestImage{
 		script: "e2e/guest-pods.sh", suffix: "pods",
 		initramfs: []string{
-			"--prog", "containerd", "--prog", "containerd-shim-runc-v2", "--prog", "runc", "--prog", "ctr",
+			"--prog", "containerd", "--prog", "containerd-shim-runc-v2", "--prog", "runc", "--prog", "ctr", "--prog", "curl",
 			"--add", "/usr/lib/cni:/usr/lib/cni", "--add", crictl + ":/bin/crictl", "--add", image + ":/lab/image.tar",
 		},
 		env: []string{"VM_EXTRA_MODULES=bridge br_netfilter"},
@@ -183,6 +184,22 @@ func checkPods(t *testing.T, out string) {
 			if got[name] != n {
 				t.Errorf("summary by pod: %s %v incidents, want %v (the losers')", name, got[name], n)
 			}
+		}
+	})
+
+	// The exporter labels a namespace's incidents with its pod: client-b's
+	// clash in its own netns.
+	t.Run("metrics", func(t *testing.T) {
+		b := byName("client-b")
+		want := []string{fmt.Sprintf(`namespace="%s"`, b.namespace), fmt.Sprintf(`netns="%d"`, b.netns), fmt.Sprintf(`pod="%s"`, b.name)}
+		found := false
+		for _, l := range strings.Split(readFile(t, p("metrics.txt")), "\n") {
+			if strings.HasPrefix(l, "ctprobe_incidents_total{") && strings.Contains(l, want[0]+",") && strings.Contains(l, want[1]+",") && strings.Contains(l, want[2]+",") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no ctprobe_incidents_total series with %s in /metrics:\n%s", want, readFile(t, p("metrics.txt")))
 		}
 	})
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/ctprobe/ctprobe/internal/cli"
 	"github.com/ctprobe/ctprobe/tracer/names"
@@ -70,4 +71,33 @@ func (f nameFlags) status() names.Status {
 	r := f.resolver(false, func(string) {})
 	defer r.Close()
 	return r.Status()
+}
+
+// netnsPods names the pod of a network namespace for the metrics exporter
+// (metrics.PodResolver), from the trace's resolver once it has started.
+type netnsPods struct {
+	r atomic.Pointer[names.Resolver]
+}
+
+// metricsPods is nil with --no-names: the metrics then have no pod labels.
+func (f nameFlags) metricsPods() *netnsPods {
+	if *f.off {
+		return nil
+	}
+	return &netnsPods{}
+}
+
+func (p *netnsPods) set(r *names.Resolver) { p.r.Store(r) }
+
+// Pod is the Kubernetes namespace and name of the pod whose network
+// namespace has this inode; "" for one that is no pod's.
+func (p *netnsPods) Pod(netns uint64) (namespace, pod string) {
+	r := p.r.Load()
+	if r == nil {
+		return "", ""
+	}
+	if v, ok := r.PodOfNetns(uint32(netns)); ok {
+		return v.Namespace, v.Name
+	}
+	return "", ""
 }

@@ -133,13 +133,15 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		return a.report(err)
 	}
 	defer t.Close()
+	pods := nf.metricsPods()
 	cfg := session.Config{
-		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release), CapturePath: *write, Rotation: a.rotation,
+		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release, pods), CapturePath: *write, Rotation: a.rotation,
 		Version: version, BootTime: boot, Count: count, Duration: *duration, Interval: *interval, Signals: sig,
 	}
 	if res := nf.resolver(*write != "", func(msg string) { cfg.Renderer.Warning(msg) }); res != nil {
 		defer res.Close()
 		cfg.Names = res
+		pods.set(res)
 	}
 	s, err := session.Start(t, cfg)
 	if err != nil {

@@ -136,7 +136,6 @@ func dnsQueryPayload(q *incident.DNSQuery) []byte {
 
 func (p *PCAPNG) Lost(loss.Count) error          { return nil }
 func (p *PCAPNG) Summary(*summary.Summary) error { return nil }
-func (p *PCAPNG) Plan([]plan.Entry) error         { return nil }
-func (p *PCAPNG) Probes(*Probes) error            { return nil }
-func (p *PCAPNG) Warning(string) error            { return nil }
-
+func (p *PCAPNG) Plan([]plan.Entry) error        { return nil }
+func (p *PCAPNG) Probes(*Probes) error           { return nil }
+func (p *PCAPNG) Warning(string) error           { return nil }

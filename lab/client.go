@@ -50,9 +50,11 @@ func startSender(ns *Netns, cpu int, comm string) (*sender, error) {
 			ready <- err
 			return
 		}
-		if err := th.Enter(ns.Path); err != nil {
-			ready <- errors.Join(err, th.Release())
-			return
+		if ns != ownNetns {
+			if err := th.Enter(ns.Path); err != nil {
+				ready <- errors.Join(err, th.Release())
+				return
+			}
 		}
 		s.tid = unix.Gettid()
 		var origCPUs unix.CPUSet

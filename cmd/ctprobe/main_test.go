@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/event/eventtest"
 	"github.com/ctprobe/ctprobe/tracer/mode"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
 
@@ -312,5 +314,67 @@ func TestTraceCaptureFileRefused(t *testing.T) {
 		if b, _ := os.ReadFile(path); string(b) != want {
 			t.Errorf("%s now holds %q", path, b)
 		}
+	}
+}
+
+// The names a trace gave are in its capture: a report prints them without
+// any runtime, in text and JSON, and counts the loser's pod.
+func TestReportNames(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "named.ctp")
+	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: mode.All.CaptureName(), StartUnixNano: 1e18}, capture.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := names.Names{Pod: names.Pod{Namespace: "default", Name: "client-a", UID: "5c2a8e41-7d19-4b6e-8f02-93d4e1a7b6c2"}, Container: "lookup", ContainerID: strings.Repeat("ab", 32)}
+	key := names.Key{Netns: 4026532201, PID: 4242, Addr: netip.MustParseAddr("10.244.1.2")}
+	if err := w.WriteNames([]names.Entry{{Key: key, Names: pod}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range race3(t) {
+		if err := w.WriteRecord(0, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(capture.Trailer{EndUnixNano: 1e18 + 1e9}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI("report", "-r", path, "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	incs := incidents(t, stdout)
+	if len(incs) != 1 {
+		t.Fatalf("want 1 incident, got %d", len(incs))
+	}
+	for _, side := range []string{"loser", "winner"} {
+		got, _ := json.Marshal(incs[0][side].(map[string]any)["pod"])
+		if want := `{"container":"lookup","container_id":"` + pod.ContainerID + `","name":"client-a","namespace":"default","uid":"` + pod.Pod.UID + `"}`; string(got) != want {
+			t.Errorf("%s pod %s, want %s", side, got, want)
+		}
+	}
+	if !strings.Contains(stdout, `"by_pod":[{"namespace":"default","name":"client-a","uid":"`+pod.Pod.UID+`","count":1}]`) {
+		t.Errorf("summary by pod missing:\n%s", stdout)
+	}
+	_, text, _ := runCLI("report", "-r", path, "--no-color")
+	if !strings.Contains(text, "pid 4242 dig [default/client-a/lookup]") || !strings.Contains(text, "by pod\n  default/client-a  1") {
+		t.Errorf("text report lacks the names:\n%s", text)
+	}
+}
+
+// probes says where a trace's names would come from, and why not the
+// runtime; --no-names says they are off.
+func TestProbesNamesSource(t *testing.T) {
+	root := t.TempDir()
+	_, stdout, _ := runCLI("probes", "-o", "json", "--host-root", root)
+	var p struct{ Names names.Status }
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatalf("%v: %q", err, stdout)
+	}
+	if p.Names.Source != names.SourceNode || !strings.Contains(p.Names.Reason, filepath.Join(root, "run/containerd/containerd.sock")) {
+		t.Errorf("names %+v: want the node, because no runtime socket is under the host root", p.Names)
+	}
+	_, stdout, _ = runCLI("probes", "--no-names")
+	if !strings.Contains(stdout, "names       none: turned off (--no-names)") {
+		t.Errorf("probes --no-names:\n%s", stdout)
 	}
 }

@@ -24,10 +24,14 @@ type outputFlags struct {
 	noColor *bool
 }
 
-func addOutputFlags(fs interface {
+// flagDefiner is the part of a flag.FlagSet that shared flags are added
+// through.
+type flagDefiner interface {
 	String(string, string, string) *string
 	Bool(string, bool, string) *bool
-}) outputFlags {
+}
+
+func addOutputFlags(fs flagDefiner) outputFlags {
 	return outputFlags{
 		format:  fs.String("o", "text", "output format: text or json (one JSON object per line, docs/json-schema.md); report also takes pcapng (the packets, for Wireshark)"),
 		all:     fs.Bool("all", false, "print every new conntrack entry at confirm (tuples before and after NAT, verdict, socket) besides the races; with --timeline, every event of every probe point"),
@@ -73,6 +77,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
 	skip := fs.String("skip-point", "", "optional probe points not to attach: nat, clash, origin (comma-separated)")
 	agentOpts := addAgentFlags(fs)
+	nf := addNameFlags(fs)
 	maxActive := cli.Int(fs, "max-active", tracer.DefaultMaxActive, 1, tracer.MaxMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -94,6 +99,9 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	}
 	if cli.Given(fs, "max-active") && how == plan.Fentry {
 		return cli.Usagef("--max-active sets kretprobe instances, which --attach fentry does not use: leave one out")
+	}
+	if err := nf.check(); err != nil {
+		return err
 	}
 	a, err := agentOpts.setup(*write, stderr)
 	if err != nil {
@@ -135,10 +143,17 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		return a.report(err)
 	}
 	defer t.Close()
-	s, err := session.Start(t, session.Config{
-		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release), CapturePath: *write, Rotation: a.rotation,
+	pods := nf.metricsPods()
+	cfg := session.Config{
+		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release, pods), CapturePath: *write, Rotation: a.rotation,
 		CaptureOptions: captureOpts, DropPrivileges: true, Version: version, BootTime: boot, Count: *count, Duration: *duration, Interval: *interval, Signals: sig,
-	})
+	}
+	if res := nf.resolver(*write != "", func(msg string) { cfg.Renderer.Warning(msg) }); res != nil {
+		defer res.Close()
+		cfg.Names = res
+		pods.set(res)
+	}
+	s, err := session.Start(t, cfg)
 	if err != nil {
 		return a.report(captureHint(err))
 	}

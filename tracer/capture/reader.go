@@ -9,11 +9,13 @@ import (
 	"io"
 	"os"
 	"slices"
+
+	"github.com/ctprobe/ctprobe/tracer/names"
 )
 
 // Record is one record read from a capture.
 type Record struct {
-	Type   RecordType // TypeSample or TypeLost
+	Type   RecordType // TypeSample, TypeLost or TypeNames
 	Offset int64      // byte offset of the record's frame in the file
 
 	// Sample fields. Raw aliases the reader's buffer: it is only valid
@@ -25,6 +27,9 @@ type Record struct {
 	CPU   int // -1 if the loss was not counted per CPU
 	Count uint64
 	Kind  string
+
+	// Names fields (TypeNames).
+	Names []names.Entry
 }
 
 // Reader reads a capture. It is not safe for concurrent use.
@@ -164,7 +169,7 @@ func (r *Reader) Close() error {
 	return c.Close()
 }
 
-// Next returns the next sample or lost record. After the trailer it returns
+// Next returns the next sample, lost or names record. After the trailer it returns
 // io.EOF. If the input ends before the trailer it returns a
 // *TruncatedError; damage gives a *CorruptError naming the offset. Records
 // returned before either error are whole and checksummed. Once Next has
@@ -216,6 +221,8 @@ func (r *Reader) next() (Record, error) {
 				CPU:    int(cpu),
 				Kind:   string(p[lostPrefix:]),
 			}, nil
+		case TypeNames:
+			return r.namesRecord(start, p)
 		case TypeTrailer:
 			return Record{}, r.finish(start, p)
 		case TypeHeader:

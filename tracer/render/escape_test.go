@@ -11,6 +11,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/render/rendertest"
 	"github.com/ctprobe/ctprobe/tracer/summary"
@@ -41,7 +42,8 @@ func TestAppendEscaped(t *testing.T) {
 }
 
 // hostileLines are every kind of line with a string from outside set to
-// s: a process name (event, incident, summary), a DNS name, a loss kind, a
+// s: a process name (event, incident, summary), a pod, container and
+// netns name (incident, summary), a DNS name, a loss kind, a
 // warning, the plan, a netns name and a counter name as a capture from
 // another machine would carry them, and the probes report.
 func hostileLines(s string) map[string]func(Renderer) error {
@@ -53,6 +55,10 @@ func hostileLines(s string) map[string]func(Renderer) error {
 	inc.Loser.Comm, inc.Winner.Comm, inc.Winner.PID = s, s, inc.Loser.PID+1
 	inc.Reason = s
 	inc.Loser.DNS.Name = s
+	// Pod and container names come from the container runtime or a
+	// capture; the winner is another pod, so both are printed.
+	inc.Loser.Names = names.Names{Pod: names.Pod{Namespace: s, Name: s, UID: "u1"}, Container: s, Netns: s}
+	inc.Winner.Names = names.Names{Pod: names.Pod{Namespace: s, Name: s + "2", UID: "u2"}, Container: s}
 	unknown := incs[len(incs)-1]
 	unknown.Race, unknown.Reason = incident.RaceUnknown, s
 	tally := summary.NewTally(testNow)

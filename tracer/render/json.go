@@ -346,6 +346,8 @@ type jsonPacket struct {
 	TID            uint32      `json:"tid"`
 	CPU            uint32      `json:"cpu"`
 	Netns          uint32      `json:"netns"`
+	NetnsName      string      `json:"netns_name"`
+	Pod            *jsonPod    `json:"pod"`
 	Zone           uint16      `json:"zone"`
 	Socket         *jsonSocket `json:"socket"`
 	Orig           *jsonTuple  `json:"orig"`
@@ -427,6 +429,8 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 		TID:            p.TID,
 		CPU:            p.CPU,
 		Netns:          p.Netns,
+		NetnsName:      p.Names.Netns,
+		Pod:            jsonPodOf(&p.Names),
 		Zone:           p.Zone,
 		Orig:           tupleJSON(p.Orig),
 		Reply:          tupleJSON(p.Reply),

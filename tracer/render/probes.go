@@ -3,6 +3,7 @@ package render
 import (
 	"unicode/utf8"
 
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/plan"
 )
 
@@ -21,6 +22,8 @@ type Probes struct {
 	Functions []KernelFunction
 	// Datapath notes say what on this node changes what ctprobe can see.
 	Datapath []string
+	// Names says where a trace's pod and container names would come from.
+	Names names.Status
 	// Error is why a trace would fail ("" when it would not).
 	Error string
 }
@@ -47,6 +50,7 @@ func (t *Text) Probes(p *Probes) error {
 		b = row(b, "fentry", p.Fentry)
 		b = row(b, "conntrack", yesNo(p.Conntrack))
 		b = row(b, "clash era", p.ClashEra)
+		b = row(b, "names", p.Names.String())
 		b = append(b, '\n')
 		cells := [][5]string{{"POINT", "FUNCTION", "MODE", "STATUS", "REASON"}}
 		for _, e := range p.Plan {
@@ -107,6 +111,7 @@ type jsonProbes struct {
 	Plan      []jsonProbePlanEntry `json:"plan"`
 	Functions []KernelFunction     `json:"functions"`
 	Datapath  []string             `json:"datapath"`
+	Names     names.Status         `json:"names"`
 	Traceable bool                 `json:"traceable"`
 	Error     string               `json:"error,omitempty"`
 }
@@ -114,7 +119,7 @@ type jsonProbes struct {
 // Probes writes a "kind":"probes" line.
 func (j *JSON) Probes(p *Probes) error {
 	v := jsonProbes{Schema: SchemaVersion, Kind: "probes", Kernel: p.Kernel, BTF: p.BTF, Kprobes: p.Kprobes, Conntrack: p.Conntrack,
-		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Functions: p.Functions, Datapath: p.Datapath, Traceable: p.Error == "", Error: p.Error}
+		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Functions: p.Functions, Datapath: p.Datapath, Names: p.Names, Traceable: p.Error == "", Error: p.Error}
 	for _, e := range p.Plan {
 		v.Plan = append(v.Plan, jsonProbePlanEntry{jsonPlanEntryOf(e), e.Required})
 	}

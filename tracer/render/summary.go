@@ -109,6 +109,17 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		dst = appendCountTable(dst, labels, counts)
 		dst = appendUnlisted(dst, s.Unlisted.Processes, "processes")
 	}
+	if len(s.ByPod) > 0 {
+		dst = append(dst, "by pod\n"...)
+		labels := make([]string, len(s.ByPod))
+		counts := make([]uint64, len(s.ByPod))
+		for i, p := range s.ByPod {
+			labels[i] = podLabel(p.Pod)
+			counts[i] = p.Count
+		}
+		dst = appendCountTable(dst, labels, counts)
+		dst = appendUnlisted(dst, s.Unlisted.Pods, "pods")
+	}
 	if len(s.ByDestination) > 0 {
 		dst = append(dst, "by destination\n"...)
 		labels := make([]string, len(s.ByDestination))
@@ -393,6 +404,13 @@ type jsonProcessCount struct {
 	Count uint64 `json:"count"`
 }
 
+type jsonPodCount struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	Count     uint64 `json:"count"`
+}
+
 type jsonDestCount struct {
 	Proto string `json:"proto"`
 	Dst   string `json:"dst"`
@@ -424,6 +442,7 @@ type jsonSummary struct {
 	Incidents     uint64               `json:"incidents"`
 	ByRace        []jsonRaceCount      `json:"by_race"`
 	ByProcess     []jsonProcessCount   `json:"by_process"`
+	ByPod         []jsonPodCount       `json:"by_pod"`
 	ByDestination []jsonDestCount      `json:"by_destination"`
 	Netns         []jsonNetns          `json:"netns"`
 	Total         summary.Totals       `json:"total"`
@@ -443,6 +462,7 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		Incidents:     s.Incidents,
 		ByRace:        []jsonRaceCount{},
 		ByProcess:     []jsonProcessCount{},
+		ByPod:         []jsonPodCount{},
 		ByDestination: []jsonDestCount{},
 		Netns:         []jsonNetns{},
 		Total:         summary.TotalsOf(s),
@@ -458,6 +478,9 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 	}
 	for _, p := range s.ByProcess {
 		v.ByProcess = append(v.ByProcess, jsonProcessCount(p))
+	}
+	for _, p := range s.ByPod {
+		v.ByPod = append(v.ByPod, jsonPodCount{Namespace: p.Pod.Namespace, Name: p.Pod.Name, UID: p.Pod.UID, Count: p.Count})
 	}
 	for _, d := range s.ByDestination {
 		v.ByDestination = append(v.ByDestination, jsonDestCount{Proto: event.ProtoName(d.Proto), Dst: d.Dst.String(), Count: d.Count})

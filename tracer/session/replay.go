@@ -12,6 +12,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream"
@@ -74,6 +75,10 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, corr incident.Optio
 		all = true
 	}
 	p := stream.NewWithCorrelator(r, all, time.Unix(0, hdr.StartUnixNano), corr)
+	// The names the live trace gave come before the records whose
+	// incidents they named.
+	table := names.NewTable()
+	p.SetNames(table)
 	var readErr error
 	for {
 		rec, err := rd.Next()
@@ -88,6 +93,8 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, corr incident.Optio
 			err = p.Record(rec.Raw)
 		case capture.TypeLost:
 			err = p.Lost(loss.Count{Kind: loss.Kind(rec.Kind), CPU: rec.CPU, Count: rec.Count})
+		case capture.TypeNames:
+			table.Add(rec.Names)
 		}
 		if err != nil {
 			return Replayed{Stats: p.Stats()}, err

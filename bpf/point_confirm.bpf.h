@@ -179,11 +179,23 @@ static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, 
 	return confirm_outcome(&v, cs, skb, ret);
 }
 
-/* A clash record older than this was left by a confirm whose exit did not
- * run (the probes attached mid-call); its skb address may since carry
- * another packet. A clash is inside the same __nf_conntrack_confirm call,
- * with bottom halves off, a few microseconds before its exit. */
-#define CLASH_MAX_AGE_NS 100000000ULL
+/* Whether the clash record cs at this skb's address was made in this call
+ * of confirm, which leaves ct on the skb. A record of an earlier packet at
+ * the same address is left only where its confirm's exit did not run (the
+ * probes attached mid-call, or the kernel skipped the program). This
+ * packet's ct was born after such a record was made, while in this call
+ * the clash came after the birth of the ct that rides on the skb now: the
+ * loser's (dropped, or inserted reply-only) or its winner's (merged). Time
+ * alone cannot tell: a starved CPU may take long between the two probes.
+ * Without a history, the record must name ct as its loser or winner. */
+static __always_inline bool clash_of_this_call(const struct clash_seen *cs, struct nf_conn *ct)
+{
+	struct history *h = ct_history((__u64)ct);
+
+	if (h && (h->have & HIST_IN))
+		return cs->clash.ts > h->in.ts;
+	return (__u64)ct == cs->clash.ct || (__u64)ct == cs->clash.other_ct;
+}
 
 /* --timeline with the clash probe: confirm's exit alone (fexit sees the
  * skb). Which ct entered confirm, and its tuples, come from the clash
@@ -201,7 +213,7 @@ static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 		return 0;
 	v.skb = (__u64)skb;
 	cs = bpf_map_lookup_elem(&clashes, &v.skb);
-	if (cs && bpf_ktime_get_ns() - cs->clash.ts > CLASH_MAX_AGE_NS) {
+	if (cs && !clash_of_this_call(cs, ct)) {
 		bpf_map_delete_elem(&clashes, &v.skb);
 		cs = NULL;
 	}

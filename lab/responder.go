@@ -43,11 +43,16 @@ func startResponder(ns *Netns, index int) (*responder, error) {
 
 // bindInNetns returns a non-blocking socket of type sotype bound to port on
 // every address of ns: [::] (dual stack), or 0.0.0.0 on a kernel without
-// IPv6. The socket is created on a thread inside ns, which fixes its netns
-// for life; it can then be used from any thread.
+// IPv6. The socket is created on a thread inside ns (ownNetns: the calling
+// thread, without switching), which fixes its netns for life; it can then be
+// used from any thread.
 func bindInNetns(ns *Netns, sotype, port int) (int, error) {
 	fd := -1
-	err := netns.Run(ns.Path, func() error {
+	run := func(fn func() error) error { return netns.Run(ns.Path, fn) }
+	if ns == ownNetns {
+		run = func(fn func() error) error { return fn() }
+	}
+	err := run(func() error {
 		s, err := unix.Socket(unix.AF_INET6, sotype|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		if err == nil {
 			if err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err == nil {

@@ -43,7 +43,8 @@ var scenarios = []struct {
 func files(name string) string { return strings.ReplaceAll(name, "@", "-") }
 
 func TestVMLab(t *testing.T) {
-	// E2E_SCENARIOS=a,b runs only those (for development; CI runs all).
+	// E2E_SCENARIOS=a,b runs only those (make test narrows the kernels beyond
+	// the default one to the Makefile's MATRIX_SCENARIOS).
 	if only := os.Getenv("E2E_SCENARIOS"); only != "" {
 		want := strings.Split(only, ",")
 		scenarios = slices.DeleteFunc(scenarios, func(s struct {
@@ -52,6 +53,9 @@ func TestVMLab(t *testing.T) {
 		}) bool {
 			return !slices.Contains(want, s.name)
 		})
+		if len(scenarios) != len(want) {
+			t.Fatalf("E2E_SCENARIOS=%s: %d of its names are scenarios of e2e/vm_test.go", only, len(scenarios))
+		}
 	}
 	out := bootLab(t)
 	var k guestKernel

@@ -137,6 +137,9 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 	}
 	if cfg.DropPrivileges {
 		keep := kstat.Capabilities
+		if cfg.Names != nil {
+			keep |= names.Capabilities
+		}
 		if s.rot != nil {
 			keep |= rotationCaps
 		}

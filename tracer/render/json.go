@@ -28,6 +28,12 @@ func NewJSON(w io.Writer, opt Options) *JSON {
 	return &JSON{sink: sink{w: w}, opt: opt}
 }
 
+// Header writes a "kind":"header" line, the first of a stream.
+func (j *JSON) Header(h *Header) error {
+	return j.encode(jsonHeader{Schema: SchemaVersion, Kind: "header", Version: h.Version, Kernel: h.Kernel, Hostname: h.Hostname,
+		Mode: h.Mode, Start: rfc3339(j.opt.Clock.in(h.Start)), Capture: h.Capture})
+}
+
 // Event writes a "kind":"event" line.
 func (j *JSON) Event(ev *event.Event) error {
 	return j.write(func(b []byte) []byte { return AppendEventJSON(b, ev, j.opt.Clock) })
@@ -321,21 +327,46 @@ type jsonQuery struct {
 	Truncated bool    `json:"truncated"`
 }
 
+// jsonStage is one stage of a timeline: the keys of every stage, then
+// those of its kind. The embedded pointers of the other kinds are nil, and
+// encoding/json leaves a nil embedded struct out; a tuple that is unknown
+// is null, never left out.
 type jsonStage struct {
-	Stage    string     `json:"stage"`
-	OffsetUS float64    `json:"offset_us"`
-	KtimeNS  uint64     `json:"ktime_ns"`
-	CPU      uint32     `json:"cpu"`
-	Hook     string     `json:"hook,omitempty"`
-	Manip    string     `json:"manip,omitempty"`
-	Changed  *bool      `json:"changed,omitempty"`
-	Before   *jsonTuple `json:"before,omitempty"`
-	After    *jsonTuple `json:"after,omitempty"`
-	Orig     *jsonTuple `json:"orig,omitempty"`
-	Reply    *jsonTuple `json:"reply,omitempty"`
-	WOrig    *jsonTuple `json:"winner_orig,omitempty"`
-	WReply   *jsonTuple `json:"winner_reply,omitempty"`
-	Verdict  string     `json:"verdict,omitempty"`
+	Stage    string  `json:"stage"`
+	OffsetUS float64 `json:"offset_us"`
+	KtimeNS  uint64  `json:"ktime_ns"`
+	CPU      uint32  `json:"cpu"`
+	*jsonStageHook
+	*jsonStageNAT
+	*jsonStageEntry
+	*jsonStageClash
+	*jsonStageVerdict
+}
+
+type jsonStageHook struct {
+	Hook string `json:"hook"`
+}
+
+type jsonStageNAT struct {
+	Manip   string     `json:"manip"`
+	Changed bool       `json:"changed"`
+	Before  *jsonTuple `json:"before"`
+	After   *jsonTuple `json:"after"`
+}
+
+// jsonStageEntry is the entry's tuples at ct_in and confirm.
+type jsonStageEntry struct {
+	Orig  *jsonTuple `json:"orig"`
+	Reply *jsonTuple `json:"reply"`
+}
+
+type jsonStageClash struct {
+	WOrig  *jsonTuple `json:"winner_orig"`
+	WReply *jsonTuple `json:"winner_reply"`
+}
+
+type jsonStageVerdict struct {
+	Verdict string `json:"verdict"`
 }
 
 type jsonPacket struct {
@@ -402,8 +433,8 @@ func incidentJSON(inc *incident.Incident, c Clock) jsonIncident {
 		BaseNS:   base,
 		Loser:    packetJSON(&inc.Loser, false, inc, base),
 	}
-	if inc.Window != 0 && inc.HasWinner {
-		w := micros(inc.Window)
+	if window, known := inc.KnownWindow(); known {
+		w := micros(window)
 		v.WindowUS = &w
 	}
 	switch inc.ClashDir {
@@ -458,26 +489,31 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 		js := jsonStage{Stage: s.Kind.String(), OffsetUS: micros(offsetNS(s.Time, base)), KtimeNS: s.Time, CPU: s.CPU}
 		switch s.Kind {
 		case event.CTIn:
-			js.Hook = HookName(s.Hook)
-			js.Orig = tupleJSON(s.Before)
-			js.Reply = tupleJSON(s.After)
+			js.jsonStageHook = &jsonStageHook{HookName(s.Hook)}
+			js.jsonStageEntry = &jsonStageEntry{tupleJSON(s.Before), tupleJSON(s.After)}
 		case event.NAT:
-			_, js.Manip = manipNames(s.Manip)
-			ch := s.Change
-			js.Changed = &ch
-			js.Before = tupleJSON(s.Before)
-			js.After = tupleJSON(s.After)
+			_, manip := manipNames(s.Manip)
+			js.jsonStageNAT = &jsonStageNAT{manip, s.Change, tupleJSON(s.Before), tupleJSON(s.After)}
 		case event.Clash:
-			js.WOrig = tupleJSON(s.Before)
-			js.WReply = tupleJSON(s.After)
+			js.jsonStageClash = &jsonStageClash{tupleJSON(s.Before), tupleJSON(s.After)}
 		case event.Confirm:
-			js.Verdict = verdictJSON(s.Result)
-			js.Orig = tupleJSON(s.Before)
-			js.Reply = tupleJSON(s.After)
+			js.jsonStageEntry = &jsonStageEntry{tupleJSON(s.Before), tupleJSON(s.After)}
+			js.jsonStageVerdict = &jsonStageVerdict{verdictJSON(s.Result)}
 		}
 		v.Timeline = append(v.Timeline, js)
 	}
 	return v
+}
+
+type jsonHeader struct {
+	Schema   int    `json:"schema"`
+	Kind     string `json:"kind"`
+	Version  string `json:"version"`
+	Kernel   string `json:"kernel"`
+	Hostname string `json:"hostname"`
+	Mode     string `json:"mode"`
+	Start    string `json:"start"`
+	Capture  bool   `json:"capture"`
 }
 
 type jsonLost struct {

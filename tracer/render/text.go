@@ -56,6 +56,10 @@ func (t *Text) Lost(l loss.Count) error {
 	})
 }
 
+// Header writes nothing: a person reads the plan first, and knows which
+// node they traced.
+func (t *Text) Header(*Header) error { return nil }
+
 // Warning writes "12:00:03.123456 warning: msg".
 func (t *Text) Warning(msg string) error {
 	return t.write(func(b []byte) []byte {
@@ -223,7 +227,7 @@ func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 			dst = append(dst, verdictName(ev.Verdict)...)
 			dst = append(dst, ' ')
 			switch confirmResult(ev) {
-			case "merged":
+			case string(incident.OutcomeMerged):
 				if color {
 					dst = append(dst, ansiGreen...)
 				}
@@ -232,7 +236,7 @@ func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 				if color {
 					dst = append(dst, ansiReset...)
 				}
-			case "nat_clash":
+			case string(incident.OutcomeNATClash):
 				dst = appendColored(dst, color, ansiYellow, "NAT_CLASH", 0)
 			default:
 				dst = append(dst, "inserted"...)

@@ -50,6 +50,17 @@ func orderName(o binary.ByteOrder) string {
 	return "big-endian"
 }
 
+// startStream writes what a stream starts with, a live trace's and its
+// capture's report alike: the header, then the plan.
+func startStream(r render.Renderer, hdr *capture.Header, replay bool) error {
+	err := r.Header(&render.Header{Version: hdr.CtprobeVersion, Kernel: hdr.KernelRelease, Hostname: hdr.Hostname, Mode: hdr.Mode,
+		Start: time.Unix(0, hdr.StartUnixNano), Capture: replay})
+	if err != nil {
+		return err
+	}
+	return r.Plan(hdr.Plan)
+}
+
 // Replay feeds a capture's records through the same pipeline as a live
 // session, printing what the live run printed; all prints every event
 // (a capture of a mode that printed events prints them anyway).
@@ -68,7 +79,7 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, corr incident.Optio
 		return Replayed{}, err
 	}
 	hdr := rd.Header()
-	if err := r.Plan(hdr.Plan); err != nil {
+	if err := startStream(r, &hdr, true); err != nil {
 		return Replayed{}, err
 	}
 	if m, ok := hdr.TraceMode(); ok && m.PrintsEvents() {

@@ -29,15 +29,18 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("read %s: %w", *path, err)
 	}
 	defer rd.Close()
-	clock := render.Clock{BootTimeUnixNano: rd.Header().BootTimeUnixNano}
+	hdr := rd.Header()
+	clock := render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}
+	// Lines without a kernel time say when in the capture they happened.
+	at := session.NewCaptureTime(&hdr)
 	var r render.Renderer
 	if *out.format == "pcapng" {
 		// Packets for Wireshark: what the capture knows of each packet.
 		r = render.NewPCAPNG(stdout, render.Options{Clock: clock})
-	} else if r, err = out.renderer(stdout, clock); err != nil {
+	} else if r, err = out.renderer(stdout, render.Options{Clock: clock, Now: at.Now}); err != nil {
 		return err
 	}
-	if _, err := session.Replay(rd, r, *out.all); err != nil {
+	if _, err := session.Replay(rd, r, *out.all, at); err != nil {
 		return fmt.Errorf("read %s: %w", *path, err)
 	}
 	return nil

@@ -54,13 +54,13 @@ func (c Clock) in(t time.Time) time.Time {
 }
 
 // Options control text output. The zero value prints local time without
-// colour and takes the time of lost and warning lines from time.Now.
+// colour and takes the time of plan, lost and warning lines from time.Now.
 type Options struct {
 	Clock Clock
 	// Color turns ANSI colour on. Set it to !noColor && IsTerminal(fd).
 	Color bool
-	// Now stamps lines that carry no kernel time (lost, warning); nil
-	// means time.Now.
+	// Now stamps lines that carry no kernel time (plan, lost, warning):
+	// nil means time.Now; a report stamps them with the capture's time.
 	Now func() time.Time
 }
 

@@ -30,23 +30,25 @@ func NewJSON(w io.Writer, opt Options) *JSON {
 
 // Header writes a "kind":"header" line, the first of a stream.
 func (j *JSON) Header(h *Header) error {
-	return j.encode(jsonHeader{Schema: SchemaVersion, Kind: "header", Version: h.Version, Kernel: h.Kernel, Hostname: h.Hostname,
+	return j.encode(jsonHeader{Schema: SchemaVersion, Kind: "header", Node: j.opt.Node, Version: h.Version, Kernel: h.Kernel, Hostname: h.Hostname,
 		Mode: h.Mode, Start: rfc3339(j.opt.Clock.in(h.Start)), Capture: h.Capture})
 }
 
 // Event writes a "kind":"event" line.
 func (j *JSON) Event(ev *event.Event) error {
-	return j.write(func(b []byte) []byte { return AppendEventJSON(b, ev, j.opt.Clock) })
+	return j.write(func(b []byte) []byte { return appendEventJSON(b, ev, j.opt.Clock, j.opt.Node) })
 }
 
 // Incident writes a "kind":"incident" line.
 func (j *JSON) Incident(inc *incident.Incident) error {
-	return j.encode(incidentJSON(inc, j.opt.Clock))
+	v := incidentJSON(inc, j.opt.Clock)
+	v.Node = j.opt.Node
+	return j.encode(v)
 }
 
 // Lost writes a "kind":"lost" line.
 func (j *JSON) Lost(l loss.Count) error {
-	v := jsonLost{Schema: SchemaVersion, Kind: "lost", Time: rfc3339(j.opt.now()), Source: string(l.Kind), Count: l.Count}
+	v := jsonLost{Schema: SchemaVersion, Kind: "lost", Node: j.opt.Node, Time: rfc3339(j.opt.now()), Source: string(l.Kind), Count: l.Count}
 	if l.CPU >= 0 {
 		cpu := l.CPU
 		v.CPU = &cpu
@@ -56,12 +58,12 @@ func (j *JSON) Lost(l loss.Count) error {
 
 // Warning writes a "kind":"warning" line.
 func (j *JSON) Warning(msg string) error {
-	return j.encode(jsonWarning{Schema: SchemaVersion, Kind: "warning", Time: rfc3339(j.opt.now()), Message: msg})
+	return j.encode(jsonWarning{Schema: SchemaVersion, Kind: "warning", Node: j.opt.Node, Time: rfc3339(j.opt.now()), Message: msg})
 }
 
 // Plan writes a "kind":"plan" line.
 func (j *JSON) Plan(p []plan.Entry) error {
-	v := jsonPlan{Schema: SchemaVersion, Kind: "plan", Time: rfc3339(j.opt.now()), Points: []jsonPlanEntry{}}
+	v := jsonPlan{Schema: SchemaVersion, Kind: "plan", Node: j.opt.Node, Time: rfc3339(j.opt.now()), Points: []jsonPlanEntry{}}
 	for _, e := range p {
 		v.Points = append(v.Points, jsonPlanEntryOf(e))
 	}
@@ -96,9 +98,20 @@ func (j *JSON) encode(v any) error {
 // does not allocate when dst has room, except once for the name of a DNS
 // question in a CT_IN payload.
 func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
+	return appendEventJSON(dst, ev, c, "")
+}
+
+// appendEventJSON is AppendEventJSON with the node the event comes from
+// ("": none).
+func appendEventJSON(dst []byte, ev *event.Event, c Clock, node string) []byte {
 	dst = append(dst, `{"schema":`...)
 	dst = appendUint(dst, SchemaVersion)
-	dst = append(dst, `,"kind":"event","time":`...)
+	dst = append(dst, `,"kind":"event"`...)
+	if node != "" {
+		dst = append(dst, `,"node":`...)
+		dst = appendJSONString(dst, node)
+	}
+	dst = append(dst, `,"time":`...)
 	dst = appendJSONTime(dst, c.Time(ev.Time))
 	dst = append(dst, `,"ktime_ns":`...)
 	dst = appendUint(dst, ev.Time)
@@ -394,6 +407,7 @@ type jsonPacket struct {
 type jsonIncident struct {
 	Schema   int         `json:"schema"`
 	Kind     string      `json:"kind"`
+	Node     string      `json:"node,omitempty"`
 	Time     string      `json:"time"`
 	KtimeNS  uint64      `json:"ktime_ns"`
 	Race     int         `json:"race"`
@@ -508,6 +522,7 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 type jsonHeader struct {
 	Schema   int    `json:"schema"`
 	Kind     string `json:"kind"`
+	Node     string `json:"node,omitempty"`
 	Version  string `json:"version"`
 	Kernel   string `json:"kernel"`
 	Hostname string `json:"hostname"`
@@ -519,6 +534,7 @@ type jsonHeader struct {
 type jsonLost struct {
 	Schema int    `json:"schema"`
 	Kind   string `json:"kind"`
+	Node   string `json:"node,omitempty"`
 	Time   string `json:"time"`
 	Source string `json:"source"`
 	CPU    *int   `json:"cpu"`
@@ -528,6 +544,7 @@ type jsonLost struct {
 type jsonWarning struct {
 	Schema  int    `json:"schema"`
 	Kind    string `json:"kind"`
+	Node    string `json:"node,omitempty"`
 	Time    string `json:"time"`
 	Message string `json:"message"`
 }
@@ -547,6 +564,7 @@ func jsonPlanEntryOf(e plan.Entry) jsonPlanEntry {
 type jsonPlan struct {
 	Schema int             `json:"schema"`
 	Kind   string          `json:"kind"`
+	Node   string          `json:"node,omitempty"`
 	Time   string          `json:"time"`
 	Points []jsonPlanEntry `json:"points"`
 }

@@ -499,7 +499,7 @@ func TestJSONDocumented(t *testing.T) {
 			}
 		}
 	}
-	for _, b := range [][]byte{eventsJSON(), incidentsJSON(), summariesJSON(), miscJSON(), probesJSON(&testProbes)} {
+	for _, b := range [][]byte{eventsJSON(), incidentsJSON(), summariesJSON(), miscJSON(), probesJSON(&testProbes), nodesOut("json")} {
 		for _, m := range decodeLines(t, b) {
 			walk(m)
 		}

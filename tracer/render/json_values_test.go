@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -10,7 +11,9 @@ import (
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/loss"
 	"github.com/ctprobe/ctprobe/tracer/names"
+	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
 func incidentLine(t *testing.T, inc *incident.Incident) map[string]any {
@@ -129,6 +132,61 @@ func TestJSONProbes(t *testing.T) {
 	for _, k := range []string{"functions", "datapath"} {
 		if a, isArray := bad[k].([]any); !isArray || len(a) != 0 {
 			t.Errorf("%s %v, want []", k, bad[k])
+		}
+	}
+}
+
+// nodesOut is a report of several nodes in format: node-a's lines, then
+// the summary of node-a and node-b.
+func nodesOut(format string) []byte {
+	var buf bytes.Buffer
+	opt := testOptions(false)
+	opt.Node = "node-a"
+	r, _ := New(&buf, format, opt)
+	inc, ev := testIncidents()[2], testEvents()[0]
+	err := errors.Join(r.Header(&testHeader), r.Plan(testPlan), r.Event(&ev), r.Incident(&inc),
+		r.Lost(loss.Count{Kind: loss.Ringbuf, CPU: 1, Count: 12}), r.Warning("w"))
+	sum, _ := New(&buf, format, testOptions(false))
+	nodes := []summary.NodeSummary{{Node: "node-a", Summary: testSummary()}, {Node: "node-b", Summary: testSummary()}}
+	if err = errors.Join(err, sum.Summary(summary.Merge(nodes))); err != nil {
+		panic(err)
+	}
+	return buf.Bytes()
+}
+
+// In a report of several nodes every line names its node, and the summary
+// has a row per node and the node of each namespace row.
+func TestNodes(t *testing.T) {
+	lines := decodeLines(t, nodesOut("json"))
+	for _, m := range lines[:len(lines)-1] {
+		if m["node"] != "node-a" {
+			t.Errorf("%s line without its node: %v", m["kind"], m)
+		}
+	}
+	s := lines[len(lines)-1]
+	if s["incidents"] != json.Number("14") || s["node"] != nil {
+		t.Errorf("summary of two nodes of 7 incidents: %v", s)
+	}
+	for i, n := range want(t, "summary", s, "nodes", tArray).([]any) {
+		n := n.(map[string]any)
+		if n["node"] != []string{"node-a", "node-b"}[i] || n["incidents"] != json.Number("7") || n["resolved"] != json.Number("4") || n["dropped"] != json.Number("3") {
+			t.Errorf("node row %v", n)
+		}
+		wantTime(t, "node row", n, "start")
+		wantTime(t, "node row", n, "end")
+		want(t, "node row", n, "lost", tInt)
+		want(t, "node row", n, "completeness", tObject)
+	}
+	for _, ns := range s["netns"].([]any) {
+		if node := ns.(map[string]any)["node"]; node != "node-a" && node != "node-b" {
+			t.Errorf("netns row %v", ns)
+		}
+	}
+	text := string(nodesOut("text"))
+	for _, want := range []string{"[node-a] attach plan\n", "[node-a] 12:00:03.123477 race 3 ", "[node-a] 12:00:10.000000 lost 12", "[node-a] 12:00:10.000000 warning: w\n",
+		"by node\n  node-a  7 incidents (4 settled, 3 dropped), lost 1, 10s\n", "  [node-b] netns 4026532201 (ctlab)", "  [node-a] total "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in\n%s", want, text)
 		}
 	}
 }

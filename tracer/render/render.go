@@ -62,6 +62,9 @@ type Options struct {
 	// Now stamps lines that carry no kernel time (plan, lost, warning):
 	// nil means time.Now; a report stamps them with the capture's time.
 	Now func() time.Time
+	// Node names the node every line comes from, in a report of several
+	// nodes' captures (its hostname); "" prints no node.
+	Node string
 }
 
 func (o *Options) now() time.Time {

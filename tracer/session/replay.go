@@ -93,6 +93,28 @@ func (c *CaptureTime) received(ts uint64) {
 	}
 }
 
+// printsEvents says whether a replay of a capture with header hdr prints
+// every event: when asked (all), or when the live trace did.
+func printsEvents(hdr *capture.Header, all bool) bool {
+	m, ok := hdr.TraceMode()
+	return all || ok && m.PrintsEvents()
+}
+
+// feed hands one record of a capture to the pipeline: a sample, a loss
+// note, or the names the live trace gave (table) for the records after it.
+func feed(p *stream.Processor, table *names.Table, at *CaptureTime, rec *capture.Record) error {
+	switch rec.Type {
+	case capture.TypeSample:
+		at.received(rec.TS)
+		return p.Record(rec.Raw)
+	case capture.TypeLost:
+		return p.Lost(loss.Count{Kind: loss.Kind(rec.Kind), CPU: rec.CPU, Count: rec.Count})
+	case capture.TypeNames:
+		table.Add(rec.Names)
+	}
+	return nil
+}
+
 // Replay feeds a capture's records through the same pipeline as a live
 // session, printing what the live run printed; all prints every event
 // (a capture of a mode that printed events prints them anyway). at, if
@@ -121,10 +143,7 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime, co
 	if err := startStream(r, &hdr, true); err != nil {
 		return Replayed{}, err
 	}
-	if m, ok := hdr.TraceMode(); ok && m.PrintsEvents() {
-		all = true
-	}
-	p := stream.NewWithCorrelator(r, all, time.Unix(0, hdr.StartUnixNano), corr)
+	p := stream.NewWithCorrelator(r, printsEvents(&hdr, all), time.Unix(0, hdr.StartUnixNano), corr)
 	// The names the live trace gave come before the records whose
 	// incidents they named.
 	table := names.NewTable()
@@ -138,16 +157,7 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime, co
 			}
 			break
 		}
-		switch rec.Type {
-		case capture.TypeSample:
-			at.received(rec.TS)
-			err = p.Record(rec.Raw)
-		case capture.TypeLost:
-			err = p.Lost(loss.Count{Kind: loss.Kind(rec.Kind), CPU: rec.CPU, Count: rec.Count})
-		case capture.TypeNames:
-			table.Add(rec.Names)
-		}
-		if err != nil {
+		if err := feed(p, table, at, &rec); err != nil {
 			return Replayed{Stats: p.Stats()}, err
 		}
 	}

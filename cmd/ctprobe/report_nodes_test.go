@@ -286,3 +286,30 @@ func readHeader(t *testing.T, path string) capture.Header {
 	defer rd.Close()
 	return rd.Header()
 }
+
+// One node's capture cut short: both nodes are reported, the summary
+// too, then the one error, with the exit status of a truncated capture.
+func TestReportNodesTruncated(t *testing.T) {
+	dir := t.TempDir()
+	a := rewrite(t, vmCapture, dir, func(h *capture.Header, _ *capture.Trailer) { h.Hostname = "node-a" })[0]
+	b := rewrite(t, vmCapture510, dir, func(h *capture.Header, _ *capture.Trailer) { h.Hostname = "node-b" })[0]
+	data, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, data[:len(data)-40], 0o600); err != nil { // into the trailer
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI("report", "-r", a, "-r", b, "-o", "json")
+	if code != exitTruncated {
+		t.Fatalf("exit %d, want %d: %s", code, exitTruncated, stderr)
+	}
+	oneLine(t, stderr)
+	if !strings.Contains(stderr, b) || !strings.Contains(stderr, "capture truncated") {
+		t.Errorf("stderr %q", stderr)
+	}
+	lines := reported(t, stdout)
+	if kinds(lines, "incident") != 46 || kinds(lines, "summary") != 1 || !strings.Contains(lines[len(lines)-1], `"incidents":46`) {
+		t.Errorf("%d incidents, %d summaries:\n%s", kinds(lines, "incident"), kinds(lines, "summary"), lines[len(lines)-1])
+	}
+}

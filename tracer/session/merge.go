@@ -96,7 +96,7 @@ func ReplayNodes(nodes []NodeCaptures, all bool, newRenderer FileRenderer, out r
 	for i, n := range nodes {
 		for _, f := range n.Files {
 			if err := CheckReplayable(f.Reader); err != nil {
-				return nil, fmt.Errorf("%s: %w", f.Path, err)
+				return nil, fmt.Errorf("read %s: %w", f.Path, err)
 			}
 		}
 		name := n.Node

@@ -177,14 +177,16 @@ func TestNodes(t *testing.T) {
 		want(t, "node row", n, "lost", tInt)
 		want(t, "node row", n, "completeness", tObject)
 	}
-	for _, ns := range s["netns"].([]any) {
-		if node := ns.(map[string]any)["node"]; node != "node-a" && node != "node-b" {
-			t.Errorf("netns row %v", ns)
+	for _, rows := range []string{"netns", "by_process"} {
+		for _, row := range s[rows].([]any) {
+			if node := row.(map[string]any)["node"]; node != "node-a" && node != "node-b" {
+				t.Errorf("%s row %v", rows, row)
+			}
 		}
 	}
 	text := string(nodesOut("text"))
 	for _, want := range []string{"[node-a] attach plan\n", "[node-a] 12:00:03.123477 race 3 ", "[node-a] 12:00:10.000000 lost 12", "[node-a] 12:00:10.000000 warning: w\n",
-		"by node\n  node-a  7 incidents (4 settled, 3 dropped), lost 1, 10s\n", "  [node-b] netns 4026532201 (ctlab)", "  [node-a] total "} {
+		"by node\n  node-a  7 incidents (4 settled, 3 dropped), lost 1, 10s\n", "  [node-b] netns 4026532201 (ctlab)", "  [node-a] total ", "  [node-a] ctlab[4242]  6\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %q in\n%s", want, text)
 		}

@@ -104,6 +104,9 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			if p.Comm == "" && p.PID == 0 {
 				labels[i] = "(sender unknown)"
 			}
+			if p.Node != "" {
+				labels[i] = "[" + Escape(p.Node) + "] " + labels[i]
+			}
 			counts[i] = p.Count
 		}
 		dst = appendCountTable(dst, labels, counts)
@@ -452,6 +455,7 @@ type jsonRaceCount struct {
 }
 
 type jsonProcessCount struct {
+	Node  string `json:"node,omitempty"`
 	Comm  string `json:"comm"`
 	PID   uint32 `json:"pid"`
 	Count uint64 `json:"count"`

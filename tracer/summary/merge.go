@@ -29,7 +29,8 @@ func (n *NodeSummary) Settled() (settled, dropped uint64) {
 
 // Merge adds up the final summaries of several nodes into one over all of
 // them: from the earliest start to the latest end, every breakdown summed,
-// each namespace row kept with its node (inodes repeat across nodes), and
+// each process and namespace row kept with its node (pids and inodes
+// repeat across nodes), and
 // the nodes' own summaries in Nodes for a per-node table.
 func Merge(nodes []NodeSummary) *Summary {
 	s := &Summary{Final: true, Lost: map[loss.Kind]uint64{}, Nodes: nodes}
@@ -48,7 +49,7 @@ func Merge(nodes []NodeSummary) *Summary {
 			byRace[RaceCount{Race: r.Race, Outcome: r.Outcome}] += r.Count
 		}
 		for _, p := range n.ByProcess {
-			byProc[ProcessCount{Comm: p.Comm, PID: p.PID}] += p.Count
+			byProc[ProcessCount{Node: n.Node, Comm: p.Comm, PID: p.PID}] += p.Count
 		}
 		for _, p := range n.ByPod {
 			byPod[p.Pod] += p.Count

@@ -29,6 +29,9 @@ type RaceCount struct {
 // process. Comm "" and PID 0 collect the losers whose sender is unknown
 // (incident.Packet.Task false).
 type ProcessCount struct {
+	// Node is the host the process ran on, in a summary of several nodes
+	// (Merge): a pid is one node's own. "" otherwise.
+	Node  string
 	Comm  string
 	PID   uint32
 	Count uint64
@@ -246,7 +249,7 @@ func (s *Summary) setRows(byRace map[RaceCount]uint64, byProc map[ProcessCount]u
 		s.ByProcess = append(s.ByProcess, k)
 	}
 	slices.SortFunc(s.ByProcess, func(a, b ProcessCount) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID))
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID), cmp.Compare(a.Node, b.Node))
 	})
 	for k, n := range byPod {
 		s.ByPod = append(s.ByPod, PodCount{Pod: k, Count: n})

@@ -73,7 +73,7 @@ func TestVMLab(t *testing.T) {
 		for _, m := range lines {
 			kinds[m["kind"]]++
 		}
-		if kinds["plan"] != 1 || kinds["summary"] != 1 {
+		if kinds["header"] != 1 || kinds["plan"] != 1 || kinds["summary"] != 1 {
 			t.Errorf("report of the piped capture: %v", kinds)
 		}
 	})

@@ -49,12 +49,12 @@ const (
 // Status says where names come from.
 type Status struct {
 	Source  string `json:"source"`
-	Runtime string `json:"runtime,omitempty"` // which runtime, where
+	Runtime string `json:"runtime"` // which runtime, where
 	// Reason is why the runtime is not the source.
-	Reason    string `json:"reason,omitempty"`
+	Reason    string `json:"reason"`
 	Pods      int    `json:"pods"`
 	Netns     int    `json:"netns"` // namespaces named (pods' and /run/netns)
-	Truncated bool   `json:"truncated,omitempty"`
+	Truncated bool   `json:"truncated"`
 }
 
 func (s Status) String() string {

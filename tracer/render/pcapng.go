@@ -134,6 +134,7 @@ func dnsQueryPayload(q *incident.DNSQuery) []byte {
 	return b
 }
 
+func (p *PCAPNG) Header(*Header) error           { return nil }
 func (p *PCAPNG) Lost(loss.Count) error          { return nil }
 func (p *PCAPNG) Summary(*summary.Summary) error { return nil }
 func (p *PCAPNG) Plan([]plan.Entry) error        { return nil }

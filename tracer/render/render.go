@@ -26,8 +26,11 @@ import (
 
 // SchemaVersion is the value of "schema" on every JSON line. It changes only
 // when a documented field changes meaning or type or disappears; adding a
-// field or a "kind" does not change it.
-const SchemaVersion = 1
+// field or a "kind" does not change it. 2: one spelling per value (a
+// confirm's result is spelled as an incident's outcome), a window of 0 ns
+// is 0, timeline stages and probes carry their keys with null rather than
+// leave them out (docs/json-schema.md, Changes).
+const SchemaVersion = 2
 
 // Clock converts kernel monotonic time (bpf_ktime_get_ns) to wall-clock time.
 type Clock struct {
@@ -51,14 +54,17 @@ func (c Clock) in(t time.Time) time.Time {
 }
 
 // Options control text output. The zero value prints local time without
-// colour and takes the time of lost and warning lines from time.Now.
+// colour and takes the time of plan, lost and warning lines from time.Now.
 type Options struct {
 	Clock Clock
 	// Color turns ANSI colour on. Set it to !noColor && IsTerminal(fd).
 	Color bool
-	// Now stamps lines that carry no kernel time (lost, warning); nil
-	// means time.Now.
+	// Now stamps lines that carry no kernel time (plan, lost, warning):
+	// nil means time.Now; a report stamps them with the capture's time.
 	Now func() time.Time
+	// Node names the node every line comes from, in a report of several
+	// nodes' captures (its hostname); "" prints no node.
+	Node string
 }
 
 func (o *Options) now() time.Time {
@@ -74,8 +80,23 @@ func IsTerminal(fd uintptr) bool {
 	return err == nil
 }
 
+// Header says what a stream of output is about: which ctprobe traced
+// which kernel on which node, in which mode, from when. A live trace and
+// the report of its capture start with the same one.
+type Header struct {
+	Version  string // the ctprobe that traced
+	Kernel   string // its kernel's release
+	Hostname string
+	Mode     string // the trace mode's name (mode.Mode.CaptureName)
+	Start    time.Time
+	// Capture: the stream is the report of a capture, not a live trace.
+	Capture bool
+}
+
 // Renderer writes ctprobe's output in one format.
 type Renderer interface {
+	// Header starts a stream, before its plan.
+	Header(h *Header) error
 	// Event writes one probe event (trace --all).
 	Event(ev *event.Event) error
 	// Incident writes one clash between a winner and a loser.
@@ -97,6 +118,7 @@ type Renderer interface {
 // that no time goes into formatting what nobody reads.
 type Discard struct{}
 
+func (Discard) Header(*Header) error              { return nil }
 func (Discard) Event(*event.Event) error          { return nil }
 func (Discard) Incident(*incident.Incident) error { return nil }
 func (Discard) Lost(loss.Count) error             { return nil }
@@ -211,18 +233,16 @@ func verdictName(v uint32) string {
 
 // confirmResult says what a CONFIRM event did, as incident.OutcomeOf
 // decides it: "inserted", "merged" (the skb now carries another ct),
-// "nat_clash" (inserted reply-only) or "drop".
+// "nat-clash" (inserted reply-only) or "dropped", spelled as the incident
+// outcome (incident.Outcome) that the same confirm ends an incident with.
 func confirmResult(ev *event.Event) string {
 	o, race := incident.OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status)
 	switch {
 	case !race && ev.Verdict == event.VerdictAccept:
 		return "inserted"
-	case o == incident.OutcomeDropped && ev.Verdict == event.VerdictDrop:
-		return "drop"
-	case o == incident.OutcomeMerged:
-		return "merged"
-	case o == incident.OutcomeNATClash:
-		return "nat_clash"
+	case o == incident.OutcomeDropped && ev.Verdict == event.VerdictDrop,
+		o == incident.OutcomeMerged, o == incident.OutcomeNATClash:
+		return string(o)
 	}
 	return "other"
 }

@@ -155,8 +155,11 @@ var testPlan = []plan.Entry{
 	{Point: "confirm", Function: "__nf_conntrack_confirm", Attach: "kretprobe", Status: "attached"},
 }
 
+var testHeader = Header{Version: "v1.2.3", Kernel: "6.12.48+deb13-amd64", Hostname: "node-a", Mode: "incidents", Start: testNow.Add(-10 * time.Second)}
+
 func miscOut(r Renderer) error {
 	return errors.Join(
+		r.Header(&testHeader),
 		r.Plan(testPlan),
 		r.Warning(`netns 4026532999: cannot read /proc/net/stat/nf_conntrack: permission denied`),
 		r.Lost(loss.Count{Kind: loss.Ringbuf, CPU: 1, Count: 12}),

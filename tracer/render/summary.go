@@ -104,6 +104,9 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			if p.Comm == "" && p.PID == 0 {
 				labels[i] = "(sender unknown)"
 			}
+			if p.Node != "" {
+				labels[i] = "[" + Escape(p.Node) + "] " + labels[i]
+			}
 			counts[i] = p.Count
 		}
 		dst = appendCountTable(dst, labels, counts)
@@ -131,10 +134,14 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		dst = appendCountTable(dst, labels, counts)
 		dst = appendUnlisted(dst, s.Unlisted.Destinations, "destinations")
 	}
+	dst = appendNodesText(dst, s)
 
 	// Kernel counters and completeness, per netns and in total.
 	nsLabel := func(n *summary.NetnsSummary) string {
 		l := "netns " + strconv.FormatUint(n.Netns, 10)
+		if n.Node != "" {
+			l = "[" + Escape(n.Node) + "] " + l
+		}
 		if n.Name != "" {
 			l += " (" + Escape(n.Name) + ")"
 		}
@@ -194,6 +201,11 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			}
 			c := n.Completeness()
 			dst = line(dst, nsLabel(n), &c)
+		}
+		for i := range s.Nodes {
+			if c := summary.TotalsOf(s.Nodes[i].Summary).Completeness; c != nil {
+				dst = line(dst, "["+Escape(s.Nodes[i].Node)+"] total", c)
+			}
 		}
 		if tot.Completeness != nil {
 			dst = line(dst, "total", tot.Completeness)
@@ -389,7 +401,51 @@ func appendUnlisted(dst []byte, n uint64, what string) []byte {
 	return append(dst, ", not listed\n"...)
 }
 
+// appendNodesText writes the "by node" table of a summary of several
+// nodes: each node's incidents, how the kernel settled them, its losses
+// and the time its captures cover.
+func appendNodesText(dst []byte, s *summary.Summary) []byte {
+	if len(s.Nodes) == 0 {
+		return dst
+	}
+	dst = append(dst, "by node\n"...)
+	w := 0
+	for i := range s.Nodes {
+		w = max(w, len(Escape(s.Nodes[i].Node)))
+	}
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		settled, dropped := n.Settled()
+		dst = append(dst, "  "...)
+		dst = appendPadded(dst, Escape(n.Node), w)
+		dst = append(dst, "  "...)
+		dst = appendUint(dst, n.Incidents)
+		dst = append(dst, " incidents ("...)
+		dst = appendUint(dst, settled)
+		dst = append(dst, " settled, "...)
+		dst = appendUint(dst, dropped)
+		dst = append(dst, " dropped), lost "...)
+		dst = appendUint(dst, n.LostTotal())
+		dst = append(dst, ", "...)
+		dst = append(dst, n.End.Sub(n.Start).Round(time.Millisecond).String()...)
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
 // JSON form.
+
+// jsonNode is one node's row in a summary of several nodes.
+type jsonNode struct {
+	Node         string                `json:"node"`
+	Start        string                `json:"start"`
+	End          string                `json:"end"`
+	Incidents    uint64                `json:"incidents"`
+	Resolved     uint64                `json:"resolved"`
+	Dropped      uint64                `json:"dropped"`
+	Lost         uint64                `json:"lost"`
+	Completeness *summary.Completeness `json:"completeness"`
+}
 
 type jsonRaceCount struct {
 	Race     int    `json:"race"`
@@ -399,6 +455,7 @@ type jsonRaceCount struct {
 }
 
 type jsonProcessCount struct {
+	Node  string `json:"node,omitempty"`
 	Comm  string `json:"comm"`
 	PID   uint32 `json:"pid"`
 	Count uint64 `json:"count"`
@@ -418,6 +475,7 @@ type jsonDestCount struct {
 }
 
 type jsonNetns struct {
+	Node         string                `json:"node,omitempty"`
 	Netns        uint64                `json:"netns"`
 	Name         string                `json:"name"`
 	Counters     map[string]uint64     `json:"counters"`
@@ -449,6 +507,7 @@ type jsonSummary struct {
 	Lost          jsonLostTotals       `json:"lost"`
 	Mitigations   []summary.Mitigation `json:"mitigations"`
 	Unlisted      summary.Unlisted     `json:"unlisted"`
+	Nodes         []jsonNode           `json:"nodes,omitempty"`
 }
 
 func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
@@ -487,7 +546,7 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 	}
 	for i := range s.Netns {
 		n := &s.Netns[i]
-		jn := jsonNetns{Netns: n.Netns, Name: n.Name, Counters: n.Counters, Incidents: n.Incidents, Resolved: n.Resolved, Dropped: n.Dropped}
+		jn := jsonNetns{Node: n.Node, Netns: n.Netns, Name: n.Name, Counters: n.Counters, Incidents: n.Incidents, Resolved: n.Resolved, Dropped: n.Dropped}
 		if n.Counters != nil {
 			c := n.Completeness()
 			jn.Completeness = &c
@@ -501,5 +560,11 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		v.Lost.BySource[k] = n
 	}
 	v.Lost.Total = s.LostTotal()
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		settled, dropped := n.Settled()
+		v.Nodes = append(v.Nodes, jsonNode{Node: n.Node, Start: rfc3339(opt.Clock.in(n.Start)), End: rfc3339(opt.Clock.in(n.End)),
+			Incidents: n.Incidents, Resolved: settled, Dropped: dropped, Lost: n.LostTotal(), Completeness: summary.TotalsOf(n.Summary).Completeness})
+	}
 	return v
 }

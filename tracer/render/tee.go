@@ -26,6 +26,8 @@ func (t Tee) each(f func(Renderer) error) error {
 	return errors.Join(errs...)
 }
 
+func (t Tee) Header(h *Header) error { return t.each(func(r Renderer) error { return r.Header(h) }) }
+
 func (t Tee) Event(ev *event.Event) error {
 	return t.each(func(r Renderer) error { return r.Event(ev) })
 }

@@ -121,10 +121,11 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 	if cfg.Duration > 0 {
 		s.deadline = s.start.Add(cfg.Duration)
 	}
-	if err := cfg.Renderer.Plan(t.Plan); err != nil {
+	hdr := s.captureHeader(s.start, counters)
+	if err := startStream(cfg.Renderer, &hdr, false); err != nil {
 		return nil, err
 	}
-	switch hdr := s.captureHeader(s.start, counters); {
+	switch {
 	case cfg.CapturePath != "" && cfg.Rotation.Size > 0:
 		if s.rot, err = capture.CreateRotating(cfg.CapturePath, cfg.Rotation, hdr); err != nil {
 			return nil, err

@@ -29,6 +29,9 @@ type RaceCount struct {
 // process. Comm "" and PID 0 collect the losers whose sender is unknown
 // (incident.Packet.Task false).
 type ProcessCount struct {
+	// Node is the host the process ran on, in a summary of several nodes
+	// (Merge): a pid is one node's own. "" otherwise.
+	Node  string
 	Comm  string
 	PID   uint32
 	Count uint64
@@ -52,6 +55,9 @@ type DestCount struct {
 // NetnsSummary is one network namespace: what ctprobe saw in it and what the
 // kernel counted.
 type NetnsSummary struct {
+	// Node is the host the namespace is on, in a summary of several
+	// nodes (Merge); "" otherwise. Inodes repeat across nodes.
+	Node  string
 	Netns uint64
 	Name  string
 	// Counters is how much the kernel's counters grew (kstat.Growth);
@@ -77,6 +83,9 @@ type Summary struct {
 	// Unlisted counts the incidents left out of ByProcess, ByDestination
 	// and Netns because their breakdown already had MaxRows rows.
 	Unlisted Unlisted
+	// Nodes are the summaries of each node, in a summary of several
+	// (Merge); nil otherwise.
+	Nodes []NodeSummary
 }
 
 // MaxRows bounds each breakdown of a Tally (by process, by pod, by
@@ -201,33 +210,7 @@ func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final boo
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost), Unlisted: t.unlisted}
-	for k, n := range t.byRace {
-		k.Count = n
-		s.ByRace = append(s.ByRace, k)
-	}
-	slices.SortFunc(s.ByRace, func(a, b RaceCount) int {
-		return cmp.Or(cmp.Compare(a.Race, b.Race), cmp.Compare(a.Outcome.Order(), b.Outcome.Order()), cmp.Compare(a.Outcome, b.Outcome))
-	})
-	for k, n := range t.byProc {
-		k.Count = n
-		s.ByProcess = append(s.ByProcess, k)
-	}
-	slices.SortFunc(s.ByProcess, func(a, b ProcessCount) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID))
-	})
-	for k, n := range t.byPod {
-		s.ByPod = append(s.ByPod, PodCount{Pod: k, Count: n})
-	}
-	slices.SortFunc(s.ByPod, func(a, b PodCount) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Pod.Namespace, b.Pod.Namespace), cmp.Compare(a.Pod.Name, b.Pod.Name), cmp.Compare(a.Pod.UID, b.Pod.UID))
-	})
-	for k, n := range t.byDst {
-		k.Count = n
-		s.ByDestination = append(s.ByDestination, k)
-	}
-	slices.SortFunc(s.ByDestination, func(a, b DestCount) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), a.Dst.Compare(b.Dst), cmp.Compare(a.Proto, b.Proto))
-	})
+	s.setRows(t.byRace, t.byProc, t.byPod, t.byDst)
 	nss := map[uint64]*NetnsSummary{}
 	for k, v := range t.byNetns {
 		c := *v
@@ -249,6 +232,38 @@ func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final boo
 		s.Netns = append(s.Netns, *nss[k])
 	}
 	return s
+}
+
+// setRows fills the breakdowns from their counts, in their order: by race
+// then outcome, the others most incidents first.
+func (s *Summary) setRows(byRace map[RaceCount]uint64, byProc map[ProcessCount]uint64, byPod map[names.Pod]uint64, byDst map[DestCount]uint64) {
+	for k, n := range byRace {
+		k.Count = n
+		s.ByRace = append(s.ByRace, k)
+	}
+	slices.SortFunc(s.ByRace, func(a, b RaceCount) int {
+		return cmp.Or(cmp.Compare(a.Race, b.Race), cmp.Compare(a.Outcome.Order(), b.Outcome.Order()), cmp.Compare(a.Outcome, b.Outcome))
+	})
+	for k, n := range byProc {
+		k.Count = n
+		s.ByProcess = append(s.ByProcess, k)
+	}
+	slices.SortFunc(s.ByProcess, func(a, b ProcessCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID), cmp.Compare(a.Node, b.Node))
+	})
+	for k, n := range byPod {
+		s.ByPod = append(s.ByPod, PodCount{Pod: k, Count: n})
+	}
+	slices.SortFunc(s.ByPod, func(a, b PodCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Pod.Namespace, b.Pod.Namespace), cmp.Compare(a.Pod.Name, b.Pod.Name), cmp.Compare(a.Pod.UID, b.Pod.UID))
+	})
+	for k, n := range byDst {
+		k.Count = n
+		s.ByDestination = append(s.ByDestination, k)
+	}
+	slices.SortFunc(s.ByDestination, func(a, b DestCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), a.Dst.Compare(b.Dst), cmp.Compare(a.Proto, b.Proto))
+	})
 }
 
 // Completeness compares what ctprobe explained with what the kernel counted.

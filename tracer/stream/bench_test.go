@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -122,20 +123,50 @@ func BenchmarkDecodeCorrelate(b *testing.B) {
 	}
 }
 
-// BenchmarkProcessor is the whole Processor (text renderer to io.Discard),
-// printing incidents only (the default of trace and report) or, with
-// --all, every event too; "names" names the pods of every incident's
-// packets from a live Resolver (its table, and each sender's cgroup file
-// once a second), the cost of enrichment.
+// BenchmarkProcessor is the whole Processor, rendering to /dev/null (a
+// write(2) whenever the renderer writes out what it holds), printing
+// incidents only (the default of trace and report) or, with --all, every
+// event too; "names" names the pods of every incident's packets from a
+// live Resolver (its table, and each sender's cgroup file once a second),
+// the cost of enrichment. The mixes: "all-timeline" is every probe point's
+// events with races (--all --timeline), "all" what --all records (a
+// confirm per new flow, and the races' clashes), "all-ordinary" the same
+// without races: --all's ordinary events, in text and JSON.
 func BenchmarkProcessor(b *testing.B) {
+	ordinaryAll := func(tb testing.TB) *streamtest.Capture {
+		s, err := streamtest.Synthesize(streamtest.OrdinaryAllNode())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s
+	}
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
 	for _, mode := range []struct {
 		name       string
+		capture    func(testing.TB) *streamtest.Capture
 		all, names bool
-	}{{"incidents", false, false}, {"incidents+names", false, true}, {"all", true, false}} {
+		format     string
+	}{
+		{"incidents", streamtest.BusyCapture, false, false, "text"},
+		{"incidents+names", streamtest.BusyCapture, false, true, "text"},
+		{"all-timeline", streamtest.BusyCapture, true, false, "text"},
+		{"all/text", streamtest.AllCapture, true, false, "text"},
+		{"all/json", streamtest.AllCapture, true, false, "json"},
+		{"all-ordinary/text", ordinaryAll, true, false, "text"},
+		{"all-ordinary/json", ordinaryAll, true, false, "json"},
+	} {
 		b.Run(mode.name, func(b *testing.B) {
-			s := streamtest.BusyCapture(b)
+			s := mode.capture(b)
 			records := s.CopyRecords()
-			p := New(render.NewText(io.Discard, render.Options{}), mode.all, time.Unix(0, 0))
+			out, err := render.New(devNull, mode.format, render.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := New(out, mode.all, time.Unix(0, 0))
 			if mode.names {
 				p.SetNames(namedNode(b))
 			}

@@ -34,9 +34,9 @@ func (j *JSON) Header(h *Header) error {
 		Mode: h.Mode, Start: rfc3339(j.opt.Clock.in(h.Start)), Capture: h.Capture})
 }
 
-// Event writes a "kind":"event" line.
+// Event writes a "kind":"event" line (held until Flush).
 func (j *JSON) Event(ev *event.Event) error {
-	return j.write(func(b []byte) []byte { return appendEventJSON(b, ev, j.opt.Clock, j.opt.Node) })
+	return j.hold(func(b []byte) []byte { return appendEventJSON(b, ev, j.opt.Clock, j.opt.Node) })
 }
 
 // Incident writes a "kind":"incident" line.
@@ -80,13 +80,15 @@ func (j *JSON) Summary(s *summary.Summary) error {
 func (j *JSON) encode(v any) error {
 	var err error
 	werr := j.write(func(b []byte) []byte {
+		held := len(b) // event lines before this one
 		buf := bytes.NewBuffer(b)
 		enc := json.NewEncoder(buf)
 		enc.SetEscapeHTML(false)
 		if err = enc.Encode(v); err != nil {
-			return b[:0]
+			return b
 		}
-		return escapeJSONControls(buf.Bytes())
+		line := buf.Bytes()
+		return append(line[:held], escapeJSONControls(line[held:])...)
 	})
 	if err != nil {
 		return err

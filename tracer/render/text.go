@@ -22,9 +22,9 @@ func NewText(w io.Writer, opt Options) *Text {
 	return &Text{sink: sink{w: w}, opt: opt}
 }
 
-// Event writes one event line.
+// Event writes one event line (held until Flush).
 func (t *Text) Event(ev *event.Event) error {
-	return t.write(func(b []byte) []byte { return AppendEvent(appendNode(b, t.opt.Node), ev, &t.opt) })
+	return t.hold(func(b []byte) []byte { return AppendEvent(appendNode(b, t.opt.Node), ev, &t.opt) })
 }
 
 // Incident writes an incident block followed by a blank line.

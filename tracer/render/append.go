@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
@@ -242,10 +241,8 @@ func escapeJSONControls(b []byte) []byte {
 }
 
 // appendJSONBytesString is appendJSONString for a byte slice (comm, which
-// is not necessarily UTF-8), viewed as a string without copying it.
-func appendJSONBytesString(dst []byte, b []byte) []byte {
-	return appendJSONString(dst, unsafe.String(unsafe.SliceData(b), len(b)))
-}
+// is not necessarily UTF-8; a DNS name).
+func appendJSONBytesString(dst []byte, b []byte) []byte { return appendJSONString(dst, viewString(b)) }
 
 func appendJSONHex(dst []byte, v uint64) []byte {
 	dst = append(dst, '"')

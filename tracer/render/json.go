@@ -97,8 +97,7 @@ func (j *JSON) encode(v any) error {
 }
 
 // AppendEventJSON appends the JSON line of one event, newline included. It
-// does not allocate when dst has room, except once for the name of a DNS
-// question in a CT_IN payload.
+// does not allocate when dst has room.
 func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
 	return appendEventJSON(dst, ev, c, "")
 }

@@ -345,23 +345,26 @@ func TestDNS(t *testing.T) {
 	}
 }
 
-// Rendering an event line does not allocate, except for the name of a DNS
-// question (tracer/dnsmsg returns it as a string).
+// Rendering an event line does not allocate, the name of a DNS question
+// included.
 func TestAppendEventNoAlloc(t *testing.T) {
 	evs := testEvents()
 	opt := testOptions(true)
 	buf := make([]byte, 0, 4096)
+	dns := 0
 	for i := range evs {
-		limit := 0.0
 		if evs[i].PayloadLen > 0 {
-			limit = 1
+			dns++
 		}
-		if n := testing.AllocsPerRun(100, func() { buf = AppendEvent(buf[:0], &evs[i], &opt) }); n > limit {
-			t.Errorf("text event %d (%s): %v allocations, want at most %v", i, evs[i].Kind, n, limit)
+		if n := testing.AllocsPerRun(100, func() { buf = AppendEvent(buf[:0], &evs[i], &opt) }); n != 0 {
+			t.Errorf("text event %d (%s): %v allocations", i, evs[i].Kind, n)
 		}
-		if n := testing.AllocsPerRun(100, func() { buf = AppendEventJSON(buf[:0], &evs[i], opt.Clock) }); n > limit {
-			t.Errorf("JSON event %d (%s): %v allocations, want at most %v", i, evs[i].Kind, n, limit)
+		if n := testing.AllocsPerRun(100, func() { buf = AppendEventJSON(buf[:0], &evs[i], opt.Clock) }); n != 0 {
+			t.Errorf("JSON event %d (%s): %v allocations", i, evs[i].Kind, n)
 		}
+	}
+	if dns == 0 {
+		t.Fatal("no event with a DNS message")
 	}
 	// Through the writer too.
 	r := NewText(discard{}, opt)

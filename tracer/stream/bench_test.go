@@ -3,7 +3,8 @@ package stream
 // Throughput of decode and correlate over the busy-node mix (package streamtest).
 // One op is one event, except in BenchmarkReport, where it is one whole
 // capture. Every benchmark reports events/s, ns/event and allocs/event (the
-// exact average, where allocs/op rounds down). Run them on one core:
+// exact average, where allocs/op rounds down); those of one event per op
+// cpu-ns/event too (cpuTime). Run them on one core:
 //
 //	go test -run='^$' -bench=. -benchmem -cpu 1 -count 5 ./tracer/stream/
 //
@@ -16,6 +17,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +35,7 @@ func perEvent(b *testing.B, n int, wrap func(), step func(i int)) {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	cpu0 := cpuTime(b)
 	i, events := 0, 0
 	for b.Loop() {
 		if i == n {
@@ -49,6 +52,7 @@ func perEvent(b *testing.B, n int, wrap func(), step func(i int)) {
 	}
 	runtime.ReadMemStats(&m1)
 	report(b, events, m1.Mallocs-m0.Mallocs)
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(events), "cpu-ns/event")
 }
 
 func report(b *testing.B, events int, mallocs uint64) {
@@ -59,6 +63,18 @@ func report(b *testing.B, events int, mallocs uint64) {
 	b.ReportMetric(float64(events)/sec, "events/s")
 	b.ReportMetric(sec*1e9/float64(events), "ns/event")
 	b.ReportMetric(float64(mallocs)/float64(events), "allocs/event")
+}
+
+// cpuTime is the CPU time the process used so far, user and system, in
+// ns: beside the wall-clock events/s, what an event costs on a machine
+// whose other work takes the CPU from the benchmark at times. The garbage
+// collector's threads count too, and the wraps' StopTimer time.
+func cpuTime(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // BenchmarkDecode decodes the mix's records.

@@ -196,37 +196,40 @@ func appendJSONBitNames(dst []byte, v uint64, names []string) []byte {
 // becomes U+FFFD.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	done := 0 // s[:done] is written; what follows up to i is written as it is
 	for i := 0; i < len(s); {
 		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20 || c == 0x7f:
-				dst = appendJSONControl(dst, rune(c))
-			default:
-				dst = append(dst, c)
-			}
+		if c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
 			i++
 			continue
 		}
-		r, n := utf8.DecodeRuneInString(s[i:])
+		r, n := rune(c), 1
+		if c >= utf8.RuneSelf {
+			r, n = utf8.DecodeRuneInString(s[i:])
+			if (r != utf8.RuneError || n > 1) && !isC1(r) {
+				i += n
+				continue
+			}
+		}
+		dst = append(dst, s[done:i]...)
 		switch {
-		case r == utf8.RuneError && n == 1:
+		case r == utf8.RuneError:
 			dst = append(dst, `\ufffd`...)
-		case isC1(r):
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		default: // C0, DEL, C1
 			dst = appendJSONControl(dst, r)
-		default:
-			dst = append(dst, s[i:i+n]...)
 		}
 		i += n
+		done = i
 	}
+	dst = append(dst, s[done:]...)
 	return append(dst, '"')
 }
 

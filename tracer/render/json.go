@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"strconv"
@@ -214,9 +215,7 @@ func appendJSONPayload(dst []byte, ev *event.Event) []byte {
 	dst = appendUint(dst, uint64(n))
 	if n > 0 {
 		dst = append(dst, `,"payload_hex":"`...)
-		for _, c := range ev.Payload[:n] {
-			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-		}
+		dst = hex.AppendEncode(dst, ev.Payload[:n])
 		dst = append(dst, '"')
 		dst = appendDNSJSON(dst, ev.Payload[:n])
 	}

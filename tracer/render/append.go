@@ -18,13 +18,19 @@ import (
 // a quarter of an --all event line's time.
 func appendClock(dst []byte, t time.Time) []byte {
 	h, m, s := t.Clock()
-	dst = appendPadded0(dst, h, 2)
-	dst = append(dst, ':')
-	dst = appendPadded0(dst, m, 2)
-	dst = append(dst, ':')
-	dst = appendPadded0(dst, s, 2)
+	dst = appendTriple(dst, h, 2, m, s, ':')
 	dst = append(dst, '.')
 	return appendPadded0(dst, t.Nanosecond()/1000, 6)
+}
+
+// appendTriple writes a date or a time of day: "2006-01-02" or
+// "15:04:05", the first part width digits wide at least.
+func appendTriple(dst []byte, a, width, b, c int, sep byte) []byte {
+	dst = appendPadded0(dst, a, width)
+	dst = append(dst, sep)
+	dst = appendPadded0(dst, b, 2)
+	dst = append(dst, sep)
+	return appendPadded0(dst, c, 2)
 }
 
 // appendPadded0 writes v >= 0 in decimal, with leading zeros to width
@@ -312,18 +318,10 @@ func appendJSONTuple(dst []byte, t event.Tuple) []byte {
 func appendJSONTime(dst []byte, t time.Time) []byte {
 	dst = append(dst, '"')
 	year, month, day := t.Date()
-	h, m, s := t.Clock()
-	dst = appendPadded0(dst, year, 4)
-	dst = append(dst, '-')
-	dst = appendPadded0(dst, int(month), 2)
-	dst = append(dst, '-')
-	dst = appendPadded0(dst, day, 2)
+	dst = appendTriple(dst, year, 4, int(month), day, '-')
 	dst = append(dst, 'T')
-	dst = appendPadded0(dst, h, 2)
-	dst = append(dst, ':')
-	dst = appendPadded0(dst, m, 2)
-	dst = append(dst, ':')
-	dst = appendPadded0(dst, s, 2)
+	h, m, s := t.Clock()
+	dst = appendTriple(dst, h, 2, m, s, ':')
 	if ns := t.Nanosecond(); ns != 0 {
 		digits := 9
 		for ; ns%10 == 0; ns /= 10 {

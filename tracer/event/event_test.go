@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -206,5 +207,32 @@ func BenchmarkDecode(b *testing.B) {
 		if err := Decode(raw, &ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Every protocol number has a name, without an allocation (each event line
+// prints one); the named ones, and only those, read back.
+func TestProtoNames(t *testing.T) {
+	for p, want := range map[uint8]string{6: "tcp", 17: "udp", 58: "icmpv6", 0: "proto-0", 253: "proto-253"} {
+		if got := ProtoName(p); got != want {
+			t.Errorf("ProtoName(%d) = %q, want %q", p, got, want)
+		}
+	}
+	named := 0
+	for p := range 256 {
+		name := ProtoName(uint8(p))
+		n, ok := ProtoNumber(name)
+		if ok {
+			named++
+		}
+		if ok != !strings.HasPrefix(name, "proto-") || ok && n != uint8(p) {
+			t.Errorf("ProtoNumber(%q) = %d, %v", name, n, ok)
+		}
+	}
+	if _, ok := ProtoNumber(""); ok || named != 8 {
+		t.Errorf("%d named protocols; ProtoNumber(\"\") %v", named, ok)
+	}
+	if a := testing.AllocsPerRun(100, func() { _ = ProtoName(253) }); a != 0 {
+		t.Errorf("ProtoName: %v allocations", a)
 	}
 }

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"strconv"
@@ -34,9 +35,9 @@ func (j *JSON) Header(h *Header) error {
 		Mode: h.Mode, Start: rfc3339(j.opt.Clock.in(h.Start)), Capture: h.Capture})
 }
 
-// Event writes a "kind":"event" line.
+// Event writes a "kind":"event" line (held until Flush).
 func (j *JSON) Event(ev *event.Event) error {
-	return j.write(func(b []byte) []byte { return appendEventJSON(b, ev, j.opt.Clock, j.opt.Node) })
+	return j.hold(func(b []byte) []byte { return appendEventJSON(b, ev, j.opt.Clock, j.opt.Node) })
 }
 
 // Incident writes a "kind":"incident" line.
@@ -80,13 +81,15 @@ func (j *JSON) Summary(s *summary.Summary) error {
 func (j *JSON) encode(v any) error {
 	var err error
 	werr := j.write(func(b []byte) []byte {
+		held := len(b) // event lines before this one
 		buf := bytes.NewBuffer(b)
 		enc := json.NewEncoder(buf)
 		enc.SetEscapeHTML(false)
 		if err = enc.Encode(v); err != nil {
-			return b[:0]
+			return b
 		}
-		return escapeJSONControls(buf.Bytes())
+		line := buf.Bytes()
+		return append(line[:held], escapeJSONControls(line[held:])...)
 	})
 	if err != nil {
 		return err
@@ -95,8 +98,7 @@ func (j *JSON) encode(v any) error {
 }
 
 // AppendEventJSON appends the JSON line of one event, newline included. It
-// does not allocate when dst has room, except once for the name of a DNS
-// question in a CT_IN payload.
+// does not allocate when dst has room.
 func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
 	return appendEventJSON(dst, ev, c, "")
 }
@@ -213,9 +215,7 @@ func appendJSONPayload(dst []byte, ev *event.Event) []byte {
 	dst = appendUint(dst, uint64(n))
 	if n > 0 {
 		dst = append(dst, `,"payload_hex":"`...)
-		for _, c := range ev.Payload[:n] {
-			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-		}
+		dst = hex.AppendEncode(dst, ev.Payload[:n])
 		dst = append(dst, '"')
 		dst = appendDNSJSON(dst, ev.Payload[:n])
 	}

@@ -140,3 +140,4 @@ func (p *PCAPNG) Summary(*summary.Summary) error { return nil }
 func (p *PCAPNG) Plan([]plan.Entry) error        { return nil }
 func (p *PCAPNG) Probes(*Probes) error           { return nil }
 func (p *PCAPNG) Warning(string) error           { return nil }
+func (p *PCAPNG) Flush() error                   { return nil } // packets are written as they come

@@ -5,7 +5,8 @@
 //
 // Text and JSON implement Renderer. Both are safe for concurrent use (a
 // summary ticker may write while the event loop does) and reuse one buffer,
-// so rendering an event line does not allocate.
+// so rendering an event line does not allocate. They hold event lines back
+// until Flush, so that a busy --all trace writes many with one system call.
 package render
 
 import (
@@ -112,6 +113,11 @@ type Renderer interface {
 	// Warning writes a message for the user (e.g. a probe that could not
 	// attach, a netns whose counters cannot be read).
 	Warning(msg string) error
+	// Flush writes out the event lines that Event held back. Event may
+	// hold lines (up to a bound), to write many with one system call;
+	// every other method writes them out before its own output. A live
+	// trace flushes whenever it is about to wait for records.
+	Flush() error
 }
 
 // Discard renders nothing (a replay that is counted, not read), so
@@ -126,6 +132,7 @@ func (Discard) Summary(*summary.Summary) error    { return nil }
 func (Discard) Plan([]plan.Entry) error           { return nil }
 func (Discard) Probes(*Probes) error              { return nil }
 func (Discard) Warning(string) error              { return nil }
+func (Discard) Flush() error                      { return nil }
 
 // New returns the renderer for format "text" or "json". JSON output never
 // has colour and ignores opt.Color.
@@ -141,18 +148,51 @@ func New(w io.Writer, format string, opt Options) (Renderer, error) {
 	return nil, fmt.Errorf("render: unknown output format %q (want text, json or pcapng)", format)
 }
 
-// sink is the buffer and lock shared by Text and JSON.
+// sink is the output buffer and lock shared by Text and JSON. Event lines
+// are held in it (hold) until Flush or until holdMax bytes wait; any other
+// output is written at once (write), after the lines held before it.
 type sink struct {
 	mu  sync.Mutex
 	w   io.Writer
 	buf []byte
 }
 
+// holdMax bounds the bytes of event lines held back: about 150 text lines.
+// Past it they are written without waiting for Flush.
+const holdMax = 32 << 10
+
+// hold appends output to the held lines.
+func (s *sink) hold(fill func([]byte) []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = fill(s.buf)
+	if len(s.buf) < holdMax {
+		return nil
+	}
+	return s.flushLocked()
+}
+
+// write appends output to the held lines and writes them all.
 func (s *sink) write(fill func([]byte) []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.buf = fill(s.buf[:0])
+	s.buf = fill(s.buf)
+	return s.flushLocked()
+}
+
+// Flush writes the held lines.
+func (s *sink) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushLocked()
+}
+
+func (s *sink) flushLocked() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
 	_, err := s.w.Write(s.buf)
+	s.buf = s.buf[:0]
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil // do not keep a huge summary's buffer forever
 	}

@@ -49,3 +49,5 @@ func (t Tee) Probes(p *Probes) error { return t.each(func(r Renderer) error { re
 func (t Tee) Warning(msg string) error {
 	return t.each(func(r Renderer) error { return r.Warning(msg) })
 }
+
+func (t Tee) Flush() error { return t.each(Renderer.Flush) }

@@ -22,9 +22,9 @@ func NewText(w io.Writer, opt Options) *Text {
 	return &Text{sink: sink{w: w}, opt: opt}
 }
 
-// Event writes one event line.
+// Event writes one event line (held until Flush).
 func (t *Text) Event(ev *event.Event) error {
-	return t.write(func(b []byte) []byte { return AppendEvent(appendNode(b, t.opt.Node), ev, &t.opt) })
+	return t.hold(func(b []byte) []byte { return AppendEvent(appendNode(b, t.opt.Node), ev, &t.opt) })
 }
 
 // Incident writes an incident block followed by a blank line.
@@ -162,8 +162,7 @@ func appendKind(dst []byte, color bool, k event.Kind) []byte {
 //
 //	12:00:03.123456 cpu1   ctlab[4242/4243]         ns:4026532201 ct_in   LOCAL_OUT   udp 10.244.1.2:41000->10.96.0.10:53 reply 10.96.0.10:53->10.244.1.2:41000 new ct=0xffff888004a1b200
 //
-// It does not allocate when dst has room, except once for the name of a DNS
-// question in a CT_IN payload.
+// It does not allocate when dst has room.
 func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 	color := opt.Color
 	dst = appendClock(dst, opt.Clock.Time(ev.Time))

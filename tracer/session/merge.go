@@ -125,7 +125,13 @@ func ReplayNodes(nodes []NodeCaptures, all bool, newRenderer FileRenderer, out r
 		}
 		item := next.q.items[0]
 		next.q.items = next.q.items[1:]
+		// Each file has a renderer of its own, which holds event lines
+		// back (render.Renderer.Flush): flushed at once, the lines keep the
+		// merge's order, and none waits for a summary that only out gets.
 		if err := item.emit(item.to); err != nil {
+			return nil, err
+		}
+		if err := item.to.Flush(); err != nil {
 			return nil, err
 		}
 	}
@@ -264,3 +270,4 @@ func (q *queue) Summary(s *summary.Summary) error {
 }
 
 func (q *queue) Probes(*render.Probes) error { return nil }
+func (q *queue) Flush() error                { return nil } // the merge flushes each line's renderer

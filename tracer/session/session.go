@@ -270,7 +270,13 @@ func (s *Session) Run() error {
 		}
 		s.t.SetDeadline(wake)
 		// An empty ring buffer: this Read waits for the kernel's wakeup.
+		// The event lines the renderer holds go out before it waits.
 		woken := s.t.Buffered() == 0
+		if woken {
+			if err := s.cfg.Renderer.Flush(); err != nil {
+				return err
+			}
+		}
 		err := s.t.Read(&rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if err := s.reportLosses(); err != nil {

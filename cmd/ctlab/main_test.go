@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ctprobe/ctprobe/lab"
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/lab"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -165,11 +166,14 @@ func TestFloodMarksPrivileged(t *testing.T) {
 	for i, want := range []string{"", "untraced", "startup fentry all", "traced fentry all"} {
 		g := st.Segments[i]
 		sum += g.Packets
-		// 300 ms at 2000 flows/s: about 600 flows; none in the pause.
+		// None in the pause; in a sending segment some, never more than
+		// --rate allows over the segment's own duration (how many depends on
+		// how busy the machine is: not checked).
 		paused := i == 2
+		most := uint64(2000*g.Duration.Seconds()) + 100
 		if g.Label != want || g.Paused != paused || g.Duration < 250*time.Millisecond ||
-			paused && g.Packets > 1 || !paused && (g.Packets < 300 || g.Packets > 1000) {
-			t.Errorf("segment %d: %+v; want label %q, about 300 ms, paused %v", i, g, want, paused)
+			paused && g.Packets > 1 || !paused && (g.Packets == 0 || g.Packets > most) {
+			t.Errorf("segment %d: %+v; want label %q, at least 250 ms, paused %v, at most %d packets", i, g, want, paused, most)
 		}
 	}
 	if sum != st.Packets {

@@ -12,8 +12,9 @@ all=(
   clang-16 llvm-16 bpftool libbpf-dev
   # race lab and tests on the host
   iptables nftables conntrack iproute2 kmod
-  # VM lab: emulator, guest userland, initramfs packing, kernel modules (.ko.xz) and depmod
-  qemu-system-x86 busybox-static cpio zstd xz-utils kmod
+  # VM lab: emulators (x86-64, arm64), guest userland, initramfs packing, kernel modules (.ko.xz)
+  # and depmod, readelf (the libraries of arm64 guest programs)
+  qemu-system-x86 qemu-system-arm busybox-static cpio zstd xz-utils kmod binutils
   # general build tools the Makefile uses
   make git ca-certificates
 )

@@ -36,7 +36,9 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) st
 }
 
 // kernelDir skips the test unless VM tests are asked for, and fetches the
-// kernel of FLAVOUR (cloud by default; KERNEL_SERIES picks a series).
+// kernel of FLAVOUR (cloud by default); KERNEL_ARCH (amd64 or arm64),
+// KERNEL_SUITE (a Debian suite) and KERNEL_SERIES (6.1) pick others
+// (scripts/vm/fetch-kernel.sh).
 func kernelDir(t *testing.T, root string) (kdir, flavour string) {
 	if os.Getenv("CTPROBE_E2E") == "" {
 		t.Skip("boots a VM: run with CTPROBE_E2E=1 (make e2e)")
@@ -62,14 +64,15 @@ func bootLab(t *testing.T) string {
 	return bootGuest(t, "e2e/guest.sh", "", args...)
 }
 
-// bootGuest builds static binaries and an initramfs running script, boots
-// the VM (run.sh's extra args) and returns the directory holding what the
-// guest wrote: out/e2e-FLAVOUR[-SERIES][-suffix].
+// bootGuest builds static binaries for the kernel's architecture and an
+// initramfs running script, boots the VM (run.sh's extra args) and returns
+// the directory holding what the guest wrote:
+// out/e2e-FLAVOUR[-ARCH][-SUITE][-SERIES][-suffix].
 func bootGuest(t *testing.T, script, suffix string, extra ...string) string {
 	root := repoRoot(t)
 	kdir, flavour := kernelDir(t, root)
 	tmp := t.TempDir()
-	static := []string{"CGO_ENABLED=0"}
+	static := []string{"CGO_ENABLED=0", "GOARCH=" + readFile(t, filepath.Join(kdir, "arch"))}
 	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctprobe"), "./cmd/ctprobe")
 	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctlab"), "./cmd/ctlab")
 	initrd := filepath.Join(tmp, "initrd.cpio.gz")
@@ -77,8 +80,10 @@ func bootGuest(t *testing.T, script, suffix string, extra ...string) string {
 		"--add", filepath.Join(tmp, "ctprobe")+":/bin/ctprobe", "--add", filepath.Join(tmp, "ctlab")+":/bin/ctlab",
 		"--run", script)
 	name := "e2e-" + flavour
-	if series := os.Getenv("KERNEL_SERIES"); series != "" {
-		name += "-" + series
+	for _, v := range []string{"KERNEL_ARCH", "KERNEL_SUITE", "KERNEL_SERIES"} {
+		if s := os.Getenv(v); s != "" {
+			name += "-" + s
+		}
 	}
 	if suffix != "" {
 		name += "-" + suffix

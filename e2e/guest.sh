@@ -9,6 +9,7 @@
 set -u
 SCENARIOS=${SCENARIOS:-endpoints-2}
 cd /out
+uname -m >machine
 ctprobe probes >probes.txt 2>&1
 ctprobe probes -o json >probes.json 2>/dev/null
 for s in ${SCENARIOS//,/ }; do

@@ -88,19 +88,31 @@ func TestVMLab(t *testing.T) {
 }
 
 // guestKernel is what ctprobe can use on the kernel the VM booted, known
-// from its release (Debian builds module BTF from 5.11 on).
+// from its release and machine (Debian builds module BTF from 5.11 on;
+// docs/kernel-notes.md, Architectures).
 type guestKernel struct {
 	release     string
-	fentry      bool // on nf_conntrack's functions: module BTF, 5.11+
-	session     bool // kprobe.session, 6.10+
-	taskStorage bool // task storage for tracing programs, 5.13+
+	machine     string // uname -m: x86_64 or aarch64
+	fentry      bool   // on nf_conntrack's functions: module BTF, 5.11+; arm64 6.0+
+	session     bool   // kprobe.session, 6.10+; arm64 6.14+
+	sessionCtx  bool   // 7.0+: the session kfuncs take the context
+	taskStorage bool   // task storage for tracing programs, 5.13+
 }
 
-func guestKernelOf(release string) guestKernel {
+func guestKernelOf(release, machine string) guestKernel {
 	var major, minor int
 	fmt.Sscanf(release, "%d.%d", &major, &minor)
 	at := func(ma, mi int) bool { return major > ma || major == ma && minor >= mi }
-	return guestKernel{release: release, fentry: at(5, 11), session: at(6, 10), taskStorage: at(5, 13)}
+	k := guestKernel{release: release, machine: machine, fentry: at(5, 11), session: at(6, 10), sessionCtx: at(7, 0), taskStorage: at(5, 13)}
+	if machine == "aarch64" {
+		// BPF trampolines came to arm64 in 6.0 (efc9909fdce0 "bpf, arm64:
+		// Add bpf trampoline for arm64"); fprobe, which kprobe.session
+		// needs, only once it ran on the function graph tracer (6.14,
+		// 4346ba160409 "fprobe: Rewrite fprobe on function-graph tracer"):
+		// Debian's arm64 6.12 has no CONFIG_FPROBE, its 7.2 has.
+		k.fentry, k.session = at(6, 0), at(6, 14)
+	}
+	return k
 }
 
 // On a distribution kernel every probe point attaches: with fentry where
@@ -115,7 +127,7 @@ func checkProbes(t *testing.T, out string) guestKernel {
 		} `json:"plan"`
 	}
 	readJSON(t, filepath.Join(out, "probes.json"), &probes)
-	k := guestKernelOf(probes.Kernel)
+	k := guestKernelOf(probes.Kernel, readFile(t, filepath.Join(out, "machine")))
 	fentryOK := probes.Fentry == "yes"
 	if !k.fentry {
 		fentryOK = strings.HasPrefix(probes.Fentry, "no: ") && strings.Contains(probes.Fentry, "CONFIG_DEBUG_INFO_BTF_MODULES")
@@ -128,7 +140,7 @@ func checkProbes(t *testing.T, out string) guestKernel {
 			t.Errorf("%s (%s): %s: %s", p.Point, p.Function, p.Status, p.Reason)
 		}
 	}
-	t.Logf("kernel %s: %+v", probes.Kernel, probes.Plan)
+	t.Logf("kernel %s (%s): %+v", probes.Kernel, k.machine, probes.Plan)
 	return k
 }
 

@@ -7,23 +7,41 @@ VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 # Static binaries: the same ones run on the host and in the VM's initramfs.
 GOBUILD  := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+# The architectures ctprobe is built for (tracer/probe holds the BPF objects of both).
+ARCHES   := amd64 arm64
 # An execution count, not a duration: with a duration, Go 1.26's fuzz coordinator
 # can fail at the deadline with a bare "context deadline exceeded" (golang/go#75804).
 FUZZTIME ?= 50000x
-# Which Debian kernel the VM lab boots: flavour cloud or rt, and a series
-# (empty: the newest, 6.12 on Debian 12; 6.1: the newest 6.1 LTS; 5.10:
-# Debian 11's, without module BTF, task storage for tracing or
-# kprobe.session, so everything attaches with kprobes).
-FLAVOUR  ?= cloud
+# Which Debian kernel the VM lab boots (scripts/vm/fetch-kernel.sh): flavour
+# cloud or rt; an architecture (amd64, or arm64 under emulation); a Debian
+# suite (empty: the host's, Debian 12, whose newest is 6.12; trixie; sid, the
+# newest kernel); a series (6.1: the newest 6.1 LTS; 5.10: Debian 11's,
+# without module BTF, task storage for tracing or kprobe.session, so
+# everything attaches with kprobes).
+FLAVOUR       ?= cloud
+KERNEL_ARCH   ?=
+KERNEL_SUITE  ?=
 KERNEL_SERIES ?=
+# Which VM tests run (go test -run; empty: all) and which lab scenarios
+# (E2E_SCENARIOS=a,b; empty: all, see e2e/vm_test.go).
+E2E_RUN       ?=
+E2E_SCENARIOS ?=
+# The kernels of the matrix beyond the default run the lab's scenarios
+# against the kernel's counters, and the detach test; the tests of the VM
+# machinery itself (boot retries) and single-purpose guests run on the
+# default kernel only.
+MATRIX_TESTS  := ^(TestVMLab|TestVMDetachUnderTraffic)$$
+E2E_NAME       = e2e-$(FLAVOUR)$(foreach v,$(KERNEL_ARCH) $(KERNEL_SUITE) $(KERNEL_SERIES),-$(v))
 
-.PHONY: all build deps generate test unit fuzz e2e e2e-lts e2e-5.10 e2e-rt demo clean
+.PHONY: all build deps generate test unit fuzz e2e e2e-lts e2e-5.10 e2e-rt e2e-trixie e2e-sid e2e-arm64-quick e2e-arm64 demo clean
 
 all: build
 
+# bin/ctprobe and bin/ctlab for this machine, and bin/linux-ARCH/ for each of ARCHES.
 build:
 	$(GOBUILD) -o bin/ctprobe ./cmd/ctprobe
 	$(GOBUILD) -o bin/ctlab ./cmd/ctlab
+	for a in $(ARCHES); do GOARCH=$$a $(GOBUILD) -o bin/linux-$$a/ ./cmd/ctprobe ./cmd/ctlab || exit 1; done
 
 deps:
 	@scripts/deps.sh
@@ -38,9 +56,13 @@ generate: deps
 
 # Every test layer: unit and fuzz (no privileges), privileged tests on this
 # kernel (verifier, attach failures; skipped without root), then the VM on
-# three stock Debian kernels: the newest (6.12), the 6.1 LTS and Debian 11's
-# 5.10.
-test: deps unit fuzz e2e e2e-lts e2e-5.10
+# stock Debian kernels: Debian 12's newest (6.12) with every VM test; the 6.1
+# LTS, Debian 11's 5.10, 6.12's PREEMPT_RT flavour, Debian 13's 6.12 and
+# sid's newest with the lab and the detach test; and arm64 (Debian 12's
+# 6.12, emulated) with one scenario in both attach modes. The whole run
+# takes about NN minutes in CI; e2e-arm64 (every scenario on arm64) runs
+# apart.
+test: deps unit fuzz e2e e2e-lts e2e-5.10 e2e-rt e2e-trixie e2e-sid e2e-arm64-quick
 
 unit:
 	$(GO) vet ./...
@@ -50,17 +72,32 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
 e2e: deps build
-	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) KERNEL_SERIES=$(KERNEL_SERIES) GO=$(GO) \
-		scripts/gotest.sh out/e2e-$(FLAVOUR)$(if $(KERNEL_SERIES),-$(KERNEL_SERIES)).log -count=1 -timeout 45m ./e2e/
+	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) KERNEL_ARCH=$(KERNEL_ARCH) KERNEL_SUITE=$(KERNEL_SUITE) \
+		KERNEL_SERIES=$(KERNEL_SERIES) E2E_SCENARIOS=$(E2E_SCENARIOS) GO=$(GO) \
+		scripts/gotest.sh out/$(E2E_NAME).log -count=1 -timeout 45m $(if $(value E2E_RUN),-run '$(value E2E_RUN)') ./e2e/
 
 e2e-lts:
-	$(MAKE) e2e KERNEL_SERIES=6.1
+	$(MAKE) e2e KERNEL_SERIES=6.1 E2E_RUN='$(MATRIX_TESTS)'
 
 e2e-5.10:
-	$(MAKE) e2e KERNEL_SERIES=5.10
+	$(MAKE) e2e KERNEL_SERIES=5.10 E2E_RUN='$(MATRIX_TESTS)'
 
 e2e-rt:
-	$(MAKE) e2e FLAVOUR=rt
+	$(MAKE) e2e FLAVOUR=rt E2E_RUN='$(MATRIX_TESTS)'
+
+e2e-trixie:
+	$(MAKE) e2e KERNEL_SUITE=trixie E2E_RUN='$(MATRIX_TESTS)'
+
+e2e-sid:
+	$(MAKE) e2e KERNEL_SUITE=sid E2E_RUN='$(MATRIX_TESTS)'
+
+# arm64 under emulation is slower than x86-64: make test runs one scenario
+# in both attach modes; e2e-arm64 runs every scenario and the detach test.
+e2e-arm64-quick:
+	$(MAKE) e2e KERNEL_ARCH=arm64 E2E_RUN='^TestVMLab$$' E2E_SCENARIOS=endpoints-2,endpoints-2@kprobe
+
+e2e-arm64:
+	$(MAKE) e2e KERNEL_ARCH=arm64 E2E_RUN='$(MATRIX_TESTS)'
 
 demo: deps build
 	@scripts/demo.sh $(FLAVOUR)

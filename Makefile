@@ -33,7 +33,7 @@ E2E_SCENARIOS ?=
 MATRIX_TESTS  := ^(TestVMLab|TestVMDetachUnderTraffic)$$
 E2E_NAME       = e2e-$(FLAVOUR)$(foreach v,$(KERNEL_ARCH) $(KERNEL_SUITE) $(KERNEL_SERIES),-$(v))
 
-.PHONY: all build deps generate test unit fuzz e2e e2e-lts e2e-5.10 e2e-rt e2e-trixie e2e-sid e2e-arm64-quick e2e-arm64 demo clean
+.PHONY: all build deps generate test unit fuzz e2e e2e-lts e2e-5.10 e2e-rt e2e-trixie e2e-sid e2e-arm64-quick e2e-arm64 demo image clean
 
 all: build
 
@@ -64,9 +64,13 @@ generate: deps
 # apart.
 test: deps unit fuzz e2e e2e-lts e2e-5.10 e2e-rt e2e-trixie e2e-sid e2e-arm64-quick
 
+# deploy/ is a module of its own (the Kubernetes API types stay out of the
+# binary): its tests check the manifests, the dashboard, the alert rules
+# and the image that `make image` builds.
 unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
@@ -111,6 +115,12 @@ demo: deps build
 .PHONY: bench
 bench: deps build
 	@scripts/bench.sh
+
+# The container image (docs/deploy.md): an OCI layout in out/image, tagged
+# $(VERSION) and latest, built from scratch with umoci (no daemon).
+ARCH ?= amd64
+image:
+	@scripts/image.sh --arch $(ARCH) --version $(VERSION)
 
 clean:
 	rm -rf bin out

@@ -71,8 +71,11 @@ static __always_inline void send_pair(struct clash_pair *p, __u64 key, struct sk
 
 /* A pair older than this was left by a call in flight when the probes
  * attached, or by a missed kretprobe; its skb address may since carry
- * another packet. */
-#define PAIR_MAX_AGE_NS 1000000000ULL
+ * another packet. The cts must match as well (pair_of), so this only
+ * guards against their memory being reused: it is long, because a CPU
+ * starved by its host (a loaded VM) can take a second or more between
+ * the clash and confirm's exit of one call. */
+#define PAIR_MAX_AGE_NS 10000000000ULL
 
 /* The pair p was made for this skb's passage through confirm, which now
  * carries ct: after a clash the skb carries the loser (dropped, or inserted

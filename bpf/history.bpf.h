@@ -40,13 +40,33 @@ struct {
 } scratch_hist SEC(".maps");
 
 /* A clash seen inside confirm, keyed by skb, joined at confirm's exit
- * (--timeline, with or without --all). */
+ * (--timeline, with or without --all), with the loser's tuples: a merged
+ * loser is freed inside nf_ct_resolve_clash, and confirm's exit alone
+ * (--timeline's) cannot read them any more. */
+struct clash_seen {
+	struct event clash;
+	struct tuple loser_orig;
+	struct tuple loser_reply;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u64);
-	__type(value, struct event);
+	__type(value, struct clash_seen);
 } clashes SEC(".maps");
+
+/* The REPLY tuple a ct had before the binding of manip: the bindings come
+ * in hook order, DST (PREROUTING, OUTPUT) before SRC (POSTROUTING, INPUT),
+ * one per manip (nf_nat_inet_fn binds only what nf_nat_initialized says is
+ * not yet bound), so it is the DST binding's result for SRC, else the
+ * REPLY tuple of the ct's birth. */
+static __always_inline const struct tuple *reply_before(const struct history *h, __u32 manip)
+{
+	if (manip == 0 /* NF_NAT_MANIP_SRC */ && (h->have & HIST_NAT_DST))
+		return &h->nat[1].reply;
+	return &h->in.reply;
+}
 
 /* The history of a ct whose birth was recorded (--timeline, or --all with
  * --pid), if any. */

@@ -39,22 +39,39 @@ static __always_inline void read_clash(struct event *e, struct sk_buff *skb, str
 	e->aux = dir;
 }
 
+/* The value a clash record starts from (a map value: the helper takes it). */
+const struct clash_seen empty_clash_seen = {};
+
+/* --timeline: the clash, and the loser's tuples while the loser is alive,
+ * for confirm's exit; built in its map slot, keyed by skb. */
+static __always_inline void clash_seen(struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
+{
+	__u64 key = (__u64)skb;
+	struct clash_seen *cs;
+	struct nf_conn *loser;
+
+	bpf_map_update_elem(&clashes, &key, &empty_clash_seen, BPF_ANY);
+	cs = bpf_map_lookup_elem(&clashes, &key);
+	if (!cs)
+		return;
+	init_event(&cs->clash, EVENT_CLASH);
+	read_clash(&cs->clash, skb, h);
+	loser = (struct nf_conn *)cs->clash.ct;
+	read_tuple(&cs->loser_orig, &loser->tuplehash[0].tuple);
+	read_tuple(&cs->loser_reply, &loser->tuplehash[1].tuple);
+	if (stream_all && history_wanted(ct_history(cs->clash.ct), &cs->clash))
+		output(&cs->clash);
+}
+
 static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct nf_conntrack_tuple_hash *h)
 {
 	struct clash_pair *p;
-	struct event *e;
 	__u32 zero = 0;
 
 	if (!skb || !h)
 		return;
 	if (!clash_path_only()) {
-		e = new_event(1, EVENT_CLASH);
-		if (!e)
-			return;
-		read_clash(e, skb, h);
-		bpf_map_update_elem(&clashes, &e->skb, e, BPF_ANY);
-		if (stream_all && history_wanted(ct_history(e->ct), e))
-			output(e);
+		clash_seen(skb, h);
 		return;
 	}
 	p = bpf_map_lookup_elem(&scratch_pair, &zero);

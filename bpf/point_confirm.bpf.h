@@ -53,12 +53,13 @@ static __always_inline int confirm_exit_clash_path(struct event *e, struct sk_bu
 }
 
 /* confirm_exit's timeline form (--timeline, with or without --all): e is the
- * outcome for v->ct, the ct that entered confirm. A race replays the
- * histories of the loser and its winner; a ct that was not in one keeps its
- * confirmation in its history. */
-static __always_inline int confirm_exit_timeline(struct event *e, const struct entry *v, bool freed, bool settled)
+ * outcome for v->ct, the ct that entered confirm, and cs the clash seen
+ * inside this call, if any. A race replays the histories of the loser and
+ * its winner; a ct that was not in one keeps its confirmation in its
+ * history. */
+static __always_inline int confirm_exit_timeline(struct event *e, const struct entry *v, struct clash_seen *cs,
+						 bool freed, bool settled)
 {
-	struct event *clash;
 	struct history *lh, *wh;
 	__u64 winner = 0;
 	bool race;
@@ -66,13 +67,10 @@ static __always_inline int confirm_exit_timeline(struct event *e, const struct e
 	lh = ct_history(v->ct);
 	if (!history_wanted(lh, e))
 		goto out;
-	clash = bpf_map_lookup_elem(&clashes, &e->skb);
-	if (clash && clash->ct != v->ct)
-		clash = NULL; /* a stale record of an earlier packet at this skb address */
-	race = settled || clash;
+	race = settled || cs;
 
 	if (stream_all) {
-		if (race && !clash && lookup_winner)
+		if (race && !cs && lookup_winner)
 			lookup_clash(e);
 		output(e);
 	} else if (race) {
@@ -80,10 +78,10 @@ static __always_inline int confirm_exit_timeline(struct event *e, const struct e
 			replay(lh, 0);
 		else
 			count_loss(LOSS_NO_HISTORY);
-		if (clash) {
-			clash->flags |= EVENT_F_HISTORY;
-			output(clash);
-			winner = clash->other_ct;
+		if (cs) {
+			cs->clash.flags |= EVENT_F_HISTORY;
+			output(&cs->clash);
+			winner = cs->clash.other_ct;
 		} else if (lookup_winner) {
 			winner = lookup_clash(e);
 		}
@@ -115,7 +113,8 @@ static __always_inline int confirm_exit_timeline(struct event *e, const struct e
 		lh->have |= HIST_CONFIRM;
 	}
 out:
-	bpf_map_delete_elem(&clashes, &e->skb);
+	if (cs)
+		bpf_map_delete_elem(&clashes, &e->skb);
 	return 0;
 }
 
@@ -125,45 +124,109 @@ out:
  * ret NF_DROP is a drop; a different ct on the skb afterwards means the
  * packet was merged into the winner; IPS_NAT_CLASH on the same ct means a
  * reply-only insert (5.6+). A clash record (from nf_ct_resolve_clash) marks
- * the rest of the clashes.
+ * the rest of the clashes. v is the ct that entered confirm, with its
+ * tuples read while it was alive; cs the clash seen inside the call.
  *
  * The mode picks the form at run time; the mode globals are const volatile,
  * so the verifier prunes the other form.
  */
-static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, int ret)
+static __always_inline int confirm_outcome(const struct entry *v, struct clash_seen *cs, struct sk_buff *skb, int ret)
 {
-	struct entry v;
 	struct event *e;
 	struct nf_conn *after;
 	bool freed, settled;
 
-	if (!take_entry(c, EVENT_CONFIRM, &v))
-		return 0;
-	if (!skb)
-		skb = (struct sk_buff *)v.skb;
-	e = new_event(0, EVENT_CONFIRM);
+	e = new_event(SCRATCH_CONFIRM, EVENT_CONFIRM);
 	if (!e)
 		return 0;
 	after = skb_ct(skb, &e->ctinfo);
 	/* Status, netns, zone and mark come from the ct that now rides on the
-	 * skb; the tuples are the loser's, saved at entry because a merged loser
-	 * is freed before we return. */
+	 * skb; the tuples are the loser's, saved while it was alive because a
+	 * merged loser is freed before we return. */
 	read_ct(e, after);
-	e->ct = v.ct;
-	e->orig = v.orig;
-	e->reply = v.before;
+	e->ct = v->ct;
+	e->orig = v->orig;
+	e->reply = v->before;
 	e->other_ct = (__u64)after;
 	e->skb = (__u64)skb;
 	e->ret = ret;
 	read_sock(e, skb);
 	/* Dropped, merged, or inserted reply-only: the outcomes of a clash. A
 	 * dropped or merged loser is freed. */
-	freed = ret == NF_DROP || e->other_ct != v.ct;
+	freed = ret == NF_DROP || e->other_ct != v->ct;
 	settled = freed || (e->status & IPS_NAT_CLASH);
 
 	if (clash_path_only())
 		return confirm_exit_clash_path(e, skb, settled);
-	return confirm_exit_timeline(e, &v, freed, settled);
+	return confirm_exit_timeline(e, v, cs, freed, settled);
+}
+
+/* confirm's exit after its entry, which saved the ct and its tuples. */
+static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, int ret)
+{
+	struct clash_seen *cs = NULL;
+	struct entry v;
+
+	if (!take_entry(c, EVENT_CONFIRM, &v))
+		return 0;
+	if (!skb)
+		skb = (struct sk_buff *)v.skb;
+	if (!clash_path_only()) {
+		cs = bpf_map_lookup_elem(&clashes, &v.skb);
+		if (cs && cs->clash.ct != v.ct)
+			cs = NULL; /* a stale record of an earlier packet at this skb address */
+	}
+	return confirm_outcome(&v, cs, skb, ret);
+}
+
+/* Whether the clash record cs at this skb's address was made in this call
+ * of confirm, which leaves ct on the skb. A record of an earlier packet at
+ * the same address is left only where its confirm's exit did not run (the
+ * probes attached mid-call, or the kernel skipped the program). This
+ * packet's ct was born after such a record was made, while in this call
+ * the clash came after the birth of the ct that rides on the skb now: the
+ * loser's (dropped, or inserted reply-only) or its winner's (merged). Time
+ * alone cannot tell: a starved CPU may take long between the two probes.
+ * Without a history, the record must name ct as its loser or winner. */
+static __always_inline bool clash_of_this_call(const struct clash_seen *cs, struct nf_conn *ct)
+{
+	struct history *h = ct_history((__u64)ct);
+
+	if (h && (h->have & HIST_IN))
+		return cs->clash.ts > h->in.ts;
+	return (__u64)ct == cs->clash.ct || (__u64)ct == cs->clash.other_ct;
+}
+
+/* --timeline with the clash probe: confirm's exit alone (fexit sees the
+ * skb). Which ct entered confirm, and its tuples, come from the clash
+ * record when the call clashed (a merged loser is freed by now), else from
+ * the ct on the skb, which is that ct still: a plain insert or a drop
+ * without a clash keeps it there. No entry probe and no entries map for
+ * the flows that do not clash. */
+static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
+{
+	struct nf_conn *ct = skb_ct(skb, NULL);
+	struct entry v = {};
+	struct clash_seen *cs;
+
+	if (!ct)
+		return 0;
+	v.skb = (__u64)skb;
+	cs = bpf_map_lookup_elem(&clashes, &v.skb);
+	if (cs && !clash_of_this_call(cs, ct)) {
+		bpf_map_delete_elem(&clashes, &v.skb);
+		cs = NULL;
+	}
+	if (cs) {
+		v.ct = cs->clash.ct;
+		v.orig = cs->loser_orig;
+		v.before = cs->loser_reply;
+	} else {
+		v.ct = (__u64)ct;
+		read_tuple(&v.orig, &ct->tuplehash[0].tuple);
+		read_tuple(&v.before, &ct->tuplehash[1].tuple);
+	}
+	return confirm_outcome(&v, cs, skb, ret);
 }
 
 /* --all with the clash probe: confirm's exit alone, without an entry probe.
@@ -177,7 +240,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 	__u8 ctinfo;
 	struct nf_conn *ct = skb_ct(skb, &ctinfo);
 	struct event *e;
-	__u32 zero = 0;
+	__u32 slot = SCRATCH_CONFIRM;
 
 	if (!ct)
 		return 0;
@@ -188,7 +251,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 		}
 		bpf_map_delete_elem(&pairs, &key);
 	}
-	e = bpf_map_lookup_elem(&scratch, &zero);
+	e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)
 		return 0;
 	read_confirm(e, skb, ct);
@@ -212,6 +275,12 @@ SEC("fexit/__nf_conntrack_confirm")
 int BPF_PROG(fexit_confirm, struct sk_buff *skb, int ret)
 {
 	return confirm_exit(object_call(skb), skb, ret);
+}
+
+SEC("fexit/__nf_conntrack_confirm")
+int BPF_PROG(fexit_confirm_hist, struct sk_buff *skb, int ret)
+{
+	return confirm_exit_hist(skb, ret);
 }
 
 SEC("kprobe/__nf_conntrack_confirm")

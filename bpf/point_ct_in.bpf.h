@@ -37,7 +37,7 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	is_new = ctinfo == IP_CT_NEW && !(BPF_CORE_READ(ct, status) & IPS_CONFIRMED);
 	if (!is_new && !stream_all)
 		return 0;
-	e = new_event(0, EVENT_CT_IN);
+	e = new_event(SCRATCH_CT_IN, EVENT_CT_IN);
 	if (!e)
 		return 0;
 	e->ctinfo = ctinfo;
@@ -81,6 +81,12 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 SEC("fexit/nf_conntrack_in")
 int BPF_PROG(fexit_ct_in, struct sk_buff *skb, const struct nf_hook_state *state, unsigned int ret)
 {
+	/* This runs for every conntracked packet. --timeline follows births
+	 * only: a packet whose ct is not new leaves after one load, read
+	 * directly (a tracing program reads its BTF-typed arguments without a
+	 * helper call). */
+	if (!stream_all && (skb->_nfct & NFCT_INFOMASK) != IP_CT_NEW)
+		return 0;
 	return ct_in_exit(skb, BPF_CORE_READ(state, hook), ret);
 }
 

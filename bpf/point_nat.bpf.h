@@ -38,43 +38,86 @@ static __always_inline void tuple_changed(struct event *e)
 		e->flags |= EVENT_F_NAT_CHANGED;
 }
 
-/* Shared by both NAT points. For nf_nat_setup_info the result is the ct's
- * new REPLY tuple; get_unique_tuple instead writes its choice to *tuple in
- * ORIGINAL direction, and `before` then holds its orig_tuple input. */
-static __always_inline int nat_exit(struct call_key c)
+/* A NAT event of ct's binding of manip, as the ct shows it after the
+ * binding (for nf_nat_setup_info its new REPLY tuple). */
+static __always_inline struct event *nat_event(struct nf_conn *ct, __u32 manip)
 {
-	struct entry v;
-	struct event *e;
-	struct nf_conn *ct;
-	struct history *h;
+	struct event *e = new_event(SCRATCH_NAT, EVENT_NAT);
 
-	if (!take_entry(c, EVENT_NAT, &v))
-		return 0;
-	e = new_event(0, EVENT_NAT);
-	if (!e)
-		return 0;
-	ct = (struct nf_conn *)v.ct;
-	read_ct(e, ct);
-	e->aux = v.manip;
-	e->range = v.range;
-	e->before = v.before;
-	if (v.tuple) {
-		/* get_unique_tuple wrote its choice to *tuple, in ORIGINAL direction. */
-		e->flags |= EVENT_F_NAT_GUT;
-		read_tuple(&e->reply, (const struct nf_conntrack_tuple *)v.tuple);
+	if (e) {
+		read_ct(e, ct);
+		e->aux = manip;
 	}
+	return e;
+}
+
+/* get_unique_tuple writes its choice to *tuple, in ORIGINAL direction;
+ * `before` is then its orig_tuple input. */
+static __always_inline void nat_chosen(struct event *e, __u64 tuple)
+{
+	e->flags |= EVENT_F_NAT_GUT;
+	read_tuple(&e->reply, (const struct nf_conntrack_tuple *)tuple);
+}
+
+/* Keep the binding in the ct's history h (if any), and stream it. */
+static __always_inline int nat_done(struct event *e, struct history *h)
+{
 	tuple_changed(e);
-	h = ct_history(e->ct);
 	if (!history_wanted(h, e))
 		return 0;
 	if (h) {
-		__u32 m = v.manip & 1;
+		__u32 m = e->aux & 1;
 		__builtin_memcpy(&h->nat[m], e, sizeof(*e));
 		h->have |= m ? HIST_NAT_DST : HIST_NAT_SRC;
 	}
 	if (stream_all)
 		output(e);
 	return 0;
+}
+
+/* Shared by both NAT points' exits after their entries, which saved the
+ * tuple before the binding and the range. */
+static __always_inline int nat_exit(struct call_key c)
+{
+	struct entry v;
+	struct event *e;
+
+	if (!take_entry(c, EVENT_NAT, &v))
+		return 0;
+	e = nat_event((struct nf_conn *)v.ct, v.manip);
+	if (!e)
+		return 0;
+	e->range = v.range;
+	e->before = v.before;
+	if (v.tuple)
+		nat_chosen(e, v.tuple);
+	return nat_done(e, ct_history(e->ct));
+}
+
+/* --timeline: a NAT point's exit alone (fexit sees every argument). Only a
+ * ct whose birth is in its history is followed, and the history already
+ * holds the REPLY tuple before the binding (reply_before), so no entry
+ * probe and no entries map run for it. get_unique_tuple passes its input
+ * tuple (orig, unchanged); nf_nat_setup_info does not (orig 0). */
+static __always_inline int nat_exit_hist(struct nf_conn *ct, const void *range, __u32 manip, __u64 tuple,
+					 const struct nf_conntrack_tuple *orig)
+{
+	struct history *h = ct_history((__u64)ct);
+	struct event *e;
+
+	if (!h)
+		return 0;
+	e = nat_event(ct, manip);
+	if (!e)
+		return 0;
+	read_range(&e->range, range);
+	if (tuple) {
+		read_tuple(&e->before, orig);
+		nat_chosen(e, tuple);
+	} else {
+		e->before = *reply_before(h, manip);
+	}
+	return nat_done(e, h);
 }
 
 /* unsigned int nf_nat_setup_info(struct nf_conn *ct, const struct nf_nat_range2 *range,
@@ -92,6 +135,12 @@ SEC("fexit/nf_nat_setup_info")
 int BPF_PROG(fexit_nat, struct nf_conn *ct)
 {
 	return nat_exit(object_call(ct));
+}
+
+SEC("fexit/nf_nat_setup_info")
+int BPF_PROG(fexit_nat_hist, struct nf_conn *ct, const void *range, int manip)
+{
+	return nat_exit_hist(ct, range, manip, 0, NULL);
 }
 
 SEC("kprobe/nf_nat_setup_info")
@@ -124,6 +173,13 @@ int BPF_PROG(fexit_gut, struct nf_conntrack_tuple *tuple, const struct nf_conntr
 	     const void *range, struct nf_conn *ct)
 {
 	return nat_exit(object_call(ct));
+}
+
+SEC("fexit/get_unique_tuple")
+int BPF_PROG(fexit_gut_hist, struct nf_conntrack_tuple *tuple, const struct nf_conntrack_tuple *orig_tuple,
+	     const void *range, struct nf_conn *ct, int manip)
+{
+	return nat_exit_hist(ct, range, manip, (__u64)tuple, orig_tuple);
 }
 
 SEC("kprobe/get_unique_tuple")

@@ -9,8 +9,46 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #include "kernel_reads.bpf.h"
+
+#define IP_CT_RELATED 1
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+
+/* Whether an skb leaving a device can make a new ct where it arrives: the
+ * origin is wanted only for those, and an established flow's packets (most
+ * packets) then cost two reads here instead of a map update. With a ct from
+ * the sender's netns, a new or related one (not yet answered); without one
+ * (a pod's netns has no conntrack without rules), any packet but a TCP
+ * segment that is not a SYN (bytes 13 of the TCP header: flags). */
+static __always_inline bool may_start_flow(struct sk_buff *skb)
+{
+	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	unsigned char *head;
+	__u8 proto = 0, flags = 0;
+
+	if (nfct) {
+		__u32 ctinfo = nfct & NFCT_INFOMASK;
+		return ctinfo == IP_CT_NEW || ctinfo == IP_CT_RELATED;
+	}
+	head = BPF_CORE_READ(skb, head);
+	switch (bpf_ntohs(BPF_CORE_READ(skb, protocol))) {
+	case ETH_P_IP:
+		bpf_probe_read_kernel(&proto, 1, head + BPF_CORE_READ(skb, network_header) + 9);
+		break;
+	case ETH_P_IPV6:
+		bpf_probe_read_kernel(&proto, 1, head + BPF_CORE_READ(skb, network_header) + 6);
+		break;
+	}
+	if (proto != 6 /* IPPROTO_TCP */)
+		return true;
+	bpf_probe_read_kernel(&flags, 1, head + BPF_CORE_READ(skb, transport_header) + 13);
+	return (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+}
 
 /* TRACE_EVENT(net_dev_queue, TP_PROTO(struct sk_buff *skb)), every version:
  * an skb leaving a device, in the sender's context for local sockets. */
@@ -22,7 +60,7 @@ int raw_tp_origin(struct bpf_raw_tracepoint_args *ctx)
 	struct origin o = {};
 	__u64 key = (__u64)skb;
 
-	if (!sk || (__u32)bpf_get_current_pid_tgid() == 0)
+	if (!sk || (__u32)bpf_get_current_pid_tgid() == 0 || !may_start_flow(skb))
 		return 0;
 	o.ts = bpf_ktime_get_ns();
 	o.pid_tgid = bpf_get_current_pid_tgid();

@@ -30,11 +30,28 @@ struct {
 } losses SEC(".maps");
 
 /* Scratch space: an event is too big for the 512-byte stack (so are a
- * history and a clash pair, which have scratch maps of their own). Slot 1
- * takes a CLASH record made while slot 0's record is being built. */
+ * history and a clash pair, which have scratch maps of their own, each used
+ * by one program). Each probe point builds in a slot of its own: a
+ * trampoline program runs with migration disabled but preemption on
+ * (__bpf_prog_enter_recur: rcu_read_lock and migrate_disable), so on a
+ * preemptible or PREEMPT_RT kernel another task may run another program on
+ * the same CPU while this one is half-way through a record. The same
+ * program cannot run twice at once on a CPU (its per-CPU `active` count,
+ * 5.12+, ca06f55b9002; such a run is skipped and counted in its
+ * recursion_misses), and kprobe programs run with preemption off; so a
+ * slot that one point's programs alone use is never shared (docs/
+ * kernel-notes.md, Attaching and detaching). */
+enum scratch_slot {
+	SCRATCH_CT_IN,
+	SCRATCH_NAT,
+	SCRATCH_CONFIRM,
+	SCRATCH_WINNER, /* confirm's exit, for the CLASH record of a winner found by tuple */
+	SCRATCH_SLOTS,
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct event);
 } scratch SEC(".maps");
@@ -67,9 +84,10 @@ static __always_inline void init_event(struct event *e, __u8 kind)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
-static __always_inline struct event *new_event(__u32 slot, __u8 kind)
+static __always_inline struct event *new_event(enum scratch_slot slot, __u8 kind)
 {
-	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
+	__u32 key = slot;
+	struct event *e = bpf_map_lookup_elem(&scratch, &key);
 	if (e)
 		init_event(e, kind);
 	return e;

@@ -136,7 +136,7 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 	}
 	if (!w)
 		return 0;
-	c = new_event(1, EVENT_CLASH);
+	c = new_event(SCRATCH_WINNER, EVENT_CLASH);
 	if (!c)
 		return 0;
 	read_ct(c, w);

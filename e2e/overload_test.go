@@ -125,6 +125,11 @@ func checkOverload(t *testing.T, out string) {
 		}
 		c := readCapture(t, p("overload.ctp"))
 		t.Logf("--ring-size 4096: sent %d, received %d, lost %d", c.sent, c.received, c.lost)
+		// Every probe's records, under a flood: each must be whole.
+		raw, events := jsonLines(t, p("overload.trace.jsonl"))
+		if n := checkEventRecords(t, raw, events); uint64(n) != c.received {
+			t.Errorf("%d event lines, %d records received", n, c.received)
+		}
 		if c.lost == 0 {
 			t.Errorf("a one-page ring buffer lost nothing in a flood of %d flows: the overload was not provoked", flood.Flows)
 		}

@@ -194,9 +194,13 @@ func checkScenario(t *testing.T, out, scenario string, k guestKernel) {
 	ok := t.Run("default", func(t *testing.T) { incidents = checkTrace(t, out, scenario, defaultMode, &stats, k) })
 	t.Run("timeline", func(t *testing.T) { checkTrace(t, out, scenario, timelineMode, &stats, k) })
 	t.Run("all", func(t *testing.T) { checkTrace(t, out, scenario, allMode, &stats, k) })
+	if !strings.Contains(scenario, "@") { // doctor judged the base scenarios (e2e/doctor_test.go)
+		t.Run("doctor", func(t *testing.T) { checkDoctor(t, out, scenario) })
+	}
 	// The filters are checked against the default mode's count.
 	if ok && scenario == "endpoints-2" {
 		checkFilters(t, p, incidents)
+		t.Run("pcapng", func(t *testing.T) { checkPCAPNG(t, out, scenario) })
 	}
 }
 
@@ -208,6 +212,9 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	name, variant, _ := strings.Cut(scenario, "@")
 	if rc := readFile(t, p(".trace.rc")); rc != "0" {
 		t.Fatalf("ctprobe trace exit %s: %s", rc, readFile(t, p(".trace.err")))
+	}
+	if mode == defaultMode {
+		checkCaps(t, readFile(t, p(".caps")), k.release, readFile(t, filepath.Join(out, "unpriv_bpf_disabled")))
 	}
 	raw, lines := jsonLines(t, p(".trace.jsonl"))
 
@@ -323,6 +330,7 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	if !mode.all && events != 0 {
 		t.Errorf("%d event lines without --all", events)
 	}
+	checkEventRecords(t, raw, lines)
 	if mismatch(uint64(len(incidents)), kernelClashes) {
 		t.Errorf("%d incidents in all, kernel counted %d clashes in the lab's namespaces", len(incidents), kernelClashes)
 	}
@@ -341,16 +349,21 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	// With records lost, which races were seen is not the point.
 	if exact {
 		checkRaces(t, name, incidents, races, len(incidents), kernelDrops)
-		// Every DNS reply ctlab waited for in vain is a query ctprobe saw
-		// dropped, and the other way round.
+		// A DNS query ctprobe saw dropped never got its reply: ctlab waited
+		// for it in vain. (ctlab may also give up on a reply that is only
+		// late, on a loaded host: how many drops there were is checked
+		// against the kernel's drop counter above, not against ctlab's
+		// timeouts.)
 		var dropped int
 		for _, inc := range incidents {
 			if inc.Outcome == "dropped" && inc.Loser != nil && inc.Loser.Orig != nil && strings.HasSuffix(inc.Loser.Orig.Dst, ":53") {
 				dropped++
 			}
 		}
-		if lost := stats.Lost.A + stats.Lost.AAAA; lost != dropped {
-			t.Errorf("ctlab lost %d replies (A %d, AAAA %d), ctprobe saw %d DNS queries dropped", lost, stats.Lost.A, stats.Lost.AAAA, dropped)
+		if lost := stats.Lost.A + stats.Lost.AAAA; lost < dropped {
+			t.Errorf("ctlab lost %d replies (A %d, AAAA %d), fewer than the %d DNS queries ctprobe saw dropped", lost, stats.Lost.A, stats.Lost.AAAA, dropped)
+		} else if lost > dropped {
+			t.Logf("%s: %d replies came later than ctlab's timeout (%v) or not at all, beside the %d dropped", name, lost-dropped, stats.Timeout, dropped)
 		}
 	}
 

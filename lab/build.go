@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ctprobe/ctprobe/internal/ipt"
+
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 )
 
@@ -120,7 +122,7 @@ func (t *Topology) build(ctx context.Context) error {
 		if t.Scenario.sequential {
 			cpu = -1 // no race to provoke
 		}
-		s, err := startSender(t.byRole[role], cpu)
+		s, err := startSender(t.byRole[role], cpu, t.Options.Comm)
 		if err != nil {
 			return err
 		}
@@ -295,7 +297,7 @@ func (t *Topology) installRules(ctx context.Context) error {
 		lines = SNATOnePortRules("dns1", SNATTarget)
 	}
 	for _, line := range lines {
-		args, err := splitRule(line)
+		args, err := ipt.Split(line)
 		if err != nil {
 			return err
 		}

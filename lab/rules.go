@@ -219,35 +219,3 @@ func CtStateNewRules() []string {
 func CtStateNewNft(table string) string {
 	return fmt.Sprintf("table inet %s {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state new counter\n\t}\n}\n", table)
 }
-
-// splitRule splits an iptables rule line into arguments; double quotes group
-// words (the comments), as in iptables-save output.
-func splitRule(line string) ([]string, error) {
-	var args []string
-	var cur strings.Builder
-	inQuote, have := false, false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case c == '"':
-			inQuote = !inQuote
-			have = true
-		case (c == ' ' || c == '\t') && !inQuote:
-			if have {
-				args = append(args, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteByte(c)
-			have = true
-		}
-	}
-	if inQuote {
-		return nil, fmt.Errorf("unbalanced quote in rule %q", line)
-	}
-	if have {
-		args = append(args, cur.String())
-	}
-	return args, nil
-}

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ctprobe/ctprobe/internal/ipt"
 )
 
 func addrs(s ...string) []netip.Addr {
@@ -182,21 +184,21 @@ func TestRace4AndNoNATRules(t *testing.T) {
 }
 
 func TestSplitRule(t *testing.T) {
-	got, err := splitRule(`-A X -m comment --comment "a b -> c:53" -j Y`)
+	got, err := ipt.Split(`-A X -m comment --comment "a b -> c:53" -j Y`)
 	want := []string{"-A", "X", "-m", "comment", "--comment", "a b -> c:53", "-j", "Y"}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q, %v", got, err)
 	}
-	if got, _ := splitRule(`--comment ""`); !reflect.DeepEqual(got, []string{"--comment", ""}) {
+	if got, _ := ipt.Split(`--comment ""`); !reflect.DeepEqual(got, []string{"--comment", ""}) {
 		t.Errorf("empty quoted arg: %q", got)
 	}
-	if _, err := splitRule(`-m comment --comment "open`); err == nil {
+	if _, err := ipt.Split(`-m comment --comment "open`); err == nil {
 		t.Error("unbalanced quote accepted")
 	}
 	// Every generated line must split back into clean arguments.
 	s := DNSService(ClusterIP4, clusterCIDR4, addrs("10.244.2.1", "10.244.2.2"))
 	for _, line := range KubeProxyRules(s) {
-		args, err := splitRule(line)
+		args, err := ipt.Split(line)
 		if err != nil {
 			t.Fatal(err)
 		}

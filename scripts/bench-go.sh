@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # User-space throughput: the Go benchmarks of decode and correlate over a
-# synthetic busy-node capture (tracer/stream/synth_test.go), on one core,
+# synthetic busy-node capture (tracer/stream/streamtest), on one core,
 # COUNT times each, and a table of the medians:
 #
 #   benchmark  events/s  ns/event  allocs/event

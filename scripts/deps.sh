@@ -12,9 +12,16 @@ all=(
   clang-16 llvm-16 bpftool libbpf-dev
   # race lab and tests on the host
   iptables nftables conntrack iproute2 kmod
+  # doctor's tests: a program linked against musl (its resolver sends A and AAAA at once)
+  musl-tools
+  # the pod test (e2e/pods_test.go): a real containerd with its CRI plugin, runc, CNI plugins
+  containerd runc containernetworking-plugins
   # VM lab: emulators (x86-64, arm64), guest userland, initramfs packing, kernel modules (.ko.xz)
   # and depmod, readelf (the libraries of arm64 guest programs)
   qemu-system-x86 qemu-system-arm busybox-static cpio zstd xz-utils kmod binutils
+  # metrics and deployment: Prometheus and promtool (unit and VM tests), curl (VM tests), umoci
+  # and skopeo (make image and its test), shellcheck (the one-node recipe's test)
+  prometheus curl umoci skopeo shellcheck
   # general build tools the Makefile uses
   make git ca-certificates
 )

@@ -53,11 +53,18 @@ func (t *Tracer) attach(opts Options) {
 				continue
 			}
 			e.Function = c.fn
+			if !sym.Exact(c.fn) {
+				// A .isra/.constprop clone may have dropped or reordered its
+				// arguments: its registers cannot be read as the original's.
+				e.Status = plan.Failed
+				reasons = append(reasons, fmt.Sprintf("%s: only the compiler clone %s is in kallsyms, whose arguments may differ, so it is not probed", c.fn, sym.Names[0]))
+				continue
+			}
 			e.Status = plan.Failed
 			if opts.Attach == plan.Kprobe {
 				reasons = append(reasons, c.fn+" fentry: not tried (--attach kprobe)")
 			} else if c.fentry.exit != "" || c.fentry.entry != "" {
-				if !sym.Exact(c.fn) || !t.Kernel.hasBTFFunc(c.fn) {
+				if !t.Kernel.hasBTFFunc(c.fn) {
 					reasons = append(reasons, c.fn+" fentry: no BTF for the function")
 					t.cause(noBTFCause)
 				} else if err := t.attachFentry(c); err != nil {
@@ -77,16 +84,13 @@ func (t *Tracer) attach(opts Options) {
 				t.cause("kprobe: kernel has no kprobes (CONFIG_KPROBES off)")
 				continue
 			}
-			how, note, err := t.attachKprobe(c, sym.Names[0], opts.MaxActive)
+			how, note, err := t.attachKprobe(c, c.fn, opts.MaxActive)
 			if err != nil {
 				reasons = append(reasons, fmt.Sprintf("%s kprobe: %v", c.fn, err))
 				t.cause(fmt.Sprintf("kprobe: %v", err))
 				continue
 			}
-			if sym.Names[0] != c.fn {
-				note = append(note, "clone "+sym.Names[0])
-			}
-			e.Function, e.Attach, e.Status = sym.Names[0], how, plan.Attached
+			e.Attach, e.Status = how, plan.Attached
 			reasons = append(reasons, note...)
 			break
 		}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/incident"
 )
 
 // Kernel is what ctprobe needs to know about the running kernel to plan its
@@ -58,7 +60,7 @@ func ProbeKernel() (Kernel, error) {
 	_, err := os.Stat("/sys/kernel/btf/vmlinux")
 	k.BTF = err == nil
 	k.Kprobes = kprobesAvailable()
-	syms, err := readKallsyms("/proc/kallsyms", probedFunctions)
+	syms, err := readKallsyms("/proc/kallsyms", append(probedFunctions, eraMarkers...))
 	if err != nil {
 		return k, err
 	}
@@ -70,18 +72,11 @@ func ProbeKernel() (Kernel, error) {
 	return k, nil
 }
 
-func parseRelease(r string) [3]int {
-	var v [3]int
-	fields := strings.FieldsFunc(r, func(c rune) bool { return c < '0' || c > '9' })
-	for i := 0; i < 3 && i < len(fields); i++ {
-		v[i], _ = strconv.Atoi(fields[i])
-	}
-	return v
-}
+func parseRelease(r string) [3]int { return incident.ParseKernelRelease(r) }
 
 // AtLeast reports whether the kernel is at least major.minor.
 func (k Kernel) AtLeast(major, minor int) bool {
-	return k.Version[0] > major || (k.Version[0] == major && k.Version[1] >= minor)
+	return incident.KernelVersion(k.Version).AtLeast(major, minor)
 }
 
 // kprobesAvailable: CONFIG_KPROBES gives a kprobe PMU (4.17+) or, on older
@@ -210,3 +205,11 @@ func haveTaskStorage() bool {
 
 // errNoConntrack is returned when nf_conntrack is not loaded.
 var errNoConntrack = errors.New("nf_conntrack is not loaded: no conntrack on this host yet (load it with `modprobe nf_conntrack`, or start tracing after a NAT/conntrack rule exists)")
+
+// DatingFunctions are every function ctprobe may probe or date the kernel
+// by: what `ctprobe probes` shows the kernel's evidence on.
+func DatingFunctions() []string { return append(slices.Clone(probedFunctions), eraMarkers...) }
+
+// FuncParams is the function's parameter count from BTF (vmlinux or its
+// module), or -1 when BTF does not describe it.
+func (k Kernel) FuncParams(fn string) int { return k.funcParams(fn) }

@@ -70,12 +70,12 @@ var points = []point{
 		functions: []string{"nf_conntrack_in"},
 		use:       followsFlows(true),
 		candidates: func(k Kernel, _ mode.Mode, _ func(string) bool) []candidate {
-			// 4.19 has nf_conntrack_in(net, pf, hooknum, skb); 4.20+ (skb, state).
-			if n := k.funcParams("nf_conntrack_in"); n == 4 || (n < 0 && !k.AtLeast(4, 20)) {
-				return []candidate{{fn: "nf_conntrack_in",
+			sig := k.ctInSignature()
+			if sig.older {
+				return []candidate{{fn: "nf_conntrack_in", kprobeNote: sig.from,
 					kprobe: programs{probe.BPFProgKprobeCtInV419, probe.BPFProgKretprobeCtIn}}}
 			}
-			return []candidate{{fn: "nf_conntrack_in",
+			return []candidate{{fn: "nf_conntrack_in", kprobeNote: sig.from,
 				fentry: programs{"", probe.BPFProgFexitCtIn},
 				kprobe: programs{probe.BPFProgKprobeCtIn, probe.BPFProgKretprobeCtIn}}}
 		},
@@ -85,15 +85,20 @@ var points = []point{
 		event: event.NAT, skippable: true,
 		functions: []string{"get_unique_tuple", "nf_nat_setup_info"},
 		use:       followsFlows(false),
-		candidates: func(Kernel, mode.Mode, func(string) bool) []candidate {
+		candidates: func(_ Kernel, m mode.Mode, _ func(string) bool) []candidate {
 			// get_unique_tuple is static and inlined into nf_nat_setup_info in
 			// most builds (6.1, 6.18); nf_nat_setup_info is exported.
+			gut := programs{probe.BPFProgFentryGut, probe.BPFProgFexitGut}
+			nat := programs{probe.BPFProgFentryNat, probe.BPFProgFexitNat}
+			if m.KeepHistory() {
+				// fexit alone: the ct's history holds what the entry would
+				// save (bpf/point_nat.bpf.h, nat_exit_hist).
+				gut, nat = programs{"", probe.BPFProgFexitGutHist}, programs{"", probe.BPFProgFexitNatHist}
+			}
 			return []candidate{
-				{fn: "get_unique_tuple",
-					fentry: programs{probe.BPFProgFentryGut, probe.BPFProgFexitGut},
+				{fn: "get_unique_tuple", fentry: gut,
 					kprobe: programs{probe.BPFProgKprobeGut, probe.BPFProgKretprobeGut}},
-				{fn: "nf_nat_setup_info",
-					fentry: programs{probe.BPFProgFentryNat, probe.BPFProgFexitNat},
+				{fn: "nf_nat_setup_info", fentry: nat,
 					kprobe: programs{probe.BPFProgKprobeNat, probe.BPFProgKretprobeNat}},
 			}
 		},
@@ -112,14 +117,14 @@ var points = []point{
 			if atConfirm {
 				fexit, kret = "", ""
 			}
-			// 4.19-5.5: nf_ct_resolve_clash(net, skb, ctinfo, h), likely inlined;
-			// 5.6+: (skb, h, reply_hash), __cold noinline. __nf_ct_resolve_clash(skb, h)
-			// (5.6+) shares the first two arguments, but not the verdict.
-			if n := k.funcParams("nf_ct_resolve_clash"); n == 4 || (n < 0 && !k.AtLeast(5, 6)) {
-				return []candidate{{fn: "nf_ct_resolve_clash",
+			// __nf_ct_resolve_clash(skb, h) (5.6+) shares the first two
+			// arguments of the newer nf_ct_resolve_clash, but not the verdict.
+			sig := k.clashSignature()
+			if sig.older {
+				return []candidate{{fn: "nf_ct_resolve_clash", kprobeNote: sig.from,
 					kprobe: programs{probe.BPFProgKprobeClashV419, kret}}}
 			}
-			cs := []candidate{{fn: "nf_ct_resolve_clash",
+			cs := []candidate{{fn: "nf_ct_resolve_clash", kprobeNote: sig.from,
 				fentry: programs{probe.BPFProgFentryClash, fexit},
 				kprobe: programs{probe.BPFProgKprobeClash, kret}}}
 			if atConfirm {
@@ -158,8 +163,13 @@ var points = []point{
 					session:    probe.BPFProgKsessionConfirmNew,
 					kprobeNote: note}}
 			}
-			return []candidate{{fn: "__nf_conntrack_confirm",
-				fentry: programs{probe.BPFProgFentryConfirm, probe.BPFProgFexitConfirm},
+			fentry := programs{probe.BPFProgFentryConfirm, probe.BPFProgFexitConfirm}
+			if m.KeepHistory() && attached("clash") {
+				// fexit alone: the clash record holds a merged loser's
+				// tuples (bpf/point_confirm.bpf.h, confirm_exit_hist).
+				fentry = programs{"", probe.BPFProgFexitConfirmHist}
+			}
+			return []candidate{{fn: "__nf_conntrack_confirm", fentry: fentry,
 				kprobe: programs{probe.BPFProgKprobeConfirm, probe.BPFProgKretprobeConfirm}}}
 		},
 	},

@@ -166,3 +166,28 @@ func TestPointsCoverEveryEventKind(t *testing.T) {
 		}
 	}
 }
+
+// --timeline attaches the NAT binding and, with the clash probe, confirm by
+// their exits alone where fexit serves (the ct's history and the clash
+// record hold what the entries would save); without the clash probe
+// confirm's entry indexes cts by tuple, and kprobe mode keeps its pairs.
+func TestPlanTimelineExitsAlone(t *testing.T) {
+	clash := func(p string) bool { return p == "clash" }
+	for _, c := range pointByName(t, "nat").candidates(Kernel{}, mode.Timeline, clash) {
+		if c.fentry.entry != "" || c.fentry.exit == "" || c.kprobe.entry == "" {
+			t.Errorf("--timeline nat %s: %+v", c.fn, c)
+		}
+	}
+	for _, c := range pointByName(t, "nat").candidates(Kernel{}, mode.AllTimeline, clash) {
+		if c.fentry.entry == "" {
+			t.Errorf("--all --timeline nat %s streams bindings of cts without history: needs its entry: %+v", c.fn, c)
+		}
+	}
+	confirm := pointByName(t, "confirm")
+	if cs := confirm.candidates(Kernel{}, mode.Timeline, clash); cs[0].fentry != (programs{"", probe.BPFProgFexitConfirmHist}) {
+		t.Errorf("--timeline confirm with the clash probe: %+v", cs[0].fentry)
+	}
+	if cs := confirm.candidates(Kernel{}, mode.Timeline, func(string) bool { return false }); cs[0].fentry.entry == "" {
+		t.Errorf("--timeline confirm without the clash probe: %+v", cs[0].fentry)
+	}
+}

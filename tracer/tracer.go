@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"runtime/debug"
 	"time"
 
@@ -96,26 +95,13 @@ type attached struct {
 // message names the reason and the fix.
 var ErrNotTraceable = errors.New("cannot trace conntrack on this kernel")
 
-// CheckPrivileges returns an error naming what is missing to load BPF.
-func CheckPrivileges() error {
-	if os.Geteuid() == 0 {
-		return nil
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err == nil {
-		has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-		if has(unix.CAP_SYS_ADMIN) || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON)) {
-			return nil
-		}
-	}
-	return errors.New("loading BPF programs needs root or CAP_BPF and CAP_PERFMON: run it with sudo")
-}
-
 // Open plans, loads and attaches the probes. When a required point cannot
 // attach it returns an error wrapping ErrNotTraceable, with the plan filled
 // in t.Plan of the returned (closed) tracer for reporting.
 func Open(opts Options) (*Tracer, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
@@ -188,12 +174,11 @@ func (t *Tracer) load(opts Options) error {
 		return err
 	}
 	spec.Maps[probe.BPFMapEvents].MaxEntries = uint32(orDefault(opts.RingSize, DefaultRingSize))
-	// The history serves the modes that follow every flow (bpf/ctprobe.bpf.c).
-	if opts.Mode.FollowsFlows() {
-		spec.Maps[probe.BPFMapHist].MaxEntries = uint32(orDefault(opts.History, DefaultHistory))
-	} else {
-		spec.Maps[probe.BPFMapHist].MaxEntries = 1
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count possible CPUs: %w", err)
 	}
+	sizeLRUMaps(spec, opts, cpus)
 	// Before 5.11 a task storage map cannot be made either; no program
 	// that uses it is planned then.
 	if !t.Kernel.TaskStorage {

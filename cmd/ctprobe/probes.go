@@ -19,7 +19,11 @@ func runProbes(args []string, stdout io.Writer) error {
 	fs := newFlagSet("probes")
 	output := fs.String("o", "text", "output format: text or json")
 	attach := fs.String("attach", "auto", "attach mode to try: auto, fentry or kprobe")
+	nf := addNameFlags(fs)
 	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if err := nf.check(); err != nil {
 		return err
 	}
 	how, err := tracer.ParseAttach(*attach)
@@ -36,6 +40,12 @@ func runProbes(args []string, stdout io.Writer) error {
 	}
 	p := render.Probes{Kernel: k.Release, BTF: k.BTF, Kprobes: k.Kprobes, Conntrack: k.Conntrack,
 		Fentry: "unknown (needs privileges to try)", ClashEra: k.ClashEra()}
+	for _, fn := range tracer.DatingFunctions() {
+		s := k.Symbols[fn]
+		p.Functions = append(p.Functions, render.KernelFunction{Name: fn, Names: s.Names, Module: s.Module, Params: k.FuncParams(fn)})
+	}
+	p.Datapath = tracer.DatapathNotes(k)
+	p.Names = nf.status()
 	traceErr := tracer.CheckPrivileges()
 	if traceErr == nil {
 		t, err := tracer.Open(tracer.Options{Attach: how, Mode: mode.Timeline})

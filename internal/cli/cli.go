@@ -8,6 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 )
 
 // UsageError is a mistake on the command line: exit status 2.
@@ -53,4 +56,31 @@ func Given(fs *flag.FlagSet, name string) bool {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
 	return given
+}
+
+// sizeUnits are the suffixes ParseSize takes: binary (KiB, MiB, GiB) and,
+// as tcpdump's -C counts, decimal (k, M, G: 1000s).
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"B", 1},
+}
+
+// ParseSize reads a size in bytes: a whole number with an optional unit
+// ("64MiB", "500k", "1048576").
+func ParseSize(s string) (int64, error) {
+	num, mult := s, int64(1)
+	for _, u := range sizeUnits {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size: want a whole number of bytes with an optional unit (KiB, MiB, GiB, k, M, G), e.g. 64MiB", s)
+	}
+	return n * mult, nil
 }

@@ -39,3 +39,16 @@ func TestParse(t *testing.T) {
 		t.Errorf("-h: %v, %q", err, out.String())
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"64MiB": 64 << 20, "1GiB": 1 << 30, "500k": 500_000, "2M": 2_000_000, "4096": 4096, "12B": 12, "0": 0} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5MiB", "64 MiB", "64mib", "9999999999GiB", "x"} {
+		if got, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}

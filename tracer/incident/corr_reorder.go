@@ -37,6 +37,22 @@ func (c *Correlator) Flush() []Incident {
 	return c.take()
 }
 
+// Quiet says that no incident is in the making: none waits for late
+// events, and every clash seen has its loser's confirm. A capture that
+// ends here and another that starts here split no incident between them.
+// It walks the records in use: call it now and then, not per event.
+func (c *Correlator) Quiet() bool {
+	if c.pendLen > 0 {
+		return false
+	}
+	for s := c.head; s >= 0; s = c.lru[s].next {
+		if r := &c.heads[s]; r.have&hasClash != 0 && r.have&hasConfirm == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // replayed: the kernel replayed this clash's history (--timeline) or sent
 // the clash with it (the default mode), so every event of it was written
 // before the loser's confirm.

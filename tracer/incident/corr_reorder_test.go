@@ -196,3 +196,44 @@ func TestPendingBound(t *testing.T) {
 		t.Fatalf("%d incidents, want 100", n)
 	}
 }
+
+// Quiet is false from a clash to its loser's confirm, and while an
+// incident waits for late events; true again once each is done.
+func TestQuiet(t *testing.T) {
+	sc := scenarioR3NATClash()
+	for _, m := range []struct {
+		name string
+		evs  []event.Event
+	}{{"default mode", defaultMode(sc.replay)}, {"--all", allMode(sc.replay)}} {
+		t.Run(m.name, func(t *testing.T) {
+			c := New(Options{ReorderWindow: 5000})
+			if !c.Quiet() {
+				t.Fatal("a new correlator is not quiet")
+			}
+			var incs []Incident
+			for i := range m.evs {
+				ev := &m.evs[i]
+				incs = append(incs, c.Add(ev)...)
+				clash := ev.Kind == event.Clash
+				if clash && c.Quiet() {
+					t.Errorf("event %d: quiet between a clash and its loser's confirm", i)
+				}
+				if !clash && len(incs) == 0 && i < len(m.evs)-1 && !c.Quiet() {
+					t.Errorf("event %d (%v): not quiet before any clash", i, ev.Kind)
+				}
+			}
+			if len(incs) == 0 {
+				if c.Quiet() {
+					t.Error("quiet while the incident waits for late events")
+				}
+				incs = c.Advance(m.evs[len(m.evs)-1].Time + 5000)
+			}
+			if inc := only(t, incs); inc.Race != sc.want.race || inc.Outcome != sc.want.outcome {
+				t.Errorf("race %d %s, want %d %s", inc.Race, inc.Outcome, sc.want.race, sc.want.outcome)
+			}
+			if !c.Quiet() {
+				t.Error("not quiet after the incident")
+			}
+		})
+	}
+}

@@ -28,24 +28,42 @@ type Race struct {
 	// change it rests on (docs/kernel-notes.md, Mitigations and what each
 	// rests on).
 	Mitigation string
+	// Findings are the ids of the `ctprobe doctor` findings that predict
+	// this race (docs/doctor.md), so that a trace's summary can name them.
+	Findings []string
 }
+
+// The ids of `ctprobe doctor`'s findings (docs/doctor.md). Those that
+// predict a race are named in its row's Findings.
+const (
+	FindingSNATPortCollision       = "snat-port-collision"
+	FindingDNATUDPMultiEndpoint    = "dnat-udp-multi-endpoint"
+	FindingRandomFullyRace2        = "random-fully-race2"
+	FindingTunnelDoubleSNAT        = "tunnel-double-snat"
+	FindingConntrackTableFill      = "conntrack-table-fill"
+	FindingResolverParallelQueries = "resolver-parallel-queries"
+)
 
 // Races is the race table, indexed by RaceType.
 var Races = [...]Race{
 	RaceUnknown: {RaceUnknown, "unclassified", "",
-		"none known: the evidence was incomplete (see each incident's reason; lost records make this likelier)"},
+		"none known: the evidence was incomplete (see each incident's reason; lost records make this likelier)", nil},
 	RaceIdentical: {RaceIdentical, "identical tuples", "merged into the winner (4.19+)",
-		"kernel ≥ 4.19 merges identical entries (ed07d9a021df \"netfilter: nf_conntrack: resolve clash for matching conntracks\")"},
+		"kernel ≥ 4.19 merges identical entries (ed07d9a021df \"netfilter: nf_conntrack: resolve clash for matching conntracks\")",
+		[]string{FindingResolverParallelQueries}},
 	RaceNATPort: {RaceNATPort, "NAT moved the source port", "same-origin rule (5.0+) turns it into 1 or 3",
-		"kernel ≥ 5.0, or 4.19.y with 4e35c1cb9460 (\"netfilter: nf_nat: skip nat clash resolution for same-origin entries\"), keeps the source port so the entries merge"},
+		"kernel ≥ 5.0, or 4.19.y with 4e35c1cb9460 (\"netfilter: nf_nat: skip nat clash resolution for same-origin entries\"), keeps the source port so the entries merge",
+		[]string{FindingRandomFullyRace2}},
 	RaceEndpoints: {RaceEndpoints, "DNAT chose different endpoints", "inserted reply-only, `IPS_NAT_CLASH` (5.6+); dropped before",
 		"kernel ≥ 5.6 inserts the loser reply-only (6a757c07e51f \"netfilter: conntrack: allow insertion of clashing entries\"); " +
 			"or NodeLocal DNSCache (no DNAT between pod and resolver); " +
-			"or glibc `options single-request-reopen` (A and AAAA from different sockets) / `options use-vc` (TCP); musl (Alpine) ignores both"},
+			"or glibc `options single-request` (A, then AAAA) / `options use-vc` (TCP); musl (Alpine) ignores both",
+		[]string{FindingDNATUDPMultiEndpoint, FindingResolverParallelQueries}},
 	RaceSNATPort: {RaceSNATPort, "SNAT port collision (reply tuple taken)", "dropped on every kernel",
-		"`--random-fully` on the MASQUERADE/SNAT rule (NF_NAT_RANGE_PROTO_RANDOM_FULLY), a wider SNAT port range, or more SNAT addresses; no kernel settles it"},
+		"`--random-fully` on the MASQUERADE/SNAT rule (NF_NAT_RANGE_PROTO_RANDOM_FULLY), a wider SNAT port range, or more SNAT addresses; no kernel settles it",
+		[]string{FindingSNATPortCollision}},
 	RaceReverse: {RaceReverse, "reverse collision", "merged (6.12+)",
-		"kernel ≥ 6.12 merges reverse collisions (a4e6a1031e77 \"netfilter: conntrack: add clash resolution for reverse collisions\")"},
+		"kernel ≥ 6.12 merges reverse collisions (a4e6a1031e77 \"netfilter: conntrack: add clash resolution for reverse collisions\")", nil},
 }
 
 // Race returns the table row of r; a number the table does not know (from

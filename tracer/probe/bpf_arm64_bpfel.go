@@ -25,6 +25,13 @@ type BPFClashPair struct {
 	Loser BPFEvent
 }
 
+type BPFClashSeen struct {
+	_          structs.HostLayout
+	Clash      BPFEvent
+	LoserOrig  BPFTuple
+	LoserReply BPFTuple
+}
+
 type BPFEntry struct {
 	_      structs.HostLayout
 	Skb    uint64
@@ -206,10 +213,13 @@ const (
 	BPFProgFentryNat               = "fentry_nat"
 	BPFProgFexitClash              = "fexit_clash"
 	BPFProgFexitConfirm            = "fexit_confirm"
+	BPFProgFexitConfirmHist        = "fexit_confirm_hist"
 	BPFProgFexitConfirmNew         = "fexit_confirm_new"
 	BPFProgFexitCtIn               = "fexit_ct_in"
 	BPFProgFexitGut                = "fexit_gut"
+	BPFProgFexitGutHist            = "fexit_gut_hist"
 	BPFProgFexitNat                = "fexit_nat"
+	BPFProgFexitNatHist            = "fexit_nat_hist"
 	BPFProgKprobeClash             = "kprobe_clash"
 	BPFProgKprobeClashV419         = "kprobe_clash_v419"
 	BPFProgKprobeConfirm           = "kprobe_confirm"
@@ -227,6 +237,7 @@ const (
 	BPFProgKretprobeNat            = "kretprobe_nat"
 	BPFProgKsessionConfirmNew      = "ksession_confirm_new"
 	BPFProgRawTpOrigin             = "raw_tp_origin"
+	BPFVarEmptyClashSeen           = "empty_clash_seen"
 	BPFVarEmptyEntry               = "empty_entry"
 	BPFVarEmptyStack               = "empty_stack"
 	BPFVarFilterHost               = "filter_host"
@@ -293,10 +304,13 @@ type BPFProgramSpecs struct {
 	FentryNat               *ebpf.ProgramSpec `ebpf:"fentry_nat"`
 	FexitClash              *ebpf.ProgramSpec `ebpf:"fexit_clash"`
 	FexitConfirm            *ebpf.ProgramSpec `ebpf:"fexit_confirm"`
+	FexitConfirmHist        *ebpf.ProgramSpec `ebpf:"fexit_confirm_hist"`
 	FexitConfirmNew         *ebpf.ProgramSpec `ebpf:"fexit_confirm_new"`
 	FexitCtIn               *ebpf.ProgramSpec `ebpf:"fexit_ct_in"`
 	FexitGut                *ebpf.ProgramSpec `ebpf:"fexit_gut"`
+	FexitGutHist            *ebpf.ProgramSpec `ebpf:"fexit_gut_hist"`
 	FexitNat                *ebpf.ProgramSpec `ebpf:"fexit_nat"`
+	FexitNatHist            *ebpf.ProgramSpec `ebpf:"fexit_nat_hist"`
 	KprobeClash             *ebpf.ProgramSpec `ebpf:"kprobe_clash"`
 	KprobeClashV419         *ebpf.ProgramSpec `ebpf:"kprobe_clash_v419"`
 	KprobeConfirm           *ebpf.ProgramSpec `ebpf:"kprobe_confirm"`
@@ -339,6 +353,7 @@ type BPFMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BPFVariableSpecs struct {
+	EmptyClashSeen     *ebpf.VariableSpec `ebpf:"empty_clash_seen"`
 	EmptyEntry         *ebpf.VariableSpec `ebpf:"empty_entry"`
 	EmptyStack         *ebpf.VariableSpec `ebpf:"empty_stack"`
 	FilterHost         *ebpf.VariableSpec `ebpf:"filter_host"`
@@ -414,6 +429,7 @@ func (m *BPFMaps) Close() error {
 //
 // It can be passed to LoadBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BPFVariables struct {
+	EmptyClashSeen     *ebpf.Variable `ebpf:"empty_clash_seen"`
 	EmptyEntry         *ebpf.Variable `ebpf:"empty_entry"`
 	EmptyStack         *ebpf.Variable `ebpf:"empty_stack"`
 	FilterHost         *ebpf.Variable `ebpf:"filter_host"`
@@ -442,10 +458,13 @@ type BPFPrograms struct {
 	FentryNat               *ebpf.Program `ebpf:"fentry_nat"`
 	FexitClash              *ebpf.Program `ebpf:"fexit_clash"`
 	FexitConfirm            *ebpf.Program `ebpf:"fexit_confirm"`
+	FexitConfirmHist        *ebpf.Program `ebpf:"fexit_confirm_hist"`
 	FexitConfirmNew         *ebpf.Program `ebpf:"fexit_confirm_new"`
 	FexitCtIn               *ebpf.Program `ebpf:"fexit_ct_in"`
 	FexitGut                *ebpf.Program `ebpf:"fexit_gut"`
+	FexitGutHist            *ebpf.Program `ebpf:"fexit_gut_hist"`
 	FexitNat                *ebpf.Program `ebpf:"fexit_nat"`
+	FexitNatHist            *ebpf.Program `ebpf:"fexit_nat_hist"`
 	KprobeClash             *ebpf.Program `ebpf:"kprobe_clash"`
 	KprobeClashV419         *ebpf.Program `ebpf:"kprobe_clash_v419"`
 	KprobeConfirm           *ebpf.Program `ebpf:"kprobe_confirm"`
@@ -473,10 +492,13 @@ func (p *BPFPrograms) Close() error {
 		p.FentryNat,
 		p.FexitClash,
 		p.FexitConfirm,
+		p.FexitConfirmHist,
 		p.FexitConfirmNew,
 		p.FexitCtIn,
 		p.FexitGut,
+		p.FexitGutHist,
 		p.FexitNat,
+		p.FexitNatHist,
 		p.KprobeClash,
 		p.KprobeClashV419,
 		p.KprobeConfirm,

@@ -8,10 +8,11 @@ import (
 // correlator uses for incident.DNSQuery, so that event lines and incidents
 // name a query the same way. Parsing costs one allocation (the name).
 
-// appendDNSName writes a name as dnsmsg gives it, with "…" when the
-// capture cut it short.
+// appendDNSName writes a name as dnsmsg gives it (its presentation form
+// escapes every byte outside printable ASCII already; appendEscaped keeps
+// that true of any name), with "…" when the capture cut it short.
 func appendDNSName(dst []byte, name string, truncated bool) []byte {
-	dst = append(dst, name...)
+	dst = appendEscaped(dst, name)
 	if truncated {
 		dst = append(dst, "…"...)
 	}
@@ -30,7 +31,7 @@ func appendDNSText(dst []byte, payload []byte) []byte {
 	dst = appendHex(dst, uint64(q.ID))
 	dst = append(dst, ' ')
 	if q.HasType {
-		dst = append(dst, dnsTypeName(q.Type)...)
+		dst = append(dst, dnsmsg.TypeName(q.Type)...)
 	} else {
 		dst = append(dst, '?')
 	}
@@ -55,7 +56,7 @@ func appendDNSJSON(dst []byte, payload []byte) []byte {
 	dst = appendUint(dst, uint64(q.ID))
 	dst = append(dst, `,"type":`...)
 	if q.HasType {
-		dst = appendJSONString(dst, dnsTypeName(q.Type))
+		dst = appendJSONString(dst, dnsmsg.TypeName(q.Type))
 		dst = append(dst, `,"qtype":`...)
 		dst = appendUint(dst, uint64(q.Type))
 	} else {

@@ -3,8 +3,10 @@ package render
 import (
 	"slices"
 
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/names"
 )
 
 // stageRow is one line of an incident timeline.
@@ -91,7 +93,7 @@ func appendDNSQuery(dst []byte, q *incident.DNSQuery) []byte {
 		return append(dst, '?')
 	}
 	if q.Type != 0 {
-		dst = append(dst, dnsTypeName(q.Type)...)
+		dst = append(dst, dnsmsg.TypeName(q.Type)...)
 	} else {
 		dst = append(dst, '?')
 	}
@@ -99,6 +101,27 @@ func appendDNSQuery(dst []byte, q *incident.DNSQuery) []byte {
 	dst = appendDNSName(dst, q.Name, q.Truncated && q.Type == 0)
 	dst = append(dst, " id "...)
 	return appendHex(dst, uint64(q.ID))
+}
+
+// appendBracketedNames writes " [default/client-a/lookup]" after a sender
+// in an incident's first line, or nothing when nothing is known.
+func appendBracketedNames(dst []byte, n *names.Names) []byte {
+	if !n.Pod.Known() && n.ContainerID == "" {
+		return dst
+	}
+	dst = append(dst, " ["...)
+	dst = appendNames(dst, n)
+	return append(dst, ']')
+}
+
+// appendNetnsName writes " (NAME)" after a netns inode named in /run/netns.
+func appendNetnsName(dst []byte, n *names.Names) []byte {
+	if n.Netns == "" {
+		return dst
+	}
+	dst = append(dst, " ("...)
+	dst = appendEscaped(dst, n.Netns)
+	return append(dst, ')')
 }
 
 func appendWho(dst []byte, color bool, who byte) []byte {
@@ -131,9 +154,9 @@ func appendPacketTask(dst []byte, p *incident.Packet) []byte {
 
 // appendIncident writes one incident block:
 //
-//	12:00:03.123456 race 3 (DNAT chose different endpoints) — nat-clash — pid 4242 ctlab, socket cookie 0x1f inode 12345, netns 4026532201
+//	12:00:03.123456 race 3 (DNAT chose different endpoints) — nat-clash — pid 4242 ctlab [default/client-a/lookup], socket cookie 0x1f inode 12345, netns 4026532201
 //	  dns  A lab.example. id 0x1234 ok / AAAA lab.example. id 0x1235 — inserted reply-only
-//	  W    ctlab[4242/4243]  ct 0xffff888004a1b300  udp 10.244.1.2:41000->10.96.0.10:53  reply 10.244.2.1:53->10.244.1.2:41000
+//	  W    ctlab[4242/4243]  default/client-a/lookup  ct 0xffff888004a1b300  udp 10.244.1.2:41000->10.96.0.10:53  reply 10.244.2.1:53->10.244.1.2:41000
 //	  L    ...
 //	        +0.000µs  W cpu0   ct_in   LOCAL_OUT   udp 10.244.1.2:41000->10.96.0.10:53 reply 10.96.0.10:53->10.244.1.2:41000
 //	        ...
@@ -154,7 +177,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	dst = append(dst, inc.Race.Name()...)
 	if inc.Race == incident.RaceUnknown && inc.Reason != "" {
 		dst = append(dst, ": "...)
-		dst = append(dst, inc.Reason...)
+		dst = appendEscaped(dst, inc.Reason)
 	}
 	dst = append(dst, ')')
 	if color {
@@ -166,10 +189,11 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		dst = append(dst, " — pid "...)
 		dst = appendUint(dst, uint64(L.PID))
 		dst = append(dst, ' ')
-		dst = append(dst, L.Comm...)
+		dst = appendEscaped(dst, L.Comm)
 	} else {
 		dst = append(dst, " — sender unknown"...)
 	}
+	dst = appendBracketedNames(dst, &L.Names)
 	if L.HasSock {
 		dst = append(dst, ", socket cookie "...)
 		dst = appendHex(dst, L.Sock.Cookie)
@@ -178,25 +202,33 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	}
 	dst = append(dst, ", netns "...)
 	dst = appendUint(dst, uint64(L.Netns))
+	dst = appendNetnsName(dst, &L.Names)
 	if L.Zone != 0 {
 		dst = append(dst, " zone "...)
 		dst = appendUint(dst, uint64(L.Zone))
 	}
 	if inc.HasWinner {
 		otherTask := W.Task && (!L.Task || W.PID != L.PID)
+		otherPod := W.Names.Pod != L.Names.Pod && W.Names.Pod.Known()
 		if otherTask {
 			dst = append(dst, "; winner pid "...)
 			dst = appendUint(dst, uint64(W.PID))
 			dst = append(dst, ' ')
-			dst = append(dst, W.Comm...)
+			dst = appendEscaped(dst, W.Comm)
+		} else if otherPod {
+			dst = append(dst, "; winner"...)
+		}
+		if otherTask || otherPod {
+			dst = appendBracketedNames(dst, &W.Names)
 		}
 		if W.Netns != L.Netns {
-			if otherTask {
+			if otherTask || otherPod {
 				dst = append(dst, ", netns "...)
 			} else {
 				dst = append(dst, "; winner netns "...)
 			}
 			dst = appendUint(dst, uint64(W.Netns))
+			dst = appendNetnsName(dst, &W.Names)
 		}
 	}
 	dst = append(dst, '\n')
@@ -204,7 +236,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	// Why, for classified races (unclassified ones say it in the header).
 	if inc.Race != incident.RaceUnknown && inc.Reason != "" {
 		dst = append(dst, "  why    "...)
-		dst = append(dst, inc.Reason...)
+		dst = appendEscaped(dst, inc.Reason)
 		dst = append(dst, '\n')
 	}
 
@@ -224,10 +256,12 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		dst = append(dst, '\n')
 	}
 
-	// One line per packet: task, ct, tuple, final reply.
+	// One line per packet: task, pod and container, ct, tuple, final reply.
 	taskW := len(appendPacketTask(nil, L))
+	podW := len(appendNames(nil, &L.Names))
 	if inc.HasWinner {
 		taskW = max(taskW, len(appendPacketTask(nil, W)))
+		podW = max(podW, len(appendNames(nil, &W.Names)))
 	}
 	pktLine := func(dst []byte, who byte, p *incident.Packet) []byte {
 		dst = append(dst, "  "...)
@@ -236,6 +270,12 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		start := len(dst)
 		dst = appendPacketTask(dst, p)
 		dst = pad(dst, start, taskW)
+		if podW > 0 {
+			dst = append(dst, "  "...)
+			start = len(dst)
+			dst = appendNames(dst, &p.Names)
+			dst = pad(dst, start, podW)
+		}
 		dst = append(dst, "  ct "...)
 		dst = appendHex(dst, p.CT)
 		dst = append(dst, "  "...)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/loss"
@@ -66,7 +67,8 @@ func (j *JSON) Summary(s *summary.Summary) error {
 	return j.encode(summaryJSON(s, &j.opt))
 }
 
-// encode marshals v on one line without HTML escaping.
+// encode marshals v on one line without HTML escaping, with the controls
+// that encoding/json leaves raw escaped (escapeJSONControls).
 func (j *JSON) encode(v any) error {
 	var err error
 	werr := j.write(func(b []byte) []byte {
@@ -76,7 +78,7 @@ func (j *JSON) encode(v any) error {
 		if err = enc.Encode(v); err != nil {
 			return b[:0]
 		}
-		return buf.Bytes()
+		return escapeJSONControls(buf.Bytes())
 	})
 	if err != nil {
 		return err
@@ -147,17 +149,7 @@ func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
 		dst = appendJSONString(dst, verdictJSON(ev.Verdict))
 		dst = append(dst, `,"new":`...)
 		dst = appendJSONBool(dst, ev.Flags&event.FlagNew != 0)
-		n := min(int(ev.PayloadLen), len(ev.Payload))
-		dst = append(dst, `,"payload_len":`...)
-		dst = appendUint(dst, uint64(n))
-		if n > 0 {
-			dst = append(dst, `,"payload_hex":"`...)
-			for _, c := range ev.Payload[:n] {
-				dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			dst = append(dst, '"')
-			dst = appendDNSJSON(dst, ev.Payload[:n])
-		}
+		dst = appendJSONPayload(dst, ev)
 	case event.NAT:
 		dst = append(dst, `,"manip":`...)
 		_, manip := manipNames(int(ev.Aux))
@@ -188,8 +180,27 @@ func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
 		dst = appendJSONString(dst, confirmResult(ev))
 		dst = append(dst, `,"other_ct":`...)
 		dst = appendJSONHex(dst, ev.OtherCT)
+		dst = appendJSONPayload(dst, ev)
 	}
 	return append(dst, "}\n"...)
+}
+
+// appendJSONPayload appends the captured start of a UDP payload to or from
+// port 53 (ct_in, and confirm's record of a new entry), and its DNS
+// question where it parses.
+func appendJSONPayload(dst []byte, ev *event.Event) []byte {
+	n := min(int(ev.PayloadLen), len(ev.Payload))
+	dst = append(dst, `,"payload_len":`...)
+	dst = appendUint(dst, uint64(n))
+	if n > 0 {
+		dst = append(dst, `,"payload_hex":"`...)
+		for _, c := range ev.Payload[:n] {
+			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		dst = append(dst, '"')
+		dst = appendDNSJSON(dst, ev.Payload[:n])
+	}
+	return dst
 }
 
 func verdictJSON(v uint32) string {
@@ -335,6 +346,8 @@ type jsonPacket struct {
 	TID            uint32      `json:"tid"`
 	CPU            uint32      `json:"cpu"`
 	Netns          uint32      `json:"netns"`
+	NetnsName      string      `json:"netns_name"`
+	Pod            *jsonPod    `json:"pod"`
 	Zone           uint16      `json:"zone"`
 	Socket         *jsonSocket `json:"socket"`
 	Orig           *jsonTuple  `json:"orig"`
@@ -416,6 +429,8 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 		TID:            p.TID,
 		CPU:            p.CPU,
 		Netns:          p.Netns,
+		NetnsName:      p.Names.Netns,
+		Pod:            jsonPodOf(&p.Names),
 		Zone:           p.Zone,
 		Orig:           tupleJSON(p.Orig),
 		Reply:          tupleJSON(p.Reply),
@@ -430,7 +445,7 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 	if p.DNS.Valid {
 		v.DNS = &jsonQuery{ID: p.DNS.ID, Name: p.DNS.Name, Response: p.DNS.Response, Truncated: p.DNS.Truncated}
 		if p.DNS.Type != 0 {
-			t, qt := dnsTypeName(p.DNS.Type), p.DNS.Type
+			t, qt := dnsmsg.TypeName(p.DNS.Type), p.DNS.Type
 			v.DNS.Type, v.DNS.QType = &t, &qt
 		}
 	}

@@ -93,7 +93,7 @@ type Renderer interface {
 	Warning(msg string) error
 }
 
-// Discard renders nothing (trace -q: the capture file is the output), so
+// Discard renders nothing (a replay that is counted, not read), so
 // that no time goes into formatting what nobody reads.
 type Discard struct{}
 
@@ -113,8 +113,10 @@ func New(w io.Writer, format string, opt Options) (Renderer, error) {
 		return NewText(w, opt), nil
 	case "json":
 		return NewJSON(w, opt), nil
+	case "pcapng":
+		return NewPCAPNG(w, opt), nil
 	}
-	return nil, fmt.Errorf("render: unknown output format %q (want text or json)", format)
+	return nil, fmt.Errorf("render: unknown output format %q (want text, json or pcapng)", format)
 }
 
 // sink is the buffer and lock shared by Text and JSON.
@@ -205,36 +207,6 @@ func verdictName(v uint32) string {
 		return "ACCEPT"
 	}
 	return "verdict" + strconv.FormatUint(uint64(v), 10)
-}
-
-func dnsTypeName(t uint16) string {
-	switch t {
-	case 1:
-		return "A"
-	case 2:
-		return "NS"
-	case 5:
-		return "CNAME"
-	case 6:
-		return "SOA"
-	case 12:
-		return "PTR"
-	case 15:
-		return "MX"
-	case 16:
-		return "TXT"
-	case 28:
-		return "AAAA"
-	case 33:
-		return "SRV"
-	case 64:
-		return "SVCB"
-	case 65:
-		return "HTTPS"
-	case 255:
-		return "ANY"
-	}
-	return "TYPE" + strconv.Itoa(int(t))
 }
 
 // confirmResult says what a CONFIRM event did, as incident.OutcomeOf

@@ -100,13 +100,25 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		labels := make([]string, len(s.ByProcess))
 		counts := make([]uint64, len(s.ByProcess))
 		for i, p := range s.ByProcess {
-			labels[i] = p.Comm + "[" + strconv.FormatUint(uint64(p.PID), 10) + "]"
+			labels[i] = Escape(p.Comm) + "[" + strconv.FormatUint(uint64(p.PID), 10) + "]"
 			if p.Comm == "" && p.PID == 0 {
 				labels[i] = "(sender unknown)"
 			}
 			counts[i] = p.Count
 		}
 		dst = appendCountTable(dst, labels, counts)
+		dst = appendUnlisted(dst, s.Unlisted.Processes, "processes")
+	}
+	if len(s.ByPod) > 0 {
+		dst = append(dst, "by pod\n"...)
+		labels := make([]string, len(s.ByPod))
+		counts := make([]uint64, len(s.ByPod))
+		for i, p := range s.ByPod {
+			labels[i] = podLabel(p.Pod)
+			counts[i] = p.Count
+		}
+		dst = appendCountTable(dst, labels, counts)
+		dst = appendUnlisted(dst, s.Unlisted.Pods, "pods")
 	}
 	if len(s.ByDestination) > 0 {
 		dst = append(dst, "by destination\n"...)
@@ -117,13 +129,14 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			counts[i] = d.Count
 		}
 		dst = appendCountTable(dst, labels, counts)
+		dst = appendUnlisted(dst, s.Unlisted.Destinations, "destinations")
 	}
 
 	// Kernel counters and completeness, per netns and in total.
 	nsLabel := func(n *summary.NetnsSummary) string {
 		l := "netns " + strconv.FormatUint(n.Netns, 10)
 		if n.Name != "" {
-			l += " (" + n.Name + ")"
+			l += " (" + Escape(n.Name) + ")"
 		}
 		return l
 	}
@@ -199,10 +212,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 	}
 
 	// Losses.
-	var lost uint64
-	for _, n := range s.Lost {
-		lost += n
-	}
+	lost := s.LostTotal()
 	if lost == 0 {
 		dst = append(dst, "lost 0 records\n"...)
 	} else {
@@ -223,7 +233,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, ", "...)
 			}
 			first = false
-			dst = append(dst, string(src)...)
+			dst = appendEscaped(dst, string(src))
 			dst = append(dst, ' ')
 			dst = appendUint(dst, s.Lost[src])
 		}
@@ -252,6 +262,16 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 						dst = appendUint(dst, m.Incidents)
 						dst = append(dst, " dropped"...)
 					}
+				}
+				if len(m.Findings) > 0 {
+					dst = append(dst, " (doctor: "...)
+					for i, id := range m.Findings {
+						if i > 0 {
+							dst = append(dst, ", "...)
+						}
+						dst = append(dst, id...)
+					}
+					dst = append(dst, ')')
 				}
 			} else {
 				dst = append(dst, "dropped packets ("...)
@@ -300,7 +320,7 @@ func counterOrder(m map[string]uint64) []string {
 func appendCounters(dst []byte, m map[string]uint64) []byte {
 	for _, k := range counterOrder(m) {
 		dst = append(dst, "  "...)
-		dst = append(dst, k...)
+		dst = appendEscaped(dst, k)
 		dst = append(dst, " +"...)
 		dst = appendUint(dst, m[k])
 	}
@@ -354,6 +374,21 @@ func appendCountTable(dst []byte, labels []string, counts []uint64) []byte {
 	return dst
 }
 
+// appendUnlisted notes the incidents of a breakdown's rows past
+// summary.MaxRows.
+func appendUnlisted(dst []byte, n uint64, what string) []byte {
+	if n == 0 {
+		return dst
+	}
+	dst = append(dst, "  … "...)
+	dst = appendUint(dst, n)
+	dst = append(dst, " incidents of "...)
+	dst = append(dst, what...)
+	dst = append(dst, " past the first "...)
+	dst = appendUint(dst, summary.MaxRows)
+	return append(dst, ", not listed\n"...)
+}
+
 // JSON form.
 
 type jsonRaceCount struct {
@@ -367,6 +402,13 @@ type jsonProcessCount struct {
 	Comm  string `json:"comm"`
 	PID   uint32 `json:"pid"`
 	Count uint64 `json:"count"`
+}
+
+type jsonPodCount struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	Count     uint64 `json:"count"`
 }
 
 type jsonDestCount struct {
@@ -400,11 +442,13 @@ type jsonSummary struct {
 	Incidents     uint64               `json:"incidents"`
 	ByRace        []jsonRaceCount      `json:"by_race"`
 	ByProcess     []jsonProcessCount   `json:"by_process"`
+	ByPod         []jsonPodCount       `json:"by_pod"`
 	ByDestination []jsonDestCount      `json:"by_destination"`
 	Netns         []jsonNetns          `json:"netns"`
 	Total         summary.Totals       `json:"total"`
 	Lost          jsonLostTotals       `json:"lost"`
 	Mitigations   []summary.Mitigation `json:"mitigations"`
+	Unlisted      summary.Unlisted     `json:"unlisted"`
 }
 
 func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
@@ -418,11 +462,13 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		Incidents:     s.Incidents,
 		ByRace:        []jsonRaceCount{},
 		ByProcess:     []jsonProcessCount{},
+		ByPod:         []jsonPodCount{},
 		ByDestination: []jsonDestCount{},
 		Netns:         []jsonNetns{},
 		Total:         summary.TotalsOf(s),
 		Lost:          jsonLostTotals{BySource: map[loss.Kind]uint64{}},
 		Mitigations:   summary.Mitigations(s),
+		Unlisted:      s.Unlisted,
 	}
 	if v.Mitigations == nil {
 		v.Mitigations = []summary.Mitigation{}
@@ -432,6 +478,9 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 	}
 	for _, p := range s.ByProcess {
 		v.ByProcess = append(v.ByProcess, jsonProcessCount(p))
+	}
+	for _, p := range s.ByPod {
+		v.ByPod = append(v.ByPod, jsonPodCount{Namespace: p.Pod.Namespace, Name: p.Pod.Name, UID: p.Pod.UID, Count: p.Count})
 	}
 	for _, d := range s.ByDestination {
 		v.ByDestination = append(v.ByDestination, jsonDestCount{Proto: event.ProtoName(d.Proto), Dst: d.Dst.String(), Count: d.Count})
@@ -449,8 +498,8 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		v.Lost.BySource[k] = 0
 	}
 	for k, n := range s.Lost {
-		v.Lost.BySource[k] += n
-		v.Lost.Total += n
+		v.Lost.BySource[k] = n
 	}
+	v.Lost.Total = s.LostTotal()
 	return v
 }

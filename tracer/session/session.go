@@ -12,15 +12,19 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
+	"github.com/ctprobe/ctprobe/internal/privs"
 	"github.com/ctprobe/ctprobe/tracer"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream"
@@ -36,6 +40,16 @@ type Config struct {
 	Renderer render.Renderer
 	// CapturePath, if set, receives every record ("-": standard output).
 	CapturePath string
+	// Rotation, if its Size is set, splits the capture into numbered
+	// files at CapturePath's place (capture.Rotator).
+	Rotation capture.Rotation
+	// CaptureOptions say whether an existing capture file is replaced.
+	CaptureOptions capture.CreateOptions
+	// DropPrivileges gives up, once the capture is created and the kernel's
+	// counters first read, every capability the session no longer uses
+	// (tracer.DropPrivileges); the process can then do nothing else that
+	// needs one.
+	DropPrivileges bool
 	// Version is the ctprobe version written into the capture header.
 	Version string
 	// BootTime is the wall-clock time of kernel time 0 (BootTime()), the
@@ -53,16 +67,25 @@ type Config struct {
 	Stop <-chan struct{}
 	// Signals end the session like Stop (SIGINT, SIGTERM).
 	Signals <-chan os.Signal
+	// Names names the pod and container of both packets of every incident
+	// (nil: no names). What it answered goes into the capture, before the
+	// record whose incident it named, so that a report prints the same
+	// names (Replay).
+	Names *names.Resolver
 }
 
 // Session is one live trace.
 type Session struct {
-	cfg      Config
-	t        *tracer.Tracer
-	p        *stream.Processor
-	w        *capture.Writer
-	start    time.Time
-	deadline time.Time
+	cfg Config
+	t   *tracer.Tracer
+	p   *stream.Processor
+	w   captureWriter
+	rot *capture.Rotator // w, when the capture rotates
+	// quietChecked is when the pipeline was last asked whether a due
+	// rotation may happen (stream.Processor.Quiet walks the correlator).
+	quietChecked time.Time
+	start        time.Time
+	deadline     time.Time
 	// startCounters are the kernel's counters when the session started;
 	// intervalCounters when the current interval began.
 	startCounters, intervalCounters []kstat.NetnsCounters
@@ -72,6 +95,14 @@ type Session struct {
 	stoppedByCount bool
 	gatherTimer    *time.Timer
 	accounting     map[string]string
+	// What another goroutine may ask while Run runs (Liveness, Progress):
+	// records read and through the pipeline, when the read loop last
+	// ran (Unix ns), and whether the probes were detached.
+	read     atomic.Uint64
+	lastLoop atomic.Int64
+	detached atomic.Bool
+	// namesPending is reused for the names written to the capture.
+	namesPending []names.Entry
 }
 
 // Start begins a session on an opened tracer: it reads the kernel's
@@ -86,28 +117,60 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 	// Wall-clock times only (Round(0) drops the monotonic reading), so that a
 	// report of the capture computes the same durations as this run.
 	s := &Session{cfg: cfg, t: t, start: time.Now().Round(0), startCounters: counters, intervalCounters: counters}
+	s.lastLoop.Store(s.start.UnixNano())
 	if cfg.Duration > 0 {
 		s.deadline = s.start.Add(cfg.Duration)
 	}
 	if err := cfg.Renderer.Plan(t.Plan); err != nil {
 		return nil, err
 	}
-	if cfg.CapturePath != "" {
-		if s.w, err = capture.Create(cfg.CapturePath, s.captureHeader()); err != nil {
-			return nil, fmt.Errorf("create capture: %w", err)
+	switch hdr := s.captureHeader(s.start, counters); {
+	case cfg.CapturePath != "" && cfg.Rotation.Size > 0:
+		if s.rot, err = capture.CreateRotating(cfg.CapturePath, cfg.Rotation, hdr); err != nil {
+			return nil, err
+		}
+		s.w = s.rot
+	case cfg.CapturePath != "":
+		if s.w, err = capture.Create(cfg.CapturePath, hdr, cfg.CaptureOptions); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DropPrivileges {
+		keep := kstat.Capabilities
+		if s.rot != nil {
+			keep |= rotationCaps
+		}
+		if _, err := t.DropPrivileges(keep); err != nil {
+			cfg.Renderer.Warning(fmt.Sprintf("dropping capabilities: %v: ctprobe may keep more than it needs", err))
 		}
 	}
 	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start)
+	if cfg.Names != nil {
+		s.p.SetNames(cfg.Names)
+	}
 	return s, nil
 }
 
 // Stats are the pipeline's counts so far.
 func (s *Session) Stats() stream.Stats { return s.p.Stats() }
 
-func (s *Session) captureHeader() capture.Header {
+// captureWriter is a capture file, or a rotated capture's current one.
+type captureWriter interface {
+	WriteRecord(ts uint64, raw []byte) error
+	WriteLost(cpu int, count uint64, kind string) error
+	WriteNames(entries []names.Entry) error
+	Close(t capture.Trailer) error
+}
+
+// captureHeader is the header of a capture file that starts at start,
+// when the kernel's counters were counters.
+func (s *Session) captureHeader(start time.Time, counters []kstat.NetnsCounters) capture.Header {
 	host, _ := os.Hostname()
 	opts := s.cfg.Options
 	extra := map[string]string{"clash_era": s.t.Kernel.ClashEra()}
+	if s.cfg.Names != nil {
+		extra["names"] = s.cfg.Names.Status().String()
+	}
 	if opts.Attach != "" {
 		extra["attach"] = string(opts.Attach)
 	}
@@ -116,13 +179,13 @@ func (s *Session) captureHeader() capture.Header {
 		KernelRelease:    s.t.Kernel.Release,
 		Hostname:         host,
 		BootTimeUnixNano: s.cfg.BootTime,
-		StartUnixNano:    s.start.UnixNano(),
+		StartUnixNano:    start.UnixNano(),
 		RecordLayout:     probe.RecordLayout,
 		RecordSize:       uint32(event.Size),
 		Plan:             s.t.Plan,
 		Filters:          opts.Filter.Strings(),
 		Mode:             opts.Mode.CaptureName(),
-		Counters:         s.startCounters,
+		Counters:         counters,
 		Extra:            extra,
 	}
 }
@@ -142,6 +205,9 @@ func (s *Session) Finish(runErr error, counters []kstat.NetnsCounters) (*summary
 		counters = kstat.Growth(s.startCounters, endCounters)
 	}
 	sum, finishErr := s.p.Finish(end, counters)
+	if err := s.writeNames(); err != nil && runErr == nil {
+		runErr = err
+	}
 	if s.w != nil {
 		tr := capture.Trailer{EndUnixNano: end.UnixNano(), Counters: endCounters, Extra: s.accounting}
 		if err := s.w.Close(tr); err != nil && runErr == nil {
@@ -170,6 +236,7 @@ func (s *Session) Run() error {
 		default:
 		}
 		now := time.Now()
+		s.lastLoop.Store(now.UnixNano())
 		if !s.deadline.IsZero() && !now.Before(s.deadline) {
 			return s.drain(&rec)
 		}
@@ -205,7 +272,7 @@ func (s *Session) Run() error {
 			if err := s.reportLosses(); err != nil {
 				return err
 			}
-			if err := s.p.Idle(MonotonicNow()); err != nil {
+			if err := s.idle(); err != nil {
 				return err
 			}
 			continue
@@ -220,7 +287,7 @@ func (s *Session) Run() error {
 			// Like tcpdump -c: stop here, without printing what the ring
 			// buffer still holds.
 			s.stoppedByCount = true
-			s.t.Detach()
+			s.detach()
 			return s.reportLosses()
 		}
 		if woken && s.gather() {
@@ -264,19 +331,143 @@ func (s *Session) done() bool {
 	return st.Incidents >= s.cfg.Count
 }
 
+// handle processes a record, then writes it to the capture: the names
+// its incidents were given go before it.
 func (s *Session) handle(rec *ringbuf.Record) error {
-	if s.w != nil {
-		if err := s.w.WriteRecord(MonotonicNow(), rec.RawSample); err != nil {
-			return fmt.Errorf("write capture: %w", err)
+	n := s.p.Stats().Incidents
+	err := s.p.Record(rec.RawSample)
+	if s.p.Stats().Incidents != n {
+		if werr := s.writeNames(); werr != nil {
+			return werr
 		}
 	}
-	return s.p.Record(rec.RawSample)
+	if s.w != nil {
+		if werr := s.w.WriteRecord(MonotonicNow(), rec.RawSample); werr != nil {
+			return fmt.Errorf("write capture: %w", werr)
+		}
+	}
+	// Counted once the pipeline is done with it, so that a Progress that
+	// shows every record read also shows every incident they made.
+	s.read.Add(1)
+	if err != nil {
+		return err
+	}
+	return s.maybeRotate()
+}
+
+// idle lets the pipeline print incidents that waited for late events.
+func (s *Session) idle() error {
+	err := s.p.Idle(MonotonicNow())
+	return errors.Join(err, s.writeNames())
+}
+
+// writeNames writes the names answered since the last call.
+func (s *Session) writeNames() error {
+	if s.cfg.Names == nil {
+		return nil
+	}
+	s.namesPending, _ = s.cfg.Names.Pending(s.namesPending[:0])
+	if len(s.namesPending) == 0 || s.w == nil {
+		return nil
+	}
+	if err := s.w.WriteNames(s.namesPending); err != nil {
+		return fmt.Errorf("write capture: %w", err)
+	}
+	return nil
+}
+
+// quietEvery is how often a due rotation asks the pipeline whether an
+// incident is in the making: the question walks the correlator's records.
+const quietEvery = 10 * time.Millisecond
+
+// maybeRotate starts the next capture file once the current one is due
+// and no incident is in the making, so that each file's report has whole
+// incidents and the files' incidents add up to the live run's; or when
+// the file is overdue, whatever is in the making. The kernel's counters
+// are read for the trailer of the one and the header of the other: each
+// file's report puts its incidents beside the counters' growth over it.
+func (s *Session) maybeRotate() error {
+	if s.rot == nil || !s.rot.Due() {
+		return nil
+	}
+	if !s.rot.Overdue() {
+		now := time.Now()
+		if now.Sub(s.quietChecked) < quietEvery {
+			return nil
+		}
+		s.quietChecked = now
+		if !s.p.Quiet() {
+			return nil
+		}
+	}
+	now := time.Now().Round(0)
+	counters, err := kstat.SnapshotAll()
+	if err != nil {
+		s.cfg.Renderer.Warning("reading the kernel's counters for a capture rotation: " + err.Error())
+	}
+	err = privs.Raise(rotationCaps, func() error {
+		return s.rot.Rotate(capture.Trailer{EndUnixNano: now.UnixNano(), Counters: counters}, s.captureHeader(now, counters))
+	})
+	if err != nil {
+		return fmt.Errorf("rotate capture: %w", err)
+	}
+	if s.cfg.Names != nil {
+		s.cfg.Names.Rerecord() // each file names its own incidents
+	}
+	return nil
+}
+
+// rotationCaps are what rotating a capture may need once the session
+// dropped its capabilities: creating and removing files in a directory
+// that uid 0 may write only with CAP_DAC_OVERRIDE (a user's own 0700
+// directory, say). They stay permitted, raised for each rotation only.
+var rotationCaps = privs.Of(unix.CAP_DAC_OVERRIDE)
+
+func (s *Session) detach() {
+	s.detached.Store(true)
+	s.t.Detach()
+}
+
+// Liveness is what a health check asks of a running session.
+type Liveness struct {
+	// Attached is false once the probes were detached: the session is
+	// ending.
+	Attached bool
+	// LastLoop is when the read loop last ran (before Run: when the
+	// session started). The loop runs at least every 200 ms, and for each
+	// record.
+	LastLoop time.Time
+}
+
+// Liveness may be called from any goroutine.
+func (s *Session) Liveness() Liveness {
+	return Liveness{Attached: !s.detached.Load(), LastLoop: time.Unix(0, s.lastLoop.Load())}
+}
+
+// Progress is how far the reader got.
+type Progress struct {
+	// Read counts the records read from the ring buffer, each through the
+	// pipeline (its incidents rendered).
+	Read uint64
+	// Sent counts the records the probes offered the ring buffer: those
+	// read, those lost to a full buffer, and those not read yet.
+	Sent uint64
+}
+
+// Progress may be called from any goroutine. Read is taken before Sent:
+// when Sent equals Read plus the ring buffer's losses, every record sent
+// before the call went through the pipeline before it.
+func (s *Session) Progress() (Progress, error) {
+	p := Progress{Read: s.read.Load()}
+	sent, err := s.t.Sent()
+	p.Sent = sent
+	return p, err
 }
 
 // drain detaches the probes, so nothing new arrives, then reads what the
 // ring buffer still holds and reports the final loss counts.
 func (s *Session) drain(rec *ringbuf.Record) error {
-	s.t.Detach()
+	s.detach()
 	for {
 		s.t.SetDeadline(time.Now())
 		if err := s.t.Read(rec); err != nil {

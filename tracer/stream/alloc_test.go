@@ -15,11 +15,12 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/stream/streamtest"
 )
 
 // feedPass decodes and correlates every record once and moves their time
 // forward for the next pass. It returns the incidents completed.
-func feedPass(tb testing.TB, s *synthCapture, records [][]byte, c *incident.Correlator) int {
+func feedPass(tb testing.TB, s *streamtest.Capture, records [][]byte, c *incident.Correlator) int {
 	var ev event.Event
 	n := 0
 	for _, r := range records {
@@ -28,7 +29,7 @@ func feedPass(tb testing.TB, s *synthCapture, records [][]byte, c *incident.Corr
 		}
 		n += len(c.Add(&ev))
 	}
-	s.advance(records)
+	s.Advance(records)
 	return n
 }
 
@@ -36,11 +37,11 @@ func feedPass(tb testing.TB, s *synthCapture, records [][]byte, c *incident.Corr
 // ordinary traffic of a busy node, new flows and established ones on two
 // CPUs, IPv4 and IPv6, DNS and TCP, costs no allocation at all.
 func TestSteadyStateAllocatesNothing(t *testing.T) {
-	s, err := synthesize(ordinaryNode())
+	s, err := streamtest.Synthesize(streamtest.OrdinaryNode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	records := s.copyRecords()
+	records := s.CopyRecords()
 	c := incident.New(incident.Options{})
 	feedPass(t, s, records, c) // fill the correlator
 	allocs := testing.AllocsPerRun(2, func() {
@@ -62,13 +63,13 @@ func TestSteadyStateAllocatesNothing(t *testing.T) {
 // allocate (its reason, timelines, names), and a bounded number of times;
 // every other event allocates nothing.
 func TestOnlyIncidentsAllocate(t *testing.T) {
-	opt := busyNode()
+	opt := streamtest.BusyNode()
 	opt.Flows, opt.Live = 4000, 1500
-	s, err := synthesize(opt)
+	s, err := streamtest.Synthesize(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	records := s.copyRecords()
+	records := s.CopyRecords()
 	c := incident.New(incident.Options{MaxCTs: 2048}) // to reach eviction within a pass
 	feedPass(t, s, records, c)
 	if c.Stats().Evicted == 0 {
@@ -126,10 +127,10 @@ type floodRecord struct {
 }
 
 func newFlood(tb testing.TB, kind event.Kind) *floodRecord {
-	r := probe.BPFEvent{Kind: uint8(kind), Hook: 3, Ctinfo: 2, Ret: 1, Cpu: 1, Netns: netnsHost,
+	r := probe.BPFEvent{Kind: uint8(kind), Hook: 3, Ctinfo: 2, Ret: 1, Cpu: 1, Netns: streamtest.HostNetns,
 		PidTgid: 77<<32 | 77, Flags: uint16(event.FlagNew)}
-	r.Orig = tup(17, dnsSvc, 1, dnsSvc, 53)
-	r.Reply = inv(r.Orig)
+	r.Orig = streamtest.Tuple(17, streamtest.DNSService, 1, streamtest.DNSService, 53)
+	r.Reply = streamtest.Reply(r.Orig)
 	if kind == event.Confirm {
 		// A drop without a clash or a winner: a loser that waits out the
 		// reorder window, then is reported with its winner unknown.
@@ -149,7 +150,7 @@ func (f *floodRecord) next() []byte {
 	le.PutUint64(f.raw[unsafe.Offsetof(r.Ts):], 1e9+f.i*100)
 	le.PutUint64(f.raw[unsafe.Offsetof(r.Ct):], 0xffff888000000000+f.i*0x140)
 	le.PutUint64(f.raw[unsafe.Offsetof(r.OtherCt):], 0xffff888000000000+f.i*0x140)
-	le.PutUint16(f.raw[unsafe.Offsetof(r.Orig)+unsafe.Offsetof(r.Orig.Sport):], be16(uint16(f.i)))
+	le.PutUint16(f.raw[unsafe.Offsetof(r.Orig)+unsafe.Offsetof(r.Orig.Sport):], streamtest.Net16(uint16(f.i)))
 	return f.raw
 }
 

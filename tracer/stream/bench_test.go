@@ -1,6 +1,6 @@
 package stream
 
-// Throughput of decode and correlate over the busy-node mix (synth_test.go).
+// Throughput of decode and correlate over the busy-node mix (package streamtest).
 // One op is one event, except in BenchmarkReport, where it is one whole
 // capture. Every benchmark reports events/s, ns/event and allocs/event (the
 // exact average, where allocs/op rounds down). Run them on one core:
@@ -22,6 +22,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/stream/streamtest"
 )
 
 // perEvent runs step on every event in turn, for as long as the benchmark
@@ -61,11 +62,11 @@ func report(b *testing.B, events int, mallocs uint64) {
 
 // BenchmarkDecode decodes the mix's records.
 func BenchmarkDecode(b *testing.B) {
-	s := busyCapture(b)
+	s := streamtest.BusyCapture(b)
 	var ev event.Event
 	b.ReportAllocs()
-	perEvent(b, len(s.records), nil, func(i int) {
-		if err := event.Decode(s.records[i], &ev); err != nil {
+	perEvent(b, len(s.Records), nil, func(i int) {
+		if err := event.Decode(s.Records[i], &ev); err != nil {
 			b.Fatal(err)
 		}
 	})
@@ -73,14 +74,14 @@ func BenchmarkDecode(b *testing.B) {
 
 // BenchmarkCorrelate correlates decoded events.
 func BenchmarkCorrelate(b *testing.B) {
-	s := busyCapture(b)
-	evs := s.decoded(b)
+	s := streamtest.BusyCapture(b)
+	evs := s.Decoded(b)
 	c := incident.New(incident.Options{})
 	incidents := 0
 	b.ReportAllocs()
 	perEvent(b, len(evs), func() {
 		for i := range evs {
-			evs[i].Time += s.span
+			evs[i].Time += s.Span
 		}
 	}, func(i int) {
 		incidents += len(c.Add(&evs[i]))
@@ -94,8 +95,8 @@ func BenchmarkCorrelate(b *testing.B) {
 // (ordinary: the steady state of every other event, which allocates
 // nothing).
 func BenchmarkDecodeCorrelate(b *testing.B) {
-	ordinary := func(tb testing.TB) *synthCapture {
-		s, err := synthesize(ordinaryNode())
+	ordinary := func(tb testing.TB) *streamtest.Capture {
+		s, err := streamtest.Synthesize(streamtest.OrdinaryNode())
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -103,15 +104,15 @@ func BenchmarkDecodeCorrelate(b *testing.B) {
 	}
 	for _, mix := range []struct {
 		name    string
-		capture func(testing.TB) *synthCapture
-	}{{"races", busyCapture}, {"ordinary", ordinary}} {
+		capture func(testing.TB) *streamtest.Capture
+	}{{"races", streamtest.BusyCapture}, {"ordinary", ordinary}} {
 		b.Run(mix.name, func(b *testing.B) {
 			s := mix.capture(b)
-			records := s.copyRecords()
+			records := s.CopyRecords()
 			c := incident.New(incident.Options{})
 			var ev event.Event
 			b.ReportAllocs()
-			perEvent(b, len(records), func() { s.advance(records) }, func(i int) {
+			perEvent(b, len(records), func() { s.Advance(records) }, func(i int) {
 				if err := event.Decode(records[i], &ev); err != nil {
 					b.Fatal(err)
 				}
@@ -123,18 +124,23 @@ func BenchmarkDecodeCorrelate(b *testing.B) {
 
 // BenchmarkProcessor is the whole Processor (text renderer to io.Discard),
 // printing incidents only (the default of trace and report) or, with
-// --all, every event too.
+// --all, every event too; "names" names the pods of every incident's
+// packets from a live Resolver (its table, and each sender's cgroup file
+// once a second), the cost of enrichment.
 func BenchmarkProcessor(b *testing.B) {
 	for _, mode := range []struct {
-		name string
-		all  bool
-	}{{"incidents", false}, {"all", true}} {
+		name       string
+		all, names bool
+	}{{"incidents", false, false}, {"incidents+names", false, true}, {"all", true, false}} {
 		b.Run(mode.name, func(b *testing.B) {
-			s := busyCapture(b)
-			records := s.copyRecords()
+			s := streamtest.BusyCapture(b)
+			records := s.CopyRecords()
 			p := New(render.NewText(io.Discard, render.Options{}), mode.all, time.Unix(0, 0))
+			if mode.names {
+				p.SetNames(namedNode(b))
+			}
 			b.ReportAllocs()
-			perEvent(b, len(records), func() { s.advance(records) }, func(i int) {
+			perEvent(b, len(records), func() { s.Advance(records) }, func(i int) {
 				if err := p.Record(records[i]); err != nil {
 					b.Fatal(err)
 				}
@@ -147,14 +153,14 @@ func BenchmarkProcessor(b *testing.B) {
 // io.Discard): read and checksum every frame, decode, correlate, render,
 // flush. One op is the whole capture, from a fresh Processor.
 func BenchmarkReport(b *testing.B) {
-	s := busyCapture(b)
+	s := streamtest.BusyCapture(b)
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	events := 0
 	b.ReportAllocs()
 	for b.Loop() {
-		rd, err := capture.NewReader(bytes.NewReader(s.file))
+		rd, err := capture.NewReader(bytes.NewReader(s.File))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -5,17 +5,18 @@ import (
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/stream/streamtest"
 )
 
 // The synthetic mix is what the benchmarks claim it is: the correlator
 // finds exactly the races it holds, with the right type and outcome, and
 // every event fits its ct's generation.
 func TestSynthMix(t *testing.T) {
-	s := busyCapture(t)
-	total := len(s.records)
+	s := streamtest.BusyCapture(t)
+	total := len(s.Records)
 	t.Logf("%d events: ct_in %d (%d new), nat %d, clash %d, confirm %d; races %v; capture %d bytes",
-		total, s.kinds[event.CTIn], s.new, s.kinds[event.NAT], s.kinds[event.Clash], s.kinds[event.Confirm], s.races, len(s.file))
-	if s.kinds[event.Clash] == 0 || 4*s.new < total/2 || s.kinds[event.CTIn]-s.new < total/5 {
+		total, s.Kinds[event.CTIn], s.New, s.Kinds[event.NAT], s.Kinds[event.Clash], s.Kinds[event.Confirm], s.Races, len(s.File))
+	if s.Kinds[event.Clash] == 0 || 4*s.New < total/2 || s.Kinds[event.CTIn]-s.New < total/5 {
 		t.Fatalf("not the intended mix")
 	}
 	want := map[incident.RaceType]incident.Outcome{
@@ -23,7 +24,7 @@ func TestSynthMix(t *testing.T) {
 		incident.RaceEndpoints: incident.OutcomeNATClash,
 		incident.RaceSNATPort:  incident.OutcomeDropped,
 	}
-	records := s.copyRecords()
+	records := s.CopyRecords()
 	c := incident.New(incident.Options{})
 	var ev event.Event
 	// Twice, the second time with the ct pointers reused at later times.
@@ -47,9 +48,9 @@ func TestSynthMix(t *testing.T) {
 			check(c.Flush())
 		} else {
 			check(c.Advance(ev.Time + uint64(incident.DefaultReorderWindow)))
-			s.advance(records)
+			s.Advance(records)
 		}
-		for r, n := range s.races {
+		for r, n := range s.Races {
 			if got[r] != n {
 				t.Errorf("pass %d: %d incidents of race %d, want %d (all: %v)", pass, got[r], r, n, got)
 			}

@@ -1,5 +1,5 @@
 // Package summary adds up what a trace saw: incidents by race and outcome,
-// by process, destination and network namespace, losses by kind, and, per
+// by process, pod, destination and network namespace, losses by kind, and, per
 // namespace, how much of the kernel's own counters the incidents explain.
 // Renderers format a Summary; they decide nothing in it.
 package summary
@@ -15,6 +15,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 )
 
 // RaceCount is the number of incidents of one race type with one outcome.
@@ -30,6 +31,13 @@ type RaceCount struct {
 type ProcessCount struct {
 	Comm  string
 	PID   uint32
+	Count uint64
+}
+
+// PodCount is the number of incidents whose loser was sent from one pod
+// (incident.Packet.Names); losers of no known pod are not counted.
+type PodCount struct {
+	Pod   names.Pod
 	Count uint64
 }
 
@@ -62,23 +70,53 @@ type Summary struct {
 	Incidents     uint64
 	ByRace        []RaceCount    // by race, then outcome
 	ByProcess     []ProcessCount // most incidents first
+	ByPod         []PodCount     // most incidents first
 	ByDestination []DestCount    // most incidents first
 	Netns         []NetnsSummary // by netns inode
 	Lost          map[loss.Kind]uint64
+	// Unlisted counts the incidents left out of ByProcess, ByDestination
+	// and Netns because their breakdown already had MaxRows rows.
+	Unlisted Unlisted
+}
+
+// MaxRows bounds each breakdown of a Tally (by process, by pod, by
+// destination, by netns): a trace that runs for weeks sees processes and pods come and
+// go, and a row for each would grow its memory without end.
+const MaxRows = 1000
+
+// Unlisted are the incidents of processes, pods, destinations and network
+// namespaces that came after a breakdown's first MaxRows.
+type Unlisted struct {
+	Processes    uint64 `json:"processes"`
+	Pods         uint64 `json:"pods"`
+	Destinations uint64 `json:"destinations"`
+	Netns        uint64 `json:"netns"`
+}
+
+// LostTotal is the number of records lost, of every kind (saturated:
+// loss.Add).
+func (s *Summary) LostTotal() uint64 {
+	var total uint64
+	for _, n := range s.Lost {
+		total = loss.Add(total, n)
+	}
+	return total
 }
 
 // Tally counts incidents and losses between summaries. It is safe for
 // concurrent use. For a final summary over the whole run next to interval
 // summaries, keep two.
 type Tally struct {
-	mu      sync.Mutex
-	start   time.Time
-	n       uint64
-	byRace  map[RaceCount]uint64 // Count always 0 in the key
-	byProc  map[ProcessCount]uint64
-	byDst   map[DestCount]uint64
-	byNetns map[uint64]*NetnsSummary
-	lost    map[loss.Kind]uint64
+	mu       sync.Mutex
+	start    time.Time
+	n        uint64
+	byRace   map[RaceCount]uint64 // Count always 0 in the key
+	byProc   map[ProcessCount]uint64
+	byPod    map[names.Pod]uint64
+	byDst    map[DestCount]uint64
+	byNetns  map[uint64]*NetnsSummary
+	lost     map[loss.Kind]uint64
+	unlisted Unlisted
 }
 
 // NewTally starts counting at start.
@@ -96,12 +134,25 @@ func (t *Tally) Reset(start time.Time) {
 	t.n = 0
 	t.byRace = map[RaceCount]uint64{}
 	t.byProc = map[ProcessCount]uint64{}
+	t.byPod = map[names.Pod]uint64{}
 	t.byDst = map[DestCount]uint64{}
 	t.byNetns = map[uint64]*NetnsSummary{}
 	t.lost = map[loss.Kind]uint64{}
+	t.unlisted = Unlisted{}
 }
 
-// Add counts one incident. Process, destination and netns are the loser's.
+// count adds one to key's row of m, or to *unlisted when m has MaxRows
+// rows and none for key.
+func count[K comparable](m map[K]uint64, key K, unlisted *uint64) {
+	if _, ok := m[key]; !ok && len(m) >= MaxRows {
+		*unlisted++
+		return
+	}
+	m[key]++
+}
+
+// Add counts one incident. Process, pod, destination and netns are the
+// loser's.
 func (t *Tally) Add(inc *incident.Incident) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -109,15 +160,22 @@ func (t *Tally) Add(inc *incident.Incident) {
 	t.n++
 	t.byRace[RaceCount{Race: inc.Race, Outcome: inc.Outcome}]++
 	if L.Task {
-		t.byProc[ProcessCount{Comm: L.Comm, PID: L.PID}]++
+		count(t.byProc, ProcessCount{Comm: L.Comm, PID: L.PID}, &t.unlisted.Processes)
 	} else {
-		t.byProc[ProcessCount{}]++ // sender unknown
+		count(t.byProc, ProcessCount{}, &t.unlisted.Processes) // sender unknown
+	}
+	if L.Names.Pod.Known() {
+		count(t.byPod, L.Names.Pod, &t.unlisted.Pods)
 	}
 	if L.Orig.Dst.IsValid() {
-		t.byDst[DestCount{Proto: L.Orig.Proto, Dst: netip.AddrPortFrom(L.Orig.Dst, L.Orig.DstPort)}]++
+		count(t.byDst, DestCount{Proto: L.Orig.Proto, Dst: netip.AddrPortFrom(L.Orig.Dst, L.Orig.DstPort)}, &t.unlisted.Destinations)
 	}
 	ns := t.byNetns[uint64(L.Netns)]
 	if ns == nil {
+		if len(t.byNetns) >= MaxRows {
+			t.unlisted.Netns++
+			return
+		}
 		ns = &NetnsSummary{Netns: uint64(L.Netns)}
 		t.byNetns[uint64(L.Netns)] = ns
 	}
@@ -134,7 +192,7 @@ func (t *Tally) Add(inc *incident.Incident) {
 func (t *Tally) AddLost(l loss.Count) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.lost[l.Kind] += l.Count
+	t.lost[l.Kind] = loss.Add(t.lost[l.Kind], l.Count)
 }
 
 // Summary is the interval so far, ending at end, with the growth of the
@@ -142,7 +200,7 @@ func (t *Tally) AddLost(l loss.Count) {
 func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final bool) *Summary {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost)}
+	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost), Unlisted: t.unlisted}
 	for k, n := range t.byRace {
 		k.Count = n
 		s.ByRace = append(s.ByRace, k)
@@ -156,6 +214,12 @@ func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final boo
 	}
 	slices.SortFunc(s.ByProcess, func(a, b ProcessCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID))
+	})
+	for k, n := range t.byPod {
+		s.ByPod = append(s.ByPod, PodCount{Pod: k, Count: n})
+	}
+	slices.SortFunc(s.ByPod, func(a, b PodCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Pod.Namespace, b.Pod.Namespace), cmp.Compare(a.Pod.Name, b.Pod.Name), cmp.Compare(a.Pod.UID, b.Pod.UID))
 	})
 	for k, n := range t.byDst {
 		k.Count = n
@@ -229,7 +293,8 @@ type Totals struct {
 	Resolved          uint64 `json:"resolved"`
 	Dropped           uint64 `json:"dropped"`
 	// Uncounted is the number of incidents in namespaces whose counters
-	// were not read (not part of the comparison).
+	// were not read, or that had no row (Unlisted): not part of the
+	// comparison.
 	Uncounted    uint64            `json:"uncounted"`
 	Counters     map[string]uint64 `json:"counters"`
 	Completeness *Completeness     `json:"completeness"`
@@ -237,7 +302,7 @@ type Totals struct {
 
 // TotalsOf sums the summary's namespaces whose counters were read.
 func TotalsOf(s *Summary) Totals {
-	t := Totals{Counters: map[string]uint64{}}
+	t := Totals{Counters: map[string]uint64{}, Uncounted: s.Unlisted.Netns}
 	hasCR := true
 	for i := range s.Netns {
 		n := &s.Netns[i]
@@ -274,6 +339,10 @@ type Mitigation struct {
 	Incidents uint64 `json:"incidents"`
 	Dropped   uint64 `json:"dropped"`
 	Text      string `json:"text"`
+	// Findings are the ids of the `ctprobe doctor` findings that predict
+	// the race (docs/doctor.md), so that prediction and observation can be
+	// compared; empty for the dropped-packets row and unpredicted races.
+	Findings []string `json:"findings"`
 }
 
 // Mitigations are the advice for the races a summary counts, in race order,
@@ -296,10 +365,12 @@ func Mitigations(s *Summary) []Mitigation {
 	var out []Mitigation
 	for _, r := range slices.Sorted(maps.Keys(byRace)) {
 		ri := int(r)
-		out = append(out, Mitigation{Race: &ri, RaceName: r.Name(), Incidents: byRace[r].n, Dropped: byRace[r].d, Text: r.Race().Mitigation})
+		row := r.Race()
+		out = append(out, Mitigation{Race: &ri, RaceName: r.Name(), Incidents: byRace[r].n, Dropped: byRace[r].d, Text: row.Mitigation,
+			Findings: append([]string{}, row.Findings...)})
 	}
 	if allDropped > 0 {
-		out = append(out, Mitigation{Outcome: string(incident.OutcomeDropped), Incidents: allDropped, Dropped: allDropped, Text: incident.DropMitigation})
+		out = append(out, Mitigation{Outcome: string(incident.OutcomeDropped), Incidents: allDropped, Dropped: allDropped, Text: incident.DropMitigation, Findings: []string{}})
 	}
 	return out
 }

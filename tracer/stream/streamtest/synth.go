@@ -1,10 +1,10 @@
-package stream
-
-// A synthetic capture of a busy node traced with `ctprobe trace --all`, for
-// the throughput benchmarks and the allocation and memory tests. Records are
-// laid out exactly as the kernel writes them (struct event, encoded with
-// encoding/binary independently of event.Decode) and go through a real
-// capture file, as `ctprobe report` reads them.
+// Package streamtest makes synthetic captures of a busy node traced with
+// `ctprobe trace --all`, for the throughput benchmarks, the allocation and
+// memory tests of the pipeline and the soak test of the metrics exporter.
+// Records are laid out exactly as the kernel writes them (struct event,
+// encoded with encoding/binary independently of event.Decode) and go
+// through a real capture file, as `ctprobe report` reads them.
+package streamtest
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
@@ -23,8 +24,8 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
 
-// synthOptions shape the mix.
-type synthOptions struct {
+// Options shape the mix.
+type Options struct {
 	Flows       int     // ordinary new flows (each: CT_IN new, NAT DST, NAT SRC, CONFIRM)
 	Established float64 // CT_IN events of established flows per new flow (mean)
 	Races       float64 // per new flow, the chance of each race: R1 merged, R3 nat-clash, R4 dropped
@@ -33,61 +34,61 @@ type synthOptions struct {
 	Seed        uint64
 }
 
-// busyNode is the mix of the benchmarks: about 65% of the events belong to
+// BusyNode is the mix of the benchmarks: about 65% of the events belong to
 // new flows, 30% are packets of established flows, and 1% of the new flows
 // lose a race of each type (R1, R3, R4). Two CPUs at about 50k packets/s
 // each; ct pointers are reused (SLAB_TYPESAFE_BY_RCU) once a flow dies.
-func busyNode() synthOptions {
-	return synthOptions{Flows: 20000, Established: 2, Races: 0.01, Live: 12000, Gap: 20000, Seed: 1}
+func BusyNode() Options {
+	return Options{Flows: 20000, Established: 2, Races: 0.01, Live: 12000, Gap: 20000, Seed: 1}
 }
 
-// ordinaryNode is busyNode without races: the traffic whose steady state
+// OrdinaryNode is BusyNode without races: the traffic whose steady state
 // allocates nothing.
-func ordinaryNode() synthOptions {
-	o := busyNode()
+func OrdinaryNode() Options {
+	o := BusyNode()
 	o.Races = 0
 	return o
 }
 
-// synthCapture is a generated capture and its samples read back.
-type synthCapture struct {
-	file    []byte   // the capture file
-	records [][]byte // its samples, read back with capture.NewReader
-	span    uint64   // kernel time the records cover, plus one gap
-	races   map[incident.RaceType]int
-	kinds   [5]int // events by kind
-	new     int    // CT_IN events with FlagNew
+// Capture is a generated capture and its samples read back.
+type Capture struct {
+	File    []byte   // the capture file
+	Records [][]byte // its samples, read back with capture.NewReader
+	Span    uint64   // kernel time the records cover, plus one gap
+	Races   map[incident.RaceType]int
+	Kinds   [5]int // events by kind
+	New     int    // CT_IN events with FlagNew
 }
 
 var (
 	busyOnce sync.Once
-	busyCap  *synthCapture
+	busyCap  *Capture
 	busyErr  error
 )
 
-// busyCapture is busyNode's capture, generated once per test binary.
-func busyCapture(tb testing.TB) *synthCapture {
+// BusyCapture is BusyNode's capture, generated once per test binary.
+func BusyCapture(tb testing.TB) *Capture {
 	tb.Helper()
-	busyOnce.Do(func() { busyCap, busyErr = synthesize(busyNode()) })
+	busyOnce.Do(func() { busyCap, busyErr = Synthesize(BusyNode()) })
 	if busyErr != nil {
 		tb.Fatal(busyErr)
 	}
 	return busyCap
 }
 
-// advance moves every record's timestamp by span, so that feeding the
+// Advance moves every record's timestamp by span, so that feeding the
 // records again continues the stream where it ended (the same ct pointers
 // then start new generations, as reused slab objects do).
-func (s *synthCapture) advance(records [][]byte) {
+func (s *Capture) Advance(records [][]byte) {
 	for _, r := range records {
-		binary.LittleEndian.PutUint64(r[0:8], binary.LittleEndian.Uint64(r[0:8])+s.span)
+		binary.LittleEndian.PutUint64(r[0:8], binary.LittleEndian.Uint64(r[0:8])+s.Span)
 	}
 }
 
-// decoded decodes every record.
-func (s *synthCapture) decoded(tb testing.TB) []event.Event {
-	evs := make([]event.Event, len(s.records))
-	for i, r := range s.records {
+// Decoded decodes every record.
+func (s *Capture) Decoded(tb testing.TB) []event.Event {
+	evs := make([]event.Event, len(s.Records))
+	for i, r := range s.Records {
 		if err := event.Decode(r, &evs[i]); err != nil {
 			tb.Fatal(err)
 		}
@@ -95,11 +96,11 @@ func (s *synthCapture) decoded(tb testing.TB) []event.Event {
 	return evs
 }
 
-// copyRecords copies the samples, so that a benchmark may advance its own.
-func (s *synthCapture) copyRecords() [][]byte {
-	arena := make([]byte, len(s.records)*event.Size)
-	out := make([][]byte, len(s.records))
-	for i, r := range s.records {
+// CopyRecords copies the samples, so that a benchmark may advance its own.
+func (s *Capture) CopyRecords() [][]byte {
+	arena := make([]byte, len(s.Records)*event.Size)
+	out := make([][]byte, len(s.Records))
+	for i, r := range s.Records {
 		out[i] = arena[i*event.Size : (i+1)*event.Size : (i+1)*event.Size]
 		copy(out[i], r)
 	}
@@ -109,7 +110,7 @@ func (s *synthCapture) copyRecords() [][]byte {
 // ---- generator ---------------------------------------------------------
 
 const (
-	netnsHost = 4026531840
+	HostNetns = 4026531840
 	nodeIP    = "10.0.0.1"
 )
 
@@ -152,7 +153,7 @@ type srec struct {
 }
 
 type synth struct {
-	opt     synthOptions
+	opt     Options
 	rng     *rand.Rand
 	clk     [2]uint64 // per-CPU time
 	last    [2]uint64 // per-CPU last delivery: a CPU's records stay in order
@@ -164,17 +165,17 @@ type synth struct {
 	skb     uint64
 	port    uint16
 	nextPod int
-	out     *synthCapture
+	out     *Capture
 }
 
-func synthesize(opt synthOptions) (*synthCapture, error) {
+func Synthesize(opt Options) (*Capture, error) {
 	g := &synth{
 		opt:    opt,
 		rng:    rand.New(rand.NewPCG(opt.Seed, 0x5eed)),
 		nextCT: 0xffff888004000000,
 		skb:    0xffff888100000000,
 		port:   32768,
-		out:    &synthCapture{races: map[incident.RaceType]int{}},
+		out:    &Capture{Races: map[incident.RaceType]int{}},
 	}
 	g.clk = [2]uint64{1e9, 1e9}
 	for range opt.Flows {
@@ -242,10 +243,10 @@ var (
 		"www.example.com",
 		"s3.eu-west-1.amazonaws.com",
 	}
-	comms    = []string{"curl", "java", "python3", "envoy", "node", "getent", "nginx", "coredns"}
-	dnsSvc   = netip.MustParseAddr("10.96.0.10")
-	dnsEps   = []netip.Addr{netip.MustParseAddr("10.244.2.11"), netip.MustParseAddr("10.244.3.12")}
-	v6Client = netip.MustParseAddr("fd00:10::1")
+	comms      = []string{"curl", "java", "python3", "envoy", "node", "getent", "nginx", "coredns"}
+	DNSService = netip.MustParseAddr("10.96.0.10")
+	dnsEps     = []netip.Addr{netip.MustParseAddr("10.244.2.11"), netip.MustParseAddr("10.244.3.12")}
+	v6Client   = netip.MustParseAddr("fd00:10::1")
 )
 
 // pod returns one of the node's pods and its sender.
@@ -269,13 +270,13 @@ func (g *synth) newFlow(cpu uint32) *sflow {
 	switch r := g.rng.IntN(100); {
 	case r < 30: // pod DNS to kube-dns
 		f.hook, f.origin, f.sock = event.HookPreRouting, true, true
-		f.orig = tup(17, src, port, dnsSvc, 53)
+		f.orig = Tuple(17, src, port, DNSService, 53)
 		f.dnat = netip.AddrPortFrom(dnsEps[g.rng.IntN(len(dnsEps))], 53)
 		g.dns(f)
 	case r < 40: // host-network DNS
 		f.hook, f.sock = event.HookLocalOut, true
 		f.comm = "systemd-resolve"
-		f.orig = tup(17, netip.MustParseAddr(nodeIP), port, dnsSvc, 53)
+		f.orig = Tuple(17, netip.MustParseAddr(nodeIP), port, DNSService, 53)
 		f.dnat = netip.AddrPortFrom(dnsEps[g.rng.IntN(len(dnsEps))], 53)
 		g.dns(f)
 	case r < 75: // pod to a ClusterIP over TCP
@@ -283,19 +284,19 @@ func (g *synth) newFlow(cpu uint32) *sflow {
 		f.origin = g.rng.IntN(10) < 8
 		f.sock = f.origin
 		svc := netip.AddrFrom4([4]byte{10, 96, byte(g.rng.IntN(4)), byte(1 + g.rng.IntN(200))})
-		f.orig = tup(6, src, port, svc, 8080)
+		f.orig = Tuple(6, src, port, svc, 8080)
 		f.dnat = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 244, byte(2 + g.rng.IntN(6)), byte(2 + g.rng.IntN(200))}), 8080)
 	case r < 85: // IPv6, host process to a v6 ClusterIP
 		f.hook, f.sock = event.HookLocalOut, true
 		svc := netip.AddrFrom16([16]byte{0xfd, 0x00, 0, 0x96, 14: byte(g.rng.IntN(4)), 15: byte(1 + g.rng.IntN(200))})
-		f.orig = tup(6, v6Client, port, svc, 443)
+		f.orig = Tuple(6, v6Client, port, svc, 443)
 		f.dnat = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0xfd, 0x00, 0x02, 0x44, 14: byte(2 + g.rng.IntN(6)), 15: byte(2 + g.rng.IntN(200))}), 8443)
 	default: // pod egress, masqueraded (port kept)
 		f.hook = event.HookPreRouting
 		f.origin = g.rng.IntN(10) < 8
 		f.sock = f.origin
 		dst := netip.AddrFrom4([4]byte{203, 0, 113, byte(1 + g.rng.IntN(250))})
-		f.orig = tup(6, src, port, dst, 443)
+		f.orig = Tuple(6, src, port, dst, 443)
 		f.snat = true
 	}
 	if !f.sock {
@@ -307,7 +308,7 @@ func (g *synth) newFlow(cpu uint32) *sflow {
 
 // nat fills the REPLY tuples; masq, if valid, is the masquerade address.
 func (g *synth) nat(f *sflow, masq netip.AddrPort) {
-	f.pre = inv(f.orig)
+	f.pre = Reply(f.orig)
 	f.afterDst = f.pre
 	if f.dnat.IsValid() {
 		f.afterDst = setReplySrc(f.pre, f.dnat)
@@ -315,7 +316,7 @@ func (g *synth) nat(f *sflow, masq netip.AddrPort) {
 	f.reply = f.afterDst
 	if f.snat {
 		if !masq.IsValid() {
-			masq = netip.AddrPortFrom(netip.MustParseAddr(nodeIP), be16(f.orig.Sport))
+			masq = netip.AddrPortFrom(netip.MustParseAddr(nodeIP), Net16(f.orig.Sport))
 		}
 		f.reply = setReplyDst(f.afterDst, masq)
 	}
@@ -334,7 +335,7 @@ func (g *synth) dns(f *sflow) {
 
 // finish writes the records to a capture in ring-buffer order and reads
 // them back.
-func (g *synth) finish() (*synthCapture, error) {
+func (g *synth) finish() (*Capture, error) {
 	sort.SliceStable(g.recs, func(i, j int) bool { return g.recs[i].deliver < g.recs[j].deliver })
 	var buf bytes.Buffer
 	w, err := capture.NewWriter(&buf, capture.Header{
@@ -356,9 +357,9 @@ func (g *synth) finish() (*synthCapture, error) {
 		return nil, err
 	}
 	s := g.out
-	s.file = buf.Bytes()
-	s.span = last - first + g.opt.Gap
-	rd, err := capture.NewReader(bytes.NewReader(s.file))
+	s.File = buf.Bytes()
+	s.Span = last - first + g.opt.Gap
+	rd, err := capture.NewReader(bytes.NewReader(s.File))
 	if err != nil {
 		return nil, err
 	}
@@ -374,8 +375,23 @@ func (g *synth) finish() (*synthCapture, error) {
 		if rec.Type == capture.TypeSample {
 			start := len(arena)
 			arena = append(arena, rec.Raw...)
-			s.records = append(s.records, arena[start:len(arena):len(arena)])
+			s.Records = append(s.Records, arena[start:len(arena):len(arena)])
 		}
 	}
 	return s, nil
+}
+
+// Churn gives every record the network namespace netns and moves its
+// sender's pid and tgid on by shift: fed again, the stream comes from new
+// pods and processes, as on a node where pods churn for weeks.
+func Churn(records [][]byte, netns, shift uint32) {
+	var e probe.BPFEvent
+	nsAt, pidAt := unsafe.Offsetof(e.Netns), unsafe.Offsetof(e.PidTgid)
+	le := binary.LittleEndian
+	for _, r := range records {
+		le.PutUint32(r[nsAt:], netns)
+		if pt := le.Uint64(r[pidAt:]); pt != 0 {
+			le.PutUint64(r[pidAt:], pt+uint64(shift)<<32+uint64(shift))
+		}
+	}
 }

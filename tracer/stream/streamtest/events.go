@@ -1,4 +1,4 @@
-package stream
+package streamtest
 
 import (
 	"encoding/binary"
@@ -18,10 +18,12 @@ func v4(a netip.Addr) [16]uint8 {
 	return out
 }
 
-func be16(v uint16) uint16 { return v<<8 | v>>8 }
+// Net16 is v in network byte order, as the kernel keeps ports.
+func Net16(v uint16) uint16 { return v<<8 | v>>8 }
 
-func tup(proto uint8, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) probe.BPFTuple {
-	t := probe.BPFTuple{Sport: be16(sport), Dport: be16(dport), Protonum: proto}
+// Tuple is a conntrack tuple as the probes record it.
+func Tuple(proto uint8, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) probe.BPFTuple {
+	t := probe.BPFTuple{Sport: Net16(sport), Dport: Net16(dport), Protonum: proto}
 	if src.Is4() {
 		t.Src, t.Dst, t.L3num = v4(src), v4(dst), 2
 	} else {
@@ -30,19 +32,19 @@ func tup(proto uint8, src netip.Addr, sport uint16, dst netip.Addr, dport uint16
 	return t
 }
 
-// inv is the REPLY tuple of ORIGINAL t (TCP and UDP).
-func inv(t probe.BPFTuple) probe.BPFTuple {
+// Reply is the REPLY tuple of ORIGINAL t (TCP and UDP).
+func Reply(t probe.BPFTuple) probe.BPFTuple {
 	return probe.BPFTuple{Src: t.Dst, Dst: t.Src, Sport: t.Dport, Dport: t.Sport, L3num: t.L3num, Protonum: t.Protonum, Dir: 1}
 }
 
 func setReplySrc(t probe.BPFTuple, a netip.AddrPort) probe.BPFTuple {
-	t2 := tup(t.Protonum, a.Addr(), a.Port(), a.Addr(), 0)
+	t2 := Tuple(t.Protonum, a.Addr(), a.Port(), a.Addr(), 0)
 	t.Src, t.Sport = t2.Src, t2.Sport
 	return t
 }
 
 func setReplyDst(t probe.BPFTuple, a netip.AddrPort) probe.BPFTuple {
-	t2 := tup(t.Protonum, a.Addr(), 0, a.Addr(), a.Port())
+	t2 := Tuple(t.Protonum, a.Addr(), 0, a.Addr(), a.Port())
 	t.Dst, t.Dport = t2.Dst, t2.Dport
 	return t
 }
@@ -70,7 +72,7 @@ func (g *synth) base(f *sflow, kind event.Kind, t uint64, ct *sflow) probe.BPFEv
 	g.skb += 0x100
 	e := probe.BPFEvent{
 		Ts: t, Kind: uint8(kind), Hook: event.HookNone, Cpu: f.cpu, PidTgid: f.pidTgid, Cgroup: f.cgroup,
-		Skb: 0xffff888100000000 + g.skb%(1<<24), Netns: netnsHost,
+		Skb: 0xffff888100000000 + g.skb%(1<<24), Netns: HostNetns,
 		Ct: ct.ct, Orig: ct.orig, Reply: ct.reply,
 	}
 	if uint32(e.PidTgid) == 0 {
@@ -92,7 +94,7 @@ func (f *sflow) sockInto(e *probe.BPFEvent) {
 		e.Flags |= uint16(event.FlagOrigin)
 		e.Flags &^= uint16(event.FlagSoftirqKey)
 	}
-	e.SkCookie, e.SkIno, e.SkFamily, e.SkState, e.SkPort = f.cookie, f.ino, 2, 1, be16(f.orig.Sport)
+	e.SkCookie, e.SkIno, e.SkFamily, e.SkState, e.SkPort = f.cookie, f.ino, 2, 1, Net16(f.orig.Sport)
 	if f.orig.L3num == 10 {
 		e.SkFamily = 10
 	}
@@ -125,9 +127,9 @@ func (g *synth) natDst(f *sflow, t uint64) {
 	rng := probe.BPFNatRange{Flags: event.RangeMapIPs, MinAddr: f.orig.Dst, MaxAddr: f.orig.Dst}
 	status := uint64(event.StatusDstNATDone)
 	if f.dnat.IsValid() {
-		a := tup(f.orig.Protonum, f.dnat.Addr(), 0, f.dnat.Addr(), 0).Src
+		a := Tuple(f.orig.Protonum, f.dnat.Addr(), 0, f.dnat.Addr(), 0).Src
 		rng = probe.BPFNatRange{Flags: event.RangeMapIPs | event.RangeProtoSpecified, MinAddr: a, MaxAddr: a,
-			MinProto: be16(f.dnat.Port()), MaxProto: be16(f.dnat.Port())}
+			MinProto: Net16(f.dnat.Port()), MaxProto: Net16(f.dnat.Port())}
 		status |= event.StatusDstNAT
 	}
 	g.natEv(f, t, event.ManipDst, f.pre, f.afterDst, status, rng)
@@ -217,7 +219,7 @@ func (g *synth) race(kind incident.RaceType) {
 		// The A and AAAA queries of one pod's resolver, same socket.
 		src, pt, comm, cg := g.pod()
 		w.cpu, w.hook, w.origin, w.sock, w.pidTgid, w.comm, w.cgroup = a, event.HookPreRouting, true, true, pt, comm, cg
-		w.orig = tup(17, src, g.ephemeral(), dnsSvc, 53)
+		w.orig = Tuple(17, src, g.ephemeral(), DNSService, 53)
 		w.dnat, w.snat = netip.AddrPortFrom(dnsEps[0], 53), false
 		g.dns(w)
 		g.nat(w, netip.AddrPort{})
@@ -240,7 +242,7 @@ func (g *synth) race(kind incident.RaceType) {
 			src, pt, comm, cg := g.pod()
 			f.pidTgid, f.comm, f.cgroup, f.cookie, f.ino = pt, comm, cg, uint64(0x200000+i), uint32(0x200000+i)
 			f.hook, f.origin, f.sock = event.HookPreRouting, true, true
-			f.orig = tup(17, src, 5353, resolver, 53)
+			f.orig = Tuple(17, src, 5353, resolver, 53)
 			f.dnat, f.snat = netip.AddrPort{}, true
 			g.dns(f)
 			g.nat(f, masq)
@@ -271,7 +273,7 @@ func (g *synth) race(kind incident.RaceType) {
 	g.confirm(l, ct+10, verdict, after, lconfStatus)
 	g.clk[a] = wEnd + g.gap()
 	g.clk[b] = ct + 10 + g.gap()
-	g.out.races[kind]++
+	g.out.Races[kind]++
 	g.born(w)
 	if kind == incident.RaceEndpoints {
 		g.born(l) // inserted reply-only: it lives on
@@ -290,8 +292,8 @@ func (g *synth) emit(cpu uint32, e *probe.BPFEvent) {
 	d := max(e.Ts+g.rng.Uint64N(400), g.last[cpu])
 	g.last[cpu] = d
 	g.recs = append(g.recs, srec{deliver: d, raw: raw})
-	g.out.kinds[e.Kind]++
+	g.out.Kinds[e.Kind]++
 	if e.Kind == uint8(event.CTIn) && e.Flags&uint16(event.FlagNew) != 0 {
-		g.out.new++
+		g.out.New++
 	}
 }

@@ -60,7 +60,11 @@ func bootLab(t *testing.T) string {
 		names = append(names, s.name)
 		args = append(args, "--env", "LOOKUPS_"+strings.ReplaceAll(files(s.name), "-", "_")+"="+strconv.Itoa(s.lookups))
 	}
-	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","))
+	var modeNames []string
+	for _, m := range modes {
+		modeNames = append(modeNames, m.name)
+	}
+	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","), "--env", "MODES="+strings.Join(modeNames, ","))
 	return bootGuest(t, "e2e/guest.sh", "", args...)
 }
 

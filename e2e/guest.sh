@@ -14,6 +14,7 @@ declare -A mode_suffix=([default]='' [timeline]=.tl [all]=.all [all-timeline]=.a
 declare -A mode_flags=([default]='' [timeline]=--timeline [all]=--all [all-timeline]='--all --timeline')
 cd /out
 uname -m >machine
+uname -v >version # PREEMPT_RT, PREEMPT: whether a BPF program can be preempted
 
 # doctor_judge SCENARIO FILE: builds the scenario's topology and keeps it
 # (ctlab run --lookups 0 --keep), starts a glibc process (bash) in each

@@ -230,8 +230,12 @@ func Decode(raw []byte, ev *Event) error {
 }
 
 // unalignedOK: the architectures this package builds for (those bpf2go
-// generated probe's types for) load from any address.
-const unalignedOK = runtime.GOARCH == "amd64" || runtime.GOARCH == "386"
+// generated probe's types for) load from any address. On arm64 ordinary
+// loads from normal memory may be unaligned (Linux runs user space with
+// alignment checks off, SCTLR_EL1.A = 0), which Go's compiler relies on too
+// (unalignedOK in cmd/compile/internal/ssa/config.go); only atomic and
+// exclusive accesses need alignment, and the decoder makes none.
+const unalignedOK = runtime.GOARCH == "amd64" || runtime.GOARCH == "386" || runtime.GOARCH == "arm64"
 
 // CommString is the task name without its NUL padding.
 func (e *Event) CommString() string { return CommName(&e.Comm) }

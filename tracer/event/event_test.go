@@ -107,6 +107,28 @@ func TestDecodeConfirmIPv6WithSocket(t *testing.T) {
 	}
 }
 
+// A record at any address decodes the same: a capture file's records are not
+// aligned, and where unaligned loads are allowed (unalignedOK) Decode reads
+// them in place.
+func TestDecodeUnaligned(t *testing.T) {
+	raw := encode(t, natRecord())
+	var want Event
+	if err := Decode(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(raw)+8)
+	for off := 1; off < 8; off++ {
+		copy(buf[off:], raw)
+		var got Event
+		if err := Decode(buf[off:off+len(raw)], &got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("at offset %d:\n got %+v\nwant %+v", off, got, want)
+		}
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	var ev Event
 	good := encode(t, natRecord())

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"debug/elf"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -92,5 +93,38 @@ func TestImage(t *testing.T) {
 	out, err := exec.Command(bin, append(ds.Args, "--duration=-1s")...).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), `invalid value "-1s" for flag -duration`) || strings.Count(string(out), "invalid") != 1 {
 		t.Errorf("ctprobe %s: %v: %s", strings.Join(ds.Args, " "), err, out)
+	}
+}
+
+// The arm64 image: the same config for linux/arm64, and its one file an
+// arm64 executable (arm64 nodes run it; this machine cannot).
+func TestImageArm64(t *testing.T) {
+	output(t, "../scripts/deps.sh", "skopeo", "umoci")
+	layout := filepath.Join(t.TempDir(), "image")
+	const version = "v0.0.0-test.2"
+	output(t, "../scripts/image.sh", "--arch", "arm64", "--version", version, "--out", layout)
+	var cfg struct {
+		Architecture string `json:"architecture"`
+		OS           string `json:"os"`
+	}
+	if err := json.Unmarshal(output(t, "skopeo", "inspect", "--config", "oci:"+layout+":"+version), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Architecture != "arm64" || cfg.OS != "linux" {
+		t.Errorf("config: %+v, want linux/arm64", cfg)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	args := []string{"unpack", "--image", layout + ":" + version, bundle}
+	if os.Geteuid() != 0 {
+		args = append([]string{"--rootless"}, args...)
+	}
+	output(t, "umoci", args...)
+	f, err := elf.Open(filepath.Join(bundle, "rootfs/usr/bin/ctprobe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_AARCH64 || f.Type != elf.ET_EXEC {
+		t.Errorf("/usr/bin/ctprobe: %v %v, want a static arm64 executable", f.Machine, f.Type)
 	}
 }

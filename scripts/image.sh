@@ -9,7 +9,7 @@
 # entrypoint is /usr/bin/ctprobe, its user 0 (ctprobe needs root's capabilities; the DaemonSet
 # grants five), its OCI labels name the version. Copy it anywhere with skopeo, e.g.
 #   skopeo copy oci:out/image:latest docker-archive:ctprobe.tar:ctprobe:latest
-# --arch builds the binary for that GOARCH: arm64 once the BPF objects are generated for it.
+# --arch builds the binary for that GOARCH (tracer/probe holds the BPF objects of both).
 set -euo pipefail
 
 die() { echo "image.sh: $*" >&2; exit 1; }
@@ -38,7 +38,7 @@ echo "image.sh: building ctprobe $version for linux/$arch" >&2
 if ! (cd "$repo" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath \
       -ldflags "-s -w -X main.version=$version" -o "$work/ctprobe" ./cmd/ctprobe) 2>"$work/build.err"; then
   cat "$work/build.err" >&2
-  die "the static binary does not build for $arch (arm64 needs the BPF objects generated for it)"
+  die "the static binary does not build for $arch"
 fi
 
 rm -rf "$out"

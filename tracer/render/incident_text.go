@@ -83,6 +83,8 @@ func dnsFate(o incident.Outcome) string {
 		return "inserted reply-only"
 	case incident.OutcomeDropped:
 		return "lost (resent after the resolver's timeout, 5 s by default)"
+	case incident.OutcomePortMoved:
+		return "sent from another source port"
 	}
 	return string(o)
 }

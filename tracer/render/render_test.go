@@ -156,8 +156,11 @@ var testPlan = []plan.Entry{
 }
 
 func miscOut(r Renderer) error {
+	fs := testFindings()
 	return errors.Join(
 		r.Plan(testPlan),
+		r.Finding(&fs[0]),
+		r.Finding(&fs[1]),
 		r.Warning(`netns 4026532999: cannot read /proc/net/stat/nf_conntrack: permission denied`),
 		r.Lost(loss.Count{Kind: loss.Ringbuf, CPU: 1, Count: 12}),
 		r.Lost(loss.Count{Kind: loss.KretprobeMissed, CPU: -1, Count: 1}),

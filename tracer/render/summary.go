@@ -193,7 +193,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			dst = append(dst, " incidents in namespaces whose counters were not read are not in the total)\n"...)
 		}
 		if short {
-			dst = append(dst, "  unexplained counts are lost records, traffic outside the filters, or insert failures that are not clashes (dying entry, chain too long)\n"...)
+			dst = appendUnexplained(dst, s, nsLabel, labelW)
 		}
 		if over {
 			dst = append(dst, "  more incidents than counts: counters are read at the interval edges, so an incident near an edge can fall into the neighbouring interval\n"...)
@@ -232,6 +232,8 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		dst = append(dst, "): incidents may be missing\n"...)
 	}
 
+	dst = appendFindingCounts(dst, s)
+
 	// Mitigations.
 	if ms := summary.Mitigations(s); len(ms) > 0 {
 		dst = append(dst, "mitigations\n"...)
@@ -245,9 +247,16 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, "): "...)
 				dst = append(dst, m.Text...)
 				if *m.Race != int(incident.RaceUnknown) {
-					if m.Dropped == 0 {
+					switch {
+					case m.PortMoved > 0:
+						dst = append(dst, " — "...)
+						dst = appendUint(dst, m.PortMoved)
+						dst = append(dst, " of "...)
+						dst = appendUint(dst, m.Incidents)
+						dst = append(dst, " sent from another source port"...)
+					case m.Dropped == 0:
 						dst = append(dst, " — no drops seen: this kernel already settles it"...)
-					} else {
+					default:
 						dst = append(dst, " — "...)
 						dst = appendUint(dst, m.Dropped)
 						dst = append(dst, " of "...)
@@ -275,6 +284,58 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		}
 	}
 	return append(dst, '\n')
+}
+
+// appendUnexplained writes, for each netns whose counters ctprobe did not
+// fully explain, what is left and the kernel reasons that can explain it.
+func appendUnexplained(dst []byte, s *summary.Summary, label func(*summary.NetnsSummary) string, labelW int) []byte {
+	dst = append(dst, "unexplained, and what can explain it\n"...)
+	for i := range s.Netns {
+		n := &s.Netns[i]
+		u := n.Unexplained()
+		if u.InsertFailed == 0 && u.Drop == 0 {
+			continue
+		}
+		dst = append(dst, "  "...)
+		dst = appendPadded(dst, label(n), labelW)
+		dst = append(dst, "  insert_failed +"...)
+		dst = appendUint(dst, u.InsertFailed)
+		dst = append(dst, ", drop +"...)
+		dst = appendUint(dst, u.Drop)
+		dst = append(dst, '\n')
+		for _, r := range u.Reasons {
+			dst = append(dst, "    "...)
+			dst = append(dst, r...)
+			dst = append(dst, '\n')
+		}
+	}
+	return dst
+}
+
+// appendFindingCounts writes the findings by id and netns, each with its
+// first flow and the advice.
+func appendFindingCounts(dst []byte, s *summary.Summary) []byte {
+	if len(s.Findings) == 0 {
+		return dst
+	}
+	dst = append(dst, "findings\n"...)
+	for i := range s.Findings {
+		f := &s.Findings[i]
+		dst = append(dst, "  "...)
+		dst = append(dst, f.ID...)
+		dst = append(dst, "  netns "...)
+		dst = appendUint(dst, f.Netns)
+		dst = append(dst, "  "...)
+		dst = appendUint(dst, f.Count)
+		dst = append(dst, " (first: "...)
+		dst = appendTuple(dst, f.Example.Flow.Orig)
+		dst = append(dst, " reply "...)
+		dst = appendTupleEnds(dst, f.Example.Flow.Reply)
+		dst = append(dst, ")\n    fix: "...)
+		dst = append(dst, f.Example.Mitigation...)
+		dst = append(dst, '\n')
+	}
+	return dst
 }
 
 func appendExplained(dst []byte, e summary.Explained, name string, color bool) []byte {
@@ -403,13 +464,24 @@ type jsonDestCount struct {
 }
 
 type jsonNetns struct {
-	Netns        uint64                `json:"netns"`
-	Name         string                `json:"name"`
-	Counters     map[string]uint64     `json:"counters"`
-	Incidents    uint64                `json:"incidents"`
-	Resolved     uint64                `json:"resolved"`
-	Dropped      uint64                `json:"dropped"`
-	Completeness *summary.Completeness `json:"completeness"`
+	Netns          uint64                `json:"netns"`
+	Name           string                `json:"name"`
+	Counters       map[string]uint64     `json:"counters"`
+	Entries        uint64                `json:"entries"`
+	Max            uint64                `json:"nf_conntrack_max"`
+	Incidents      uint64                `json:"incidents"`
+	Resolved       uint64                `json:"resolved"`
+	Dropped        uint64                `json:"dropped"`
+	InsertFailures uint64                `json:"insert_failures"`
+	Completeness   *summary.Completeness `json:"completeness"`
+	Unexplained    *summary.Unexplained  `json:"unexplained"`
+}
+
+type jsonFindingCount struct {
+	ID      string      `json:"id"`
+	Netns   uint64      `json:"netns"`
+	Count   uint64      `json:"count"`
+	Example jsonFinding `json:"example"`
 }
 
 type jsonLostTotals struct {
@@ -431,6 +503,7 @@ type jsonSummary struct {
 	Netns         []jsonNetns          `json:"netns"`
 	Total         summary.Totals       `json:"total"`
 	Lost          jsonLostTotals       `json:"lost"`
+	Findings      []jsonFindingCount   `json:"findings"`
 	Mitigations   []summary.Mitigation `json:"mitigations"`
 	Unlisted      summary.Unlisted     `json:"unlisted"`
 }
@@ -450,8 +523,13 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		Netns:         []jsonNetns{},
 		Total:         summary.TotalsOf(s),
 		Lost:          jsonLostTotals{BySource: map[loss.Kind]uint64{}},
+		Findings:      []jsonFindingCount{},
 		Mitigations:   summary.Mitigations(s),
 		Unlisted:      s.Unlisted,
+	}
+	for i := range s.Findings {
+		f := &s.Findings[i]
+		v.Findings = append(v.Findings, jsonFindingCount{ID: f.ID, Netns: f.Netns, Count: f.Count, Example: findingJSON(&f.Example, opt.Clock)})
 	}
 	if v.Mitigations == nil {
 		v.Mitigations = []summary.Mitigation{}
@@ -467,10 +545,12 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 	}
 	for i := range s.Netns {
 		n := &s.Netns[i]
-		jn := jsonNetns{Netns: n.Netns, Name: n.Name, Counters: n.Counters, Incidents: n.Incidents, Resolved: n.Resolved, Dropped: n.Dropped}
+		jn := jsonNetns{Netns: n.Netns, Name: n.Name, Counters: n.Counters, Entries: n.Entries, Max: n.Max,
+			Incidents: n.Incidents, Resolved: n.Resolved, Dropped: n.Dropped, InsertFailures: n.InsertFailures}
 		if n.Counters != nil {
 			c := n.Completeness()
-			jn.Completeness = &c
+			u := n.Unexplained()
+			jn.Completeness, jn.Unexplained = &c, &u
 		}
 		v.Netns = append(v.Netns, jn)
 	}

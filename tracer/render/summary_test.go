@@ -15,10 +15,10 @@ import (
 
 func TestTally(t *testing.T) {
 	s := testSummary()
-	if s.Incidents != 7 {
+	if s.Incidents != 8 {
 		t.Errorf("incidents %d", s.Incidents)
 	}
-	if len(s.ByRace) != 6 || s.ByRace[0].Race != 0 || s.ByRace[5].Race != 5 {
+	if len(s.ByRace) != 7 || s.ByRace[0].Race != 0 || s.ByRace[6].Race != 5 || s.ByRace[6].Outcome != incident.OutcomePortMoved {
 		t.Errorf("by race %+v", s.ByRace)
 	}
 	if s.ByProcess[0].Comm != "ctlab" || s.ByProcess[0].Count != 6 {

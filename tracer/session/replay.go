@@ -10,6 +10,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream"
@@ -45,7 +46,7 @@ func Replay(rd *capture.Reader, r render.Renderer, all bool) (Replayed, error) {
 	if m, ok := hdr.TraceMode(); ok && m.PrintsEvents() {
 		all = true
 	}
-	p := stream.New(r, all, time.Unix(0, hdr.StartUnixNano))
+	p := stream.New(r, all, time.Unix(0, hdr.StartUnixNano), plan.IsAttached(hdr.Plan, "clash"))
 	var readErr error
 	for {
 		rec, err := rd.Next()

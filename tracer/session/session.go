@@ -22,6 +22,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream"
@@ -118,7 +119,7 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 			return nil, err
 		}
 	}
-	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start)
+	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start, plan.IsAttached(t.Plan, "clash"))
 	return s, nil
 }
 

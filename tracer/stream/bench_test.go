@@ -133,7 +133,7 @@ func BenchmarkProcessor(b *testing.B) {
 		b.Run(mode.name, func(b *testing.B) {
 			s := streamtest.BusyCapture(b)
 			records := s.CopyRecords()
-			p := New(render.NewText(io.Discard, render.Options{}), mode.all, time.Unix(0, 0))
+			p := New(render.NewText(io.Discard, render.Options{}), mode.all, time.Unix(0, 0), true)
 			b.ReportAllocs()
 			perEvent(b, len(records), func() { s.Advance(records) }, func(i int) {
 				if err := p.Record(records[i]); err != nil {
@@ -159,7 +159,7 @@ func BenchmarkReport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p := New(render.NewText(io.Discard, render.Options{}), false, time.Unix(0, 0))
+		p := New(render.NewText(io.Discard, render.Options{}), false, time.Unix(0, 0), true)
 		for {
 			rec, err := rd.Next()
 			if errors.Is(err, io.EOF) {

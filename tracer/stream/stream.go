@@ -31,15 +31,17 @@ type Stats struct {
 	Records      uint64
 	DecodeErrors uint64
 	Incidents    uint64
+	Findings     uint64
 }
 
 // New returns a Processor writing to out; all prints every event as well
-// as the incidents (mode.Mode.PrintsEvents).
-func New(out render.Renderer, all bool, start time.Time) *Processor {
+// as the incidents (mode.Mode.PrintsEvents); clashProbed says that the
+// plan attached nf_ct_resolve_clash (incident.Options.ClashProbed).
+func New(out render.Renderer, all bool, start time.Time, clashProbed bool) *Processor {
 	return &Processor{
 		out:      out,
 		all:      all,
-		corr:     incident.New(incident.Options{}),
+		corr:     incident.New(incident.Options{ClashProbed: clashProbed}),
 		total:    summary.NewTally(start),
 		interval: summary.NewTally(start),
 	}
@@ -68,12 +70,23 @@ func (p *Processor) Record(raw []byte) error {
 	return p.incidents(p.corr.Add(&p.ev))
 }
 
+// incidents prints and counts what the correlator completed: incs, and
+// the findings it holds.
 func (p *Processor) incidents(incs []incident.Incident) error {
 	for i := range incs {
 		p.stats.Incidents++
 		p.total.Add(&incs[i])
 		p.interval.Add(&incs[i])
 		if err := p.out.Incident(&incs[i]); err != nil {
+			return err
+		}
+	}
+	fs := p.corr.Findings()
+	for i := range fs {
+		p.stats.Findings++
+		p.total.AddFinding(&fs[i])
+		p.interval.AddFinding(&fs[i])
+		if err := p.out.Finding(&fs[i]); err != nil {
 			return err
 		}
 	}

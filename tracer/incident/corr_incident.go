@@ -144,16 +144,17 @@ func (c *Correlator) insertFailed(l rec) {
 }
 
 // sourceNATed looks at entry s, inserted normally with its source
-// rewritten by SRC NAT: a tunnel flow from this host (a finding), or a
-// loser whose binding moved its port because the reverse flow held its
-// reply tuple (race 5 without a clash).
+// rewritten by SRC NAT: a tunnel flow (a finding; a VXLAN device's packet
+// keeps the skb_iif of the packet it encapsulates, so one from this host
+// may look forwarded), or a loser whose binding moved its port because the
+// reverse flow held its reply tuple (race 5 without a clash).
 func (c *Correlator) sourceNATed(s int32, l rec) {
-	if k := tunnelOf(&l.conf.orig); k != 0 && c.local(l) {
+	if k := tunnelOf(&l.conf.orig); k != 0 {
 		f := Finding{ID: FindingTunnelDoubleSNAT, Time: l.confTime, Mitigation: mitigationTunnelSNAT}
 		if p := c.payload(l); len(p) > 0 {
 			f.Inner, _ = encap.Parse(k, p)
 		}
-		f.Reason = tunnelSNAT(k, l.conf.orig, l.conf.reply, f.Inner)
+		f.Reason = tunnelSNAT(k, l.conf.orig, l.conf.reply, f.Inner, c.local(l))
 		c.packet(l, &f.Flow)
 		c.found(f)
 	}
@@ -181,7 +182,8 @@ func (c *Correlator) sourceNATed(s int32, l rec) {
 }
 
 // local: entry l's first packet was made on this host (its confirm saw no
-// input interface, or conntrack first saw it at LOCAL_OUT).
+// input interface, or conntrack first saw it at LOCAL_OUT); false says
+// nothing.
 func (c *Correlator) local(l rec) bool {
 	return l.conf.flags&event.FlagLocal != 0 || l.have&hasIn != 0 && l.in.hook == event.HookLocalOut
 }

@@ -83,9 +83,13 @@ const mitigationTunnelSNAT = "do not masquerade the tunnel's own packets: kube-p
 	"Kernels without ea64d8d6c675 (\"netfilter: nat: never update the UDP checksum when it's 0\", 5.7) also break the packet's checksum under TX checksum offload: turn offload off on the tunnel device there"
 
 // tunnelSNAT is the finding of a tunnel flow whose source NAT rewrote.
-func tunnelSNAT(kind encap.Kind, orig, reply event.Tuple, inner encap.Flow) (reason string) {
+func tunnelSNAT(kind encap.Kind, orig, reply event.Tuple, inner encap.Flow, local bool) (reason string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s traffic from this host source-NATed: %s now leaves as %s", kind, event.Endpoint(orig.Src, orig.SrcPort), replyDestination(reply))
+	from := ""
+	if local {
+		from = " from this host"
+	}
+	fmt.Fprintf(&b, "%s traffic%s source-NATed: %s now leaves as %s", kind, from, event.Endpoint(orig.Src, orig.SrcPort), replyDestination(reply))
 	if sourceMoved(orig, reply) {
 		fmt.Fprintf(&b, " (the rule rewrote the tunnel's source port %d→%d, which the sender derives from the inner flow's hash; a rule with random ports such as MASQUERADE --random-fully rewrites it for every new inner flow)",
 			orig.SrcPort, replySourcePort(reply))

@@ -89,6 +89,16 @@ func dnsFate(o incident.Outcome) string {
 	return string(o)
 }
 
+// appendFlow writes a packet's entry: "ct 0x…  udp a:1->b:2  reply b:2->a:1".
+func appendFlow(dst []byte, p *incident.Packet) []byte {
+	dst = append(dst, "ct "...)
+	dst = appendHex(dst, p.CT)
+	dst = append(dst, "  "...)
+	dst = appendTuple(dst, p.Orig)
+	dst = append(dst, "  reply "...)
+	return appendTupleEnds(dst, p.Reply)
+}
+
 func appendDNSQuery(dst []byte, q *incident.DNSQuery) []byte {
 	if !q.Valid {
 		return append(dst, '?')
@@ -239,12 +249,8 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		start := len(dst)
 		dst = appendPacketTask(dst, p)
 		dst = pad(dst, start, taskW)
-		dst = append(dst, "  ct "...)
-		dst = appendHex(dst, p.CT)
 		dst = append(dst, "  "...)
-		dst = appendTuple(dst, p.Orig)
-		dst = append(dst, "  reply "...)
-		dst = appendTupleEnds(dst, p.Reply)
+		dst = appendFlow(dst, p)
 		if p.NATChange {
 			dst = append(dst, " (NAT from "...)
 			dst = appendTupleEnds(dst, p.ReplyPre)

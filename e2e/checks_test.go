@@ -233,7 +233,7 @@ func checkRaces(t *testing.T, name string, mode traceMode, incs []incidentLine, 
 				t.Errorf("replies from %s and %s: race %d, want %d", inc.Loser.Reply.Src, inc.Winner.Reply.Src, inc.Race, want)
 			}
 		}
-	case "snat-one-port":
+	case "snat-one-port", "snat-one-port-held":
 		if races[4] != incidents || kernelDrops == 0 {
 			t.Errorf("SNAT to one port must give only race 4 drops: %v, drops %d", races, kernelDrops)
 		}

@@ -92,8 +92,9 @@ for s in ${SCENARIOS//,/ }; do
       # New flows as fast as possible into a 512-bucket hash table, until
       # hash chains pass the kernel's limit.
       ctlab flood --scenario "$base" --duration 3s --keep -o json >"$f.lab.json" 2>"$f.lab.err" ;;
-    table-full)
-      # No clash to wait for: n single queries, the later ones into a full table.
+    table-full|snat-one-port-held)
+      # Deterministic: n single queries, the later ones into a full table;
+      # or n race-4 drops, each against an entry 1.5 s old.
       ctlab run --scenario "$base" --lookups "$n" --keep -o json >"$f.lab.json" 2>"$f.lab.err" ;;
     *)
       # Enough lookups to race even on a busy host: at least n, and on until

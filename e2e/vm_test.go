@@ -34,6 +34,8 @@ var scenarios = []vmScenario{
 	{"ipv6", 100, nil},
 	{"local", 100, nil},
 	{"snat-one-port", 20, nil},
+	// Race 4 against an entry 1.5 s old, not a racer.
+	{"snat-one-port-held", 5, nil},
 	// The seed's double SNAT of a VXLAN flow, and kube-proxy's fix.
 	{"vxlan-masq", 60, nil},
 	{"vxlan-masq-fixed", 30, nil},

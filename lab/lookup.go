@@ -405,6 +405,9 @@ func (t *Topology) sequentialLookup(st *Stats) error {
 			cs.Close()
 			return err
 		}
+		if i == 1 {
+			time.Sleep(t.Scenario.hold) // the first pod's entry ages
+		}
 		answered := false
 		if _, err := writeFd(cs.fd, q); err == nil {
 			got := awaitReplies(cs.fd, map[uint16]uint16{id: qtype}, time.Now().Add(t.Options.Timeout))

@@ -15,6 +15,7 @@ package lab
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Client placement.
@@ -72,6 +73,9 @@ type Scenario struct {
 	// proto of lookupReverse: 17 (UDP datagrams) or 6 (TCP simultaneous
 	// open).
 	proto uint8
+	// hold: in lookupSequential, how long the first pod's entry lives
+	// before the second pod's query collides with it.
+	hold time.Duration
 	// overlay: the endpoints sit behind a second node reached over VXLAN.
 	overlay           bool
 	masqueradeAll     bool
@@ -132,6 +136,14 @@ var scenarios = []Scenario{
 		Endpoints:      1,
 		FixedEndpoints: true,
 		Family:         4, Path: PathForwarded, nat: natSNATOnePort, lookup: lookupSequential,
+	},
+	{
+		Name:           "snat-one-port-held",
+		Description:    "snat-one-port, with the second pod's query 1.5 s after the first pod's answer: the entry it collides with is not a racer but an older flow",
+		Expect:         "race 4 against an entry confirmed 1.5 s before: dropped at confirm every lookup, insert_failed and drop +1 per lookup",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natSNATOnePort, lookup: lookupSequential, hold: 1500 * time.Millisecond,
 	},
 	{
 		Name:        "vxlan-masq",

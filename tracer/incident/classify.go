@@ -106,7 +106,7 @@ func Classify(e *Evidence) Result {
 	res := Result{Outcome: OutcomeUnknown}
 	why := classify(e, &res)
 	res.Reason = why.String()
-	res.Mitigation = res.Race.Mitigation(Facts{Outcome: res.Outcome, Proto: e.OL.Proto, RandomPorts: bindingOf(e).randomPorts()})
+	res.Mitigation = res.Race.Mitigation(Facts{Outcome: res.Outcome, Proto: e.OL.Proto, RandomPorts: bindingOf(e).randomPorts(res.Outcome)})
 	return res
 }
 
@@ -206,6 +206,9 @@ func classify(e *Evidence, res *Result) reason {
 		case sameO && !sameR:
 			res.Race = RaceNATPort
 			why.add(natChangeText(e, b))
+			if b.lMoved && !b.wMoved && b.random == "" {
+				why.add("a kernel that inserts reply-only (5.6+) has the same-origin rule, which keeps a port its own flow holds, so the rule randomises ports (as MASQUERADE --random-fully does) or the port was held by another flow when the loser's binding ran")
+			}
 			why.add("inserted reply-only with IPS_NAT_CLASH (5.6+): nothing was lost, but the peer saw the socket's packets from two sources")
 		case sameO && sameR:
 			why.add("identical tuples should have merged, not been inserted reply-only")
@@ -224,7 +227,7 @@ func classify(e *Evidence, res *Result) reason {
 		case sameO && b.lMoved && !b.wMoved && b.random == "":
 			res.Race = RaceNATPort
 			why.add(natChangeText(e, b))
-			why.add(droppedNAT(e, "this kernel has neither the same-origin rule (4e35c1cb9460, 5.0) that keeps the port nor reply-only insertion (6a757c07e51f, 5.6)"))
+			why.add(droppedNAT(e, "this kernel has no reply-only insertion (6a757c07e51f, 5.6), and either no same-origin rule (4e35c1cb9460, 5.0) to keep the port or a rule that randomises ports"))
 			if endpointDiffers {
 				why.addf("the DNAT endpoints differ too (loser %s, winner %s)", replySource(e.RL), replySource(e.RW))
 			}
@@ -338,8 +341,13 @@ func bindingOf(e *Evidence) binding {
 // apart: both entries of one ORIGINAL tuple were moved, to different ports.
 func (b binding) apart() bool { return b.lMoved && b.wMoved && b.lPort != b.wPort }
 
-// randomPorts: the loser's port was picked at random, not kept (Facts.RandomPorts).
-func (b binding) randomPorts() bool { return b.apart() || b.lMoved && b.random != "" }
+// randomPorts: the loser's port was picked at random, not kept
+// (Facts.RandomPorts): the ports moved apart, or the NAT event shows random
+// ports, or a reply-only insert (5.6+, so the kernel has the same-origin
+// rule, which would have kept the port) still found it moved.
+func (b binding) randomPorts(o Outcome) bool {
+	return b.apart() || b.lMoved && (b.random != "" || o == OutcomeNATClash)
+}
 
 func natChangeText(e *Evidence, b binding) string {
 	var s strings.Builder

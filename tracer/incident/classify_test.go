@@ -113,7 +113,8 @@ func TestClassifyTable(t *testing.T) {
 		{"dropped, unrelated", ev(OutcomeDropped, o, r1, unrelated, unrelated), RaceUnknown, OutcomeDropped, "share nothing"},
 		{"R2 nat-clash: ports apart (random-fully)", ev(OutcomeNATClash, o, moved, o, moved2), RaceNATPort, OutcomeNATClash, "randomises ports (as MASQUERADE --random-fully does)"},
 		{"R2 dropped: ports apart", ev(OutcomeDropped, o, moved, o, moved2), RaceNATPort, OutcomeDropped, "reply-only insertion needs 5.6+"},
-		{"R2 dropped: no same-origin rule", ev(OutcomeDropped, o, moved, o, r1), RaceNATPort, OutcomeDropped, "neither the same-origin rule"},
+		{"R2 dropped: no same-origin rule", ev(OutcomeDropped, o, moved, o, r1), RaceNATPort, OutcomeDropped, "no same-origin rule (4e35c1cb9460, 5.0) to keep the port or a rule that randomises ports"},
+		{"R2 nat-clash: loser moved, winner kept the port", ev(OutcomeNATClash, o, moved, o, r1), RaceNATPort, OutcomeNATClash, "so the rule randomises ports"},
 		{"R5 dropped (tcp)", ev(OutcomeDropped, tcpB2A, tcpA2B, tcpA2B, tcpB2A), RaceReverse, OutcomeDropped, "tcp conntrack has no clash resolution"},
 		{"R5 port moved", portMoved(b2a, b2aMoved, a2b, b2a), RaceReverse, OutcomePortMoved, "moved the loser's source port 5002→6002"},
 		{"normal insert, moved, no reverse entry", normal(b2a, b2aMoved), RaceUnknown, OutcomeUnknown, "normal insert"},
@@ -126,6 +127,11 @@ func TestClassifyTable(t *testing.T) {
 			}
 			if !strings.Contains(res.Reason, c.reason) {
 				t.Errorf("reason %q lacks %q", res.Reason, c.reason)
+			}
+			// A race 2 settled on 5.6+ is never advised the same-origin
+			// rule: that kernel has it.
+			if res.Race == RaceNATPort && res.Outcome.Settled() && strings.Contains(res.Mitigation, "4e35c1cb9460") {
+				t.Errorf("settled race 2 advised the same-origin rule: %q", res.Mitigation)
 			}
 		})
 	}

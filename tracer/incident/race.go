@@ -71,9 +71,10 @@ const (
 	mitigationUnknown      = "none known: the evidence was incomplete (see each incident's reason; lost records make this likelier)"
 	mitigationMerge        = "kernel ≥ 4.19 merges identical entries (ed07d9a021df \"netfilter: nf_conntrack: resolve clash for matching conntracks\")"
 	mitigationNoClash      = "none in the kernel: %s conntrack has no clash resolution (allow_clash is set for UDP and UDPLITE; GRE from 6.5; ICMP from 7.x), so every clash of it is dropped; send such packets one after the other"
-	mitigationSameOrigin   = "kernel ≥ 5.0, or 4.19.y with 4e35c1cb9460 (\"netfilter: nf_nat: skip nat clash resolution for same-origin entries\"), keeps the source port so the entries merge"
+	mitigationSameOrigin   = "kernel ≥ 5.0, or 4.19.y with 4e35c1cb9460 (\"netfilter: nf_nat: skip nat clash resolution for same-origin entries\"), keeps the source port so the entries merge, unless the rule randomises ports (--random-fully); kernel ≥ 5.6 inserts the loser reply-only either way (6a757c07e51f)"
 	mitigationApartSettled = "nothing was lost: kernel ≥ 5.6 inserts the loser reply-only (6a757c07e51f). The peer saw one socket's packets from two source ports, because the rule randomises ports " +
 		"(--random-fully) and get_unique_tuple then never keeps the source port; a peer that keys state on the source port (QUIC, WireGuard, UDP hole punching) needs a rule without --random-fully for that traffic"
+	mitigationNATSettled   = "nothing was lost: this kernel settled it (merged, or inserted reply-only: 6a757c07e51f, 5.6+); the peer may have seen one socket's packets from two sources"
 	mitigationApartDropped = "kernel ≥ 5.6 inserts the loser reply-only (6a757c07e51f \"netfilter: conntrack: allow insertion of clashing entries\"); " +
 		"before, drop --random-fully from the rule for this traffic where SNAT port collisions (race 4) are rare, so that the same-origin rule (4e35c1cb9460, 5.0+) keeps the port and the entries merge"
 	mitigationEndpoints = "kernel ≥ 5.6 inserts the loser reply-only (6a757c07e51f \"netfilter: conntrack: allow insertion of clashing entries\"); " +
@@ -104,6 +105,8 @@ var Races = [...]Race{
 				return fmt.Sprintf(mitigationNoClash, event.ProtoName(f.Proto))
 			case f.RandomPorts && f.Outcome.Settled():
 				return mitigationApartSettled
+			case f.Outcome.Settled():
+				return mitigationNATSettled
 			case f.RandomPorts:
 				return mitigationApartDropped
 			}

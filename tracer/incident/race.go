@@ -150,7 +150,7 @@ func (r RaceType) Name() string { return r.Race().Name }
 // Mitigation is what removes or settles race r given facts f.
 func (r RaceType) Mitigation(f Facts) string { return r.Race().Mitigation(f) }
 
-// DropMitigation applies to dropped packets of any race.
+// DropMitigation applies to dropped DNS queries of any race.
 const DropMitigation = "use TCP for DNS (`options use-vc`), or NodeLocal DNSCache, so that no UDP query races through DNAT"
 
 // Outcome is how the kernel settled the clash.

@@ -275,7 +275,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 					dst = append(dst, ')')
 				}
 			} else {
-				dst = append(dst, "dropped packets ("...)
+				dst = append(dst, "dropped DNS queries ("...)
 				dst = appendUint(dst, m.Dropped)
 				dst = append(dst, "): "...)
 				dst = append(dst, m.Text...)

@@ -69,6 +69,9 @@ type MitigationCount struct {
 	Count   uint64
 	Dropped uint64
 	Moved   uint64 // outcome port-moved
+	// DNSDropped: of Dropped, DNS queries (UDP to port 53), which
+	// incident.DropMitigation is about.
+	DNSDropped uint64
 }
 
 // Summary is what an interval (or the whole run) amounted to. Tally builds
@@ -400,7 +403,7 @@ func TotalsOf(s *Summary) Totals {
 // Mitigations.
 
 // Mitigation is one line of advice: for a race seen (Race set), or for the
-// dropped packets of any race.
+// dropped DNS queries of any race.
 type Mitigation struct {
 	Race      *int   `json:"race"`
 	RaceName  string `json:"race_name,omitempty"`
@@ -439,6 +442,9 @@ func (t *Tally) addMitigation(inc *incident.Incident) {
 	switch o {
 	case incident.OutcomeDropped:
 		m.Dropped++
+		if d := inc.Loser.Orig; d.Proto == 17 && d.DstPort == 53 {
+			m.DNSDropped++
+		}
 	case incident.OutcomePortMoved:
 		m.Moved++
 	}
@@ -452,7 +458,8 @@ func sortMitigations(ms []MitigationCount) {
 
 // Mitigations are the advice for the races a summary counts, one row per
 // race and distinct text (the text depends on the outcome and on what NAT
-// did: incident.Facts), in race order, then one for its dropped packets.
+// did: incident.Facts), in race order, then one for its dropped DNS
+// queries.
 func Mitigations(s *Summary) []Mitigation {
 	rows := s.ByMitigation
 	if len(rows) == 0 {
@@ -467,7 +474,10 @@ func Mitigations(s *Summary) []Mitigation {
 			m.Count += rc.Count
 			switch rc.Outcome {
 			case incident.OutcomeDropped:
+				// A hand-filled summary does not say what was dropped:
+				// DNS, the usual case.
 				m.Dropped += rc.Count
+				m.DNSDropped += rc.Count
 			case incident.OutcomePortMoved:
 				m.Moved += rc.Count
 			}
@@ -478,15 +488,15 @@ func Mitigations(s *Summary) []Mitigation {
 		sortMitigations(rows)
 	}
 	var out []Mitigation
-	var allDropped uint64
+	var dnsDropped uint64
 	for _, m := range rows {
 		ri := int(m.Race)
 		out = append(out, Mitigation{Race: &ri, RaceName: m.Race.Name(), Incidents: m.Count, Dropped: m.Dropped, PortMoved: m.Moved, Text: m.Text,
 			Findings: append([]string{}, m.Race.Race().Findings...)})
-		allDropped += m.Dropped
+		dnsDropped += m.DNSDropped
 	}
-	if allDropped > 0 {
-		out = append(out, Mitigation{Outcome: string(incident.OutcomeDropped), Incidents: allDropped, Dropped: allDropped, Text: incident.DropMitigation, Findings: []string{}})
+	if dnsDropped > 0 {
+		out = append(out, Mitigation{Outcome: string(incident.OutcomeDropped), Incidents: dnsDropped, Dropped: dnsDropped, Text: incident.DropMitigation, Findings: []string{}})
 	}
 	return out
 }

@@ -148,7 +148,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			dst = append(dst, '\n')
 		}
 		dst = append(dst, "completeness\n"...)
-		var short, over bool
+		var over bool
 		line := func(dst []byte, label string, c *summary.Completeness) []byte {
 			dst = append(dst, "  "...)
 			dst = appendPadded(dst, label, labelW)
@@ -162,9 +162,6 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, " (no clash_resolve counter: before 5.10, insert_failed counts resolved clashes too)"...)
 			}
 			for _, e := range []*summary.Explained{c.ClashResolve, &c.InsertFailed} {
-				if e != nil && e.Explained < e.Counted {
-					short = true
-				}
 				if e != nil && e.Explained > e.Counted {
 					over = true
 				}
@@ -192,9 +189,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			dst = appendUint(dst, tot.Uncounted)
 			dst = append(dst, " incidents in namespaces whose counters were not read are not in the total)\n"...)
 		}
-		if short {
-			dst = appendUnexplained(dst, s, nsLabel, labelW)
-		}
+		dst = appendUnexplained(dst, s, nsLabel, labelW)
 		if over {
 			dst = append(dst, "  more incidents than counts: counters are read at the interval edges, so an incident near an edge can fall into the neighbouring interval\n"...)
 		}
@@ -286,15 +281,20 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 	return append(dst, '\n')
 }
 
-// appendUnexplained writes, for each netns whose counters ctprobe did not
-// fully explain, what is left and the kernel reasons that can explain it.
+// appendUnexplained writes, for each netns whose insert_failed or drop
+// ctprobe did not fully explain, what is left and the kernel reasons that
+// can explain it; nothing when nothing is left.
 func appendUnexplained(dst []byte, s *summary.Summary, label func(*summary.NetnsSummary) string, labelW int) []byte {
-	dst = append(dst, "unexplained, and what can explain it\n"...)
+	title := false
 	for i := range s.Netns {
 		n := &s.Netns[i]
 		u := n.Unexplained()
 		if u.InsertFailed == 0 && u.Drop == 0 {
 			continue
+		}
+		if !title {
+			dst = append(dst, "unexplained, and what can explain it\n"...)
+			title = true
 		}
 		dst = append(dst, "  "...)
 		dst = appendPadded(dst, label(n), labelW)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +92,16 @@ func TestMitigationsOfUnsortedRaces(t *testing.T) {
 	}
 	if want := []string{"1  1/0", "3  3/1", "-1 dropped 1/1"}; !slices.Equal(got, want) {
 		t.Errorf("mitigations %q, want %q", got, want)
+	}
+}
+
+// A netns whose drops no incident explains (a full table drops before any
+// clash) gets its reasons even though insert_failed is fully explained.
+func TestSummaryUnexplainedDrops(t *testing.T) {
+	s := &summary.Summary{Netns: []summary.NetnsSummary{{Netns: 7, Name: "node",
+		Counters: map[string]uint64{"clash_resolve": 0, "insert_failed": 0, "drop": 14}, Entries: 20, Max: 20}}}
+	txt := string(appendSummaryText(nil, s, &Options{}))
+	if !strings.Contains(txt, "insert_failed +0, drop +14\n") || !strings.Contains(txt, "the table was full") {
+		t.Errorf("drops of a full table not explained:\n%s", txt)
 	}
 }

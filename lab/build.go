@@ -35,6 +35,9 @@ func (t *Topology) build(ctx context.Context) error {
 	for i := 1; i <= t.endpoints; i++ {
 		roles = append(roles, fmt.Sprintf("dns%d", i))
 	}
+	if sc.prefill > 0 {
+		roles = append(roles, "fill")
+	}
 	for _, r := range roles {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -135,7 +138,7 @@ func (t *Topology) build(ctx context.Context) error {
 		t.senders = append(t.senders, s)
 	}
 	if sc.sequential() {
-		f, err := newCtFlusher(t.byRole["node"])
+		f, err := newCtnl(t.byRole["node"])
 		if err != nil {
 			return err
 		}
@@ -144,9 +147,15 @@ func (t *Topology) build(ctx context.Context) error {
 
 	// 7. Check the paths end to end before reporting ready, which also
 	// resolves ARP/ND so that the first lookups are not queued behind it;
-	// then leave the table the room the scenario asks for.
+	// then fill the hash table or leave the table the room the scenario
+	// asks for.
 	if err := t.check(ctx); err != nil {
 		return err
+	}
+	if n := sc.prefill; n > 0 {
+		if err := t.prefill(n); err != nil {
+			return err
+		}
 	}
 	if n := sc.tableRoom; n > 0 {
 		if err := t.limitTable(n); err != nil {
@@ -154,6 +163,21 @@ func (t *Topology) build(ctx context.Context) error {
 		}
 	}
 	t.logf("topology %s (%s) ready in %v", t.Prefix, sc.Name, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// prefill makes n entries in the fill netns, which live through the run.
+func (t *Topology) prefill(n int) error {
+	f, err := newCtnl(t.byRole["fill"])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	refused, err := f.Fill(n, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	t.logf("prefilled %d conntrack entries (%d refused) in %s", n-refused, refused, t.byRole["fill"].Name)
 	return nil
 }
 

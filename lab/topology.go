@@ -102,7 +102,7 @@ type Topology struct {
 	byRole     map[string]*Netns
 	senders    []*sender
 	responders []*responder
-	flusher    *ctFlusher
+	flusher    *ctnl
 
 	mu        sync.Mutex // serialises Lookups and Close
 	closed    bool

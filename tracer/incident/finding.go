@@ -39,7 +39,7 @@ const (
 // What confirm returns, per era).
 const (
 	reasonChainTooLong = "the insert failed at confirm without a clash (no nf_ct_resolve_clash event) and the entry was not dying: " +
-		"a hash chain longer than the random limit (8 to 71 entries, d7e7747ac5c2 \"netfilter: refuse insertion if chain has grown too large\", 5.15+; counted in chaintoolong), " +
+		"a hash chain longer than the kernel's random limit (50 to 79 nodes since c77737b736ce, 6.3 and stable; d7e7747ac5c2 \"netfilter: refuse insertion if chain has grown too large\", 5.15+; counted in chaintoolong), " +
 		"or, rarely, a conntrack extension invalidated while the packet was in flight (nf_ct_ext_valid_pre); insert_failed +1, the packet is dropped"
 	mitigationChainTooLong = "a larger hash table (nf_conntrack_buckets, or the nf_conntrack hashsize module parameter) keeps chains short; " +
 		"chains also grow when many entries share one hash, which the kernel's seeded hash makes unlikely unless the table is far fuller than its buckets"

@@ -97,7 +97,7 @@ func TestInsertFailedWithoutClash(t *testing.T) {
 		ev     event.Event
 		id     string
 		reason string
-	}{{drop, FindingChainTooLong, "chain longer than the random limit"}, {dying, FindingInsertDying, "already dying"}} {
+	}{{drop, FindingChainTooLong, "chain longer than the kernel's random limit"}, {dying, FindingInsertDying, "already dying"}} {
 		corr := New(Options{ClashProbed: true})
 		if incs := feed(t, corr, []event.Event{c.ev}); len(incs) != 0 {
 			t.Errorf("%s: incidents %+v", c.id, incs)

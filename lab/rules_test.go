@@ -214,7 +214,7 @@ func TestSplitRule(t *testing.T) {
 // matches a lab address.
 func TestMasqueradeAndNullBindingRules(t *testing.T) {
 	r := MasqueradeRandomFullyRules("dns1")
-	if args, err := splitRule(r[0]); err != nil || args[len(args)-2] != "MASQUERADE" || args[len(args)-1] != "--random-fully" || !strings.Contains(r[0], "-o dns1 ") {
+	if args, err := ipt.Split(r[0]); err != nil || args[len(args)-2] != "MASQUERADE" || args[len(args)-1] != "--random-fully" || !strings.Contains(r[0], "-o dns1 ") {
 		t.Errorf("masquerade rule %q (%v)", r, err)
 	}
 	if got := MasqueradeRandomFullyNft("dns1", "ctlab"); !strings.Contains(got, "oifname \"dns1\" meta l4proto udp masquerade fully-random") {

@@ -40,6 +40,7 @@ doctor_judge() {
 
 ctprobe probes >probes.txt 2>&1
 ctprobe probes -o json >probes.json 2>/dev/null
+cat /proc/sys/kernel/unprivileged_bpf_disabled >unpriv_bpf_disabled
 for s in ${SCENARIOS//,/ }; do
   base=${s%@*}
   attach=auto
@@ -104,6 +105,11 @@ for s in ${SCENARIOS//,/ }; do
       ctlab run --scenario "$base" --lookups "$n" --min-clashes 20 --max-lookups $((n * 10)) --keep -o json >"$f.lab.json" 2>"$f.lab.err" ;;
   esac
   echo $? >"$f.lab.rc"
+  # What every thread of the default mode's tracer holds once attached.
+  for st in /proc/"$tp"/task/*/status; do
+    grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' "$st" | tr '\n' ' '
+    echo
+  done >"$f.caps"
   kill -INT "$tp" "$tl" "$ta" ${extra[@]+"${extra[@]}"}
   wait "$tp"
   echo $? >"$f.trace.rc"

@@ -61,7 +61,7 @@ func TestVMMetrics(t *testing.T) {
 	}
 	kernelDir(t, repoRoot(t)) // skips without CTPROBE_E2E
 	run(t, repoRoot(t), nil, "scripts/deps.sh", "prometheus", "curl")
-	out := bootGuestWith(t, "e2e/guest-metrics.sh", "metrics", []string{"prometheus", "promtool", "curl"})
+	out := bootGuestWith(t, guestImage{script: "e2e/guest-metrics.sh", suffix: "metrics", initramfs: []string{"--prog", "prometheus", "--prog", "promtool", "--prog", "curl"}})
 	p := func(name string) string { return filepath.Join(out, name) }
 
 	t.Run("bad input", func(t *testing.T) {

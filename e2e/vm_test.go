@@ -257,6 +257,9 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	if rc := readFile(t, p(".trace.rc")); rc != "0" {
 		t.Fatalf("ctprobe trace exit %s: %s", rc, readFile(t, p(".trace.err")))
 	}
+	if mode == defaultMode {
+		checkCaps(t, readFile(t, p(".caps")), k.release, readFile(t, filepath.Join(out, "unpriv_bpf_disabled")))
+	}
 	raw, lines := jsonLines(t, p(".trace.jsonl"))
 
 	// kprobe1 runs with one kretprobe instance per function: misses are

@@ -131,7 +131,7 @@ func (t *Topology) build(ctx context.Context) error {
 		if t.Scenario.sequential() {
 			cpu = -1 // no race to provoke
 		}
-		s, err := startSender(t.byRole[role], cpu)
+		s, err := startSender(t.byRole[role], cpu, t.Options.Comm)
 		if err != nil {
 			return err
 		}

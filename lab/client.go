@@ -1,12 +1,14 @@
 package lab
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -36,8 +38,9 @@ const jobTimeout = 30 * time.Second
 // pinned to that CPU, or not started: the two racing senders go to different
 // CPUs, because when another process keeps one CPU busy the scheduler would
 // otherwise put both on the idle one, where they can never be in the kernel
-// at once; a bench's flood is pinned away from a tracer's reader.
-func startSender(ns *Netns, cpu int) (*sender, error) {
+// at once; a bench's flood is pinned away from a tracer's reader. A comm
+// other than "" names the thread while it sends.
+func startSender(ns *Netns, cpu int, comm string) (*sender, error) {
 	s := &sender{ns: ns, jobs: make(chan func()), exited: make(chan struct{})}
 	ready := make(chan error, 1)
 	go func() {
@@ -47,9 +50,11 @@ func startSender(ns *Netns, cpu int) (*sender, error) {
 			ready <- err
 			return
 		}
-		if err := th.Enter(ns.Path); err != nil {
-			ready <- errors.Join(err, th.Release())
-			return
+		if ns != ownNetns {
+			if err := th.Enter(ns.Path); err != nil {
+				ready <- errors.Join(err, th.Release())
+				return
+			}
 		}
 		s.tid = unix.Gettid()
 		var origCPUs unix.CPUSet
@@ -66,12 +71,27 @@ func startSender(ns *Netns, cpu int) (*sender, error) {
 				return
 			}
 		}
+		var origName [16]byte
+		if comm != "" {
+			err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&origName[0])), 0, 0, 0)
+			if err == nil {
+				err = setThreadName(comm)
+			}
+			if err != nil {
+				// The thread stays locked and ends with this goroutine.
+				ready <- fmt.Errorf("name the thread %q: %w", comm, err)
+				return
+			}
+		}
 		ready <- nil
 		for job := range s.jobs {
 			runJob(job)
 		}
-		// Go back (CPUs, netns) before unlocking; if that fails the thread
-		// stays locked and ends with this goroutine.
+		// Go back (name, CPUs, netns) before unlocking; if that fails the
+		// thread stays locked and ends with this goroutine.
+		if comm != "" && setThreadName(string(bytes.TrimRight(origName[:], "\x00"))) != nil {
+			return
+		}
 		if pinned && unix.SchedSetaffinity(0, &origCPUs) != nil {
 			return
 		}
@@ -81,6 +101,13 @@ func startSender(ns *Netns, cpu int) (*sender, error) {
 		return nil, fmt.Errorf("client thread in netns %s: %w", ns.Name, err)
 	}
 	return s, nil
+}
+
+// setThreadName sets the calling thread's comm; the kernel keeps its first
+// 15 bytes.
+func setThreadName(name string) error {
+	b := append([]byte(name), 0)
+	return unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0, 0, 0)
 }
 
 // runJob runs a job on the sender thread. A panic in a job would end the

@@ -392,7 +392,7 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 		cpu = o.CPU
 	}
 	for i := 0; i < o.Threads; i++ {
-		s, err := startSender(t.byRole[role], cpu)
+		s, err := startSender(t.byRole[role], cpu, t.Options.Comm)
 		if err != nil {
 			return st, err
 		}

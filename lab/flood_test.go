@@ -39,7 +39,7 @@ func TestFloodOptionsValidate(t *testing.T) {
 // a CPU that cannot be had is an error, not an unpinned flood.
 func TestFloodPinned(t *testing.T) {
 	topo := setup(t, "endpoints-2", "iptables", 0)
-	s, err := startSender(topo.byRole[topo.clientRoles()[0]], 0)
+	s, err := startSender(topo.byRole[topo.clientRoles()[0]], 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
-	"golang.org/x/sys/unix"
 )
 
 // PerType counts queries by type.
@@ -252,7 +253,7 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 		case lookupReverse:
 			err = t.reverseLookup(&st, i)
 		default:
-			err = t.racingLookup(&st)
+			err = racingLookup(t.senders[0], t.senders[1], t.Target, &t.Options, &st)
 		}
 		if err != nil {
 			runErr = fmt.Errorf("lookup %d: %w", i+1, err)
@@ -279,10 +280,12 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 	return st, runErr
 }
 
-func (t *Topology) racingLookup(st *Stats) error {
-	s0, s1 := t.senders[0], t.senders[1]
+// racingLookup sends a lookup's A and AAAA queries to target at the same
+// instant from one socket, s0 and s1 each sending one, and waits for the
+// replies.
+func racingLookup(s0, s1 *sender, target netip.AddrPort, o *Options, st *Stats) error {
 	var cs *clientSocket
-	if err := s0.do(func() (err error) { cs, err = newClientSocket(t.Target); return }); err != nil {
+	if err := s0.do(func() (err error) { cs, err = newClientSocket(target); return }); err != nil {
 		return err
 	}
 	leak := false
@@ -297,11 +300,11 @@ func (t *Topology) racingLookup(st *Stats) error {
 
 	idA := randID()
 	idAAAA := idA + 1 + uint16(rand.IntN(0xfffe)) // distinct, as glibc's are
-	qA, err := dnsmsg.BuildQuery(idA, t.Options.Name, dnsmsg.TypeA)
+	qA, err := dnsmsg.BuildQuery(idA, o.Name, dnsmsg.TypeA)
 	if err != nil {
 		return err
 	}
-	qAAAA, err := dnsmsg.BuildQuery(idAAAA, t.Options.Name, dnsmsg.TypeAAAA)
+	qAAAA, err := dnsmsg.BuildQuery(idAAAA, o.Name, dnsmsg.TypeAAAA)
 	if err != nil {
 		return err
 	}
@@ -356,7 +359,7 @@ func (t *Topology) racingLookup(st *Stats) error {
 		st.Simultaneous++
 	}
 
-	got := awaitReplies(cs.fd, map[uint16]uint16{idA: dnsmsg.TypeA, idAAAA: dnsmsg.TypeAAAA}, time.Now().Add(t.Options.Timeout))
+	got := awaitReplies(cs.fd, map[uint16]uint16{idA: dnsmsg.TypeA, idAAAA: dnsmsg.TypeAAAA}, time.Now().Add(o.Timeout))
 	for _, q := range [2]struct{ id, qtype uint16 }{{idA, dnsmsg.TypeA}, {idAAAA, dnsmsg.TypeAAAA}} {
 		if _, ok := got[q.id]; ok {
 			st.Answered.add(q.qtype)

@@ -8,9 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/netns"
-	"golang.org/x/sys/unix"
 )
 
 // responder is a minimal DNS server on port 53 of one endpoint netns.
@@ -26,7 +27,11 @@ type responder struct {
 // netns for life; it is then served through Go's poller from any thread.
 func startResponder(ns *Netns, index int) (*responder, error) {
 	fd := -1
-	err := netns.Run(ns.Path, func() error {
+	run := func(fn func() error) error { return netns.Run(ns.Path, fn) }
+	if ns == ownNetns {
+		run = func(fn func() error) error { return fn() }
+	}
+	err := run(func() error {
 		s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 		if err == nil {
 			if err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err == nil {

@@ -74,6 +74,10 @@ type Options struct {
 	// flow, so that entries expire soon; a Flood then lets its source ports
 	// wrap (see FloodFirstPort).
 	UDPTimeout time.Duration
+	// Comm, if set, names the client threads (prctl(PR_SET_NAME), which
+	// keeps at most 15 bytes): what a trace shows as the sending process.
+	// Any process may name itself anything, escape sequences included.
+	Comm string
 	// Logf, if set, gets progress lines.
 	Logf func(format string, args ...any)
 }

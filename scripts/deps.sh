@@ -14,6 +14,8 @@ all=(
   iptables nftables conntrack iproute2 kmod
   # doctor's tests: a program linked against musl (its resolver sends A and AAAA at once)
   musl-tools
+  # the pod test (e2e/pods_test.go): a real containerd with its CRI plugin, runc, CNI plugins
+  containerd runc containernetworking-plugins
   # VM lab: emulator, guest userland, initramfs packing, kernel modules (.ko.xz) and depmod
   qemu-system-x86 busybox-static cpio zstd xz-utils kmod
   # metrics and deployment: Prometheus and promtool (unit and VM tests), curl (VM tests), umoci

@@ -1,10 +1,13 @@
 package tracer
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/internal/privs"
 )
 
 // CheckPrivileges returns an error naming the capabilities that this
@@ -73,4 +76,45 @@ func capsNeeded(v [3]int) string {
 		return "root, or CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE (BPF memory counts against RLIMIT_MEMLOCK before 5.11)"
 	}
 	return "root, or CAP_BPF and CAP_PERFMON"
+}
+
+// DropPrivileges gives up every capability the tracer no longer uses once
+// its maps are made and its probes attached; keep are capabilities the
+// caller's own work needs later (kstat.Capabilities, to read each netns's
+// counters), which stay permitted but not effective, for privs.Raise. Call
+// it after the last thing that needs more, such as creating the capture
+// file (CAP_DAC_OVERRIDE in a directory root does not own). It returns the
+// capabilities left effective.
+//
+// What the tracer does from here needs nothing, except on older kernels:
+// it reads the ring buffer (mapped pages and epoll), closes its links, and
+// reads its maps and its links' and programs' info (bpf(2) commands on
+// descriptors it holds). Before 5.19 every bpf(2) command needs CAP_BPF
+// while kernel.unprivileged_bpf_disabled is set (__sys_bpf; since
+// c8644cd0efe7 only the commands that create objects do), so CAP_BPF stays
+// where a map lookup without it is refused (docs/kernel-notes.md,
+// Capabilities after attach).
+func (t *Tracer) DropPrivileges(keep privs.Set) (privs.Set, error) {
+	// bpf_capable() is CAP_BPF or CAP_SYS_ADMIN: try a lookup without both.
+	needed := false
+	err := privs.Lower(privs.Of(unix.CAP_BPF, unix.CAP_SYS_ADMIN), func() error {
+		_, err := t.Sent()
+		needed = errors.Is(err, unix.EPERM)
+		if needed {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read a map without CAP_BPF: %w", err)
+	}
+	effective := privs.Set(0)
+	if needed {
+		effective = privs.Of(unix.CAP_BPF)
+	}
+	if err := privs.Drop(effective, keep); err != nil {
+		return 0, err
+	}
+	effective, _, err = privs.Current()
+	return effective, err
 }

@@ -99,6 +99,9 @@ var ErrNotTraceable = errors.New("cannot trace conntrack on this kernel")
 // attach it returns an error wrapping ErrNotTraceable, with the plan filled
 // in t.Plan of the returned (closed) tracer for reporting.
 func Open(opts Options) (*Tracer, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -29,6 +30,10 @@ const usage = `usage:
                          new UDP flows as fast as possible (one socket, port, datagram each); prints flows/s,
                          and with --marks the flows of every segment between two lines of FILE
                          (-v says when sending starts; a line "!LABEL" pauses until the next line)
+  ctlab lookup --target IP:PORT [--lookups K] [--timeout D] [-o text|json]
+                         racing lookups from ctlab's own netns, with no topology (the lab's client in a pod)
+  ctlab serve [--endpoint N]
+                         a DNS endpoint on port 53 of ctlab's own netns until SIGINT/SIGTERM
   ctlab scenarios        list the scenarios
   ctlab cleanup [--all]  remove lab namespaces (ctl<pid>-*) left by dead runs
 `
@@ -68,6 +73,10 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 		return cmdRun(args[1:], stdout, stderr)
 	case "flood":
 		return cmdFlood(args[1:], stdout, stderr)
+	case "lookup":
+		return cmdLookup(args[1:], stdout)
+	case "serve":
+		return cmdServe(args[1:], stdout)
 	case "scenarios":
 		if len(args) > 1 {
 			return cli.Usagef("scenarios takes no arguments")
@@ -147,11 +156,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	output := fs.String("o", "text", "output: text or json")
 	keep := fs.Bool("keep", false, "leave the namespaces in place for inspection (remove later with: ctlab cleanup)")
 	verbose := fs.Bool("v", false, "print progress to stderr")
+	comm := fs.String("comm", "", "name the threads that send the lookups (at most 15 bytes, any bytes): the sending process a trace shows")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if *scenario == "" {
 		return cli.Usagef("run needs --scenario NAME")
+	}
+	if len(*comm) > 15 || strings.IndexByte(*comm, 0) >= 0 {
+		return cli.Usagef("--comm: want at most 15 bytes without NUL (the kernel's TASK_COMM_LEN), got %d", len(*comm))
 	}
 	sc, err := lab.ScenarioByName(*scenario)
 	if err != nil {
@@ -177,7 +190,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	topo, done, err := setUp(ctx, sc, lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt, Timeout: *timeout}, *verbose, *keep, stderr)
+	topo, done, err := setUp(ctx, sc, lab.Options{Endpoints: *endpoints, NAT: *nat, IPTables: *ipt, Timeout: *timeout, Comm: *comm}, *verbose, *keep, stderr)
 	if err != nil {
 		return err
 	}
@@ -271,6 +284,55 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 		return runErr
 	}
 	return nil
+}
+
+func cmdLookup(args []string, stdout io.Writer) error {
+	fs := newFlagSet("lookup")
+	target := fs.String("target", "", "the DNS server or ClusterIP to query, IP:PORT")
+	lookups := fs.Int("lookups", 100, "number of lookups")
+	timeout := fs.Duration("timeout", lab.DefaultTimeout, "how long a lookup waits for its replies")
+	output := fs.String("o", "text", "output: text or json")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	to, err := netip.ParseAddrPort(*target)
+	if err != nil {
+		return cli.Usagef("--target %q: want IP:PORT (e.g. 10.96.0.10:53)", *target)
+	}
+	if *lookups < 0 || *timeout <= 0 {
+		return cli.Usagef("--lookups must not be negative and --timeout must be positive")
+	}
+	if *output != "text" && *output != "json" {
+		return cli.Usagef("-o %q: use text or json", *output)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c, err := lab.NewClient(to, lab.Options{Timeout: *timeout})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	st, runErr := c.Lookups(ctx, *lookups)
+	if err := writeResult(stdout, *output, &st); err != nil {
+		return err
+	}
+	return runErr
+}
+
+func cmdServe(args []string, stdout io.Writer) error {
+	fs := newFlagSet("serve")
+	endpoint := fs.Int("endpoint", 1, "endpoint number, sent as each answer's TTL")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if *endpoint < 1 || *endpoint > lab.MaxEndpoints {
+		return cli.Usagef("--endpoint: use 1 to %d", lab.MaxEndpoints)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := lab.Serve(ctx, *endpoint)
+	fmt.Fprintf(stdout, "answered %d queries\n", n)
+	return err
 }
 
 // writeResult prints a run's result as indented JSON or as its text report.

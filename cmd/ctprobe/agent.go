@@ -116,13 +116,18 @@ func (a *agent) serves() bool { return a.ln != nil }
 
 // renderer adds to out, the trace's output, the metrics exporter, and for
 // a quiet trace (out then renders nothing) the log.
-func (a *agent) renderer(out render.Renderer, quiet bool, kernel string) render.Renderer {
+// pods, when not nil, labels the per-namespace metrics with their pods.
+func (a *agent) renderer(out render.Renderer, quiet bool, kernel string, pods *netnsPods) render.Renderer {
 	tee := render.Tee{out}
 	if quiet {
 		tee = render.Tee{render.Log{L: a.log}}
 	}
 	if a.serves() {
-		a.exporter = metrics.New(metrics.Options{Version: version, Kernel: kernel})
+		o := metrics.Options{Version: version, Kernel: kernel}
+		if pods != nil {
+			o.Pods = pods
+		}
+		a.exporter = metrics.New(o)
 		tee = append(tee, a.exporter)
 	}
 	if len(tee) == 1 {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	"github.com/ctprobe/ctprobe/internal/cli"
+	"github.com/ctprobe/ctprobe/tracer/capture"
+	"github.com/ctprobe/ctprobe/tracer/render"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -27,7 +29,18 @@ commands:
   version   print the version
 
 Run "ctprobe <command> -h" for the flags of a command.
+
+exit status: 0 success, 1 error, 2 bad command line, 3 doctor's findings,
+4 capture truncated (report printed what it held), 5 capture corrupt (report
+printed what came before the damage)
 `
+
+// Exit statuses of a capture that report could not read to its end, so
+// that a script can tell it from a whole one (README, Using it).
+const (
+	exitTruncated = 4
+	exitCorrupt   = 5
+)
 
 // exitError carries an exit status; its message is printed on one line.
 type exitError struct {
@@ -82,7 +95,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var logged *loggedError
 	if !errors.As(err, &logged) {
-		fmt.Fprintln(stderr, "ctprobe:", err)
+		// Errors may quote a capture's strings: escaped like every other
+		// output.
+		fmt.Fprintln(stderr, "ctprobe:", render.Escape(err.Error()))
 	}
 	var ee *exitError
 	var ue *cli.UsageError
@@ -91,6 +106,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return ee.code
 	case errors.As(err, &ue):
 		return 2
+	case errors.Is(err, capture.ErrTruncated):
+		return exitTruncated
+	case errors.Is(err, capture.ErrCorrupt):
+		return exitCorrupt
 	}
 	return 1
 }

@@ -2,20 +2,23 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ctprobe/ctprobe/tracer"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/event/eventtest"
 	"github.com/ctprobe/ctprobe/tracer/mode"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
 
@@ -51,6 +54,24 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"trace", "-w", "x.ctp", "--rotate-count", "8"}, "--rotate-count 8: want 0 or more, with --rotate-size"},
 		{[]string{"trace", "-w", "x.ctp", "--rotate-size", "1MiB", "--rotate-count", "-1"}, "--rotate-count -1"},
 		{[]string{"trace", "--ring-size", "1000"}, "power of two"},
+		// Every number has its range in the message, and nothing turns
+		// silently into a default.
+		{[]string{"trace", "--ring-size", "8589934592"}, fmt.Sprintf(`invalid value "8589934592" for flag -ring-size: want a power of two from %d to 1073741824`, os.Getpagesize())},
+		{[]string{"trace", "--timeline", "--history", "4294967296"}, `invalid value "4294967296" for flag -history: want 1 to 1048576`},
+		{[]string{"trace", "--timeline", "--history", "-1"}, `invalid value "-1" for flag -history: want 1 to 1048576`},
+		{[]string{"trace", "--timeline", "--history", "0"}, "want 1 to 1048576"},
+		{[]string{"trace", "--history", "100"}, "--history sizes what --timeline keeps in the kernel: add --timeline, or leave --history out"},
+		{[]string{"trace", "--max-active", "5000"}, "want 1 to 4096"},
+		{[]string{"trace", "--max-active", "0"}, "want 1 to 4096"},
+		{[]string{"trace", "--attach", "fentry", "--max-active", "10"}, "--attach fentry does not use"},
+		{[]string{"trace", "-c", "5", "--count", "7"}, "-c and -count are one flag, given 5 and then 7"},
+		{[]string{"trace", "-c", "-1"}, "want a whole number"},
+		{[]string{"trace", "--duration", "5"}, `invalid value "5" for flag -duration: want a unit, e.g. 5s`},
+		{[]string{"trace", "--duration", "-5s"}, "want 0 or more"},
+		{[]string{"trace", "--interval", "often"}, "want a duration such as 30s"},
+		{[]string{"trace", "--overwrite"}, "--overwrite replaces the file of -w FILE, so it needs one"},
+		{[]string{"selftest", "--lookups", "0"}, "want 1 to 1000000"},
+		{[]string{"selftest", "--min-clashes", "-1"}, "want 0 to 1000000"},
 		{[]string{"trace", "--bogus"}, "ctprobe trace -h"},
 		{[]string{"trace", "extra"}, "unexpected argument"},
 		{[]string{"report"}, "needs -r FILE"},
@@ -150,64 +171,9 @@ func TestTraceWithoutPrivileges(t *testing.T) {
 	}
 }
 
-// record lays out one probe record as the kernel writes it.
-func record(t *testing.T, r probe.BPFEvent) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := binary.Write(&b, binary.LittleEndian, &r); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func be16(v uint16) uint16 { return v<<8 | v>>8 }
-
-func tuple(src string, sport uint16, dst string, dport uint16) probe.BPFTuple {
-	var t probe.BPFTuple
-	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
-	copy(t.Src[:], s[:])
-	copy(t.Dst[:], d[:])
-	t.Sport, t.Dport, t.L3num, t.Protonum = be16(sport), be16(dport), 2, 17
-	return t
-}
-
-// race3 is what a 5.6+ kernel reports, in --all order, when the A and AAAA
-// queries of one socket are DNAT'd to different endpoints: W is confirmed,
-// L clashes with it on the original tuple and is inserted reply-only.
-func race3(t *testing.T) [][]byte {
-	const W, L = 0xffff888004a1b300, 0xffff888004a1b200
-	orig := tuple("10.244.1.2", 41000, "10.96.0.10", 53)
-	pre := tuple("10.96.0.10", 53, "10.244.1.2", 41000)
-	rw := tuple("10.244.2.1", 53, "10.244.1.2", 41000)
-	rl := tuple("10.244.2.2", 53, "10.244.1.2", 41000)
-	base := probe.BPFEvent{PidTgid: 4242<<32 | 4243, Netns: 4026532201, Hook: event.HookNone,
-		Flags: uint16(event.FlagSock), SkCookie: 0x1f, SkIno: 12345, SkFamily: 2, SkPort: 41000}
-	copy(base.Comm[:], []int8{'d', 'i', 'g'})
-	ev := func(ts uint64, kind event.Kind, ct uint64, mod func(*probe.BPFEvent)) []byte {
-		e := base
-		e.Ts, e.Kind, e.Ct, e.Orig, e.Reply = ts, uint8(kind), ct, orig, pre
-		mod(&e)
-		return record(t, e)
-	}
-	return [][]byte{
-		ev(1000, event.CTIn, W, func(e *probe.BPFEvent) { e.Hook, e.Ctinfo, e.Flags = 3, 2, e.Flags|uint16(event.FlagNew); e.Ret = 1 }),
-		ev(1500, event.CTIn, L, func(e *probe.BPFEvent) {
-			e.Hook, e.Ctinfo, e.Flags, e.Cpu = 3, 2, e.Flags|uint16(event.FlagNew), 1
-			e.Ret = 1
-		}),
-		ev(2000, event.NAT, W, func(e *probe.BPFEvent) { e.Aux, e.Before, e.Reply, e.Flags = 1, pre, rw, uint16(event.FlagNATChanged) }),
-		ev(2100, event.NAT, L, func(e *probe.BPFEvent) {
-			e.Aux, e.Before, e.Reply, e.Flags, e.Cpu = 1, pre, rl, uint16(event.FlagNATChanged), 1
-		}),
-		ev(3000, event.Confirm, W, func(e *probe.BPFEvent) {
-			e.Reply, e.OtherCt, e.Ret, e.Status = rw, W, 1, event.StatusConfirmed|event.StatusDstNAT
-		}),
-		ev(3200, event.Clash, L, func(e *probe.BPFEvent) { e.Reply, e.OtherCt, e.Cpu = rw, W, 1 }),
-		ev(3300, event.Confirm, L, func(e *probe.BPFEvent) {
-			e.Reply, e.OtherCt, e.Ret, e.Cpu, e.Status = rl, L, 1, 1, event.StatusConfirmed|event.StatusDstNAT|event.StatusNATClash
-		}),
-	}
-}
+// race3 is one lookup whose A and AAAA queries were DNAT'd to different
+// endpoints (eventtest.Race3), by dig.
+func race3(*testing.T) [][]byte { return eventtest.Race3(0, "dig") }
 
 func writeCapture(t *testing.T, path string, records [][]byte, trailer bool) {
 	t.Helper()
@@ -217,7 +183,7 @@ func writeCapture(t *testing.T, path string, records [][]byte, trailer bool) {
 // writeModeCapture writes a capture as `trace` in mode (the header's Mode) would.
 func writeModeCapture(t *testing.T, path string, m mode.Mode, records [][]byte, trailer bool) {
 	t.Helper()
-	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: m.CaptureName(), StartUnixNano: 1e18})
+	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: m.CaptureName(), StartUnixNano: 1e18}, capture.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,24 +282,99 @@ func TestReportCapture(t *testing.T) {
 	}
 }
 
-// A capture cut off without its trailer still reports its valid prefix.
-func TestReportTruncatedCapture(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cut.ctp")
-	writeCapture(t, path, race3(t), false)
-	b, _ := os.ReadFile(path)
-	os.WriteFile(path, b[:len(b)-5], 0o600) // cut into the last record
+// -w never writes through what another user planted at its name, says
+// what is there and how to go on, and fails before loading anything.
+func TestTraceCaptureFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	os.WriteFile(target, []byte("keep"), 0o644)
+	symlink, fifo, existing := filepath.Join(dir, "link.ctp"), filepath.Join(dir, "fifo.ctp"), filepath.Join(dir, "old.ctp")
+	os.Symlink(target, symlink)
+	syscall.Mkfifo(fifo, 0o666)
+	os.WriteFile(existing, []byte("old"), 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-w", symlink}, "it is a symlink, not a regular file, which ctprobe never writes through: give -w a new file's name"},
+		{[]string{"-w", symlink, "--overwrite"}, "it is a symlink"},
+		{[]string{"-w", fifo}, "it is a FIFO"},
+		{[]string{"-w", existing}, "file exists: choose another -w name, or add --overwrite to replace it"},
+	} {
+		code, stdout, stderr := runCLI(append([]string{"trace"}, c.args...)...)
+		if code != 1 || stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q", c.args, code, stdout)
+		}
+		oneLine(t, stderr)
+		if !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: %q lacks %q", c.args, stderr, c.want)
+		}
+	}
+	for path, want := range map[string]string{target: "keep", existing: "old"} {
+		if b, _ := os.ReadFile(path); string(b) != want {
+			t.Errorf("%s now holds %q", path, b)
+		}
+	}
+}
+
+// The names a trace gave are in its capture: a report prints them without
+// any runtime, in text and JSON, and counts the loser's pod.
+func TestReportNames(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "named.ctp")
+	w, err := capture.Create(path, capture.Header{RecordLayout: probe.RecordLayout, RecordSize: uint32(event.Size), Mode: mode.All.CaptureName(), StartUnixNano: 1e18}, capture.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := names.Names{Pod: names.Pod{Namespace: "default", Name: "client-a", UID: "5c2a8e41-7d19-4b6e-8f02-93d4e1a7b6c2"}, Container: "lookup", ContainerID: strings.Repeat("ab", 32)}
+	key := names.Key{Netns: 4026532201, PID: 4242, Addr: netip.MustParseAddr("10.244.1.2")}
+	if err := w.WriteNames([]names.Entry{{Key: key, Names: pod}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range race3(t) {
+		if err := w.WriteRecord(0, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(capture.Trailer{EndUnixNano: 1e18 + 1e9}); err != nil {
+		t.Fatal(err)
+	}
 	code, stdout, stderr := runCLI("report", "-r", path, "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if !strings.Contains(stdout, `"kind":"warning"`) || !strings.Contains(stdout, "truncated") {
-		t.Errorf("no truncation warning:\n%s", stdout)
+	incs := incidents(t, stdout)
+	if len(incs) != 1 {
+		t.Fatalf("want 1 incident, got %d", len(incs))
 	}
-	// The last record (L's confirm) is gone, so the incident is not complete:
-	// it must not be invented.
-	for _, inc := range incidents(t, stdout) {
-		if inc["outcome"] == "nat-clash" && inc["race"] == 3.0 {
-			t.Errorf("incident reported without its confirm: %v", inc)
+	for _, side := range []string{"loser", "winner"} {
+		got, _ := json.Marshal(incs[0][side].(map[string]any)["pod"])
+		if want := `{"container":"lookup","container_id":"` + pod.ContainerID + `","name":"client-a","namespace":"default","uid":"` + pod.Pod.UID + `"}`; string(got) != want {
+			t.Errorf("%s pod %s, want %s", side, got, want)
 		}
+	}
+	if !strings.Contains(stdout, `"by_pod":[{"namespace":"default","name":"client-a","uid":"`+pod.Pod.UID+`","count":1}]`) {
+		t.Errorf("summary by pod missing:\n%s", stdout)
+	}
+	_, text, _ := runCLI("report", "-r", path, "--no-color")
+	if !strings.Contains(text, "pid 4242 dig [default/client-a/lookup]") || !strings.Contains(text, "by pod\n  default/client-a  1") {
+		t.Errorf("text report lacks the names:\n%s", text)
+	}
+}
+
+// probes says where a trace's names would come from, and why not the
+// runtime; --no-names says they are off.
+func TestProbesNamesSource(t *testing.T) {
+	root := t.TempDir()
+	_, stdout, _ := runCLI("probes", "-o", "json", "--host-root", root)
+	var p struct{ Names names.Status }
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatalf("%v: %q", err, stdout)
+	}
+	if p.Names.Source != names.SourceNode || !strings.Contains(p.Names.Reason, filepath.Join(root, "run/containerd/containerd.sock")) {
+		t.Errorf("names %+v: want the node, because no runtime socket is under the host root", p.Names)
+	}
+	_, stdout, _ = runCLI("probes", "--no-names")
+	if !strings.Contains(stdout, "names       none: turned off (--no-names)") {
+		t.Errorf("probes --no-names:\n%s", stdout)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/event/eventtest"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
 
@@ -57,7 +58,7 @@ func TestReportPCAPNGReadByTshark(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.PayloadLen = uint16(copy(e.Payload[:], q))
-		records[i] = record(t, e)
+		records[i] = eventtest.Record(e)
 	}
 	writeCapture(t, capturePath, records, true)
 	code, jsonl, stderr := runCLI("report", "-r", capturePath, "-o", "json")

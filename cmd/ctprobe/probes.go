@@ -19,7 +19,11 @@ func runProbes(args []string, stdout io.Writer) error {
 	fs := newFlagSet("probes")
 	output := fs.String("o", "text", "output format: text or json")
 	attach := fs.String("attach", "auto", "attach mode to try: auto, fentry or kprobe")
+	nf := addNameFlags(fs)
 	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if err := nf.check(); err != nil {
 		return err
 	}
 	how, err := tracer.ParseAttach(*attach)
@@ -41,6 +45,7 @@ func runProbes(args []string, stdout io.Writer) error {
 		p.Functions = append(p.Functions, render.KernelFunction{Name: fn, Names: s.Names, Module: s.Module, Params: k.FuncParams(fn)})
 	}
 	p.Datapath = tracer.DatapathNotes(k)
+	p.Names = nf.status()
 	traceErr := tracer.CheckPrivileges()
 	if traceErr == nil {
 		t, err := tracer.Open(tracer.Options{Attach: how, Mode: mode.Timeline})

@@ -25,17 +25,14 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("selftest")
 	out := addOutputFlags(fs)
 	scenario := fs.String("scenario", "endpoints-2", "lab scenario (ctlab scenarios lists them)")
-	lookups := fs.Int("lookups", 200, "number of parallel A+AAAA lookups")
-	minClashes := fs.Int("min-clashes", 20, "after --lookups, go on until the kernel counted this many clashes (at most 20 x --lookups)")
+	lookups := cli.Int(fs, "lookups", 200, 1, 1_000_000, "number of parallel A+AAAA lookups")
+	minClashes := cli.Int(fs, "min-clashes", 20, 0, 1_000_000, "after --lookups, go on until the kernel counted this many clashes (at most 20 x --lookups)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	sc, err := lab.ScenarioByName(*scenario)
 	if err != nil {
 		return cli.Usagef("--scenario: %v", err)
-	}
-	if *lookups <= 0 || *minClashes < 0 {
-		return cli.Usagef("--lookups must be positive and --min-clashes not negative")
 	}
 	if err := tracer.CheckPrivileges(); err != nil {
 		return err

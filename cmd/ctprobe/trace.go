@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -8,7 +10,9 @@ import (
 
 	"github.com/ctprobe/ctprobe/internal/cli"
 	"github.com/ctprobe/ctprobe/tracer"
+	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/mode"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/session"
 )
@@ -20,10 +24,14 @@ type outputFlags struct {
 	noColor *bool
 }
 
-func addOutputFlags(fs interface {
+// flagDefiner is the part of a flag.FlagSet that shared flags are added
+// through.
+type flagDefiner interface {
 	String(string, string, string) *string
 	Bool(string, bool, string) *bool
-}) outputFlags {
+}
+
+func addOutputFlags(fs flagDefiner) outputFlags {
 	return outputFlags{
 		format:  fs.String("o", "text", "output format: text or json (one JSON object per line, docs/json-schema.md); report also takes pcapng (the packets, for Wireshark)"),
 		all:     fs.Bool("all", false, "print every new conntrack entry at confirm (tuples before and after NAT, verdict, socket) besides the races; with --timeline, every event of every probe point"),
@@ -57,20 +65,20 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	port := fs.String("port", "", "only flows with this port at either end, before or after NAT")
 	netns := fs.String("netns", "", "only this network namespace (inode number, as lsns prints it)")
 	pid := fs.String("pid", "", "only conntrack entries created by this process (without --timeline: packets it sent from the netns where they clash or are confirmed)")
-	duration := fs.Duration("duration", 0, "stop after this long (e.g. 30s; 0: until interrupted)")
-	var count uint64
-	fs.Uint64Var(&count, "c", 0, "stop after this many incidents (with --all: events)")
-	fs.Uint64Var(&count, "count", 0, "same as -c")
-	write := fs.String("w", "", "also write every record to this capture file (0600; - for stdout)")
+	duration := cli.Duration(fs, "duration", 0, "stop after this long (e.g. 30s; 0: until interrupted)")
+	count := cli.Uint64(fs, "stop after this many incidents (with --all: events)", "c", "count")
+	write := fs.String("w", "", "also write every record to this capture file, a new file (0600; - for stdout)")
+	overwrite := fs.Bool("overwrite", false, "with -w FILE, replace FILE if it exists (a regular file only)")
 	quiet := fs.Bool("q", false, "no live output (with -w or --metrics): warnings, losses and summaries go to the log on stderr")
-	interval := fs.Duration("interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
-	ringSize := fs.Int("ring-size", tracer.DefaultRingSize, "ring buffer size in bytes (a power of two)")
+	interval := cli.Duration(fs, "interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
+	ringSize := cli.PowerOfTwo(fs, "ring-size", tracer.DefaultRingSize, tracer.MinRingSize(), tracer.MaxRingSize, "ring buffer size in bytes (a power of two)")
 	timeline := fs.Bool("timeline", false, "follow every new conntrack entry (ct_in, NAT, confirm, and its sender across namespaces) so that an incident shows both packets' stages and senders; costs time on every new flow, where the default mode probes only the clash path")
-	history := fs.Int("history", tracer.DefaultHistory, "conntrack entries whose history the kernel keeps (--timeline)")
+	history := cli.Int(fs, "history", tracer.DefaultHistory, 1, tracer.MaxHistory, "conntrack entries whose history the kernel keeps (--timeline)")
 	attach := fs.String("attach", "auto", "attach mode: auto (fentry where allowed, else kprobe), fentry or kprobe")
 	skip := fs.String("skip-point", "", "optional probe points not to attach: nat, clash, origin (comma-separated)")
 	agentOpts := addAgentFlags(fs)
-	maxActive := fs.Int("max-active", tracer.DefaultMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
+	nf := addNameFlags(fs)
+	maxActive := cli.Int(fs, "max-active", tracer.DefaultMaxActive, 1, tracer.MaxMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -82,18 +90,18 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return cli.Usagef("--%v", err)
 	}
-	if *ringSize < os.Getpagesize() || *ringSize&(*ringSize-1) != 0 {
-		return cli.Usagef("--ring-size %d: want a power of two of at least %d", *ringSize, os.Getpagesize())
-	}
 	skipPoints, err := tracer.ParseSkip(*skip)
 	if err != nil {
 		return cli.Usagef("--skip-point: %v", err)
 	}
-	if *maxActive < 1 || *maxActive > 4096 {
-		return cli.Usagef("--max-active %d: want 1 to 4096 (the kernel's limit)", *maxActive)
+	if cli.Given(fs, "history") && !*timeline {
+		return cli.Usagef("--history sizes what --timeline keeps in the kernel: add --timeline, or leave --history out")
 	}
-	if *duration < 0 || *interval < 0 {
-		return cli.Usagef("--duration and --interval must not be negative")
+	if cli.Given(fs, "max-active") && how == plan.Fentry {
+		return cli.Usagef("--max-active sets kretprobe instances, which --attach fentry does not use: leave one out")
+	}
+	if err := nf.check(); err != nil {
+		return err
 	}
 	a, err := agentOpts.setup(*write, stderr)
 	if err != nil {
@@ -102,6 +110,16 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	defer a.close()
 	if *quiet && *write == "" && !a.serves() {
 		return cli.Usagef("-q silences live output, so it needs -w FILE or --metrics ADDR to keep anything")
+	}
+	if *overwrite && (*write == "" || *write == "-" || a.rotation.Size > 0) {
+		return cli.Usagef("--overwrite replaces the file of -w FILE, so it needs one (rotated captures never replace a file)")
+	}
+	captureOpts := capture.CreateOptions{Overwrite: *overwrite}
+	// Before the slow part: a capture that cannot be created fails now.
+	if *write != "" && a.rotation.Size == 0 {
+		if err := capture.CheckCreate(*write, captureOpts); err != nil {
+			return a.report(captureHint(err))
+		}
 	}
 	// With the capture on stdout, live output moves to stderr.
 	live := stdout
@@ -125,14 +143,32 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		return a.report(err)
 	}
 	defer t.Close()
-	s, err := session.Start(t, session.Config{
-		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release), CapturePath: *write, Rotation: a.rotation,
-		Version: version, BootTime: boot, Count: count, Duration: *duration, Interval: *interval, Signals: sig,
-	})
+	pods := nf.metricsPods()
+	cfg := session.Config{
+		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release, pods), CapturePath: *write, Rotation: a.rotation,
+		CaptureOptions: captureOpts, DropPrivileges: true, Version: version, BootTime: boot, Count: *count, Duration: *duration, Interval: *interval, Signals: sig,
+	}
+	if res := nf.resolver(*write != "", func(msg string) { cfg.Renderer.Warning(msg) }); res != nil {
+		defer res.Close()
+		cfg.Names = res
+		pods.set(res)
+	}
+	s, err := session.Start(t, cfg)
 	if err != nil {
-		return a.report(err)
+		return a.report(captureHint(err))
 	}
 	a.serve(s)
 	_, err = s.Finish(s.Run(), nil)
 	return a.report(err)
+}
+
+// captureHint adds to an error creating the capture file what to do.
+func captureHint(err error) error {
+	switch {
+	case errors.Is(err, capture.ErrExists):
+		return fmt.Errorf("%w: choose another -w name, or add --overwrite to replace it", err)
+	case errors.Is(err, capture.ErrNotRegular):
+		return fmt.Errorf("%w, which ctprobe never writes through: give -w a new file's name, or - for standard output", err)
+	}
+	return err
 }

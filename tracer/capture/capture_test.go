@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,7 +29,7 @@ func testHeader() Header {
 		BootTimeUnixNano: 1_700_000_000_000_000_000,
 		StartUnixNano:    1_700_000_100_000_000_000,
 		RecordLayout:     1,
-		RecordSize:       312,
+		RecordSize:       0, // the items vary in size
 		Plan: []plan.Entry{
 			{Point: "ct_in", Function: "nf_conntrack_in", Attach: "fexit", Status: "attached"},
 			{Point: "clash", Function: "nf_ct_resolve_clash", Attach: "kprobe", Status: "skipped", Reason: "not in this kernel"},
@@ -333,7 +334,7 @@ func TestForwardCompatible(t *testing.T) {
 	hdr := []byte(`{"FormatVersion":1,"RecordLayout":1,"Hostname":"h","FutureField":{"a":[1,2]}}`)
 	data := appendFrame(appendPreamble(nil, 1, orderLittle, 1, 0), TypeHeader, nil, hdr)
 	data = appendFrame(data, TypeSample, nil, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0xaa})
-	data = appendFrame(data, 0x80, nil, []byte("future"))
+	data = appendFrame(data, 0x81, nil, []byte("future"))
 	data = appendFrame(data, TypeTrailer, nil, []byte(`{"Records":2,"Future":true}`))
 	r, err := NewReader(bytes.NewReader(data))
 	if err != nil {
@@ -488,5 +489,103 @@ func TestReadError(t *testing.T) {
 	_, err = readAll(t, r, items)
 	if !errors.Is(err, eio) || errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), "at byte") {
 		t.Errorf("Next: %v", err)
+	}
+}
+
+// Every sample of a capture whose header declares a record size has that
+// size: the writer refuses others, and the reader reports one in a file as
+// corruption at its frame, after the records before it.
+func TestRecordSize(t *testing.T) {
+	h := Header{FormatVersion: 1, RecordLayout: 1, RecordSize: 312}
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{311, 313, 0} {
+		if err := w.WriteRecord(0, make([]byte, n)); err == nil || !strings.Contains(err.Error(), "312-byte records") {
+			t.Errorf("%d-byte record: %v", n, err)
+		}
+	}
+	if err := w.WriteRecord(0, make([]byte, 312)); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	good := buf.Len()
+	for _, n := range []int{313, 4096, 311} {
+		data := appendFrame(bytes.Clone(buf.Bytes()), TypeSample, make([]byte, samplePrefix), make([]byte, n))
+		r, err := NewReader(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Next(); err != nil {
+			t.Fatalf("the 312-byte record: %v", err)
+		}
+		_, err = r.Next()
+		var ce *CorruptError
+		if !errors.As(err, &ce) || ce.Offset != int64(good) || ce.Records != 1 || !strings.Contains(err.Error(), fmt.Sprintf("sample of %d bytes, but the header declares 312-byte records", n)) {
+			t.Errorf("%d-byte sample: %v", n, err)
+		}
+	}
+}
+
+// zeros is an endless stream of zero bytes that counts what was read.
+type zeros struct{ read int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	clear(p)
+	z.read += int64(len(p))
+	return len(p), nil
+}
+
+// A valid prefix followed by endless zeros (report -r - fed by
+// /dev/zero) ends in corruption after a bounded read, with the records
+// before it.
+func TestEndlessZeros(t *testing.T) {
+	data, items := writeCapture(t, false)
+	var boundary int64
+	{
+		r, _ := NewReader(bytes.NewReader(data[:len(data)/2]))
+		_, err := readAll(t, r, items)
+		boundary = err.(*TruncatedError).Offset
+	}
+	z := &zeros{}
+	r, err := NewReader(io.MultiReader(bytes.NewReader(data[:boundary]), z))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := readAll(t, r, items)
+	var ce *CorruptError
+	if !errors.As(err, &ce) || ce.Offset != boundary || ce.Records != uint64(n) || !strings.Contains(err.Error(), "MiB of zeros") {
+		t.Fatalf("after %d records: %v, want corruption at %d", n, err, boundary)
+	}
+	if z.read > maxZeroTail+2*readChunk {
+		t.Errorf("read %d bytes of zeros, bound is %d", z.read, maxZeroTail)
+	}
+}
+
+// Loss totals in the trailer saturate instead of wrapping.
+func TestLostTotalsSaturate(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, Header{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteLost(-1, math.MaxUint64, "ringbuf")
+	w.WriteLost(-1, 5, "ringbuf")
+	w.Close(Trailer{})
+	r, err := NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := r.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.Trailer().Lost["ringbuf"]; got != math.MaxUint64 {
+		t.Errorf("trailer's ringbuf total %d, want %d", got, uint64(math.MaxUint64))
 	}
 }

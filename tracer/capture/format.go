@@ -75,6 +75,8 @@ func (t RecordType) String() string {
 		return "lost"
 	case TypeTrailer:
 		return "trailer"
+	case TypeNames:
+		return "names"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

@@ -9,11 +9,13 @@ import (
 	"io"
 	"os"
 	"slices"
+
+	"github.com/ctprobe/ctprobe/tracer/names"
 )
 
 // Record is one record read from a capture.
 type Record struct {
-	Type   RecordType // TypeSample or TypeLost
+	Type   RecordType // TypeSample, TypeLost or TypeNames
 	Offset int64      // byte offset of the record's frame in the file
 
 	// Sample fields. Raw aliases the reader's buffer: it is only valid
@@ -25,6 +27,9 @@ type Record struct {
 	CPU   int // -1 if the loss was not counted per CPU
 	Count uint64
 	Kind  string
+
+	// Names fields (TypeNames).
+	Names []names.Entry
 }
 
 // Reader reads a capture. It is not safe for concurrent use.
@@ -164,7 +169,7 @@ func (r *Reader) Close() error {
 	return c.Close()
 }
 
-// Next returns the next sample or lost record. After the trailer it returns
+// Next returns the next sample, lost or names record. After the trailer it returns
 // io.EOF. If the input ends before the trailer it returns a
 // *TruncatedError; damage gives a *CorruptError naming the offset. Records
 // returned before either error are whole and checksummed. Once Next has
@@ -193,6 +198,11 @@ func (r *Reader) next() (Record, error) {
 			if len(p) < samplePrefix {
 				return Record{}, r.corrupt(start, fmt.Sprintf("sample record of %d bytes is shorter than its %d-byte timestamp", len(p), samplePrefix))
 			}
+			// The header's size is the size of every ring-buffer sample;
+			// a record of another size was not written by that ctprobe.
+			if size := r.hdr.RecordSize; size != 0 && len(p)-samplePrefix != int(size) {
+				return Record{}, r.corrupt(start, fmt.Sprintf("sample of %d bytes, but the header declares %d-byte records", len(p)-samplePrefix, size))
+			}
 			r.records++
 			return Record{Type: t, Offset: start, TS: binary.LittleEndian.Uint64(p), Raw: p[samplePrefix:]}, nil
 		case TypeLost:
@@ -211,6 +221,8 @@ func (r *Reader) next() (Record, error) {
 				CPU:    int(cpu),
 				Kind:   string(p[lostPrefix:]),
 			}, nil
+		case TypeNames:
+			return r.namesRecord(start, p)
 		case TypeTrailer:
 			return Record{}, r.finish(start, p)
 		case TypeHeader:
@@ -304,10 +316,18 @@ func (r *Reader) readN(n int) ([]byte, error) {
 	return r.buf, nil
 }
 
+// maxZeroTail bounds the zero-filled tail zeroTail reads to its end. A
+// crash leaves zeros where data the kernel held for the file was never
+// written: at most what was buffered when it happened, far below this.
+// More zeros than this are not such a tail (an endless stream on standard
+// input would otherwise be read until killed).
+const maxZeroTail = 64 << 20
+
 // zeroTail is called when the frame at start begins with zeros. Some file
 // systems leave a zero-filled tail after a crash (the size was updated but
 // the data never written): if everything to the end is zero, the capture
-// was cut at start. Zeros followed by data are corruption.
+// was cut at start. Zeros followed by data, or more than maxZeroTail of
+// them, are corruption.
 func (r *Reader) zeroTail(start int64) error {
 	for {
 		b, err := r.br.Peek(1)
@@ -324,6 +344,9 @@ func (r *Reader) zeroTail(start int64) error {
 		}
 		r.br.Discard(n)
 		r.off += int64(n)
+		if r.off-start > maxZeroTail {
+			return r.corrupt(start, fmt.Sprintf("more than %d MiB of zeros, far more than a crash leaves: reading stopped at byte %d", maxZeroTail>>20, r.off))
+		}
 	}
 }
 

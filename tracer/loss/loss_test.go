@@ -1,6 +1,7 @@
 package loss
 
 import (
+	"math"
 	"testing"
 
 	"github.com/ctprobe/ctprobe/tracer/probe"
@@ -27,6 +28,20 @@ func TestBPFLossKindsAgree(t *testing.T) {
 	for i, k := range FromBPF {
 		if !known[k] || i >= uint32(probe.BPFLossKindLOSS_MAX) {
 			t.Errorf("FromBPF[%d] = %q: unknown kind or index past LOSS_MAX", i, k)
+		}
+	}
+}
+
+func TestAddSaturates(t *testing.T) {
+	for _, c := range []struct{ total, n, want uint64 }{
+		{0, 0, 0},
+		{3, 4, 7},
+		{math.MaxUint64 - 5, 5, math.MaxUint64},
+		{math.MaxUint64, 5, math.MaxUint64},
+		{math.MaxUint64 - 1, math.MaxUint64, math.MaxUint64},
+	} {
+		if got := Add(c.total, c.n); got != c.want {
+			t.Errorf("Add(%d, %d) = %d, want %d", c.total, c.n, got, c.want)
 		}
 	}
 }

@@ -29,23 +29,28 @@ import (
 // goroutine returns and no other goroutine ever runs in the wrong netns.
 func Run(path string, fn func() error) error {
 	errc := make(chan error, 1)
-	go func() {
-		th, err := LockThread()
-		if err != nil {
-			errc <- err
-			return
-		}
-		if err := th.Enter(path); err != nil {
-			errc <- errors.Join(err, th.Release())
-			return
-		}
-		ferr := fn()
-		if err := th.Release(); err != nil && ferr == nil {
-			ferr = fmt.Errorf("after netns %s: %w", path, err)
-		}
-		errc <- ferr
-	}()
+	go func() { errc <- In(path, fn) }()
 	return <-errc
+}
+
+// In is Run on the calling goroutine: it locks it to its thread, joins the
+// netns at path, runs fn, and goes back. A goroutine whose thread must be
+// more than in the netns (kstat's, which raises capabilities on it) uses
+// In; if going back fails the thread stays locked, and the goroutine must
+// end without running anything else.
+func In(path string, fn func() error) error {
+	th, err := LockThread()
+	if err != nil {
+		return err
+	}
+	if err := th.Enter(path); err != nil {
+		return errors.Join(err, th.Release())
+	}
+	ferr := fn()
+	if err := th.Release(); err != nil && ferr == nil {
+		ferr = fmt.Errorf("after netns %s: %w", path, err)
+	}
+	return ferr
 }
 
 // Inode returns the inode number of the netns at path: the number that

@@ -69,19 +69,16 @@ func appendMicros(dst []byte, ns uint64) []byte {
 	return strconv.AppendUint(dst, f, 10)
 }
 
-// appendComm writes a task name, replacing bytes that would garble a
-// terminal.
+// appendComm writes a task name (up to its NUL), escaped: any process may
+// name itself anything.
 func appendComm(dst []byte, comm []byte) []byte {
-	for _, c := range comm {
+	for i, c := range comm {
 		if c == 0 {
+			comm = comm[:i]
 			break
 		}
-		if c < 0x20 || c == 0x7f {
-			c = '?'
-		}
-		dst = append(dst, c)
 	}
-	return dst
+	return appendEscapedBytes(dst, comm)
 }
 
 func commBytes(ev *event.Event) []byte {
@@ -167,7 +164,10 @@ func appendJSONBitNames(dst []byte, v uint64, names []string) []byte {
 	return dst
 }
 
-// appendJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
+// appendJSONString writes s as a JSON string. Every control character is
+// escaped, DEL and the C1 controls (U+0080 to U+009F) too, which JSON
+// allows raw but a terminal showing the line would obey; invalid UTF-8
+// becomes U+FFFD.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
@@ -183,7 +183,7 @@ func appendJSONString(dst []byte, s string) []byte {
 			case c == '\t':
 				dst = append(dst, '\\', 't')
 			case c < 0x20 || c == 0x7f:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+				dst = appendJSONControl(dst, rune(c))
 			default:
 				dst = append(dst, c)
 			}
@@ -191,14 +191,54 @@ func appendJSONString(dst []byte, s string) []byte {
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
+		switch {
+		case r == utf8.RuneError && n == 1:
 			dst = append(dst, `\ufffd`...)
-		} else {
+		case isC1(r):
+			dst = appendJSONControl(dst, r)
+		default:
 			dst = append(dst, s[i:i+n]...)
 		}
 		i += n
 	}
 	return append(dst, '"')
+}
+
+// appendJSONControl writes the escape of a control character below U+0100.
+func appendJSONControl(dst []byte, r rune) []byte {
+	return append(dst, '\\', 'u', '0', '0', hexDigits[r>>4&0xf], hexDigits[r&0xf])
+}
+
+func isC1(r rune) bool { return r >= 0x80 && r <= 0x9f }
+
+// escapeJSONControls escapes what encoding/json leaves raw in the strings
+// of a line it wrote: DEL and the C1 controls (UTF-8 0xc2 0x80 to 0xc2
+// 0x9f). Its output is valid UTF-8 whose only bytes of that kind are in
+// strings, so each can be replaced in place of its string's bytes. It
+// returns b unchanged when there is nothing to escape.
+func escapeJSONControls(b []byte) []byte {
+	i := 0
+	for ; i < len(b); i++ {
+		if b[i] == 0x7f || b[i] == 0xc2 && i+1 < len(b) && isC1(rune(b[i+1])) {
+			break
+		}
+	}
+	if i == len(b) {
+		return b
+	}
+	out := append(make([]byte, 0, len(b)+16), b[:i]...)
+	for ; i < len(b); i++ {
+		switch {
+		case b[i] == 0x7f:
+			out = appendJSONControl(out, 0x7f)
+		case b[i] == 0xc2 && i+1 < len(b) && isC1(rune(b[i+1])):
+			out = appendJSONControl(out, rune(b[i+1]))
+			i++
+		default:
+			out = append(out, b[i])
+		}
+	}
+	return out
 }
 
 // appendJSONBytesString is appendJSONString for a byte slice (comm, which

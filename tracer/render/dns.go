@@ -8,10 +8,11 @@ import (
 // correlator uses for incident.DNSQuery, so that event lines and incidents
 // name a query the same way. Parsing costs one allocation (the name).
 
-// appendDNSName writes a name as dnsmsg gives it, with "…" when the
-// capture cut it short.
+// appendDNSName writes a name as dnsmsg gives it (its presentation form
+// escapes every byte outside printable ASCII already; appendEscaped keeps
+// that true of any name), with "…" when the capture cut it short.
 func appendDNSName(dst []byte, name string, truncated bool) []byte {
-	dst = append(dst, name...)
+	dst = appendEscaped(dst, name)
 	if truncated {
 		dst = append(dst, "…"...)
 	}

@@ -23,10 +23,7 @@ func appendFinding(dst []byte, f *incident.Finding, opt *Options) []byte {
 	dst = append(dst, ' ')
 	dst = appendColored(dst, opt.Color, ansiYellow, "finding "+f.ID, 0)
 	if p.Task {
-		dst = append(dst, " — pid "...)
-		dst = appendUint(dst, uint64(p.PID))
-		dst = append(dst, ' ')
-		dst = append(dst, p.Comm...)
+		dst = appendPIDComm(dst, p)
 	}
 	dst = append(dst, " — netns "...)
 	dst = appendUint(dst, uint64(p.Netns))

@@ -11,6 +11,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
@@ -258,6 +259,12 @@ func dnsPair(wReply, lReply event.Tuple) (W, L incident.Packet) {
 	return W, L
 }
 
+// The pod of the named fixtures.
+var (
+	checkoutPod = names.Pod{Namespace: "default", Name: "checkout-7f9c6d5b8-x2k4q", UID: "5c2a8e41-7d19-4b6e-8f02-93d4e1a7b6c2"}
+	checkoutCtr = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
 func testIncidents() []incident.Incident {
 	var out []incident.Incident
 
@@ -287,8 +294,12 @@ func testIncidents() []incident.Incident {
 	})
 
 	// Race 3: DNAT chose different endpoints; inserted reply-only (5.6+).
+	// Both packets named by the container runtime (a netns named in
+	// /run/netns, as CRI-O and containerd name pods').
 	W, L = dnsPair(replyEp1, replyEp2)
 	L.Timeline = append(L.Timeline, confirm(21000, 1, event.VerdictAccept, replyEp2))
+	W.Names = names.Names{Pod: checkoutPod, Container: "app", ContainerID: checkoutCtr, Netns: "cni-4b1f0c2e"}
+	L.Names = W.Names
 	out = append(out, incident.Incident{
 		Time: tBase + 21000, Race: incident.RaceEndpoints, Outcome: incident.OutcomeNATClash,
 		Winner: W, Loser: L, HasWinner: true, Window: 1500, ClashDir: 0,
@@ -353,6 +364,10 @@ func testIncidents() []incident.Incident {
 	W, L = dnsPair(replyEp1, replyEp2)
 	W.Timeline, W.Task, W.Comm, W.PID, W.TID, W.DNS, W.Born = nil, false, "", 0, 0, incident.DNSQuery{}, 0
 	L.Timeline, L.Born = []incident.Stage{stage(event.Clash, 30000, 1), confirm(30040, 1, event.VerdictAccept, replyEp2)}, 0
+	// Without the runtime: the sender's cgroup path alone names it; the
+	// winner, whose sender is unknown, by its netns.
+	L.Names = names.Names{Pod: names.Pod{UID: checkoutPod.UID}, ContainerID: checkoutCtr}
+	W.Names = names.Names{Pod: names.Pod{UID: checkoutPod.UID}}
 	out = append(out, incident.Incident{
 		Time: tBase + 30040, Race: incident.RaceEndpoints, Outcome: incident.OutcomeNATClash,
 		Reason: "different DNAT endpoints", Winner: W, Loser: L, HasWinner: true, ClashDir: 0,

@@ -6,6 +6,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/names"
 )
 
 // stageRow is one line of an incident timeline.
@@ -114,6 +115,27 @@ func appendDNSQuery(dst []byte, q *incident.DNSQuery) []byte {
 	return appendHex(dst, uint64(q.ID))
 }
 
+// appendBracketedNames writes " [default/client-a/lookup]" after a sender
+// in an incident's first line, or nothing when nothing is known.
+func appendBracketedNames(dst []byte, n *names.Names) []byte {
+	if !n.Pod.Known() && n.ContainerID == "" {
+		return dst
+	}
+	dst = append(dst, " ["...)
+	dst = appendNames(dst, n)
+	return append(dst, ']')
+}
+
+// appendNetnsName writes " (NAME)" after a netns inode named in /run/netns.
+func appendNetnsName(dst []byte, n *names.Names) []byte {
+	if n.Netns == "" {
+		return dst
+	}
+	dst = append(dst, " ("...)
+	dst = appendEscaped(dst, n.Netns)
+	return append(dst, ')')
+}
+
 func appendWho(dst []byte, color bool, who byte) []byte {
 	c := ansiMagenta
 	if who == 'W' {
@@ -130,6 +152,15 @@ func appendWho(dst []byte, color bool, who byte) []byte {
 // appendPacketTask writes "comm[pid/tid]", or when the task fields are
 // incidental (the packet was not seen in the sender's process context)
 // "(sender unknown)", or the socket where that alone is known.
+// appendPIDComm writes " — pid 4242 ctlab" for a packet whose sender is
+// known (p.Task).
+func appendPIDComm(dst []byte, p *incident.Packet) []byte {
+	dst = append(dst, " — pid "...)
+	dst = appendUint(dst, uint64(p.PID))
+	dst = append(dst, ' ')
+	return appendEscaped(dst, p.Comm)
+}
+
 func appendPacketTask(dst []byte, p *incident.Packet) []byte {
 	if !p.Task {
 		if p.HasSock {
@@ -144,9 +175,9 @@ func appendPacketTask(dst []byte, p *incident.Packet) []byte {
 
 // appendIncident writes one incident block:
 //
-//	12:00:03.123456 race 3 (DNAT chose different endpoints) — nat-clash — pid 4242 ctlab, socket cookie 0x1f inode 12345, netns 4026532201
+//	12:00:03.123456 race 3 (DNAT chose different endpoints) — nat-clash — pid 4242 ctlab [default/client-a/lookup], socket cookie 0x1f inode 12345, netns 4026532201
 //	  dns  A lab.example. id 0x1234 ok / AAAA lab.example. id 0x1235 — inserted reply-only
-//	  W    ctlab[4242/4243]  ct 0xffff888004a1b300  udp 10.244.1.2:41000->10.96.0.10:53  reply 10.244.2.1:53->10.244.1.2:41000
+//	  W    ctlab[4242/4243]  default/client-a/lookup  ct 0xffff888004a1b300  udp 10.244.1.2:41000->10.96.0.10:53  reply 10.244.2.1:53->10.244.1.2:41000
 //	  L    ...
 //	        +0.000µs  W cpu0   ct_in   LOCAL_OUT   udp 10.244.1.2:41000->10.96.0.10:53 reply 10.96.0.10:53->10.244.1.2:41000
 //	        ...
@@ -167,7 +198,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	dst = append(dst, inc.Race.Name()...)
 	if inc.Race == incident.RaceUnknown && inc.Reason != "" {
 		dst = append(dst, ": "...)
-		dst = append(dst, inc.Reason...)
+		dst = appendEscaped(dst, inc.Reason)
 	}
 	dst = append(dst, ')')
 	if color {
@@ -176,13 +207,11 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	dst = append(dst, " — "...)
 	dst = appendColored(dst, color, outcomeColor(inc.Outcome), string(inc.Outcome), 0)
 	if L.Task {
-		dst = append(dst, " — pid "...)
-		dst = appendUint(dst, uint64(L.PID))
-		dst = append(dst, ' ')
-		dst = append(dst, L.Comm...)
+		dst = appendPIDComm(dst, L)
 	} else {
 		dst = append(dst, " — sender unknown"...)
 	}
+	dst = appendBracketedNames(dst, &L.Names)
 	if L.HasSock {
 		dst = append(dst, ", socket cookie "...)
 		dst = appendHex(dst, L.Sock.Cookie)
@@ -191,25 +220,33 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	}
 	dst = append(dst, ", netns "...)
 	dst = appendUint(dst, uint64(L.Netns))
+	dst = appendNetnsName(dst, &L.Names)
 	if L.Zone != 0 {
 		dst = append(dst, " zone "...)
 		dst = appendUint(dst, uint64(L.Zone))
 	}
 	if inc.HasWinner {
 		otherTask := W.Task && (!L.Task || W.PID != L.PID)
+		otherPod := W.Names.Pod != L.Names.Pod && W.Names.Pod.Known()
 		if otherTask {
 			dst = append(dst, "; winner pid "...)
 			dst = appendUint(dst, uint64(W.PID))
 			dst = append(dst, ' ')
-			dst = append(dst, W.Comm...)
+			dst = appendEscaped(dst, W.Comm)
+		} else if otherPod {
+			dst = append(dst, "; winner"...)
+		}
+		if otherTask || otherPod {
+			dst = appendBracketedNames(dst, &W.Names)
 		}
 		if W.Netns != L.Netns {
-			if otherTask {
+			if otherTask || otherPod {
 				dst = append(dst, ", netns "...)
 			} else {
 				dst = append(dst, "; winner netns "...)
 			}
 			dst = appendUint(dst, uint64(W.Netns))
+			dst = appendNetnsName(dst, &W.Names)
 		}
 	}
 	dst = append(dst, '\n')
@@ -217,7 +254,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	// Why, for classified races (unclassified ones say it in the header).
 	if inc.Race != incident.RaceUnknown && inc.Reason != "" {
 		dst = append(dst, "  why    "...)
-		dst = append(dst, inc.Reason...)
+		dst = appendEscaped(dst, inc.Reason)
 		dst = append(dst, '\n')
 	}
 
@@ -237,10 +274,12 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		dst = append(dst, '\n')
 	}
 
-	// One line per packet: task, ct, tuple, final reply.
+	// One line per packet: task, pod and container, ct, tuple, final reply.
 	taskW := len(appendPacketTask(nil, L))
+	podW := len(appendNames(nil, &L.Names))
 	if inc.HasWinner {
 		taskW = max(taskW, len(appendPacketTask(nil, W)))
+		podW = max(podW, len(appendNames(nil, &W.Names)))
 	}
 	pktLine := func(dst []byte, who byte, p *incident.Packet) []byte {
 		dst = append(dst, "  "...)
@@ -249,6 +288,12 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		start := len(dst)
 		dst = appendPacketTask(dst, p)
 		dst = pad(dst, start, taskW)
+		if podW > 0 {
+			dst = append(dst, "  "...)
+			start = len(dst)
+			dst = appendNames(dst, &p.Names)
+			dst = pad(dst, start, podW)
+		}
 		dst = append(dst, "  "...)
 		dst = appendFlow(dst, p)
 		if p.NATChange {

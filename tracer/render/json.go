@@ -67,7 +67,8 @@ func (j *JSON) Summary(s *summary.Summary) error {
 	return j.encode(summaryJSON(s, &j.opt))
 }
 
-// encode marshals v on one line without HTML escaping.
+// encode marshals v on one line without HTML escaping, with the controls
+// that encoding/json leaves raw escaped (escapeJSONControls).
 func (j *JSON) encode(v any) error {
 	var err error
 	werr := j.write(func(b []byte) []byte {
@@ -77,7 +78,7 @@ func (j *JSON) encode(v any) error {
 		if err = enc.Encode(v); err != nil {
 			return b[:0]
 		}
-		return buf.Bytes()
+		return escapeJSONControls(buf.Bytes())
 	})
 	if err != nil {
 		return err
@@ -345,6 +346,8 @@ type jsonPacket struct {
 	TID            uint32      `json:"tid"`
 	CPU            uint32      `json:"cpu"`
 	Netns          uint32      `json:"netns"`
+	NetnsName      string      `json:"netns_name"`
+	Pod            *jsonPod    `json:"pod"`
 	Zone           uint16      `json:"zone"`
 	Socket         *jsonSocket `json:"socket"`
 	Orig           *jsonTuple  `json:"orig"`
@@ -430,6 +433,8 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 		TID:            p.TID,
 		CPU:            p.CPU,
 		Netns:          p.Netns,
+		NetnsName:      p.Names.Netns,
+		Pod:            jsonPodOf(&p.Names),
 		Zone:           p.Zone,
 		Orig:           tupleJSON(p.Orig),
 		Reply:          tupleJSON(p.Reply),

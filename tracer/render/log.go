@@ -21,20 +21,22 @@ func (l Log) Plan(p []plan.Entry) error {
 	var points []string
 	for _, e := range p {
 		if e.Status == plan.Attached {
-			points = append(points, e.Point+"="+e.Function+"/"+string(e.Attach))
+			points = append(points, Escape(e.Point+"="+e.Function+"/"+string(e.Attach)))
 		}
 	}
 	l.L.Info("probes attached", "points", strings.Join(points, " "))
 	return nil
 }
 
+// Warning logs msg escaped (appendEscaped): slog's JSON handler leaves
+// DEL and C1 controls raw, and a log on stderr may be a terminal.
 func (l Log) Warning(msg string) error {
-	l.L.Warn(msg)
+	l.L.Warn(Escape(msg))
 	return nil
 }
 
 func (l Log) Lost(c loss.Count) error {
-	attrs := []any{"kind", string(c.Kind), "count", c.Count, "meaning", c.Kind.Meaning()}
+	attrs := []any{"kind", Escape(string(c.Kind)), "count", c.Count, "meaning", Escape(c.Kind.Meaning())}
 	if c.CPU >= 0 {
 		attrs = append(attrs, "cpu", c.CPU)
 	}
@@ -46,11 +48,7 @@ func (l Log) Lost(c loss.Count) error {
 }
 
 func (l Log) Summary(s *summary.Summary) error {
-	var lost uint64
-	for _, n := range s.Lost {
-		lost += n
-	}
-	l.L.Info("summary", "final", s.Final, "start", s.Start, "end", s.End, "incidents", s.Incidents, "lost", lost)
+	l.L.Info("summary", "final", s.Final, "start", s.Start, "end", s.End, "incidents", s.Incidents, "lost", s.LostTotal())
 	return nil
 }
 

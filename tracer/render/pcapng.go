@@ -94,6 +94,9 @@ func (p *PCAPNG) Incident(inc *incident.Incident) error {
 			continue
 		}
 		comment := fmt.Sprintf("ctprobe: race %d (%s), outcome %s, %s, ct %#x", inc.Race, inc.Race.Name(), inc.Outcome, side.role, side.pk.CT)
+		if n := appendNames(nil, &side.pk.Names); len(n) > 0 {
+			comment += ", " + string(n)
+		}
 		t := side.pk.Born
 		if t == 0 {
 			t = inc.Time

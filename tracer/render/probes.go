@@ -1,6 +1,9 @@
 package render
 
 import (
+	"unicode/utf8"
+
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/plan"
 )
 
@@ -19,6 +22,8 @@ type Probes struct {
 	Functions []KernelFunction
 	// Datapath notes say what on this node changes what ctprobe can see.
 	Datapath []string
+	// Names says where a trace's pod and container names would come from.
+	Names names.Status
 	// Error is why a trace would fail ("" when it would not).
 	Error string
 }
@@ -36,7 +41,7 @@ func (t *Text) Probes(p *Probes) error {
 	return t.write(func(b []byte) []byte {
 		row := func(b []byte, label, value string) []byte {
 			b = appendPadded(b, label, 12)
-			b = append(b, value...)
+			b = appendEscaped(b, value)
 			return append(b, '\n')
 		}
 		b = row(b, "kernel", p.Kernel)
@@ -45,6 +50,7 @@ func (t *Text) Probes(p *Probes) error {
 		b = row(b, "fentry", p.Fentry)
 		b = row(b, "conntrack", yesNo(p.Conntrack))
 		b = row(b, "clash era", p.ClashEra)
+		b = row(b, "names", p.Names.String())
 		b = append(b, '\n')
 		cells := [][5]string{{"POINT", "FUNCTION", "MODE", "STATUS", "REASON"}}
 		for _, e := range p.Plan {
@@ -52,12 +58,12 @@ func (t *Text) Probes(p *Probes) error {
 			if attach == "" {
 				attach = "-"
 			}
-			cells = append(cells, [5]string{e.Point, e.Function, attach, string(e.Status), e.Reason})
+			cells = append(cells, [5]string{Escape(e.Point), Escape(e.Function), Escape(attach), Escape(string(e.Status)), Escape(e.Reason)})
 		}
 		var w [4]int
 		for _, c := range cells {
 			for i := range w {
-				w[i] = max(w[i], len(c[i]))
+				w[i] = max(w[i], utf8.RuneCountInString(c[i]))
 			}
 		}
 		for _, c := range cells {
@@ -69,12 +75,12 @@ func (t *Text) Probes(p *Probes) error {
 		}
 		for _, n := range p.Datapath {
 			b = append(b, "\nnote: "...)
-			b = append(b, n...)
+			b = appendEscaped(b, n)
 			b = append(b, '\n')
 		}
 		if p.Error != "" {
 			b = append(b, "\ntrace would fail: "...)
-			b = append(b, p.Error...)
+			b = appendEscaped(b, p.Error)
 			b = append(b, '\n')
 		}
 		return b
@@ -105,6 +111,7 @@ type jsonProbes struct {
 	Plan      []jsonProbePlanEntry `json:"plan"`
 	Functions []KernelFunction     `json:"functions"`
 	Datapath  []string             `json:"datapath"`
+	Names     names.Status         `json:"names"`
 	Traceable bool                 `json:"traceable"`
 	Error     string               `json:"error,omitempty"`
 }
@@ -112,7 +119,7 @@ type jsonProbes struct {
 // Probes writes a "kind":"probes" line.
 func (j *JSON) Probes(p *Probes) error {
 	v := jsonProbes{Schema: SchemaVersion, Kind: "probes", Kernel: p.Kernel, BTF: p.BTF, Kprobes: p.Kprobes, Conntrack: p.Conntrack,
-		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Functions: p.Functions, Datapath: p.Datapath, Traceable: p.Error == "", Error: p.Error}
+		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Functions: p.Functions, Datapath: p.Datapath, Names: p.Names, Traceable: p.Error == "", Error: p.Error}
 	for _, e := range p.Plan {
 		v.Plan = append(v.Plan, jsonProbePlanEntry{jsonPlanEntryOf(e), e.Required})
 	}

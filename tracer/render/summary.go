@@ -100,7 +100,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		labels := make([]string, len(s.ByProcess))
 		counts := make([]uint64, len(s.ByProcess))
 		for i, p := range s.ByProcess {
-			labels[i] = p.Comm + "[" + strconv.FormatUint(uint64(p.PID), 10) + "]"
+			labels[i] = Escape(p.Comm) + "[" + strconv.FormatUint(uint64(p.PID), 10) + "]"
 			if p.Comm == "" && p.PID == 0 {
 				labels[i] = "(sender unknown)"
 			}
@@ -108,6 +108,17 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		}
 		dst = appendCountTable(dst, labels, counts)
 		dst = appendUnlisted(dst, s.Unlisted.Processes, "processes")
+	}
+	if len(s.ByPod) > 0 {
+		dst = append(dst, "by pod\n"...)
+		labels := make([]string, len(s.ByPod))
+		counts := make([]uint64, len(s.ByPod))
+		for i, p := range s.ByPod {
+			labels[i] = podLabel(p.Pod)
+			counts[i] = p.Count
+		}
+		dst = appendCountTable(dst, labels, counts)
+		dst = appendUnlisted(dst, s.Unlisted.Pods, "pods")
 	}
 	if len(s.ByDestination) > 0 {
 		dst = append(dst, "by destination\n"...)
@@ -125,7 +136,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 	nsLabel := func(n *summary.NetnsSummary) string {
 		l := "netns " + strconv.FormatUint(n.Netns, 10)
 		if n.Name != "" {
-			l += " (" + n.Name + ")"
+			l += " (" + Escape(n.Name) + ")"
 		}
 		return l
 	}
@@ -196,10 +207,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 	}
 
 	// Losses.
-	var lost uint64
-	for _, n := range s.Lost {
-		lost += n
-	}
+	lost := s.LostTotal()
 	if lost == 0 {
 		dst = append(dst, "lost 0 records\n"...)
 	} else {
@@ -220,7 +228,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, ", "...)
 			}
 			first = false
-			dst = append(dst, string(src)...)
+			dst = appendEscaped(dst, string(src))
 			dst = append(dst, ' ')
 			dst = appendUint(dst, s.Lost[src])
 		}
@@ -371,7 +379,7 @@ func counterOrder(m map[string]uint64) []string {
 func appendCounters(dst []byte, m map[string]uint64) []byte {
 	for _, k := range counterOrder(m) {
 		dst = append(dst, "  "...)
-		dst = append(dst, k...)
+		dst = appendEscaped(dst, k)
 		dst = append(dst, " +"...)
 		dst = appendUint(dst, m[k])
 	}
@@ -455,6 +463,13 @@ type jsonProcessCount struct {
 	Count uint64 `json:"count"`
 }
 
+type jsonPodCount struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	Count     uint64 `json:"count"`
+}
+
 type jsonDestCount struct {
 	Proto string `json:"proto"`
 	Dst   string `json:"dst"`
@@ -497,6 +512,7 @@ type jsonSummary struct {
 	Incidents     uint64               `json:"incidents"`
 	ByRace        []jsonRaceCount      `json:"by_race"`
 	ByProcess     []jsonProcessCount   `json:"by_process"`
+	ByPod         []jsonPodCount       `json:"by_pod"`
 	ByDestination []jsonDestCount      `json:"by_destination"`
 	Netns         []jsonNetns          `json:"netns"`
 	Total         summary.Totals       `json:"total"`
@@ -517,6 +533,7 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		Incidents:     s.Incidents,
 		ByRace:        []jsonRaceCount{},
 		ByProcess:     []jsonProcessCount{},
+		ByPod:         []jsonPodCount{},
 		ByDestination: []jsonDestCount{},
 		Netns:         []jsonNetns{},
 		Total:         summary.TotalsOf(s),
@@ -538,6 +555,9 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 	for _, p := range s.ByProcess {
 		v.ByProcess = append(v.ByProcess, jsonProcessCount(p))
 	}
+	for _, p := range s.ByPod {
+		v.ByPod = append(v.ByPod, jsonPodCount{Namespace: p.Pod.Namespace, Name: p.Pod.Name, UID: p.Pod.UID, Count: p.Count})
+	}
 	for _, d := range s.ByDestination {
 		v.ByDestination = append(v.ByDestination, jsonDestCount{Proto: event.ProtoName(d.Proto), Dst: d.Dst.String(), Count: d.Count})
 	}
@@ -556,8 +576,8 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		v.Lost.BySource[k] = 0
 	}
 	for k, n := range s.Lost {
-		v.Lost.BySource[k] += n
-		v.Lost.Total += n
+		v.Lost.BySource[k] = n
 	}
+	v.Lost.Total = s.LostTotal()
 	return v
 }

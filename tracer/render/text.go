@@ -2,6 +2,7 @@ package render
 
 import (
 	"io"
+	"unicode/utf8"
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
@@ -44,9 +45,9 @@ func (t *Text) Lost(l loss.Count) error {
 		} else {
 			b = append(b, " records: "...)
 		}
-		b = append(b, l.Kind.Meaning()...)
+		b = appendEscaped(b, l.Kind.Meaning())
 		b = append(b, " ("...)
-		b = append(b, l.Kind...)
+		b = appendEscaped(b, string(l.Kind))
 		if l.CPU >= 0 {
 			b = append(b, ", cpu "...)
 			b = appendUint(b, uint64(l.CPU))
@@ -62,23 +63,34 @@ func (t *Text) Warning(msg string) error {
 		b = append(b, ' ')
 		b = appendColored(b, t.opt.Color, ansiYellow, "warning:", 0)
 		b = append(b, ' ')
-		b = append(b, msg...)
+		b = appendEscaped(b, msg)
 		return append(b, '\n')
 	})
 }
 
-// Plan writes the attach plan as a table.
+// Plan writes the attach plan as a table. A capture's plan comes from
+// another machine: its cells are escaped before they are measured.
 func (t *Text) Plan(p []plan.Entry) error {
 	return t.write(func(b []byte) []byte {
-		w := [4]int{len("point"), len("function"), len("mode"), len("status")}
+		rows := [][5]string{{"point", "function", "mode", "status", "reason"}}
 		for _, e := range p {
-			w[0] = max(w[0], len(e.Point))
-			w[1] = max(w[1], len(e.Function))
-			w[2] = max(w[2], len(e.Attach))
-			w[3] = max(w[3], len(e.Status))
+			rows = append(rows, [5]string{Escape(e.Point), Escape(e.Function), Escape(string(e.Attach)), Escape(string(e.Status)), Escape(e.Reason)})
+		}
+		var w [4]int
+		for _, c := range rows {
+			for i := range w {
+				w[i] = max(w[i], utf8.RuneCountInString(c[i]))
+			}
 		}
 		b = append(b, "attach plan\n"...)
-		row := func(b []byte, c [5]string, color string) []byte {
+		for i, c := range rows {
+			color := ""
+			if i > 0 {
+				color = ansiGreen
+				if p[i-1].Status != plan.Attached {
+					color = ansiYellow
+				}
+			}
 			b = append(b, "  "...)
 			for i := range 3 {
 				b = appendPadded(b, c[i], w[i]+2)
@@ -89,15 +101,7 @@ func (t *Text) Plan(p []plan.Entry) error {
 				b = appendColored(b, t.opt.Color, color, c[3], w[3]+2)
 				b = append(b, c[4]...)
 			}
-			return append(b, '\n')
-		}
-		b = row(b, [5]string{"point", "function", "mode", "status", "reason"}, "")
-		for _, e := range p {
-			color := ansiGreen
-			if e.Status != plan.Attached {
-				color = ansiYellow
-			}
-			b = row(b, [5]string{e.Point, e.Function, string(e.Attach), string(e.Status), e.Reason}, color)
+			b = append(b, '\n')
 		}
 		return b
 	})

@@ -16,12 +16,15 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
+	"github.com/ctprobe/ctprobe/internal/privs"
 	"github.com/ctprobe/ctprobe/tracer"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
@@ -41,6 +44,13 @@ type Config struct {
 	// Rotation, if its Size is set, splits the capture into numbered
 	// files at CapturePath's place (capture.Rotator).
 	Rotation capture.Rotation
+	// CaptureOptions say whether an existing capture file is replaced.
+	CaptureOptions capture.CreateOptions
+	// DropPrivileges gives up, once the capture is created and the kernel's
+	// counters first read, every capability the session no longer uses
+	// (tracer.DropPrivileges); the process can then do nothing else that
+	// needs one.
+	DropPrivileges bool
 	// Version is the ctprobe version written into the capture header.
 	Version string
 	// BootTime is the wall-clock time of kernel time 0 (BootTime()), the
@@ -58,6 +68,11 @@ type Config struct {
 	Stop <-chan struct{}
 	// Signals end the session like Stop (SIGINT, SIGTERM).
 	Signals <-chan os.Signal
+	// Names names the pod and container of both packets of every incident
+	// (nil: no names). What it answered goes into the capture, before the
+	// record whose incident it named, so that a report prints the same
+	// names (Replay).
+	Names *names.Resolver
 }
 
 // Session is one live trace.
@@ -87,6 +102,8 @@ type Session struct {
 	read     atomic.Uint64
 	lastLoop atomic.Int64
 	detached atomic.Bool
+	// namesPending is reused for the names written to the capture.
+	namesPending []names.Entry
 }
 
 // Start begins a session on an opened tracer: it reads the kernel's
@@ -115,11 +132,23 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 		}
 		s.w = s.rot
 	case cfg.CapturePath != "":
-		if s.w, err = capture.Create(cfg.CapturePath, hdr); err != nil {
+		if s.w, err = capture.Create(cfg.CapturePath, hdr, cfg.CaptureOptions); err != nil {
 			return nil, err
 		}
 	}
+	if cfg.DropPrivileges {
+		keep := kstat.Capabilities
+		if s.rot != nil {
+			keep |= rotationCaps
+		}
+		if _, err := t.DropPrivileges(keep); err != nil {
+			cfg.Renderer.Warning(fmt.Sprintf("dropping capabilities: %v: ctprobe may keep more than it needs", err))
+		}
+	}
 	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start, plan.IsAttached(t.Plan, "clash"))
+	if cfg.Names != nil {
+		s.p.SetNames(cfg.Names)
+	}
 	return s, nil
 }
 
@@ -130,6 +159,7 @@ func (s *Session) Stats() stream.Stats { return s.p.Stats() }
 type captureWriter interface {
 	WriteRecord(ts uint64, raw []byte) error
 	WriteLost(cpu int, count uint64, kind string) error
+	WriteNames(entries []names.Entry) error
 	Close(t capture.Trailer) error
 }
 
@@ -139,6 +169,9 @@ func (s *Session) captureHeader(start time.Time, counters []kstat.NetnsCounters)
 	host, _ := os.Hostname()
 	opts := s.cfg.Options
 	extra := map[string]string{"clash_era": s.t.Kernel.ClashEra()}
+	if s.cfg.Names != nil {
+		extra["names"] = s.cfg.Names.Status().String()
+	}
 	if opts.Attach != "" {
 		extra["attach"] = string(opts.Attach)
 	}
@@ -173,6 +206,9 @@ func (s *Session) Finish(runErr error, counters []kstat.NetnsCounters) (*summary
 		counters = kstat.Growth(s.startCounters, endCounters)
 	}
 	sum, finishErr := s.p.Finish(end, counters)
+	if err := s.writeNames(); err != nil && runErr == nil {
+		runErr = err
+	}
 	if s.w != nil {
 		tr := capture.Trailer{EndUnixNano: end.UnixNano(), Counters: endCounters, Extra: s.accounting}
 		if err := s.w.Close(tr); err != nil && runErr == nil {
@@ -237,7 +273,7 @@ func (s *Session) Run() error {
 			if err := s.reportLosses(); err != nil {
 				return err
 			}
-			if err := s.p.Idle(MonotonicNow()); err != nil {
+			if err := s.idle(); err != nil {
 				return err
 			}
 			continue
@@ -296,13 +332,21 @@ func (s *Session) done() bool {
 	return st.Incidents >= s.cfg.Count
 }
 
+// handle processes a record, then writes it to the capture: the names
+// its incidents were given go before it.
 func (s *Session) handle(rec *ringbuf.Record) error {
-	if s.w != nil {
-		if err := s.w.WriteRecord(MonotonicNow(), rec.RawSample); err != nil {
-			return fmt.Errorf("write capture: %w", err)
+	n := s.p.Stats().Incidents
+	err := s.p.Record(rec.RawSample)
+	if s.p.Stats().Incidents != n {
+		if werr := s.writeNames(); werr != nil {
+			return werr
 		}
 	}
-	err := s.p.Record(rec.RawSample)
+	if s.w != nil {
+		if werr := s.w.WriteRecord(MonotonicNow(), rec.RawSample); werr != nil {
+			return fmt.Errorf("write capture: %w", werr)
+		}
+	}
 	// Counted once the pipeline is done with it, so that a Progress that
 	// shows every record read also shows every incident they made.
 	s.read.Add(1)
@@ -310,6 +354,27 @@ func (s *Session) handle(rec *ringbuf.Record) error {
 		return err
 	}
 	return s.maybeRotate()
+}
+
+// idle lets the pipeline print incidents that waited for late events.
+func (s *Session) idle() error {
+	err := s.p.Idle(MonotonicNow())
+	return errors.Join(err, s.writeNames())
+}
+
+// writeNames writes the names answered since the last call.
+func (s *Session) writeNames() error {
+	if s.cfg.Names == nil {
+		return nil
+	}
+	s.namesPending, _ = s.cfg.Names.Pending(s.namesPending[:0])
+	if len(s.namesPending) == 0 || s.w == nil {
+		return nil
+	}
+	if err := s.w.WriteNames(s.namesPending); err != nil {
+		return fmt.Errorf("write capture: %w", err)
+	}
+	return nil
 }
 
 // quietEvery is how often a due rotation asks the pipeline whether an
@@ -341,11 +406,23 @@ func (s *Session) maybeRotate() error {
 	if err != nil {
 		s.cfg.Renderer.Warning("reading the kernel's counters for a capture rotation: " + err.Error())
 	}
-	if err := s.rot.Rotate(capture.Trailer{EndUnixNano: now.UnixNano(), Counters: counters}, s.captureHeader(now, counters)); err != nil {
+	err = privs.Raise(rotationCaps, func() error {
+		return s.rot.Rotate(capture.Trailer{EndUnixNano: now.UnixNano(), Counters: counters}, s.captureHeader(now, counters))
+	})
+	if err != nil {
 		return fmt.Errorf("rotate capture: %w", err)
+	}
+	if s.cfg.Names != nil {
+		s.cfg.Names.Rerecord() // each file names its own incidents
 	}
 	return nil
 }
+
+// rotationCaps are what rotating a capture may need once the session
+// dropped its capabilities: creating and removing files in a directory
+// that uid 0 may write only with CAP_DAC_OVERRIDE (a user's own 0700
+// directory, say). They stay permitted, raised for each rotation only.
+var rotationCaps = privs.Of(unix.CAP_DAC_OVERRIDE)
 
 func (s *Session) detach() {
 	s.detached.Store(true)

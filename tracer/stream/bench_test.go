@@ -124,16 +124,21 @@ func BenchmarkDecodeCorrelate(b *testing.B) {
 
 // BenchmarkProcessor is the whole Processor (text renderer to io.Discard),
 // printing incidents only (the default of trace and report) or, with
-// --all, every event too.
+// --all, every event too; "names" names the pods of every incident's
+// packets from a live Resolver (its table, and each sender's cgroup file
+// once a second), the cost of enrichment.
 func BenchmarkProcessor(b *testing.B) {
 	for _, mode := range []struct {
-		name string
-		all  bool
-	}{{"incidents", false}, {"all", true}} {
+		name       string
+		all, names bool
+	}{{"incidents", false, false}, {"incidents+names", false, true}, {"all", true, false}} {
 		b.Run(mode.name, func(b *testing.B) {
 			s := streamtest.BusyCapture(b)
 			records := s.CopyRecords()
 			p := New(render.NewText(io.Discard, render.Options{}), mode.all, time.Unix(0, 0), true)
+			if mode.names {
+				p.SetNames(namedNode(b))
+			}
 			b.ReportAllocs()
 			perEvent(b, len(records), func() { s.Advance(records) }, func(i int) {
 				if err := p.Record(records[i]); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/summary"
 )
@@ -22,6 +23,7 @@ type Processor struct {
 	corr     *incident.Correlator
 	total    *summary.Tally
 	interval *summary.Tally
+	names    names.Source
 	ev       event.Event
 	stats    Stats
 }
@@ -38,14 +40,25 @@ type Stats struct {
 // as the incidents (mode.Mode.PrintsEvents); clashProbed says that the
 // plan attached nf_ct_resolve_clash (incident.Options.ClashProbed).
 func New(out render.Renderer, all bool, start time.Time, clashProbed bool) *Processor {
+	return NewWithCorrelator(out, all, start, incident.Options{ClashProbed: clashProbed})
+}
+
+// NewWithCorrelator is New with the correlator's options: its tables take
+// about 20 MB by default, which a test or fuzz target that builds a
+// processor per input sizes down.
+func NewWithCorrelator(out render.Renderer, all bool, start time.Time, corr incident.Options) *Processor {
 	return &Processor{
 		out:      out,
 		all:      all,
-		corr:     incident.New(incident.Options{ClashProbed: clashProbed}),
+		corr:     incident.New(corr),
 		total:    summary.NewTally(start),
 		interval: summary.NewTally(start),
 	}
 }
+
+// SetNames names the pod and container of both packets of every incident
+// from src (nil: none). Lookups happen per incident, never per event.
+func (p *Processor) SetNames(src names.Source) { p.names = src }
 
 // Stats returns the counts so far.
 func (p *Processor) Stats() Stats { return p.stats }
@@ -74,6 +87,9 @@ func (p *Processor) Record(raw []byte) error {
 // the findings it holds.
 func (p *Processor) incidents(incs []incident.Incident) error {
 	for i := range incs {
+		if p.names != nil {
+			p.name(&incs[i])
+		}
 		p.stats.Incidents++
 		p.total.Add(&incs[i])
 		p.interval.Add(&incs[i])
@@ -91,6 +107,22 @@ func (p *Processor) incidents(incs []incident.Incident) error {
 		}
 	}
 	return nil
+}
+
+// name looks up both packets of an incident: by netns, by sender where it
+// is known, and by source address before NAT.
+func (p *Processor) name(inc *incident.Incident) {
+	key := func(pkt *incident.Packet) names.Key {
+		k := names.Key{Netns: pkt.Netns, Addr: pkt.Orig.Src}
+		if pkt.Task {
+			k.PID = pkt.PID
+		}
+		return k
+	}
+	inc.Loser.Names = p.names.Names(key(&inc.Loser))
+	if inc.HasWinner {
+		inc.Winner.Names = p.names.Names(key(&inc.Winner))
+	}
 }
 
 // Idle tells the correlator that kernel time reached now while no record

@@ -1,5 +1,5 @@
 // Package summary adds up what a trace saw: incidents by race and outcome,
-// by process, destination and network namespace, losses by kind, and, per
+// by process, pod, destination and network namespace, losses by kind, and, per
 // namespace, how much of the kernel's own counters the incidents explain.
 // Renderers format a Summary; they decide nothing in it.
 package summary
@@ -15,6 +15,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
+	"github.com/ctprobe/ctprobe/tracer/names"
 )
 
 // RaceCount is the number of incidents of one race type with one outcome.
@@ -30,6 +31,13 @@ type RaceCount struct {
 type ProcessCount struct {
 	Comm  string
 	PID   uint32
+	Count uint64
+}
+
+// PodCount is the number of incidents whose loser was sent from one pod
+// (incident.Packet.Names); losers of no known pod are not counted.
+type PodCount struct {
+	Pod   names.Pod
 	Count uint64
 }
 
@@ -85,28 +93,30 @@ type Summary struct {
 	// Summary), Mitigations derives the texts from ByRace.
 	ByMitigation  []MitigationCount
 	ByProcess     []ProcessCount // most incidents first
+	ByPod         []PodCount     // most incidents first
 	ByDestination []DestCount    // most incidents first
 	Netns         []NetnsSummary // by netns inode
 	// Findings are by id, then netns.
 	Findings []FindingCount
 	Lost     map[loss.Kind]uint64
-	// Unlisted counts the incidents left out of ByProcess, ByDestination
-	// and Netns because their breakdown already had MaxRows rows, and the
+	// Unlisted counts the incidents left out of ByProcess, ByPod,
+	// ByDestination and Netns because their breakdown already had MaxRows rows, and the
 	// findings left out of Findings.
 	Unlisted Unlisted
 }
 
-// MaxRows bounds each breakdown of a Tally (by process, by destination,
-// by netns, findings by id and netns): a trace that runs for weeks sees
-// processes and pods come and go, and a row for each would grow its
-// memory without end.
+// MaxRows bounds each breakdown of a Tally (by process, by pod, by
+// destination, by netns, findings by id and netns): a trace that runs for
+// weeks sees processes and pods come and go, and a row for each would grow
+// its memory without end.
 const MaxRows = 1000
 
-// Unlisted are the incidents of processes, destinations and network
+// Unlisted are the incidents of processes, pods, destinations and network
 // namespaces that came after a breakdown's first MaxRows, and the findings
 // that came after Findings' first MaxRows.
 type Unlisted struct {
 	Processes    uint64 `json:"processes"`
+	Pods         uint64 `json:"pods"`
 	Destinations uint64 `json:"destinations"`
 	Netns        uint64 `json:"netns"`
 	Findings     uint64 `json:"findings"`
@@ -121,6 +131,16 @@ type FindingCount struct {
 	Example incident.Finding
 }
 
+// LostTotal is the number of records lost, of every kind (saturated:
+// loss.Add).
+func (s *Summary) LostTotal() uint64 {
+	var total uint64
+	for _, n := range s.Lost {
+		total = loss.Add(total, n)
+	}
+	return total
+}
+
 // Tally counts incidents and losses between summaries. It is safe for
 // concurrent use. For a final summary over the whole run next to interval
 // summaries, keep two.
@@ -131,6 +151,7 @@ type Tally struct {
 	byRace   map[RaceCount]uint64 // Count always 0 in the key
 	byMit    map[mitigationKey]*MitigationCount
 	byProc   map[ProcessCount]uint64
+	byPod    map[names.Pod]uint64
 	byDst    map[DestCount]uint64
 	byNetns  map[uint64]*NetnsSummary
 	byFind   map[findingKey]*FindingCount
@@ -159,6 +180,7 @@ func (t *Tally) Reset(start time.Time) {
 	t.byRace = map[RaceCount]uint64{}
 	t.byMit = map[mitigationKey]*MitigationCount{}
 	t.byProc = map[ProcessCount]uint64{}
+	t.byPod = map[names.Pod]uint64{}
 	t.byDst = map[DestCount]uint64{}
 	t.byNetns = map[uint64]*NetnsSummary{}
 	t.byFind = map[findingKey]*FindingCount{}
@@ -176,7 +198,8 @@ func count[K comparable](m map[K]uint64, key K, unlisted *uint64) {
 	m[key]++
 }
 
-// Add counts one incident. Process, destination and netns are the loser's.
+// Add counts one incident. Process, pod, destination and netns are the
+// loser's.
 func (t *Tally) Add(inc *incident.Incident) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -188,6 +211,9 @@ func (t *Tally) Add(inc *incident.Incident) {
 		count(t.byProc, ProcessCount{Comm: L.Comm, PID: L.PID}, &t.unlisted.Processes)
 	} else {
 		count(t.byProc, ProcessCount{}, &t.unlisted.Processes) // sender unknown
+	}
+	if L.Names.Pod.Known() {
+		count(t.byPod, L.Names.Pod, &t.unlisted.Pods)
 	}
 	if L.Orig.Dst.IsValid() {
 		count(t.byDst, DestCount{Proto: L.Orig.Proto, Dst: netip.AddrPortFrom(L.Orig.Dst, L.Orig.DstPort)}, &t.unlisted.Destinations)
@@ -255,7 +281,7 @@ func (t *Tally) AddFinding(f *incident.Finding) {
 func (t *Tally) AddLost(l loss.Count) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.lost[l.Kind] += l.Count
+	t.lost[l.Kind] = loss.Add(t.lost[l.Kind], l.Count)
 }
 
 // Summary is the interval so far, ending at end, with the growth of the
@@ -281,6 +307,12 @@ func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final boo
 	}
 	slices.SortFunc(s.ByProcess, func(a, b ProcessCount) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID))
+	})
+	for k, n := range t.byPod {
+		s.ByPod = append(s.ByPod, PodCount{Pod: k, Count: n})
+	}
+	slices.SortFunc(s.ByPod, func(a, b PodCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Pod.Namespace, b.Pod.Namespace), cmp.Compare(a.Pod.Name, b.Pod.Name), cmp.Compare(a.Pod.UID, b.Pod.UID))
 	})
 	for k, n := range t.byDst {
 		k.Count = n

@@ -1,0 +1,129 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/incident"
+	"github.com/ctprobe/ctprobe/tracer/names"
+	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/stream/streamtest"
+)
+
+// synthPods is the synthetic node's pods as a runtime lists them; pod n
+// sends from 10.244.1.(2+n) as PID 1000+37n (streamtest's pods).
+type synthPods struct{}
+
+func (synthPods) List(context.Context) (names.State, error) {
+	var st names.State
+	for n := 0; n < 60; n++ {
+		sb, ctr := fmt.Sprintf("%064x", n), fmt.Sprintf("%064x", 1<<20+n)
+		st.Sandboxes = append(st.Sandboxes, names.Sandbox{ID: sb, Pod: synthPod(n), IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 244, 1, byte(2 + n)})}})
+		st.Containers = append(st.Containers, names.Container{ID: ctr, Name: "app", SandboxID: sb})
+	}
+	return st, nil
+}
+func (synthPods) String() string { return "synthetic" }
+func (synthPods) Close() error   { return nil }
+
+func synthPod(n int) names.Pod {
+	return names.Pod{Namespace: "default", Name: fmt.Sprint("pod-", n), UID: fmt.Sprintf("%08x-0000-4000-8000-000000000000", n)}
+}
+
+// namedNode is a Resolver over a host root whose /proc holds the synthetic
+// node's senders in their pods' cgroups.
+func namedNode(tb testing.TB) *names.Resolver {
+	root := tb.TempDir()
+	proc := func(pid int, netns uint64, cgroup string) {
+		dir := filepath.Join(root, "proc", strconv.Itoa(pid))
+		if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Symlink(fmt.Sprintf("net:[%d]", netns), filepath.Join(dir, "ns", "net")); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	proc(1, streamtest.HostNetns, "0::/init.scope\n")
+	for n := 0; n < 60; n++ {
+		proc(1000+37*n, uint64(4026533000+n), fmt.Sprintf("0::/kubepods/besteffort/pod%s/%064x\n", synthPod(n).UID, 1<<20+n))
+	}
+	r := names.Start(names.Options{HostRoot: root, Runtime: synthPods{}, Record: true})
+	tb.Cleanup(func() { r.Close() })
+	return r
+}
+
+// collect keeps the incidents a Processor renders.
+type collect struct {
+	render.Discard
+	incidents []incident.Incident
+}
+
+func (c *collect) Incident(inc *incident.Incident) error {
+	c.incidents = append(c.incidents, *inc)
+	return nil
+}
+
+// Names are looked up per incident only: the ordinary traffic of a busy
+// node still allocates nothing through a Processor that names pods, and
+// every incident of the race mix names its loser's pod by the sender or
+// the source address.
+func TestProcessorNamesOnlyIncidents(t *testing.T) {
+	res := namedNode(t)
+	s, err := streamtest.Synthesize(streamtest.OrdinaryNode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := s.CopyRecords()
+	p := New(render.Discard{}, false, time.Unix(0, 0), true)
+	p.SetNames(res)
+	pass := func() {
+		for _, r := range records {
+			if err := p.Record(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.Advance(records)
+	}
+	pass()
+	if allocs := testing.AllocsPerRun(2, pass); allocs != 0 {
+		t.Errorf("%v allocations per pass of %d ordinary events with names on", allocs, len(records))
+	}
+
+	var c collect
+	busy := streamtest.BusyCapture(t)
+	p = New(&c, false, time.Unix(0, 0), true)
+	p.SetNames(res)
+	for _, r := range busy.CopyRecords() {
+		if err := p.Record(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	named := 0
+	for _, inc := range c.incidents {
+		L := &inc.Loser
+		a := L.Orig.Src.As16()
+		if !L.Orig.Src.Is4() || a[12] != 10 || a[13] != 244 || a[14] != 1 {
+			continue // not from one of the pods
+		}
+		want := synthPod(int(a[15]) - 2)
+		if L.Names.Pod != want {
+			t.Errorf("loser from %s named %+v, want %+v", L.Orig.Src, L.Names.Pod, want)
+		}
+		if L.Task && L.Names.Container != "app" {
+			t.Errorf("loser sent by pid %d: container %q", L.PID, L.Names.Container)
+		}
+		named++
+	}
+	if named == 0 {
+		t.Error("no incident from a pod in the race mix")
+	}
+}

@@ -58,7 +58,8 @@ for s in ${SCENARIOS//,/ }; do
   f=${s//@/-}
   var=LOOKUPS_${f//-/_}
   n=${!var:-${LOOKUPS:-100}}
-  echo "=== scenario $base, attach $attach: $n lookups"
+  echo "=== scenario $base, attach $attach: $n lookups ($(date -u +%T))"
+  started=$SECONDS
   # ctprobe doctor (issue 23) judges the scenario before any lookup, for
   # e2e/doctor_test.go to hold against this scenario's trace ($f.doctor.*).
   [[ $s == *@* ]] || doctor_judge "$base" "$f"
@@ -133,6 +134,8 @@ for s in ${SCENARIOS//,/ }; do
     ctprobe report -r "$g.ctp" --no-color >"$g.report.txt" 2>&1
     tail -n 25 "$g.report.txt"
   done
+  # What the scenario costs each kernel's run (CI's budget: Makefile, test).
+  echo "=== scenario $s took $((SECONDS - started))s"
 done
 echo "=== ctprobe trace --duration 2s -q -w - | ctprobe report -r -"
 ctprobe trace --duration 2s -q -w - 2>pipe.err | ctprobe report -r - -o json >pipe.jsonl 2>>pipe.err

@@ -16,6 +16,11 @@ FUZZTIME ?= 50000x
 # kprobe.session, so everything attaches with kprobes).
 FLAVOUR  ?= cloud
 KERNEL_SERIES ?=
+# Narrowing a VM run while developing: E2E_RUN is go test's -run (e.g.
+# '^TestVMLab$$'), E2E_SCENARIOS the lab's scenarios, comma-separated
+# (e2e/vm_test.go: scenarios). CI sets neither.
+E2E_RUN ?=
+E2E_SCENARIOS ?=
 
 .PHONY: all build deps generate test unit fuzz e2e e2e-lts e2e-5.10 e2e-rt demo image clean
 
@@ -54,8 +59,8 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZTIME)
 
 e2e: deps build
-	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) KERNEL_SERIES=$(KERNEL_SERIES) GO=$(GO) \
-		scripts/gotest.sh out/e2e-$(FLAVOUR)$(if $(KERNEL_SERIES),-$(KERNEL_SERIES)).log -count=1 -timeout 45m ./e2e/
+	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) KERNEL_SERIES=$(KERNEL_SERIES) GO=$(GO) E2E_SCENARIOS=$(E2E_SCENARIOS) \
+		scripts/gotest.sh out/e2e-$(FLAVOUR)$(if $(KERNEL_SERIES),-$(KERNEL_SERIES)).log -count=1 -timeout 45m $(if $(E2E_RUN),-run '$(E2E_RUN)') ./e2e/
 
 e2e-lts:
 	$(MAKE) e2e KERNEL_SERIES=6.1

@@ -9,6 +9,7 @@ import (
 // Finding writes a finding block followed by a blank line:
 //
 //	12:00:03.123456 finding tunnel-double-snat — netns 4026532201
+//	12:00:03.123506 finding conntrack-chain-too-long — pid 4242 ctlab [default/client-a/lookup] — netns 4026532201 (cni-4b1f0c2e)
 //	  why    VXLAN traffic from this host source-NATed: ...
 //	  flow   ct 0xffff888004a1b300  udp 192.168.100.1:41234->192.168.100.2:4789  reply 192.168.100.2:4789->192.168.100.1:61234
 //	  inner  VXLAN VNI 42: udp 10.244.255.1:40000 → 10.244.2.1:53
@@ -25,8 +26,10 @@ func appendFinding(dst []byte, f *incident.Finding, opt *Options) []byte {
 	if p.Task {
 		dst = appendPIDComm(dst, p)
 	}
+	dst = appendBracketedNames(dst, &p.Names)
 	dst = append(dst, " — netns "...)
 	dst = appendUint(dst, uint64(p.Netns))
+	dst = appendNetnsName(dst, &p.Names)
 	dst = append(dst, "\n  why    "...)
 	dst = append(dst, f.Reason...)
 	dst = append(dst, "\n  flow   "...)

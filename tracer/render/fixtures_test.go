@@ -438,6 +438,7 @@ func testFindings() []incident.Finding {
 		Reason: "the insert failed at confirm without a clash", Mitigation: "a larger hash table",
 	}
 	chain.Flow.Timeline = nil
+	chain.Flow.Names = names.Names{Pod: checkoutPod, Container: "app", ContainerID: checkoutCtr, Netns: "cni-4b1f0c2e"}
 	return []incident.Finding{tunnel, chain}
 }
 

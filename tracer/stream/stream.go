@@ -56,8 +56,9 @@ func NewWithCorrelator(out render.Renderer, all bool, start time.Time, corr inci
 	}
 }
 
-// SetNames names the pod and container of both packets of every incident
-// from src (nil: none). Lookups happen per incident, never per event.
+// SetNames names the pod and container of both packets of every incident,
+// and of every finding's flow, from src (nil: none). Lookups happen per
+// incident and finding, never per event.
 func (p *Processor) SetNames(src names.Source) { p.names = src }
 
 // Stats returns the counts so far.
@@ -99,6 +100,9 @@ func (p *Processor) incidents(incs []incident.Incident) error {
 	}
 	fs := p.corr.Findings()
 	for i := range fs {
+		if p.names != nil {
+			fs[i].Flow.Names = p.names.Names(namesKey(&fs[i].Flow))
+		}
 		p.stats.Findings++
 		p.total.AddFinding(&fs[i])
 		p.interval.AddFinding(&fs[i])
@@ -109,20 +113,22 @@ func (p *Processor) incidents(incs []incident.Incident) error {
 	return nil
 }
 
-// name looks up both packets of an incident: by netns, by sender where it
-// is known, and by source address before NAT.
+// name looks up both packets of an incident.
 func (p *Processor) name(inc *incident.Incident) {
-	key := func(pkt *incident.Packet) names.Key {
-		k := names.Key{Netns: pkt.Netns, Addr: pkt.Orig.Src}
-		if pkt.Task {
-			k.PID = pkt.PID
-		}
-		return k
-	}
-	inc.Loser.Names = p.names.Names(key(&inc.Loser))
+	inc.Loser.Names = p.names.Names(namesKey(&inc.Loser))
 	if inc.HasWinner {
-		inc.Winner.Names = p.names.Names(key(&inc.Winner))
+		inc.Winner.Names = p.names.Names(namesKey(&inc.Winner))
 	}
+}
+
+// namesKey looks a packet up by netns, by sender where it is known, and by
+// source address before NAT.
+func namesKey(pkt *incident.Packet) names.Key {
+	k := names.Key{Netns: pkt.Netns, Addr: pkt.Orig.Src}
+	if pkt.Task {
+		k.PID = pkt.PID
+	}
+	return k
 }
 
 // Idle tells the correlator that kernel time reached now while no record

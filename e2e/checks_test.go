@@ -316,7 +316,7 @@ func checkFindings(t *testing.T, name string, mode traceMode, fs []findingLine, 
 	}
 	var unexplained struct {
 		InsertFailed, Drop uint64
-		Reasons           string
+		Reasons            string
 	}
 	for _, n := range final.Netns {
 		if n.Netns == node.Inode && n.Unexplained != nil {

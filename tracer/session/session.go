@@ -333,11 +333,11 @@ func (s *Session) done() bool {
 }
 
 // handle processes a record, then writes it to the capture: the names
-// its incidents were given go before it.
+// its incidents and findings were given go before it.
 func (s *Session) handle(rec *ringbuf.Record) error {
-	n := s.p.Stats().Incidents
+	before := s.p.Stats()
 	err := s.p.Record(rec.RawSample)
-	if s.p.Stats().Incidents != n {
+	if after := s.p.Stats(); after.Incidents != before.Incidents || after.Findings != before.Findings {
 		if werr := s.writeNames(); werr != nil {
 			return werr
 		}

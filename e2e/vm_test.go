@@ -17,7 +17,7 @@ import (
 
 // vmScenario is one scenario of the VM lab and how many lookups it gets
 // (about 30 lookups/s under TCG); series lists the KERNEL_SERIES it runs
-// on, all when empty.
+// on, all when empty, or onlyDiagnoses.
 type vmScenario struct {
 	name    string
 	lookups int
@@ -27,6 +27,15 @@ type vmScenario struct {
 // newest is the series make e2e boots by default (KERNEL_SERIES unset).
 const newest = "6.12"
 
+// onlyDiagnoses marks the scenarios that `make e2e-diagnoses` runs (with
+// E2E_DIAGNOSES=1, on the newest kernel) and `make test` does not. Each
+// scenario costs a kernel's run about 1 to 2 minutes under TCG (three
+// tracers attach, then three reports), whatever its lookups, and CI's
+// make test must stay under 45 minutes on two cores: issue 19's scenarios
+// whose result does not differ among CI's kernels where they apply, and
+// that are not its headline, run there.
+var onlyDiagnoses = []string{"diagnoses"}
+
 var scenarios = []vmScenario{
 	{"endpoints-1", 150, nil},
 	{"endpoints-2", 150, nil},
@@ -35,21 +44,22 @@ var scenarios = []vmScenario{
 	{"local", 100, nil},
 	{"snat-one-port", 20, nil},
 	// Race 4 against an entry 1.5 s old, not a racer.
-	{"snat-one-port-held", 5, nil},
+	{"snat-one-port-held", 5, onlyDiagnoses},
 	// The seed's double SNAT of a VXLAN flow, and kube-proxy's fix.
 	{"vxlan-masq", 60, nil},
-	{"vxlan-masq-fixed", 30, nil},
-	// Race 2 with ports apart: MASQUERADE --random-fully.
-	{"masq-random-fully", 100, nil},
+	{"vxlan-masq-fixed", 30, onlyDiagnoses},
+	// Race 2 with ports apart: MASQUERADE --random-fully (inserted
+	// reply-only on every kernel of CI, all 5.6+).
+	{"masq-random-fully", 100, []string{newest}},
 	// Race 5 with a NAT table loaded: merged on 6.12+; before, dropped or
 	// the port moved (no counter: the peers see it). TCP without NAT:
-	// dropped on every kernel (so checked on the newest only).
+	// dropped on every kernel.
 	{"reverse-udp", 100, nil},
-	{"reverse-tcp", 60, []string{newest}},
+	{"reverse-tcp", 60, onlyDiagnoses},
 	// Drops that are not clashes: a full table, and hash chains too long
-	// (5.15+: not on 5.10).
-	{"table-full", 30, nil},
-	{"chain-too-long", 0, []string{newest, "6.1"}},
+	// (5.15+).
+	{"table-full", 30, onlyDiagnoses},
+	{"chain-too-long", 0, onlyDiagnoses},
 	// The same race, with every point on kprobe/kretprobe instead of fentry.
 	{"endpoints-2@kprobe", 150, nil},
 	// kretprobes with one instance: calls on both CPUs at once are missed.
@@ -62,7 +72,7 @@ var scenarios = []vmScenario{
 	{"snat-one-port@noclash", 20, nil},
 	// The lookup names a winner of any age: race 4 against an entry 1.5 s
 	// old is race 4, not race 0.
-	{"snat-one-port-held@noclash", 5, nil},
+	{"snat-one-port-held@noclash", 5, []string{newest}},
 }
 
 // notJudged are the base scenarios that ctprobe doctor does not judge
@@ -92,12 +102,17 @@ func TestVMLab(t *testing.T) {
 	if series == "" {
 		series = newest
 	}
-	// E2E_SCENARIOS=a,b runs only those, on any kernel (for development;
-	// CI runs each on its series).
+	// E2E_SCENARIOS=a,b runs only those, on any kernel (for development);
+	// E2E_DIAGNOSES=1 those of onlyDiagnoses; otherwise each runs on its
+	// series.
 	only := os.Getenv("E2E_SCENARIOS")
+	diagnoses := os.Getenv("E2E_DIAGNOSES") == "1"
 	scenarios = slices.DeleteFunc(scenarios, func(s vmScenario) bool {
-		if only != "" {
+		switch {
+		case only != "":
 			return !slices.Contains(strings.Split(only, ","), s.name)
+		case diagnoses:
+			return !slices.Equal(s.series, onlyDiagnoses)
 		}
 		return s.series != nil && !slices.Contains(s.series, series)
 	})
@@ -380,7 +395,12 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 	// inserts that failed (dropped clashes, and the findings of inserts
 	// that failed without one). Every drop is a clash's, except in
 	// table-full, whose drops happen before any entry exists.
-	var kernelClashes, kernelDrops, chainTooLong uint64
+	// The default mode does not probe confirm, so an insert that failed
+	// without a clash is not seen one by one there: the kernel's
+	// chaintoolong counter stands for those (the summary names it:
+	// checkFindings).
+	confirmProbed := mode.all || mode.timeline || variant == "noclash"
+	var kernelClashes, kernelDrops, chainTooLong, unseen uint64
 	for _, ns := range stats.Netns {
 		var resolved, dropped, failed uint64
 		for _, inc := range incidents {
@@ -400,6 +420,10 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 		d := ns.Delta
 		if !d.HasClashResolve {
 			t.Fatalf("kernel has no clash_resolve counter; this test expects 5.10+")
+		}
+		if !confirmProbed {
+			failed += d.ChainTooLong
+			unseen += d.ChainTooLong
 		}
 		drops := mismatch(dropped, d.Drop) && name != "table-full"
 		if mismatch(resolved, d.ClashResolve) || mismatch(dropped+failed, d.InsertFailed) || drops {
@@ -437,7 +461,7 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 			counted++
 		}
 	}
-	if mismatch(counted+uint64(len(findings)-tunnelFindings(findings)), kernelClashes) {
+	if mismatch(counted+uint64(len(findings)-tunnelFindings(findings))+unseen, kernelClashes) {
 		t.Errorf("%d incidents and findings of failed inserts in all, kernel counted %d clashes and failed inserts in the lab's namespaces", len(incidents), kernelClashes)
 	}
 	// What the scenario is there to show must have happened.

@@ -212,6 +212,10 @@ func classify(e *Evidence, res *Result) reason {
 			why.add("inserted reply-only with IPS_NAT_CLASH (5.6+): nothing was lost, but the peer saw the socket's packets from two sources")
 		case sameO && sameR:
 			why.add("identical tuples should have merged, not been inserted reply-only")
+		case e.OL == e.RW && b.lMoved:
+			res.Race = RaceReverse
+			why.addf("reverse collision: the loser's ORIGINAL is the winner's REPLY (both peers sent at once), and its NAT binding had moved its source port %d→%d, so its REPLY was free: inserted reply-only with IPS_NAT_CLASH (nf_ct_resolve_clash_harder, 5.6 to 6.11); nothing was dropped, but the peer sees the packet from port %d",
+				e.OL.SrcPort, replySourcePort(e.RL), replySourcePort(e.RL))
 		default:
 			why.add("reply-only insert, but the ORIGINAL tuples differ")
 		}

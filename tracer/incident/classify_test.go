@@ -117,6 +117,10 @@ func TestClassifyTable(t *testing.T) {
 		{"R2 nat-clash: loser moved, winner kept the port", ev(OutcomeNATClash, o, moved, o, r1), RaceNATPort, OutcomeNATClash, "so the rule randomises ports"},
 		{"R5 dropped (tcp)", ev(OutcomeDropped, tcpB2A, tcpA2B, tcpA2B, tcpB2A), RaceReverse, OutcomeDropped, "tcp conntrack has no clash resolution"},
 		{"R5 port moved", portMoved(b2a, b2aMoved, a2b, b2a), RaceReverse, OutcomePortMoved, "moved the loser's source port 5002→6002"},
+		// 5.6 to 6.11 (seen on Debian's 5.10): the binding moved the port,
+		// then the ORIGINAL clashed at confirm and the free REPLY was
+		// inserted alone.
+		{"R5 nat-clash, port moved", ev(OutcomeNATClash, b2a, b2aMoved, a2b, b2a), RaceReverse, OutcomeNATClash, "moved its source port 5002→6002, so its REPLY was free"},
 		{"normal insert, moved, no reverse entry", normal(b2a, b2aMoved), RaceUnknown, OutcomeUnknown, "normal insert"},
 	}
 	for _, c := range cases {

@@ -124,7 +124,7 @@ var Races = [...]Race{
 		"UDP: merged (6.12+, or without NAT); before 6.12 NAT moves the port instead; TCP: dropped, or its port moved where NAT is loaded",
 		func(f Facts) string {
 			switch {
-			case f.Outcome == OutcomePortMoved && !f.noClash():
+			case (f.Outcome == OutcomePortMoved || f.Outcome == OutcomeNATClash) && !f.noClash():
 				return fmt.Sprintf(mitigationReverseMoved, "for TCP and other protocols without clash resolution,")
 			case f.Outcome == OutcomePortMoved:
 				return fmt.Sprintf(mitigationReverseMoved, "for "+event.ProtoName(f.Proto)+", like every protocol without clash resolution,")

@@ -15,6 +15,7 @@
  * Kernel facts used here are explained in docs/kernel-notes.md; the section
  * is named where a read depends on it.
  */
+#include "arch.bpf.h"         /* what bpf_tracing.h needs per architecture */
 #include "record.bpf.h"       /* ring buffer, loss counters, scratch events */
 #include "kernel_reads.bpf.h" /* tuples, ct, socket, DNS, sender, NAT range */
 #include "history.bpf.h"      /* --timeline: per-ct history, clash records */

@@ -36,7 +36,9 @@ func run(t *testing.T, dir string, env []string, name string, args ...string) st
 }
 
 // kernelDir skips the test unless VM tests are asked for, and fetches the
-// kernel of FLAVOUR (cloud by default; KERNEL_SERIES picks a series).
+// kernel of FLAVOUR (cloud by default); KERNEL_ARCH (amd64 or arm64),
+// KERNEL_SUITE (a Debian suite) and KERNEL_SERIES (6.1) pick others
+// (scripts/vm/fetch-kernel.sh).
 func kernelDir(t *testing.T, root string) (kdir, flavour string) {
 	if os.Getenv("CTPROBE_E2E") == "" {
 		t.Skip("boots a VM: run with CTPROBE_E2E=1 (make e2e)")
@@ -61,16 +63,21 @@ func bootLab(t *testing.T) string {
 		}
 		args = append(args, "--env", "LOOKUPS_"+strings.ReplaceAll(files(s.name), "-", "_")+"="+strconv.Itoa(s.lookups))
 	}
-	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","))
+	var modeNames []string
+	for _, m := range modes {
+		modeNames = append(modeNames, m.name)
+	}
+	args = append(args, "--env", "SCENARIOS="+strings.Join(names, ","), "--env", "MODES="+strings.Join(modeNames, ","))
 	if len(unjudged) > 0 {
 		args = append(args, "--env", "NOT_JUDGED="+strings.Join(unjudged, ","))
 	}
 	return bootGuest(t, "e2e/guest.sh", "", args...)
 }
 
-// bootGuest builds static binaries and an initramfs running script, boots
-// the VM (run.sh's extra args) and returns the directory holding what the
-// guest wrote: out/e2e-FLAVOUR[-SERIES][-suffix].
+// bootGuest builds static binaries for the kernel's architecture and an
+// initramfs running script, boots the VM (run.sh's extra args) and returns
+// the directory holding what the guest wrote:
+// out/e2e-FLAVOUR[-ARCH][-SUITE][-SERIES][-suffix].
 func bootGuest(t *testing.T, script, suffix string, extra ...string) string {
 	return bootGuestWith(t, guestImage{script: script, suffix: suffix}, extra...)
 }
@@ -88,7 +95,7 @@ func bootGuestWith(t *testing.T, img guestImage, extra ...string) string {
 	root := repoRoot(t)
 	kdir, flavour := kernelDir(t, root)
 	tmp := t.TempDir()
-	static := []string{"CGO_ENABLED=0"}
+	static := []string{"CGO_ENABLED=0", "GOARCH=" + readFile(t, filepath.Join(kdir, "arch"))}
 	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctprobe"), "./cmd/ctprobe")
 	run(t, root, static, "go", "build", "-o", filepath.Join(tmp, "ctlab"), "./cmd/ctlab")
 	initrd := filepath.Join(tmp, "initrd.cpio.gz")
@@ -97,8 +104,10 @@ func bootGuestWith(t *testing.T, img guestImage, extra ...string) string {
 		"--run", img.script}
 	run(t, root, img.env, "scripts/vm/build-initramfs.sh", append(args, img.initramfs...)...)
 	name := "e2e-" + flavour
-	if series := os.Getenv("KERNEL_SERIES"); series != "" {
-		name += "-" + series
+	for _, v := range []string{"KERNEL_ARCH", "KERNEL_SUITE", "KERNEL_SERIES"} {
+		if s := os.Getenv(v); s != "" {
+			name += "-" + s
+		}
 	}
 	if img.suffix != "" {
 		name += "-" + img.suffix

@@ -13,11 +13,12 @@ import (
 // histories of racing flows while new flows pass on every CPU: nothing is
 // lost, and every clash the kernel counted is an incident (e2e/guest-cpus.sh).
 func TestVMManyCPUs(t *testing.T) {
-	// Four emulated vCPUs take minutes: this runs with Debian 11's 5.10
-	// (make e2e-5.10), whose LRU lists keep the fixed batch of 128 that
-	// shows the effect (later stable kernels cap it), or when asked.
-	if os.Getenv("KERNEL_SERIES") != "5.10" && os.Getenv("E2E_MANY_CPUS") == "" {
-		t.Skip("runs on 5.10 (make e2e-5.10) or with E2E_MANY_CPUS=1")
+	// Four emulated vCPUs on CI's two cores take over ten minutes, more
+	// than make test's budget: make e2e-cpus runs this on Debian 11's 5.10,
+	// whose LRU lists keep the fixed batch of 128 that shows the effect
+	// (later stable kernels cap it).
+	if os.Getenv("E2E_MANY_CPUS") == "" {
+		t.Skip("runs with E2E_MANY_CPUS=1 (make e2e-cpus)")
 	}
 	out := bootGuest(t, "e2e/guest-cpus.sh", "cpus", "--smp", "4", "--env", "HISTORY=256")
 	p := func(name string) string { return filepath.Join(out, name) }

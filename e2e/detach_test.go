@@ -12,6 +12,14 @@ import (
 // entry program, so nothing was lost as "no-entry"; whatever else was lost
 // was counted.
 func TestVMDetachUnderTraffic(t *testing.T) {
+	// The loss this guards against (exit programs outliving their entry
+	// programs, tracer/attach.go's closeLinks) showed with every point on a
+	// kprobe pair, as on Debian 11's 5.10: make test runs it there (make
+	// e2e-5.10); on another kernel with E2E_DETACH=1. Four tracers and a
+	// flood on one emulated vCPU take minutes on a fentry kernel.
+	if os.Getenv("KERNEL_SERIES") != "5.10" && os.Getenv("E2E_DETACH") == "" {
+		t.Skip("runs on 5.10 (make e2e-5.10) or with E2E_DETACH=1")
+	}
 	out := bootGuest(t, "e2e/guest-detach.sh", "detach", "--smp", "1")
 	p := func(name string) string { return filepath.Join(out, name) }
 	if started, err := os.ReadFile(p("detach.flood-started")); err != nil || string(started) != "yes\n" {

@@ -28,10 +28,10 @@ type doctorReport struct {
 
 // checkDoctor holds ctprobe doctor's prediction for a scenario, made on
 // the scenario's topology before any lookup (doctor_judge in e2e/guest.sh),
-// against what the scenario's default-mode trace then saw: every race the
-// trace classified was predicted by a finding, with the outcome the trace
-// saw, and doctor says drops exactly where the kernel's counters show them.
-func checkDoctor(t *testing.T, out, scenario string) {
+// against what the scenario's trace in mode then saw: every race the trace
+// classified was predicted by a finding, with the outcome the trace saw,
+// and doctor says drops exactly where the kernel's counters show them.
+func checkDoctor(t *testing.T, out, scenario string, mode traceMode) {
 	p := func(suffix string) string { return filepath.Join(out, files(scenario)+suffix) }
 	var twin lab.Stats
 	readJSON(t, p(".doctor.twin.json"), &twin)
@@ -70,7 +70,7 @@ func checkDoctor(t *testing.T, out, scenario string) {
 	}
 	t.Logf("doctor (exit %s) on %s*: %v; predicts %v", rc, prefix, found, predicted)
 
-	_, lines := jsonLines(t, p(".trace.jsonl"))
+	_, lines := jsonLines(t, p(mode.suffix+".trace.jsonl"))
 	seen := map[string]int{}
 	for _, m := range lines {
 		if m["kind"] != "incident" {

@@ -1,15 +1,21 @@
 #!/bin/bash
 # Runs inside the VM lab (as /lab/run; see scripts/vm/README.md): for each
-# scenario, trace with ctprobe in its default mode ($f.*), with --timeline
-# ($f.tl.*) and with --all ($f.all.*) at once while ctlab provokes races, then
-# replay the captures.
+# scenario, trace with ctprobe in each of MODES at once (the default mode:
+# $f.*, --timeline: $f.tl.*, --all: $f.all.*, --all --timeline: $f.atl.*)
+# while ctlab provokes races, then replay the captures.
 # Results go to /out for e2e/vm_test.go to check on the host.
 #   env: SCENARIOS="endpoints-1,endpoints-2@kprobe,..." (NAME or NAME@ATTACH-MODE),
 #        NOT_JUDGED="a,b": scenarios doctor does not judge (e2e/vm_test.go: notJudged),
-#        LOOKUPS_<name with - and @ as _>=N, LOOKUPS=N (default 100)
+#        LOOKUPS_<name with - and @ as _>=N, LOOKUPS=N (default 100),
+#        MODES="default,timeline,all" (any of those and all-timeline)
 set -u
 SCENARIOS=${SCENARIOS:-endpoints-2}
+MODES=${MODES:-default,timeline,all}
+declare -A mode_suffix=([default]='' [timeline]=.tl [all]=.all [all-timeline]=.atl)
+declare -A mode_flags=([default]='' [timeline]=--timeline [all]=--all [all-timeline]='--all --timeline')
 cd /out
+uname -m >machine
+uname -v >version # PREEMPT_RT, PREEMPT: whether a BPF program can be preempted
 
 # doctor_judge SCENARIO FILE: builds the scenario's topology and keeps it
 # (ctlab run --lookups 0 --keep), starts a glibc process (bash) in each
@@ -64,14 +70,15 @@ for s in ${SCENARIOS//,/ }; do
   # ctprobe doctor (issue 23) judges the scenario before any lookup, for
   # e2e/doctor_test.go to hold against this scenario's trace ($f.doctor.*).
   [[ ,${NOT_JUDGED:-}, == *,$s,* ]] || [[ $s == *@* ]] || doctor_judge "$base" "$f"
-  ctprobe trace --attach "$attach" ${maxactive:+--max-active "$maxactive"} ${skip:+--skip-point "$skip"} -o json -w "$f.ctp" >"$f.trace.jsonl" 2>"$f.trace.err" &
-  tp=$!
-  ctprobe trace --timeline --attach "$attach" ${maxactive:+--max-active "$maxactive"} ${skip:+--skip-point "$skip"} -o json -w "$f.tl.ctp" >"$f.tl.trace.jsonl" 2>"$f.tl.trace.err" &
-  tl=$!
-  ctprobe trace --all --attach "$attach" ${maxactive:+--max-active "$maxactive"} ${skip:+--skip-point "$skip"} -o json -w "$f.all.ctp" >"$f.all.trace.jsonl" 2>"$f.all.trace.err" &
-  ta=$!
+  tracers=() traced=()
+  for m in ${MODES//,/ }; do
+    g=$f${mode_suffix[$m]}
+    # shellcheck disable=SC2086 # the mode's flags are words
+    ctprobe trace ${mode_flags[$m]} --attach "$attach" ${maxactive:+--max-active "$maxactive"} ${skip:+--skip-point "$skip"} -o json -w "$g.ctp" >"$g.trace.jsonl" 2>"$g.trace.err" &
+    tracers+=($!) traced+=("$g")
+  done
   extra=()
-  if [ "$s" = endpoints-2 ]; then
+  if [ "$s" = endpoints-2 ] && [[ ,$MODES, == *,default,* ]]; then
     # Filters run in the kernel, beside the main tracer: one that matches the
     # ClusterIP (every incident, with a summary every second), one port
     # nothing uses (none), and -c 2.
@@ -82,11 +89,11 @@ for s in ${SCENARIOS//,/ }; do
   fi
   # Each tracer prints its plan line once every probe is attached; a main
   # tracer that died at start ends the wait (its exit code tells why).
-  for out in "$f".trace.jsonl "$f".tl.trace.jsonl "$f".all.trace.jsonl "$f".host.jsonl "$f".port9999.jsonl "$f".count2.jsonl; do
-    [[ $out = *.trace.jsonl ]] || [ "$s" = endpoints-2 ] || continue
+  for out in "${traced[@]/%/.trace.jsonl}" "$f".host.jsonl "$f".port9999.jsonl "$f".count2.jsonl; do
+    [[ $out = *.trace.jsonl ]] || [ ${#extra[@]} -gt 0 ] || continue
     for _ in $(seq 150); do
       grep -q '"kind":"plan"' "$out" 2>/dev/null && break
-      kill -0 "$tp" 2>/dev/null && kill -0 "$tl" 2>/dev/null && kill -0 "$ta" 2>/dev/null || break
+      kill -0 "${tracers[@]}" 2>/dev/null || break
       sleep 0.2
     done
   done
@@ -107,18 +114,16 @@ for s in ${SCENARIOS//,/ }; do
       ctlab run --scenario "$base" --lookups "$n" --min-clashes 20 --max-lookups $((n * 10)) --keep -o json >"$f.lab.json" 2>"$f.lab.err" ;;
   esac
   echo $? >"$f.lab.rc"
-  # What every thread of the default mode's tracer holds once attached.
-  for st in /proc/"$tp"/task/*/status; do
+  # What every thread of the first mode's tracer holds once attached.
+  for st in /proc/"${tracers[0]}"/task/*/status; do
     grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs):' "$st" | tr '\n' ' '
     echo
   done >"$f.caps"
-  kill -INT "$tp" "$tl" "$ta" ${extra[@]+"${extra[@]}"}
-  wait "$tp"
-  echo $? >"$f.trace.rc"
-  wait "$tl"
-  echo $? >"$f.tl.trace.rc"
-  wait "$ta"
-  echo $? >"$f.all.trace.rc"
+  kill -INT "${tracers[@]}" ${extra[@]+"${extra[@]}"}
+  for i in "${!tracers[@]}"; do
+    wait "${tracers[$i]}"
+    echo $? >"${traced[$i]}.trace.rc"
+  done
   for p in ${extra[@]+"${extra[@]}"}; do wait "$p"; done
   if [ -n "${count_pid:-}" ]; then
     # -c 2 must have stopped by itself after two incidents.
@@ -128,7 +133,7 @@ for s in ${SCENARIOS//,/ }; do
   # Removes the namespaces and restores the global conntrack settings a
   # scenario changed (nf_conntrack_max, the hash table's size).
   ctlab cleanup --all >/dev/null 2>&1
-  for g in "$f" "$f.tl" "$f.all"; do
+  for g in "${traced[@]}"; do
     ctprobe report -r "$g.ctp" -o json >"$g.report.jsonl" 2>"$g.report.err"
     echo $? >"$g.report.rc"
     # What a user sees: the text report of the same capture.

@@ -96,7 +96,7 @@ func eventInconsistency(m map[string]any) string {
 		}
 	case "confirm":
 		drop := m["verdict"] == "drop"
-		if (m["result"] == "drop") != drop {
+		if (m["result"] == "dropped") != drop {
 			return "result and verdict disagree"
 		}
 		if (m["result"] == "merged") == (m["other_ct"] == m["ct"]) {

@@ -138,7 +138,7 @@ func (t *Topology) build(ctx context.Context) error {
 		t.senders = append(t.senders, s)
 	}
 	if sc.sequential() {
-		f, err := newCtnl(t.byRole["node"])
+		f, err := newCtnetlink(t.byRole["node"])
 		if err != nil {
 			return err
 		}
@@ -168,7 +168,7 @@ func (t *Topology) build(ctx context.Context) error {
 
 // prefill makes n entries in the fill netns, which live through the run.
 func (t *Topology) prefill(n int) error {
-	f, err := newCtnl(t.byRole["fill"])
+	f, err := newCtnetlink(t.byRole["fill"])
 	if err != nil {
 		return err
 	}

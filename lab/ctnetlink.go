@@ -2,44 +2,56 @@ package lab
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
-	"github.com/ctprobe/ctprobe/tracer/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/netns"
 )
 
-// ctnetlink constants (include/uapi/linux/netfilter/nfnetlink.h and
-// nfnetlink_conntrack.h).
+// ctnetlink constants (include/uapi/linux/netfilter/nfnetlink.h,
+// nfnetlink_conntrack.h and nf_conntrack_common.h).
 const (
 	nfnlSubsysCtnetlink = 1
 	ipctnlMsgCtNew      = 0
+	ipctnlMsgCtGet      = 1
 	ipctnlMsgCtDelete   = 2
 	nfnetlinkV0         = 0
 
-	ctaTupleOrig  = 1
+	ctaTupleOrig  = 1 // enum ctattr_type
 	ctaTupleReply = 2
+	ctaStatus     = 3
 	ctaTimeout    = 7
-	ctaTupleIP    = 1
-	ctaTupleProto = 2
-	ctaIPv4Src    = 1
+	ctaTupleIP    = 1 // enum ctattr_tuple
+	ctaTupleProt  = 2
+	ctaIPv4Src    = 1 // enum ctattr_ip
 	ctaIPv4Dst    = 2
-	ctaProtoNum   = 1
+	ctaIPv6Src    = 3
+	ctaIPv6Dst    = 4
+	ctaProtoNum   = 1 // enum ctattr_l4proto
 	ctaProtoSrc   = 2
 	ctaProtoDst   = 3
-	nlaFNested    = 1 << 15
+
+	// ipsSeenReply is IPS_SEEN_REPLY: a packet of the entry's reply
+	// direction has passed.
+	ipsSeenReply = 1 << 1
 )
 
-// ctnl is a ctnetlink socket made in one netns (a netlink socket talks to
-// the netns it was created in): it flushes that netns's table, like
-// `conntrack -F`, and fills it with entries, like `conntrack -I`.
-type ctnl struct {
+// ctnetlinkSocket talks to the conntrack table of one netns over a
+// ctnetlink socket made in that netns (a netlink socket talks to the netns
+// it was created in): race 4's flush between lookups, an established
+// flood's look at its flows, a table filled with entries like
+// `conntrack -I` (table-full, chain-too-long).
+type ctnetlinkSocket struct {
 	fd  int
 	seq uint32
 }
 
-func newCtnl(ns *Netns) (*ctnl, error) {
-	f := &ctnl{fd: -1}
+func newCtnetlink(ns *Netns) (*ctnetlinkSocket, error) {
+	f := &ctnetlinkSocket{fd: -1}
 	err := netns.Run(ns.Path, func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 		if err != nil {
@@ -63,45 +75,122 @@ func newCtnl(ns *Netns) (*ctnl, error) {
 	return f, nil
 }
 
-// Flush sends IPCTNL_MSG_CT_DELETE without a tuple, which the kernel treats as
-// "flush the table" (ctnetlink_flush_conntrack), and waits for the ack.
-func (f *ctnl) Flush() error {
+// errNoEntry is the kernel's answer to a get of a tuple it has no entry for.
+var errNoEntry = errors.New("no conntrack entry")
+
+// request sends a ctnetlink message of type msgType for family with the
+// attributes attrs, and returns the data of the reply of type replyType, if
+// any, once the kernel has acked the request.
+func (f *ctnetlinkSocket) request(msgType uint16, family uint8, attrs []byte, replyType uint16) ([]byte, error) {
 	f.seq++
-	msg := make([]byte, unix.NLMSG_HDRLEN+4)
+	msg := make([]byte, unix.NLMSG_HDRLEN+4, unix.NLMSG_HDRLEN+4+len(attrs))
+	msg = append(msg, attrs...)
 	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
-	binary.NativeEndian.PutUint16(msg[4:], nfnlSubsysCtnetlink<<8|ipctnlMsgCtDelete)
+	binary.NativeEndian.PutUint16(msg[4:], nfnlSubsysCtnetlink<<8|msgType)
 	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
 	binary.NativeEndian.PutUint32(msg[8:], f.seq)
-	msg[16] = unix.AF_UNSPEC // nfgen_family: every family
+	msg[16] = family // nfgen_family
 	msg[17] = nfnetlinkV0
 	if err := unix.Sendto(f.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("conntrack flush: %w", err)
+		return nil, err
 	}
-	buf := make([]byte, 4096)
+	var reply []byte
+	buf := make([]byte, 8192)
 	for {
 		n, _, err := unix.Recvfrom(f.fd, buf, 0)
 		if err != nil {
-			return fmt.Errorf("conntrack flush: waiting for ack: %w", err)
+			return nil, fmt.Errorf("waiting for the kernel's answer: %w", err)
 		}
 		msgs, err := parseNetlink(buf[:n])
 		if err != nil {
-			return fmt.Errorf("conntrack flush: %w", err)
+			return nil, err
 		}
 		for _, m := range msgs {
-			if m.Header.Seq != f.seq || m.Header.Type != unix.NLMSG_ERROR {
-				continue
+			switch {
+			case m.Header.Seq != f.seq:
+			case m.Header.Type == nfnlSubsysCtnetlink<<8|replyType:
+				reply = append([]byte(nil), m.Data...)
+			case m.Header.Type == unix.NLMSG_ERROR:
+				if len(m.Data) < 4 {
+					return nil, errors.New("short ack")
+				}
+				switch code := -int32(binary.NativeEndian.Uint32(m.Data)); {
+				case code == 0:
+					return reply, nil
+				case unix.Errno(code) == unix.ENOENT && msgType == ipctnlMsgCtGet:
+					return nil, errNoEntry
+				default:
+					// EOPNOTSUPP/ENOENT here mean nfnetlink has no
+					// conntrack subsystem: ctnetlink is a module of its own.
+					return nil, fmt.Errorf("%w (needs ctnetlink: modprobe nf_conntrack_netlink)", unix.Errno(code))
+				}
 			}
-			if len(m.Data) < 4 {
-				return fmt.Errorf("conntrack flush: short ack")
-			}
-			if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
-				// EOPNOTSUPP/ENOENT here mean nfnetlink has no conntrack
-				// subsystem: ctnetlink is a module of its own.
-				return fmt.Errorf("conntrack flush: %w (needs ctnetlink: modprobe nf_conntrack_netlink)", unix.Errno(-code))
-			}
-			return nil
 		}
 	}
+}
+
+// Flush sends IPCTNL_MSG_CT_DELETE without a tuple, which the kernel treats as
+// "flush the table" (ctnetlink_flush_conntrack), and waits for the ack.
+func (f *ctnetlinkSocket) Flush() error {
+	if _, err := f.request(ipctnlMsgCtDelete, unix.AF_UNSPEC, nil, 0); err != nil {
+		return fmt.Errorf("conntrack flush: %w", err)
+	}
+	return nil
+}
+
+// Status returns the status bits (IPS_*) of the entry whose original tuple
+// is proto from src to dst, or errNoEntry.
+func (f *ctnetlinkSocket) Status(proto uint8, src, dst netip.AddrPort) (uint32, error) {
+	family, srcType, dstType := uint8(unix.AF_INET), uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
+	if src.Addr().Is6() {
+		family, srcType, dstType = unix.AF_INET6, ctaIPv6Src, ctaIPv6Dst
+	}
+	port := func(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
+	tuple := nlAttr(ctaTupleOrig|unix.NLA_F_NESTED,
+		nlAttr(ctaTupleIP|unix.NLA_F_NESTED,
+			nlAttr(srcType, src.Addr().AsSlice()), nlAttr(dstType, dst.Addr().AsSlice())),
+		nlAttr(ctaTupleProt|unix.NLA_F_NESTED,
+			nlAttr(ctaProtoNum, []byte{proto}), nlAttr(ctaProtoSrc, port(src.Port())), nlAttr(ctaProtoDst, port(dst.Port()))))
+	reply, err := f.request(ipctnlMsgCtGet, family, tuple, ipctnlMsgCtNew)
+	if err != nil {
+		if errors.Is(err, errNoEntry) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("conntrack get %s -> %s: %w", src, dst, err)
+	}
+	if len(reply) < 4 {
+		return 0, fmt.Errorf("conntrack get %s -> %s: short answer", src, dst)
+	}
+	for b := reply[4:]; len(b) >= unix.NLA_HDRLEN; { // after struct nfgenmsg
+		l, typ := int(binary.NativeEndian.Uint16(b)), binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER)
+		if l < unix.NLA_HDRLEN || l > len(b) {
+			break
+		}
+		if typ == ctaStatus && l == unix.NLA_HDRLEN+4 {
+			return binary.BigEndian.Uint32(b[unix.NLA_HDRLEN:]), nil
+		}
+		b = b[min(len(b), (l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1)):]
+	}
+	return 0, fmt.Errorf("conntrack get %s -> %s: no status in the answer", src, dst)
+}
+
+// nlAttr encodes a netlink attribute of type typ holding data and then the
+// attributes nested (each already encoded and padded).
+func nlAttr(typ uint16, data []byte, nested ...[]byte) []byte {
+	l := unix.NLA_HDRLEN + len(data)
+	for _, n := range nested {
+		l += len(n)
+	}
+	b := binary.NativeEndian.AppendUint16(nil, uint16(l))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, data...)
+	for _, n := range nested {
+		b = append(b, n...)
+	}
+	for len(b)%unix.NLA_ALIGNTO != 0 {
+		b = append(b, 0)
+	}
+	return b
 }
 
 // fillBatch is how many creations go out in one send.
@@ -112,14 +201,14 @@ const fillBatch = 64
 // table, a hash chain too long: they count in that netns). Entries made
 // this way take room in the one hash table every netns shares without a
 // packet, so no probe runs for them.
-func (f *ctnl) Fill(n int, timeout time.Duration) (refused int, err error) {
+func (f *ctnetlinkSocket) Fill(n int, timeout time.Duration) (refused int, err error) {
 	var msg []byte
 	for i := 0; i < n; i += fillBatch {
 		msg = msg[:0]
 		first := f.seq + 1
 		for j := i; j < min(n, i+fillBatch); j++ {
 			f.seq++
-			msg = appendCtNew(msg, f.seq, [4]byte{10, 253, byte(j >> 16), byte(j >> 8)}, uint16(1024+j&0xff), timeout)
+			msg = appendCtNew(msg, f.seq, netip.AddrFrom4([4]byte{10, 253, byte(j >> 16), byte(j >> 8)}), uint16(1024+j&0xff), timeout)
 		}
 		if err := unix.Sendto(f.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 			return refused, fmt.Errorf("conntrack fill: %w", err)
@@ -134,7 +223,7 @@ func (f *ctnl) Fill(n int, timeout time.Duration) (refused int, err error) {
 }
 
 // acks reads the acks of requests first..last and counts the refused.
-func (f *ctnl) acks(first, last uint32) (refused int, err error) {
+func (f *ctnetlinkSocket) acks(first, last uint32) (refused int, err error) {
 	buf := make([]byte, 64<<10)
 	for got := first; got <= last; {
 		n, _, err := unix.Recvfrom(f.fd, buf, 0)
@@ -164,7 +253,7 @@ func (f *ctnl) acks(first, last uint32) (refused int, err error) {
 
 // appendCtNew appends an IPCTNL_MSG_CT_NEW request for the UDP entry
 // src:sport -> 10.254.0.1:53 with its inverse as reply.
-func appendCtNew(b []byte, seq uint32, src [4]byte, sport uint16, timeout time.Duration) []byte {
+func appendCtNew(b []byte, seq uint32, src netip.Addr, sport uint16, timeout time.Duration) []byte {
 	start := len(b)
 	b = binary.NativeEndian.AppendUint32(b, 0) // length, set below
 	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysCtnetlink<<8|ipctnlMsgCtNew)
@@ -172,48 +261,22 @@ func appendCtNew(b []byte, seq uint32, src [4]byte, sport uint16, timeout time.D
 	b = binary.NativeEndian.AppendUint32(b, seq)
 	b = binary.NativeEndian.AppendUint32(b, 0)
 	b = append(b, unix.AF_INET, nfnetlinkV0, 0, 0)
-	dst := [4]byte{10, 254, 0, 1}
-	tuple := func(b []byte, typ uint16, a, z [4]byte, ap, zp uint16) []byte {
-		return nlaNest(b, typ, func(b []byte) []byte {
-			b = nlaNest(b, ctaTupleIP, func(b []byte) []byte {
-				return nla(nla(b, ctaIPv4Src, a[:]), ctaIPv4Dst, z[:])
-			})
-			return nlaNest(b, ctaTupleProto, func(b []byte) []byte {
-				b = nla(b, ctaProtoNum, []byte{unix.IPPROTO_UDP})
-				b = nla(b, ctaProtoSrc, binary.BigEndian.AppendUint16(nil, ap))
-				return nla(b, ctaProtoDst, binary.BigEndian.AppendUint16(nil, zp))
-			})
-		})
+	dst := netip.AddrFrom4([4]byte{10, 254, 0, 1})
+	port := func(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
+	tuple := func(typ uint16, a, z netip.Addr, ap, zp uint16) []byte {
+		return nlAttr(typ|unix.NLA_F_NESTED,
+			nlAttr(ctaTupleIP|unix.NLA_F_NESTED, nlAttr(ctaIPv4Src, a.AsSlice()), nlAttr(ctaIPv4Dst, z.AsSlice())),
+			nlAttr(ctaTupleProt|unix.NLA_F_NESTED,
+				nlAttr(ctaProtoNum, []byte{unix.IPPROTO_UDP}), nlAttr(ctaProtoSrc, port(ap)), nlAttr(ctaProtoDst, port(zp))))
 	}
-	b = tuple(b, ctaTupleOrig, src, dst, sport, 53)
-	b = tuple(b, ctaTupleReply, dst, src, 53, sport)
-	b = nla(b, ctaTimeout, binary.BigEndian.AppendUint32(nil, uint32(timeout/time.Second)))
+	b = append(b, tuple(ctaTupleOrig, src, dst, sport, 53)...)
+	b = append(b, tuple(ctaTupleReply, dst, src, 53, sport)...)
+	b = append(b, nlAttr(ctaTimeout, binary.BigEndian.AppendUint32(nil, uint32(timeout/time.Second)))...)
 	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b
 }
 
-// nla appends a netlink attribute, padded to 4 bytes.
-func nla(b []byte, typ uint16, v []byte) []byte {
-	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(v)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, v...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
-
-// nlaNest appends a nested attribute whose payload fill writes.
-func nlaNest(b []byte, typ uint16, fill func([]byte) []byte) []byte {
-	start := len(b)
-	b = binary.NativeEndian.AppendUint32(b, 0)
-	b = fill(b)
-	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
-	binary.NativeEndian.PutUint16(b[start+2:], typ|nlaFNested)
-	return b
-}
-
-func (f *ctnl) Close() {
+func (f *ctnetlinkSocket) Close() {
 	if f != nil && f.fd >= 0 {
 		unix.Close(f.fd)
 		f.fd = -1

@@ -8,14 +8,13 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
-	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 )
 
 // A flood creates new UDP flows through a topology as fast as it can: each
@@ -45,6 +44,12 @@ import (
 // keeps the table at about rate x timeout entries, far below its limit.
 // With a 2 s timeout a flood waits for its ports only above about 21000
 // flows/s (all ports in 3 s).
+//
+// An established flood (FloodOptions.Established) sends instead every packet
+// on a flow that exists already: each thread keeps one UDP or TCP socket
+// (see flood_established.go). Floods count packets: a new-flow flood's are
+// its flows, a TCP flood's the data segments the kernel sent for its
+// writes.
 
 // FloodFirstPort is the first source port a flood uses; FloodPorts is how
 // many there are (FloodFirstPort .. 65535).
@@ -77,9 +82,14 @@ type FloodOptions struct {
 	// shows the kernel's per-packet cost on the sending CPU alone.
 	Pin bool
 	CPU int
-	// Rate caps the flows per second of all threads together (0: as fast
-	// as possible).
+	// Rate caps the packets (TCP: writes) per second of all threads
+	// together (0: as fast as possible).
 	Rate float64
+	// Established, if set, sends on established flows instead of new ones:
+	// EstablishedUDP or EstablishedTCP, one flow per thread. The
+	// topology's UDP timeout must then be the kernel's (Options.UDPTimeout
+	// 0), so that a flow outlives the pauses of a bench.
+	Established string
 	// Marks, if set, cuts the flood into segments (FloodStats.Segments):
 	// every line read starts a new segment labelled with the line, and the
 	// end of Marks (or a read error) ends the flood before Duration. A line
@@ -98,12 +108,26 @@ type FloodStats struct {
 	Client string `json:"client"` // the senders' netns role
 
 	Threads   int     `json:"threads"`
-	RateLimit float64 `json:"rate_limit"` // flows/s asked for; 0: unlimited
-	// Flows is the number of datagrams sent, each from its own socket and
-	// source port: one new flow each.
+	RateLimit float64 `json:"rate_limit"` // packets/s asked for; 0: unlimited
+	// Established is FloodOptions.Established: "" for new flows.
+	Established string `json:"established,omitempty"`
+	// Packets is the number of datagrams sent, or with EstablishedTCP the
+	// data segments that carried the writes (tcpi_data_segs_out): a
+	// segment can carry several writes that the kernel queued while it
+	// waited to send (TCP_NODELAY does not prevent that). Flows is the
+	// number of flows they made: as many as Packets for new flows (each
+	// from its own socket and source port), one per thread for established
+	// ones (opened before the flood's start).
+	Packets   uint64   `json:"packets"`
 	Flows     uint64   `json:"flows"`
-	PerThread []uint64 `json:"flows_per_thread"`
-	// Errors counts flows that failed (socket, bind or send); PortsInUse
+	PerThread []uint64 `json:"packets_per_thread"`
+	// TCPWrites, with EstablishedTCP: the writes, each one DNS message.
+	TCPWrites uint64 `json:"tcp_writes,omitempty"`
+	// EntriesReplied, with Established: the flows whose conntrack entry in
+	// the node still had its reply at the end, which is every flow unless
+	// an entry expired and a later packet made a new, unreplied one.
+	EntriesReplied int `json:"entries_replied,omitempty"`
+	// Errors counts packets that failed (socket, bind or send); PortsInUse
 	// counts source ports skipped because something else held them.
 	Errors     uint64 `json:"errors"`
 	FirstError string `json:"first_error,omitempty"`
@@ -115,20 +139,21 @@ type FloodStats struct {
 	// each reused once its previous flow's entry has expired.
 	PortsWrap bool          `json:"ports_wrap"`
 	Duration  time.Duration `json:"duration_ns"`
-	Rate      float64       `json:"flows_per_second"`
+	Rate      float64       `json:"packets_per_second"`
 
 	Pid  int   `json:"pid"`
 	TIDs []int `json:"tids"`
 
 	// Segments, with FloodOptions.Marks: the flood cut at every mark, the
-	// first one (label "") from the start to the first mark. Their flows
-	// add up to Flows.
+	// first one (label "") from the start to the first mark. Their packets
+	// add up to Packets.
 	Segments []Segment `json:"segments,omitempty"`
 
 	// The conntrack counters of every netns over the flood: in the netns
-	// that NATs, entries should grow by about Flows (unreplied UDP
-	// entries live 30 s, unless Options.UDPTimeout), and drop / early_drop
-	// stay 0 unless the table filled up.
+	// that NATs, entries should grow by about Flows of a new-flow flood
+	// (unreplied UDP entries live 30 s, unless Options.UDPTimeout) and not
+	// at all in an established one, and drop / early_drop stay 0 unless
+	// the table filled up.
 	Netns []NetnsStats `json:"netns"`
 }
 
@@ -159,6 +184,9 @@ func (o *FloodOptions) validate() error {
 	if o.Pin && o.CPU < 0 {
 		return fmt.Errorf("flood CPU %d: must not be negative", o.CPU)
 	}
+	if o.Established != "" && o.Established != EstablishedUDP && o.Established != EstablishedTCP {
+		return fmt.Errorf("established flows %q: use %s or %s", o.Established, EstablishedUDP, EstablishedTCP)
+	}
 	return nil
 }
 
@@ -167,11 +195,11 @@ type floodState struct {
 	family  int
 	target  netip.AddrPort
 	payload []byte
-	// sent counts the flows of all threads; a segmenter reads it at its
+	// sent counts the packets of all threads; a segmenter reads it at its
 	// boundaries, and holds the threads in pause while a segment is paused.
 	sent      atomic.Uint64
 	pause     pauser
-	errs      atomic.Uint64 // flows that failed
+	errs      atomic.Uint64 // packets that failed
 	inUse     atomic.Uint64
 	exhausted atomic.Bool
 
@@ -255,7 +283,7 @@ func sleepUntil(ctx context.Context, t, deadline time.Time) bool {
 	return !t.After(deadline)
 }
 
-// flowResult is what one try of a flow came to.
+// flowResult is what one try of a packet came to.
 type flowResult int
 
 const (
@@ -263,6 +291,7 @@ const (
 	flowFailed            // socket, bind or send failed (f.fail has the first error)
 	flowInUse             // another socket holds the port: nothing sent
 	flowStop              // no port left, or the flood ended while waiting for one
+	flowBroken            // the thread's established flow failed (counted as failed): the thread stops
 )
 
 // send sends one datagram to target from a new socket bound to port.
@@ -314,10 +343,12 @@ func (f *floodState) flow(ctx context.Context, target unix.Sockaddr, ports *port
 	}
 }
 
-// run sends flows until the deadline, ctx ends or the ports run out, at most
-// one per pace if pace > 0, and returns how many it sent.
-func (f *floodState) run(ctx context.Context, ports *portShare, start, deadline time.Time, pace time.Duration) (flows uint64) {
-	target := f.sockaddr()
+// sendFunc sends one packet of a thread; ctx and deadline bound any wait.
+type sendFunc func(ctx context.Context, deadline time.Time) flowResult
+
+// run sends packets with send until the deadline, ctx ends or send says
+// stop, at most one per pace if pace > 0, and returns how many it sent.
+func (f *floodState) run(ctx context.Context, send sendFunc, start, deadline time.Time, pace time.Duration) (packets uint64) {
 	for i := 0; ; i++ {
 		if pace > 0 {
 			next := start.Add(time.Duration(i) * pace)
@@ -330,8 +361,8 @@ func (f *floodState) run(ctx context.Context, ports *portShare, start, deadline 
 		} else if i&7 == 0 && !time.Now().Before(deadline) {
 			return
 		}
-		// After the pace's sleep, right before the flow: a pause that began
-		// during the sleep holds this flow back too.
+		// After the pace's sleep, right before the packet: a pause that
+		// began during the sleep holds this packet back too.
 		if goOn, waited := f.pause.wait(ctx, deadline); !goOn {
 			return
 		} else if waited {
@@ -341,26 +372,33 @@ func (f *floodState) run(ctx context.Context, ports *portShare, start, deadline 
 		if i&63 == 0 && ctx.Err() != nil {
 			return
 		}
-		switch f.flow(ctx, target, ports, deadline) {
+		switch send(ctx, deadline) {
 		case flowSent:
-			flows++
+			packets++
 			f.sent.Add(1)
 		case flowFailed:
 			f.errs.Add(1)
+		case flowBroken:
+			f.errs.Add(1)
+			return
 		case flowStop:
 			return
 		}
 	}
 }
 
-// Flood creates new UDP flows from the scenario's client netns to its
-// target for o.Duration (see the comment at FloodFirstPort) and reports the
-// rate and the conntrack counters of every netns. It stops early when ctx
-// ends and then returns what it has with ctx's error, and when o.Marks ends
-// (with Marks' read error, if any).
+// Flood sends from the scenario's client netns to its target for
+// o.Duration, new UDP flows (see the comment at FloodFirstPort) or with
+// o.Established the packets of one established flow per thread, and reports
+// the rate and the conntrack counters of every netns. It stops early when
+// ctx ends and then returns what it has with ctx's error, and when o.Marks
+// ends (with Marks' read error, if any).
 func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error) {
 	if err := o.validate(); err != nil {
 		return FloodStats{}, err
+	}
+	if o.Established != "" && t.Options.UDPTimeout > 0 {
+		return FloodStats{}, fmt.Errorf("established flows on a topology with a UDP timeout of %v: a flow would expire in a pause; set up the topology without one", t.Options.UDPTimeout)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -369,8 +407,8 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 	}
 	role := t.clientRoles()[0]
 	st := FloodStats{
-		Setting: t.setting(), Client: role, Threads: o.Threads, RateLimit: o.Rate,
-		Pid: os.Getpid(), PerThread: make([]uint64, o.Threads), PortsWrap: t.Options.UDPTimeout > 0,
+		Setting: t.setting(), Client: role, Threads: o.Threads, RateLimit: o.Rate, Established: o.Established,
+		Pid: os.Getpid(), PerThread: make([]uint64, o.Threads), PortsWrap: o.Established == "" && t.Options.UDPTimeout > 0,
 	}
 	payload, err := floodPayload(t.Options.Name)
 	if err != nil {
@@ -399,9 +437,31 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 		threads = append(threads, s)
 		st.TIDs = append(st.TIDs, s.tid)
 	}
-	var hold time.Duration
-	if st.PortsWrap {
-		hold = t.Options.UDPTimeout + reuseMargin
+	sends := make([]sendFunc, len(threads))
+	count := f.sent.Load
+	var flows *establishedFlows
+	if o.Established == "" {
+		var hold time.Duration
+		if st.PortsWrap {
+			hold = t.Options.UDPTimeout + reuseMargin
+		}
+		for i := range threads {
+			target, ports := f.sockaddr(), newPortShare(i, len(threads), hold)
+			sends[i] = func(ctx context.Context, deadline time.Time) flowResult {
+				return f.flow(ctx, target, ports, deadline)
+			}
+		}
+	} else {
+		if flows, err = t.openFlows(ctx, threads, o.Established); err != nil {
+			return st, err
+		}
+		defer flows.close()
+		for i, c := range flows.conns {
+			sends[i] = func(context.Context, time.Time) flowResult { return f.sendOn(c) }
+		}
+		if o.Established == EstablishedTCP {
+			count = flows.dataSegments
+		}
 	}
 
 	before, err := t.readCounters()
@@ -409,32 +469,38 @@ func (t *Topology) Flood(ctx context.Context, o FloodOptions) (FloodStats, error
 		return st, fmt.Errorf("reading conntrack counters: %w", err)
 	}
 	t.logf("flood: %d thread(s) sending from netns %s to %s", o.Threads, t.byRole[role].Name, t.Target)
-	marksErr := f.runOn(ctx, threads, o, hold, &st)
+	marksErr := f.runOn(ctx, threads, sends, count, o, &st)
 	st.Errors = f.errs.Load()
 	if f.firstErr != nil {
 		st.FirstError = f.firstErr.Error()
 	}
 	st.PortsInUse = f.inUse.Load()
 	st.PortsExhausted = f.exhausted.Load()
+	st.Flows = st.Packets
 	if st.Duration > 0 {
-		st.Rate = float64(st.Flows) / st.Duration.Seconds()
+		st.Rate = float64(st.Packets) / st.Duration.Seconds()
+	}
+	var flowsErr error
+	if flows != nil {
+		st.Flows = uint64(len(flows.conns))
+		flowsErr = flows.check(&st)
 	}
 	after, cerr := t.readCounters()
 	if cerr != nil {
-		return st, errors.Join(ctx.Err(), marksErr, fmt.Errorf("reading conntrack counters: %w", cerr))
+		return st, errors.Join(ctx.Err(), marksErr, flowsErr, fmt.Errorf("reading conntrack counters: %w", cerr))
 	}
 	st.Netns = deltas(before, after)
-	if st.Flows == 0 && st.FirstError != "" {
-		return st, fmt.Errorf("no flow was sent: %s", st.FirstError)
+	if st.Packets == 0 && st.FirstError != "" {
+		return st, fmt.Errorf("no packet was sent: %s", st.FirstError)
 	}
-	return st, errors.Join(ctx.Err(), marksErr)
+	return st, errors.Join(ctx.Err(), marksErr, flowsErr)
 }
 
-// runOn runs the flood on the threads (thread i sends from share i of the
-// ports, which wrap if hold > 0) and fills in st's flows, duration and
-// segments. The end of o.Marks ends it early. It returns Marks' read error,
-// or why a thread could not be given its job.
-func (f *floodState) runOn(ctx context.Context, threads []*sender, o FloodOptions, hold time.Duration, st *FloodStats) error {
+// runOn runs the flood on the threads (thread i sends with sends[i]) and
+// fills in st's packets (as count gives them), duration and segments. The
+// end of o.Marks ends it early. It returns Marks' read error, or why a
+// thread could not be given its job.
+func (f *floodState) runOn(ctx context.Context, threads []*sender, sends []sendFunc, count func() uint64, o FloodOptions, st *FloodStats) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var pace time.Duration
@@ -448,12 +514,11 @@ func (f *floodState) runOn(ctx context.Context, threads []*sender, o FloodOption
 		deadline time.Time
 	)
 	for i, s := range threads {
-		ports := newPortShare(i, len(threads), hold)
 		wg.Add(1)
 		job := func() {
 			defer wg.Done()
 			<-begin
-			st.PerThread[i] = f.run(ctx, ports, started, deadline, pace)
+			st.PerThread[i] = f.run(ctx, sends[i], started, deadline, pace)
 		}
 		if err := s.post(job); err != nil {
 			wg.Done()
@@ -470,7 +535,7 @@ func (f *floodState) runOn(ctx context.Context, threads []*sender, o FloodOption
 	var seg *segmenter
 	marksErr := make(chan error, 1)
 	if o.Marks != nil {
-		seg = newSegmenter(&f.sent, &f.pause, started, time.Now)
+		seg = newSegmenter(count, &f.pause, started, time.Now)
 		go func() {
 			marksErr <- readMarks(o.Marks, seg)
 			stop()
@@ -479,7 +544,7 @@ func (f *floodState) runOn(ctx context.Context, threads []*sender, o FloodOption
 	close(begin) // publishes started and deadline to the threads
 	wg.Wait()
 	st.Duration = time.Since(started)
-	st.Flows = f.sent.Load()
+	st.Packets = count()
 	if seg != nil {
 		st.Segments = seg.finish()
 	}
@@ -489,72 +554,4 @@ func (f *floodState) runOn(ctx context.Context, threads []*sender, o FloodOption
 	default: // the flood ended first; the reader is blocked in Marks
 		return nil
 	}
-}
-
-// WriteText prints the flood's result as a readable report.
-func (s *FloodStats) WriteText(w io.Writer) error {
-	var b strings.Builder
-	s.writeHeader(&b)
-	fmt.Fprintf(&b, "client     pid %d, %d thread(s) %v in netns %s\n", s.Pid, s.Threads, s.TIDs, s.Client)
-	limit := "as fast as possible"
-	if s.RateLimit > 0 {
-		limit = fmt.Sprintf("at most %.0f/s", s.RateLimit)
-	}
-	fmt.Fprintf(&b, "flows      %d new UDP flows in %v: %.0f flows/s (%s; one socket, source port and datagram each)\n",
-		s.Flows, s.Duration.Round(time.Millisecond), s.Rate, limit)
-	if s.Threads > 1 {
-		fmt.Fprintf(&b, "per thread %v\n", s.PerThread)
-	}
-	if s.Errors > 0 || s.PortsInUse > 0 {
-		fmt.Fprintf(&b, "errors     %d failed flows, %d source ports in use and skipped", s.Errors, s.PortsInUse)
-		if s.FirstError != "" {
-			fmt.Fprintf(&b, " (first: %s)", s.FirstError)
-		}
-		b.WriteString("\n")
-	}
-	if s.PortsExhausted {
-		fmt.Fprintf(&b, "stopped    early: all %d source ports were used (use a shorter --duration, a --rate or a --udp-timeout)\n", FloodPorts)
-	}
-	if s.PortsWrap {
-		b.WriteString("ports      wrap: each is used again once its previous flow's entry has expired\n")
-	}
-	b.WriteString("\nconntrack counters per netns (delta over the flood; entries = now):\n")
-	if _, err := io.WriteString(w, b.String()); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "netns\trole\tinode\tentries\tinsert_failed\tdrop\tearly_drop\tinvalid\t")
-	for _, n := range s.Netns {
-		d := n.Delta
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n",
-			n.Name, n.Role, n.Inode, n.After.Entries, d.InsertFailed, d.Drop, d.EarlyDrop, d.Invalid)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return writeSegments(w, s.Segments)
-}
-
-// writeSegments prints the segments of a flood with marks, if any.
-func writeSegments(w io.Writer, segs []Segment) error {
-	if len(segs) == 0 {
-		return nil
-	}
-	if _, err := io.WriteString(w, "\nsegments (cut at each mark):\n"); err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "start\tduration\tflows\tflows/s\tlabel")
-	for _, g := range segs {
-		rate := 0.0
-		if g.Duration > 0 {
-			rate = float64(g.Flows) / g.Duration.Seconds()
-		}
-		label := g.Label
-		if g.Paused {
-			label += " (paused)"
-		}
-		fmt.Fprintf(tw, "%v\t%v\t%d\t%.0f\t%s\n", g.Start.Round(time.Millisecond), g.Duration.Round(time.Millisecond), g.Flows, rate, label)
-	}
-	return tw.Flush()
 }

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/netns"
-	"golang.org/x/sys/unix"
 )
 
 func TestFloodOptionsValidate(t *testing.T) {
@@ -314,6 +315,9 @@ func TestFloodWrap(t *testing.T) {
 			}
 		}
 	}
+	if _, err := topo.Flood(context.Background(), FloodOptions{Duration: time.Second, Established: EstablishedUDP}); err == nil || !strings.Contains(err.Error(), "UDP timeout") {
+		t.Errorf("an established flood on a topology with a UDP timeout: %v", err)
+	}
 	// The topology check's query to the target came from an ephemeral
 	// port, inside the flood's range: its entry must expire first, or the
 	// flow from that port is not new.
@@ -373,7 +377,7 @@ func TestFloodMarks(t *testing.T) {
 	var sum uint64
 	var labels []string
 	for _, g := range st.Segments {
-		sum += g.Flows
+		sum += g.Packets
 		labels = append(labels, g.Label)
 	}
 	if strings.Join(labels, ",") != ",a,p,b" || sum != st.Flows {
@@ -382,11 +386,110 @@ func TestFloodMarks(t *testing.T) {
 	// In the pause, at most the flows under way when it began (one a
 	// thread); after it, about 500 ms at the rate, not more.
 	p, b := st.Segments[2], st.Segments[3]
-	if !p.Paused || p.Flows > 2 || p.Duration < 400*time.Millisecond {
+	if !p.Paused || p.Packets > 2 || p.Duration < 400*time.Millisecond {
 		t.Errorf("a pause of 500 ms: %+v", p)
 	}
-	if want := b.Duration.Seconds() * rate; b.Paused || float64(b.Flows) < want*0.7 || float64(b.Flows) > want*1.1+2 {
+	if want := b.Duration.Seconds() * rate; b.Paused || float64(b.Packets) < want*0.7 || float64(b.Packets) > want*1.1+2 {
 		t.Errorf("after the pause: %+v; want about %.0f flows", b, want)
 	}
 	t.Logf("segments %+v", st.Segments)
+}
+
+// An established flood sends every packet on one flow per thread, opened
+// before it starts: only each flow's first packet goes through the node's
+// NAT rules, no entry is made during the flood, and each flow's entry still
+// has its reply at the end. TCP goes through the service's dns-tcp rules
+// (iptables and nft) to a sink in the endpoint.
+func TestFloodEstablished(t *testing.T) {
+	for _, tc := range []struct{ proto, nat string }{
+		{EstablishedUDP, "iptables"}, {EstablishedTCP, "iptables"}, {EstablishedTCP, "nft"},
+	} {
+		t.Run(tc.proto+"-"+tc.nat, func(t *testing.T) {
+			topo := setup(t, "endpoints-2", tc.nat, 0)
+			var nattedBefore uint64
+			if tc.nat == "iptables" {
+				nattedBefore = natted(t, topo)
+			}
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.Close()
+			go func() {
+				defer pw.Close()
+				time.Sleep(250 * time.Millisecond)
+				io.WriteString(pw, "second half\n")
+				time.Sleep(250 * time.Millisecond)
+			}()
+			st, err := topo.Flood(context.Background(), FloodOptions{Duration: time.Minute, Threads: 2, Established: tc.proto, Marks: pr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Segments) != 2 || st.Segments[0].Packets+st.Segments[1].Packets != st.Packets || st.Segments[1].Packets == 0 {
+				t.Errorf("segments %+v hold %d packets", st.Segments, st.Packets)
+			}
+			if st.Established != tc.proto || st.Flows != 2 || st.Packets < 100 || st.Errors != 0 || st.PerThread[0]+st.PerThread[1] != st.Packets {
+				t.Fatalf("flood: %+v", st)
+			}
+			if st.EntriesReplied != 2 {
+				t.Errorf("%d of 2 flows' entries replied at the end", st.EntriesReplied)
+			}
+			if tc.nat == "iptables" {
+				if n := natted(t, topo) - nattedBefore; n != st.Flows {
+					t.Errorf("%d packets went through the node's NAT rules for %d flows and %d packets; want one a flow", n, st.Flows, st.Packets)
+				}
+			}
+			node := nodeStats(t, st.Netns)
+			if node.After.Entries > node.Before.Entries || node.Delta.Drop != 0 || node.Delta.InsertFailed != 0 {
+				t.Errorf("node conntrack during an established flood: entries %d -> %d, %+v", node.Before.Entries, node.After.Entries, node.Delta)
+			}
+			// A TCP flood's packets are data segments, each carrying one
+			// write or more.
+			if tc.proto == EstablishedTCP && st.TCPWrites < st.Packets {
+				t.Errorf("%d data segments for %d writes", st.Packets, st.TCPWrites)
+			}
+			var text bytes.Buffer
+			if err := st.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(text.String(), "2 of 2 still replied") {
+				t.Errorf("text report:\n%s", text.String())
+			}
+			t.Logf("%d packets in %v: %.0f/s; %d TCP writes", st.Packets, st.Duration, st.Rate, st.TCPWrites)
+		})
+	}
+}
+
+// A flow whose entry is gone mid-flood (here flushed; in a bench, expired
+// in a long pause) makes a new, unreplied entry at its next datagram: the
+// flood says so instead of reporting new flows as established ones.
+func TestFloodEstablishedLost(t *testing.T) {
+	topo := setup(t, "endpoints-1", "iptables", 0)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	flushed := make(chan error, 1)
+	go func() {
+		defer pw.Close()
+		time.Sleep(200 * time.Millisecond)
+		ct, err := newCtnetlink(topo.NetnsByRole("node"))
+		if err == nil {
+			err = ct.Flush()
+			ct.Close()
+		}
+		flushed <- err
+		time.Sleep(200 * time.Millisecond)
+	}()
+	st, err := topo.Flood(context.Background(), FloodOptions{Duration: time.Minute, Established: EstablishedUDP, Marks: pr})
+	if ferr := <-flushed; ferr != nil {
+		t.Fatal(ferr)
+	}
+	if err == nil || !strings.Contains(err.Error(), "1 of 1 established flows lost their conntrack entry") || st.EntriesReplied != 0 {
+		t.Errorf("flood over a flushed entry: %v, %d replied", err, st.EntriesReplied)
+	}
+	if st.Packets == 0 || st.Netns == nil {
+		t.Errorf("the flood reports what it did: %+v", st)
+	}
 }

@@ -13,8 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ctprobe/ctprobe/tracer/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/tracer/netns"
 )
 
 // NetnsDir is where named network namespaces live, as with `ip netns`.

@@ -23,41 +23,9 @@ type responder struct {
 }
 
 // startResponder binds [::]:53 (dual stack; 0.0.0.0:53 on a kernel without
-// IPv6) in ns. The socket is created on a thread inside ns, which fixes its
-// netns for life; it is then served through Go's poller from any thread.
+// IPv6) in ns and serves it through Go's poller from any thread.
 func startResponder(ns *Netns, index int) (*responder, error) {
-	fd := -1
-	run := func(fn func() error) error { return netns.Run(ns.Path, fn) }
-	if ns == ownNetns {
-		run = func(fn func() error) error { return fn() }
-	}
-	err := run(func() error {
-		s, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-		if err == nil {
-			if err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err == nil {
-				err = unix.Bind(s, &unix.SockaddrInet6{Port: 53})
-			}
-			if err != nil {
-				unix.Close(s)
-				return fmt.Errorf("bind [::]:53: %w", err)
-			}
-			fd = s
-			return nil
-		}
-		if !errors.Is(err, unix.EAFNOSUPPORT) {
-			return fmt.Errorf("socket: %w", err)
-		}
-		s, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
-		if err != nil {
-			return fmt.Errorf("socket: %w", err)
-		}
-		if err := unix.Bind(s, &unix.SockaddrInet4{Port: 53}); err != nil {
-			unix.Close(s)
-			return fmt.Errorf("bind 0.0.0.0:53: %w", err)
-		}
-		fd = s
-		return nil
-	})
+	fd, err := bindInNetns(ns, unix.SOCK_DGRAM, 53)
 	if err != nil {
 		return nil, fmt.Errorf("DNS responder in netns %s: %w", ns.Name, err)
 	}
@@ -71,6 +39,47 @@ func startResponder(ns *Netns, index int) (*responder, error) {
 	r.wg.Add(1)
 	go r.serve()
 	return r, nil
+}
+
+// bindInNetns returns a non-blocking socket of type sotype bound to port on
+// every address of ns: [::] (dual stack), or 0.0.0.0 on a kernel without
+// IPv6. The socket is created on a thread inside ns (ownNetns: the calling
+// thread, without switching), which fixes its netns for life; it can then be
+// used from any thread.
+func bindInNetns(ns *Netns, sotype, port int) (int, error) {
+	fd := -1
+	run := func(fn func() error) error { return netns.Run(ns.Path, fn) }
+	if ns == ownNetns {
+		run = func(fn func() error) error { return fn() }
+	}
+	err := run(func() error {
+		s, err := unix.Socket(unix.AF_INET6, sotype|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err == nil {
+			if err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err == nil {
+				err = unix.Bind(s, &unix.SockaddrInet6{Port: port})
+			}
+			if err != nil {
+				unix.Close(s)
+				return fmt.Errorf("bind [::]:%d: %w", port, err)
+			}
+			fd = s
+			return nil
+		}
+		if !errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("socket: %w", err)
+		}
+		s, err = unix.Socket(unix.AF_INET, sotype|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		if err := unix.Bind(s, &unix.SockaddrInet4{Port: port}); err != nil {
+			unix.Close(s)
+			return fmt.Errorf("bind 0.0.0.0:%d: %w", port, err)
+		}
+		fd = s
+		return nil
+	})
+	return fd, err
 }
 
 func (r *responder) serve() {

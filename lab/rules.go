@@ -13,10 +13,13 @@ import (
 // Service describes the ClusterIP service whose NAT rules the lab writes, the
 // way kube-proxy sees it.
 type Service struct {
-	Namespace, Name, PortName string // kube-system, kube-dns, dns
-	ClusterIP                 netip.Addr
-	Port                      uint16
-	Endpoints                 []netip.Addr // each listening on Port
+	Namespace, Name string // kube-system, kube-dns
+	// Ports are the service's ports, each with a chain of its own; all of
+	// them are Port (kube-dns: dns over UDP and dns-tcp over TCP, both 53).
+	Ports     []ServicePort
+	ClusterIP netip.Addr
+	Port      uint16
+	Endpoints []netip.Addr // each listening on Port
 	// ClusterCIDR is kube-proxy's --cluster-cidr: traffic to the service
 	// from outside it (e.g. the node itself) is marked for masquerade.
 	ClusterCIDR netip.Prefix
@@ -30,10 +33,23 @@ type Service struct {
 	LegacyPostrouting bool
 }
 
+// ServicePort is one port of a service: its name and protocol (udp or tcp,
+// as iptables and nft spell them).
+type ServicePort struct {
+	Name, Protocol string
+}
+
+// The ports of kube-dns: the lookups and new-flow floods use dns, the TCP
+// flood (ctlab flood --established tcp) dns-tcp.
+var (
+	DNSPort    = ServicePort{Name: "dns", Protocol: "udp"}
+	DNSTCPPort = ServicePort{Name: "dns-tcp", Protocol: "tcp"}
+)
+
 // DNSService returns the kube-dns service of a cluster.
 func DNSService(clusterIP netip.Addr, cidr netip.Prefix, endpoints []netip.Addr) Service {
 	return Service{
-		Namespace: "kube-system", Name: "kube-dns", PortName: "dns",
+		Namespace: "kube-system", Name: "kube-dns", Ports: []ServicePort{DNSPort, DNSTCPPort},
 		ClusterIP: clusterIP, Port: 53, Endpoints: endpoints, ClusterCIDR: cidr,
 	}
 }
@@ -41,7 +57,7 @@ func DNSService(clusterIP netip.Addr, cidr netip.Prefix, endpoints []netip.Addr)
 // kube-proxy's mark for "masquerade this" (--iptables-masquerade-bit=14).
 const masqMark = "0x4000"
 
-func (s *Service) portName() string { return s.Namespace + "/" + s.Name + ":" + s.PortName }
+func (s *Service) portName(p ServicePort) string { return s.Namespace + "/" + s.Name + ":" + p.Name }
 
 // portProtoHash is kube-proxy's portProtoHash / servicePortEndpointChainName
 // hash: the first 16 characters of the base32 SHA-256 of the parts.
@@ -50,13 +66,16 @@ func portProtoHash(parts ...string) string {
 	return base32.StdEncoding.EncodeToString(h[:])[:16]
 }
 
-// SvcChain is kube-proxy's KUBE-SVC-... chain name; for kube-dns:dns over UDP
-// it is the well-known KUBE-SVC-TCOU7JCQXEZGVUNU.
-func (s *Service) SvcChain() string { return "KUBE-SVC-" + portProtoHash(s.portName(), "udp") }
+// SvcChain is kube-proxy's KUBE-SVC-... chain name of a port; for kube-dns
+// they are the well-known KUBE-SVC-TCOU7JCQXEZGVUNU (dns) and
+// KUBE-SVC-ERIFXISQEP7F7OF4 (dns-tcp).
+func (s *Service) SvcChain(p ServicePort) string {
+	return "KUBE-SVC-" + portProtoHash(s.portName(p), p.Protocol)
+}
 
-// SepChain is kube-proxy's KUBE-SEP-... chain name for one endpoint.
-func (s *Service) SepChain(ep netip.Addr) string {
-	return "KUBE-SEP-" + portProtoHash(s.portName(), "udp", s.hostPort(ep))
+// SepChain is kube-proxy's KUBE-SEP-... chain name for one endpoint of a port.
+func (s *Service) SepChain(p ServicePort, ep netip.Addr) string {
+	return "KUBE-SEP-" + portProtoHash(s.portName(p), p.Protocol, s.hostPort(ep))
 }
 
 func (s *Service) hostPort(ep netip.Addr) string {
@@ -80,19 +99,12 @@ func probability(n int) string { return fmt.Sprintf("%0.10f", 1.0/float64(n)) }
 // an SNAT (null) binding in nf_nat_setup_info even when MASQUERADE does not
 // apply, which is where race 2 lived.
 func KubeProxyRules(s Service) []string {
-	svc := s.SvcChain()
-	svcComment := fmt.Sprintf(`-m comment --comment "%s cluster IP"`, s.portName())
-	dst := fmt.Sprintf("-d %s -p udp", hostPrefix(s.ClusterIP))
-	var r []string
-	r = append(r, "-N KUBE-SERVICES", "-N KUBE-POSTROUTING", "-N KUBE-MARK-MASQ", "-N "+svc)
-	for _, ep := range s.Endpoints {
-		r = append(r, "-N "+s.SepChain(ep))
-	}
-	r = append(r,
+	chains := []string{"-N KUBE-SERVICES", "-N KUBE-POSTROUTING", "-N KUBE-MARK-MASQ"}
+	r := []string{
 		`-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`,
 		`-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES`,
 		`-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING`,
-	)
+	}
 	if s.LegacyPostrouting {
 		// kube-proxy before 1.19 (seed vxlan-double-snat, Shell 1).
 		r = append(r,
@@ -109,39 +121,59 @@ func KubeProxyRules(s Service) []string {
 			`-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully`,
 		)
 	}
-	r = append(r, fmt.Sprintf("-A KUBE-SERVICES %s %s -m udp --dport %d -j %s", dst, svcComment, s.Port, svc))
+	for _, p := range s.Ports {
+		c, pr := s.portRules(p)
+		chains = append(chains, c...)
+		r = append(r, pr...)
+	}
+	return append(chains, r...)
+}
+
+// portRules returns the chains (-N) and rules (-A) of one service port: its
+// jump from KUBE-SERVICES, its KUBE-SVC chain that picks an endpoint and a
+// KUBE-SEP chain per endpoint that DNATs to it.
+func (s *Service) portRules(p ServicePort) (chains, r []string) {
+	svc := s.SvcChain(p)
+	chains = append(chains, "-N "+svc)
+	for _, ep := range s.Endpoints {
+		chains = append(chains, "-N "+s.SepChain(p, ep))
+	}
+	svcComment := fmt.Sprintf(`-m comment --comment "%s cluster IP"`, s.portName(p))
+	dst := fmt.Sprintf("-d %s -p %s", hostPrefix(s.ClusterIP), p.Protocol)
+	dport := fmt.Sprintf("-m %s --dport %d", p.Protocol, s.Port)
+	r = append(r, fmt.Sprintf("-A KUBE-SERVICES %s %s %s -j %s", dst, svcComment, dport, svc))
 	switch {
 	case s.MasqueradeAll:
-		r = append(r, fmt.Sprintf("-A %s %s %s -m udp --dport %d -j KUBE-MARK-MASQ", svc, dst, svcComment, s.Port))
+		r = append(r, fmt.Sprintf("-A %s %s %s %s -j KUBE-MARK-MASQ", svc, dst, svcComment, dport))
 	case s.ClusterCIDR.IsValid():
-		r = append(r, fmt.Sprintf("-A %s ! -s %s %s %s -m udp --dport %d -j KUBE-MARK-MASQ", svc, s.ClusterCIDR, dst, svcComment, s.Port))
+		r = append(r, fmt.Sprintf("-A %s ! -s %s %s %s %s -j KUBE-MARK-MASQ", svc, s.ClusterCIDR, dst, svcComment, dport))
 	}
 	n := len(s.Endpoints)
 	for i, ep := range s.Endpoints {
-		line := fmt.Sprintf(`-A %s -m comment --comment "%s -> %s"`, svc, s.portName(), s.hostPort(ep))
+		line := fmt.Sprintf(`-A %s -m comment --comment "%s -> %s"`, svc, s.portName(p), s.hostPort(ep))
 		if i < n-1 {
 			// Endpoint i is taken with probability 1/(n-i) of what is left,
 			// so each one gets 1/n overall.
 			line += " -m statistic --mode random --probability " + probability(n-i)
 		}
-		r = append(r, line+" -j "+s.SepChain(ep))
+		r = append(r, line+" -j "+s.SepChain(p, ep))
 	}
 	for _, ep := range s.Endpoints {
-		sep := s.SepChain(ep)
-		comment := fmt.Sprintf(`-m comment --comment "%s"`, s.portName())
+		sep := s.SepChain(p, ep)
+		comment := fmt.Sprintf(`-m comment --comment "%s"`, s.portName(p))
 		r = append(r,
 			fmt.Sprintf("-A %s -s %s %s -j KUBE-MARK-MASQ", sep, hostPrefix(ep), comment),
-			fmt.Sprintf("-A %s -p udp %s -m udp -j DNAT --to-destination %s", sep, comment, s.hostPort(ep)),
+			fmt.Sprintf("-A %s -p %s %s -m %s -j DNAT --to-destination %s", sep, p.Protocol, comment, p.Protocol, s.hostPort(ep)),
 		)
 	}
-	return r
+	return chains, r
 }
 
 // NftRuleset returns an nftables ruleset with the same effect as
 // KubeProxyRules: a `nat` table whose prerouting and output chains (priority
-// dstnat) DNAT the ClusterIP to `numgen random mod N map { ... }`, and a
-// postrouting chain (priority srcnat) whose presence makes nf_nat add null
-// SNAT bindings; it masquerades only marked packets, which the lab never
+// dstnat) DNAT the ClusterIP's ports to `numgen random mod N map { ... }`,
+// and a postrouting chain (priority srcnat) whose presence makes nf_nat add
+// null SNAT bindings; it masquerades only marked packets, which the lab never
 // marks unless MasqueradeAll is set.
 func NftRuleset(s Service, table string) string {
 	fam, ipkw := "ip", "ip"
@@ -155,23 +187,24 @@ func NftRuleset(s Service, table string) string {
 		}
 		fmt.Fprintf(&m, "%d : %s", i, ep)
 	}
-	match := fmt.Sprintf("%s daddr %s udp dport %d", ipkw, s.ClusterIP, s.Port)
-	var mark string
-	switch {
-	case s.MasqueradeAll:
-		mark = fmt.Sprintf("\t\t%s meta mark set meta mark | %s\n", match, masqMark)
-	case s.ClusterCIDR.IsValid():
-		mark = fmt.Sprintf("\t\t%s saddr != %s %s meta mark set meta mark | %s\n", ipkw, s.ClusterCIDR, match, masqMark)
+	var rules strings.Builder
+	for _, p := range s.Ports {
+		match := fmt.Sprintf("%s daddr %s %s dport %d", ipkw, s.ClusterIP, p.Protocol, s.Port)
+		switch {
+		case s.MasqueradeAll:
+			fmt.Fprintf(&rules, "\t\t%s meta mark set meta mark | %s\n", match, masqMark)
+		case s.ClusterCIDR.IsValid():
+			fmt.Fprintf(&rules, "\t\t%s saddr != %s %s meta mark set meta mark | %s\n", ipkw, s.ClusterCIDR, match, masqMark)
+		}
+		fmt.Fprintf(&rules, "\t\t%s dnat to numgen random mod %d map { %s }\n", match, len(s.Endpoints), m.String())
 	}
-	dnat := fmt.Sprintf("\t\t%s dnat to numgen random mod %d map { %s }\n", match, len(s.Endpoints), m.String())
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %s %s {\n", fam, table)
 	// The symbolic "dstnat" priority is only accepted for prerouting by
 	// nft 1.0.x; output takes the same value (NF_IP_PRI_NAT_DST) numerically.
 	for _, hook := range []struct{ name, prio string }{{"prerouting", "dstnat"}, {"output", "-100"}} {
 		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype nat hook %s priority %s; policy accept;\n", hook.name, hook.name, hook.prio)
-		b.WriteString(mark)
-		b.WriteString(dnat)
+		b.WriteString(rules.String())
 		b.WriteString("\t}\n")
 	}
 	b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")

@@ -3,6 +3,7 @@ package lab
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,16 +18,21 @@ func addrs(s ...string) []netip.Addr {
 	return out
 }
 
-// kube-dns:dns over UDP hashes to this chain in every real cluster.
+// kube-dns:dns over UDP and kube-dns:dns-tcp hash to these chains in every
+// real cluster.
 func TestSvcChainIsKubeProxys(t *testing.T) {
 	s := DNSService(ClusterIP4, clusterCIDR4, nil)
-	if got := s.SvcChain(); got != "KUBE-SVC-TCOU7JCQXEZGVUNU" {
-		t.Fatalf("SvcChain = %s", got)
+	if got := s.SvcChain(DNSPort); got != "KUBE-SVC-TCOU7JCQXEZGVUNU" {
+		t.Errorf("SvcChain(dns) = %s", got)
+	}
+	if got := s.SvcChain(DNSTCPPort); got != "KUBE-SVC-ERIFXISQEP7F7OF4" {
+		t.Errorf("SvcChain(dns-tcp) = %s", got)
 	}
 }
 
 func TestKubeProxyRulesTwoEndpoints(t *testing.T) {
 	s := DNSService(ClusterIP4, clusterCIDR4, addrs("10.244.2.1", "10.244.2.2"))
+	s.Ports = []ServicePort{DNSPort}
 	want := []string{
 		"-N KUBE-SERVICES",
 		"-N KUBE-POSTROUTING",
@@ -56,6 +62,45 @@ func TestKubeProxyRulesTwoEndpoints(t *testing.T) {
 	}
 }
 
+// dns-tcp gets the same rules as dns with tcp for udp, in chains of its
+// own, and its jump from KUBE-SERVICES comes after dns's: a UDP packet meets
+// no TCP rule.
+func TestKubeProxyRulesTCPPort(t *testing.T) {
+	s := DNSService(ClusterIP4, clusterCIDR4, addrs("10.244.2.1", "10.244.2.2"))
+	udpOnly := s
+	udpOnly.Ports = []ServicePort{DNSPort}
+	got, udp := KubeProxyRules(s), KubeProxyRules(udpOnly)
+	var tcp []string
+	for _, line := range got {
+		if !slices.Contains(udp, line) {
+			tcp = append(tcp, line)
+		}
+	}
+	if len(got) != 2*len(udp)-10 || len(tcp) != len(udp)-10 {
+		t.Fatalf("%d rules with dns-tcp, %d without: want the 10 shared ones once\n%s", len(got), len(udp), strings.Join(got, "\n"))
+	}
+	svc, sep1 := s.SvcChain(DNSTCPPort), s.SepChain(DNSTCPPort, s.Endpoints[0])
+	for _, want := range []string{
+		"-N " + svc,
+		`-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m comment --comment "kube-system/kube-dns:dns-tcp cluster IP" -m tcp --dport 53 -j ` + svc,
+		`-A ` + svc + ` ! -s 10.244.0.0/16 -d 10.96.0.10/32 -p tcp -m comment --comment "kube-system/kube-dns:dns-tcp cluster IP" -m tcp --dport 53 -j KUBE-MARK-MASQ`,
+		`-A ` + sep1 + ` -p tcp -m comment --comment "kube-system/kube-dns:dns-tcp" -m tcp -j DNAT --to-destination 10.244.2.1:53`,
+	} {
+		if !slices.Contains(tcp, want) {
+			t.Errorf("missing %q in\n%s", want, strings.Join(tcp, "\n"))
+		}
+	}
+	var jumps []string
+	for _, line := range got {
+		if strings.HasPrefix(line, "-A KUBE-SERVICES ") {
+			jumps = append(jumps, line)
+		}
+	}
+	if len(jumps) != 2 || !strings.Contains(jumps[0], "-p udp") || !strings.Contains(jumps[1], "-p tcp") {
+		t.Errorf("KUBE-SERVICES: %q; want dns's jump, then dns-tcp's", jumps)
+	}
+}
+
 // Probabilities 1/(n-i): 1/3, 1/2, then an unconditional jump; one endpoint
 // gets no statistic match at all.
 func TestKubeProxyProbabilities(t *testing.T) {
@@ -71,14 +116,14 @@ func TestKubeProxyProbabilities(t *testing.T) {
 		s := DNSService(ClusterIP4, clusterCIDR4, addrs(tc.eps...))
 		var got []string
 		for _, line := range KubeProxyRules(s) {
-			if !strings.HasPrefix(line, "-A "+s.SvcChain()+" -m comment") {
+			if !strings.HasPrefix(line, "-A "+s.SvcChain(DNSPort)+" -m comment") {
 				continue
 			}
 			p := ""
 			if i := strings.Index(line, "--probability "); i >= 0 {
 				p = strings.Fields(line[i:])[1]
 			}
-			if !strings.HasSuffix(line, "-j "+s.SepChain(s.Endpoints[len(got)])) {
+			if !strings.HasSuffix(line, "-j "+s.SepChain(DNSPort, s.Endpoints[len(got)])) {
 				t.Errorf("jump %d goes elsewhere: %s", len(got), line)
 			}
 			got = append(got, p)
@@ -134,11 +179,15 @@ func TestNftRuleset(t *testing.T) {
 		type nat hook prerouting priority dstnat; policy accept;
 		ip saddr != 10.244.0.0/16 ip daddr 10.96.0.10 udp dport 53 meta mark set meta mark | 0x4000
 		ip daddr 10.96.0.10 udp dport 53 dnat to numgen random mod 2 map { 0 : 10.244.2.1, 1 : 10.244.2.2 }
+		ip saddr != 10.244.0.0/16 ip daddr 10.96.0.10 tcp dport 53 meta mark set meta mark | 0x4000
+		ip daddr 10.96.0.10 tcp dport 53 dnat to numgen random mod 2 map { 0 : 10.244.2.1, 1 : 10.244.2.2 }
 	}
 	chain output {
 		type nat hook output priority -100; policy accept;
 		ip saddr != 10.244.0.0/16 ip daddr 10.96.0.10 udp dport 53 meta mark set meta mark | 0x4000
 		ip daddr 10.96.0.10 udp dport 53 dnat to numgen random mod 2 map { 0 : 10.244.2.1, 1 : 10.244.2.2 }
+		ip saddr != 10.244.0.0/16 ip daddr 10.96.0.10 tcp dport 53 meta mark set meta mark | 0x4000
+		ip daddr 10.96.0.10 tcp dport 53 dnat to numgen random mod 2 map { 0 : 10.244.2.1, 1 : 10.244.2.2 }
 	}
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;

@@ -14,21 +14,21 @@ import (
 // Segment is a stretch of a flood between two marks (FloodOptions.Marks).
 type Segment struct {
 	Label string `json:"label"`
-	// Paused: the senders sent nothing in this segment (but flows that
+	// Paused: the senders sent nothing in this segment (but packets that
 	// were under way when it began).
 	Paused bool `json:"paused,omitempty"`
 	// Start is the offset from the flood's start.
 	Start    time.Duration `json:"start_ns"`
 	Duration time.Duration `json:"duration_ns"`
-	Flows    uint64        `json:"flows"`
+	Packets  uint64        `json:"packets"`
 }
 
-// segmenter cuts a flood into segments. It reads the threads' shared flow
-// counter only at a boundary, so a sender pays one atomic add per flow and
-// nothing more. A boundary's reading ends one segment and starts the next,
-// so no flow falls between two and their flows add up to the flood's.
+// segmenter cuts a flood into segments. It reads the flood's packet count
+// only at a boundary, so that the senders pay nothing for it per packet. A
+// boundary's reading ends one segment and starts the next, so no packet
+// falls between two and their packets add up to the flood's.
 type segmenter struct {
-	flows *atomic.Uint64
+	count func() uint64 // packets sent so far
 	pause *pauser
 	start time.Time
 	now   func() time.Time
@@ -40,11 +40,11 @@ type segmenter struct {
 	closed bool
 }
 
-// newSegmenter starts the first segment (label "") at start; now is the
-// clock the boundaries are read from (time.Now but in tests), and pause the
-// senders' pauser.
-func newSegmenter(flows *atomic.Uint64, pause *pauser, start time.Time, now func() time.Time) *segmenter {
-	return &segmenter{flows: flows, pause: pause, start: start, now: now, base: flows.Load()}
+// newSegmenter starts the first segment (label "") at start; count gives
+// the packets sent so far, now is the clock the boundaries are read from
+// (time.Now but in tests), and pause the senders' pauser.
+func newSegmenter(count func() uint64, pause *pauser, start time.Time, now func() time.Time) *segmenter {
+	return &segmenter{count: count, pause: pause, start: start, now: now, base: count()}
 }
 
 // cut ends the current segment now and returns the time of the cut, as an
@@ -52,9 +52,9 @@ func newSegmenter(flows *atomic.Uint64, pause *pauser, start time.Time, now func
 // so boundaries follow one another in both.
 func (s *segmenter) cut() time.Duration {
 	at := s.now().Sub(s.start)
-	n := s.flows.Load()
+	n := s.count()
 	s.cur.Duration = at - s.cur.Start
-	s.cur.Flows = n - s.base
+	s.cur.Packets = n - s.base
 	s.done = append(s.done, s.cur)
 	s.base = n
 	return at
@@ -70,7 +70,7 @@ func (s *segmenter) mark(label string, paused bool) {
 		return
 	}
 	// Pause before the cut and resume after it, so that a paused segment
-	// holds no flow begun after its start, and a sending one none begun
+	// holds no packet begun after its start, and a sending one none begun
 	// before.
 	if paused {
 		s.pause.pause()
@@ -109,7 +109,7 @@ func readMarks(r io.Reader, s *segmenter) error {
 }
 
 // pauser holds the senders during a paused segment. Only the segmenter
-// pauses and resumes; a sender pays one atomic load per flow to look.
+// pauses and resumes; a sender pays one atomic load per packet to look.
 type pauser struct {
 	held atomic.Pointer[chan struct{}] // set while paused; closed on resume
 }

@@ -13,20 +13,20 @@ import (
 // stepClock is a clock that moves 10 ms per reading and lets the flow
 // counter grow by 3 before each, so that every segment has a known length
 // and count.
-func stepClock(start time.Time, flows *atomic.Uint64) func() time.Time {
+func stepClock(start time.Time, packets *atomic.Uint64) func() time.Time {
 	n := 0
 	return func() time.Time {
 		n++
-		flows.Add(3)
+		packets.Add(3)
 		return start.Add(time.Duration(n) * 10 * time.Millisecond)
 	}
 }
 
 func TestSegmenterMarks(t *testing.T) {
-	var flows atomic.Uint64
-	flows.Store(100) // flows before the start belong to no segment
+	var packets atomic.Uint64
+	packets.Store(100) // packets before the start belong to no segment
 	start := time.Unix(1000, 0)
-	s := newSegmenter(&flows, &pauser{}, start, stepClock(start, &flows))
+	s := newSegmenter(packets.Load, &pauser{}, start, stepClock(start, &packets))
 	if err := readMarks(strings.NewReader("untraced\ntraced fentry all\n\nuntraced\n"), s); err != nil {
 		t.Fatal(err)
 	}
@@ -48,21 +48,21 @@ func TestSegmenterMarks(t *testing.T) {
 		if g.Start != time.Duration(i)*10*time.Millisecond {
 			t.Errorf("segment %d starts at %v", i, g.Start)
 		}
-		if g.Duration != 10*time.Millisecond || g.Flows != 3 {
-			t.Errorf("segment %d: %v, %d flows; want 10ms, 3", i, g.Duration, g.Flows)
+		if g.Duration != 10*time.Millisecond || g.Packets != 3 {
+			t.Errorf("segment %d: %v, %d packets; want 10ms, 3", i, g.Duration, g.Packets)
 		}
-		sum += g.Flows
+		sum += g.Packets
 	}
-	if sum != flows.Load()-100 {
-		t.Errorf("segments hold %d flows, the counter grew by %d", sum, flows.Load()-100)
+	if sum != packets.Load()-100 {
+		t.Errorf("segments hold %d packets, the counter grew by %d", sum, packets.Load()-100)
 	}
 }
 
 // Marks cut the count while senders add to it: every flow is in exactly one
 // segment, whatever the interleaving.
 func TestSegmenterConcurrent(t *testing.T) {
-	var flows atomic.Uint64
-	s := newSegmenter(&flows, &pauser{}, time.Now(), time.Now)
+	var packets atomic.Uint64
+	s := newSegmenter(packets.Load, &pauser{}, time.Now(), time.Now)
 	var (
 		wg   sync.WaitGroup
 		stop atomic.Bool
@@ -72,7 +72,7 @@ func TestSegmenterConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				flows.Add(1)
+				packets.Add(1)
 			}
 		}()
 	}
@@ -96,19 +96,19 @@ func TestSegmenterConcurrent(t *testing.T) {
 	}
 	var sum uint64
 	for i, g := range segs {
-		sum += g.Flows
+		sum += g.Packets
 		if i > 0 && g.Start != segs[i-1].Start+segs[i-1].Duration {
 			t.Errorf("segment %d starts at %v, its predecessor ends at %v", i, g.Start, segs[i-1].Start+segs[i-1].Duration)
 		}
 	}
-	if sum != flows.Load() {
-		t.Errorf("segments hold %d of %d flows", sum, flows.Load())
+	if sum != packets.Load() {
+		t.Errorf("segments hold %d of %d packets", sum, packets.Load())
 	}
 }
 
 func TestReadMarksError(t *testing.T) {
-	var flows atomic.Uint64
-	s := newSegmenter(&flows, &pauser{}, time.Now(), time.Now)
+	var packets atomic.Uint64
+	s := newSegmenter(packets.Load, &pauser{}, time.Now(), time.Now)
 	err := readMarks(strings.NewReader(strings.Repeat("x", 70000)+"\n"), s)
 	if err == nil || !strings.Contains(err.Error(), "marks") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("a 70000-byte mark: %v", err)
@@ -118,10 +118,10 @@ func TestReadMarksError(t *testing.T) {
 // A line that starts with "!" pauses the senders until the next line.
 func TestSegmenterPause(t *testing.T) {
 	var (
-		flows atomic.Uint64
-		pause pauser
+		packets atomic.Uint64
+		pause   pauser
 	)
-	s := newSegmenter(&flows, &pause, time.Now(), time.Now)
+	s := newSegmenter(packets.Load, &pause, time.Now(), time.Now)
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- readMarks(pr, s) }()

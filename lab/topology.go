@@ -106,7 +106,7 @@ type Topology struct {
 	byRole     map[string]*Netns
 	senders    []*sender
 	responders []*responder
-	flusher    *ctnl
+	flusher    *ctnetlinkSocket
 
 	mu        sync.Mutex // serialises Lookups and Close
 	closed    bool

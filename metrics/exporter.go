@@ -186,6 +186,8 @@ func (e *Exporter) Event(*event.Event) error       { return nil }
 func (e *Exporter) Summary(*summary.Summary) error { return nil }
 func (e *Exporter) Probes(*render.Probes) error    { return nil }
 func (e *Exporter) Warning(string) error           { return nil }
+func (e *Exporter) Header(*render.Header) error    { return nil }
+func (e *Exporter) Flush() error                   { return nil }
 
 // Families are the metrics, in the order a scrape lists them.
 // docs/metrics.md documents each (TestEveryMetricDocumented).

@@ -16,8 +16,9 @@ all=(
   musl-tools
   # the pod test (e2e/pods_test.go): a real containerd with its CRI plugin, runc, CNI plugins
   containerd runc containernetworking-plugins
-  # VM lab: emulator, guest userland, initramfs packing, kernel modules (.ko.xz) and depmod
-  qemu-system-x86 busybox-static cpio zstd xz-utils kmod
+  # VM lab: emulators (x86-64, arm64), guest userland, initramfs packing, kernel modules (.ko.xz)
+  # and depmod, readelf (the libraries of arm64 guest programs)
+  qemu-system-x86 qemu-system-arm busybox-static cpio zstd xz-utils kmod binutils
   # metrics and deployment: Prometheus and promtool (unit and VM tests), curl (VM tests), umoci
   # and skopeo (make image and its test), shellcheck (the one-node recipe's test)
   prometheus curl umoci skopeo shellcheck

@@ -25,10 +25,11 @@ import (
 const usage = `usage:
   ctlab run --scenario NAME [--lookups K] [--endpoints N] [--nat iptables|nft]
             [--iptables BIN] [--timeout D] [-o text|json] [--keep] [-v]
-  ctlab flood [--scenario NAME] [--duration D] [--threads N] [--rate R] [--udp-timeout D]
+  ctlab flood [--scenario NAME] [--duration D] [--threads N] [--rate R] [--udp-timeout D] [--established udp|tcp]
               [--cpu N] [--marks FILE] [--endpoints N] [--nat iptables|nft] [--iptables BIN] [-o text|json] [--keep] [-v]
-                         new UDP flows as fast as possible (one socket, port, datagram each); prints flows/s,
-                         and with --marks the flows of every segment between two lines of FILE
+                         new UDP flows as fast as possible (one socket, port, datagram each), or with
+                         --established the packets of one long flow per thread; prints packets/s,
+                         and with --marks the packets of every segment between two lines of FILE
                          (-v says when sending starts; a line "!LABEL" pauses until the next line)
   ctlab lookup --target IP:PORT [--lookups K] [--timeout D] [-o text|json]
                          racing lookups from ctlab's own netns, with no topology (the lab's client in a pod)
@@ -216,7 +217,8 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	scenario := fs.String("scenario", "endpoints-2", "scenario name (see: ctlab scenarios)")
 	duration := fs.Duration("duration", 5*time.Second, "how long to send")
 	threads := fs.Int("threads", 1, "sender threads")
-	rate := fs.Float64("rate", 0, "at most this many flows per second in all (0: as fast as possible)")
+	rate := fs.Float64("rate", 0, "at most this many packets per second in all (0: as fast as possible)")
+	established := fs.String("established", "", "send on one established flow per thread instead of new flows: udp (a connected socket whose first query was answered) or tcp (a connection to the service's port 53, TCP_NODELAY writes)")
 	udpTimeout := fs.Duration("udp-timeout", 0, "set the UDP conntrack timeouts of the lab's netns to this (whole seconds) and let source ports wrap, each reused 1 s after its entry expired: a flood longer than 64512 flows (0: kernel default, each port once)")
 	cpu := fs.Int("cpu", -1, "pin the sender threads to this CPU (the rest of ctlab keeps its CPUs; -1: not pinned)")
 	marks := fs.String("marks", "", "read lines from this file (a FIFO) while flooding: each starts a segment labelled with the line (a paused one if it starts with !), and its end ends the flood; the segments' flows are reported")
@@ -245,13 +247,19 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	if *udpTimeout < 0 || *udpTimeout%time.Second != 0 {
 		return cli.Usagef("--udp-timeout: use whole seconds (e.g. 2s)")
 	}
+	if *established != "" && *established != lab.EstablishedUDP && *established != lab.EstablishedTCP {
+		return cli.Usagef("--established %q: use %s or %s", *established, lab.EstablishedUDP, lab.EstablishedTCP)
+	}
+	if *established != "" && *udpTimeout != 0 {
+		return cli.Usagef("--udp-timeout is for new flows: an established flow would expire in a pause")
+	}
 	if err := checkCommon(sc, *nat, *output, *endpoints); err != nil {
 		return err
 	}
 	if *cpu < -1 {
 		return cli.Usagef("--cpu: use a CPU number, or -1 for none")
 	}
-	opts := lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate, Pin: *cpu >= 0, CPU: *cpu}
+	opts := lab.FloodOptions{Duration: *duration, Threads: *threads, Rate: *rate, Pin: *cpu >= 0, CPU: *cpu, Established: *established}
 	if *marks != "" {
 		// Opened before the signal handler is installed: the open waits
 		// for a writer on a FIFO, and until then ^C simply ends ctlab.
@@ -279,7 +287,7 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	}
 	if runErr != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted after %d flows", st.Flows)
+			return fmt.Errorf("interrupted after %d packets", st.Packets)
 		}
 		return runErr
 	}

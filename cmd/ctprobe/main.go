@@ -22,7 +22,7 @@ const usage = `usage: ctprobe <command> [flags]
 
 commands:
   trace     trace conntrack races live (needs root): sudo ctprobe trace
-  report    read a capture file written by "trace -w": ctprobe report -r FILE
+  report    read capture files written by "trace -w": ctprobe report -r FILE [-r FILE ...] (several nodes: one report)
   probes    show which kernel functions ctprobe would attach to (with --timeline), and how
   selftest  reproduce races in throwaway namespaces and check ctprobe against the kernel's counters
   doctor    say which races will drop on this node, from its kernel, NAT rules, table and resolvers (no probes; exit 3 when some will)

@@ -43,8 +43,7 @@ func reportBytes(t *testing.T, data []byte, args ...string) (code int, stdout, s
 	return runCLI(append([]string{"report", "-r", path}, args...)...)
 }
 
-// reported is what a JSON report says, without the times of lines that
-// carry none from the capture (they are the time of the report).
+// reported is what a JSON report says, one line each.
 func reported(t *testing.T, stdout string) []string {
 	t.Helper()
 	var out []string
@@ -55,9 +54,6 @@ func reported(t *testing.T, stdout string) []string {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("not JSON: %q", line)
-		}
-		if m["kind"] == "plan" || m["kind"] == "lost" || m["kind"] == "warning" {
-			delete(m, "time")
 		}
 		b, _ := json.Marshal(m)
 		out = append(out, string(b))

@@ -51,7 +51,7 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 	}
 	defer t.Close()
 	boot := session.BootTime()
-	r, err := out.renderer(stdout, render.Clock{BootTimeUnixNano: boot})
+	r, err := out.renderer(stdout, render.Options{Clock: render.Clock{BootTimeUnixNano: boot}})
 	if err != nil {
 		return err
 	}

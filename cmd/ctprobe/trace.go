@@ -39,15 +39,16 @@ func addOutputFlags(fs flagDefiner) outputFlags {
 	}
 }
 
-func (o outputFlags) renderer(w io.Writer, clock render.Clock) (render.Renderer, error) {
+// renderer is the -o format's renderer with opt's clocks, in colour on a
+// terminal unless --no-color.
+func (o outputFlags) renderer(w io.Writer, opt render.Options) (render.Renderer, error) {
 	if *o.format != "text" && *o.format != "json" {
 		return nil, cli.Usagef("-o %q: want text or json", *o.format)
 	}
-	color := false
 	if f, ok := w.(*os.File); ok && !*o.noColor {
-		color = render.IsTerminal(f.Fd())
+		opt.Color = render.IsTerminal(f.Fd())
 	}
-	return render.New(w, *o.format, render.Options{Clock: clock, Color: color})
+	return render.New(w, *o.format, opt)
 }
 
 func runTrace(args []string, stdout, stderr io.Writer) error {
@@ -127,7 +128,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		live = stderr
 	}
 	boot := session.BootTime()
-	r, err := out.renderer(live, render.Clock{BootTimeUnixNano: boot})
+	r, err := out.renderer(live, render.Options{Clock: render.Clock{BootTimeUnixNano: boot}})
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Boot the VM lab under QEMU (software emulation) and collect what the guest wrote to /out.
+# Boot the VM lab under QEMU (software emulation; x86-64 or arm64, as the kernel is) and collect
+# what the guest wrote to /out.
 #
 #   scripts/vm/run.sh --kernel-dir D --initrd F --out DIR [--timeout SECONDS] [--append "words"]
 #                     [--env NAME=VALUE ...] [--disk-size MiB] [--smp N] [--mem MiB]
@@ -49,7 +50,18 @@ for n in "$timeout" "$disk_mib" "$smp" "$mem"; do
   case "$n" in ''|*[!0-9]*) die "'$n' is not a whole number" ;; esac
 done
 
-"$repo/scripts/deps.sh" qemu-system-x86
+# The emulator and machine of the kernel's architecture (fetch-kernel.sh writes it to D/arch).
+# arm64: QEMU's generic "virt" board with a Neoverse N1 (the core of AWS Graviton2 and Ampere
+# Altra); QEMU's "max" CPU would also emulate pointer authentication, which the kernel uses in
+# every function and TCG emulates slowly.
+[ -s "$kdir/arch" ] || die "$kdir/arch missing: rerun scripts/vm/fetch-kernel.sh"
+case "$(cat "$kdir/arch")" in
+  amd64) qemu=qemu-system-x86_64 machine=(-cpu max) console=ttyS0
+         "$repo/scripts/deps.sh" qemu-system-x86 ;;
+  arm64) qemu=qemu-system-aarch64 machine=(-M virt -cpu neoverse-n1) console=ttyAMA0
+         "$repo/scripts/deps.sh" qemu-system-arm ;;
+  *) die "$kdir/arch: unknown architecture '$(cat "$kdir/arch")'" ;;
+esac
 
 # Guest environment on the kernel command line.
 cmd_env=
@@ -80,11 +92,11 @@ truncate -s "${disk_mib}M" "$img"
 # works without a TTY; the chardev logfile keeps a copy of the console.
 # timeout --foreground keeps QEMU in the terminal's process group so Ctrl-C reaches it.
 boot() {
-  timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
+  timeout --foreground -k 10 "$timeout" "$qemu" \
     -nodefaults -no-user-config -display none -monitor none -no-reboot \
-    -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" \
+    -accel tcg,thread=multi "${machine[@]}" -smp "$smp" -m "$mem" \
     -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 quiet panic=-1 $append$cmd_env" \
+    -append "console=$console quiet panic=-1 $append$cmd_env" \
     -chardev "stdio,id=con0,logfile=$dir/serial.log" -serial chardev:con0 \
     -drive "file=$img,format=raw,if=none,id=out0,cache=unsafe" \
     -device virtio-blk-pci,drive=out0,serial=ctprobe-out \
@@ -130,7 +142,7 @@ if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
 elif grep -q 'Kernel panic' "$dir/serial.log" 2>/dev/null; then
   echo "run.sh: guest kernel panicked ($(grep -m1 'Kernel panic' "$dir/serial.log" | cut -c1-120)); see $dir/serial.log" >&2
 elif [ "$qrc" -ne 0 ]; then
-  echo "run.sh: qemu-system-x86_64 failed with exit code $qrc (message above); no results" >&2
+  echo "run.sh: $qemu failed with exit code $qrc (message above); no results" >&2
 elif why=$(grep -a 'ctprobe-vm: error:' "$dir/serial.log" 2>/dev/null | tail -n 1) && [ -n "$why" ]; then
   echo "run.sh: the guest wrote no results: ${why#*ctprobe-vm: error: }" >&2
 else

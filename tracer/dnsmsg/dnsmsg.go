@@ -11,9 +11,9 @@
 // panic and do a bounded amount of work for any input: compression pointers
 // must point strictly backwards past every earlier jump of the name (at most
 // 16 jumps), and names are capped at the RFC 1035 limit of 255 bytes. Parse
-// allocates one string; ParseMessage allocates per question and answer
-// record, and counts are checked against the bytes present before they size
-// anything.
+// allocates one string (AppendParse none); ParseMessage allocates per
+// question and answer record, and counts are checked against the bytes
+// present before they size anything.
 //
 // Names are given in presentation form without the trailing dot
 // ("kube-dns.kube-system.svc.cluster.local"; "." for the root). Bytes outside
@@ -86,9 +86,22 @@ type Query struct {
 // Parse reads the header and the first question of b. A buffer cut inside
 // the question is not an error: the Query has Truncated set.
 func Parse(b []byte) (Query, error) {
+	var buf [MaxNameText]byte
+	q, name, err := AppendParse(buf[:0], b)
+	if err == nil {
+		q.Name = string(name)
+	}
+	return q, err
+}
+
+// AppendParse is Parse without its one allocation, for a caller that
+// writes the name out at once (an event line): the name goes to dst, which
+// it returns, and Query.Name is left empty. dst never grows with
+// MaxNameText bytes of room.
+func AppendParse(dst, b []byte) (Query, []byte, error) {
 	var q Query
 	if len(b) < HeaderLen {
-		return q, ErrShort
+		return q, dst, ErrShort
 	}
 	flags := binary.BigEndian.Uint16(b[2:])
 	q.ID = binary.BigEndian.Uint16(b)
@@ -97,30 +110,31 @@ func Parse(b []byte) (Query, error) {
 	q.RCode = rcode(flags)
 	q.QDCount = binary.BigEndian.Uint16(b[4:])
 	if q.QDCount == 0 {
-		return q, ErrNoQuestion
+		return q, dst, ErrNoQuestion
 	}
 
-	var buf [maxNameText]byte
-	name, off, complete, err := readName(buf[:0], b, HeaderLen)
+	start := len(dst)
+	dst, off, complete, err := readName(dst, b, HeaderLen)
 	if err != nil {
-		return q, err
+		return q, dst[:start], err
 	}
 	if !complete {
 		q.Truncated = true
-		q.Name = string(name)
-		return q, nil
+		return q, dst, nil
 	}
-	q.Name = nameText(name)
+	if len(dst) == start {
+		dst = append(dst, '.') // the root
+	}
 	if off+2 > len(b) {
 		q.Truncated = true
-		return q, nil
+		return q, dst, nil
 	}
 	q.Type = binary.BigEndian.Uint16(b[off:])
 	q.HasType = true
 	if off+4 > len(b) {
 		q.Truncated = true
-		return q, nil
+		return q, dst, nil
 	}
 	q.Class = binary.BigEndian.Uint16(b[off+2:])
-	return q, nil
+	return q, dst, nil
 }

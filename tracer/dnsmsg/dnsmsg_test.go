@@ -185,6 +185,16 @@ func FuzzParse(f *testing.F) {
 			b = b[:512]
 		}
 		q, err := Parse(b)
+		// AppendParse reads the same, its name in the caller's buffer
+		// (prefix kept, room enough: no allocation).
+		buf := append(make([]byte, 0, 3+MaxNameText), "ab:"...)
+		q2, name, err2 := AppendParse(buf, b)
+		if err == nil {
+			q2.Name = string(name[3:])
+		}
+		if q2 != q || err2 != err || string(name[:3]) != "ab:" || &name[:1][0] != &buf[:1][0] {
+			t.Fatalf("AppendParse: %+v, %q, %v; Parse: %+v, %v", q2, name, err2, q, err)
+		}
 		if len(b) < HeaderLen {
 			if !errors.Is(err, ErrShort) {
 				t.Fatalf("short input: err %v", err)
@@ -197,7 +207,7 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(q.Name) > maxNameText {
+		if len(q.Name) > MaxNameText {
 			t.Fatalf("name too long: %d", len(q.Name))
 		}
 		if !q.Truncated && !q.HasType {

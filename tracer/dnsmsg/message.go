@@ -122,7 +122,7 @@ func ParseMessage(msg []byte) (Message, error) {
 // question's name through a pointer: a name equal to the one before shares
 // its string.
 type names struct {
-	buf  [maxNameText]byte
+	buf  [MaxNameText]byte
 	last string
 }
 

@@ -227,7 +227,7 @@ func FuzzParseMessage(f *testing.F) {
 			return
 		}
 		for _, q := range m.Questions {
-			if len(q.Name) > maxNameText || q.Name == "" || strings.HasSuffix(q.Name, ".") && q.Name != "." && !strings.HasSuffix(q.Name, `\.`) {
+			if len(q.Name) > MaxNameText || q.Name == "" || strings.HasSuffix(q.Name, ".") && q.Name != "." && !strings.HasSuffix(q.Name, `\.`) {
 				t.Fatalf("bad question name %q", q.Name)
 			}
 		}

@@ -8,8 +8,8 @@ const (
 	maxNameLen  = 255
 	maxLabelLen = 63
 	maxJumps    = 16
-	// maxNameText is the longest presentation form: \DDD for every byte.
-	maxNameText = maxNameLen * 4
+	// MaxNameText is the longest presentation form: \DDD for every byte.
+	MaxNameText = maxNameLen * 4
 )
 
 // readName appends to dst the presentation form of the name at off in b,
@@ -71,14 +71,6 @@ func readName(dst, b []byte, off int) (_ []byte, next int, complete bool, err er
 		}
 	}
 	return dst, 0, false, nil
-}
-
-// nameText is a complete name from readName as a string: "." for the root.
-func nameText(name []byte) string {
-	if len(name) == 0 {
-		return "."
-	}
-	return string(name)
 }
 
 // appendLabel appends one label's bytes in presentation form.

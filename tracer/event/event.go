@@ -231,8 +231,12 @@ func Decode(raw []byte, ev *Event) error {
 }
 
 // unalignedOK: the architectures this package builds for (those bpf2go
-// generated probe's types for) load from any address.
-const unalignedOK = runtime.GOARCH == "amd64" || runtime.GOARCH == "386"
+// generated probe's types for) load from any address. On arm64 ordinary
+// loads from normal memory may be unaligned (Linux runs user space with
+// alignment checks off, SCTLR_EL1.A = 0), which Go's compiler relies on too
+// (unalignedOK in cmd/compile/internal/ssa/config.go); only atomic and
+// exclusive accesses need alignment, and the decoder makes none.
+const unalignedOK = runtime.GOARCH == "amd64" || runtime.GOARCH == "386" || runtime.GOARCH == "arm64"
 
 // CommString is the task name without its NUL padding.
 func (e *Event) CommString() string { return CommName(&e.Comm) }
@@ -281,21 +285,29 @@ func natRange(out *NATRange, r *probe.BPFNatRange, family uint16) {
 }
 
 // Protocol numbers that have names in output (include/uapi/linux/in.h).
-var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 33: "dccp", 47: "gre", 58: "icmpv6", 132: "sctp", 136: "udplite"}
+var protoNames = [256]string{1: "icmp", 6: "tcp", 17: "udp", 33: "dccp", 47: "gre", 58: "icmpv6", 132: "sctp", 136: "udplite"}
+
+// protoText is ProtoName's answer for every number, made once: every event
+// line names its protocol, and a map lookup or a formatted string there
+// cost more than anything else in the line.
+var protoText = func() (t [256]string) {
+	for p := range t {
+		t[p] = protoNames[p]
+		if t[p] == "" {
+			t[p] = fmt.Sprintf("proto-%d", p)
+		}
+	}
+	return t
+}()
 
 // ProtoName names an IP protocol number ("udp", or "proto-253").
-func ProtoName(p uint8) string {
-	if n, ok := protoNames[p]; ok {
-		return n
-	}
-	return fmt.Sprintf("proto-%d", p)
-}
+func ProtoName(p uint8) string { return protoText[p] }
 
 // ProtoNumber is the inverse of ProtoName for the named protocols.
 func ProtoNumber(name string) (uint8, bool) {
 	for n, s := range protoNames {
-		if s == name {
-			return n, true
+		if s != "" && s == name {
+			return uint8(n), true
 		}
 	}
 	return 0, false

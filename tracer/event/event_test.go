@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
@@ -103,6 +104,28 @@ func TestDecodeConfirmIPv6WithSocket(t *testing.T) {
 	}
 	if int(ev.PayloadLen) != len(ev.Payload) {
 		t.Errorf("payload length %d not clamped to %d", ev.PayloadLen, len(ev.Payload))
+	}
+}
+
+// A record at any address decodes the same: a capture file's records are not
+// aligned, and where unaligned loads are allowed (unalignedOK) Decode reads
+// them in place.
+func TestDecodeUnaligned(t *testing.T) {
+	raw := encode(t, natRecord())
+	var want Event
+	if err := Decode(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(raw)+8)
+	for off := 1; off < 8; off++ {
+		copy(buf[off:], raw)
+		var got Event
+		if err := Decode(buf[off:off+len(raw)], &got); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("at offset %d:\n got %+v\nwant %+v", off, got, want)
+		}
 	}
 }
 
@@ -206,5 +229,32 @@ func BenchmarkDecode(b *testing.B) {
 		if err := Decode(raw, &ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Every protocol number has a name, without an allocation (each event line
+// prints one); the named ones, and only those, read back.
+func TestProtoNames(t *testing.T) {
+	for p, want := range map[uint8]string{6: "tcp", 17: "udp", 58: "icmpv6", 0: "proto-0", 253: "proto-253"} {
+		if got := ProtoName(p); got != want {
+			t.Errorf("ProtoName(%d) = %q, want %q", p, got, want)
+		}
+	}
+	named := 0
+	for p := range 256 {
+		name := ProtoName(uint8(p))
+		n, ok := ProtoNumber(name)
+		if ok {
+			named++
+		}
+		if ok != !strings.HasPrefix(name, "proto-") || ok && n != uint8(p) {
+			t.Errorf("ProtoNumber(%q) = %d, %v", name, n, ok)
+		}
+	}
+	if _, ok := ProtoNumber(""); ok || named != 8 {
+		t.Errorf("%d named protocols; ProtoNumber(\"\") %v", named, ok)
+	}
+	if a := testing.AllocsPerRun(100, func() { _ = ProtoName(253) }); a != 0 {
+		t.Errorf("ProtoName: %v allocations", a)
 	}
 }

@@ -77,9 +77,16 @@ type Incident struct {
 	Winner     Packet
 	HasWinner  bool
 	// Window is the time between the two packets' conntrack entry (ns);
-	// 0 when either is unknown.
+	// 0 when either is unknown (KnownWindow tells).
 	Window uint64
 	// Direction of the winner's hash node that matched the loser's tuple
 	// at confirm: 0 ORIGINAL, 1 REPLY, -1 when no clash event was seen.
 	ClashDir int
+}
+
+// KnownWindow is Window and whether it is known: both packets were seen
+// entering conntrack. Two packets may enter in the same nanosecond, on two
+// CPUs: a window of 0 is then a window, not an unknown one.
+func (inc *Incident) KnownWindow() (uint64, bool) {
+	return inc.Window, inc.HasWinner && inc.Loser.Born != 0 && inc.Winner.Born != 0
 }

@@ -11,7 +11,19 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ctprobe/ctprobe/internal/privs"
 )
+
+// Capabilities are what reading another process's network namespace takes
+// once a trace has dropped its effective set (tracer.DropPrivileges): the
+// /proc/PID/ns/net link is behind a ptrace access check (proc_ns_get_link,
+// PTRACE_MODE_READ_FSCREDS), which a process whose permitted set is not a
+// subset of ours, i.e. every container's, passes only with CAP_SYS_PTRACE
+// (cap_ptrace_access_check). It is raised on the reading thread alone, for
+// the read (privs.Raise); without it being permitted, the read fails as it
+// would have.
+var Capabilities = privs.Of(unix.CAP_SYS_PTRACE)
 
 // node reads what the node itself says of its pods and namespaces, under a
 // host path prefix (a DaemonSet mounts the host's / at /host, and runs in
@@ -66,7 +78,11 @@ type podProcess struct {
 // Namespaces, cgroups and pods), so a pod's namespace seen at the last
 // refresh may now be another's.
 func (n node) holds(pid string, ino uint32) bool {
-	got, err := n.netnsOf(pid)
+	var got uint32
+	err := privs.Raise(Capabilities, func() (err error) {
+		got, err = n.netnsOf(pid)
+		return err
+	})
 	return err == nil && got == ino
 }
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ctprobe/ctprobe/internal/privs"
 )
 
 // Options configure a Resolver. The zero value names from the node alone.
@@ -47,12 +49,12 @@ const (
 // Status says where names come from.
 type Status struct {
 	Source  string `json:"source"`
-	Runtime string `json:"runtime,omitempty"` // which runtime, where
+	Runtime string `json:"runtime"` // which runtime, where
 	// Reason is why the runtime is not the source.
-	Reason    string `json:"reason,omitempty"`
+	Reason    string `json:"reason"`
 	Pods      int    `json:"pods"`
 	Netns     int    `json:"netns"` // namespaces named (pods' and /run/netns)
-	Truncated bool   `json:"truncated,omitempty"`
+	Truncated bool   `json:"truncated"`
 }
 
 func (s Status) String() string {
@@ -204,9 +206,16 @@ func (r *Resolver) refresh(ctx context.Context) {
 			rtErr = err
 		}
 	}
-	host, _ := r.node.hostNetns()
+	var pods map[uint32]podProcess
+	var host uint32
+	// One thread with CAP_SYS_PTRACE raised for the whole scan of /proc
+	// (Capabilities): every process's namespace link is read.
+	_ = privs.Raise(Capabilities, func() error {
+		host, _ = r.node.hostNetns()
+		pods, _ = r.node.scanPods(host, MaxNetns)
+		return nil
+	})
 	netnsNames, _ := r.node.netnsNames(MaxNetns)
-	pods, _ := r.node.scanPods(host, MaxNetns)
 	t := newTable(st, host, netnsNames, pods)
 	r.cur.Store(t)
 

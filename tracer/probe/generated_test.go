@@ -58,6 +58,10 @@ func bpfSources(t *testing.T, root string) []string {
 	return files
 }
 
+// generated is bpf2go's output, one Go file and one object per target of
+// gen.go (amd64 and arm64).
+var generated = []string{"bpf_x86_bpfel.go", "bpf_x86_bpfel.o", "bpf_arm64_bpfel.go", "bpf_arm64_bpfel.o"}
+
 // The committed bpf2go output must be what `make generate` produces from the
 // committed C sources and vmlinux.h.
 func TestGeneratedCodeUpToDate(t *testing.T) {
@@ -74,7 +78,7 @@ func TestGeneratedCodeUpToDate(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go generate: %v\n%s", err, out)
 	}
-	for _, f := range []string{"bpf_x86_bpfel.go", "bpf_x86_bpfel.o"} {
+	for _, f := range generated {
 		want, _ := os.ReadFile(filepath.Join(tmp, "tracer", "probe", f))
 		got, _ := os.ReadFile(f)
 		if !bytes.Equal(got, want) {

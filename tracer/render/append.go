@@ -6,16 +6,48 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
 
 // Allocation-free building blocks for both formats.
 
-const timeLayout = "15:04:05.000000"
+// appendClock writes t as "15:04:05.000000": the time of day with its
+// microseconds, cut (not rounded) as time.Format cuts them. It is what
+// t.AppendFormat wrote, without parsing a layout for every line: that was
+// a quarter of an --all event line's time.
+func appendClock(dst []byte, t time.Time) []byte {
+	h, m, s := t.Clock()
+	dst = appendTriple(dst, h, 2, m, s, ':')
+	dst = append(dst, '.')
+	return appendPadded0(dst, t.Nanosecond()/1000, 6)
+}
 
-func appendClock(dst []byte, t time.Time) []byte { return t.AppendFormat(dst, timeLayout) }
+// appendTriple writes a date or a time of day: "2006-01-02" or
+// "15:04:05", the first part width digits wide at least.
+func appendTriple(dst []byte, a, width, b, c int, sep byte) []byte {
+	dst = appendPadded0(dst, a, width)
+	dst = append(dst, sep)
+	dst = appendPadded0(dst, b, 2)
+	dst = append(dst, sep)
+	return appendPadded0(dst, c, 2)
+}
+
+// appendPadded0 writes v >= 0 in decimal, with leading zeros to width
+// digits at least.
+func appendPadded0(dst []byte, v, width int) []byte {
+	var b [20]byte
+	i := len(b)
+	for v >= 10 || width > 1 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		width--
+	}
+	i--
+	b[i] = byte('0' + v)
+	return append(dst, b[i:]...)
+}
 
 func appendSpaces(dst []byte, n int) []byte {
 	for ; n > 0; n-- {
@@ -170,37 +202,40 @@ func appendJSONBitNames(dst []byte, v uint64, names []string) []byte {
 // becomes U+FFFD.
 func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	done := 0 // s[:done] is written; what follows up to i is written as it is
 	for i := 0; i < len(s); {
 		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20 || c == 0x7f:
-				dst = appendJSONControl(dst, rune(c))
-			default:
-				dst = append(dst, c)
-			}
+		if c >= 0x20 && c < 0x7f && c != '"' && c != '\\' {
 			i++
 			continue
 		}
-		r, n := utf8.DecodeRuneInString(s[i:])
+		r, n := rune(c), 1
+		if c >= utf8.RuneSelf {
+			r, n = utf8.DecodeRuneInString(s[i:])
+			if (r != utf8.RuneError || n > 1) && !isC1(r) {
+				i += n
+				continue
+			}
+		}
+		dst = append(dst, s[done:i]...)
 		switch {
-		case r == utf8.RuneError && n == 1:
+		case r == utf8.RuneError:
 			dst = append(dst, `\ufffd`...)
-		case isC1(r):
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		default: // C0, DEL, C1
 			dst = appendJSONControl(dst, r)
-		default:
-			dst = append(dst, s[i:i+n]...)
 		}
 		i += n
+		done = i
 	}
+	dst = append(dst, s[done:]...)
 	return append(dst, '"')
 }
 
@@ -242,10 +277,8 @@ func escapeJSONControls(b []byte) []byte {
 }
 
 // appendJSONBytesString is appendJSONString for a byte slice (comm, which
-// is not necessarily UTF-8), viewed as a string without copying it.
-func appendJSONBytesString(dst []byte, b []byte) []byte {
-	return appendJSONString(dst, unsafe.String(unsafe.SliceData(b), len(b)))
-}
+// is not necessarily UTF-8; a DNS name).
+func appendJSONBytesString(dst []byte, b []byte) []byte { return appendJSONString(dst, viewString(b)) }
 
 func appendJSONHex(dst []byte, v uint64) []byte {
 	dst = append(dst, '"')
@@ -277,10 +310,47 @@ func appendJSONTuple(dst []byte, t event.Tuple) []byte {
 	return append(dst, '}')
 }
 
+// appendJSONTime writes t as a JSON string in time.RFC3339Nano's form:
+// the fraction without its trailing zeros (none for a whole second), "Z"
+// for UTC, else the offset in hours and minutes. It is what t.AppendFormat
+// wrote, without parsing the layout for every event, for any year from 0
+// on (a Clock's times, int64 nanoseconds, lie between 1677 and 2262).
 func appendJSONTime(dst []byte, t time.Time) []byte {
 	dst = append(dst, '"')
-	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	year, month, day := t.Date()
+	dst = appendTriple(dst, year, 4, int(month), day, '-')
+	dst = append(dst, 'T')
+	h, m, s := t.Clock()
+	dst = appendTriple(dst, h, 2, m, s, ':')
+	if ns := t.Nanosecond(); ns != 0 {
+		digits := 9
+		for ; ns%10 == 0; ns /= 10 {
+			digits--
+		}
+		dst = append(dst, '.')
+		dst = appendPadded0(dst, ns, digits)
+	}
+	// As AppendFormat: whole minutes, their sign (an offset of less than a
+	// minute west is "+00:00").
+	_, offset := t.Zone()
+	switch zone := offset / 60; {
+	case offset == 0:
+		dst = append(dst, 'Z')
+	case zone < 0:
+		dst = append(dst, '-')
+		dst = appendZone(dst, -zone)
+	default:
+		dst = append(dst, '+')
+		dst = appendZone(dst, zone)
+	}
 	return append(dst, '"')
+}
+
+// appendZone writes an offset of minutes as hh:mm.
+func appendZone(dst []byte, minutes int) []byte {
+	dst = appendPadded0(dst, minutes/60, 2)
+	dst = append(dst, ':')
+	return appendPadded0(dst, minutes%60, 2)
 }
 
 func appendJSONBool(dst []byte, b bool) []byte {

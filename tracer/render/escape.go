@@ -48,11 +48,12 @@ func appendEscaped(dst []byte, s string) []byte {
 	return dst
 }
 
-// appendEscapedBytes is appendEscaped for a byte slice (a task's comm),
-// viewed as a string without copying it.
-func appendEscapedBytes(dst []byte, b []byte) []byte {
-	return appendEscaped(dst, unsafe.String(unsafe.SliceData(b), len(b)))
-}
+// appendEscapedBytes is appendEscaped for a byte slice (a task's comm).
+func appendEscapedBytes(dst []byte, b []byte) []byte { return appendEscaped(dst, viewString(b)) }
+
+// viewString views b as a string without copying it, for a call that
+// reads the string and keeps nothing of it.
+func viewString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // Escape returns s as text output prints it (appendEscaped): for messages
 // that quote outside strings, such as an error naming a capture's fields.

@@ -70,8 +70,13 @@ func hostileLines(s string) map[string]func(Renderer) error {
 	counters := []kstat.NetnsCounters{{Netns: uint64(inc.Loser.Netns), Name: s, Values: map[string]uint64{s: 1, "insert_failed": 1}}}
 	p := []plan.Entry{{Point: s, Function: s, Attach: plan.Attach(s), Status: plan.Status(s), Reason: s}}
 	return map[string]func(Renderer) error{
-		"plan":     func(r Renderer) error { return r.Plan(p) },
-		"event":    func(r Renderer) error { return r.Event(&ev) },
+		"plan": func(r Renderer) error { return r.Plan(p) },
+		"event": func(r Renderer) error {
+			if err := r.Event(&ev); err != nil {
+				return err
+			}
+			return r.Flush()
+		},
 		"incident": func(r Renderer) error { return r.Incident(inc) },
 		"unknown":  func(r Renderer) error { return r.Incident(&unknown) },
 		"finding":  func(r Renderer) error { return r.Finding(&finding) },

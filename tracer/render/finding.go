@@ -15,14 +15,16 @@ import (
 //	  inner  VXLAN VNI 42: udp 10.244.255.1:40000 → 10.244.2.1:53
 //	  fix    do not masquerade the tunnel's own packets: ...
 func (t *Text) Finding(f *incident.Finding) error {
-	return t.write(func(b []byte) []byte { return appendFinding(b, f, &t.opt) })
+	return t.write(func(b []byte) []byte { return appendFinding(appendNode(b, t.opt.Node), f, &t.opt) })
 }
 
+// appendFinding writes a finding; its strings go through appendEscaped, as
+// a capture from another machine may hold anything.
 func appendFinding(dst []byte, f *incident.Finding, opt *Options) []byte {
 	p := &f.Flow
 	dst = appendClock(dst, opt.Clock.Time(f.Time))
 	dst = append(dst, ' ')
-	dst = appendColored(dst, opt.Color, ansiYellow, "finding "+f.ID, 0)
+	dst = appendColored(dst, opt.Color, ansiYellow, "finding "+Escape(f.ID), 0)
 	if p.Task {
 		dst = appendPIDComm(dst, p)
 	}
@@ -31,15 +33,15 @@ func appendFinding(dst []byte, f *incident.Finding, opt *Options) []byte {
 	dst = appendUint(dst, uint64(p.Netns))
 	dst = appendNetnsName(dst, &p.Names)
 	dst = append(dst, "\n  why    "...)
-	dst = append(dst, f.Reason...)
+	dst = appendEscaped(dst, f.Reason)
 	dst = append(dst, "\n  flow   "...)
 	dst = appendFlow(dst, p)
 	if f.Inner.Valid {
 		dst = append(dst, "\n  inner  "...)
-		dst = append(dst, f.Inner.String()...)
+		dst = appendEscaped(dst, f.Inner.String())
 	}
 	dst = append(dst, "\n  fix    "...)
-	dst = append(dst, f.Mitigation...)
+	dst = appendEscaped(dst, f.Mitigation)
 	return append(dst, "\n\n"...)
 }
 
@@ -55,6 +57,7 @@ type jsonInner struct {
 type jsonFinding struct {
 	Schema     int         `json:"schema"`
 	Kind       string      `json:"kind"`
+	Node       string      `json:"node,omitempty"`
 	Time       string      `json:"time"`
 	KtimeNS    uint64      `json:"ktime_ns"`
 	ID         string      `json:"id"`
@@ -67,7 +70,9 @@ type jsonFinding struct {
 
 // Finding writes a "kind":"finding" line.
 func (j *JSON) Finding(f *incident.Finding) error {
-	return j.encode(findingJSON(f, j.opt.Clock))
+	v := findingJSON(f, j.opt.Clock)
+	v.Node = j.opt.Node
+	return j.encode(v)
 }
 
 func findingJSON(f *incident.Finding, c Clock) jsonFinding {

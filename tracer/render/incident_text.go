@@ -401,17 +401,19 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 		// --timeline loses the births too when both histories were evicted
 		// (counted as no-history losses).
 		dst = append(dst, "unknown (neither packet was seen entering conntrack: --timeline follows both, unless their histories were evicted)\n"...)
-	case inc.Window == 0 || !inc.HasWinner:
-		dst = append(dst, "unknown (a packet's conntrack entry was not seen)\n"...)
 	default:
-		dst = appendMicros(dst, inc.Window)
+		window, known := inc.KnownWindow()
+		if !known {
+			dst = append(dst, "unknown (a packet's conntrack entry was not seen)\n"...)
+			break
+		}
+		dst = appendMicros(dst, window)
 		dst = append(dst, "µs between the two packets entering conntrack"...)
-		if W.Born != 0 && L.Born != 0 {
-			if L.Born < W.Born {
-				dst = append(dst, " (L first)"...)
-			} else {
-				dst = append(dst, " (W first)"...)
-			}
+		switch {
+		case L.Born < W.Born:
+			dst = append(dst, " (L first)"...)
+		case W.Born < L.Born:
+			dst = append(dst, " (W first)"...)
 		}
 		dst = append(dst, '\n')
 	}

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"strconv"
@@ -28,19 +29,27 @@ func NewJSON(w io.Writer, opt Options) *JSON {
 	return &JSON{sink: sink{w: w}, opt: opt}
 }
 
-// Event writes a "kind":"event" line.
+// Header writes a "kind":"header" line, the first of a stream.
+func (j *JSON) Header(h *Header) error {
+	return j.encode(jsonHeader{Schema: SchemaVersion, Kind: "header", Node: j.opt.Node, Version: h.Version, Kernel: h.Kernel, Hostname: h.Hostname,
+		Mode: h.Mode, Start: rfc3339(j.opt.Clock.in(h.Start)), Capture: h.Capture})
+}
+
+// Event writes a "kind":"event" line (held until Flush).
 func (j *JSON) Event(ev *event.Event) error {
-	return j.write(func(b []byte) []byte { return AppendEventJSON(b, ev, j.opt.Clock) })
+	return j.hold(func(b []byte) []byte { return appendEventJSON(b, ev, j.opt.Clock, j.opt.Node) })
 }
 
 // Incident writes a "kind":"incident" line.
 func (j *JSON) Incident(inc *incident.Incident) error {
-	return j.encode(incidentJSON(inc, j.opt.Clock))
+	v := incidentJSON(inc, j.opt.Clock)
+	v.Node = j.opt.Node
+	return j.encode(v)
 }
 
 // Lost writes a "kind":"lost" line.
 func (j *JSON) Lost(l loss.Count) error {
-	v := jsonLost{Schema: SchemaVersion, Kind: "lost", Time: rfc3339(j.opt.now()), Source: string(l.Kind), Count: l.Count}
+	v := jsonLost{Schema: SchemaVersion, Kind: "lost", Node: j.opt.Node, Time: rfc3339(j.opt.now()), Source: string(l.Kind), Count: l.Count}
 	if l.CPU >= 0 {
 		cpu := l.CPU
 		v.CPU = &cpu
@@ -50,12 +59,12 @@ func (j *JSON) Lost(l loss.Count) error {
 
 // Warning writes a "kind":"warning" line.
 func (j *JSON) Warning(msg string) error {
-	return j.encode(jsonWarning{Schema: SchemaVersion, Kind: "warning", Time: rfc3339(j.opt.now()), Message: msg})
+	return j.encode(jsonWarning{Schema: SchemaVersion, Kind: "warning", Node: j.opt.Node, Time: rfc3339(j.opt.now()), Message: msg})
 }
 
 // Plan writes a "kind":"plan" line.
 func (j *JSON) Plan(p []plan.Entry) error {
-	v := jsonPlan{Schema: SchemaVersion, Kind: "plan", Time: rfc3339(j.opt.now()), Points: []jsonPlanEntry{}}
+	v := jsonPlan{Schema: SchemaVersion, Kind: "plan", Node: j.opt.Node, Time: rfc3339(j.opt.now()), Points: []jsonPlanEntry{}}
 	for _, e := range p {
 		v.Points = append(v.Points, jsonPlanEntryOf(e))
 	}
@@ -72,13 +81,15 @@ func (j *JSON) Summary(s *summary.Summary) error {
 func (j *JSON) encode(v any) error {
 	var err error
 	werr := j.write(func(b []byte) []byte {
+		held := len(b) // event lines before this one
 		buf := bytes.NewBuffer(b)
 		enc := json.NewEncoder(buf)
 		enc.SetEscapeHTML(false)
 		if err = enc.Encode(v); err != nil {
-			return b[:0]
+			return b
 		}
-		return escapeJSONControls(buf.Bytes())
+		line := buf.Bytes()
+		return append(line[:held], escapeJSONControls(line[held:])...)
 	})
 	if err != nil {
 		return err
@@ -87,12 +98,22 @@ func (j *JSON) encode(v any) error {
 }
 
 // AppendEventJSON appends the JSON line of one event, newline included. It
-// does not allocate when dst has room, except once for the name of a DNS
-// question in a CT_IN payload.
+// does not allocate when dst has room.
 func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
+	return appendEventJSON(dst, ev, c, "")
+}
+
+// appendEventJSON is AppendEventJSON with the node the event comes from
+// ("": none).
+func appendEventJSON(dst []byte, ev *event.Event, c Clock, node string) []byte {
 	dst = append(dst, `{"schema":`...)
 	dst = appendUint(dst, SchemaVersion)
-	dst = append(dst, `,"kind":"event","time":`...)
+	dst = append(dst, `,"kind":"event"`...)
+	if node != "" {
+		dst = append(dst, `,"node":`...)
+		dst = appendJSONString(dst, node)
+	}
+	dst = append(dst, `,"time":`...)
 	dst = appendJSONTime(dst, c.Time(ev.Time))
 	dst = append(dst, `,"ktime_ns":`...)
 	dst = appendUint(dst, ev.Time)
@@ -194,9 +215,7 @@ func appendJSONPayload(dst []byte, ev *event.Event) []byte {
 	dst = appendUint(dst, uint64(n))
 	if n > 0 {
 		dst = append(dst, `,"payload_hex":"`...)
-		for _, c := range ev.Payload[:n] {
-			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-		}
+		dst = hex.AppendEncode(dst, ev.Payload[:n])
 		dst = append(dst, '"')
 		dst = appendDNSJSON(dst, ev.Payload[:n])
 	}
@@ -321,21 +340,46 @@ type jsonQuery struct {
 	Truncated bool    `json:"truncated"`
 }
 
+// jsonStage is one stage of a timeline: the keys of every stage, then
+// those of its kind. The embedded pointers of the other kinds are nil, and
+// encoding/json leaves a nil embedded struct out; a tuple that is unknown
+// is null, never left out.
 type jsonStage struct {
-	Stage    string     `json:"stage"`
-	OffsetUS float64    `json:"offset_us"`
-	KtimeNS  uint64     `json:"ktime_ns"`
-	CPU      uint32     `json:"cpu"`
-	Hook     string     `json:"hook,omitempty"`
-	Manip    string     `json:"manip,omitempty"`
-	Changed  *bool      `json:"changed,omitempty"`
-	Before   *jsonTuple `json:"before,omitempty"`
-	After    *jsonTuple `json:"after,omitempty"`
-	Orig     *jsonTuple `json:"orig,omitempty"`
-	Reply    *jsonTuple `json:"reply,omitempty"`
-	WOrig    *jsonTuple `json:"winner_orig,omitempty"`
-	WReply   *jsonTuple `json:"winner_reply,omitempty"`
-	Verdict  string     `json:"verdict,omitempty"`
+	Stage    string  `json:"stage"`
+	OffsetUS float64 `json:"offset_us"`
+	KtimeNS  uint64  `json:"ktime_ns"`
+	CPU      uint32  `json:"cpu"`
+	*jsonStageHook
+	*jsonStageNAT
+	*jsonStageEntry
+	*jsonStageClash
+	*jsonStageVerdict
+}
+
+type jsonStageHook struct {
+	Hook string `json:"hook"`
+}
+
+type jsonStageNAT struct {
+	Manip   string     `json:"manip"`
+	Changed bool       `json:"changed"`
+	Before  *jsonTuple `json:"before"`
+	After   *jsonTuple `json:"after"`
+}
+
+// jsonStageEntry is the entry's tuples at ct_in and confirm.
+type jsonStageEntry struct {
+	Orig  *jsonTuple `json:"orig"`
+	Reply *jsonTuple `json:"reply"`
+}
+
+type jsonStageClash struct {
+	WOrig  *jsonTuple `json:"winner_orig"`
+	WReply *jsonTuple `json:"winner_reply"`
+}
+
+type jsonStageVerdict struct {
+	Verdict string `json:"verdict"`
 }
 
 type jsonPacket struct {
@@ -363,6 +407,7 @@ type jsonPacket struct {
 type jsonIncident struct {
 	Schema   int    `json:"schema"`
 	Kind     string `json:"kind"`
+	Node     string `json:"node,omitempty"`
 	Time     string `json:"time"`
 	KtimeNS  uint64 `json:"ktime_ns"`
 	Race     int    `json:"race"`
@@ -406,8 +451,8 @@ func incidentJSON(inc *incident.Incident, c Clock) jsonIncident {
 		BaseNS:     base,
 		Loser:      packetJSON(&inc.Loser, false, inc, base),
 	}
-	if inc.Window != 0 && inc.HasWinner {
-		w := micros(inc.Window)
+	if window, known := inc.KnownWindow(); known {
+		w := micros(window)
 		v.WindowUS = &w
 	}
 	switch inc.ClashDir {
@@ -462,31 +507,38 @@ func packetJSON(p *incident.Packet, winner bool, inc *incident.Incident, base ui
 		js := jsonStage{Stage: s.Kind.String(), OffsetUS: micros(offsetNS(s.Time, base)), KtimeNS: s.Time, CPU: s.CPU}
 		switch s.Kind {
 		case event.CTIn:
-			js.Hook = HookName(s.Hook)
-			js.Orig = tupleJSON(s.Before)
-			js.Reply = tupleJSON(s.After)
+			js.jsonStageHook = &jsonStageHook{HookName(s.Hook)}
+			js.jsonStageEntry = &jsonStageEntry{tupleJSON(s.Before), tupleJSON(s.After)}
 		case event.NAT:
-			_, js.Manip = manipNames(s.Manip)
-			ch := s.Change
-			js.Changed = &ch
-			js.Before = tupleJSON(s.Before)
-			js.After = tupleJSON(s.After)
+			_, manip := manipNames(s.Manip)
+			js.jsonStageNAT = &jsonStageNAT{manip, s.Change, tupleJSON(s.Before), tupleJSON(s.After)}
 		case event.Clash:
-			js.WOrig = tupleJSON(s.Before)
-			js.WReply = tupleJSON(s.After)
+			js.jsonStageClash = &jsonStageClash{tupleJSON(s.Before), tupleJSON(s.After)}
 		case event.Confirm:
-			js.Verdict = verdictJSON(s.Result)
-			js.Orig = tupleJSON(s.Before)
-			js.Reply = tupleJSON(s.After)
+			js.jsonStageEntry = &jsonStageEntry{tupleJSON(s.Before), tupleJSON(s.After)}
+			js.jsonStageVerdict = &jsonStageVerdict{verdictJSON(s.Result)}
 		}
 		v.Timeline = append(v.Timeline, js)
 	}
 	return v
 }
 
+type jsonHeader struct {
+	Schema   int    `json:"schema"`
+	Kind     string `json:"kind"`
+	Node     string `json:"node,omitempty"`
+	Version  string `json:"version"`
+	Kernel   string `json:"kernel"`
+	Hostname string `json:"hostname"`
+	Mode     string `json:"mode"`
+	Start    string `json:"start"`
+	Capture  bool   `json:"capture"`
+}
+
 type jsonLost struct {
 	Schema int    `json:"schema"`
 	Kind   string `json:"kind"`
+	Node   string `json:"node,omitempty"`
 	Time   string `json:"time"`
 	Source string `json:"source"`
 	CPU    *int   `json:"cpu"`
@@ -496,6 +548,7 @@ type jsonLost struct {
 type jsonWarning struct {
 	Schema  int    `json:"schema"`
 	Kind    string `json:"kind"`
+	Node    string `json:"node,omitempty"`
 	Time    string `json:"time"`
 	Message string `json:"message"`
 }
@@ -515,6 +568,7 @@ func jsonPlanEntryOf(e plan.Entry) jsonPlanEntry {
 type jsonPlan struct {
 	Schema int             `json:"schema"`
 	Kind   string          `json:"kind"`
+	Node   string          `json:"node,omitempty"`
 	Time   string          `json:"time"`
 	Points []jsonPlanEntry `json:"points"`
 }

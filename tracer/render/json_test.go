@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/loss"
 )
 
@@ -24,8 +25,8 @@ func decodeLines(t *testing.T, b []byte) []map[string]any {
 		if err := dec.Decode(&m); err != nil {
 			t.Fatalf("line %d does not parse: %v: %s", i+1, err, l)
 		}
-		if s, ok := m["schema"].(json.Number); !ok || s.String() != "1" {
-			t.Fatalf("line %d: schema %v, want 1", i+1, m["schema"])
+		if s, ok := m["schema"].(json.Number); !ok || s.String() != fmt.Sprint(SchemaVersion) {
+			t.Fatalf("line %d: schema %v, want %d", i+1, m["schema"], SchemaVersion)
 		}
 		out = append(out, m)
 	}
@@ -212,7 +213,7 @@ func TestJSONEvents(t *testing.T) {
 			results = append(results, r)
 		}
 	}
-	if !slices.Equal(results, []string{"inserted", "merged", "nat_clash", "drop"}) {
+	if !slices.Equal(results, []string{"inserted", "merged", string(incident.OutcomeNATClash), string(incident.OutcomeDropped)}) {
 		t.Errorf("confirm results %v", results)
 	}
 	if got := lines[2]["orig"].(map[string]any)["src"]; got != "[fd00::2]:443" {
@@ -474,10 +475,23 @@ func TestJSONMisc(t *testing.T) {
 	kinds := []string{}
 	for _, m := range lines {
 		kinds = append(kinds, m["kind"].(string))
-		wantTime(t, "misc", m, "time")
 	}
-	if !slices.Equal(kinds, []string{"plan", "finding", "finding", "warning", "lost", "lost"}) {
+	if !slices.Equal(kinds, []string{"header", "plan", "finding", "finding", "warning", "lost", "lost"}) {
 		t.Fatalf("kinds %v", kinds)
+	}
+	h := lines[0]
+	for k, v := range map[string]string{"version": testHeader.Version, "kernel": testHeader.Kernel, "hostname": testHeader.Hostname, "mode": testHeader.Mode} {
+		if h[k] != v {
+			t.Errorf("header %s %v, want %q", k, h[k], v)
+		}
+	}
+	wantTime(t, "header", h, "start")
+	if h["start"] != "2024-05-01T12:00:00Z" || h["capture"] != false {
+		t.Errorf("header %v", h)
+	}
+	lines = lines[1:]
+	for _, m := range lines {
+		wantTime(t, "misc", m, "time")
 	}
 	for _, f := range lines[1:3] {
 		wantFinding(t, "finding", f)
@@ -528,7 +542,7 @@ func TestJSONDocumented(t *testing.T) {
 			}
 		}
 	}
-	for _, b := range [][]byte{eventsJSON(), incidentsJSON(), summariesJSON(), miscJSON()} {
+	for _, b := range [][]byte{eventsJSON(), incidentsJSON(), summariesJSON(), miscJSON(), probesJSON(&testProbes), nodesOut("json")} {
 		for _, m := range decodeLines(t, b) {
 			walk(m)
 		}

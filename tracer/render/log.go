@@ -28,6 +28,12 @@ func (l Log) Plan(p []plan.Entry) error {
 	return nil
 }
 
+// Header logs which ctprobe traces which kernel, in which mode.
+func (l Log) Header(h *Header) error {
+	l.L.Info("trace started", "version", Escape(h.Version), "kernel", Escape(h.Kernel), "hostname", Escape(h.Hostname), "mode", Escape(h.Mode))
+	return nil
+}
+
 // Warning logs msg escaped (appendEscaped): slog's JSON handler leaves
 // DEL and C1 controls raw, and a log on stderr may be a terminal.
 func (l Log) Warning(msg string) error {
@@ -56,3 +62,4 @@ func (Log) Event(*event.Event) error          { return nil }
 func (Log) Incident(*incident.Incident) error { return nil }
 func (Log) Finding(*incident.Finding) error   { return nil }
 func (Log) Probes(*Probes) error              { return nil }
+func (Log) Flush() error                      { return nil }

@@ -143,8 +143,10 @@ func dnsQueryPayload(q *incident.DNSQuery) []byte {
 	return b
 }
 
+func (p *PCAPNG) Header(*Header) error           { return nil }
 func (p *PCAPNG) Lost(loss.Count) error          { return nil }
 func (p *PCAPNG) Summary(*summary.Summary) error { return nil }
 func (p *PCAPNG) Plan([]plan.Entry) error        { return nil }
 func (p *PCAPNG) Probes(*Probes) error           { return nil }
 func (p *PCAPNG) Warning(string) error           { return nil }
+func (p *PCAPNG) Flush() error                   { return nil } // packets are written as they come

@@ -31,9 +31,9 @@ type Probes struct {
 // KernelFunction is one function as kallsyms and BTF show it.
 type KernelFunction struct {
 	Name   string   `json:"name"`
-	Names  []string `json:"kallsyms"`         // its kallsyms names (the exact one first, then compiler clones); none when absent
-	Module string   `json:"module,omitempty"` // "" for vmlinux
-	Params int      `json:"btf_params"`       // parameter count from BTF, -1 when BTF does not describe it
+	Names  []string `json:"kallsyms"`   // its kallsyms names (the exact one first, then compiler clones); none when absent
+	Module string   `json:"module"`     // "" for vmlinux
+	Params int      `json:"btf_params"` // parameter count from BTF, -1 when BTF does not describe it
 }
 
 // Probes writes the kernel's facts, then the plan as a table.
@@ -113,18 +113,24 @@ type jsonProbes struct {
 	Datapath  []string             `json:"datapath"`
 	Names     names.Status         `json:"names"`
 	Traceable bool                 `json:"traceable"`
-	Error     string               `json:"error,omitempty"`
+	Error     *string              `json:"error"`
 }
 
 // Probes writes a "kind":"probes" line.
 func (j *JSON) Probes(p *Probes) error {
 	v := jsonProbes{Schema: SchemaVersion, Kind: "probes", Kernel: p.Kernel, BTF: p.BTF, Kprobes: p.Kprobes, Conntrack: p.Conntrack,
-		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Functions: p.Functions, Datapath: p.Datapath, Names: p.Names, Traceable: p.Error == "", Error: p.Error}
+		Fentry: p.Fentry, ClashEra: p.ClashEra, Plan: []jsonProbePlanEntry{}, Functions: p.Functions, Datapath: p.Datapath, Names: p.Names, Traceable: p.Error == ""}
+	if p.Error != "" {
+		v.Error = &p.Error
+	}
 	for _, e := range p.Plan {
 		v.Plan = append(v.Plan, jsonProbePlanEntry{jsonPlanEntryOf(e), e.Required})
 	}
 	if v.Datapath == nil {
 		v.Datapath = []string{}
+	}
+	if v.Functions == nil {
+		v.Functions = []KernelFunction{}
 	}
 	return j.encode(v)
 }

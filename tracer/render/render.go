@@ -5,7 +5,8 @@
 //
 // Text and JSON implement Renderer. Both are safe for concurrent use (a
 // summary ticker may write while the event loop does) and reuse one buffer,
-// so rendering an event line does not allocate.
+// so rendering an event line does not allocate. They hold event lines back
+// until Flush, so that a busy --all trace writes many with one system call.
 package render
 
 import (
@@ -26,8 +27,11 @@ import (
 
 // SchemaVersion is the value of "schema" on every JSON line. It changes only
 // when a documented field changes meaning or type or disappears; adding a
-// field or a "kind" does not change it.
-const SchemaVersion = 1
+// field or a "kind" does not change it. 2: one spelling per value (a
+// confirm's result is spelled as an incident's outcome), a window of 0 ns
+// is 0, timeline stages and probes carry their keys with null rather than
+// leave them out (docs/json-schema.md, Changes).
+const SchemaVersion = 2
 
 // Clock converts kernel monotonic time (bpf_ktime_get_ns) to wall-clock time.
 type Clock struct {
@@ -51,14 +55,17 @@ func (c Clock) in(t time.Time) time.Time {
 }
 
 // Options control text output. The zero value prints local time without
-// colour and takes the time of lost and warning lines from time.Now.
+// colour and takes the time of plan, lost and warning lines from time.Now.
 type Options struct {
 	Clock Clock
 	// Color turns ANSI colour on. Set it to !noColor && IsTerminal(fd).
 	Color bool
-	// Now stamps lines that carry no kernel time (lost, warning); nil
-	// means time.Now.
+	// Now stamps lines that carry no kernel time (plan, lost, warning):
+	// nil means time.Now; a report stamps them with the capture's time.
 	Now func() time.Time
+	// Node names the node every line comes from, in a report of several
+	// nodes' captures (its hostname); "" prints no node.
+	Node string
 }
 
 func (o *Options) now() time.Time {
@@ -74,8 +81,23 @@ func IsTerminal(fd uintptr) bool {
 	return err == nil
 }
 
+// Header says what a stream of output is about: which ctprobe traced
+// which kernel on which node, in which mode, from when. A live trace and
+// the report of its capture start with the same one.
+type Header struct {
+	Version  string // the ctprobe that traced
+	Kernel   string // its kernel's release
+	Hostname string
+	Mode     string // the trace mode's name (mode.Mode.CaptureName)
+	Start    time.Time
+	// Capture: the stream is the report of a capture, not a live trace.
+	Capture bool
+}
+
 // Renderer writes ctprobe's output in one format.
 type Renderer interface {
+	// Header starts a stream, before its plan.
+	Header(h *Header) error
 	// Event writes one probe event (trace --all).
 	Event(ev *event.Event) error
 	// Incident writes one clash between a winner and a loser.
@@ -93,12 +115,18 @@ type Renderer interface {
 	// Warning writes a message for the user (e.g. a probe that could not
 	// attach, a netns whose counters cannot be read).
 	Warning(msg string) error
+	// Flush writes out the event lines that Event held back. Event may
+	// hold lines (up to a bound), to write many with one system call;
+	// every other method writes them out before its own output. A live
+	// trace flushes whenever it is about to wait for records.
+	Flush() error
 }
 
 // Discard renders nothing (a replay that is counted, not read), so
 // that no time goes into formatting what nobody reads.
 type Discard struct{}
 
+func (Discard) Header(*Header) error              { return nil }
 func (Discard) Event(*event.Event) error          { return nil }
 func (Discard) Incident(*incident.Incident) error { return nil }
 func (Discard) Finding(*incident.Finding) error   { return nil }
@@ -107,6 +135,7 @@ func (Discard) Summary(*summary.Summary) error    { return nil }
 func (Discard) Plan([]plan.Entry) error           { return nil }
 func (Discard) Probes(*Probes) error              { return nil }
 func (Discard) Warning(string) error              { return nil }
+func (Discard) Flush() error                      { return nil }
 
 // New returns the renderer for format "text" or "json". JSON output never
 // has colour and ignores opt.Color.
@@ -122,18 +151,51 @@ func New(w io.Writer, format string, opt Options) (Renderer, error) {
 	return nil, fmt.Errorf("render: unknown output format %q (want text, json or pcapng)", format)
 }
 
-// sink is the buffer and lock shared by Text and JSON.
+// sink is the output buffer and lock shared by Text and JSON. Event lines
+// are held in it (hold) until Flush or until holdMax bytes wait; any other
+// output is written at once (write), after the lines held before it.
 type sink struct {
 	mu  sync.Mutex
 	w   io.Writer
 	buf []byte
 }
 
+// holdMax bounds the bytes of event lines held back: about 150 text lines.
+// Past it they are written without waiting for Flush.
+const holdMax = 32 << 10
+
+// hold appends output to the held lines.
+func (s *sink) hold(fill func([]byte) []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = fill(s.buf)
+	if len(s.buf) < holdMax {
+		return nil
+	}
+	return s.flushLocked()
+}
+
+// write appends output to the held lines and writes them all.
 func (s *sink) write(fill func([]byte) []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.buf = fill(s.buf[:0])
+	s.buf = fill(s.buf)
+	return s.flushLocked()
+}
+
+// Flush writes the held lines.
+func (s *sink) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushLocked()
+}
+
+func (s *sink) flushLocked() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
 	_, err := s.w.Write(s.buf)
+	s.buf = s.buf[:0]
 	if cap(s.buf) > 1<<20 {
 		s.buf = nil // do not keep a huge summary's buffer forever
 	}
@@ -214,18 +276,16 @@ func verdictName(v uint32) string {
 
 // confirmResult says what a CONFIRM event did, as incident.OutcomeOf
 // decides it: "inserted", "merged" (the skb now carries another ct),
-// "nat_clash" (inserted reply-only) or "drop".
+// "nat-clash" (inserted reply-only) or "dropped", spelled as the incident
+// outcome (incident.Outcome) that the same confirm ends an incident with.
 func confirmResult(ev *event.Event) string {
 	o, race := incident.OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status)
 	switch {
 	case !race && ev.Verdict == event.VerdictAccept:
 		return "inserted"
-	case o == incident.OutcomeDropped && ev.Verdict == event.VerdictDrop:
-		return "drop"
-	case o == incident.OutcomeMerged:
-		return "merged"
-	case o == incident.OutcomeNATClash:
-		return "nat_clash"
+	case o == incident.OutcomeDropped && ev.Verdict == event.VerdictDrop,
+		o == incident.OutcomeMerged, o == incident.OutcomeNATClash:
+		return string(o)
 	}
 	return "other"
 }

@@ -104,6 +104,9 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			if p.Comm == "" && p.PID == 0 {
 				labels[i] = "(sender unknown)"
 			}
+			if p.Node != "" {
+				labels[i] = "[" + Escape(p.Node) + "] " + labels[i]
+			}
 			counts[i] = p.Count
 		}
 		dst = appendCountTable(dst, labels, counts)
@@ -131,10 +134,14 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		dst = appendCountTable(dst, labels, counts)
 		dst = appendUnlisted(dst, s.Unlisted.Destinations, "destinations")
 	}
+	dst = appendNodesText(dst, s)
 
 	// Kernel counters and completeness, per netns and in total.
 	nsLabel := func(n *summary.NetnsSummary) string {
 		l := "netns " + strconv.FormatUint(n.Netns, 10)
+		if n.Node != "" {
+			l = "[" + Escape(n.Node) + "] " + l
+		}
 		if n.Name != "" {
 			l += " (" + Escape(n.Name) + ")"
 		}
@@ -192,6 +199,11 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			c := n.Completeness()
 			dst = line(dst, nsLabel(n), &c)
 		}
+		for i := range s.Nodes {
+			if c := summary.TotalsOf(s.Nodes[i].Summary).Completeness; c != nil {
+				dst = line(dst, "["+Escape(s.Nodes[i].Node)+"] total", c)
+			}
+		}
 		if tot.Completeness != nil {
 			dst = line(dst, "total", tot.Completeness)
 		}
@@ -248,7 +260,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, " ("...)
 				dst = append(dst, m.RaceName...)
 				dst = append(dst, "): "...)
-				dst = append(dst, m.Text...)
+				dst = appendEscaped(dst, m.Text)
 				if *m.Race != int(incident.RaceUnknown) {
 					switch {
 					case m.PortMoved > 0:
@@ -281,7 +293,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, "dropped DNS queries ("...)
 				dst = appendUint(dst, m.Dropped)
 				dst = append(dst, "): "...)
-				dst = append(dst, m.Text...)
+				dst = appendEscaped(dst, m.Text)
 			}
 			dst = append(dst, '\n')
 		}
@@ -313,7 +325,7 @@ func appendUnexplained(dst []byte, s *summary.Summary, label func(*summary.Netns
 		dst = append(dst, '\n')
 		for _, r := range u.Reasons {
 			dst = append(dst, "    "...)
-			dst = append(dst, r...)
+			dst = appendEscaped(dst, r)
 			dst = append(dst, '\n')
 		}
 	}
@@ -330,7 +342,12 @@ func appendFindingCounts(dst []byte, s *summary.Summary) []byte {
 	for i := range s.Findings {
 		f := &s.Findings[i]
 		dst = append(dst, "  "...)
-		dst = append(dst, f.ID...)
+		if f.Node != "" {
+			dst = append(dst, '[')
+			dst = appendEscaped(dst, f.Node)
+			dst = append(dst, "] "...)
+		}
+		dst = appendEscaped(dst, f.ID)
 		dst = append(dst, "  netns "...)
 		dst = appendUint(dst, f.Netns)
 		dst = append(dst, "  "...)
@@ -338,7 +355,7 @@ func appendFindingCounts(dst []byte, s *summary.Summary) []byte {
 		dst = append(dst, " (first: "...)
 		dst = appendFlow(dst, &f.Example.Flow)
 		dst = append(dst, ")\n    fix: "...)
-		dst = append(dst, f.Example.Mitigation...)
+		dst = appendEscaped(dst, f.Example.Mitigation)
 		dst = append(dst, '\n')
 	}
 	return dst
@@ -448,7 +465,51 @@ func appendUnlisted(dst []byte, n uint64, what string) []byte {
 	return append(dst, ", not listed\n"...)
 }
 
+// appendNodesText writes the "by node" table of a summary of several
+// nodes: each node's incidents, how the kernel settled them, its losses
+// and the time its captures cover.
+func appendNodesText(dst []byte, s *summary.Summary) []byte {
+	if len(s.Nodes) == 0 {
+		return dst
+	}
+	dst = append(dst, "by node\n"...)
+	w := 0
+	for i := range s.Nodes {
+		w = max(w, len(Escape(s.Nodes[i].Node)))
+	}
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		settled, dropped := n.Settled()
+		dst = append(dst, "  "...)
+		dst = appendPadded(dst, Escape(n.Node), w)
+		dst = append(dst, "  "...)
+		dst = appendUint(dst, n.Incidents)
+		dst = append(dst, " incidents ("...)
+		dst = appendUint(dst, settled)
+		dst = append(dst, " settled, "...)
+		dst = appendUint(dst, dropped)
+		dst = append(dst, " dropped), lost "...)
+		dst = appendUint(dst, n.LostTotal())
+		dst = append(dst, ", "...)
+		dst = append(dst, n.End.Sub(n.Start).Round(time.Millisecond).String()...)
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
 // JSON form.
+
+// jsonNode is one node's row in a summary of several nodes.
+type jsonNode struct {
+	Node         string                `json:"node"`
+	Start        string                `json:"start"`
+	End          string                `json:"end"`
+	Incidents    uint64                `json:"incidents"`
+	Resolved     uint64                `json:"resolved"`
+	Dropped      uint64                `json:"dropped"`
+	Lost         uint64                `json:"lost"`
+	Completeness *summary.Completeness `json:"completeness"`
+}
 
 type jsonRaceCount struct {
 	Race     int    `json:"race"`
@@ -458,6 +519,7 @@ type jsonRaceCount struct {
 }
 
 type jsonProcessCount struct {
+	Node  string `json:"node,omitempty"`
 	Comm  string `json:"comm"`
 	PID   uint32 `json:"pid"`
 	Count uint64 `json:"count"`
@@ -477,6 +539,7 @@ type jsonDestCount struct {
 }
 
 type jsonNetns struct {
+	Node           string                `json:"node,omitempty"`
 	Netns          uint64                `json:"netns"`
 	Name           string                `json:"name"`
 	Counters       map[string]uint64     `json:"counters"`
@@ -491,6 +554,7 @@ type jsonNetns struct {
 }
 
 type jsonFindingCount struct {
+	Node    string      `json:"node,omitempty"`
 	ID      string      `json:"id"`
 	Netns   uint64      `json:"netns"`
 	Count   uint64      `json:"count"`
@@ -520,6 +584,7 @@ type jsonSummary struct {
 	Findings      []jsonFindingCount   `json:"findings"`
 	Mitigations   []summary.Mitigation `json:"mitigations"`
 	Unlisted      summary.Unlisted     `json:"unlisted"`
+	Nodes         []jsonNode           `json:"nodes,omitempty"`
 }
 
 func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
@@ -544,7 +609,7 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 	}
 	for i := range s.Findings {
 		f := &s.Findings[i]
-		v.Findings = append(v.Findings, jsonFindingCount{ID: f.ID, Netns: f.Netns, Count: f.Count, Example: findingJSON(&f.Example, opt.Clock)})
+		v.Findings = append(v.Findings, jsonFindingCount{Node: f.Node, ID: f.ID, Netns: f.Netns, Count: f.Count, Example: findingJSON(&f.Example, opt.Clock)})
 	}
 	if v.Mitigations == nil {
 		v.Mitigations = []summary.Mitigation{}
@@ -563,7 +628,7 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 	}
 	for i := range s.Netns {
 		n := &s.Netns[i]
-		jn := jsonNetns{Netns: n.Netns, Name: n.Name, Counters: n.Counters, Entries: n.Entries, Max: n.Max,
+		jn := jsonNetns{Node: n.Node, Netns: n.Netns, Name: n.Name, Counters: n.Counters, Entries: n.Entries, Max: n.Max,
 			Incidents: n.Incidents, Resolved: n.Resolved, Dropped: n.Dropped, InsertFailures: n.InsertFailures}
 		if n.Counters != nil {
 			c := n.Completeness()
@@ -579,5 +644,11 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		v.Lost.BySource[k] = n
 	}
 	v.Lost.Total = s.LostTotal()
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		settled, dropped := n.Settled()
+		v.Nodes = append(v.Nodes, jsonNode{Node: n.Node, Start: rfc3339(opt.Clock.in(n.Start)), End: rfc3339(opt.Clock.in(n.End)),
+			Incidents: n.Incidents, Resolved: settled, Dropped: dropped, Lost: n.LostTotal(), Completeness: summary.TotalsOf(n.Summary).Completeness})
+	}
 	return v
 }

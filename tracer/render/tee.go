@@ -26,6 +26,8 @@ func (t Tee) each(f func(Renderer) error) error {
 	return errors.Join(errs...)
 }
 
+func (t Tee) Header(h *Header) error { return t.each(func(r Renderer) error { return r.Header(h) }) }
+
 func (t Tee) Event(ev *event.Event) error {
 	return t.each(func(r Renderer) error { return r.Event(ev) })
 }
@@ -51,3 +53,5 @@ func (t Tee) Probes(p *Probes) error { return t.each(func(r Renderer) error { re
 func (t Tee) Warning(msg string) error {
 	return t.each(func(r Renderer) error { return r.Warning(msg) })
 }
+
+func (t Tee) Flush() error { return t.each(Renderer.Flush) }

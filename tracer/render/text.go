@@ -22,20 +22,20 @@ func NewText(w io.Writer, opt Options) *Text {
 	return &Text{sink: sink{w: w}, opt: opt}
 }
 
-// Event writes one event line.
+// Event writes one event line (held until Flush).
 func (t *Text) Event(ev *event.Event) error {
-	return t.write(func(b []byte) []byte { return AppendEvent(b, ev, &t.opt) })
+	return t.hold(func(b []byte) []byte { return AppendEvent(appendNode(b, t.opt.Node), ev, &t.opt) })
 }
 
 // Incident writes an incident block followed by a blank line.
 func (t *Text) Incident(inc *incident.Incident) error {
-	return t.write(func(b []byte) []byte { return appendIncident(b, inc, &t.opt) })
+	return t.write(func(b []byte) []byte { return appendIncident(appendNode(b, t.opt.Node), inc, &t.opt) })
 }
 
 // Lost writes "12:00:03.123456 lost 12 records: ring buffer full (ringbuf, cpu 1)".
 func (t *Text) Lost(l loss.Count) error {
 	return t.write(func(b []byte) []byte {
-		b = appendClock(b, t.opt.now())
+		b = appendClock(appendNode(b, t.opt.Node), t.opt.now())
 		b = append(b, ' ')
 		b = appendColored(b, t.opt.Color, ansiRed, "lost", 0)
 		b = append(b, ' ')
@@ -56,10 +56,25 @@ func (t *Text) Lost(l loss.Count) error {
 	})
 }
 
+// appendNode writes "[node-a] " before a line of a report of several
+// nodes; nothing when node is "".
+func appendNode(dst []byte, node string) []byte {
+	if node == "" {
+		return dst
+	}
+	dst = append(dst, '[')
+	dst = appendEscaped(dst, node)
+	return append(dst, "] "...)
+}
+
+// Header writes nothing: a person reads the plan first, and knows which
+// node they traced.
+func (t *Text) Header(*Header) error { return nil }
+
 // Warning writes "12:00:03.123456 warning: msg".
 func (t *Text) Warning(msg string) error {
 	return t.write(func(b []byte) []byte {
-		b = appendClock(b, t.opt.now())
+		b = appendClock(appendNode(b, t.opt.Node), t.opt.now())
 		b = append(b, ' ')
 		b = appendColored(b, t.opt.Color, ansiYellow, "warning:", 0)
 		b = append(b, ' ')
@@ -82,7 +97,7 @@ func (t *Text) Plan(p []plan.Entry) error {
 				w[i] = max(w[i], utf8.RuneCountInString(c[i]))
 			}
 		}
-		b = append(b, "attach plan\n"...)
+		b = append(appendNode(b, t.opt.Node), "attach plan\n"...)
 		for i, c := range rows {
 			color := ""
 			if i > 0 {
@@ -147,8 +162,7 @@ func appendKind(dst []byte, color bool, k event.Kind) []byte {
 //
 //	12:00:03.123456 cpu1   ctlab[4242/4243]         ns:4026532201 ct_in   LOCAL_OUT   udp 10.244.1.2:41000->10.96.0.10:53 reply 10.96.0.10:53->10.244.1.2:41000 new ct=0xffff888004a1b200
 //
-// It does not allocate when dst has room, except once for the name of a DNS
-// question in a CT_IN payload.
+// It does not allocate when dst has room.
 func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 	color := opt.Color
 	dst = appendClock(dst, opt.Clock.Time(ev.Time))
@@ -223,7 +237,7 @@ func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 			dst = append(dst, verdictName(ev.Verdict)...)
 			dst = append(dst, ' ')
 			switch confirmResult(ev) {
-			case "merged":
+			case string(incident.OutcomeMerged):
 				if color {
 					dst = append(dst, ansiGreen...)
 				}
@@ -232,7 +246,7 @@ func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
 				if color {
 					dst = append(dst, ansiReset...)
 				}
-			case "nat_clash":
+			case string(incident.OutcomeNATClash):
 				dst = appendColored(dst, color, ansiYellow, "NAT_CLASH", 0)
 			default:
 				dst = append(dst, "inserted"...)

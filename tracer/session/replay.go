@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"github.com/ctprobe/ctprobe/tracer/capture"
@@ -51,32 +52,100 @@ func orderName(o binary.ByteOrder) string {
 	return "big-endian"
 }
 
+// startStream writes what a stream starts with, a live trace's and its
+// capture's report alike: the header, then the plan.
+func startStream(r render.Renderer, hdr *capture.Header, replay bool) error {
+	err := r.Header(&render.Header{Version: hdr.CtprobeVersion, Kernel: hdr.KernelRelease, Hostname: hdr.Hostname, Mode: hdr.Mode,
+		Start: time.Unix(0, hdr.StartUnixNano), Capture: replay})
+	if err != nil {
+		return err
+	}
+	return r.Plan(hdr.Plan)
+}
+
+// CaptureTime is the time a capture had reached where a replay reads it:
+// when its trace started, then when the latest sample before was received
+// (a sample's receipt time, capture.Record.TS). Lost and names frames carry
+// no time of their own: the live trace wrote them as it received the
+// samples around them. A report stamps the lines that carry no kernel
+// time (plan, lost, warning) with it, through render.Options.Now, so that
+// they say when they happened, not when the report ran.
+type CaptureTime struct {
+	boot, at int64 // Unix ns
+}
+
+// NewCaptureTime starts at the capture's start.
+func NewCaptureTime(hdr *capture.Header) *CaptureTime {
+	return &CaptureTime{boot: hdr.BootTimeUnixNano, at: hdr.StartUnixNano}
+}
+
+// Now is the time the replay has reached.
+func (c *CaptureTime) Now() time.Time { return time.Unix(0, c.at) }
+
+// received moves the time to a sample's receipt (kernel time ts; 0 when
+// the writer did not know it). It never goes back: samples are received in
+// order, and a capture from another machine may hold anything.
+func (c *CaptureTime) received(ts uint64) {
+	if ts == 0 || ts > math.MaxInt64 {
+		return
+	}
+	if t := c.boot + int64(ts); t > c.at {
+		c.at = t
+	}
+}
+
+// printsEvents says whether a replay of a capture with header hdr prints
+// every event: when asked (all), or when the live trace did.
+func printsEvents(hdr *capture.Header, all bool) bool {
+	m, ok := hdr.TraceMode()
+	return all || ok && m.PrintsEvents()
+}
+
+// feed hands one record of a capture to the pipeline: a sample, a loss
+// note, or the names the live trace gave (table) for the records after it.
+func feed(p *stream.Processor, table *names.Table, at *CaptureTime, rec *capture.Record) error {
+	switch rec.Type {
+	case capture.TypeSample:
+		at.received(rec.TS)
+		return p.Record(rec.Raw)
+	case capture.TypeLost:
+		return p.Lost(loss.Count{Kind: loss.Kind(rec.Kind), CPU: rec.CPU, Count: rec.Count})
+	case capture.TypeNames:
+		table.Add(rec.Names)
+	}
+	return nil
+}
+
 // Replay feeds a capture's records through the same pipeline as a live
 // session, printing what the live run printed; all prints every event
-// (a capture of a mode that printed events prints them anyway).
+// (a capture of a mode that printed events prints them anyway). at, if
+// not nil, follows the capture's time as the replay reads it (a renderer
+// whose Options.Now is at.Now prints the capture's times); it must be
+// NewCaptureTime of rd's header.
 //
 // A capture cut short or damaged is reported up to the end of its last
-// whole record, then summarised like a whole one (without the kernel's
-// end counters, which the trailer holds); the read error is returned after
-// that: a *capture.TruncatedError or *capture.CorruptError, wrapped.
-func Replay(rd *capture.Reader, r render.Renderer, all bool) (Replayed, error) {
-	return replay(rd, r, all, incident.Options{})
+// whole record, then summarised like a whole one over the time it
+// recorded, up to its last sample (without the kernel's end counters,
+// which the trailer holds); the read error is returned after that: a
+// *capture.TruncatedError or *capture.CorruptError, wrapped.
+func Replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime) (Replayed, error) {
+	return replay(rd, r, all, at, incident.Options{})
 }
 
 // replay is Replay with the correlator's options.
-func replay(rd *capture.Reader, r render.Renderer, all bool, corr incident.Options) (Replayed, error) {
+func replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime, corr incident.Options) (Replayed, error) {
 	if err := CheckReplayable(rd); err != nil {
 		return Replayed{}, err
 	}
 	hdr := rd.Header()
-	if err := r.Plan(hdr.Plan); err != nil {
+	if at == nil {
+		at = NewCaptureTime(&hdr)
+	}
+	if err := startStream(r, &hdr, true); err != nil {
 		return Replayed{}, err
 	}
-	if m, ok := hdr.TraceMode(); ok && m.PrintsEvents() {
-		all = true
-	}
 	corr.ClashProbed = plan.IsAttached(hdr.Plan, "clash")
-	p := stream.NewWithCorrelator(r, all, time.Unix(0, hdr.StartUnixNano), corr)
+	p := stream.NewWithCorrelator(r, printsEvents(&hdr, all), time.Unix(0, hdr.StartUnixNano), corr)
 	// The names the live trace gave come before the records whose
 	// incidents they named.
 	table := names.NewTable()
@@ -90,19 +159,11 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, corr incident.Optio
 			}
 			break
 		}
-		switch rec.Type {
-		case capture.TypeSample:
-			err = p.Record(rec.Raw)
-		case capture.TypeLost:
-			err = p.Lost(loss.Count{Kind: loss.Kind(rec.Kind), CPU: rec.CPU, Count: rec.Count})
-		case capture.TypeNames:
-			table.Add(rec.Names)
-		}
-		if err != nil {
+		if err := feed(p, table, at, &rec); err != nil {
 			return Replayed{Stats: p.Stats()}, err
 		}
 	}
-	end := time.Unix(0, hdr.StartUnixNano)
+	end := at.Now()
 	var counters []kstat.NetnsCounters
 	tr := rd.Trailer()
 	if tr != nil {

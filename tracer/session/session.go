@@ -122,10 +122,11 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 	if cfg.Duration > 0 {
 		s.deadline = s.start.Add(cfg.Duration)
 	}
-	if err := cfg.Renderer.Plan(t.Plan); err != nil {
+	hdr := s.captureHeader(s.start, counters)
+	if err := startStream(cfg.Renderer, &hdr, false); err != nil {
 		return nil, err
 	}
-	switch hdr := s.captureHeader(s.start, counters); {
+	switch {
 	case cfg.CapturePath != "" && cfg.Rotation.Size > 0:
 		if s.rot, err = capture.CreateRotating(cfg.CapturePath, cfg.Rotation, hdr); err != nil {
 			return nil, err
@@ -138,6 +139,9 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 	}
 	if cfg.DropPrivileges {
 		keep := kstat.Capabilities
+		if cfg.Names != nil {
+			keep |= names.Capabilities
+		}
 		if s.rot != nil {
 			keep |= rotationCaps
 		}
@@ -267,7 +271,13 @@ func (s *Session) Run() error {
 		}
 		s.t.SetDeadline(wake)
 		// An empty ring buffer: this Read waits for the kernel's wakeup.
+		// The event lines the renderer holds go out before it waits.
 		woken := s.t.Buffered() == 0
+		if woken {
+			if err := s.cfg.Renderer.Flush(); err != nil {
+				return err
+			}
+		}
 		err := s.t.Read(&rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			if err := s.reportLosses(); err != nil {

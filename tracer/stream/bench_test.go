@@ -3,7 +3,8 @@ package stream
 // Throughput of decode and correlate over the busy-node mix (package streamtest).
 // One op is one event, except in BenchmarkReport, where it is one whole
 // capture. Every benchmark reports events/s, ns/event and allocs/event (the
-// exact average, where allocs/op rounds down). Run them on one core:
+// exact average, where allocs/op rounds down); those of one event per op
+// cpu-ns/event too (cpuTime). Run them on one core:
 //
 //	go test -run='^$' -bench=. -benchmem -cpu 1 -count 5 ./tracer/stream/
 //
@@ -14,7 +15,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +35,7 @@ func perEvent(b *testing.B, n int, wrap func(), step func(i int)) {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	cpu0 := cpuTime(b)
 	i, events := 0, 0
 	for b.Loop() {
 		if i == n {
@@ -48,6 +52,7 @@ func perEvent(b *testing.B, n int, wrap func(), step func(i int)) {
 	}
 	runtime.ReadMemStats(&m1)
 	report(b, events, m1.Mallocs-m0.Mallocs)
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(events), "cpu-ns/event")
 }
 
 func report(b *testing.B, events int, mallocs uint64) {
@@ -58,6 +63,18 @@ func report(b *testing.B, events int, mallocs uint64) {
 	b.ReportMetric(float64(events)/sec, "events/s")
 	b.ReportMetric(sec*1e9/float64(events), "ns/event")
 	b.ReportMetric(float64(mallocs)/float64(events), "allocs/event")
+}
+
+// cpuTime is the CPU time the process used so far, user and system, in
+// ns: beside the wall-clock events/s, what an event costs on a machine
+// whose other work takes the CPU from the benchmark at times. The garbage
+// collector's threads count too, and the wraps' StopTimer time.
+func cpuTime(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // BenchmarkDecode decodes the mix's records.
@@ -122,20 +139,50 @@ func BenchmarkDecodeCorrelate(b *testing.B) {
 	}
 }
 
-// BenchmarkProcessor is the whole Processor (text renderer to io.Discard),
-// printing incidents only (the default of trace and report) or, with
-// --all, every event too; "names" names the pods of every incident's
-// packets from a live Resolver (its table, and each sender's cgroup file
-// once a second), the cost of enrichment.
+// BenchmarkProcessor is the whole Processor, rendering to /dev/null (a
+// write(2) whenever the renderer writes out what it holds), printing
+// incidents only (the default of trace and report) or, with --all, every
+// event too; "names" names the pods of every incident's packets from a
+// live Resolver (its table, and each sender's cgroup file once a second),
+// the cost of enrichment. The mixes: "all-timeline" is every probe point's
+// events with races (--all --timeline), "all" what --all records (a
+// confirm per new flow, and the races' clashes), "all-ordinary" the same
+// without races: --all's ordinary events, in text and JSON.
 func BenchmarkProcessor(b *testing.B) {
+	ordinaryAll := func(tb testing.TB) *streamtest.Capture {
+		s, err := streamtest.Synthesize(streamtest.OrdinaryAllNode())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return s
+	}
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
 	for _, mode := range []struct {
 		name       string
+		capture    func(testing.TB) *streamtest.Capture
 		all, names bool
-	}{{"incidents", false, false}, {"incidents+names", false, true}, {"all", true, false}} {
+		format     string
+	}{
+		{"incidents", streamtest.BusyCapture, false, false, "text"},
+		{"incidents+names", streamtest.BusyCapture, false, true, "text"},
+		{"all-timeline", streamtest.BusyCapture, true, false, "text"},
+		{"all/text", streamtest.AllCapture, true, false, "text"},
+		{"all/json", streamtest.AllCapture, true, false, "json"},
+		{"all-ordinary/text", ordinaryAll, true, false, "text"},
+		{"all-ordinary/json", ordinaryAll, true, false, "json"},
+	} {
 		b.Run(mode.name, func(b *testing.B) {
-			s := streamtest.BusyCapture(b)
+			s := mode.capture(b)
 			records := s.CopyRecords()
-			p := New(render.NewText(io.Discard, render.Options{}), mode.all, time.Unix(0, 0), true)
+			out, err := render.New(devNull, mode.format, render.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := New(out, mode.all, time.Unix(0, 0), true)
 			if mode.names {
 				p.SetNames(namedNode(b))
 			}

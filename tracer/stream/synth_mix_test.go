@@ -8,17 +8,40 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/stream/streamtest"
 )
 
-// The synthetic mix is what the benchmarks claim it is: the correlator
-// finds exactly the races it holds, with the right type and outcome, and
-// every event fits its ct's generation.
+// The synthetic mixes are what the benchmarks claim they are: the
+// correlator finds exactly the races each holds, with the right type and
+// outcome, and every event fits its ct's generation.
 func TestSynthMix(t *testing.T) {
-	s := streamtest.BusyCapture(t)
-	total := len(s.Records)
+	t.Run("all-timeline", func(t *testing.T) {
+		s := streamtest.BusyCapture(t)
+		total := len(s.Records)
+		if s.Kinds[event.Clash] == 0 || 4*s.New < total/2 || s.Kinds[event.CTIn]-s.New < total/5 {
+			t.Fatalf("not the intended mix")
+		}
+		checkMix(t, s)
+	})
+	t.Run("all", func(t *testing.T) {
+		s := streamtest.AllCapture(t)
+		var dns int
+		var ev event.Event
+		for _, r := range s.Records {
+			if err := event.Decode(r, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Kind == event.Confirm && ev.PayloadLen > 0 {
+				dns++
+			}
+		}
+		if s.Kinds[event.Clash] == 0 || s.Kinds[event.CTIn]+s.Kinds[event.NAT] != 0 || 3*dns < s.Kinds[event.Confirm] {
+			t.Fatalf("not the intended mix: %d confirms with a DNS message", dns)
+		}
+		checkMix(t, s)
+	})
+}
+
+func checkMix(t *testing.T, s *streamtest.Capture) {
 	t.Logf("%d events: ct_in %d (%d new), nat %d, clash %d, confirm %d; races %v; capture %d bytes",
-		total, s.Kinds[event.CTIn], s.New, s.Kinds[event.NAT], s.Kinds[event.Clash], s.Kinds[event.Confirm], s.Races, len(s.File))
-	if s.Kinds[event.Clash] == 0 || 4*s.New < total/2 || s.Kinds[event.CTIn]-s.New < total/5 {
-		t.Fatalf("not the intended mix")
-	}
+		len(s.Records), s.Kinds[event.CTIn], s.New, s.Kinds[event.NAT], s.Kinds[event.Clash], s.Kinds[event.Confirm], s.Races, len(s.File))
 	want := map[incident.RaceType]incident.Outcome{
 		incident.RaceIdentical: incident.OutcomeMerged,
 		incident.RaceEndpoints: incident.OutcomeNATClash,

@@ -29,6 +29,9 @@ type RaceCount struct {
 // process. Comm "" and PID 0 collect the losers whose sender is unknown
 // (incident.Packet.Task false).
 type ProcessCount struct {
+	// Node is the host the process ran on, in a summary of several nodes
+	// (Merge): a pid is one node's own. "" otherwise.
+	Node  string
 	Comm  string
 	PID   uint32
 	Count uint64
@@ -52,6 +55,9 @@ type DestCount struct {
 // NetnsSummary is one network namespace: what ctprobe saw in it and what the
 // kernel counted.
 type NetnsSummary struct {
+	// Node is the host the namespace is on, in a summary of several
+	// nodes (Merge); "" otherwise. Inodes repeat across nodes.
+	Node  string
 	Netns uint64
 	Name  string
 	// Counters is how much the kernel's counters grew (kstat.Growth);
@@ -103,6 +109,9 @@ type Summary struct {
 	// ByDestination and Netns because their breakdown already had MaxRows rows, and the
 	// findings left out of Findings.
 	Unlisted Unlisted
+	// Nodes are the summaries of each node, in a summary of several
+	// (Merge); nil otherwise.
+	Nodes []NodeSummary
 }
 
 // MaxRows bounds each breakdown of a Tally (by process, by pod, by
@@ -125,6 +134,9 @@ type Unlisted struct {
 // FindingCount is the number of findings of one id in one netns, with the
 // first of them as an example.
 type FindingCount struct {
+	// Node is the host of the netns, in a summary of several nodes
+	// (Merge); "" otherwise.
+	Node    string
 	ID      string
 	Netns   uint64
 	Count   uint64
@@ -160,8 +172,8 @@ type Tally struct {
 }
 
 type findingKey struct {
-	id    string
-	netns uint64
+	node, id string
+	netns    uint64
 }
 
 // NewTally starts counting at start.
@@ -250,7 +262,7 @@ func (t *Tally) netns(inode uint32) *NetnsSummary {
 func (t *Tally) AddFinding(f *incident.Finding) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k := findingKey{f.ID, uint64(f.Flow.Netns)}
+	k := findingKey{id: f.ID, netns: uint64(f.Flow.Netns)}
 	fc := t.byFind[k]
 	switch {
 	case fc != nil:
@@ -290,43 +302,7 @@ func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final boo
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost), Unlisted: t.unlisted}
-	for k, n := range t.byRace {
-		k.Count = n
-		s.ByRace = append(s.ByRace, k)
-	}
-	slices.SortFunc(s.ByRace, func(a, b RaceCount) int {
-		return cmp.Or(cmp.Compare(a.Race, b.Race), cmp.Compare(a.Outcome.Order(), b.Outcome.Order()), cmp.Compare(a.Outcome, b.Outcome))
-	})
-	for _, m := range t.byMit {
-		s.ByMitigation = append(s.ByMitigation, *m)
-	}
-	sortMitigations(s.ByMitigation)
-	for k, n := range t.byProc {
-		k.Count = n
-		s.ByProcess = append(s.ByProcess, k)
-	}
-	slices.SortFunc(s.ByProcess, func(a, b ProcessCount) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID))
-	})
-	for k, n := range t.byPod {
-		s.ByPod = append(s.ByPod, PodCount{Pod: k, Count: n})
-	}
-	slices.SortFunc(s.ByPod, func(a, b PodCount) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Pod.Namespace, b.Pod.Namespace), cmp.Compare(a.Pod.Name, b.Pod.Name), cmp.Compare(a.Pod.UID, b.Pod.UID))
-	})
-	for k, n := range t.byDst {
-		k.Count = n
-		s.ByDestination = append(s.ByDestination, k)
-	}
-	slices.SortFunc(s.ByDestination, func(a, b DestCount) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), a.Dst.Compare(b.Dst), cmp.Compare(a.Proto, b.Proto))
-	})
-	for _, f := range t.byFind {
-		s.Findings = append(s.Findings, *f)
-	}
-	slices.SortFunc(s.Findings, func(a, b FindingCount) int {
-		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Netns, b.Netns))
-	})
+	s.setRows(t.byRace, t.byMit, t.byProc, t.byPod, t.byDst, t.byFind)
 	nss := map[uint64]*NetnsSummary{}
 	for k, v := range t.byNetns {
 		c := *v
@@ -349,6 +325,50 @@ func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final boo
 		s.Netns = append(s.Netns, *nss[k])
 	}
 	return s
+}
+
+// setRows fills the breakdowns from their counts, in their order: by race
+// then outcome, mitigations by race then most incidents, findings by id
+// then netns, the others most incidents first.
+func (s *Summary) setRows(byRace map[RaceCount]uint64, byMit map[mitigationKey]*MitigationCount, byProc map[ProcessCount]uint64,
+	byPod map[names.Pod]uint64, byDst map[DestCount]uint64, byFind map[findingKey]*FindingCount) {
+	for k, n := range byRace {
+		k.Count = n
+		s.ByRace = append(s.ByRace, k)
+	}
+	slices.SortFunc(s.ByRace, func(a, b RaceCount) int {
+		return cmp.Or(cmp.Compare(a.Race, b.Race), cmp.Compare(a.Outcome.Order(), b.Outcome.Order()), cmp.Compare(a.Outcome, b.Outcome))
+	})
+	for _, m := range byMit {
+		s.ByMitigation = append(s.ByMitigation, *m)
+	}
+	sortMitigations(s.ByMitigation)
+	for k, n := range byProc {
+		k.Count = n
+		s.ByProcess = append(s.ByProcess, k)
+	}
+	slices.SortFunc(s.ByProcess, func(a, b ProcessCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Comm, b.Comm), cmp.Compare(a.PID, b.PID), cmp.Compare(a.Node, b.Node))
+	})
+	for k, n := range byPod {
+		s.ByPod = append(s.ByPod, PodCount{Pod: k, Count: n})
+	}
+	slices.SortFunc(s.ByPod, func(a, b PodCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Pod.Namespace, b.Pod.Namespace), cmp.Compare(a.Pod.Name, b.Pod.Name), cmp.Compare(a.Pod.UID, b.Pod.UID))
+	})
+	for k, n := range byDst {
+		k.Count = n
+		s.ByDestination = append(s.ByDestination, k)
+	}
+	slices.SortFunc(s.ByDestination, func(a, b DestCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), a.Dst.Compare(b.Dst), cmp.Compare(a.Proto, b.Proto))
+	})
+	for _, f := range byFind {
+		s.Findings = append(s.Findings, *f)
+	}
+	slices.SortFunc(s.Findings, func(a, b FindingCount) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Netns, b.Netns), cmp.Compare(a.Node, b.Node))
+	})
 }
 
 // Completeness compares what ctprobe explained with what the kernel counted.

@@ -159,6 +159,13 @@ func (g *synth) confirm(f *sflow, t uint64, verdict uint32, after *sflow, status
 		e.Flags &^= uint16(event.FlagSock)
 		e.SkCookie, e.SkIno, e.SkFamily, e.SkState, e.SkPort = 0, 0, 0, 0, 0
 	}
+	if g.opt.ConfirmsOnly {
+		// read_sender: the DNS message, and whether the skb was made here.
+		e.PayloadLen = uint16(copy(e.Payload[:], f.query))
+		if f.hook == event.HookLocalOut {
+			e.Flags |= uint16(event.FlagLocal)
+		}
+	}
 	g.emit(f.cpu, &e)
 }
 
@@ -284,7 +291,11 @@ func (g *synth) race(kind incident.RaceType) {
 
 // emit encodes a record and places it in the ring buffer: a CPU's records
 // in its order, the two CPUs' interleaved by when their probes committed.
+// With ConfirmsOnly only confirm's and the clash's records are kept.
 func (g *synth) emit(cpu uint32, e *probe.BPFEvent) {
+	if g.opt.ConfirmsOnly && e.Kind != uint8(event.Confirm) && e.Kind != uint8(event.Clash) {
+		return
+	}
 	raw, err := binary.Append(nil, binary.LittleEndian, e)
 	if err != nil {
 		panic(err)

@@ -1,6 +1,8 @@
 // Package streamtest makes synthetic captures of a busy node traced with
-// `ctprobe trace --all`, for the throughput benchmarks, the allocation and
-// memory tests of the pipeline and the soak test of the metrics exporter.
+// `ctprobe trace --all --timeline` (every probe point's events) or with
+// `ctprobe trace --all` (confirms and clashes only), for the throughput
+// benchmarks, the allocation and memory tests of the pipeline and the soak
+// test of the metrics exporter.
 // Records are laid out exactly as the kernel writes them (struct event,
 // encoded with encoding/binary independently of event.Decode) and go
 // through a real capture file, as `ctprobe report` reads them.
@@ -32,6 +34,11 @@ type Options struct {
 	Live        int     // flows alive at once; the oldest then dies and its ct pointer is reused
 	Gap         uint64  // mean ns between packets on one CPU
 	Seed        uint64
+	// ConfirmsOnly records what --all without --timeline records: confirm's
+	// exit for every new flow, with its DNS message (read_sender), and for
+	// a race the clash and its loser's confirm, sent together. No CT_IN or
+	// NAT events, so no established flows either.
+	ConfirmsOnly bool
 }
 
 // BusyNode is the mix of the benchmarks: about 65% of the events belong to
@@ -50,6 +57,22 @@ func OrdinaryNode() Options {
 	return o
 }
 
+// AllNode is BusyNode as `ctprobe trace --all` records it (ConfirmsOnly):
+// one confirm per new flow, 40 % of them DNS queries, and 1 % of the new
+// flows losing a race of each type.
+func AllNode() Options {
+	o := BusyNode()
+	o.ConfirmsOnly, o.Established = true, 0
+	return o
+}
+
+// OrdinaryAllNode is AllNode without races: --all's ordinary events only.
+func OrdinaryAllNode() Options {
+	o := AllNode()
+	o.Races = 0
+	return o
+}
+
 // Capture is a generated capture and its samples read back.
 type Capture struct {
 	File    []byte   // the capture file
@@ -60,21 +83,29 @@ type Capture struct {
 	New     int    // CT_IN events with FlagNew
 }
 
-var (
-	busyOnce sync.Once
-	busyCap  *Capture
-	busyErr  error
-)
+// once is a capture generated once per test binary.
+type once struct {
+	sync.Once
+	c   *Capture
+	err error
+}
+
+func (o *once) get(tb testing.TB, opt func() Options) *Capture {
+	tb.Helper()
+	o.Do(func() { o.c, o.err = Synthesize(opt()) })
+	if o.err != nil {
+		tb.Fatal(o.err)
+	}
+	return o.c
+}
+
+var busyCap, allCap once
 
 // BusyCapture is BusyNode's capture, generated once per test binary.
-func BusyCapture(tb testing.TB) *Capture {
-	tb.Helper()
-	busyOnce.Do(func() { busyCap, busyErr = Synthesize(BusyNode()) })
-	if busyErr != nil {
-		tb.Fatal(busyErr)
-	}
-	return busyCap
-}
+func BusyCapture(tb testing.TB) *Capture { return busyCap.get(tb, BusyNode) }
+
+// AllCapture is AllNode's capture, generated once per test binary.
+func AllCapture(tb testing.TB) *Capture { return allCap.get(tb, AllNode) }
 
 // Advance moves every record's timestamp by span, so that feeding the
 // records again continues the stream where it ended (the same ct pointers

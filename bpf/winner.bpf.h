@@ -44,8 +44,18 @@ struct {
 	__type(value, struct candidates);
 } confirmed SEC(".maps");
 
-/* A candidate older than this is a finished flow, not a racer. */
-#define CANDIDATE_MAX_AGE_NS 1000000000ULL
+/* The winner is in the hash table: confirmed and not dying (a ct killed or
+ * timed out may still be held, and its memory reused for a new ct that is
+ * not confirmed yet). Its age does not matter: the entry a loser collides
+ * with may be a long-lived flow (race 4 against an established entry),
+ * which stays a candidate until newer tuples push it out of the index.
+ * docs/kernel-notes.md, Probe points: signatures and inlining. */
+static __always_inline bool ct_in_table(struct nf_conn *ct)
+{
+	unsigned long status = BPF_CORE_READ(ct, status);
+
+	return (status & (IPS_CONFIRMED | IPS_DYING)) == IPS_CONFIRMED;
+}
 
 static __always_inline void tuple_key_of(struct tuple_key *k, __u32 netns, __u16 zone, const struct tuple *t)
 {
@@ -116,12 +126,13 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 		cand = bpf_map_lookup_elem(&confirmed, &k);
 		if (!cand)
 			continue;
-		/* The newest recent candidate other than the loser that still holds
-		 * the tuple (ct memory is reused) is the one that won. */
+		/* The newest candidate other than the loser that is in the table
+		 * and still holds the tuple (ct memory is reused) is the one that
+		 * won. */
 		for (int i = 0; i < CANDIDATE_SLOTS; i++) {
 			__u64 ct = cand->ct[i];
-			if (!ct || ct == e->ct || cand->ts[i] <= best || e->ts - cand->ts[i] > CANDIDATE_MAX_AGE_NS ||
-			    !ct_alive((struct nf_conn *)ct))
+			if (!ct || ct == e->ct || cand->ts[i] <= best || !ct_alive((struct nf_conn *)ct) ||
+			    !ct_in_table((struct nf_conn *)ct))
 				continue;
 			for (int j = 0; j < 2; j++) {
 				read_tuple(&now, &((struct nf_conn *)ct)->tuplehash[j].tuple);

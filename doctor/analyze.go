@@ -136,7 +136,7 @@ func (n *node) findings(ns *Namespace, k incident.KernelVersion, fill float64) [
 			ID:         incident.FindingDNATUDPMultiEndpoint,
 			Summary:    fmt.Sprintf("UDP to %s is DNAT'd to %d endpoints: two packets of one flow (A and AAAA) can pick different ones (race 3)", destString(s), len(s.endpoints)),
 			Evidence:   []string{"rule: " + s.rule, "endpoints: " + strings.Join(s.endpoints, ", ")},
-			Mitigation: incident.RaceEndpoints.Race().Mitigation,
+			Mitigation: incident.RaceEndpoints.Mitigation(incident.Facts{Proto: 17}),
 		}
 		f.predict(k, incident.Path{Proto: 17, NAT: true}, incident.RaceEndpoints)
 		out = append(out, f)
@@ -236,7 +236,7 @@ func snatCollision(r *Rule, k incident.KernelVersion) (Finding, bool) {
 		ID:         incident.FindingSNATPortCollision,
 		Summary:    "UDP source NAT can give two flows one reply tuple: the second is dropped at confirm (race 4, every kernel)",
 		Evidence:   []string{"rule: " + r.Text, why},
-		Mitigation: incident.RaceSNATPort.Race().Mitigation,
+		Mitigation: incident.RaceSNATPort.Mitigation(incident.Facts{Proto: 17}),
 	}
 	f.predict(k, incident.Path{Proto: 17, NAT: true}, incident.RaceSNATPort)
 	return f, true

@@ -138,7 +138,7 @@ func TestResolvers(t *testing.T) {
 		parallel bool
 	}{
 		{LibcGlibc, "nameserver 10.96.0.10\n", true},
-		{LibcGlibc, "nameserver 10.96.0.10\noptions single-request-reopen\n", true},
+		{LibcGlibc, "nameserver 10.96.0.10\noptions single-request-reopen\n", false},
 		{LibcGlibc, "nameserver 10.96.0.10\noptions single-request\n", false},
 		{LibcGlibc, "nameserver 10.96.0.10\noptions ndots:2 use-vc\n", false},
 		{LibcMusl, "nameserver 10.96.0.10\noptions use-vc\n", true},

@@ -106,9 +106,9 @@ type Resolver struct {
 
 // judge says whether the resolver sends A and AAAA in parallel from one
 // socket (docs/kernel-notes.md, Mitigations and what each rests on):
-// glibc does unless `single-request` (A, then AAAA) or `use-vc` (TCP);
-// `single-request-reopen` changes socket only after a pair went wrong, so
-// the first pair still leaves from one socket. musl reads neither option.
+// glibc does unless `single-request` (A, then AAAA), `single-request-reopen`
+// (A, then AAAA from a new socket: glibc's send_dg sets single_request for
+// both) or `use-vc` (TCP). musl reads none of these options.
 func (r *Resolver) judge() {
 	rc := r.ResolvConf
 	switch {
@@ -128,12 +128,11 @@ func (r *Resolver) judge() {
 		r.Why = "glibc with options use-vc: queries go over TCP"
 	case rc.has("single-request"):
 		r.Why = "glibc with options single-request: A, then AAAA"
+	case rc.has("single-request-reopen"):
+		r.Why = "glibc with options single-request-reopen: A, then AAAA from a new socket"
 	default:
 		r.Parallel = true
 		r.Why = "glibc sends A and AAAA at once from one socket"
-		if rc.has("single-request-reopen") {
-			r.Why += " (single-request-reopen changes socket only after a pair went wrong: the first pair still races)"
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -215,8 +216,9 @@ func checkAttachMode(t *testing.T, line, attach string, mode traceMode, k guestK
 	}
 }
 
-// checkRaces checks which race types a scenario must (not) produce.
-func checkRaces(t *testing.T, name string, incs []incidentLine, races map[int]int, incidents int, kernelDrops uint64) {
+// checkRaces checks which race types a scenario must (not) produce, with
+// which outcome and why.
+func checkRaces(t *testing.T, name string, mode traceMode, incs []incidentLine, races map[int]int, incidents int, kernelDrops uint64, stats *lab.Stats, k guestKernel) {
 	switch name {
 	case "endpoints-1", "nonat":
 		if races[1] != incidents {
@@ -238,13 +240,162 @@ func checkRaces(t *testing.T, name string, incs []incidentLine, races map[int]in
 				t.Errorf("replies from %s and %s: race %d, want %d", inc.Loser.Reply.Src, inc.Winner.Reply.Src, inc.Race, want)
 			}
 		}
-	case "snat-one-port":
+	case "snat-one-port", "snat-one-port-held":
 		if races[4] != incidents || kernelDrops == 0 {
 			t.Errorf("SNAT to one port must give only race 4 drops: %v, drops %d", races, kernelDrops)
+		}
+	case "masq-random-fully":
+		// One socket's two packets, masqueraded with random ports: apart
+		// (race 2, inserted reply-only on 5.6+), or by chance on one port
+		// (race 1, merged).
+		for _, inc := range incs {
+			if inc.Loser == nil || inc.Winner == nil || inc.Loser.Reply == nil || inc.Winner.Reply == nil {
+				continue
+			}
+			if *inc.Loser.Reply == *inc.Winner.Reply {
+				if inc.Race != 1 || inc.Outcome != "merged" {
+					t.Errorf("one source port for both: race %d %s", inc.Race, inc.Outcome)
+				}
+				continue
+			}
+			if inc.Race != 2 || inc.Outcome != "nat-clash" || !strings.Contains(inc.Reason, "randomises ports") || !strings.Contains(inc.Mitigation, "nothing was lost") {
+				t.Errorf("--random-fully: race %d %s, reason %q, mitigation %q", inc.Race, inc.Outcome, inc.Reason, inc.Mitigation)
+			}
+		}
+	case "reverse-udp":
+		// 6.12 keeps the port and merges; before, a clash at confirm is
+		// dropped, and a binding after the peer's confirm moves the port,
+		// which only --all (every insert) shows, once for each port the
+		// peers saw moved.
+		moved, insertedMoved := 0, 0
+		for _, inc := range incs {
+			ok := inc.Race == 5
+			switch {
+			case k.reverseMerge:
+				ok = ok && inc.Outcome == "merged"
+			case inc.Outcome == "dropped":
+				ok = ok && strings.Contains(inc.Reason, "the reverse merge needs 6.12+")
+			case inc.Outcome == "port-moved":
+				moved++
+				ok = ok && mode.all && strings.Contains(inc.Reason, "reverse collision without a clash") && inc.Loser.Orig.Src != inc.Loser.Reply.Dst
+			case inc.Outcome == "nat-clash":
+				// The binding moved the port, then confirm found the
+				// clash and inserted the free REPLY alone (5.6 to 6.11).
+				insertedMoved++
+				ok = ok && strings.Contains(inc.Reason, "so its REPLY was free") && inc.Loser.Orig.Src != inc.Loser.Reply.Dst
+			default:
+				ok = false
+			}
+			if !ok {
+				t.Errorf("reverse collision (UDP, NAT loaded) on %s: race %d %s: %s", k.release, inc.Race, inc.Outcome, inc.Reason)
+			}
+		}
+		// Each port the peers saw moved is a port-moved incident; a moved
+		// datagram that came after ctlab's timeout counts as missed, not
+		// moved, so there may be up to that many more incidents.
+		late := stats.PeerLost - int(kernelDrops)
+		if seen := stats.PortMoved; mode.all && (moved+insertedMoved < seen || moved+insertedMoved > seen+late) || !mode.all && (moved != 0 || insertedMoved > seen+late) {
+			t.Errorf("%d port-moved and %d reply-only incidents with the port moved; the peers saw %d ports moved and missed %d datagrams not dropped", moved, insertedMoved, seen, late)
+		}
+		if k.reverseMerge && stats.PortMoved != 0 {
+			t.Errorf("%s moved %d ports of reverse collisions: 6.12 keeps them", k.release, stats.PortMoved)
+		}
+	case "reverse-tcp":
+		for _, inc := range incs {
+			if inc.Race != 5 || inc.Outcome != "dropped" || !strings.Contains(inc.Reason, "tcp conntrack has no clash resolution") || !strings.Contains(inc.Mitigation, "dropped on every kernel") {
+				t.Errorf("reverse collision (TCP): race %d %s: %s / %s", inc.Race, inc.Outcome, inc.Reason, inc.Mitigation)
+			}
+		}
+	case "table-full", "chain-too-long":
+		if incidents != 0 {
+			t.Errorf("%d incidents where no clash happened: %v", incidents, races)
 		}
 	}
 	if races[0] != 0 {
 		t.Errorf("%d incidents unclassified", races[0])
+	}
+}
+
+// port is the port of "ip:port".
+func port(ep string) string { return ep[strings.LastIndexByte(ep, ':')+1:] }
+
+// checkFindings checks the findings of a scenario, and what the final
+// summary says of the counts no incident explains.
+func checkFindings(t *testing.T, name string, mode traceMode, fs []findingLine, inserted []map[string]any, final *summaryLine, stats *lab.Stats, k guestKernel) {
+	node := stats.NetnsByRole("node")
+	if node == nil {
+		t.Fatal("the lab reported no node netns")
+	}
+	var unexplained struct {
+		InsertFailed, Drop uint64
+		Reasons            string
+	}
+	for _, n := range final.Netns {
+		if n.Netns == node.Inode && n.Unexplained != nil {
+			unexplained.InsertFailed, unexplained.Drop = n.Unexplained.InsertFailed, n.Unexplained.Drop
+			unexplained.Reasons = strings.Join(n.Unexplained.Reasons, "\n")
+		}
+	}
+	byID := map[string]int{}
+	for _, f := range fs {
+		byID[f.ID]++
+	}
+	for _, f := range final.Findings {
+		if int(f.Count) != byID[f.ID] && f.Netns == node.Inode {
+			t.Errorf("summary counts %d %s findings in the node, the trace printed %d", f.Count, f.ID, byID[f.ID])
+		}
+	}
+	// The tunnel flows that --all saw inserted, and of those the ones whose
+	// source NAT rewrote.
+	var tunnels, natted int
+	for _, m := range inserted {
+		o, r := m["orig"].(map[string]any), m["reply"].(map[string]any)
+		if port(o["dst"].(string)) == "4789" {
+			tunnels++
+			if o["src"] != r["dst"] {
+				natted++
+			}
+		}
+	}
+	d := node.Delta
+	switch name {
+	case "vxlan-masq":
+		// Masqueraded twice: the pod's packet, then (mark kept) its VXLAN
+		// packet, with random ports.
+		if mode.all && (byID["tunnel-double-snat"] == 0 || byID["tunnel-double-snat"] != natted) {
+			t.Errorf("%d tunnel-double-snat findings; --all saw %d VXLAN flows, %d of them source-NATed", byID["tunnel-double-snat"], tunnels, natted)
+		}
+		for _, f := range fs {
+			if f.ID == "tunnel-double-snat" && (port(f.Flow.Orig.Dst) != "4789" || port(f.Flow.Orig.Src) == port(f.Flow.Reply.Dst) || !strings.Contains(f.Reason, "rewrote the tunnel's source port")) {
+				t.Errorf("tunnel finding: %+v %+v: %s", f.Flow.Orig, f.Flow.Reply, f.Reason)
+			}
+		}
+	case "vxlan-masq-fixed":
+		if mode.all && (tunnels == 0 || natted != 0) {
+			t.Errorf("kube-proxy's fix: --all saw %d VXLAN flows, %d source-NATed; want some, none NATed", tunnels, natted)
+		}
+	case "table-full":
+		// Every packet nf_conntrack_in dropped into the full table is a
+		// lost query, and the summary says so.
+		// (ctlab may also give up on a reply that is only late.)
+		if lost := uint64(stats.Lost.A); lost < d.Drop || unexplained.Drop != d.Drop || !strings.Contains(unexplained.Reasons, "the table was full") {
+			t.Errorf("ctlab lost %d queries, node drop +%d, summary: %d unexplained because %q", lost, d.Drop, unexplained.Drop, unexplained.Reasons)
+		}
+	case "chain-too-long":
+		// Where confirm is traced each refused insert is a finding; the
+		// default mode has the counter only, which the summary names.
+		if mode.all || mode.timeline {
+			if uint64(byID["conntrack-chain-too-long"]) != d.ChainTooLong || unexplained.InsertFailed != 0 {
+				t.Errorf("%d chain-too-long findings, chaintoolong +%d, %d insert_failed unexplained", byID["conntrack-chain-too-long"], d.ChainTooLong, unexplained.InsertFailed)
+			}
+		} else if unexplained.InsertFailed != d.ChainTooLong || !strings.Contains(unexplained.Reasons, fmt.Sprintf("hash chains too long explain %d (chain_too_long +%d)", d.ChainTooLong, d.ChainTooLong)) {
+			t.Errorf("default mode: %d insert_failed unexplained, chaintoolong +%d: %q", unexplained.InsertFailed, d.ChainTooLong, unexplained.Reasons)
+		}
+	}
+	if name != "chain-too-long" && name != "vxlan-masq" {
+		for _, f := range fs {
+			t.Errorf("%s: unexpected finding %s: %s", name, f.ID, f.Reason)
+		}
 	}
 }
 
@@ -259,7 +410,7 @@ func comparable(raw []string, lines []map[string]any) []string {
 		switch m["kind"] {
 		case "event":
 			events = append(events, raw[i])
-		case "incident", "summary":
+		case "incident", "finding", "summary":
 			rest = append(rest, raw[i])
 		}
 	}

@@ -28,12 +28,15 @@ func (t *Topology) build(ctx context.Context) error {
 	}
 	if sc.Path == PathForwarded {
 		roles = append(roles, "pod")
-		if sc.sequential {
+		if sc.sequential() {
 			roles = append(roles, "pod2")
 		}
 	}
 	for i := 1; i <= t.endpoints; i++ {
 		roles = append(roles, fmt.Sprintf("dns%d", i))
+	}
+	if sc.prefill > 0 {
+		roles = append(roles, "fill")
 	}
 	for _, r := range roles {
 		if err := ctx.Err(); err != nil {
@@ -98,9 +101,15 @@ func (t *Topology) build(ctx context.Context) error {
 	}
 
 	// 4b. The UDP timeouts, now that the rules have loaded conntrack (its
-	// sysctls exist only then) and before the check's flows.
+	// sysctls exist only then) and before the check's flows; and the hash
+	// table's size.
 	if err := t.setUDPTimeout(); err != nil {
 		return err
+	}
+	if n := sc.hashBuckets; n > 0 {
+		if err := t.setHashBuckets(n); err != nil {
+			return err
+		}
 	}
 
 	// 5. DNS responders.
@@ -119,7 +128,7 @@ func (t *Topology) build(ctx context.Context) error {
 		if i == 1 {
 			cpu = cpu1
 		}
-		if t.Scenario.sequential {
+		if t.Scenario.sequential() {
 			cpu = -1 // no race to provoke
 		}
 		s, err := startSender(t.byRole[role], cpu, t.Options.Comm)
@@ -128,7 +137,7 @@ func (t *Topology) build(ctx context.Context) error {
 		}
 		t.senders = append(t.senders, s)
 	}
-	if sc.sequential {
+	if sc.sequential() {
 		f, err := newCtnetlink(t.byRole["node"])
 		if err != nil {
 			return err
@@ -137,11 +146,38 @@ func (t *Topology) build(ctx context.Context) error {
 	}
 
 	// 7. Check the paths end to end before reporting ready, which also
-	// resolves ARP/ND so that the first lookups are not queued behind it.
+	// resolves ARP/ND so that the first lookups are not queued behind it;
+	// then fill the hash table or leave the table the room the scenario
+	// asks for.
 	if err := t.check(ctx); err != nil {
 		return err
 	}
+	if n := sc.prefill; n > 0 {
+		if err := t.prefill(n); err != nil {
+			return err
+		}
+	}
+	if n := sc.tableRoom; n > 0 {
+		if err := t.limitTable(n); err != nil {
+			return err
+		}
+	}
 	t.logf("topology %s (%s) ready in %v", t.Prefix, sc.Name, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// prefill makes n entries in the fill netns, which live through the run.
+func (t *Topology) prefill(n int) error {
+	f, err := newCtnetlink(t.byRole["fill"])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	refused, err := f.Fill(n, 10*time.Minute)
+	if err != nil {
+		return err
+	}
+	t.logf("prefilled %d conntrack entries (%d refused) in %s", n-refused, refused, t.byRole["fill"].Name)
 	return nil
 }
 
@@ -205,7 +241,7 @@ func (t *Topology) linkPlan() map[string][]string {
 	}
 	if sc.Path == PathForwarded {
 		vethTo("node", "pod1", "pod", podAddr(fam, 1), nodePodAddr4, 24)
-		if sc.sequential {
+		if sc.sequential() {
 			vethTo("node", "pod2", "pod2", podAddr(fam, 2), nodePodAddr4, 24)
 		}
 	}
@@ -280,6 +316,10 @@ func (t *Topology) installRules(ctx context.Context) error {
 			text = CtStateNewNft(nftTable)
 		case natSNATOnePort:
 			text = SNATOnePortNft("dns1", SNATTarget, nftTable)
+		case natMasqRandomFully:
+			text = MasqueradeRandomFullyNft("dns1", nftTable)
+		case natNullBinding:
+			text = NullBindingNft(nftTable)
 		}
 		if err := run(ctx, node, text, t.RuleBin, "-f", "-"); err != nil {
 			return fmt.Errorf("installing nft rules: %w%s", err, moduleHint(err))
@@ -295,6 +335,10 @@ func (t *Topology) installRules(ctx context.Context) error {
 		table, lines = "filter", CtStateNewRules()
 	case natSNATOnePort:
 		lines = SNATOnePortRules("dns1", SNATTarget)
+	case natMasqRandomFully:
+		lines = MasqueradeRandomFullyRules("dns1")
+	case natNullBinding:
+		lines = NullBindingRules()
 	}
 	for _, line := range lines {
 		args, err := ipt.Split(line)
@@ -338,7 +382,7 @@ func (t *Topology) check(ctx context.Context) error {
 	}
 	targets = append(targets, t.Target)
 	for si, s := range t.senders {
-		if si > 0 && !t.Scenario.sequential {
+		if si > 0 && !t.Scenario.sequential() {
 			break // both threads are in the same netns
 		}
 		for _, target := range targets {

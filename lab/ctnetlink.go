@@ -21,17 +21,19 @@ const (
 	ipctnlMsgCtDelete   = 2
 	nfnetlinkV0         = 0
 
-	ctaTupleOrig = 1 // enum ctattr_type
-	ctaStatus    = 3
-	ctaTupleIP   = 1 // enum ctattr_tuple
-	ctaTupleProt = 2
-	ctaIPv4Src   = 1 // enum ctattr_ip
-	ctaIPv4Dst   = 2
-	ctaIPv6Src   = 3
-	ctaIPv6Dst   = 4
-	ctaProtoNum  = 1 // enum ctattr_l4proto
-	ctaProtoSrc  = 2
-	ctaProtoDst  = 3
+	ctaTupleOrig  = 1 // enum ctattr_type
+	ctaTupleReply = 2
+	ctaStatus     = 3
+	ctaTimeout    = 7
+	ctaTupleIP    = 1 // enum ctattr_tuple
+	ctaTupleProt  = 2
+	ctaIPv4Src    = 1 // enum ctattr_ip
+	ctaIPv4Dst    = 2
+	ctaIPv6Src    = 3
+	ctaIPv6Dst    = 4
+	ctaProtoNum   = 1 // enum ctattr_l4proto
+	ctaProtoSrc   = 2
+	ctaProtoDst   = 3
 
 	// ipsSeenReply is IPS_SEEN_REPLY: a packet of the entry's reply
 	// direction has passed.
@@ -41,7 +43,8 @@ const (
 // ctnetlinkSocket talks to the conntrack table of one netns over a
 // ctnetlink socket made in that netns (a netlink socket talks to the netns
 // it was created in): race 4's flush between lookups, an established
-// flood's look at its flows.
+// flood's look at its flows, a table filled with entries like
+// `conntrack -I` (table-full, chain-too-long).
 type ctnetlinkSocket struct {
 	fd  int
 	seq uint32
@@ -187,6 +190,89 @@ func nlAttr(typ uint16, data []byte, nested ...[]byte) []byte {
 	for len(b)%unix.NLA_ALIGNTO != 0 {
 		b = append(b, 0)
 	}
+	return b
+}
+
+// fillBatch is how many creations go out in one send.
+const fillBatch = 64
+
+// Fill creates n unreplied UDP entries 10.253.x.y:port -> 10.254.0.1:53
+// that live timeout, and returns how many the kernel refused (a full
+// table, a hash chain too long: they count in that netns). Entries made
+// this way take room in the one hash table every netns shares without a
+// packet, so no probe runs for them.
+func (f *ctnetlinkSocket) Fill(n int, timeout time.Duration) (refused int, err error) {
+	var msg []byte
+	for i := 0; i < n; i += fillBatch {
+		msg = msg[:0]
+		first := f.seq + 1
+		for j := i; j < min(n, i+fillBatch); j++ {
+			f.seq++
+			msg = appendCtNew(msg, f.seq, netip.AddrFrom4([4]byte{10, 253, byte(j >> 16), byte(j >> 8)}), uint16(1024+j&0xff), timeout)
+		}
+		if err := unix.Sendto(f.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			return refused, fmt.Errorf("conntrack fill: %w", err)
+		}
+		r, err := f.acks(first, f.seq)
+		refused += r
+		if err != nil {
+			return refused, err
+		}
+	}
+	return refused, nil
+}
+
+// acks reads the acks of requests first..last and counts the refused.
+func (f *ctnetlinkSocket) acks(first, last uint32) (refused int, err error) {
+	buf := make([]byte, 64<<10)
+	for got := first; got <= last; {
+		n, _, err := unix.Recvfrom(f.fd, buf, 0)
+		if err != nil {
+			return refused, fmt.Errorf("conntrack fill: waiting for acks: %w", err)
+		}
+		msgs, err := parseNetlink(buf[:n])
+		if err != nil {
+			return refused, fmt.Errorf("conntrack fill: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Type != unix.NLMSG_ERROR || m.Header.Seq < first || m.Header.Seq > last || len(m.Data) < 4 {
+				continue
+			}
+			got++
+			switch code := unix.Errno(-int32(binary.NativeEndian.Uint32(m.Data))); code {
+			case 0:
+			case unix.ENOSPC, unix.ENOMEM, unix.EEXIST:
+				refused++
+			default:
+				return refused, fmt.Errorf("conntrack fill: %w (needs ctnetlink: modprobe nf_conntrack_netlink)", code)
+			}
+		}
+	}
+	return refused, nil
+}
+
+// appendCtNew appends an IPCTNL_MSG_CT_NEW request for the UDP entry
+// src:sport -> 10.254.0.1:53 with its inverse as reply.
+func appendCtNew(b []byte, seq uint32, src netip.Addr, sport uint16, timeout time.Duration) []byte {
+	start := len(b)
+	b = binary.NativeEndian.AppendUint32(b, 0) // length, set below
+	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysCtnetlink<<8|ipctnlMsgCtNew)
+	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	b = binary.NativeEndian.AppendUint32(b, seq)
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = append(b, unix.AF_INET, nfnetlinkV0, 0, 0)
+	dst := netip.AddrFrom4([4]byte{10, 254, 0, 1})
+	port := func(p uint16) []byte { return binary.BigEndian.AppendUint16(nil, p) }
+	tuple := func(typ uint16, a, z netip.Addr, ap, zp uint16) []byte {
+		return nlAttr(typ|unix.NLA_F_NESTED,
+			nlAttr(ctaTupleIP|unix.NLA_F_NESTED, nlAttr(ctaIPv4Src, a.AsSlice()), nlAttr(ctaIPv4Dst, z.AsSlice())),
+			nlAttr(ctaTupleProt|unix.NLA_F_NESTED,
+				nlAttr(ctaProtoNum, []byte{unix.IPPROTO_UDP}), nlAttr(ctaProtoSrc, port(ap)), nlAttr(ctaProtoDst, port(zp))))
+	}
+	b = append(b, tuple(ctaTupleOrig, src, dst, sport, 53)...)
+	b = append(b, tuple(ctaTupleReply, dst, src, 53, sport)...)
+	b = append(b, nlAttr(ctaTimeout, binary.BigEndian.AppendUint32(nil, uint32(timeout/time.Second)))...)
+	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b
 }
 

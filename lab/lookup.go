@@ -95,7 +95,7 @@ type Stats struct {
 	Timeout time.Duration `json:"timeout_ns"`
 
 	// Racing: A and AAAA are sent at once from two threads on one socket;
-	// false in snat-one-port, whose two pods send one after the other.
+	// false in the scenarios whose lookups are not a glibc pair.
 	Racing    bool    `json:"racing"`
 	Requested int     `json:"requested"`
 	Lookups   int     `json:"lookups"` // completed
@@ -107,6 +107,11 @@ type Stats struct {
 	// Served is how many queries each endpoint answered during the run
 	// (dns1 first). A query dropped by conntrack never reaches one.
 	Served []uint64 `json:"served"`
+	// Reverse scenarios (UDP): datagrams the other peer never received
+	// (dropped at the node), and datagrams it received from another source
+	// port than the sender bound (moved by the node's NAT).
+	PeerLost  int `json:"peer_lost"`
+	PortMoved int `json:"port_moved"`
 	// Simultaneous counts lookups whose two sends started within
 	// SimultaneousWindow of each other, and MedianSkew is the median gap:
 	// a run without clashes and without simultaneous sends says the CPUs
@@ -183,7 +188,8 @@ func (t *Topology) Lookups(ctx context.Context, k int) (Stats, error) {
 
 // countedClashes is how many clashes the kernel counted in the topology's
 // namespaces between two readings: settled (clash_resolve) and not
-// (insert_failed; before 5.10 it counts every clash).
+// (insert_failed; before 5.10 it counts every clash). A reverse collision
+// that NAT settled by moving a port (Stats.PortMoved) counts nowhere.
 func countedClashes(before, after []netnsReading) uint64 {
 	var n uint64
 	for i := range before {
@@ -208,7 +214,7 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 		return Stats{}, fmt.Errorf("lookups %d: must not be negative", k)
 	}
 	st := Stats{
-		Setting: t.setting(), Timeout: t.Options.Timeout, Requested: k, Racing: !t.Scenario.sequential,
+		Setting: t.setting(), Timeout: t.Options.Timeout, Requested: k, Racing: t.Scenario.lookup == lookupRacing,
 		Pid: os.Getpid(), Comm: processComm(), Pids: []int{os.Getpid()},
 	}
 	for _, s := range t.senders {
@@ -235,13 +241,18 @@ func (t *Topology) LookupsUntil(ctx context.Context, k, minClashes, max int) (St
 				runErr = fmt.Errorf("reading conntrack counters: %w", err)
 				break
 			}
-			if enough = countedClashes(before, now) >= uint64(minClashes); enough {
+			if enough = countedClashes(before, now)+uint64(st.PortMoved) >= uint64(minClashes); enough {
 				break
 			}
 		}
-		if t.Scenario.sequential {
+		switch t.Scenario.lookup {
+		case lookupSequential:
 			err = t.sequentialLookup(&st)
-		} else {
+		case lookupSingle:
+			err = t.singleLookup(&st)
+		case lookupReverse:
+			err = t.reverseLookup(&st, i)
+		default:
 			err = racingLookup(t.senders[0], t.senders[1], t.Target, &t.Options, &st)
 		}
 		if err != nil {
@@ -364,6 +375,22 @@ func racingLookup(s0, s1 *sender, target netip.AddrPort, o *Options, st *Stats) 
 	return nil
 }
 
+// singleLookup sends one A query from a new socket and waits for it.
+func (t *Topology) singleLookup(st *Stats) error {
+	s := t.senders[0]
+	st.Sockets = append(st.Sockets, Socket{Client: s.ns.Role})
+	ok, err := t.queryOnce(s, t.Target, dnsmsg.TypeA, t.Options.Timeout)
+	if err != nil {
+		return err
+	}
+	if ok {
+		st.Answered.add(dnsmsg.TypeA)
+	} else {
+		st.Lost.add(dnsmsg.TypeA)
+	}
+	return nil
+}
+
 func (t *Topology) sequentialLookup(st *Stats) error {
 	if err := t.flusher.Flush(); err != nil {
 		return err
@@ -380,6 +407,9 @@ func (t *Topology) sequentialLookup(st *Stats) error {
 		if err != nil {
 			cs.Close()
 			return err
+		}
+		if i == 1 {
+			time.Sleep(t.Scenario.hold) // the first pod's entry ages
 		}
 		answered := false
 		if _, err := writeFd(cs.fd, q); err == nil {
@@ -406,6 +436,9 @@ func (s *Stats) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "answered   A %d  AAAA %d\n", s.Answered.A, s.Answered.AAAA)
 	fmt.Fprintf(&b, "lost       A %d  AAAA %d\n", s.Lost.A, s.Lost.AAAA)
 	fmt.Fprintf(&b, "served     %v queries by endpoint (dns1 first)\n", s.Served)
+	if s.PeerLost > 0 || s.PortMoved > 0 {
+		fmt.Fprintf(&b, "peers      %d packets never reached the other peer, %d reached it from a moved source port\n", s.PeerLost, s.PortMoved)
+	}
 	if s.Racing {
 		fmt.Fprintf(&b, "together   %d lookups sent A and AAAA within %v of each other (median gap %v)\n",
 			s.Simultaneous, SimultaneousWindow, s.MedianSkew)

@@ -179,16 +179,18 @@ func Leftovers() ([]Leftover, error) {
 }
 
 // Cleanup removes lab namespaces whose owning process is gone (all of them
-// when all is true) and returns the names removed.
+// when all is true) and returns the names removed; it also restores the
+// global conntrack settings such topologies changed.
 func Cleanup(all bool) ([]string, error) {
 	list, err := Leftovers()
 	if err != nil {
 		return nil, err
 	}
+	gone := func(pid int) bool { return all || pid == os.Getpid() || pid <= 0 || unix.Kill(pid, 0) != nil }
 	var removed []string
 	var errs []error
 	for _, l := range list {
-		if l.Alive && !all && l.OwnerPid != os.Getpid() {
+		if !gone(l.OwnerPid) {
 			continue
 		}
 		if err := deleteNetns(filepath.Join(NetnsDir, l.Name)); err != nil {
@@ -196,6 +198,13 @@ func Cleanup(all bool) ([]string, error) {
 			continue
 		}
 		removed = append(removed, l.Name)
+	}
+	owners, err := globalOwners()
+	errs = append(errs, err)
+	for prefix, pid := range owners {
+		if gone(pid) {
+			errs = append(errs, restoreGlobals(prefix))
+		}
 	}
 	return removed, errors.Join(errs...)
 }

@@ -240,6 +240,40 @@ func SNATOnePortNft(dev string, to netip.AddrPort, table string) string {
 		"\t\toifname %q meta l4proto udp snat to %s\n\t}\n}\n", fam, table, dev, to)
 }
 
+// MasqueradeRandomFullyRules masquerades every UDP flow leaving through dev
+// with random source ports, as kube-proxy's KUBE-POSTROUTING and many CNIs
+// do: NF_NAT_RANGE_PROTO_RANDOM_FULLY makes get_unique_tuple skip keeping
+// the source port, so two packets of one socket that race get different
+// ports and cannot merge (race 2 with ports apart: docs/kernel-notes.md,
+// The race types).
+func MasqueradeRandomFullyRules(dev string) []string {
+	return []string{
+		fmt.Sprintf(`-A POSTROUTING -o %s -p udp -m comment --comment "ctlab: masquerade with random ports (race 2)" -j MASQUERADE --random-fully`, dev),
+	}
+}
+
+// MasqueradeRandomFullyNft is MasqueradeRandomFullyRules as an nftables
+// ruleset.
+func MasqueradeRandomFullyNft(dev, table string) string {
+	return fmt.Sprintf("table ip %s {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"+
+		"\t\toifname %q meta l4proto udp masquerade fully-random\n\t}\n}\n", table, dev)
+}
+
+// NullBindingRules load a NAT table whose one rule never matches (TEST-NET-1
+// as source): nf_nat then gives every new flow a null binding, whose
+// get_unique_tuple moves a source port that another entry's reply holds.
+// Before 6.12 that is what a reverse collision runs into (docs/kernel-notes.md,
+// The race types); the kernel's conntrack_reverse_clash.sh does the same.
+func NullBindingRules() []string {
+	return []string{`-A POSTROUTING -s 192.0.2.1/32 -m comment --comment "ctlab: never matches; loads NAT (null bindings)" -j MASQUERADE`}
+}
+
+// NullBindingNft is NullBindingRules as an nftables ruleset.
+func NullBindingNft(table string) string {
+	return fmt.Sprintf("table ip %s {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n"+
+		"\t\tip saddr 192.0.2.1 masquerade\n\t}\n}\n", table)
+}
+
 // CtStateNewRules makes conntrack track a netns without any NAT: conntrack
 // registers its hooks in a netns only once a rule needs it, so the nonat
 // scenario adds a `ct state new` counter (iptables: a conntrack match without

@@ -258,3 +258,22 @@ func TestSplitRule(t *testing.T) {
 		}
 	}
 }
+
+// The race-2 masquerade asks for random ports; the null-binding rule never
+// matches a lab address.
+func TestMasqueradeAndNullBindingRules(t *testing.T) {
+	r := MasqueradeRandomFullyRules("dns1")
+	if args, err := ipt.Split(r[0]); err != nil || args[len(args)-2] != "MASQUERADE" || args[len(args)-1] != "--random-fully" || !strings.Contains(r[0], "-o dns1 ") {
+		t.Errorf("masquerade rule %q (%v)", r, err)
+	}
+	if got := MasqueradeRandomFullyNft("dns1", "ctlab"); !strings.Contains(got, "oifname \"dns1\" meta l4proto udp masquerade fully-random") {
+		t.Errorf("masquerade nft:\n%s", got)
+	}
+	n := NullBindingRules()
+	if len(n) != 1 || !strings.Contains(n[0], "-s 192.0.2.1/32 ") || !strings.HasSuffix(n[0], "-j MASQUERADE") {
+		t.Errorf("null binding rule %q", n)
+	}
+	if got := NullBindingNft("ctlab"); !strings.Contains(got, "ip saddr 192.0.2.1 masquerade") || !strings.Contains(got, "type nat hook postrouting") {
+		t.Errorf("null binding nft:\n%s", got)
+	}
+}

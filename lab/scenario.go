@@ -15,6 +15,7 @@ package lab
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Client placement.
@@ -30,9 +31,28 @@ const (
 type natKind int
 
 const (
-	natService     natKind = iota // kube-proxy ClusterIP DNAT
-	natNone                       // no NAT; a ct state new rule keeps conntrack on
-	natSNATOnePort                // node SNAT to one ip:port (race 4)
+	natService         natKind = iota // kube-proxy ClusterIP DNAT
+	natNone                           // no NAT; a ct state new rule keeps conntrack on
+	natSNATOnePort                    // node SNAT to one ip:port (race 4)
+	natMasqRandomFully                // node MASQUERADE --random-fully towards the DNS pod
+	natNullBinding                    // a NAT table whose rule never matches: null bindings only
+)
+
+// lookupKind is what one lookup of a scenario does.
+type lookupKind int
+
+const (
+	// lookupRacing: A and AAAA at the same instant from two threads on one
+	// socket, as glibc and musl send them.
+	lookupRacing lookupKind = iota
+	// lookupSequential: two pods query one after the other, the table
+	// flushed before (race 4).
+	lookupSequential
+	// lookupSingle: one query from a new socket.
+	lookupSingle
+	// lookupReverse: two peers (pod, dns1) send to each other at the same
+	// instant from fresh ports (race 5).
+	lookupReverse
 )
 
 // Scenario is one lab experiment.
@@ -48,15 +68,32 @@ type Scenario struct {
 	Family         int    `json:"family"` // 4 or 6
 	Path           string `json:"path"`   // PathForwarded or PathLocal
 
-	nat natKind
-	// sequential: one query per client, one client after the other (race 4),
-	// instead of two threads racing on one socket.
-	sequential bool
+	nat    natKind
+	lookup lookupKind
+	// proto of lookupReverse: 17 (UDP datagrams) or 6 (TCP simultaneous
+	// open).
+	proto uint8
+	// hold: in lookupSequential, how long the first pod's entry lives
+	// before the second pod's query collides with it.
+	hold time.Duration
 	// overlay: the endpoints sit behind a second node reached over VXLAN.
 	overlay           bool
 	masqueradeAll     bool
 	legacyPostrouting bool
+	// Global conntrack settings for the run (one per host: Topology's
+	// globals restore them): tableRoom lowers nf_conntrack_max to the
+	// node's entries plus this many once the topology is checked;
+	// hashBuckets sets the hash table's size.
+	tableRoom   int
+	hashBuckets int
+	// prefill: entries made through ctnetlink in a netns of their own
+	// ("fill") before the run, so that the shared hash table's chains are
+	// long before any traced packet passes.
+	prefill int
 }
+
+// sequential: one query per client, one client after the other (race 4).
+func (s *Scenario) sequential() bool { return s.lookup == lookupSequential }
 
 var scenarios = []Scenario{
 	{
@@ -102,7 +139,15 @@ var scenarios = []Scenario{
 		Expect:         "race 4, deterministic: the second pod's query is dropped at confirm every lookup: insert_failed and drop +1 per lookup on every kernel",
 		Endpoints:      1,
 		FixedEndpoints: true,
-		Family:         4, Path: PathForwarded, nat: natSNATOnePort, sequential: true,
+		Family:         4, Path: PathForwarded, nat: natSNATOnePort, lookup: lookupSequential,
+	},
+	{
+		Name:           "snat-one-port-held",
+		Description:    "snat-one-port, with the second pod's query 1.5 s after the first pod's answer: the entry it collides with is not a racer but an older flow",
+		Expect:         "race 4 against an entry confirmed 1.5 s before: dropped at confirm every lookup, insert_failed and drop +1 per lookup",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natSNATOnePort, lookup: lookupSequential, hold: 1500 * time.Millisecond,
 	},
 	{
 		Name:        "vxlan-masq",
@@ -111,6 +156,54 @@ var scenarios = []Scenario{
 		Endpoints:   2,
 		Family:      4, Path: PathForwarded, nat: natService,
 		overlay: true, masqueradeAll: true, legacyPostrouting: true,
+	},
+	{
+		Name:        "vxlan-masq-fixed",
+		Description: "vxlan-masq with kube-proxy 1.19+'s KUBE-POSTROUTING (kubernetes#92035): the mark is cleared before MASQUERADE, so the encapsulated packet is not masqueraded again",
+		Expect:      "no double SNAT: the VXLAN packet keeps its source port (no tunnel-double-snat finding); clashes resolved in node1",
+		Endpoints:   2,
+		Family:      4, Path: PathForwarded, nat: natService,
+		overlay: true, masqueradeAll: true,
+	},
+	{
+		Name:           "masq-random-fully",
+		Description:    "pod -> DNS pod through a node that masquerades it with MASQUERADE --random-fully (as kube-proxy and many CNIs do); A and AAAA race on one socket",
+		Expect:         "race 2 with ports apart: one socket's two packets get different source ports, so they cannot merge; inserted reply-only on 5.6+ (clash_resolve), dropped before",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natMasqRandomFully,
+	},
+	{
+		Name:           "reverse-udp",
+		Description:    "two peers (pod, dns1) send each other a UDP datagram at the same instant, from fresh ports, through a node with a NAT table loaded (null bindings)",
+		Expect:         "race 5: merged on 6.12+ (clash_resolve); before, dropped (insert_failed, drop) or the later packet's source port moved by its null binding (seen by the other peer; no counter)",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natNullBinding, lookup: lookupReverse, proto: 17,
+	},
+	{
+		Name:           "reverse-tcp",
+		Description:    "two peers (pod, dns1) open a TCP connection to each other at the same instant (simultaneous open), from fresh ports, through a node without NAT",
+		Expect:         "race 5 dropped on every kernel: TCP has no clash resolution (insert_failed, drop); the SYN is resent",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natNone, lookup: lookupReverse, proto: 6,
+	},
+	{
+		Name:           "table-full",
+		Description:    "pod -> DNS pod through the node, one query per lookup from a new socket, with nf_conntrack_max lowered to the node's entries + 16 (a global setting, restored when the topology is removed)",
+		Expect:         "after 16 lookups the table is full: nf_conntrack_in drops each new flow's packet (drop +1, insert_failed +0) unless early_drop evicts an unassured entry",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natNone, lookup: lookupSingle, tableRoom: 16,
+	},
+	{
+		Name:           "chain-too-long",
+		Description:    "pod -> DNS pod through the node with the conntrack hash table at its smallest, 512 buckets (a global setting, restored when the topology is removed), its chains already long with 18000 entries made in a netns of their own; made for ctlab flood",
+		Expect:         "5.15+: a hash chain past the random limit (50 to 79 nodes since 6.3 and its stable backports) makes confirm refuse the insert: chaintoolong and insert_failed +1, the packet dropped",
+		Endpoints:      1,
+		FixedEndpoints: true,
+		Family:         4, Path: PathForwarded, nat: natNone, hashBuckets: 512, prefill: 18000,
 	},
 }
 

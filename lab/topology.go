@@ -256,8 +256,10 @@ func (t *Topology) clientRoles() []string {
 	switch {
 	case t.Scenario.Path == PathLocal:
 		return []string{"node", "node"}
-	case t.Scenario.sequential:
+	case t.Scenario.sequential():
 		return []string{"pod", "pod2"}
+	case t.Scenario.lookup == lookupReverse:
+		return []string{"pod", "dns1"} // the two peers
 	default:
 		return []string{"pod", "pod"}
 	}
@@ -314,7 +316,7 @@ func (t *Topology) Close() error {
 			r.Close()
 		}
 		t.flusher.Close()
-		var errs []error
+		errs := []error{restoreGlobals(t.Prefix)}
 		for i := len(t.Namespaces) - 1; i >= 0; i-- {
 			if err := deleteNetns(t.Namespaces[i].Path); err != nil {
 				errs = append(errs, err)

@@ -148,6 +148,10 @@ func (e *Exporter) Incident(inc *incident.Incident) error {
 	return nil
 }
 
+// Finding: findings (incident.Finding) are not exported as metrics yet;
+// the trace prints them and its summary counts them.
+func (e *Exporter) Finding(*incident.Finding) error { return nil }
+
 // qtypeLabel keeps the label's values few: the common types by name, the
 // rest (and a query cut before its type) as "other".
 func qtypeLabel(t uint16) string {

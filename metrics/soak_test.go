@@ -26,7 +26,7 @@ func soak(tb testing.TB, passes, warm int) ([]uint64, *Exporter) {
 	e := h.exporter(nil)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e)
-	p := stream.New(e, false, time.Unix(0, 0))
+	p := stream.New(e, false, time.Unix(0, 0), true)
 	var heap []uint64
 	for pass := range passes {
 		ns := uint32(4_100_000_000 + pass)

@@ -74,8 +74,9 @@ func runSelftest(args []string, stdout, stderr io.Writer) error {
 	// The summary is over the lab's own namespaces, measured around the
 	// lookups.
 	counters := []kstat.NetnsCounters{}
+	max := kstat.ReadMax()
 	for _, ns := range stats.Netns {
-		counters = append(counters, kstat.NetnsCounters{Netns: ns.Inode, Name: ns.Name, Values: ns.Delta.Values()})
+		counters = append(counters, kstat.NetnsCounters{Netns: ns.Inode, Name: ns.Name, Values: ns.Delta.Values(), Entries: ns.Delta.Entries, Max: max})
 	}
 	summary, err := s.Finish(runErr, counters)
 	if err != nil {

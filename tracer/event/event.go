@@ -69,6 +69,7 @@ const (
 	StatusDstNAT       = 1 << 5  // IPS_DST_NAT
 	StatusSrcNATDone   = 1 << 7  // IPS_SRC_NAT_DONE
 	StatusDstNATDone   = 1 << 8  // IPS_DST_NAT_DONE
+	StatusDying        = 1 << 9  // IPS_DYING: killed, on its way out of the table
 	StatusFixedTimeout = 1 << 10 // IPS_FIXED_TIMEOUT
 	StatusNATClash     = 1 << 12 // IPS_NAT_CLASH (5.6+): inserted in the reply direction only
 )

@@ -48,6 +48,21 @@ func ev(outcome Outcome, ol, rl, ow, rw event.Tuple) *Evidence {
 	return e
 }
 
+// normal is the Evidence of a normal insert (no clash at confirm).
+func normal(ol, rl event.Tuple) *Evidence {
+	e := ev(OutcomeMerged, ol, rl, ol, rl)
+	e.OtherCT, e.W, e.WTuples, e.ClashDir, e.ClashWinner = e.CT, 0, false, -1, 0
+	return e
+}
+
+// portMoved is a normal insert whose SRC binding moved the port because W,
+// the reverse flow, held the reply tuple.
+func portMoved(ol, rl, ow, rw event.Tuple) *Evidence {
+	e := normal(ol, rl)
+	e.W, e.WTuples, e.OW, e.RW, e.ReverseHeld = 0x200, true, ow, rw, true
+	return e
+}
+
 func TestClassifyTable(t *testing.T) {
 	o := tuple(udp, podA+":41000", clusterIP)
 	r1 := tuple(udp, endpoint1, podA+":41000")
@@ -64,6 +79,10 @@ func TestClassifyTable(t *testing.T) {
 	a2b := tuple(udp, "127.0.0.11:5001", "127.0.0.12:5002")
 	b2a := tuple(udp, "127.0.0.12:5002", "127.0.0.11:5001")
 	unrelated := tuple(udp, "192.0.2.1:1", "192.0.2.2:2")
+	moved2 := tuple(udp, endpoint1, podA+":41002")
+	tcpA2B := tuple(tcp, "127.0.0.11:5001", "127.0.0.12:5002")
+	tcpB2A := tuple(tcp, "127.0.0.12:5002", "127.0.0.11:5001")
+	b2aMoved := tuple(udp, "127.0.0.11:5001", "127.0.0.12:6002") // B's reply after its source port moved
 
 	cases := []struct {
 		name   string
@@ -92,6 +111,17 @@ func TestClassifyTable(t *testing.T) {
 		{"R5 dropped", ev(OutcomeDropped, b2a, a2b, a2b, b2a), RaceReverse, OutcomeDropped, "6.12"},
 		{"R4 dropped", ev(OutcomeDropped, o4b, r4, o4a, r4), RaceSNATPort, OutcomeDropped, "SNAT port collision"},
 		{"dropped, unrelated", ev(OutcomeDropped, o, r1, unrelated, unrelated), RaceUnknown, OutcomeDropped, "share nothing"},
+		{"R2 nat-clash: ports apart (random-fully)", ev(OutcomeNATClash, o, moved, o, moved2), RaceNATPort, OutcomeNATClash, "randomises ports (as MASQUERADE --random-fully does)"},
+		{"R2 dropped: ports apart", ev(OutcomeDropped, o, moved, o, moved2), RaceNATPort, OutcomeDropped, "reply-only insertion needs 5.6+"},
+		{"R2 dropped: no same-origin rule", ev(OutcomeDropped, o, moved, o, r1), RaceNATPort, OutcomeDropped, "no same-origin rule (4e35c1cb9460, 5.0) to keep the port or a rule that randomises ports"},
+		{"R2 nat-clash: loser moved, winner kept the port", ev(OutcomeNATClash, o, moved, o, r1), RaceNATPort, OutcomeNATClash, "so the rule randomises ports"},
+		{"R5 dropped (tcp)", ev(OutcomeDropped, tcpB2A, tcpA2B, tcpA2B, tcpB2A), RaceReverse, OutcomeDropped, "tcp conntrack has no clash resolution"},
+		{"R5 port moved", portMoved(b2a, b2aMoved, a2b, b2a), RaceReverse, OutcomePortMoved, "moved the loser's source port 5002→6002"},
+		// 5.6 to 6.11 (seen on Debian's 5.10): the binding moved the port,
+		// then the ORIGINAL clashed at confirm and the free REPLY was
+		// inserted alone.
+		{"R5 nat-clash, port moved", ev(OutcomeNATClash, b2a, b2aMoved, a2b, b2a), RaceReverse, OutcomeNATClash, "moved its source port 5002→6002, so its REPLY was free"},
+		{"normal insert, moved, no reverse entry", normal(b2a, b2aMoved), RaceUnknown, OutcomeUnknown, "normal insert"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -101,6 +131,11 @@ func TestClassifyTable(t *testing.T) {
 			}
 			if !strings.Contains(res.Reason, c.reason) {
 				t.Errorf("reason %q lacks %q", res.Reason, c.reason)
+			}
+			// A race 2 settled on 5.6+ is never advised the same-origin
+			// rule: that kernel has it.
+			if res.Race == RaceNATPort && res.Outcome.Settled() && strings.Contains(res.Mitigation, "4e35c1cb9460") {
+				t.Errorf("settled race 2 advised the same-origin rule: %q", res.Mitigation)
 			}
 		})
 	}
@@ -169,7 +204,7 @@ func TestClassifyR2Ordering(t *testing.T) {
 	e.WConfirmed = 1000
 	e.LSrcNAT = NATStep{Seen: true, Time: 1100, Before: r1, After: moved, Range: event.NATRange{Flags: event.RangeProtoRandomFull}}
 	res = Classify(e)
-	if res.Race != RaceNATPort || !strings.Contains(res.Reason, "before the loser's SRC binding") || !strings.Contains(res.Reason, "randomizes") {
+	if res.Race != RaceNATPort || !strings.Contains(res.Reason, "before the loser's SRC binding") || !strings.Contains(res.Reason, "randomises ports (--random-fully") || !strings.Contains(res.Reason, "reply-only insertion needs 5.6+") || !strings.Contains(res.Mitigation, "drop --random-fully") {
 		t.Errorf("R2: %+v", res)
 	}
 }

@@ -2,6 +2,7 @@ package incident
 
 import (
 	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
+	"github.com/ctprobe/ctprobe/tracer/encap"
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
 
@@ -33,6 +34,10 @@ func (c *Correlator) lookupWinner(l rec) int32 {
 	return -1
 }
 
+func (inc *Incident) classified(r Result) {
+	inc.Race, inc.Outcome, inc.Reason, inc.Mitigation = r.Race, r.Outcome, r.Reason, r.Mitigation
+}
+
 func (c *Correlator) emit(inc Incident) {
 	c.stats.Incidents++
 	if inc.Race == RaceUnknown {
@@ -41,11 +46,8 @@ func (c *Correlator) emit(inc Incident) {
 	c.out = append(c.out, inc)
 }
 
-// finish builds the incident of loser l's confirm (record ls, or -1 for a
-// pending incident's copy of a record that is gone) and forgets a loser
-// that died.
-func (c *Correlator) finish(ls int32, l rec) {
-	inc := Incident{Time: l.confTime, ClashDir: -1}
+// loserEvidence is what loser l's confirm (and SRC binding) say.
+func loserEvidence(l rec) Evidence {
 	e := Evidence{
 		HaveConfirm: true, Verdict: l.conf.verdict, CT: l.ct, OtherCT: l.conf.other,
 		Status: l.conf.status, OL: l.conf.orig, RL: l.conf.reply, ClashDir: -1,
@@ -54,6 +56,15 @@ func (c *Correlator) finish(ls int32, l rec) {
 		n := &l.nat[event.ManipSrc]
 		e.LSrcNAT = NATStep{Seen: true, Time: n.time, Before: n.before, After: n.after, Range: n.rng}
 	}
+	return e
+}
+
+// finish builds the incident of loser l's confirm (record ls, or -1 for a
+// pending incident's copy of a record that is gone) and forgets a loser
+// that died.
+func (c *Correlator) finish(ls int32, l rec) {
+	inc := Incident{Time: l.confTime, ClashDir: -1}
+	e := loserEvidence(l)
 	outcome, _ := OutcomeOf(l.conf.verdict, l.ct, l.conf.other, l.conf.status)
 	ws := int32(-1)
 	switch {
@@ -64,10 +75,16 @@ func (c *Correlator) finish(ls int32, l rec) {
 	default:
 		if ws = c.lookupWinner(l); ws >= 0 {
 			e.W, e.WFrom = c.heads[ws].ct, "a confirmed entry with the loser's tuple (no nf_ct_resolve_clash event)"
+		} else if outcome == OutcomeDropped && c.clashProbed {
+			c.insertFailed(l)
+			if ls >= 0 {
+				c.release(ls)
+			}
+			return
 		}
 	}
 	if l.have&hasClash != 0 {
-		e.ClashDir, e.ClashWinner = int(l.clash.dir), l.clash.winner
+		e.ClashDir, e.ClashWinner = clashDir(l), l.clash.winner
 		inc.ClashDir = e.ClashDir
 	}
 	if e.W != 0 && ws < 0 {
@@ -76,8 +93,7 @@ func (c *Correlator) finish(ls int32, l rec) {
 	ws = c.checkWinner(&e, l, ws)
 	c.winnerTuples(&e, l, ws)
 
-	res := Classify(&e)
-	inc.Race, inc.Outcome, inc.Reason = res.Race, res.Outcome, res.Reason
+	inc.classified(Classify(&e))
 	c.packet(l, &inc.Loser)
 	c.winnerPacket(&inc, &e, l, ws)
 	c.emit(inc)
@@ -85,6 +101,103 @@ func (c *Correlator) finish(ls int32, l rec) {
 		// The loser is freed with its skb: nothing more will come for it.
 		c.release(ls)
 	}
+}
+
+// clashDir is the direction of the winner's hash node that matched loser
+// l at confirm (docs/json-schema.md, clash_dir). nf_ct_resolve_clash is
+// handed that node; the in-kernel lookup instead says which of the loser's
+// tuples matched, so its direction is taken from the tuples the way
+// __nf_conntrack_confirm finds the node: the bucket of the loser's ORIGINAL
+// first, then that of its REPLY (docs/kernel-notes.md, What confirm
+// returns, per era).
+func clashDir(l rec) int {
+	if !l.clash.lookup {
+		return int(l.clash.dir)
+	}
+	ow, rw := l.clash.orig, l.clash.reply
+	var ol, rl event.Tuple
+	switch {
+	case l.have&hasConfirm != 0:
+		ol, rl = l.conf.orig, l.conf.reply
+	case l.have&hasOrig != 0:
+		ol = l.orig
+	}
+	switch {
+	case ow == ol:
+		return 0
+	case rw == ol:
+		return 1
+	case rl.Src.IsValid() && ow == rl:
+		return 0
+	case rl.Src.IsValid() && rw == rl:
+		return 1
+	}
+	return int(l.clash.dir)
+}
+
+// insertFailed reports loser l, dropped at confirm without a clash.
+func (c *Correlator) insertFailed(l rec) {
+	f := Finding{Time: l.confTime}
+	f.ID, f.Reason, f.Mitigation = insertFailed(l.conf.status)
+	c.packet(l, &f.Flow)
+	c.found(f)
+}
+
+// sourceNATed looks at entry s, inserted normally with its source
+// rewritten by SRC NAT: a tunnel flow (a finding; a VXLAN device's packet
+// keeps the skb_iif of the packet it encapsulates, so one from this host
+// may look forwarded), or a loser whose binding moved its port because the
+// reverse flow held its reply tuple (race 5 without a clash).
+func (c *Correlator) sourceNATed(s int32, l rec) {
+	if k := tunnelOf(&l.conf.orig); k != 0 {
+		f := Finding{ID: FindingTunnelDoubleSNAT, Time: l.confTime, Mitigation: mitigationTunnelSNAT}
+		if p := c.payload(l); len(p) > 0 {
+			f.Inner, _ = encap.Parse(k, p)
+		}
+		f.Reason = tunnelSNAT(k, l.conf.orig, l.conf.reply, f.Inner, c.local(l))
+		c.packet(l, &f.Flow)
+		c.found(f)
+	}
+	if !sourceMoved(l.conf.orig, l.conf.reply) {
+		return
+	}
+	rev := invert(l.conf.orig)
+	k := keyOf(&rev, l.netns, l.zone)
+	ws, ok := c.lookupTuple(&k)
+	if !ok || ws == s {
+		return
+	}
+	w := c.at(ws)
+	if w.have&hasConfirm == 0 || w.conf.orig != rev || w.confTime > l.confTime {
+		return
+	}
+	inc := Incident{Time: l.confTime, ClashDir: -1}
+	e := loserEvidence(l)
+	e.W, e.WFrom, e.WTuples, e.OW, e.RW, e.WConfirmed = w.ct, "a confirmed entry whose ORIGINAL is the loser's reply tuple before NAT", true, w.conf.orig, w.conf.reply, w.confTime
+	e.ReverseHeld = true
+	inc.classified(Classify(&e))
+	c.packet(l, &inc.Loser)
+	c.winnerPacket(&inc, &e, l, ws)
+	c.emit(inc)
+}
+
+// local: entry l's first packet was made on this host (its confirm saw no
+// input interface, or conntrack first saw it at LOCAL_OUT); false says
+// nothing.
+func (c *Correlator) local(l rec) bool {
+	return l.conf.flags&event.FlagLocal != 0 || l.have&hasIn != 0 && l.in.hook == event.HookLocalOut
+}
+
+// payload is the start of entry l's UDP payload, as its confirm or its
+// CT_IN captured it.
+func (c *Correlator) payload(l rec) []byte {
+	if n := l.conf.payloadLen; n > 0 {
+		return l.conf.payload[:min(int(n), len(l.conf.payload))]
+	}
+	if n := l.in.payloadLen; l.have&hasIn != 0 && n > 0 {
+		return l.in.payload[:min(int(n), len(l.in.payload))]
+	}
+	return nil
 }
 
 // checkWinner drops a winner record that cannot be W: the clash event read
@@ -159,9 +272,9 @@ func (c *Correlator) winnerPacket(inc *Incident, e *Evidence, l rec, ws int32) {
 // orphan is the incident of a clash whose loser's confirm never arrived.
 func (c *Correlator) orphan(s int32) Incident {
 	l := c.at(s)
-	inc := Incident{Time: l.clash.time, ClashDir: int(l.clash.dir)}
+	inc := Incident{Time: l.clash.time, ClashDir: clashDir(l)}
 	e := Evidence{
-		CT: l.ct, ClashDir: int(l.clash.dir), ClashWinner: l.clash.winner,
+		CT: l.ct, ClashDir: inc.ClashDir, ClashWinner: l.clash.winner,
 		W: l.clash.winner, WTuples: true, OW: l.clash.orig, RW: l.clash.reply, WFrom: "nf_ct_resolve_clash",
 	}
 	if l.have&hasOrig != 0 {
@@ -170,8 +283,7 @@ func (c *Correlator) orphan(s int32) Incident {
 	if l.have&hasNATSrc != 0 {
 		e.RL = l.nat[event.ManipSrc].after
 	}
-	res := Classify(&e)
-	inc.Race, inc.Outcome, inc.Reason = res.Race, res.Outcome, res.Reason
+	inc.classified(Classify(&e))
 	c.packet(l, &inc.Loser)
 	ws := c.alive(e.W, l.clash.time)
 	if ws == s {

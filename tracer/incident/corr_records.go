@@ -42,10 +42,13 @@ type natRec struct {
 }
 
 type clashRec struct {
-	time        uint64
-	cpu         uint32
-	winner      uint64
-	dir         uint8
+	time   uint64
+	cpu    uint32
+	winner uint64
+	dir    uint8
+	// lookup: found by the in-kernel tuple lookup (event.FlagLookup), whose
+	// dir names which of the loser's tuples matched, not W's node.
+	lookup      bool
 	orig, reply event.Tuple // the winner's
 }
 

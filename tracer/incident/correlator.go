@@ -34,12 +34,19 @@ type Options struct {
 	// the oldest is completed at once. Each holds a copy of the loser's
 	// record (about 1 KiB), so that eviction cannot lose it.
 	MaxPending int
+	// ClashProbed: nf_ct_resolve_clash is probed, so a loser dropped at
+	// confirm without a clash event (and without a winner found by tuple)
+	// failed its insert for another reason: a Finding, not an Incident.
+	// Where the probe is missing (inlined, or skipped) such a drop stays an
+	// unclassified incident.
+	ClashProbed bool
 }
 
 // Stats counts what the correlator did.
 type Stats struct {
 	Events    uint64 // events passed to Add
 	Incidents uint64 // incidents returned
+	Findings  uint64 // findings returned
 	Unknown   uint64 // of those, RaceUnknown
 	Tracked   int    // per-ct records held now
 	Pending   int    // incidents waiting for late events now
@@ -59,6 +66,7 @@ type Stats struct {
 // generation, or starts a new one.
 type Correlator struct {
 	maxAge, window uint64
+	clashProbed    bool
 	heads          []recHead // by slot: what every event and eviction reads
 	bodies         []recBody // by slot: what the events said
 	lru            []lruNode // by slot
@@ -71,6 +79,7 @@ type Correlator struct {
 	pendLen        int
 	now            uint64 // newest event time seen
 	out            []Incident
+	findings       []Finding
 	stats          Stats
 	warmSink       uint64 // see alloc
 }
@@ -91,17 +100,18 @@ func New(opts Options) *Correlator {
 		opts.MaxPending = DefaultMaxPending
 	}
 	c := &Correlator{
-		maxAge:  uint64(opts.MaxAge),
-		window:  uint64(max(opts.ReorderWindow, 0)),
-		heads:   make([]recHead, opts.MaxCTs),
-		bodies:  make([]recBody, opts.MaxCTs),
-		lru:     make([]lruNode, opts.MaxCTs),
-		free:    make([]int32, opts.MaxCTs),
-		byCT:    newCTIndex(opts.MaxCTs),
-		byTuple: newTupleIndex(2 * opts.MaxCTs),
-		head:    -1,
-		tail:    -1,
-		pend:    make([]pending, opts.MaxPending),
+		maxAge:      uint64(opts.MaxAge),
+		window:      uint64(max(opts.ReorderWindow, 0)),
+		clashProbed: opts.ClashProbed,
+		heads:       make([]recHead, opts.MaxCTs),
+		bodies:      make([]recBody, opts.MaxCTs),
+		lru:         make([]lruNode, opts.MaxCTs),
+		free:        make([]int32, opts.MaxCTs),
+		byCT:        newCTIndex(opts.MaxCTs),
+		byTuple:     newTupleIndex(2 * opts.MaxCTs),
+		head:        -1,
+		tail:        -1,
+		pend:        make([]pending, opts.MaxPending),
 	}
 	for i := range c.heads {
 		c.heads[i].reset()
@@ -147,6 +157,19 @@ func (c *Correlator) take() []Incident {
 	out := c.out
 	c.out = nil
 	return out
+}
+
+// Findings returns the findings that the calls since the last one
+// completed (nil for almost every event).
+func (c *Correlator) Findings() []Finding {
+	out := c.findings
+	c.findings = nil
+	return out
+}
+
+func (c *Correlator) found(f Finding) {
+	c.stats.Findings++
+	c.findings = append(c.findings, f)
 }
 
 // common files in record s what every kind of event says (netns, zone,
@@ -203,7 +226,7 @@ func (c *Correlator) addClash(ev *event.Event) {
 		return
 	}
 	r := c.common(s, ev)
-	r.clash = clashRec{time: ev.Time, cpu: ev.CPU, winner: ev.OtherCT, dir: ev.Aux & 1, orig: ev.Orig, reply: ev.Reply}
+	r.clash = clashRec{time: ev.Time, cpu: ev.CPU, winner: ev.OtherCT, dir: ev.Aux & 1, lookup: ev.Flags&event.FlagLookup != 0, orig: ev.Orig, reply: ev.Reply}
 	r.have |= hasClash
 }
 
@@ -235,6 +258,9 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 		// which r.conf now holds too: they are in cache, r.conf may not be.)
 		c.index(s, 1, &ev.Orig)
 		c.index(s, 2, &ev.Reply)
+		if ev.Reply.Dst != ev.Orig.Src || sourceMoved(ev.Orig, ev.Reply) {
+			c.sourceNATed(s, r)
+		}
 		return
 	}
 	if outcome == OutcomeNATClash {

@@ -66,18 +66,21 @@ type Packet struct {
 // Incident is one clash at __nf_conntrack_confirm between a loser and the
 // confirmed winner that already held its tuple.
 type Incident struct {
-	Time      uint64 // the loser's confirm
-	Race      RaceType
-	Reason    string // why Race is what it is (always set for RaceUnknown)
-	Outcome   Outcome
-	Loser     Packet
-	Winner    Packet
-	HasWinner bool
+	Time    uint64 // the loser's confirm
+	Race    RaceType
+	Reason  string // why Race is what it is (always set for RaceUnknown)
+	Outcome Outcome
+	// Mitigation is what removes or settles this race, given its outcome
+	// and what NAT did (RaceType.Mitigation).
+	Mitigation string
+	Loser      Packet
+	Winner     Packet
+	HasWinner  bool
 	// Window is the time between the two packets' conntrack entry (ns);
 	// 0 when either is unknown (KnownWindow tells).
 	Window uint64
-	// Direction of the winner's hash node that matched: 0 ORIGINAL, 1 REPLY,
-	// -1 when no nf_ct_resolve_clash event was seen.
+	// Direction of the winner's hash node that matched the loser's tuple
+	// at confirm: 0 ORIGINAL, 1 REPLY, -1 when no clash event was seen.
 	ClashDir int
 }
 

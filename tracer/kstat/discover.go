@@ -175,7 +175,9 @@ func readProcess(pid int, inode uint64) (Counters, error) {
 // Values returns the counters that account for races, keyed as ctprobe
 // prints them; counters this kernel lacks are absent.
 func (c Counters) Values() map[string]uint64 {
-	v := map[string]uint64{"insert_failed": c.InsertFailed, "drop": c.Drop}
+	// early_drop and invalid say which kernel reasons explain drops that
+	// are not clashes (a full table, a tracker refusing a packet).
+	v := map[string]uint64{"insert_failed": c.InsertFailed, "drop": c.Drop, "early_drop": c.EarlyDrop, "invalid": c.Invalid}
 	if c.HasClashResolve {
 		v["clash_resolve"] = c.ClashResolve
 	}

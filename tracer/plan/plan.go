@@ -40,3 +40,13 @@ type Entry struct {
 	// Required: tracing fails without this point.
 	Required bool `json:",omitempty"`
 }
+
+// IsAttached reports whether the plan attached probe point point.
+func IsAttached(entries []Entry, point string) bool {
+	for _, e := range entries {
+		if e.Point == point && e.Status == Attached {
+			return true
+		}
+	}
+	return false
+}

@@ -45,7 +45,8 @@ func TestAppendEscaped(t *testing.T) {
 // s: a process name (event, incident, summary), a pod, container and
 // netns name (incident, summary), a DNS name, a loss kind, a
 // warning, the plan, a netns name and a counter name as a capture from
-// another machine would carry them, and the probes report.
+// another machine would carry them, the probes report, and the sender of
+// a finding's flow.
 func hostileLines(s string) map[string]func(Renderer) error {
 	ev := testEvents()[0]
 	ev.Comm = [16]byte{}
@@ -59,6 +60,8 @@ func hostileLines(s string) map[string]func(Renderer) error {
 	// capture; the winner is another pod, so both are printed.
 	inc.Loser.Names = names.Names{Pod: names.Pod{Namespace: s, Name: s, UID: "u1"}, Container: s, Netns: s}
 	inc.Winner.Names = names.Names{Pod: names.Pod{Namespace: s, Name: s + "2", UID: "u2"}, Container: s}
+	finding := testFindings()[1]
+	finding.Flow.Comm = s
 	unknown := incs[len(incs)-1]
 	unknown.Race, unknown.Reason = incident.RaceUnknown, s
 	tally := summary.NewTally(testNow)
@@ -76,6 +79,7 @@ func hostileLines(s string) map[string]func(Renderer) error {
 		},
 		"incident": func(r Renderer) error { return r.Incident(inc) },
 		"unknown":  func(r Renderer) error { return r.Incident(&unknown) },
+		"finding":  func(r Renderer) error { return r.Finding(&finding) },
 		"lost":     func(r Renderer) error { return r.Lost(loss.Count{Kind: loss.Kind(s), CPU: 2, Count: 3}) },
 		"warning":  func(r Renderer) error { return r.Warning(s) },
 		"summary":  func(r Renderer) error { return r.Summary(tally.Summary(testNow, counters, true)) },

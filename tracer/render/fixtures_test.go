@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ctprobe/ctprobe/tracer/encap"
 	"github.com/ctprobe/ctprobe/tracer/event"
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/kstat"
@@ -372,6 +373,20 @@ func testIncidents() []incident.Incident {
 		Reason: "different DNAT endpoints", Winner: W, Loser: L, HasWinner: true, ClashDir: 0,
 	})
 
+	// Race 5 before 6.12 with nf_nat loaded (--all): the loser's null SRC
+	// binding found its reply tuple held by the peer's entry and moved its
+	// port; no clash.
+	moved5 := udp("10.0.0.1", 4000, "10.0.0.2", 5001)
+	W = incident.Packet{CT: ctW, Netns: tNetns, Orig: a, Reply: b, ReplyPre: b,
+		Timeline: []incident.Stage{confirm(6000, 0, event.VerdictAccept, b)}}
+	L = incident.Packet{CT: ctL, Comm: "peer-b", PID: 801, TID: 801, Task: true, CPU: 1, Netns: tNetns,
+		Orig: b, Reply: moved5, ReplyPre: a, NATChange: true, PortMoved: true,
+		Timeline: []incident.Stage{confirm(7000, 1, event.VerdictAccept, moved5)}}
+	out = append(out, incident.Incident{
+		Time: tBase + 7000, Race: incident.RaceReverse, Outcome: incident.OutcomePortMoved,
+		Reason: "reverse collision without a clash: NAT moved the loser's source port 5000→5001", Winner: W, Loser: L, HasWinner: true, ClashDir: -1,
+	})
+
 	// Race 0: the loser was dropped but the winner's history was evicted.
 	_, L = dnsPair(replyEp1, replyEp2)
 	L.Timeline = append(L.Timeline[:3], confirm(21000, 1, event.VerdictDrop, replyEp2))
@@ -385,6 +400,7 @@ func testIncidents() []incident.Incident {
 	// tuples.
 	for i := range out {
 		inc := &out[i]
+		inc.Mitigation = inc.Race.Mitigation(incident.Facts{Outcome: inc.Outcome, Proto: inc.Loser.Orig.Proto})
 		for _, p := range []*incident.Packet{&inc.Winner, &inc.Loser} {
 			for j := range p.Timeline {
 				s := &p.Timeline[j]
@@ -402,11 +418,35 @@ func testIncidents() []incident.Incident {
 	return out
 }
 
+// testFindings are a tunnel flow masqueraded a second time, with its inner
+// flow, and an insert that failed without a clash.
+func testFindings() []incident.Finding {
+	outer := udp("192.168.100.1", 41234, "192.168.100.2", 4789)
+	outerReply := udp("192.168.100.2", 4789, "192.168.100.1", 61234)
+	tunnel := incident.Finding{
+		ID: incident.FindingTunnelDoubleSNAT, Time: tBase + 40000,
+		Flow: incident.Packet{CT: 0xffff888004a1b400, Netns: tNetns, Orig: outer, Reply: outerReply,
+			ReplyPre: udp("192.168.100.2", 4789, "192.168.100.1", 41234), NATChange: true, PortMoved: true},
+		Inner: encap.Flow{Valid: true, Kind: encap.VXLAN, VNI: 42, Src: netip.MustParseAddr("10.244.255.1"), Dst: netip.MustParseAddr("10.244.2.1"),
+			Proto: 17, SrcPort: 40000, DstPort: 53, HasPorts: true},
+		Reason:     "VXLAN traffic from this host source-NATed: 192.168.100.1:41234 now leaves as 192.168.100.1:61234",
+		Mitigation: "do not masquerade the tunnel's own packets",
+	}
+	_, L := dnsPair(replyEp1, replyEp2)
+	chain := incident.Finding{
+		ID: incident.FindingChainTooLong, Time: tBase + 50000, Flow: L,
+		Reason: "the insert failed at confirm without a clash", Mitigation: "a larger hash table",
+	}
+	chain.Flow.Timeline = nil
+	chain.Flow.Names = names.Names{Pod: checkoutPod, Container: "app", ContainerID: checkoutCtr, Netns: "cni-4b1f0c2e"}
+	return []incident.Finding{tunnel, chain}
+}
+
 // testCounters are the kernel counter deltas over the summary interval.
 func testCounters() []kstat.NetnsCounters {
 	return []kstat.NetnsCounters{
-		{Netns: tNetns, Name: "ctlab", Values: map[string]uint64{"clash_resolve": 4, "insert_failed": 3, "drop": 3}},
-		{Netns: 4026531840, Name: "host", Values: map[string]uint64{"clash_resolve": 0, "insert_failed": 1, "drop": 5, "chain_too_long": 1}},
+		{Netns: tNetns, Name: "ctlab", Values: map[string]uint64{"clash_resolve": 4, "insert_failed": 4, "drop": 3, "chain_too_long": 1}, Entries: 12, Max: 262144},
+		{Netns: 4026531840, Name: "host", Values: map[string]uint64{"clash_resolve": 0, "insert_failed": 1, "drop": 5, "chain_too_long": 1, "early_drop": 2, "invalid": 1}, Entries: 64, Max: 64},
 	}
 }
 
@@ -414,6 +454,9 @@ func testTally() *summary.Tally {
 	t := summary.NewTally(time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC))
 	for _, inc := range testIncidents() {
 		t.Add(&inc)
+	}
+	for _, f := range testFindings() {
+		t.AddFinding(&f)
 	}
 	t.AddLost(loss.Count{Kind: loss.NoHistory, CPU: 1, Count: 1})
 	return t

@@ -84,8 +84,20 @@ func dnsFate(o incident.Outcome) string {
 		return "inserted reply-only"
 	case incident.OutcomeDropped:
 		return "lost (resent after the resolver's timeout, 5 s by default)"
+	case incident.OutcomePortMoved:
+		return "sent from another source port"
 	}
 	return string(o)
+}
+
+// appendFlow writes a packet's entry: "ct 0x…  udp a:1->b:2  reply b:2->a:1".
+func appendFlow(dst []byte, p *incident.Packet) []byte {
+	dst = append(dst, "ct "...)
+	dst = appendHex(dst, p.CT)
+	dst = append(dst, "  "...)
+	dst = appendTuple(dst, p.Orig)
+	dst = append(dst, "  reply "...)
+	return appendTupleEnds(dst, p.Reply)
 }
 
 func appendDNSQuery(dst []byte, q *incident.DNSQuery) []byte {
@@ -140,6 +152,15 @@ func appendWho(dst []byte, color bool, who byte) []byte {
 // appendPacketTask writes "comm[pid/tid]", or when the task fields are
 // incidental (the packet was not seen in the sender's process context)
 // "(sender unknown)", or the socket where that alone is known.
+// appendPIDComm writes " — pid 4242 ctlab" for a packet whose sender is
+// known (p.Task).
+func appendPIDComm(dst []byte, p *incident.Packet) []byte {
+	dst = append(dst, " — pid "...)
+	dst = appendUint(dst, uint64(p.PID))
+	dst = append(dst, ' ')
+	return appendEscaped(dst, p.Comm)
+}
+
 func appendPacketTask(dst []byte, p *incident.Packet) []byte {
 	if !p.Task {
 		if p.HasSock {
@@ -186,10 +207,7 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	dst = append(dst, " — "...)
 	dst = appendColored(dst, color, outcomeColor(inc.Outcome), string(inc.Outcome), 0)
 	if L.Task {
-		dst = append(dst, " — pid "...)
-		dst = appendUint(dst, uint64(L.PID))
-		dst = append(dst, ' ')
-		dst = appendEscaped(dst, L.Comm)
+		dst = appendPIDComm(dst, L)
 	} else {
 		dst = append(dst, " — sender unknown"...)
 	}
@@ -276,12 +294,8 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 			dst = appendNames(dst, &p.Names)
 			dst = pad(dst, start, podW)
 		}
-		dst = append(dst, "  ct "...)
-		dst = appendHex(dst, p.CT)
 		dst = append(dst, "  "...)
-		dst = appendTuple(dst, p.Orig)
-		dst = append(dst, "  reply "...)
-		dst = appendTupleEnds(dst, p.Reply)
+		dst = appendFlow(dst, p)
 		if p.NATChange {
 			dst = append(dst, " (NAT from "...)
 			dst = appendTupleEnds(dst, p.ReplyPre)

@@ -405,21 +405,24 @@ type jsonPacket struct {
 }
 
 type jsonIncident struct {
-	Schema   int         `json:"schema"`
-	Kind     string      `json:"kind"`
-	Node     string      `json:"node,omitempty"`
-	Time     string      `json:"time"`
-	KtimeNS  uint64      `json:"ktime_ns"`
-	Race     int         `json:"race"`
-	RaceName string      `json:"race_name"`
-	Outcome  string      `json:"outcome"`
-	Reason   string      `json:"reason"`
-	WindowUS *float64    `json:"window_us"`
-	ClashDir *string     `json:"clash_dir"`
-	Netns    uint32      `json:"netns"`
-	BaseNS   uint64      `json:"offset_base_ktime_ns"`
-	Winner   *jsonPacket `json:"winner"`
-	Loser    *jsonPacket `json:"loser"`
+	Schema   int    `json:"schema"`
+	Kind     string `json:"kind"`
+	Node     string `json:"node,omitempty"`
+	Time     string `json:"time"`
+	KtimeNS  uint64 `json:"ktime_ns"`
+	Race     int    `json:"race"`
+	RaceName string `json:"race_name"`
+	Outcome  string `json:"outcome"`
+	Reason   string `json:"reason"`
+	// Mitigation: the race table's advice for this race, outcome and NAT
+	// binding (incident.Incident.Mitigation).
+	Mitigation string      `json:"mitigation"`
+	WindowUS   *float64    `json:"window_us"`
+	ClashDir   *string     `json:"clash_dir"`
+	Netns      uint32      `json:"netns"`
+	BaseNS     uint64      `json:"offset_base_ktime_ns"`
+	Winner     *jsonPacket `json:"winner"`
+	Loser      *jsonPacket `json:"loser"`
 }
 
 // micros is ns in µs as the float64 nearest to the decimal "µs.nnn", so
@@ -435,17 +438,18 @@ func rfc3339(t time.Time) string { return t.Format(time.RFC3339Nano) }
 func incidentJSON(inc *incident.Incident, c Clock) jsonIncident {
 	base := firstTime(inc)
 	v := jsonIncident{
-		Schema:   SchemaVersion,
-		Kind:     "incident",
-		Time:     rfc3339(c.Time(inc.Time)),
-		KtimeNS:  inc.Time,
-		Race:     int(inc.Race),
-		RaceName: inc.Race.Name(),
-		Outcome:  string(inc.Outcome),
-		Reason:   inc.Reason,
-		Netns:    inc.Loser.Netns,
-		BaseNS:   base,
-		Loser:    packetJSON(&inc.Loser, false, inc, base),
+		Schema:     SchemaVersion,
+		Kind:       "incident",
+		Time:       rfc3339(c.Time(inc.Time)),
+		KtimeNS:    inc.Time,
+		Race:       int(inc.Race),
+		RaceName:   inc.Race.Name(),
+		Outcome:    string(inc.Outcome),
+		Reason:     inc.Reason,
+		Mitigation: inc.Mitigation,
+		Netns:      inc.Loser.Netns,
+		BaseNS:     base,
+		Loser:      packetJSON(&inc.Loser, false, inc, base),
 	}
 	if window, known := inc.KnownWindow(); known {
 		w := micros(window)

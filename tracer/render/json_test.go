@@ -337,8 +337,12 @@ func TestJSONIncidents(t *testing.T) {
 	if got := L["timeline"].([]any)[1].(map[string]any)["offset_us"].(json.Number).String(); got != "5" {
 		t.Errorf("offset_us of the loser's DNAT %v, want 5", got)
 	}
-	if lines[6]["winner"] != nil || lines[6]["window_us"] != nil || lines[6]["clash_dir"] != nil {
-		t.Errorf("race 0 without a winner: %v", lines[6])
+	if lines[7]["winner"] != nil || lines[7]["window_us"] != nil || lines[7]["clash_dir"] != nil {
+		t.Errorf("race 0 without a winner: %v", lines[7])
+	}
+	if pm := lines[6]; pm["outcome"] != "port-moved" || pm["race"].(json.Number).String() != "5" || pm["clash_dir"] != nil ||
+		!strings.Contains(pm["mitigation"].(string), "NOTRACK") {
+		t.Errorf("race 5 port moved: %v", pm)
 	}
 	// The default mode's race 3: the winner's socket, not its task.
 	W := lines[5]["winner"].(map[string]any)
@@ -400,12 +404,25 @@ func TestJSONSummary(t *testing.T) {
 			want(t, wn, n, "incidents", tInt)
 			want(t, wn, n, "resolved", tInt)
 			want(t, wn, n, "dropped", tInt)
+			want(t, wn, n, "insert_failures", tInt)
+			want(t, wn, n, "entries", tInt)
+			want(t, wn, n, "nf_conntrack_max", tInt)
 			if c, ok := want(t, wn, n, "completeness", tObject, tNull).(map[string]any); ok {
 				wantCompleteness(wn+" completeness", c)
 			}
+			if u, ok := want(t, wn, n, "unexplained", tObject, tNull).(map[string]any); ok {
+				want(t, wn+" unexplained", u, "insert_failed", tInt)
+				want(t, wn+" unexplained", u, "drop", tInt)
+				rs, _ := want(t, wn+" unexplained", u, "reasons", tArray, tNull).([]any)
+				for _, r := range rs {
+					if _, ok := r.(string); !ok {
+						t.Errorf("%s: reason %v", wn, r)
+					}
+				}
+			}
 		}
 		tot := want(t, w, m, "total", tObject).(map[string]any)
-		for _, k := range []string{"netns_with_counters", "incidents", "resolved", "dropped", "uncounted"} {
+		for _, k := range []string{"netns_with_counters", "incidents", "resolved", "dropped", "insert_failures", "uncounted"} {
 			want(t, w+" total", tot, k, tInt)
 		}
 		want(t, w+" total", tot, "counters", tObject)
@@ -417,6 +434,13 @@ func TestJSONSummary(t *testing.T) {
 		bs := want(t, w+" lost", lost, "by_source", tObject).(map[string]any)
 		for _, src := range loss.Kinds {
 			want(t, w+" lost by_source", bs, string(src), tInt)
+		}
+		for _, f := range want(t, w, m, "findings", tArray).([]any) {
+			f := f.(map[string]any)
+			want(t, w+" finding", f, "id", tString)
+			want(t, w+" finding", f, "netns", tInt)
+			want(t, w+" finding", f, "count", tInt)
+			wantFinding(t, w+" finding example", want(t, w+" finding", f, "example", tObject).(map[string]any))
 		}
 		for _, mi := range want(t, w, m, "mitigations", tArray).([]any) {
 			mi := mi.(map[string]any)
@@ -433,8 +457,16 @@ func TestJSONSummary(t *testing.T) {
 	if old := lines[1]["total"].(map[string]any)["completeness"].(map[string]any); old["has_clash_resolve"] != false || old["clash_resolve"] != nil {
 		t.Errorf("pre-5.10 completeness %v", old)
 	}
-	if n := len(lines[0]["mitigations"].([]any)); n != 7 {
-		t.Errorf("%d mitigations, want 7 (races 0-5 and dropped)", n)
+	// One row per race and text: race 5 merged and port-moved differ.
+	if n := len(lines[0]["mitigations"].([]any)); n != 8 {
+		t.Errorf("%d mitigations, want 8 (races 0-5, race 5 twice, and dropped)", n)
+	}
+	if n := len(lines[0]["findings"].([]any)); n != 2 {
+		t.Errorf("%d findings, want 2", n)
+	}
+	host := lines[0]["netns"].([]any)[0].(map[string]any)["unexplained"].(map[string]any)
+	if rs := fmt.Sprint(host["reasons"]); !strings.Contains(rs, "the table was full") || !strings.Contains(rs, "invalid +1") {
+		t.Errorf("host netns: drops unexplained %v", host)
 	}
 }
 
@@ -444,7 +476,7 @@ func TestJSONMisc(t *testing.T) {
 	for _, m := range lines {
 		kinds = append(kinds, m["kind"].(string))
 	}
-	if !slices.Equal(kinds, []string{"header", "plan", "warning", "lost", "lost"}) {
+	if !slices.Equal(kinds, []string{"header", "plan", "finding", "finding", "warning", "lost", "lost"}) {
 		t.Fatalf("kinds %v", kinds)
 	}
 	h := lines[0]
@@ -461,12 +493,23 @@ func TestJSONMisc(t *testing.T) {
 	for _, m := range lines {
 		wantTime(t, "misc", m, "time")
 	}
+	for _, f := range lines[1:3] {
+		wantFinding(t, "finding", f)
+	}
+	if in := lines[1]["inner"].(map[string]any); in["tunnel"] != "VXLAN" || in["ports"] != true ||
+		in["flow"].(map[string]any)["dst"] != "10.244.2.1:53" {
+		t.Errorf("tunnel inner flow %v", in)
+	}
+	if lines[2]["inner"] != nil {
+		t.Errorf("chain-too-long finding with an inner flow: %v", lines[2])
+	}
 	for _, p := range lines[0]["points"].([]any) {
 		p := p.(map[string]any)
 		for _, k := range []string{"point", "function", "mode", "status", "reason"} {
 			want(t, "plan point", p, k, tString)
 		}
 	}
+	lines = slices.Delete(lines, 1, 3) // the findings
 	want(t, "warning", lines[1], "message", tString)
 	for _, l := range lines[2:] {
 		want(t, "lost", l, "source", tString)
@@ -510,5 +553,26 @@ func TestJSONDocumented(t *testing.T) {
 		if !regexp.MustCompile("`(?:[a-z_]+(?:\\[\\])?\\.)*" + regexp.QuoteMeta(k) + "`").Match(doc) {
 			t.Errorf("key %q is not documented in docs/json-schema.md", k)
 		}
+	}
+}
+
+// wantFinding checks the keys of a "finding" line.
+func wantFinding(t *testing.T, w string, f map[string]any) {
+	t.Helper()
+	if f["kind"] != "finding" {
+		t.Errorf("%s: kind %v", w, f["kind"])
+	}
+	wantTime(t, w, f, "time")
+	want(t, w, f, "ktime_ns", tInt)
+	want(t, w, f, "id", tString)
+	want(t, w, f, "netns", tInt)
+	want(t, w, f, "reason", tString)
+	want(t, w, f, "mitigation", tString)
+	want(t, w, f, "flow", tObject)
+	if in, ok := want(t, w, f, "inner", tObject, tNull).(map[string]any); ok {
+		want(t, w+" inner", in, "tunnel", tString)
+		want(t, w+" inner", in, "vni", tInt)
+		want(t, w+" inner", in, "flow", tObject)
+		want(t, w+" inner", in, "ports", tBool)
 	}
 }

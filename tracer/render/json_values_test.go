@@ -143,8 +143,8 @@ func nodesOut(format string) []byte {
 	opt := testOptions(false)
 	opt.Node = "node-a"
 	r, _ := New(&buf, format, opt)
-	inc, ev := testIncidents()[2], testEvents()[0]
-	err := errors.Join(r.Header(&testHeader), r.Plan(testPlan), r.Event(&ev), r.Incident(&inc),
+	inc, ev, f := testIncidents()[2], testEvents()[0], testFindings()[0]
+	err := errors.Join(r.Header(&testHeader), r.Plan(testPlan), r.Event(&ev), r.Incident(&inc), r.Finding(&f),
 		r.Lost(loss.Count{Kind: loss.Ringbuf, CPU: 1, Count: 12}), r.Warning("w"))
 	sum, _ := New(&buf, format, testOptions(false))
 	nodes := []summary.NodeSummary{{Node: "node-a", Summary: testSummary()}, {Node: "node-b", Summary: testSummary()}}
@@ -164,12 +164,12 @@ func TestNodes(t *testing.T) {
 		}
 	}
 	s := lines[len(lines)-1]
-	if s["incidents"] != json.Number("14") || s["node"] != nil {
-		t.Errorf("summary of two nodes of 7 incidents: %v", s)
+	if s["incidents"] != json.Number("16") || s["node"] != nil {
+		t.Errorf("summary of two nodes of 8 incidents: %v", s)
 	}
 	for i, n := range want(t, "summary", s, "nodes", tArray).([]any) {
 		n := n.(map[string]any)
-		if n["node"] != []string{"node-a", "node-b"}[i] || n["incidents"] != json.Number("7") || n["resolved"] != json.Number("4") || n["dropped"] != json.Number("3") {
+		if n["node"] != []string{"node-a", "node-b"}[i] || n["incidents"] != json.Number("8") || n["resolved"] != json.Number("4") || n["dropped"] != json.Number("3") {
 			t.Errorf("node row %v", n)
 		}
 		wantTime(t, "node row", n, "start")
@@ -177,7 +177,7 @@ func TestNodes(t *testing.T) {
 		want(t, "node row", n, "lost", tInt)
 		want(t, "node row", n, "completeness", tObject)
 	}
-	for _, rows := range []string{"netns", "by_process"} {
+	for _, rows := range []string{"netns", "by_process", "findings"} {
 		for _, row := range s[rows].([]any) {
 			if node := row.(map[string]any)["node"]; node != "node-a" && node != "node-b" {
 				t.Errorf("%s row %v", rows, row)
@@ -185,8 +185,8 @@ func TestNodes(t *testing.T) {
 		}
 	}
 	text := string(nodesOut("text"))
-	for _, want := range []string{"[node-a] attach plan\n", "[node-a] 12:00:03.123477 race 3 ", "[node-a] 12:00:10.000000 lost 12", "[node-a] 12:00:10.000000 warning: w\n",
-		"by node\n  node-a  7 incidents (4 settled, 3 dropped), lost 1, 10s\n", "  [node-b] netns 4026532201 (ctlab)", "  [node-a] total ", "  [node-a] ctlab[4242]  6\n"} {
+	for _, want := range []string{"[node-a] attach plan\n", "[node-a] 12:00:03.123477 race 3 ", "[node-a] 12:00:10.000000 lost 12", "[node-a] 12:00:03.123496 finding tunnel-double-snat", "[node-a] 12:00:10.000000 warning: w\n",
+		"by node\n  node-a  8 incidents (4 settled, 3 dropped), lost 1, 10s\n", "  [node-b] netns 4026532201 (ctlab)", "  [node-a] total ", "  [node-a] ctlab[4242]  6\n", "  [node-b] tunnel-double-snat  netns 4026532201  1 "} {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %q in\n%s", want, text)
 		}

@@ -60,5 +60,6 @@ func (l Log) Summary(s *summary.Summary) error {
 
 func (Log) Event(*event.Event) error          { return nil }
 func (Log) Incident(*incident.Incident) error { return nil }
+func (Log) Finding(*incident.Finding) error   { return nil }
 func (Log) Probes(*Probes) error              { return nil }
 func (Log) Flush() error                      { return nil }

@@ -108,6 +108,15 @@ func (p *PCAPNG) Incident(inc *incident.Incident) error {
 	return nil
 }
 
+// Finding writes the packet of the entry a finding is about.
+func (p *PCAPNG) Finding(f *incident.Finding) error {
+	if !f.Flow.Orig.Src.IsValid() {
+		return nil
+	}
+	comment := fmt.Sprintf("ctprobe: finding %s, ct %#x", f.ID, f.Flow.CT)
+	return p.write(f.Time, f.Flow.Orig, f.Flow.Reply, dnsQueryPayload(&f.Flow.DNS), comment)
+}
+
 // dnsPayload is a captured DNS message rebuilt whole from its question (the
 // capture holds at most its first 64 bytes), or nothing.
 func dnsPayload(captured []byte) []byte {

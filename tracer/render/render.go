@@ -102,6 +102,8 @@ type Renderer interface {
 	Event(ev *event.Event) error
 	// Incident writes one clash between a winner and a loser.
 	Incident(inc *incident.Incident) error
+	// Finding writes one fault that is not a clash (incident.Finding).
+	Finding(f *incident.Finding) error
 	// Lost reports records that never arrived.
 	Lost(l loss.Count) error
 	// Summary writes an interval or final summary.
@@ -127,6 +129,7 @@ type Discard struct{}
 func (Discard) Header(*Header) error              { return nil }
 func (Discard) Event(*event.Event) error          { return nil }
 func (Discard) Incident(*incident.Incident) error { return nil }
+func (Discard) Finding(*incident.Finding) error   { return nil }
 func (Discard) Lost(loss.Count) error             { return nil }
 func (Discard) Summary(*summary.Summary) error    { return nil }
 func (Discard) Plan([]plan.Entry) error           { return nil }
@@ -303,7 +306,7 @@ func outcomeColor(o incident.Outcome) string {
 	switch o {
 	case incident.OutcomeDropped:
 		return ansiRed
-	case incident.OutcomeNATClash:
+	case incident.OutcomeNATClash, incident.OutcomePortMoved:
 		return ansiYellow
 	case incident.OutcomeMerged:
 		return ansiGreen

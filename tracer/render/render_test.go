@@ -160,9 +160,12 @@ var testPlan = []plan.Entry{
 var testHeader = Header{Version: "v1.2.3", Kernel: "6.12.48+deb13-amd64", Hostname: "node-a", Mode: "incidents", Start: testNow.Add(-10 * time.Second)}
 
 func miscOut(r Renderer) error {
+	fs := testFindings()
 	return errors.Join(
 		r.Header(&testHeader),
 		r.Plan(testPlan),
+		r.Finding(&fs[0]),
+		r.Finding(&fs[1]),
 		r.Warning(`netns 4026532999: cannot read /proc/net/stat/nf_conntrack: permission denied`),
 		r.Lost(loss.Count{Kind: loss.Ringbuf, CPU: 1, Count: 12}),
 		r.Lost(loss.Count{Kind: loss.KretprobeMissed, CPU: -1, Count: 1}),

@@ -166,7 +166,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			dst = append(dst, '\n')
 		}
 		dst = append(dst, "completeness\n"...)
-		var short, over bool
+		var over bool
 		line := func(dst []byte, label string, c *summary.Completeness) []byte {
 			dst = append(dst, "  "...)
 			dst = appendPadded(dst, label, labelW)
@@ -180,9 +180,6 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, " (no clash_resolve counter: before 5.10, insert_failed counts resolved clashes too)"...)
 			}
 			for _, e := range []*summary.Explained{c.ClashResolve, &c.InsertFailed} {
-				if e != nil && e.Explained < e.Counted {
-					short = true
-				}
 				if e != nil && e.Explained > e.Counted {
 					over = true
 				}
@@ -215,9 +212,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 			dst = appendUint(dst, tot.Uncounted)
 			dst = append(dst, " incidents in namespaces whose counters were not read are not in the total)\n"...)
 		}
-		if short {
-			dst = append(dst, "  unexplained counts are lost records, traffic outside the filters, or insert failures that are not clashes (dying entry, chain too long)\n"...)
-		}
+		dst = appendUnexplained(dst, s, nsLabel, labelW)
 		if over {
 			dst = append(dst, "  more incidents than counts: counters are read at the interval edges, so an incident near an edge can fall into the neighbouring interval\n"...)
 		}
@@ -252,6 +247,8 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		dst = append(dst, "): incidents may be missing\n"...)
 	}
 
+	dst = appendFindingCounts(dst, s)
+
 	// Mitigations.
 	if ms := summary.Mitigations(s); len(ms) > 0 {
 		dst = append(dst, "mitigations\n"...)
@@ -263,11 +260,18 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 				dst = append(dst, " ("...)
 				dst = append(dst, m.RaceName...)
 				dst = append(dst, "): "...)
-				dst = append(dst, m.Text...)
+				dst = appendEscaped(dst, m.Text)
 				if *m.Race != int(incident.RaceUnknown) {
-					if m.Dropped == 0 {
+					switch {
+					case m.PortMoved > 0:
+						dst = append(dst, " — "...)
+						dst = appendUint(dst, m.PortMoved)
+						dst = append(dst, " of "...)
+						dst = appendUint(dst, m.Incidents)
+						dst = append(dst, " sent from another source port"...)
+					case m.Dropped == 0:
 						dst = append(dst, " — no drops seen: this kernel already settles it"...)
-					} else {
+					default:
 						dst = append(dst, " — "...)
 						dst = appendUint(dst, m.Dropped)
 						dst = append(dst, " of "...)
@@ -286,15 +290,75 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 					dst = append(dst, ')')
 				}
 			} else {
-				dst = append(dst, "dropped packets ("...)
+				dst = append(dst, "dropped DNS queries ("...)
 				dst = appendUint(dst, m.Dropped)
 				dst = append(dst, "): "...)
-				dst = append(dst, m.Text...)
+				dst = appendEscaped(dst, m.Text)
 			}
 			dst = append(dst, '\n')
 		}
 	}
 	return append(dst, '\n')
+}
+
+// appendUnexplained writes, for each netns whose insert_failed or drop
+// ctprobe did not fully explain, what is left and the kernel reasons that
+// can explain it; nothing when nothing is left.
+func appendUnexplained(dst []byte, s *summary.Summary, label func(*summary.NetnsSummary) string, labelW int) []byte {
+	title := false
+	for i := range s.Netns {
+		n := &s.Netns[i]
+		u := n.Unexplained()
+		if u.InsertFailed == 0 && u.Drop == 0 {
+			continue
+		}
+		if !title {
+			dst = append(dst, "unexplained, and what can explain it\n"...)
+			title = true
+		}
+		dst = append(dst, "  "...)
+		dst = appendPadded(dst, label(n), labelW)
+		dst = append(dst, "  insert_failed +"...)
+		dst = appendUint(dst, u.InsertFailed)
+		dst = append(dst, ", drop +"...)
+		dst = appendUint(dst, u.Drop)
+		dst = append(dst, '\n')
+		for _, r := range u.Reasons {
+			dst = append(dst, "    "...)
+			dst = appendEscaped(dst, r)
+			dst = append(dst, '\n')
+		}
+	}
+	return dst
+}
+
+// appendFindingCounts writes the findings by id and netns, each with its
+// first flow and the advice.
+func appendFindingCounts(dst []byte, s *summary.Summary) []byte {
+	if len(s.Findings) == 0 {
+		return dst
+	}
+	dst = append(dst, "findings\n"...)
+	for i := range s.Findings {
+		f := &s.Findings[i]
+		dst = append(dst, "  "...)
+		if f.Node != "" {
+			dst = append(dst, '[')
+			dst = appendEscaped(dst, f.Node)
+			dst = append(dst, "] "...)
+		}
+		dst = appendEscaped(dst, f.ID)
+		dst = append(dst, "  netns "...)
+		dst = appendUint(dst, f.Netns)
+		dst = append(dst, "  "...)
+		dst = appendUint(dst, f.Count)
+		dst = append(dst, " (first: "...)
+		dst = appendFlow(dst, &f.Example.Flow)
+		dst = append(dst, ")\n    fix: "...)
+		dst = appendEscaped(dst, f.Example.Mitigation)
+		dst = append(dst, '\n')
+	}
+	return dst
 }
 
 func appendExplained(dst []byte, e summary.Explained, name string, color bool) []byte {
@@ -475,14 +539,26 @@ type jsonDestCount struct {
 }
 
 type jsonNetns struct {
-	Node         string                `json:"node,omitempty"`
-	Netns        uint64                `json:"netns"`
-	Name         string                `json:"name"`
-	Counters     map[string]uint64     `json:"counters"`
-	Incidents    uint64                `json:"incidents"`
-	Resolved     uint64                `json:"resolved"`
-	Dropped      uint64                `json:"dropped"`
-	Completeness *summary.Completeness `json:"completeness"`
+	Node           string                `json:"node,omitempty"`
+	Netns          uint64                `json:"netns"`
+	Name           string                `json:"name"`
+	Counters       map[string]uint64     `json:"counters"`
+	Entries        uint64                `json:"entries"`
+	Max            uint64                `json:"nf_conntrack_max"`
+	Incidents      uint64                `json:"incidents"`
+	Resolved       uint64                `json:"resolved"`
+	Dropped        uint64                `json:"dropped"`
+	InsertFailures uint64                `json:"insert_failures"`
+	Completeness   *summary.Completeness `json:"completeness"`
+	Unexplained    *summary.Unexplained  `json:"unexplained"`
+}
+
+type jsonFindingCount struct {
+	Node    string      `json:"node,omitempty"`
+	ID      string      `json:"id"`
+	Netns   uint64      `json:"netns"`
+	Count   uint64      `json:"count"`
+	Example jsonFinding `json:"example"`
 }
 
 type jsonLostTotals struct {
@@ -505,6 +581,7 @@ type jsonSummary struct {
 	Netns         []jsonNetns          `json:"netns"`
 	Total         summary.Totals       `json:"total"`
 	Lost          jsonLostTotals       `json:"lost"`
+	Findings      []jsonFindingCount   `json:"findings"`
 	Mitigations   []summary.Mitigation `json:"mitigations"`
 	Unlisted      summary.Unlisted     `json:"unlisted"`
 	Nodes         []jsonNode           `json:"nodes,omitempty"`
@@ -526,8 +603,13 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		Netns:         []jsonNetns{},
 		Total:         summary.TotalsOf(s),
 		Lost:          jsonLostTotals{BySource: map[loss.Kind]uint64{}},
+		Findings:      []jsonFindingCount{},
 		Mitigations:   summary.Mitigations(s),
 		Unlisted:      s.Unlisted,
+	}
+	for i := range s.Findings {
+		f := &s.Findings[i]
+		v.Findings = append(v.Findings, jsonFindingCount{Node: f.Node, ID: f.ID, Netns: f.Netns, Count: f.Count, Example: findingJSON(&f.Example, opt.Clock)})
 	}
 	if v.Mitigations == nil {
 		v.Mitigations = []summary.Mitigation{}
@@ -546,10 +628,12 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 	}
 	for i := range s.Netns {
 		n := &s.Netns[i]
-		jn := jsonNetns{Node: n.Node, Netns: n.Netns, Name: n.Name, Counters: n.Counters, Incidents: n.Incidents, Resolved: n.Resolved, Dropped: n.Dropped}
+		jn := jsonNetns{Node: n.Node, Netns: n.Netns, Name: n.Name, Counters: n.Counters, Entries: n.Entries, Max: n.Max,
+			Incidents: n.Incidents, Resolved: n.Resolved, Dropped: n.Dropped, InsertFailures: n.InsertFailures}
 		if n.Counters != nil {
 			c := n.Completeness()
-			jn.Completeness = &c
+			u := n.Unexplained()
+			jn.Completeness, jn.Unexplained = &c, &u
 		}
 		v.Netns = append(v.Netns, jn)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,10 +16,10 @@ import (
 
 func TestTally(t *testing.T) {
 	s := testSummary()
-	if s.Incidents != 7 {
+	if s.Incidents != 8 {
 		t.Errorf("incidents %d", s.Incidents)
 	}
-	if len(s.ByRace) != 6 || s.ByRace[0].Race != 0 || s.ByRace[5].Race != 5 {
+	if len(s.ByRace) != 7 || s.ByRace[0].Race != 0 || s.ByRace[6].Race != 5 || s.ByRace[6].Outcome != incident.OutcomePortMoved {
 		t.Errorf("by race %+v", s.ByRace)
 	}
 	if s.ByProcess[0].Comm != "ctlab" || s.ByProcess[0].Count != 6 {
@@ -91,5 +92,16 @@ func TestMitigationsOfUnsortedRaces(t *testing.T) {
 	}
 	if want := []string{"1  1/0", "3  3/1", "-1 dropped 1/1"}; !slices.Equal(got, want) {
 		t.Errorf("mitigations %q, want %q", got, want)
+	}
+}
+
+// A netns whose drops no incident explains (a full table drops before any
+// clash) gets its reasons even though insert_failed is fully explained.
+func TestSummaryUnexplainedDrops(t *testing.T) {
+	s := &summary.Summary{Netns: []summary.NetnsSummary{{Netns: 7, Name: "node",
+		Counters: map[string]uint64{"clash_resolve": 0, "insert_failed": 0, "drop": 14}, Entries: 20, Max: 20}}}
+	txt := string(appendSummaryText(nil, s, &Options{}))
+	if !strings.Contains(txt, "insert_failed +0, drop +14\n") || !strings.Contains(txt, "the table was full") {
+		t.Errorf("drops of a full table not explained:\n%s", txt)
 	}
 }

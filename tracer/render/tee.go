@@ -36,6 +36,10 @@ func (t Tee) Incident(inc *incident.Incident) error {
 	return t.each(func(r Renderer) error { return r.Incident(inc) })
 }
 
+func (t Tee) Finding(f *incident.Finding) error {
+	return t.each(func(r Renderer) error { return r.Finding(f) })
+}
+
 func (t Tee) Lost(l loss.Count) error { return t.each(func(r Renderer) error { return r.Lost(l) }) }
 
 func (t Tee) Summary(s *summary.Summary) error {

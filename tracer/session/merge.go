@@ -175,7 +175,7 @@ func (n *nodeReplay) open(i int) error {
 	if n.p == nil {
 		n.q = &queue{}
 		n.table = names.NewTable()
-		n.p = stream.New(n.q, printsEvents(&hdr, n.all), time.Unix(0, hdr.StartUnixNano))
+		n.p = stream.New(n.q, printsEvents(&hdr, n.all), time.Unix(0, hdr.StartUnixNano), plan.IsAttached(hdr.Plan, "clash"))
 		n.p.SetNames(n.table)
 	}
 	n.q.to, n.q.at, n.q.clock = n.newRenderer(n.name, at, &hdr), at, render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}
@@ -252,6 +252,12 @@ func (q *queue) Incident(inc *incident.Incident) error {
 	c := *inc
 	c.Loser.Timeline, c.Winner.Timeline = slices.Clone(c.Loser.Timeline), slices.Clone(c.Winner.Timeline)
 	return q.push(q.clock.Time(c.Time), func(r render.Renderer) error { return r.Incident(&c) })
+}
+
+func (q *queue) Finding(f *incident.Finding) error {
+	c := *f
+	c.Flow.Timeline = slices.Clone(c.Flow.Timeline)
+	return q.push(q.clock.Time(c.Time), func(r render.Renderer) error { return r.Finding(&c) })
 }
 
 func (q *queue) Lost(l loss.Count) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
 	"github.com/ctprobe/ctprobe/tracer/names"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream"
@@ -143,6 +144,7 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime, co
 	if err := startStream(r, &hdr, true); err != nil {
 		return Replayed{}, err
 	}
+	corr.ClashProbed = plan.IsAttached(hdr.Plan, "clash")
 	p := stream.NewWithCorrelator(r, printsEvents(&hdr, all), time.Unix(0, hdr.StartUnixNano), corr)
 	// The names the live trace gave come before the records whose
 	// incidents they named.

@@ -25,6 +25,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/kstat"
 	"github.com/ctprobe/ctprobe/tracer/loss"
 	"github.com/ctprobe/ctprobe/tracer/names"
+	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream"
@@ -148,7 +149,7 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 			cfg.Renderer.Warning(fmt.Sprintf("dropping capabilities: %v: ctprobe may keep more than it needs", err))
 		}
 	}
-	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start)
+	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start, plan.IsAttached(t.Plan, "clash"))
 	if cfg.Names != nil {
 		s.p.SetNames(cfg.Names)
 	}
@@ -342,11 +343,11 @@ func (s *Session) done() bool {
 }
 
 // handle processes a record, then writes it to the capture: the names
-// its incidents were given go before it.
+// its incidents and findings were given go before it.
 func (s *Session) handle(rec *ringbuf.Record) error {
-	n := s.p.Stats().Incidents
+	before := s.p.Stats()
 	err := s.p.Record(rec.RawSample)
-	if s.p.Stats().Incidents != n {
+	if after := s.p.Stats(); after.Incidents != before.Incidents || after.Findings != before.Findings {
 		if werr := s.writeNames(); werr != nil {
 			return werr
 		}

@@ -182,7 +182,7 @@ func BenchmarkProcessor(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			p := New(out, mode.all, time.Unix(0, 0))
+			p := New(out, mode.all, time.Unix(0, 0), true)
 			if mode.names {
 				p.SetNames(namedNode(b))
 			}
@@ -211,7 +211,7 @@ func BenchmarkReport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p := New(render.NewText(io.Discard, render.Options{}), false, time.Unix(0, 0))
+		p := New(render.NewText(io.Discard, render.Options{}), false, time.Unix(0, 0), true)
 		for {
 			rec, err := rd.Next()
 			if errors.Is(err, io.EOF) {

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctprobe/ctprobe/tracer/event"
+	"github.com/ctprobe/ctprobe/tracer/event/eventtest"
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/names"
+	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream/streamtest"
 )
@@ -83,7 +86,7 @@ func TestProcessorNamesOnlyIncidents(t *testing.T) {
 		t.Fatal(err)
 	}
 	records := s.CopyRecords()
-	p := New(render.Discard{}, false, time.Unix(0, 0))
+	p := New(render.Discard{}, false, time.Unix(0, 0), true)
 	p.SetNames(res)
 	pass := func() {
 		for _, r := range records {
@@ -100,7 +103,7 @@ func TestProcessorNamesOnlyIncidents(t *testing.T) {
 
 	var c collect
 	busy := streamtest.BusyCapture(t)
-	p = New(&c, false, time.Unix(0, 0))
+	p = New(&c, false, time.Unix(0, 0), true)
 	p.SetNames(res)
 	for _, r := range busy.CopyRecords() {
 		if err := p.Record(r); err != nil {
@@ -125,5 +128,50 @@ func TestProcessorNamesOnlyIncidents(t *testing.T) {
 	}
 	if named == 0 {
 		t.Error("no incident from a pod in the race mix")
+	}
+}
+
+// collectFindings keeps the findings a Processor renders.
+type collectFindings struct {
+	render.Discard
+	findings []incident.Finding
+}
+
+func (c *collectFindings) Finding(f *incident.Finding) error {
+	c.findings = append(c.findings, *f)
+	return nil
+}
+
+// A finding's flow is named like an incident's packets: a pod's query
+// dropped at confirm without a clash (a chain too long) names the pod that
+// sent it, by its sender and by its address.
+func TestProcessorNamesFindings(t *testing.T) {
+	res := namedNode(t)
+	const pod = 3
+	src := fmt.Sprint("10.244.1.", 2+pod)
+	for _, task := range []bool{true, false} {
+		e := probe.BPFEvent{Ts: 1000, Kind: uint8(event.Confirm), Ct: 0xffff888004a1b200, Netns: uint32(4026533000 + pod),
+			Hook: event.HookNone, Orig: eventtest.Tuple(src, 41000, "10.96.0.10", 53), Reply: eventtest.Tuple("10.244.2.1", 53, src, 41000),
+			Ret: event.VerdictDrop}
+		if task {
+			e.PidTgid = uint64(1000+37*pod)<<32 | uint64(1000+37*pod)
+			e.Flags = uint16(event.FlagLocal | event.FlagSock) // a local socket's task
+		}
+		var c collectFindings
+		p := New(&c, false, time.Unix(0, 0), true)
+		p.SetNames(res)
+		if err := p.Record(eventtest.Record(e)); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Idle(uint64(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.findings) != 1 {
+			t.Fatalf("task %v: %d findings, want the insert that failed", task, len(c.findings))
+		}
+		got := c.findings[0].Flow.Names
+		if got.Pod != synthPod(pod) || task && got.Container != "app" {
+			t.Errorf("task %v: finding's flow named %+v, want pod %+v (container app when the sender is known)", task, got, synthPod(pod))
+		}
 	}
 }

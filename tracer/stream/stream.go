@@ -33,12 +33,14 @@ type Stats struct {
 	Records      uint64
 	DecodeErrors uint64
 	Incidents    uint64
+	Findings     uint64
 }
 
 // New returns a Processor writing to out; all prints every event as well
-// as the incidents (mode.Mode.PrintsEvents).
-func New(out render.Renderer, all bool, start time.Time) *Processor {
-	return NewWithCorrelator(out, all, start, incident.Options{})
+// as the incidents (mode.Mode.PrintsEvents); clashProbed says that the
+// plan attached nf_ct_resolve_clash (incident.Options.ClashProbed).
+func New(out render.Renderer, all bool, start time.Time, clashProbed bool) *Processor {
+	return NewWithCorrelator(out, all, start, incident.Options{ClashProbed: clashProbed})
 }
 
 // NewWithCorrelator is New with the correlator's options: its tables take
@@ -54,8 +56,9 @@ func NewWithCorrelator(out render.Renderer, all bool, start time.Time, corr inci
 	}
 }
 
-// SetNames names the pod and container of both packets of every incident
-// from src (nil: none). Lookups happen per incident, never per event.
+// SetNames names the pod and container of both packets of every incident,
+// and of every finding's flow, from src (nil: none). Lookups happen per
+// incident and finding, never per event.
 func (p *Processor) SetNames(src names.Source) { p.names = src }
 
 // Stats returns the counts so far.
@@ -81,6 +84,8 @@ func (p *Processor) Record(raw []byte) error {
 	return p.incidents(p.corr.Add(&p.ev))
 }
 
+// incidents prints and counts what the correlator completed: incs, and
+// the findings it holds.
 func (p *Processor) incidents(incs []incident.Incident) error {
 	for i := range incs {
 		if p.names != nil {
@@ -93,23 +98,37 @@ func (p *Processor) incidents(incs []incident.Incident) error {
 			return err
 		}
 	}
+	fs := p.corr.Findings()
+	for i := range fs {
+		if p.names != nil {
+			fs[i].Flow.Names = p.names.Names(namesKey(&fs[i].Flow))
+		}
+		p.stats.Findings++
+		p.total.AddFinding(&fs[i])
+		p.interval.AddFinding(&fs[i])
+		if err := p.out.Finding(&fs[i]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// name looks up both packets of an incident: by netns, by sender where it
-// is known, and by source address before NAT.
+// name looks up both packets of an incident.
 func (p *Processor) name(inc *incident.Incident) {
-	key := func(pkt *incident.Packet) names.Key {
-		k := names.Key{Netns: pkt.Netns, Addr: pkt.Orig.Src}
-		if pkt.Task {
-			k.PID = pkt.PID
-		}
-		return k
-	}
-	inc.Loser.Names = p.names.Names(key(&inc.Loser))
+	inc.Loser.Names = p.names.Names(namesKey(&inc.Loser))
 	if inc.HasWinner {
-		inc.Winner.Names = p.names.Names(key(&inc.Winner))
+		inc.Winner.Names = p.names.Names(namesKey(&inc.Winner))
 	}
+}
+
+// namesKey looks a packet up by netns, by sender where it is known, and by
+// source address before NAT.
+func namesKey(pkt *incident.Packet) names.Key {
+	k := names.Key{Netns: pkt.Netns, Addr: pkt.Orig.Src}
+	if pkt.Task {
+		k.PID = pkt.PID
+	}
+	return k
 }
 
 // Idle tells the correlator that kernel time reached now while no record

@@ -29,13 +29,14 @@ func (n *NodeSummary) Settled() (settled, dropped uint64) {
 
 // Merge adds up the final summaries of several nodes into one over all of
 // them: from the earliest start to the latest end, every breakdown summed,
-// each process and namespace row kept with its node (pids and inodes
-// repeat across nodes), and
+// each process, namespace and finding row kept with its node (pids and
+// inodes repeat across nodes), and
 // the nodes' own summaries in Nodes for a per-node table.
 func Merge(nodes []NodeSummary) *Summary {
 	s := &Summary{Final: true, Lost: map[loss.Kind]uint64{}, Nodes: nodes}
 	byRace, byProc := map[RaceCount]uint64{}, map[ProcessCount]uint64{}
 	byPod, byDst := map[names.Pod]uint64{}, map[DestCount]uint64{}
+	byMit, byFind := map[mitigationKey]*MitigationCount{}, map[findingKey]*FindingCount{}
 	for i, n := range nodes {
 		if i == 0 || n.Start.Before(s.Start) {
 			s.Start = n.Start
@@ -47,6 +48,22 @@ func Merge(nodes []NodeSummary) *Summary {
 		s.Incidents += n.Incidents
 		for _, r := range n.ByRace {
 			byRace[RaceCount{Race: r.Race, Outcome: r.Outcome}] += r.Count
+		}
+		for _, m := range n.ByMitigation {
+			k := mitigationKey{m.Race, m.Text}
+			sum := byMit[k]
+			if sum == nil {
+				sum = &MitigationCount{Race: m.Race, Text: m.Text}
+				byMit[k] = sum
+			}
+			sum.Count += m.Count
+			sum.Dropped += m.Dropped
+			sum.Moved += m.Moved
+			sum.DNSDropped += m.DNSDropped
+		}
+		for _, f := range n.Findings {
+			f.Node = n.Node
+			byFind[findingKey{node: n.Node, id: f.ID, netns: f.Netns}] = &f
 		}
 		for _, p := range n.ByProcess {
 			byProc[ProcessCount{Node: n.Node, Comm: p.Comm, PID: p.PID}] += p.Count
@@ -68,7 +85,8 @@ func Merge(nodes []NodeSummary) *Summary {
 		s.Unlisted.Pods += n.Unlisted.Pods
 		s.Unlisted.Destinations += n.Unlisted.Destinations
 		s.Unlisted.Netns += n.Unlisted.Netns
+		s.Unlisted.Findings += n.Unlisted.Findings
 	}
-	s.setRows(byRace, byProc, byPod, byDst)
+	s.setRows(byRace, byMit, byProc, byPod, byDst, byFind)
 	return s
 }

@@ -12,8 +12,9 @@ import (
 // lost (docs/doctor.md).
 const exitDrops = 3
 
-// runDoctor says which races will drop on this node, from the kernel, the
-// NAT rules, the conntrack table and the pods' resolvers, without probes.
+// defineDoctor defines doctor's flags; it says which races will drop on this
+// node, from the kernel, the NAT rules, the conntrack table and the pods'
+// resolvers, without probes.
 func defineDoctor(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	ns := fs.String("netns", "", "only this network namespace: an inode number or a path (/run/netns/NAME, /proc/PID/ns/net)")
 	output := fs.String("o", "text", "output format: text or json")

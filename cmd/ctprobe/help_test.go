@@ -87,6 +87,51 @@ printf '%%s\n' "${COMPREPLY[@]}"`, path, strings.Join(words, " "), len(words)-1)
 	if got := complete("ctprobe", "completion", "z"); strings.Join(got, " ") != "zsh" {
 		t.Errorf("ctprobe completion z<TAB> offers %q, want zsh", got)
 	}
+
+	// zsh parses its script and, with compinit, defines the completion.
+	need(t, "zsh")
+	zshScript := filepath.Join(t.TempDir(), "_ctprobe")
+	if err := os.WriteFile(zshScript, []byte(scripts["zsh"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("zsh", "-n", zshScript).CombinedOutput(); err != nil {
+		t.Errorf("zsh -n: %v\n%s", err, out)
+	}
+	zshLoad := fmt.Sprintf("autoload -U compinit && compinit -u -D && source %q && print -r -- $_comps[ctprobe]", zshScript)
+	if out, err := exec.Command("zsh", "-f", "-c", zshLoad).CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "_ctprobe" {
+		t.Errorf("zsh: loading the script does not register _ctprobe for ctprobe: %v\n%s", err, out)
+	}
+
+	// fish computes completions itself (complete -C).
+	need(t, "fish")
+	fishScript := filepath.Join(t.TempDir(), "ctprobe.fish")
+	if err := os.WriteFile(fishScript, []byte(scripts["fish"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fishComplete := func(line string) string {
+		out, err := exec.Command("fish", "--no-config", "-c", fmt.Sprintf("source %q; complete -C %q", fishScript, line)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("fish completing %q: %v\n%s", line, err, out)
+		}
+		return string(out)
+	}
+	if got := fishComplete("ctprobe tr"); !strings.HasPrefix(got, "trace\t") || strings.Count(got, "\n") != 1 {
+		t.Errorf("fish: ctprobe tr<TAB> offers %q, want trace", got)
+	}
+	if got := fishComplete("ctprobe trace --time"); !strings.HasPrefix(got, "--timeline\t") {
+		t.Errorf("fish: ctprobe trace --time<TAB> offers %q, want --timeline", got)
+	}
+}
+
+// need installs tool's Debian package (scripts/deps.sh) when it is missing.
+func need(t *testing.T, tool string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err == nil {
+		return
+	}
+	if out, err := exec.Command("../../scripts/deps.sh", tool).CombinedOutput(); err != nil {
+		t.Fatalf("installing %s: %v\n%s", tool, err, out)
+	}
 }
 
 // docs/ctprobe.8 is what "ctprobe man" writes (make man), and groff
@@ -97,11 +142,7 @@ func TestManPage(t *testing.T) {
 		t.Fatalf("man: exit %d", code)
 	}
 	golden(t, "../../docs/ctprobe.8", page)
-	if _, err := exec.LookPath("groff"); err != nil {
-		if out, err := exec.Command("../../scripts/deps.sh", "groff").CombinedOutput(); err != nil {
-			t.Fatalf("installing groff: %v\n%s", err, out)
-		}
-	}
+	need(t, "groff")
 	cmd := exec.Command("groff", "-man", "-Tutf8", "-ww")
 	cmd.Stdin = strings.NewReader(page)
 	var stdout, stderr bytes.Buffer

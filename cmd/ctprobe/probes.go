@@ -11,11 +11,11 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/render"
 )
 
-// runProbes prints the attach plan without tracing: with privileges it
-// really loads and attaches each point, then detaches, so the table is what
-// `trace --timeline` would get; without them it shows what the
-// kernel offers. The default mode uses the clash point of this plan, or
-// confirm where that one is missing.
+// defineProbes defines probes' flags; it prints the attach plan without
+// tracing: with privileges it really loads and attaches each point, then
+// detaches, so the table is what `trace --timeline` would get; without them
+// it shows what the kernel offers. The default mode uses the clash point of
+// this plan, or confirm where that one is missing.
 func defineProbes(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	output := fs.String("o", "text", "output format: text or json")
 	attach := fs.String("attach", "auto", "attach mode to try: auto, fentry or kprobe")

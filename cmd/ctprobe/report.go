@@ -39,10 +39,11 @@ func (c captureFlags) paths() ([]string, error) {
 	return out, nil
 }
 
-// runReport replays captures through the same decoder, correlator and
-// renderer as live tracing: one capture, or several nodes' merged in time
-// order. A capture cut short or damaged is reported up to the damage, with
-// its summary, and then fails with exit status 4 (truncated) or 5 (corrupt).
+// defineReport defines report's flags; it replays captures through the same
+// decoder, correlator and renderer as live tracing: one capture, or several
+// nodes' merged in time order. A capture cut short or damaged is reported up
+// to the damage, with its summary, and then fails with exit status 4
+// (truncated) or 5 (corrupt).
 func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
 	var captures captureFlags

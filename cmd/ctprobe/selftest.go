@@ -20,8 +20,9 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
-// runSelftest reproduces races on this kernel in throwaway namespaces while
-// tracing, then checks ctprobe's incidents against the kernel's counters.
+// defineSelftest defines selftest's flags; it reproduces races on this
+// kernel in throwaway namespaces while tracing, then checks ctprobe's
+// incidents against the kernel's counters.
 func defineSelftest(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
 	scenario := fs.String("scenario", "endpoints-2", "lab scenario (ctlab scenarios lists them)")

@@ -53,6 +53,8 @@ func (o outputFlags) renderer(w io.Writer, opt render.Options) (render.Renderer,
 	return render.New(w, *o.format, opt)
 }
 
+// defineTrace defines trace's flags; it traces until interrupted, --duration
+// or --count, then prints the summary.
 func defineTrace(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
 	proto := fs.String("proto", "", "only this protocol (udp, tcp, icmp, ... or a number)")

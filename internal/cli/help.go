@@ -62,8 +62,8 @@ func printFlag(w io.Writer, f *flag.Flag) {
 // Help writes c's help: what it does, its synopsis, examples, then flags.
 func (p *Program) Help(w io.Writer, c Command) {
 	fmt.Fprintf(w, "%s %s: %s\n\nusage:\n", p.Name, c.Name, c.Summary)
-	for _, s := range synopsis(c) {
-		fmt.Fprintf(w, "  %s %s %s\n", p.Name, c.Name, s)
+	for _, s := range synopsis(p, c) {
+		fmt.Fprintf(w, "  %s\n", strings.TrimSpace(p.Name+" "+c.Name+" "+s))
 	}
 	if len(c.Examples) > 0 {
 		fmt.Fprintln(w, "\nexamples:")
@@ -79,10 +79,14 @@ func (p *Program) Help(w io.Writer, c Command) {
 	}
 }
 
-// synopsis are c's synopsis lines, "[flags]" when it gives none.
-func synopsis(c Command) []string {
-	if len(c.Synopsis) > 0 {
+// synopsis are c's synopsis lines; when it gives none, "[flags]" if it has
+// flags.
+func synopsis(p *Program, c Command) []string {
+	switch {
+	case len(c.Synopsis) > 0:
 		return c.Synopsis
+	case len(flags(p, c)) > 0:
+		return []string{"[flags]"}
 	}
-	return []string{"[flags]"}
+	return []string{""}
 }

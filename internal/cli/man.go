@@ -19,8 +19,8 @@ func (p *Program) Man(w io.Writer) {
 	fmt.Fprintf(w, ".SH COMMANDS\n")
 	for _, c := range p.visible() {
 		fmt.Fprintf(w, ".SS %s\n%s\n", roff(p.Name+" "+c.Name), roff(c.Summary))
-		for _, s := range synopsis(c) {
-			fmt.Fprintf(w, ".PP\n.B\n%s\n", roff(p.Name+" "+c.Name+" "+s))
+		for _, s := range synopsis(p, c) {
+			fmt.Fprintf(w, ".PP\n.B\n%s\n", roff(strings.TrimSpace(p.Name+" "+c.Name+" "+s)))
 		}
 		if len(c.Examples) > 0 {
 			fmt.Fprintln(w, ".PP\nExamples:")

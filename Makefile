@@ -39,7 +39,7 @@ E2E_NAME       = e2e-$(FLAVOUR)$(foreach v,$(KERNEL_ARCH) $(KERNEL_SUITE) $(KERN
 
 .PHONY: all build deps generate test test-more unit fuzz e2e e2e-lts e2e-5.10 e2e-rt
 .PHONY: e2e-lts-full e2e-5.10-full e2e-cpus e2e-rt-full e2e-trixie e2e-trixie-full e2e-sid e2e-sid-full
-.PHONY: e2e-arm64-quick e2e-arm64 e2e-diagnoses demo image clean
+.PHONY: e2e-arm64-quick e2e-arm64 e2e-diagnoses demo image clean man install
 
 all: build
 
@@ -51,6 +51,20 @@ build:
 
 deps:
 	@scripts/deps.sh
+
+# docs/ctprobe.8 from the commands' flag sets (ctprobe man); cmd/ctprobe's
+# TestManPage fails when the committed page is stale.
+man:
+	$(GO) run ./cmd/ctprobe man > docs/ctprobe.8
+
+# bin/ctprobe and the man page under $(DESTDIR)$(PREFIX) (packagers set
+# DESTDIR to a staging root).
+PREFIX  ?= /usr/local
+install:
+	$(GOBUILD) -o bin/ctprobe ./cmd/ctprobe
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 bin/ctprobe $(DESTDIR)$(PREFIX)/bin/ctprobe
+	install -m 0644 docs/ctprobe.8 $(DESTDIR)$(PREFIX)/share/man/man8/ctprobe.8
 
 # Regenerates vmlinux/vmlinux.h from the running kernel's BTF and the bpf2go
 # output from bpf/*.c; tracer/probe's tests fail when the committed copies

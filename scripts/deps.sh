@@ -22,6 +22,9 @@ all=(
   # metrics and deployment: Prometheus and promtool (unit and VM tests), curl (VM tests), umoci
   # and skopeo (make image and its test), shellcheck (the one-node recipe's test)
   prometheus curl umoci skopeo shellcheck
+  # the man page's and completion scripts' tests: groff renders docs/ctprobe.8 without warnings;
+  # zsh and fish load their scripts (fish computes a completion)
+  groff zsh fish
   # general build tools the Makefile uses
   make git ca-certificates
 )

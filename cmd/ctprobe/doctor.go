@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"io"
 
 	"github.com/ctprobe/ctprobe/doctor"
@@ -11,40 +12,39 @@ import (
 // lost (docs/doctor.md).
 const exitDrops = 3
 
-// runDoctor says which races will drop on this node, from the kernel, the
-// NAT rules, the conntrack table and the pods' resolvers, without probes.
-func runDoctor(args []string, stdout io.Writer) error {
-	fs := newFlagSet("doctor")
+// defineDoctor defines doctor's flags; it says which races will drop on this
+// node, from the kernel, the NAT rules, the conntrack table and the pods'
+// resolvers, without probes.
+func defineDoctor(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	ns := fs.String("netns", "", "only this network namespace: an inode number or a path (/run/netns/NAME, /proc/PID/ns/net)")
 	output := fs.String("o", "text", "output format: text or json")
 	fill := fs.Float64("fill-threshold", 100*doctor.DefaultFillThreshold, "conntrack-table-fill above this percentage of nf_conntrack_max")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
+	return func(stdout, stderr io.Writer) error {
+		if *output != "text" && *output != "json" {
+			return cli.Usagef("-o %q: want text or json", *output)
+		}
+		if *fill <= 0 || *fill > 100 {
+			return cli.Usagef("--fill-threshold %v: want a percentage above 0 and at most 100", *fill)
+		}
+		opts := doctor.Options{FillThreshold: *fill / 100}
+		if *ns != "" {
+			opts.Netns = []string{*ns}
+		}
+		rep, err := doctor.Run(opts)
+		if err != nil {
+			return err
+		}
+		if *output == "json" {
+			err = doctor.WriteJSON(stdout, rep)
+		} else {
+			err = doctor.WriteText(stdout, rep)
+		}
+		if err != nil {
+			return err
+		}
+		if rep.Drops() {
+			return exitStatus(exitDrops)
+		}
+		return nil
 	}
-	if *output != "text" && *output != "json" {
-		return cli.Usagef("-o %q: want text or json", *output)
-	}
-	if *fill <= 0 || *fill > 100 {
-		return cli.Usagef("--fill-threshold %v: want a percentage above 0 and at most 100", *fill)
-	}
-	opts := doctor.Options{FillThreshold: *fill / 100}
-	if *ns != "" {
-		opts.Netns = []string{*ns}
-	}
-	rep, err := doctor.Run(opts)
-	if err != nil {
-		return err
-	}
-	if *output == "json" {
-		err = doctor.WriteJSON(stdout, rep)
-	} else {
-		err = doctor.WriteText(stdout, rep)
-	}
-	if err != nil {
-		return err
-	}
-	if rep.Drops() {
-		return exitStatus(exitDrops)
-	}
-	return nil
 }

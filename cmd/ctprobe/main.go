@@ -18,19 +18,8 @@ import (
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
 
-const usage = `usage: ctprobe <command> [flags]
-
-commands:
-  trace     trace conntrack races live (needs root): sudo ctprobe trace
-  report    read capture files written by "trace -w": ctprobe report -r FILE [-r FILE ...] (several nodes: one report)
-  probes    show which kernel functions ctprobe would attach to (with --timeline), and how
-  selftest  reproduce races in throwaway namespaces and check ctprobe against the kernel's counters
-  doctor    say which races will drop on this node, from its kernel, NAT rules, table and resolvers (no probes; exit 3 when some will)
-  version   print the version
-
-Run "ctprobe <command> -h" for the flags of a command.
-
-exit status: 0 success, 1 error, 2 bad command line, 3 doctor's findings,
+// exitStatuses says what each exit status means (usage and man page).
+const exitStatuses = `exit status: 0 success, 1 error, 2 bad command line, 3 doctor's findings,
 4 capture truncated (report printed what it held), 5 capture corrupt (report
 printed what came before the damage)
 `
@@ -62,30 +51,10 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
+	if len(args) == 1 && args[0] == "--version" {
+		args = []string{"version"}
 	}
-	var err error
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "trace":
-		err = runTrace(rest, stdout, stderr)
-	case "report":
-		err = runReport(rest, stdout, stderr)
-	case "probes":
-		err = runProbes(rest, stdout)
-	case "selftest":
-		err = runSelftest(rest, stdout, stderr)
-	case "doctor":
-		err = runDoctor(rest, stdout)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "ctprobe", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "ctprobe: unknown command %q: run \"ctprobe help\" for the list\n", cmd)
-		return 2
-	}
+	err := program.Run(args, stdout, stderr)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -94,13 +63,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return int(st)
 	}
 	var logged *loggedError
-	if !errors.As(err, &logged) {
+	var ue *cli.UsageError
+	// A usage error without a message followed the list of commands.
+	if !errors.As(err, &logged) && !(errors.As(err, &ue) && ue.Msg == "") {
 		// Errors may quote a capture's strings: escaped like every other
 		// output.
 		fmt.Fprintln(stderr, "ctprobe:", render.Escape(err.Error()))
 	}
 	var ee *exitError
-	var ue *cli.UsageError
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
@@ -112,13 +82,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitCorrupt
 	}
 	return 1
-}
-
-// newFlagSet returns the flag set of a ctprobe command.
-func newFlagSet(name string) *flag.FlagSet { return cli.NewFlagSet("ctprobe " + name) }
-
-// parseFlags parses a command's flags: a mistake is a usage error (exit 2)
-// that names the command's help; -h prints the flags to stdout.
-func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	return cli.Parse(fs, args, stdout, "usage of "+fs.Name()+":\n", fmt.Sprintf(": see \"%s -h\"", fs.Name()))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -38,57 +39,56 @@ func (c captureFlags) paths() ([]string, error) {
 	return out, nil
 }
 
-// runReport replays captures through the same decoder, correlator and
-// renderer as live tracing: one capture, or several nodes' merged in time
-// order. A capture cut short or damaged is reported up to the damage, with
-// its summary, and then fails with exit status 4 (truncated) or 5 (corrupt).
-func runReport(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("report")
+// defineReport defines report's flags; it replays captures through the same
+// decoder, correlator and renderer as live tracing: one capture, or several
+// nodes' merged in time order. A capture cut short or damaged is reported up
+// to the damage, with its summary, and then fails with exit status 4
+// (truncated) or 5 (corrupt).
+func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
 	var captures captureFlags
 	fs.Var(&captures, "r", "capture `FILE` written by ctprobe trace -w (- for standard input); repeat it, or give a glob, to report several nodes' captures (or a rotated capture's files) as one, in time order")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	if len(captures) == 0 {
-		return cli.Usagef("report needs -r FILE: a capture written by `ctprobe trace -w FILE`")
-	}
-	paths, err := captures.paths()
-	if err != nil {
-		return err
-	}
-	files := make([]session.CaptureFile, 0, len(paths))
-	defer func() {
-		for _, f := range files {
-			f.Close()
+	return func(stdout, stderr io.Writer) error {
+		if len(captures) == 0 {
+			return cli.Usagef("report needs -r FILE: a capture written by `ctprobe trace -w FILE`")
 		}
-	}()
-	for _, p := range paths {
-		if p == "-" && len(paths) > 1 {
-			return cli.Usagef("-r -: standard input is read alone, not with other captures")
-		}
-		rd, err := capture.Open(p)
+		paths, err := captures.paths()
 		if err != nil {
-			return fmt.Errorf("read %s: %w", p, err)
+			return err
 		}
-		files = append(files, session.CaptureFile{Path: p, Reader: rd})
-	}
-	if *out.format == "pcapng" && len(files) > 1 {
-		return cli.Usagef("-o pcapng takes one capture")
-	}
-	if len(files) == 1 {
-		return reportOne(files[0], out, stdout)
-	}
-	fileRenderer := func(node string, at *session.CaptureTime, hdr *capture.Header) render.Renderer {
-		r, _ := out.renderer(stdout, render.Options{Clock: render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}, Now: at.Now, Node: node})
-		return r
-	}
-	sumOut, err := out.renderer(stdout, render.Options{})
-	if err != nil {
+		files := make([]session.CaptureFile, 0, len(paths))
+		defer func() {
+			for _, f := range files {
+				f.Close()
+			}
+		}()
+		for _, p := range paths {
+			if p == "-" && len(paths) > 1 {
+				return cli.Usagef("-r -: standard input is read alone, not with other captures")
+			}
+			rd, err := capture.Open(p)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", p, err)
+			}
+			files = append(files, session.CaptureFile{Path: p, Reader: rd})
+		}
+		if *out.format == "pcapng" && len(files) > 1 {
+			return cli.Usagef("-o pcapng takes one capture")
+		}
+		if len(files) == 1 {
+			return reportOne(files[0], out, stdout)
+		}
+		fileRenderer := func(node string, at *session.CaptureTime, hdr *capture.Header) render.Renderer {
+			r, _ := out.renderer(stdout, render.Options{Clock: render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}, Now: at.Now, Node: node})
+			return r
+		}
+		sumOut, err := out.renderer(stdout, render.Options{})
+		if err != nil {
+			return err
+		}
+		_, err = session.ReplayNodes(session.ByNode(files), *out.all, fileRenderer, sumOut)
 		return err
 	}
-	_, err = session.ReplayNodes(session.ByNode(files), *out.all, fileRenderer, sumOut)
-	return err
 }
 
 // reportOne reports a single capture, in any format.

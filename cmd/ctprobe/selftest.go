@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,70 +20,69 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
-// runSelftest reproduces races on this kernel in throwaway namespaces while
-// tracing, then checks ctprobe's incidents against the kernel's counters.
-func runSelftest(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("selftest")
+// defineSelftest defines selftest's flags; it reproduces races on this
+// kernel in throwaway namespaces while tracing, then checks ctprobe's
+// incidents against the kernel's counters.
+func defineSelftest(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
 	scenario := fs.String("scenario", "endpoints-2", "lab scenario (ctlab scenarios lists them)")
 	lookups := cli.Int(fs, "lookups", 200, 1, 1_000_000, "number of parallel A+AAAA lookups")
 	minClashes := cli.Int(fs, "min-clashes", 20, 0, 1_000_000, "after --lookups, go on until the kernel counted this many clashes (at most 20 x --lookups)")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	sc, err := lab.ScenarioByName(*scenario)
-	if err != nil {
-		return cli.Usagef("--scenario: %v", err)
-	}
-	if err := tracer.CheckPrivileges(); err != nil {
-		return err
-	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
+	return func(stdout, stderr io.Writer) error {
+		sc, err := lab.ScenarioByName(*scenario)
+		if err != nil {
+			return cli.Usagef("--scenario: %v", err)
+		}
+		if err := tracer.CheckPrivileges(); err != nil {
+			return err
+		}
+		ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer cancel()
 
-	topo, err := lab.Setup(ctx, sc, lab.Options{})
-	if err != nil {
-		return fmt.Errorf("set up the %s lab: %w", sc.Name, err)
-	}
-	defer topo.Close()
-	t, err := tracer.Open(tracer.Options{})
-	if err != nil {
-		return err
-	}
-	defer t.Close()
-	boot := session.BootTime()
-	r, err := out.renderer(stdout, render.Options{Clock: render.Clock{BootTimeUnixNano: boot}})
-	if err != nil {
-		return err
-	}
-	stop := make(chan struct{})
-	s, err := session.Start(t, session.Config{Options: tracer.Options{Mode: mode.Of(*out.all, false)}, Renderer: r, BootTime: boot, Stop: stop})
-	if err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run() }()
+		topo, err := lab.Setup(ctx, sc, lab.Options{})
+		if err != nil {
+			return fmt.Errorf("set up the %s lab: %w", sc.Name, err)
+		}
+		defer topo.Close()
+		t, err := tracer.Open(tracer.Options{})
+		if err != nil {
+			return err
+		}
+		defer t.Close()
+		boot := session.BootTime()
+		r, err := out.renderer(stdout, render.Options{Clock: render.Clock{BootTimeUnixNano: boot}})
+		if err != nil {
+			return err
+		}
+		stop := make(chan struct{})
+		s, err := session.Start(t, session.Config{Options: tracer.Options{Mode: mode.Of(*out.all, false)}, Renderer: r, BootTime: boot, Stop: stop})
+		if err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Run() }()
 
-	stats, lookErr := topo.LookupsUntil(ctx, *lookups, *minClashes, 20**lookups)
-	// Let the last confirms reach the ring buffer before detaching.
-	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	runErr := <-done
-	if runErr == nil && lookErr != nil {
-		runErr = fmt.Errorf("lookups: %w", lookErr)
+		stats, lookErr := topo.LookupsUntil(ctx, *lookups, *minClashes, 20**lookups)
+		// Let the last confirms reach the ring buffer before detaching.
+		time.Sleep(200 * time.Millisecond)
+		close(stop)
+		runErr := <-done
+		if runErr == nil && lookErr != nil {
+			runErr = fmt.Errorf("lookups: %w", lookErr)
+		}
+		// The summary is over the lab's own namespaces, measured around the
+		// lookups.
+		counters := []kstat.NetnsCounters{}
+		max := kstat.ReadMax()
+		for _, ns := range stats.Netns {
+			counters = append(counters, kstat.NetnsCounters{Netns: ns.Inode, Name: ns.Name, Values: ns.Delta.Values(), Entries: ns.Delta.Entries, Max: max})
+		}
+		summary, err := s.Finish(runErr, counters)
+		if err != nil {
+			return err
+		}
+		return selftestVerdict(stdout, summary, stats)
 	}
-	// The summary is over the lab's own namespaces, measured around the
-	// lookups.
-	counters := []kstat.NetnsCounters{}
-	max := kstat.ReadMax()
-	for _, ns := range stats.Netns {
-		counters = append(counters, kstat.NetnsCounters{Netns: ns.Inode, Name: ns.Name, Values: ns.Delta.Values(), Entries: ns.Delta.Entries, Max: max})
-	}
-	summary, err := s.Finish(runErr, counters)
-	if err != nil {
-		return err
-	}
-	return selftestVerdict(stdout, summary, stats)
 }
 
 // selftestVerdict compares, per namespace, the clashes ctprobe explained

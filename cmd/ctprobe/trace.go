@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -35,31 +36,26 @@ func addOutputFlags(fs flagDefiner) outputFlags {
 	return outputFlags{
 		format:  fs.String("o", "text", "output format: text or json (one JSON object per line, docs/json-schema.md); report also takes pcapng (the packets, for Wireshark)"),
 		all:     fs.Bool("all", false, "print every new conntrack entry at confirm (tuples before and after NAT, verdict, socket) besides the races; with --timeline, every event of every probe point"),
-		noColor: fs.Bool("no-color", false, "never colour the output (colour is used only on a terminal)"),
+		noColor: fs.Bool("no-color", false, "never colour the output (colour is used only on a terminal, and not when NO_COLOR is set and not empty)"),
 	}
 }
 
 // renderer is the -o format's renderer with opt's clocks, in colour on a
-// terminal unless --no-color.
+// terminal unless --no-color or NO_COLOR (https://no-color.org: set and not
+// empty).
 func (o outputFlags) renderer(w io.Writer, opt render.Options) (render.Renderer, error) {
 	if *o.format != "text" && *o.format != "json" {
 		return nil, cli.Usagef("-o %q: want text or json", *o.format)
 	}
-	if f, ok := w.(*os.File); ok && !*o.noColor {
+	if f, ok := w.(*os.File); ok && !*o.noColor && os.Getenv("NO_COLOR") == "" {
 		opt.Color = render.IsTerminal(f.Fd())
 	}
 	return render.New(w, *o.format, opt)
 }
 
-func runTrace(args []string, stdout, stderr io.Writer) error {
-	// Catch SIGINT/SIGTERM before the slow part (loading and attaching):
-	// a signal then stops the trace as soon as it runs, and a shell that
-	// started ctprobe in the background with SIGINT ignored cannot leave it
-	// running forever (Notify re-enables an ignored signal).
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	fs := newFlagSet("trace")
+// defineTrace defines trace's flags; it traces until interrupted, --duration
+// or --count, then prints the summary.
+func defineTrace(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
 	proto := fs.String("proto", "", "only this protocol (udp, tcp, icmp, ... or a number)")
 	host := fs.String("host", "", "only flows with this address at either end, before or after NAT")
@@ -80,87 +76,93 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	agentOpts := addAgentFlags(fs)
 	nf := addNameFlags(fs)
 	maxActive := cli.Int(fs, "max-active", tracer.DefaultMaxActive, 1, tracer.MaxMaxActive, "kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all's confirm probe on a kretprobe where kprobe.session (6.10+) would serve")
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	filter, err := tracer.ParseFilter(*proto, *host, *port, *netns, *pid)
-	if err != nil {
-		return cli.Usagef("--%v", err) // the error starts with the field, which is the flag's name
-	}
-	how, err := tracer.ParseAttach(*attach)
-	if err != nil {
-		return cli.Usagef("--%v", err)
-	}
-	skipPoints, err := tracer.ParseSkip(*skip)
-	if err != nil {
-		return cli.Usagef("--skip-point: %v", err)
-	}
-	if cli.Given(fs, "history") && !*timeline {
-		return cli.Usagef("--history sizes what --timeline keeps in the kernel: add --timeline, or leave --history out")
-	}
-	if cli.Given(fs, "max-active") && how == plan.Fentry {
-		return cli.Usagef("--max-active sets kretprobe instances, which --attach fentry does not use: leave one out")
-	}
-	if err := nf.check(); err != nil {
-		return err
-	}
-	a, err := agentOpts.setup(*write, stderr)
-	if err != nil {
-		return a.report(err)
-	}
-	defer a.close()
-	if *quiet && *write == "" && !a.serves() {
-		return cli.Usagef("-q silences live output, so it needs -w FILE or --metrics ADDR to keep anything")
-	}
-	if *overwrite && (*write == "" || *write == "-" || a.rotation.Size > 0) {
-		return cli.Usagef("--overwrite replaces the file of -w FILE, so it needs one (rotated captures never replace a file)")
-	}
-	captureOpts := capture.CreateOptions{Overwrite: *overwrite}
-	// Before the slow part: a capture that cannot be created fails now.
-	if *write != "" && a.rotation.Size == 0 {
-		if err := capture.CheckCreate(*write, captureOpts); err != nil {
+	return func(stdout, stderr io.Writer) error {
+		// Catch SIGINT/SIGTERM before the slow part (loading and attaching):
+		// a signal then stops the trace as soon as it runs, and a shell that
+		// started ctprobe in the background with SIGINT ignored cannot leave it
+		// running forever (Notify re-enables an ignored signal).
+		sig := make(chan os.Signal, 2)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		defer signal.Stop(sig)
+		filter, err := tracer.ParseFilter(*proto, *host, *port, *netns, *pid)
+		if err != nil {
+			return cli.Usagef("--%v", err) // the error starts with the field, which is the flag's name
+		}
+		how, err := tracer.ParseAttach(*attach)
+		if err != nil {
+			return cli.Usagef("--%v", err)
+		}
+		skipPoints, err := tracer.ParseSkip(*skip)
+		if err != nil {
+			return cli.Usagef("--skip-point: %v", err)
+		}
+		if cli.Given(fs, "history") && !*timeline {
+			return cli.Usagef("--history sizes what --timeline keeps in the kernel: add --timeline, or leave --history out")
+		}
+		if cli.Given(fs, "max-active") && how == plan.Fentry {
+			return cli.Usagef("--max-active sets kretprobe instances, which --attach fentry does not use: leave one out")
+		}
+		if err := nf.check(); err != nil {
+			return err
+		}
+		a, err := agentOpts.setup(*write, stderr)
+		if err != nil {
+			return a.report(err)
+		}
+		defer a.close()
+		if *quiet && *write == "" && !a.serves() {
+			return cli.Usagef("-q silences live output, so it needs -w FILE or --metrics ADDR to keep anything")
+		}
+		if *overwrite && (*write == "" || *write == "-" || a.rotation.Size > 0) {
+			return cli.Usagef("--overwrite replaces the file of -w FILE, so it needs one (rotated captures never replace a file)")
+		}
+		captureOpts := capture.CreateOptions{Overwrite: *overwrite}
+		// Before the slow part: a capture that cannot be created fails now.
+		if *write != "" && a.rotation.Size == 0 {
+			if err := capture.CheckCreate(*write, captureOpts); err != nil {
+				return a.report(captureHint(err))
+			}
+		}
+		// With the capture on stdout, live output moves to stderr.
+		live := stdout
+		if *write == "-" {
+			live = stderr
+		}
+		boot := session.BootTime()
+		r, err := out.renderer(live, render.Options{Clock: render.Clock{BootTimeUnixNano: boot}})
+		if err != nil {
+			return err
+		}
+		if err := tracer.CheckPrivileges(); err != nil {
+			return a.report(err)
+		}
+		opts := tracer.Options{Filter: filter, Mode: mode.Of(*out.all, *timeline), RingSize: *ringSize, History: *history, Attach: how, Skip: skipPoints}
+		if cli.Given(fs, "max-active") {
+			opts.MaxActive = *maxActive
+		}
+		t, err := tracer.Open(opts)
+		if err != nil {
+			return a.report(err)
+		}
+		defer t.Close()
+		pods := nf.metricsPods()
+		cfg := session.Config{
+			Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release, pods), CapturePath: *write, Rotation: a.rotation,
+			CaptureOptions: captureOpts, DropPrivileges: true, Version: version, BootTime: boot, Count: *count, Duration: *duration, Interval: *interval, Signals: sig,
+		}
+		if res := nf.resolver(*write != "", func(msg string) { cfg.Renderer.Warning(msg) }); res != nil {
+			defer res.Close()
+			cfg.Names = res
+			pods.set(res)
+		}
+		s, err := session.Start(t, cfg)
+		if err != nil {
 			return a.report(captureHint(err))
 		}
-	}
-	// With the capture on stdout, live output moves to stderr.
-	live := stdout
-	if *write == "-" {
-		live = stderr
-	}
-	boot := session.BootTime()
-	r, err := out.renderer(live, render.Options{Clock: render.Clock{BootTimeUnixNano: boot}})
-	if err != nil {
-		return err
-	}
-	if err := tracer.CheckPrivileges(); err != nil {
+		a.serve(s)
+		_, err = s.Finish(s.Run(), nil)
 		return a.report(err)
 	}
-	opts := tracer.Options{Filter: filter, Mode: mode.Of(*out.all, *timeline), RingSize: *ringSize, History: *history, Attach: how, Skip: skipPoints}
-	if cli.Given(fs, "max-active") {
-		opts.MaxActive = *maxActive
-	}
-	t, err := tracer.Open(opts)
-	if err != nil {
-		return a.report(err)
-	}
-	defer t.Close()
-	pods := nf.metricsPods()
-	cfg := session.Config{
-		Options: opts, Renderer: a.renderer(r, *quiet, t.Kernel.Release, pods), CapturePath: *write, Rotation: a.rotation,
-		CaptureOptions: captureOpts, DropPrivileges: true, Version: version, BootTime: boot, Count: *count, Duration: *duration, Interval: *interval, Signals: sig,
-	}
-	if res := nf.resolver(*write != "", func(msg string) { cfg.Renderer.Warning(msg) }); res != nil {
-		defer res.Close()
-		cfg.Names = res
-		pods.set(res)
-	}
-	s, err := session.Start(t, cfg)
-	if err != nil {
-		return a.report(captureHint(err))
-	}
-	a.serve(s)
-	_, err = s.Finish(s.Run(), nil)
-	return a.report(err)
 }
 
 // captureHint adds to an error creating the capture file what to do.

@@ -39,8 +39,7 @@ func Parse(fs *flag.FlagSet, args []string, stdout io.Writer, help, hint string)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, help)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
+			PrintFlags(stdout, fs)
 			return err
 		}
 		return Usagef("%v%s", err, hint)

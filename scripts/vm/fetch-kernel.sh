@@ -46,16 +46,18 @@ suite=${KERNEL_SUITE:-}
 [ -n "$suite" ] || case "$series" in 5.10) suite=bullseye ;; esac
 apt_state "$suite" "$arch" || exit 1
 
-# The newest kernel release among the matching names; its -unsigned package where there is one
-# (the signed one of the same release holds the same kernel, signed for Secure Boot).
-newest_of() { # candidate names on stdin
+# The kernel releases among the matching names, newest first; each its -unsigned package where
+# there is one (the signed one of the same release holds the same kernel, signed for Secure Boot).
+releases_of() { # candidate names on stdin
   local names release
   names=$(cat)
-  release=$(sed -E 's/^linux-image-//; s/-unsigned$//' <<<"$names" | sort -uV | tail -n 1)
-  [ -n "$release" ] || return 0
-  if grep -qxF "linux-image-$release-unsigned" <<<"$names"; then echo "linux-image-$release-unsigned"; else echo "linux-image-$release"; fi
+  for release in $(sed -E 's/^linux-image-//; s/-unsigned$//' <<<"$names" | sort -uVr); do
+    if grep -qxF "linux-image-$release-unsigned" <<<"$names"; then echo "linux-image-$release-unsigned"; else echo "linux-image-$release"; fi
+  done
 }
-newest() { apt-cache "${apt_opts[@]}" search --names-only "$re" 2>/dev/null | awk '{print $1}' | newest_of; }
+newest_of() { releases_of | sed -n 1p; }
+releases() { apt-cache "${apt_opts[@]}" search --names-only "$re" 2>/dev/null | awk '{print $1}' | releases_of; }
+newest() { releases | sed -n 1p; }
 cached_deb() { find "$cache/debs" -maxdepth 1 -name "${1}_*_${arch}.deb" 2>/dev/null | sort -V | tail -n 1; }
 mkdir -p "$cache/debs" "$cache/kernels"
 
@@ -112,7 +114,19 @@ pick
 if ! fetch_debs; then
   apt_refresh
   pick
-  fetch_debs || { echo "$dl_err" >&2; die "apt-get download $pkg failed: check the name (apt-cache policy $pkg) and the mirror"; }
+  if ! fetch_debs; then
+    # A mirror may list a release of the suite's -security or -updates whose files it does not
+    # serve (seen on a fresh machine: bullseye-security's newest 5.10 gave 404): an older
+    # release of the same series proves the same. A package named by KERNEL_PACKAGE is kept.
+    failed=$pkg first_err=$dl_err
+    [ -z "${KERNEL_PACKAGE:-}" ] || { echo "$first_err" >&2; die "apt-get download $pkg failed: check the name (apt-cache policy $pkg) and the mirror"; }
+    for pkg in $(releases | sed 1d) ''; do
+      [ -n "$pkg" ] || break
+      fetch_debs && break
+    done
+    [ -n "$pkg" ] || { echo "$first_err" >&2; die "apt-get download $failed failed, and no older release of it downloads: check the mirror (apt-cache policy $failed)"; }
+    echo "fetch-kernel.sh: $failed did not download; $pkg did" >&2
+  fi
 fi
 
 dir=$cache/kernels/$pkg

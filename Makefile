@@ -106,7 +106,7 @@ fuzz:
 e2e: deps build
 	CTPROBE_E2E=1 FLAVOUR=$(FLAVOUR) KERNEL_ARCH=$(KERNEL_ARCH) KERNEL_SUITE=$(KERNEL_SUITE) \
 		KERNEL_SERIES=$(KERNEL_SERIES) E2E_SCENARIOS=$(E2E_SCENARIOS) E2E_MODES=$(E2E_MODES) \
-		E2E_DIAGNOSES=$(E2E_DIAGNOSES) E2E_MANY_CPUS=$(E2E_MANY_CPUS) GO=$(GO) \
+		E2E_DIAGNOSES=$(E2E_DIAGNOSES) E2E_MANY_CPUS=$(E2E_MANY_CPUS) E2E_DETACH=$(E2E_DETACH) GO=$(GO) \
 		scripts/gotest.sh out/$(E2E_NAME).log -count=1 -timeout 45m $(if $(value E2E_RUN),-run '$(value E2E_RUN)') ./e2e/
 
 # The lab's scenarios on the kernels beyond the default one in make test:
@@ -138,7 +138,7 @@ e2e-rt:
 	$(MAKE) e2e FLAVOUR=rt E2E_RUN='^TestVMLab$$' E2E_SCENARIOS=endpoints-2,local E2E_MODES=timeline,all-timeline
 
 e2e-rt-full:
-	$(MAKE) e2e FLAVOUR=rt E2E_RUN='$(MATRIX_TESTS)' E2E_MODES=default,timeline,all,all-timeline
+	$(MAKE) e2e FLAVOUR=rt E2E_RUN='$(MATRIX_TESTS)' E2E_DETACH=1 E2E_MODES=default,timeline,all,all-timeline
 
 # The newest kernels: a new distribution build (Debian 13) and a newer
 # kernel (sid) change what attaches, not the races: the DNAT race with
@@ -147,21 +147,21 @@ e2e-trixie:
 	$(MAKE) e2e KERNEL_SUITE=trixie E2E_RUN='^TestVMLab$$' E2E_SCENARIOS=endpoints-2,endpoints-2@kprobe
 
 e2e-trixie-full:
-	$(MAKE) e2e KERNEL_SUITE=trixie E2E_RUN='$(MATRIX_TESTS)'
+	$(MAKE) e2e KERNEL_SUITE=trixie E2E_RUN='$(MATRIX_TESTS)' E2E_DETACH=1
 
 e2e-sid:
 	$(MAKE) e2e KERNEL_SUITE=sid E2E_RUN='^TestVMLab$$' E2E_SCENARIOS=endpoints-2,endpoints-2@kprobe
 
 e2e-sid-full:
-	$(MAKE) e2e KERNEL_SUITE=sid E2E_RUN='$(MATRIX_TESTS)'
+	$(MAKE) e2e KERNEL_SUITE=sid E2E_RUN='$(MATRIX_TESTS)' E2E_DETACH=1
 
 # arm64 under emulation is slower than x86-64: e2e-arm64-quick runs one
-# scenario in both attach modes, e2e-arm64 every scenario.
+# scenario in both attach modes, e2e-arm64 every scenario and the detach test.
 e2e-arm64-quick:
 	$(MAKE) e2e KERNEL_ARCH=arm64 E2E_RUN='^TestVMLab$$' E2E_SCENARIOS=endpoints-2,endpoints-2@kprobe
 
 e2e-arm64:
-	$(MAKE) e2e KERNEL_ARCH=arm64 E2E_RUN='$(MATRIX_TESTS)'
+	$(MAKE) e2e KERNEL_ARCH=arm64 E2E_RUN='$(MATRIX_TESTS)' E2E_DETACH=1
 
 # Issue 19's diagnosis scenarios (e2e/vm_test.go: diagnoses), none of which
 # make test runs (it is at CI's 45 minutes; each scenario costs a kernel's

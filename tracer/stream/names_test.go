@@ -64,10 +64,11 @@ func namedNode(tb testing.TB) *names.Resolver {
 	return r
 }
 
-// collect keeps the incidents a Processor renders.
+// collect keeps the incidents and findings a Processor renders.
 type collect struct {
 	render.Discard
 	incidents []incident.Incident
+	findings  []incident.Finding
 }
 
 func (c *collect) Incident(inc *incident.Incident) error {
@@ -131,13 +132,7 @@ func TestProcessorNamesOnlyIncidents(t *testing.T) {
 	}
 }
 
-// collectFindings keeps the findings a Processor renders.
-type collectFindings struct {
-	render.Discard
-	findings []incident.Finding
-}
-
-func (c *collectFindings) Finding(f *incident.Finding) error {
+func (c *collect) Finding(f *incident.Finding) error {
 	c.findings = append(c.findings, *f)
 	return nil
 }
@@ -157,7 +152,7 @@ func TestProcessorNamesFindings(t *testing.T) {
 			e.PidTgid = uint64(1000+37*pod)<<32 | uint64(1000+37*pod)
 			e.Flags = uint16(event.FlagLocal | event.FlagSock) // a local socket's task
 		}
-		var c collectFindings
+		var c collect
 		p := New(&c, false, time.Unix(0, 0), true)
 		p.SetNames(res)
 		if err := p.Record(eventtest.Record(e)); err != nil {

@@ -35,7 +35,7 @@ func readCapture(t *testing.T, path string) captureCounts {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	got, err := session.Replay(r, render.Discard{}, false, nil)
+	got, err := session.Replay(r, render.Discard{}, session.ReplayOptions{}, nil)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}

@@ -27,10 +27,11 @@ var program = &cli.Program{
 				{Line: "sudo ctprobe trace -o json --duration 60s", Does: "one JSON object per line for a minute (docs/json-schema.md)"},
 			}},
 		{Name: "report", Summary: "read capture files written by trace -w (several nodes: one report)", Define: defineReport,
-			Synopsis: []string{"-r FILE [-r FILE ...] [--all] [-o text|json|pcapng]"},
+			Synopsis: []string{"-r FILE [-r FILE ...] [--all] [-o text|json|pcapng] [--race N,...] [--outcome O,...] [--pod POD] [--since TIME] [--until TIME] [trace's filters]"},
 			Examples: []cli.Example{
 				{Line: "ctprobe report -r dns.ctp", Does: "the report trace printed, from the capture"},
 				{Line: "ctprobe report -r 'node-*.ctp'", Does: "several nodes' captures as one report, in time order"},
+				{Line: "ctprobe report -r 'node-*.ctp' --race 3,4 --outcome dropped --since 10:30:00", Does: "only the dropped races of types 3 and 4 since 10:30, from every node"},
 				{Line: "ctprobe report -r dns.ctp -o pcapng > dns.pcapng", Does: "the packets, for Wireshark"},
 			}},
 		{Name: "probes", Summary: "show which kernel functions ctprobe would attach to (with --timeline), and how", Define: defineProbes,

@@ -6,10 +6,12 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ctprobe/ctprobe/internal/cli"
 	"github.com/ctprobe/ctprobe/tracer/capture"
 	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/selector"
 	"github.com/ctprobe/ctprobe/tracer/session"
 )
 
@@ -39,6 +41,60 @@ func (c captureFlags) paths() ([]string, error) {
 	return out, nil
 }
 
+// selectFlags select, after the fact, what report prints and counts
+// (package selector).
+type selectFlags struct {
+	flow                             flowFlags
+	race, outcome, pod, since, until *string
+}
+
+func addSelectFlags(fs *flag.FlagSet) selectFlags {
+	const timeForms = "RFC 3339 (2026-12-02T15:04:05Z, as JSON prints it), a local \"2026-12-02 15:04:05\", a time of day 15:04:05[.000001] (as text prints it: the first after the capture's start), or +DURATION after the start"
+	return selectFlags{
+		flow:    addFlowFlags(fs, "only incidents and findings with a packet this process sent (with --all: the ct_in and confirm events recorded in its context)"),
+		race:    fs.String("race", "", "only incidents of these races (numbers 0-5, comma-separated); leaves out events and findings, which have no race"),
+		outcome: fs.String("outcome", "", "only incidents with these outcomes (merged, nat-clash, dropped, port-moved, unknown; comma-separated); leaves out events and findings"),
+		pod:     fs.String("pod", "", "only incidents and findings with a packet from this pod (NAMESPACE/NAME or NAME, as the trace named it); leaves out events, which carry no pod"),
+		since:   fs.String("since", "", "only what happened at or after this `TIME`: "+timeForms),
+		until:   fs.String("until", "", "only what happened at or before this `TIME` (the forms of --since)"),
+	}
+}
+
+// selector is the selection the flags make; start is when the earliest
+// capture starts (the times relative to it).
+func (f selectFlags) selector(start time.Time) (*selector.Selector, error) {
+	flow, err := f.flow.filter()
+	if err != nil {
+		return nil, err
+	}
+	sel := &selector.Selector{Flow: flow, Pod: *f.pod}
+	if *f.race != "" {
+		if sel.Races, err = selector.ParseRaces(*f.race); err != nil {
+			return nil, cli.Usagef("--%v", err)
+		}
+	}
+	if *f.outcome != "" {
+		if sel.Outcomes, err = selector.ParseOutcomes(*f.outcome); err != nil {
+			return nil, cli.Usagef("--%v", err)
+		}
+	}
+	for _, b := range []struct {
+		name, value string
+		to          *time.Time
+	}{{"since", *f.since, &sel.Since}, {"until", *f.until, &sel.Until}} {
+		if b.value == "" {
+			continue
+		}
+		if *b.to, err = selector.ParseTime(b.value, start, time.Local); err != nil {
+			return nil, cli.Usagef("--%s: %v", b.name, err)
+		}
+	}
+	if !sel.Since.IsZero() && !sel.Until.IsZero() && sel.Until.Before(sel.Since) {
+		return nil, cli.Usagef("--until %s is before --since %s: nothing would be selected", sel.Until.Format(time.RFC3339Nano), sel.Since.Format(time.RFC3339Nano))
+	}
+	return sel, nil
+}
+
 // defineReport defines report's flags; it replays captures through the same
 // decoder, correlator and renderer as live tracing: one capture, or several
 // nodes' merged in time order. A capture cut short or damaged is reported up
@@ -48,6 +104,7 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
 	var captures captureFlags
 	fs.Var(&captures, "r", "capture `FILE` written by ctprobe trace -w (- for standard input); repeat it, or give a glob, to report several nodes' captures (or a rotated capture's files) as one, in time order")
+	sf := addSelectFlags(fs)
 	return func(stdout, stderr io.Writer) error {
 		if len(captures) == 0 {
 			return cli.Usagef("report needs -r FILE: a capture written by `ctprobe trace -w FILE`")
@@ -75,8 +132,17 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		if *out.format == "pcapng" && len(files) > 1 {
 			return cli.Usagef("-o pcapng takes one capture")
 		}
+		start := files[0].Header().StartUnixNano
+		for _, f := range files[1:] {
+			start = min(start, f.Header().StartUnixNano)
+		}
+		sel, err := sf.selector(time.Unix(0, start))
+		if err != nil {
+			return err
+		}
+		opts := session.ReplayOptions{All: *out.all, Select: sel}
 		if len(files) == 1 {
-			return reportOne(files[0], out, stdout)
+			return reportOne(files[0], out, opts, stdout)
 		}
 		fileRenderer := func(node string, at *session.CaptureTime, hdr *capture.Header) render.Renderer {
 			r, _ := out.renderer(stdout, render.Options{Clock: render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}, Now: at.Now, Node: node})
@@ -86,13 +152,13 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		_, err = session.ReplayNodes(session.ByNode(files), *out.all, fileRenderer, sumOut)
+		_, err = session.ReplayNodes(session.ByNode(files), opts, fileRenderer, sumOut)
 		return err
 	}
 }
 
 // reportOne reports a single capture, in any format.
-func reportOne(f session.CaptureFile, out outputFlags, stdout io.Writer) error {
+func reportOne(f session.CaptureFile, out outputFlags, opts session.ReplayOptions, stdout io.Writer) error {
 	hdr := f.Header()
 	clock := render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}
 	// Lines without a kernel time say when in the capture they happened.
@@ -105,7 +171,7 @@ func reportOne(f session.CaptureFile, out outputFlags, stdout io.Writer) error {
 	} else if r, err = out.renderer(stdout, render.Options{Clock: clock, Now: at.Now}); err != nil {
 		return err
 	}
-	if _, err := session.Replay(f.Reader, r, *out.all, at); err != nil {
+	if _, err := session.Replay(f.Reader, r, opts, at); err != nil {
 		return fmt.Errorf("read %s: %w", f.Path, err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ctprobe/ctprobe/tracer/capture"
+	"github.com/ctprobe/ctprobe/tracer/names"
 )
 
 // vmCapture510 was written by `ctprobe trace -w` in another VM run (e2e
@@ -25,6 +26,13 @@ const vmCapture510 = "testdata/vm-5.10.ctp"
 // splits (a rotated capture: each file header to trailer, the next
 // starting where the last ended).
 func rewrite(t *testing.T, src, dir string, edit func(*capture.Header, *capture.Trailer), splits ...int) []string {
+	t.Helper()
+	return rewriteNamed(t, src, dir, edit, nil, splits...)
+}
+
+// rewriteNamed is rewrite with the names entries given first in each file,
+// as a trace that named pods writes them before the records they name.
+func rewriteNamed(t *testing.T, src, dir string, edit func(*capture.Header, *capture.Trailer), entries []names.Entry, splits ...int) []string {
 	t.Helper()
 	rd, err := capture.Open(src)
 	if err != nil {
@@ -64,6 +72,11 @@ func rewrite(t *testing.T, src, dir string, edit func(*capture.Header, *capture.
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(entries) > 0 {
+			if err := w.WriteNames(entries); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for _, rec := range recs[bounds[i]:bounds[i+1]] {
 			switch rec.Type {
 			case capture.TypeSample:
@@ -95,9 +108,15 @@ func jsonReport(t *testing.T, args ...string) []map[string]any {
 	for _, a := range args {
 		cmd = append(cmd, "-r", a)
 	}
-	code, stdout, stderr := runCLI(append(append([]string{"report"}, cmd...), "-o", "json")...)
+	return jsonRun(t, append([]string{"report"}, cmd...)...)
+}
+
+// jsonRun runs ctprobe with args and -o json, and decodes its output.
+func jsonRun(t *testing.T, args ...string) []map[string]any {
+	t.Helper()
+	code, stdout, stderr := runCLI(append(args, "-o", "json")...)
 	if code != 0 {
-		t.Fatalf("report %v: exit %d: %s", args, code, stderr)
+		t.Fatalf("%v: exit %d: %s", args, code, stderr)
 	}
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSuffix(stdout, "\n"), "\n") {
@@ -133,15 +152,13 @@ func withoutNode(m map[string]any) string {
 	return string(b)
 }
 
-// Captures of two VM runs, named node-a and node-b (the VMs share one
-// hostname; node-b's wall clock is moved so that its trace ran during
-// node-a's and their incidents interleave), report as one: every incident of each, each tagged
-// with its node and as its own report prints it, in time order, a header
-// per node, and a summary with a row and completeness per node.
-func TestReportNodes(t *testing.T) {
-	inUTC(t)
-	dir := t.TempDir()
-	a := rewrite(t, vmCapture, dir, func(h *capture.Header, _ *capture.Trailer) { h.Hostname = "node-a" })[0]
+// twoNodes writes into dir the captures of two VM runs as two nodes':
+// node-a (6.12, --timeline) and node-b (5.10), whose wall clock is moved
+// so that its first incident comes 1 s after node-a's and their incidents
+// interleave (the VMs shared one hostname).
+func twoNodes(t *testing.T, dir string) (a, b string) {
+	t.Helper()
+	a = rewrite(t, vmCapture, dir, func(h *capture.Header, _ *capture.Trailer) { h.Hostname = "node-a" })[0]
 	// node-b's first incident comes 1 s after node-a's.
 	firstAt := func(path string) int64 {
 		at, err := time.Parse(time.RFC3339Nano, ofKind(jsonReport(t, path), "incident")[0]["time"].(string))
@@ -151,9 +168,21 @@ func TestReportNodes(t *testing.T) {
 		return at.UnixNano()
 	}
 	shift := firstAt(vmCapture) + 1e9 - firstAt(vmCapture510)
-	b := rewrite(t, vmCapture510, dir, func(h *capture.Header, tr *capture.Trailer) {
+	b = rewrite(t, vmCapture510, dir, func(h *capture.Header, tr *capture.Trailer) {
 		h.Hostname, h.BootTimeUnixNano, h.StartUnixNano, tr.EndUnixNano = "node-b", h.BootTimeUnixNano+shift, h.StartUnixNano+shift, tr.EndUnixNano+shift
 	})[0]
+	return a, b
+}
+
+// Captures of two VM runs, named node-a and node-b (the VMs share one
+// hostname; node-b's wall clock is moved so that its trace ran during
+// node-a's and their incidents interleave), report as one: every incident of each, each tagged
+// with its node and as its own report prints it, in time order, a header
+// per node, and a summary with a row and completeness per node.
+func TestReportNodes(t *testing.T) {
+	inUTC(t)
+	dir := t.TempDir()
+	a, b := twoNodes(t, dir)
 
 	alone := map[string][]map[string]any{"node-a": ofKind(jsonReport(t, a), "incident"), "node-b": ofKind(jsonReport(t, b), "incident")}
 	if len(alone["node-a"]) != 22 || len(alone["node-b"]) != 24 {

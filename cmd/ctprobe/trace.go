@@ -53,15 +53,35 @@ func (o outputFlags) renderer(w io.Writer, opt render.Options) (render.Renderer,
 	return render.New(w, *o.format, opt)
 }
 
+// flowFlags select flows: trace applies them in the kernel, report to
+// what a capture recorded.
+type flowFlags struct{ proto, host, port, netns, pid *string }
+
+// addFlowFlags defines the flow filters; pidUsage says what --pid selects
+// in the command.
+func addFlowFlags(fs flagDefiner, pidUsage string) flowFlags {
+	return flowFlags{
+		proto: fs.String("proto", "", "only this protocol (udp, tcp, icmp, ... or a number)"),
+		host:  fs.String("host", "", "only flows with this address at either end, before or after NAT"),
+		port:  fs.String("port", "", "only flows with this port at either end, before or after NAT"),
+		netns: fs.String("netns", "", "only this network namespace (inode number, as lsns prints it)"),
+		pid:   fs.String("pid", "", pidUsage),
+	}
+}
+
+func (f flowFlags) filter() (tracer.Filter, error) {
+	filter, err := tracer.ParseFilter(*f.proto, *f.host, *f.port, *f.netns, *f.pid)
+	if err != nil {
+		return filter, cli.Usagef("--%v", err) // the error starts with the field, which is the flag's name
+	}
+	return filter, nil
+}
+
 // defineTrace defines trace's flags; it traces until interrupted, --duration
 // or --count, then prints the summary.
 func defineTrace(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	out := addOutputFlags(fs)
-	proto := fs.String("proto", "", "only this protocol (udp, tcp, icmp, ... or a number)")
-	host := fs.String("host", "", "only flows with this address at either end, before or after NAT")
-	port := fs.String("port", "", "only flows with this port at either end, before or after NAT")
-	netns := fs.String("netns", "", "only this network namespace (inode number, as lsns prints it)")
-	pid := fs.String("pid", "", "only conntrack entries created by this process (without --timeline: packets it sent from the netns where they clash or are confirmed)")
+	flow := addFlowFlags(fs, "only conntrack entries created by this process (without --timeline: packets it sent from the netns where they clash or are confirmed)")
 	duration := cli.Duration(fs, "duration", 0, "stop after this long (e.g. 30s; 0: until interrupted)")
 	count := cli.Uint64(fs, "stop after this many incidents (with --all: events)", "c", "count")
 	write := fs.String("w", "", "also write every record to this capture file, a new file (0600; - for stdout)")
@@ -84,9 +104,9 @@ func defineTrace(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		sig := make(chan os.Signal, 2)
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 		defer signal.Stop(sig)
-		filter, err := tracer.ParseFilter(*proto, *host, *port, *netns, *pid)
+		filter, err := flow.filter()
 		if err != nil {
-			return cli.Usagef("--%v", err) // the error starts with the field, which is the flag's name
+			return err
 		}
 		how, err := tracer.ParseAttach(*attach)
 		if err != nil {

@@ -241,6 +241,23 @@ const unalignedOK = runtime.GOARCH == "amd64" || runtime.GOARCH == "386" || runt
 // CommString is the task name without its NUL padding.
 func (e *Event) CommString() string { return CommName(&e.Comm) }
 
+// InTask says whether an event's task fields (PID, TID, Comm) are the task
+// that sent its packet rather than whatever the probe interrupted: at
+// CT_IN, a sender found through the skb (FlagOrigin) or conntrack run at
+// LOCAL_OUT in the sender's own context; at CONFIRM, a packet made on this
+// host that carries its socket. An entry and exit paired per CPU
+// (FlagSoftirqKey) ran in softirq, whose task fields are not the sender's.
+// NAT and CLASH events do not say.
+func InTask(k Kind, flags Flags, hook uint8) bool {
+	switch k {
+	case CTIn:
+		return flags&FlagOrigin != 0 || hook == HookLocalOut && flags&FlagSoftirqKey == 0
+	case Confirm:
+		return flags&FlagLocal != 0 && flags&FlagSock != 0 && flags&FlagSoftirqKey == 0
+	}
+	return false
+}
+
 // CommName is a task name (task_struct.comm) without its NUL padding.
 func CommName(b *[16]byte) string {
 	if i := bytes.IndexByte(b[:], 0); i >= 0 {

@@ -305,7 +305,7 @@ func (c *Correlator) packet(r rec, p *Packet) {
 	case r.have&hasIn != 0:
 		in := &r.in
 		p.Comm, p.PID, p.TID, p.CPU = event.CommName(&in.comm), in.pid, in.tid, in.cpu
-		p.Task = in.flags&event.FlagOrigin != 0 || in.hook == event.HookLocalOut && in.flags&event.FlagSoftirqKey == 0
+		p.Task = event.InTask(event.CTIn, in.flags, in.hook)
 		p.Sock, p.HasSock = in.sock, in.flags&event.FlagSock != 0
 		p.Born = r.inTime
 		p.ReplyPre = in.reply
@@ -317,7 +317,7 @@ func (c *Correlator) packet(r rec, p *Packet) {
 		// runs in the sender's context when the skb was made here.
 		cf := &r.conf
 		p.Comm, p.PID, p.TID, p.CPU = event.CommName(&cf.comm), cf.pid, cf.tid, cf.cpu
-		p.Task = cf.flags&event.FlagLocal != 0 && cf.flags&event.FlagSock != 0 && cf.flags&event.FlagSoftirqKey == 0
+		p.Task = event.InTask(event.Confirm, cf.flags, event.HookNone)
 		if cf.payloadLen > 0 {
 			p.DNS = dnsQuery(cf.payload[:min(int(cf.payloadLen), len(cf.payload))])
 		}

@@ -31,6 +31,11 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 	dst = append(dst, " ("...)
 	dst = append(dst, end.Sub(start).Round(time.Millisecond).String()...)
 	dst = append(dst, ") ===\n"...)
+	if s.Selection != "" {
+		dst = append(dst, "selected: "...)
+		dst = append(dst, Escape(s.Selection)...)
+		dst = append(dst, '\n')
+	}
 
 	// Incidents by race × outcome.
 	dst = append(dst, "incidents: "...)
@@ -152,7 +157,9 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		labelW = max(labelW, len(nsLabel(&s.Netns[i])))
 	}
 	tot := summary.TotalsOf(s)
-	if len(s.Netns) > 0 {
+	if s.Selection != "" && !slices.ContainsFunc(s.Netns, func(n summary.NetnsSummary) bool { return n.Counters != nil }) {
+		dst = append(dst, "kernel counters not compared: they count every flow of a netns over the whole capture, and the selection picks some (select by netns alone to compare them)\n"...)
+	} else if len(s.Netns) > 0 {
 		dst = append(dst, "kernel counters over the same interval\n"...)
 		for i := range s.Netns {
 			n := &s.Netns[i]
@@ -585,6 +592,7 @@ type jsonSummary struct {
 	Mitigations   []summary.Mitigation `json:"mitigations"`
 	Unlisted      summary.Unlisted     `json:"unlisted"`
 	Nodes         []jsonNode           `json:"nodes,omitempty"`
+	Selection     string               `json:"selection,omitempty"`
 }
 
 func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
@@ -596,6 +604,7 @@ func summaryJSON(s *summary.Summary, opt *Options) jsonSummary {
 		End:           rfc3339(opt.Clock.in(s.End)),
 		DurationS:     s.End.Sub(s.Start).Seconds(),
 		Incidents:     s.Incidents,
+		Selection:     s.Selection,
 		ByRace:        []jsonRaceCount{},
 		ByProcess:     []jsonProcessCount{},
 		ByPod:         []jsonPodCount{},

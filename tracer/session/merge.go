@@ -91,7 +91,7 @@ type FileRenderer func(node string, at *CaptureTime, hdr *capture.Header) render
 // A capture cut short or damaged is reported up to the damage, like
 // Replay; the first such error is returned, wrapped with its path, after
 // the summary.
-func ReplayNodes(nodes []NodeCaptures, all bool, newRenderer FileRenderer, out render.Renderer) (*summary.Summary, error) {
+func ReplayNodes(nodes []NodeCaptures, opts ReplayOptions, newRenderer FileRenderer, out render.Renderer) (*summary.Summary, error) {
 	replays := make([]*nodeReplay, len(nodes))
 	for i, n := range nodes {
 		for _, f := range n.Files {
@@ -103,7 +103,7 @@ func ReplayNodes(nodes []NodeCaptures, all bool, newRenderer FileRenderer, out r
 		if len(nodes) == 1 {
 			name = ""
 		}
-		replays[i] = &nodeReplay{name: name, files: n.Files, all: all, newRenderer: newRenderer}
+		replays[i] = &nodeReplay{name: name, files: n.Files, opts: opts, newRenderer: newRenderer}
 		if err := replays[i].open(0); err != nil {
 			return nil, err
 		}
@@ -157,7 +157,7 @@ type nodeReplay struct {
 	name        string
 	files       []CaptureFile
 	file        int // the one being read
-	all         bool
+	opts        ReplayOptions
 	newRenderer FileRenderer
 	p           *stream.Processor
 	q           *queue
@@ -175,7 +175,8 @@ func (n *nodeReplay) open(i int) error {
 	if n.p == nil {
 		n.q = &queue{}
 		n.table = names.NewTable()
-		n.p = stream.New(n.q, printsEvents(&hdr, n.all), time.Unix(0, hdr.StartUnixNano), plan.IsAttached(hdr.Plan, "clash"))
+		n.p = stream.New(n.q, printsEvents(&hdr, n.opts.All), time.Unix(0, hdr.StartUnixNano), plan.IsAttached(hdr.Plan, "clash"))
+		n.p.Select(n.opts.Select.ForBoot(hdr.BootTimeUnixNano))
 		n.p.SetNames(n.table)
 	}
 	n.q.to, n.q.at, n.q.clock = n.newRenderer(n.name, at, &hdr), at, render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}
@@ -204,7 +205,7 @@ func (n *nodeReplay) step() error {
 	var counters []kstat.NetnsCounters
 	if tr := f.Trailer(); tr != nil {
 		end = time.Unix(0, tr.EndUnixNano)
-		counters = kstat.Growth(first.Counters, tr.Counters)
+		counters = n.opts.Select.Counters(kstat.Growth(first.Counters, tr.Counters))
 	}
 	n.done = true
 	_, err = n.p.Finish(end, counters)

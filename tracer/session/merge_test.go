@@ -38,7 +38,7 @@ func TestReplayNodesWritesHeldEvents(t *testing.T) {
 	fileRenderer := func(node string, at *CaptureTime, hdr *capture.Header) render.Renderer {
 		return render.NewJSON(&out, render.Options{Clock: render.Clock{BootTimeUnixNano: hdr.BootTimeUnixNano}, Now: at.Now, Node: node})
 	}
-	if _, err := ReplayNodes(nodes, true, fileRenderer, render.NewJSON(&out, render.Options{})); err != nil {
+	if _, err := ReplayNodes(nodes, ReplayOptions{All: true}, fileRenderer, render.NewJSON(&out, render.Options{})); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")

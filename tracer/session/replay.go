@@ -17,6 +17,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/plan"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/selector"
 	"github.com/ctprobe/ctprobe/tracer/stream"
 	"github.com/ctprobe/ctprobe/tracer/summary"
 )
@@ -128,12 +129,23 @@ func feed(p *stream.Processor, table *names.Table, at *CaptureTime, rec *capture
 // recorded, up to its last sample (without the kernel's end counters,
 // which the trailer holds); the read error is returned after that: a
 // *capture.TruncatedError or *capture.CorruptError, wrapped.
-func Replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime) (Replayed, error) {
-	return replay(rd, r, all, at, incident.Options{})
+func Replay(rd *capture.Reader, r render.Renderer, opts ReplayOptions, at *CaptureTime) (Replayed, error) {
+	return replay(rd, r, opts, at, incident.Options{})
+}
+
+// ReplayOptions say what a replay prints.
+type ReplayOptions struct {
+	// All prints every event (a capture of a mode that printed events
+	// prints them anyway).
+	All bool
+	// Select prints and counts only what it selects (nil: everything);
+	// the summary then holds the kernel's counters only where they can be
+	// compared with it (selector.Selector.Counters).
+	Select *selector.Selector
 }
 
 // replay is Replay with the correlator's options.
-func replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime, corr incident.Options) (Replayed, error) {
+func replay(rd *capture.Reader, r render.Renderer, opts ReplayOptions, at *CaptureTime, corr incident.Options) (Replayed, error) {
 	if err := CheckReplayable(rd); err != nil {
 		return Replayed{}, err
 	}
@@ -145,7 +157,8 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime, co
 		return Replayed{}, err
 	}
 	corr.ClashProbed = plan.IsAttached(hdr.Plan, "clash")
-	p := stream.NewWithCorrelator(r, printsEvents(&hdr, all), time.Unix(0, hdr.StartUnixNano), corr)
+	p := stream.NewWithCorrelator(r, printsEvents(&hdr, opts.All), time.Unix(0, hdr.StartUnixNano), corr)
+	p.Select(opts.Select.ForBoot(hdr.BootTimeUnixNano))
 	// The names the live trace gave come before the records whose
 	// incidents they named.
 	table := names.NewTable()
@@ -168,7 +181,7 @@ func replay(rd *capture.Reader, r render.Renderer, all bool, at *CaptureTime, co
 	tr := rd.Trailer()
 	if tr != nil {
 		end = time.Unix(0, tr.EndUnixNano)
-		counters = kstat.Growth(hdr.Counters, tr.Counters)
+		counters = opts.Select.Counters(kstat.Growth(hdr.Counters, tr.Counters))
 	}
 	sum, err := p.Finish(end, counters)
 	if readErr != nil {

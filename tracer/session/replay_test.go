@@ -72,7 +72,7 @@ func FuzzReplay(f *testing.F) {
 			r, _ := render.New(&out, format, render.Options{})
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			_, err = replay(rd, r, false, nil, smallCorrelator)
+			_, err = replay(rd, r, ReplayOptions{}, nil, smallCorrelator)
 			runtime.ReadMemStats(&after)
 			if c := rendertest.FirstControl(out.Bytes()); c != "" {
 				t.Fatalf("%s output: %s:\n%s", format, c, out.Bytes())
@@ -104,7 +104,7 @@ func TestReplayHostileCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	got, err := replay(rd, render.NewText(&out, render.Options{}), false, nil, smallCorrelator)
+	got, err := replay(rd, render.NewText(&out, render.Options{}), ReplayOptions{}, nil, smallCorrelator)
 	if err != nil || got.Incidents != 2 {
 		t.Fatalf("%d incidents, %v", got.Incidents, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/loss"
 	"github.com/ctprobe/ctprobe/tracer/names"
 	"github.com/ctprobe/ctprobe/tracer/render"
+	"github.com/ctprobe/ctprobe/tracer/selector"
 	"github.com/ctprobe/ctprobe/tracer/summary"
 )
 
@@ -24,6 +25,7 @@ type Processor struct {
 	total    *summary.Tally
 	interval *summary.Tally
 	names    names.Source
+	sel      *selector.Selector
 	ev       event.Event
 	stats    Stats
 }
@@ -61,6 +63,15 @@ func NewWithCorrelator(out render.Renderer, all bool, start time.Time, corr inci
 // incident and finding, never per event.
 func (p *Processor) SetNames(src names.Source) { p.names = src }
 
+// Select prints and counts only what sel selects (nil: everything); the
+// correlator still sees every record, so that incidents are whole. sel
+// must be bound to the records' boot (selector.Selector.ForBoot). The
+// summaries say what was selected.
+func (p *Processor) Select(sel *selector.Selector) {
+	p.sel = sel
+	p.total.Selection, p.interval.Selection = sel.String(), sel.String()
+}
+
 // Stats returns the counts so far.
 func (p *Processor) Stats() Stats { return p.stats }
 
@@ -76,7 +87,7 @@ func (p *Processor) Record(raw []byte) error {
 		}
 		return nil
 	}
-	if p.all {
+	if p.all && p.sel.Event(&p.ev) {
 		if err := p.out.Event(&p.ev); err != nil {
 			return err
 		}
@@ -91,6 +102,9 @@ func (p *Processor) incidents(incs []incident.Incident) error {
 		if p.names != nil {
 			p.name(&incs[i])
 		}
+		if !p.sel.Incident(&incs[i]) {
+			continue
+		}
 		p.stats.Incidents++
 		p.total.Add(&incs[i])
 		p.interval.Add(&incs[i])
@@ -102,6 +116,9 @@ func (p *Processor) incidents(incs []incident.Incident) error {
 	for i := range fs {
 		if p.names != nil {
 			fs[i].Flow.Names = p.names.Names(namesKey(&fs[i].Flow))
+		}
+		if !p.sel.Finding(&fs[i]) {
+			continue
 		}
 		p.stats.Findings++
 		p.total.AddFinding(&fs[i])

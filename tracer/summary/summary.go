@@ -112,6 +112,10 @@ type Summary struct {
 	// Nodes are the summaries of each node, in a summary of several
 	// (Merge); nil otherwise.
 	Nodes []NodeSummary
+	// Selection says what a report selected (Tally.Selection): the counts
+	// are of that, and the kernel's counters are left out unless the
+	// selection is of whole namespaces. "" for everything.
+	Selection string
 }
 
 // MaxRows bounds each breakdown of a Tally (by process, by pod, by
@@ -157,18 +161,21 @@ func (s *Summary) LostTotal() uint64 {
 // concurrent use. For a final summary over the whole run next to interval
 // summaries, keep two.
 type Tally struct {
-	mu       sync.Mutex
-	start    time.Time
-	n        uint64
-	byRace   map[RaceCount]uint64 // Count always 0 in the key
-	byMit    map[mitigationKey]*MitigationCount
-	byProc   map[ProcessCount]uint64
-	byPod    map[names.Pod]uint64
-	byDst    map[DestCount]uint64
-	byNetns  map[uint64]*NetnsSummary
-	byFind   map[findingKey]*FindingCount
-	lost     map[loss.Kind]uint64
-	unlisted Unlisted
+	// Selection says what a report selected (selector.Selector.String):
+	// the tally counts only that. "" for everything.
+	Selection string
+	mu        sync.Mutex
+	start     time.Time
+	n         uint64
+	byRace    map[RaceCount]uint64 // Count always 0 in the key
+	byMit     map[mitigationKey]*MitigationCount
+	byProc    map[ProcessCount]uint64
+	byPod     map[names.Pod]uint64
+	byDst     map[DestCount]uint64
+	byNetns   map[uint64]*NetnsSummary
+	byFind    map[findingKey]*FindingCount
+	lost      map[loss.Kind]uint64
+	unlisted  Unlisted
 }
 
 type findingKey struct {
@@ -301,7 +308,7 @@ func (t *Tally) AddLost(l loss.Count) {
 func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final bool) *Summary {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost), Unlisted: t.unlisted}
+	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost), Unlisted: t.unlisted, Selection: t.Selection}
 	s.setRows(t.byRace, t.byMit, t.byProc, t.byPod, t.byDst, t.byFind)
 	nss := map[uint64]*NetnsSummary{}
 	for k, v := range t.byNetns {

@@ -15,7 +15,7 @@ _ctprobe() {
 		esac ;;
 	report)
 		case $cur in
-		-*) words='--all --no-color -o -r' ;;
+		-*) words='--all --host --netns --no-color -o --outcome --pid --pod --port --proto -r --race --since --until' ;;
 		*) words='' ;;
 		esac ;;
 	probes)

@@ -52,9 +52,19 @@ _ctprobe() {
 	report)
 		flags=(
 			'--all:print every new conntrack entry at confirm (tuples before and after NAT, verdict, socket) besides the races; with --timeline, every event of every probe point'
+			'--host:only flows with this address at either end, before or after NAT'
+			'--netns:only this network namespace (inode number, as lsns prints it)'
 			'--no-color:never colour the output (colour is used only on a terminal, and not when NO_COLOR is set and not empty)'
 			'-o:output format: text or json (one JSON object per line, docs/json-schema.md); report also takes pcapng (the packets, for Wireshark)'
+			'--outcome:only incidents with these outcomes (merged, nat-clash, dropped, port-moved, unknown; comma-separated); leaves out events and findings'
+			'--pid:only incidents and findings with a packet this process sent (with --all: the ct_in and confirm events recorded in its context)'
+			'--pod:only incidents and findings with a packet from this pod (NAMESPACE/NAME or NAME, as the trace named it); leaves out events, which carry no pod'
+			'--port:only flows with this port at either end, before or after NAT'
+			'--proto:only this protocol (udp, tcp, icmp, ... or a number)'
 			'-r:capture FILE written by ctprobe trace -w (- for standard input); repeat it, or give a glob, to report several nodes'\'' captures (or a rotated capture'\''s files) as one, in time order'
+			'--race:only incidents of these races (numbers 0-5, comma-separated); leaves out events and findings, which have no race'
+			'--since:only what happened at or after this TIME: RFC 3339 (2026-12-02T15:04:05Z, as JSON prints it), a local "2026-12-02 15:04:05", a time of day 15:04:05[.000001] (as text prints it: the first after the capture'\''s start), or +DURATION after the start'
+			'--until:only what happened at or before this TIME (the forms of --since)'
 		)
 		words=() ;;
 	probes)

@@ -5,6 +5,14 @@ package incident
 // that incident waits ReorderWindow (kernel time, as Add and Advance move
 // it) in a bounded ring before it is built. Incidents whose events the kernel
 // sent together never wait.
+//
+// The wait starts at the newest time the stream had reached when the
+// loser's confirm arrived, which may be later than the confirm itself: a
+// live reader that idled moved the clock with Advance while the confirm's
+// record was still to come, and the winner's record, committed on another
+// CPU, can come just after it (seen on Debian sid under QEMU: a loser's
+// confirm read 324 ms after its time, 200 ms after an idle, and its
+// winner's insert 1 ms later).
 
 // Advance tells the correlator that kernel time reached now (for example
 // when the event stream is idle), so that waiting incidents complete and

@@ -107,6 +107,38 @@ func TestAllModeLateWinnerConfirm(t *testing.T) {
 	}
 }
 
+// --all, as Debian sid's kernel under QEMU delivered a race: the reader
+// idled after the clash record (Advance moved the clock 300 ms on), then
+// the loser's confirm came, and its winner's insert (confirmed before the
+// clash, on another CPU) just after it. The incident waits the reorder
+// window from where the stream was when the confirm came, so it has the
+// winner's insert, as a replay that never idled finds it.
+func TestAllModeLoserConfirmAfterIdle(t *testing.T) {
+	evs := allMode(scenarioR3NATClash().replay) // winner's insert, clash, loser's confirm
+	w, clash, conf := evs[0], evs[1], evs[2]
+	c := New(Options{})
+	if incs := c.Add(&clash); len(incs) != 0 {
+		t.Fatalf("incident at the clash: %+v", incs)
+	}
+	idle := conf.Time + 15*uint64(DefaultReorderWindow)
+	if incs := c.Advance(idle); len(incs) != 0 {
+		t.Fatalf("incident at an idle before the loser's confirm: %+v", incs)
+	}
+	if incs := c.Add(&conf); len(incs) != 0 {
+		t.Fatalf("the loser's confirm, read after an idle, completed its incident at once, before its winner's insert could come (winner timeline %v)", incs[0].Winner.Timeline)
+	}
+	if incs := c.Add(&w); len(incs) != 0 {
+		t.Fatalf("incident at the winner's insert: %+v", incs)
+	}
+	if incs := c.Advance(idle + uint64(DefaultReorderWindow) - 1); len(incs) != 0 {
+		t.Fatalf("incident 1 ns before the reorder window ended")
+	}
+	inc := only(t, c.Advance(idle+uint64(DefaultReorderWindow)))
+	if st := inc.Winner.Timeline; len(st) != 1 || st[0].Kind != event.Confirm || st[0].Time != w.Time || inc.Winner.PID != w.PID {
+		t.Errorf("winner timeline %+v pid %d, want its insert at %d by pid %d", st, inc.Winner.PID, w.Time, w.PID)
+	}
+}
+
 // relabel moves events to other ct pointers.
 func relabel(evs []event.Event, m map[uint64]uint64) []event.Event {
 	out := make([]event.Event, len(evs))

@@ -24,10 +24,11 @@ type Options struct {
 	// against the newest event time seen, so replayed history with old
 	// timestamps does not age out on arrival).
 	MaxAge time.Duration
-	// ReorderWindow is how long, after a loser's confirm, an incident waits
-	// for events of other CPUs that arrive late (--all mode). Incidents whose
-	// evidence the kernel sent together (--timeline, the default mode)
-	// never wait.
+	// ReorderWindow is how long, after a loser's confirm reaches the
+	// correlator, an incident waits for events of other CPUs that arrive
+	// late (--all mode): kernel time past the newest the stream had reached
+	// then (corr_reorder.go). Incidents whose evidence the kernel sent
+	// together (--timeline, the default mode) never wait.
 	// Negative: never wait.
 	ReorderWindow time.Duration
 	// MaxPending bounds the incidents waiting out ReorderWindow; when full,
@@ -271,5 +272,9 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 		c.finish(s, r)
 		return
 	}
-	c.wait(r, ev.Time+c.window)
+	// The window counts from where the stream is, not from the confirm's
+	// own time: a confirm record that comes late (its program ran late, or
+	// the reader idled and Advance moved the clock past it) comes with the
+	// other CPUs' records of its race, which are as late.
+	c.wait(r, c.now+c.window)
 }

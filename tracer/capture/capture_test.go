@@ -334,7 +334,7 @@ func TestForwardCompatible(t *testing.T) {
 	hdr := []byte(`{"FormatVersion":1,"RecordLayout":1,"Hostname":"h","FutureField":{"a":[1,2]}}`)
 	data := appendFrame(appendPreamble(nil, 1, orderLittle, 1, 0), TypeHeader, nil, hdr)
 	data = appendFrame(data, TypeSample, nil, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0xaa})
-	data = appendFrame(data, 0x81, nil, []byte("future"))
+	data = appendFrame(data, 0xff, nil, []byte("future"))
 	data = appendFrame(data, TypeTrailer, nil, []byte(`{"Records":2,"Future":true}`))
 	r, err := NewReader(bytes.NewReader(data))
 	if err != nil {

@@ -77,6 +77,8 @@ func (t RecordType) String() string {
 		return "trailer"
 	case TypeNames:
 		return "names"
+	case TypeIdle:
+		return "idle"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

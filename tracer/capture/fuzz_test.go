@@ -17,6 +17,7 @@ func FuzzReader(f *testing.F) {
 	f.Add(data)
 	f.Add(data[:len(data)/2])
 	f.Add(data[:preambleSize+3])
+	f.Add(idleCapture(f))
 	if golden, err := os.ReadFile(filepath.Join("testdata", "v1.ctp")); err == nil {
 		f.Add(golden)
 	}
@@ -78,6 +79,7 @@ func FuzzReader(f *testing.F) {
 				if rec.CPU < -1 || len(rec.Kind) > MaxKind {
 					t.Fatalf("bad lost record %+v", rec)
 				}
+			case TypeNames, TypeIdle:
 			default:
 				t.Fatalf("Next returned a %v record", rec.Type)
 			}

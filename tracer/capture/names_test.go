@@ -46,22 +46,30 @@ func TestNamesRoundTrip(t *testing.T) {
 	}
 	var got []names.Entry
 	var types []RecordType
-	for {
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	each(t, r, func(rec Record) {
 		types = append(types, rec.Type)
 		got = append(got, rec.Names...)
-	}
+	})
 	if want := []RecordType{TypeNames, TypeSample, TypeNames, TypeNames, TypeNames}; !reflect.DeepEqual(types, want) {
 		t.Errorf("frames %v, want %v", types, want)
 	}
 	if !reflect.DeepEqual(got, entries) {
 		t.Errorf("names read back differ:\n%+v\nwant\n%+v", got[:2], entries[:2])
+	}
+}
+
+// each calls f with every record of a whole capture, in order.
+func each(t testing.TB, r *Reader, f func(Record)) {
+	t.Helper()
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(rec)
 	}
 }
 

@@ -15,12 +15,12 @@ import (
 
 // Record is one record read from a capture.
 type Record struct {
-	Type   RecordType // TypeSample, TypeLost or TypeNames
+	Type   RecordType // TypeSample, TypeLost, TypeNames or TypeIdle
 	Offset int64      // byte offset of the record's frame in the file
 
 	// Sample fields. Raw aliases the reader's buffer: it is only valid
 	// until the next call to Next. Copy it to keep it.
-	TS  uint64 // kernel ktime (ns) of receipt, or 0
+	TS  uint64 // kernel ktime (ns) of receipt, or 0; of a TypeIdle, the idle's
 	Raw []byte
 
 	// Lost fields.
@@ -169,9 +169,9 @@ func (r *Reader) Close() error {
 	return c.Close()
 }
 
-// Next returns the next sample, lost or names record. After the trailer it returns
-// io.EOF. If the input ends before the trailer it returns a
-// *TruncatedError; damage gives a *CorruptError naming the offset. Records
+// Next returns the next sample, lost, names or idle record. After the
+// trailer it returns io.EOF. If the input ends before the trailer it returns
+// a *TruncatedError; damage gives a *CorruptError naming the offset. Records
 // returned before either error are whole and checksummed. Once Next has
 // returned an error it keeps returning it.
 //
@@ -223,6 +223,8 @@ func (r *Reader) next() (Record, error) {
 			}, nil
 		case TypeNames:
 			return r.namesRecord(start, p)
+		case TypeIdle:
+			return r.idleRecord(start, p)
 		case TypeTrailer:
 			return Record{}, r.finish(start, p)
 		case TypeHeader:

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ctprobe/ctprobe/tracer/names/namestest"
 )
 
 // fakeHost is a host root with a /proc of a few processes: PID 1 in the
@@ -31,16 +33,7 @@ func newFakeHost(t *testing.T) *fakeHost {
 
 // process adds /proc/PID with its netns link and cgroup file.
 func (h *fakeHost) process(pid int, netns uint32, cgroup string) {
-	dir := filepath.Join(h.root, "proc", strconv.Itoa(pid))
-	if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := os.Symlink(fmt.Sprintf("net:[%d]", netns), filepath.Join(dir, "ns", "net")); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644); err != nil {
-		h.t.Fatal(err)
-	}
+	namestest.Process(h.t, h.root, pid, uint64(netns), cgroup)
 }
 
 func (h *fakeHost) exit(pid int) {

@@ -66,11 +66,12 @@ func startStream(r render.Renderer, hdr *capture.Header, replay bool) error {
 
 // CaptureTime is the time a capture had reached where a replay reads it:
 // when its trace started, then when the latest sample before was received
-// (a sample's receipt time, capture.Record.TS). Lost and names frames carry
-// no time of their own: the live trace wrote them as it received the
-// samples around them. A report stamps the lines that carry no kernel
-// time (plan, lost, warning) with it, through render.Options.Now, so that
-// they say when they happened, not when the report ran.
+// (a sample's receipt time, capture.Record.TS) or the reader idled (an
+// idle's time). Lost and names frames carry no time of their own: the live
+// trace wrote them as it received the samples around them. A report stamps
+// the lines that carry no kernel time (plan, lost, warning) with it,
+// through render.Options.Now, so that they say when they happened, not
+// when the report ran.
 type CaptureTime struct {
 	boot, at int64 // Unix ns
 }
@@ -83,9 +84,9 @@ func NewCaptureTime(hdr *capture.Header) *CaptureTime {
 // Now is the time the replay has reached.
 func (c *CaptureTime) Now() time.Time { return time.Unix(0, c.at) }
 
-// received moves the time to a sample's receipt (kernel time ts; 0 when
-// the writer did not know it). It never goes back: samples are received in
-// order, and a capture from another machine may hold anything.
+// received moves the time to a sample's receipt or an idle (kernel time
+// ts; 0 when the writer did not know it). It never goes back: samples are
+// received in order, and a capture from another machine may hold anything.
 func (c *CaptureTime) received(ts uint64) {
 	if ts == 0 || ts > math.MaxInt64 {
 		return
@@ -103,12 +104,18 @@ func printsEvents(hdr *capture.Header, all bool) bool {
 }
 
 // feed hands one record of a capture to the pipeline: a sample, a loss
-// note, or the names the live trace gave (table) for the records after it.
+// note, the names the live trace gave (table) for the records and idles
+// after it, or an idle of the live trace's reader, which let the pipeline
+// complete what waited for late events at the same place as the live run.
 func feed(p *stream.Processor, table *names.Table, at *CaptureTime, rec *capture.Record) error {
 	switch rec.Type {
 	case capture.TypeSample:
 		at.received(rec.TS)
 		return p.Record(rec.Raw)
+	case capture.TypeIdle:
+		at.received(rec.TS)
+		_, err := p.Idle(rec.TS)
+		return err
 	case capture.TypeLost:
 		return p.Lost(loss.Count{Kind: loss.Kind(rec.Kind), CPU: rec.CPU, Count: rec.Count})
 	case capture.TypeNames:
@@ -159,8 +166,8 @@ func replay(rd *capture.Reader, r render.Renderer, opts ReplayOptions, at *Captu
 	corr.ClashProbed = plan.IsAttached(hdr.Plan, "clash")
 	p := stream.NewWithCorrelator(r, printsEvents(&hdr, opts.All), time.Unix(0, hdr.StartUnixNano), corr)
 	p.Select(opts.Select.ForBoot(hdr.BootTimeUnixNano))
-	// The names the live trace gave come before the records whose
-	// incidents they named.
+	// The names the live trace gave come before the records and idles
+	// whose incidents they named.
 	table := names.NewTable()
 	p.SetNames(table)
 	var readErr error

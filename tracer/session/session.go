@@ -70,8 +70,8 @@ type Config struct {
 	Signals <-chan os.Signal
 	// Names names the pod and container of both packets of every incident
 	// (nil: no names). What it answered goes into the capture, before the
-	// record whose incident it named, so that a report prints the same
-	// names (Replay).
+	// record or idle whose incident it named, so that a report prints the
+	// same names (Replay).
 	Names *names.Resolver
 }
 
@@ -80,8 +80,10 @@ type Session struct {
 	cfg Config
 	t   *tracer.Tracer
 	p   *stream.Processor
-	w   captureWriter
-	rot *capture.Rotator // w, when the capture rotates
+	// live hands records and idles to p and writes the capture.
+	live *liveStream
+	w    captureWriter
+	rot  *capture.Rotator // w, when the capture rotates
 	// quietChecked is when the pipeline was last asked whether a due
 	// rotation may happen (stream.Processor.Quiet walks the correlator).
 	quietChecked time.Time
@@ -102,8 +104,6 @@ type Session struct {
 	read     atomic.Uint64
 	lastLoop atomic.Int64
 	detached atomic.Bool
-	// namesPending is reused for the names written to the capture.
-	namesPending []names.Entry
 }
 
 // Start begins a session on an opened tracer: it reads the kernel's
@@ -150,9 +150,7 @@ func Start(t *tracer.Tracer, cfg Config) (*Session, error) {
 		}
 	}
 	s.p = stream.New(cfg.Renderer, cfg.Options.Mode.PrintsEvents(), s.start, plan.IsAttached(t.Plan, "clash"))
-	if cfg.Names != nil {
-		s.p.SetNames(cfg.Names)
-	}
+	s.live = newLiveStream(s.p, s.w, cfg.Names)
 	return s, nil
 }
 
@@ -164,6 +162,7 @@ type captureWriter interface {
 	WriteRecord(ts uint64, raw []byte) error
 	WriteLost(cpu int, count uint64, kind string) error
 	WriteNames(entries []names.Entry) error
+	WriteIdle(ts uint64) error
 	Close(t capture.Trailer) error
 }
 
@@ -209,10 +208,7 @@ func (s *Session) Finish(runErr error, counters []kstat.NetnsCounters) (*summary
 	if counters == nil {
 		counters = kstat.Growth(s.startCounters, endCounters)
 	}
-	sum, finishErr := s.p.Finish(end, counters)
-	if err := s.writeNames(); err != nil && runErr == nil {
-		runErr = err
-	}
+	sum, finishErr := s.live.finish(end, counters)
 	if s.w != nil {
 		tr := capture.Trailer{EndUnixNano: end.UnixNano(), Counters: endCounters, Extra: s.accounting}
 		if err := s.w.Close(tr); err != nil && runErr == nil {
@@ -283,7 +279,8 @@ func (s *Session) Run() error {
 			if err := s.reportLosses(); err != nil {
 				return err
 			}
-			if err := s.idle(); err != nil {
+			// Incidents that waited for late events are printed now.
+			if err := s.live.idle(MonotonicNow()); err != nil {
 				return err
 			}
 			continue
@@ -342,21 +339,9 @@ func (s *Session) done() bool {
 	return st.Incidents >= s.cfg.Count
 }
 
-// handle processes a record, then writes it to the capture: the names
-// its incidents and findings were given go before it.
+// handle processes a record and writes it to the capture.
 func (s *Session) handle(rec *ringbuf.Record) error {
-	before := s.p.Stats()
-	err := s.p.Record(rec.RawSample)
-	if after := s.p.Stats(); after.Incidents != before.Incidents || after.Findings != before.Findings {
-		if werr := s.writeNames(); werr != nil {
-			return werr
-		}
-	}
-	if s.w != nil {
-		if werr := s.w.WriteRecord(MonotonicNow(), rec.RawSample); werr != nil {
-			return fmt.Errorf("write capture: %w", werr)
-		}
-	}
+	err := s.live.record(rec.RawSample, MonotonicNow())
 	// Counted once the pipeline is done with it, so that a Progress that
 	// shows every record read also shows every incident they made.
 	s.read.Add(1)
@@ -364,27 +349,6 @@ func (s *Session) handle(rec *ringbuf.Record) error {
 		return err
 	}
 	return s.maybeRotate()
-}
-
-// idle lets the pipeline print incidents that waited for late events.
-func (s *Session) idle() error {
-	err := s.p.Idle(MonotonicNow())
-	return errors.Join(err, s.writeNames())
-}
-
-// writeNames writes the names answered since the last call.
-func (s *Session) writeNames() error {
-	if s.cfg.Names == nil {
-		return nil
-	}
-	s.namesPending, _ = s.cfg.Names.Pending(s.namesPending[:0])
-	if len(s.namesPending) == 0 || s.w == nil {
-		return nil
-	}
-	if err := s.w.WriteNames(s.namesPending); err != nil {
-		return fmt.Errorf("write capture: %w", err)
-	}
-	return nil
 }
 
 // quietEvery is how often a due rotation asks the pipeline whether an

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/event/eventtest"
 	"github.com/ctprobe/ctprobe/tracer/incident"
 	"github.com/ctprobe/ctprobe/tracer/names"
+	"github.com/ctprobe/ctprobe/tracer/names/namestest"
 	"github.com/ctprobe/ctprobe/tracer/probe"
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/stream/streamtest"
@@ -43,21 +41,9 @@ func synthPod(n int) names.Pod {
 // node's senders in their pods' cgroups.
 func namedNode(tb testing.TB) *names.Resolver {
 	root := tb.TempDir()
-	proc := func(pid int, netns uint64, cgroup string) {
-		dir := filepath.Join(root, "proc", strconv.Itoa(pid))
-		if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.Symlink(fmt.Sprintf("net:[%d]", netns), filepath.Join(dir, "ns", "net")); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	proc(1, streamtest.HostNetns, "0::/init.scope\n")
+	namestest.Process(tb, root, 1, streamtest.HostNetns, "0::/init.scope\n")
 	for n := 0; n < 60; n++ {
-		proc(1000+37*n, uint64(4026533000+n), fmt.Sprintf("0::/kubepods/besteffort/pod%s/%064x\n", synthPod(n).UID, 1<<20+n))
+		namestest.Process(tb, root, 1000+37*n, uint64(4026533000+n), fmt.Sprintf("0::/kubepods/besteffort/pod%s/%064x\n", synthPod(n).UID, 1<<20+n))
 	}
 	r := names.Start(names.Options{HostRoot: root, Runtime: synthPods{}, Record: true})
 	tb.Cleanup(func() { r.Close() })
@@ -158,7 +144,7 @@ func TestProcessorNamesFindings(t *testing.T) {
 		if err := p.Record(eventtest.Record(e)); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Idle(uint64(time.Second)); err != nil {
+		if _, err := p.Idle(uint64(time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		if len(c.findings) != 1 {

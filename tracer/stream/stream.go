@@ -150,9 +150,15 @@ func namesKey(pkt *incident.Packet) names.Key {
 
 // Idle tells the correlator that kernel time reached now while no record
 // arrived, so that incidents waiting for late events are printed without
-// waiting for the next record.
-func (p *Processor) Idle(now uint64) error {
-	return p.incidents(p.corr.Advance(now))
+// waiting for the next record. It reports whether that did more than move
+// the correlator's clock: completed an incident or finding, or forgot a
+// record that aged out. An idle that did not changes nothing before the
+// next record, and is superseded by the next idle.
+func (p *Processor) Idle(now uint64) (acted bool, err error) {
+	before := p.corr.Stats()
+	err = p.incidents(p.corr.Advance(now))
+	after := p.corr.Stats()
+	return after.Pending != before.Pending || after.Tracked != before.Tracked, err
 }
 
 // Quiet says that no incident is in the making (incident.Correlator.Quiet).

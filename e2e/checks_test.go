@@ -399,20 +399,33 @@ func checkFindings(t *testing.T, name string, mode traceMode, fs []findingLine, 
 	}
 }
 
-// comparable keeps the lines whose content does not depend on when they were
-// printed: events, then incidents and the final summary, each in their
-// order. (An incident waits out the reorder window, which ends by the clock
-// when tracing live and at a later record in a report, so where it falls
-// among the events differs.)
+// comparable keeps the lines a report of the capture must print as the
+// live run printed them, in the same order: events, incidents, findings
+// and summaries. (An incident that waits out the reorder window ends at an
+// idle of the live reader, which the capture keeps, or at the same record
+// in both: docs/capture-format.md, Idle.)
 func comparable(raw []string, lines []map[string]any) []string {
-	var events, rest []string
+	var kept []string
 	for i, m := range lines {
 		switch m["kind"] {
-		case "event":
-			events = append(events, raw[i])
-		case "incident", "finding", "summary":
-			rest = append(rest, raw[i])
+		case "event", "incident", "finding", "summary":
+			kept = append(kept, raw[i])
 		}
 	}
-	return append(events, rest...)
+	return kept
+}
+
+// sameOutput fails unless a report printed the live run's comparable lines,
+// naming the first that differs.
+func sameOutput(t *testing.T, live, report []string) {
+	t.Helper()
+	for i := range min(len(live), len(report)) {
+		if live[i] != report[i] {
+			t.Errorf("report differs from the live run at its line %d of %d compared:\nlive:   %s\nreport: %s", i+1, len(live), live[i], report[i])
+			return
+		}
+	}
+	if len(live) != len(report) {
+		t.Errorf("report printed %d event/incident/finding/summary lines, the live run %d", len(report), len(live))
+	}
 }

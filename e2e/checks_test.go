@@ -132,18 +132,31 @@ func checkFilters(t *testing.T, p func(string) string, all int) {
 	}
 }
 
-// planKeysByTask says whether the plan attached a point as a kprobe and
-// kretprobe pair, whose entries are keyed by task. (The clash point's pair
-// keeps no stack: it cannot nest, bottom halves are off inside confirm.)
-func planKeysByTask(t *testing.T, line string) bool {
+// kprobePoints are the points the plan attached through kprobes (a
+// kprobe and kretprobe pair, or kprobe.session), by the mode they attached
+// with.
+func kprobePoints(t *testing.T, line string) map[string]string {
 	var plan struct {
 		Points []struct{ Point, Mode, Status string } `json:"points"`
 	}
 	if err := json.Unmarshal([]byte(line), &plan); err != nil {
 		t.Fatal(err)
 	}
+	points := map[string]string{}
 	for _, p := range plan.Points {
-		if p.Status == "attached" && p.Mode == "kprobe" && p.Point != "clash" {
+		if p.Status == "attached" && strings.HasPrefix(p.Mode, "kprobe") {
+			points[p.Point] = p.Mode
+		}
+	}
+	return points
+}
+
+// planKeysByTask says whether the plan attached a point as a kprobe and
+// kretprobe pair, whose entries are keyed by task. (The clash point's pair
+// keeps no stack: it cannot nest, bottom halves are off inside confirm.)
+func planKeysByTask(points map[string]string) bool {
+	for p, mode := range points {
+		if mode == "kprobe" && p != "clash" {
 			return true
 		}
 	}

@@ -54,7 +54,7 @@ func addSelectFlags(fs *flag.FlagSet) selectFlags {
 		flow:    addFlowFlags(fs, "only incidents and findings with a packet this process sent (with --all: the ct_in and confirm events recorded in its context)"),
 		race:    fs.String("race", "", "only incidents of these races (numbers 0-5, comma-separated); leaves out events and findings, which have no race"),
 		outcome: fs.String("outcome", "", "only incidents with these outcomes (merged, nat-clash, dropped, port-moved, unknown; comma-separated); leaves out events and findings"),
-		pod:     fs.String("pod", "", "only incidents and findings with a packet from this pod (NAMESPACE/NAME or NAME, as the trace named it); leaves out events, which carry no pod"),
+		pod:     fs.String("pod", "", "only incidents and findings with a packet from this pod (NAMESPACE/NAME, NAME or UID, as the trace named it); leaves out events, which carry no pod"),
 		since:   fs.String("since", "", "only what happened at or after this `TIME`: "+timeForms),
 		until:   fs.String("until", "", "only what happened at or before this `TIME` (the forms of --since)"),
 	}
@@ -139,6 +139,14 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		sel, err := sf.selector(time.Unix(0, start))
 		if err != nil {
 			return err
+		}
+		if sel.Pod != "" {
+			for _, f := range files {
+				// A trace records how it named pods in its header (session.Config.Names).
+				if how := f.Header().Extra["names"]; how == "" || strings.HasPrefix(how, "none") {
+					fmt.Fprintf(stderr, "ctprobe: warning: %s names no pods (its trace ran without pod names), so --pod selects nothing from it\n", f.Path)
+				}
+			}
 		}
 		opts := session.ReplayOptions{All: *out.all, Select: sel}
 		if len(files) == 1 {

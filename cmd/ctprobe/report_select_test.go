@@ -326,3 +326,18 @@ func TestReportSelectionText(t *testing.T) {
 		}
 	}
 }
+
+// --pod on a capture whose trace named no pods says so, once per file,
+// and selects nothing.
+func TestReportPodWithoutNames(t *testing.T) {
+	code, stdout, stderr := runCLI("report", "-r", vmCapture510, "--pod", "default/client", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if want := "ctprobe: warning: " + vmCapture510 + " names no pods (its trace ran without pod names), so --pod selects nothing from it\n"; stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+	if n := len(incidents(t, stdout)); n != 0 {
+		t.Errorf("%d incidents selected", n)
+	}
+}

@@ -35,7 +35,7 @@ type Selector struct {
 	// Races, it leaves out events and findings.
 	Outcomes []incident.Outcome
 	// Pod selects incidents and findings whose packets were sent from this
-	// pod: "namespace/name", or a name in any namespace. Events carry no
+	// pod: "namespace/name", a name in any namespace, or a UID. Events carry no
 	// pod names (they are looked up per incident), so it leaves them out.
 	Pod string
 	// Since and Until bound the time of what is selected: an event's or a
@@ -136,12 +136,13 @@ func (s *Selector) packet(p *incident.Packet) bool {
 	return s.tuples(p.Orig, p.Reply, p.ReplyPre)
 }
 
-// podIs says whether pod is the one named: "namespace/name" or "name".
+// podIs says whether pod is the one named: "namespace/name", "name", or
+// its UID (what a trace named from cgroup paths alone knows).
 func podIs(pod names.Pod, name string) bool {
 	if ns, n, ok := strings.Cut(name, "/"); ok {
 		return pod.Namespace == ns && pod.Name == n
 	}
-	return pod.Name == name
+	return pod.Name == name || pod.UID == name
 }
 
 // tuples applies the protocol, host and port filters to a packet's

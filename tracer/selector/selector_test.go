@@ -70,10 +70,10 @@ func TestSelect(t *testing.T) {
 		Reply:    tuple("10.244.2.5", 53, "10.0.0.1", 61000),
 		ReplyPre: tuple("10.96.0.10", 53, "10.244.1.2", 40000),
 	}
-	flow.Names.Pod.Namespace, flow.Names.Pod.Name = "kube-system", "client"
+	flow.Names.Pod.Namespace, flow.Names.Pod.Name, flow.Names.Pod.UID = "kube-system", "client", "6f1c2d3e"
 	other := flow
 	other.Task = false // the same pid, but not the sender
-	other.Names.Pod.Name = "other"
+	other.Names.Pod.Name, other.Names.Pod.UID = "other", "0a9b8c7d"
 	inc := incident.Incident{Time: 5e9, Race: incident.RaceReverse, Outcome: incident.OutcomePortMoved, Loser: other, Winner: flow, HasWinner: true}
 	alone := inc
 	alone.HasWinner = false
@@ -98,6 +98,7 @@ func TestSelect(t *testing.T) {
 		{"pid: the winner sent it, the loser did not", &Selector{Flow: tracer.Filter{PID: 42}}, [5]bool{true, false, true, true, false}},
 		{"pod by namespace/name", &Selector{Pod: "kube-system/client"}, [5]bool{true, false, true, false, false}},
 		{"pod by name", &Selector{Pod: "other"}, [5]bool{true, true, false, false, false}},
+		{"pod by UID", &Selector{Pod: "6f1c2d3e"}, [5]bool{true, false, true, false, false}},
 		{"pod in another namespace", &Selector{Pod: "default/client"}, [5]bool{}},
 		{"endpoint after DNAT", &Selector{Flow: host("10.244.2.5")}, [5]bool{true, true, true, false, false}},
 		{"ClusterIP before DNAT", &Selector{Flow: host("10.96.0.10")}, [5]bool{true, true, true, true, true}},

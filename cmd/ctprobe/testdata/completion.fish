@@ -42,7 +42,7 @@ complete -c ctprobe -n '__fish_seen_subcommand_from report' -l no-color -d 'neve
 complete -c ctprobe -n '__fish_seen_subcommand_from report' -s o -r -d 'output format: text or json (one JSON object per line, docs/json-schema.md); report also takes pcapng (the packets, for Wireshark)'
 complete -c ctprobe -n '__fish_seen_subcommand_from report' -l outcome -r -d 'only incidents with these outcomes (merged, nat-clash, dropped, port-moved, unknown; comma-separated); leaves out events and findings'
 complete -c ctprobe -n '__fish_seen_subcommand_from report' -l pid -r -d 'only incidents and findings with a packet this process sent (with --all: the ct_in and confirm events recorded in its context)'
-complete -c ctprobe -n '__fish_seen_subcommand_from report' -l pod -r -d 'only incidents and findings with a packet from this pod (NAMESPACE/NAME or NAME, as the trace named it); leaves out events, which carry no pod'
+complete -c ctprobe -n '__fish_seen_subcommand_from report' -l pod -r -d 'only incidents and findings with a packet from this pod (NAMESPACE/NAME, NAME or UID, as the trace named it); leaves out events, which carry no pod'
 complete -c ctprobe -n '__fish_seen_subcommand_from report' -l port -r -d 'only flows with this port at either end, before or after NAT'
 complete -c ctprobe -n '__fish_seen_subcommand_from report' -l proto -r -d 'only this protocol (udp, tcp, icmp, ... or a number)'
 complete -c ctprobe -n '__fish_seen_subcommand_from report' -s r -r -d 'capture FILE written by ctprobe trace -w (- for standard input); repeat it, or give a glob, to report several nodes'\'' captures (or a rotated capture'\''s files) as one, in time order'

@@ -58,7 +58,7 @@ _ctprobe() {
 			'-o:output format: text or json (one JSON object per line, docs/json-schema.md); report also takes pcapng (the packets, for Wireshark)'
 			'--outcome:only incidents with these outcomes (merged, nat-clash, dropped, port-moved, unknown; comma-separated); leaves out events and findings'
 			'--pid:only incidents and findings with a packet this process sent (with --all: the ct_in and confirm events recorded in its context)'
-			'--pod:only incidents and findings with a packet from this pod (NAMESPACE/NAME or NAME, as the trace named it); leaves out events, which carry no pod'
+			'--pod:only incidents and findings with a packet from this pod (NAMESPACE/NAME, NAME or UID, as the trace named it); leaves out events, which carry no pod'
 			'--port:only flows with this port at either end, before or after NAT'
 			'--proto:only this protocol (udp, tcp, icmp, ... or a number)'
 			'-r:capture FILE written by ctprobe trace -w (- for standard input); repeat it, or give a glob, to report several nodes'\'' captures (or a rotated capture'\''s files) as one, in time order'

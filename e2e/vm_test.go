@@ -400,16 +400,17 @@ func checkTrace(t *testing.T, out, scenario string, mode traceMode, stats *lab.S
 		case "lost":
 			source := m["source"].(string)
 			// Runs the kernel skipped and counted (docs/kernel-notes.md,
-			// Skipped runs): on a preemptible kernel a trampoline program
-			// preempted on its CPU makes the next run of the same
-			// program there skip (its per-CPU active count, ca06f55b9002,
-			// 5.12; seen on PREEMPT_RT with --all --timeline), and a
-			// kprobe program that fires while another BPF program runs on
-			// its CPU (an interrupt's softirq inside a probe, frequent
-			// under TCG) is skipped by trace_call_bpf, counted from 6.7
-			// (dd8657894c11; seen on sid's 7.2 with --timeline). Counted
-			// losses, never torn records: the counts below may then
-			// fall short, never exceed the kernel's.
+			// Attaching and detaching, Skipped runs): on a preemptible
+			// kernel a trampoline program preempted on its CPU makes the
+			// next run of the same program there skip (its per-CPU
+			// active count, ca06f55b9002, 5.12; seen on PREEMPT_RT with
+			// --all --timeline), and a kprobe program that fires while
+			// another BPF program runs on its CPU (an interrupt's softirq
+			// inside a probe, frequent under TCG) is skipped by
+			// trace_call_bpf, counted from 6.7 (dd8657894c11; seen on
+			// sid's 7.2 with --timeline). Counted losses, never torn
+			// records: the counts below may then fall short, never
+			// exceed the kernel's.
 			skipped := source == "recursion-missed" && (k.preemptible || len(kprobes) > 0)
 			if !starved && !skipped {
 				t.Errorf("ctprobe lost records: %s", raw[i])

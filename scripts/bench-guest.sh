@@ -45,7 +45,8 @@
 #        flows/s), BENCH_PACED_DURATION (5s), BENCH_PIN (1: senders on
 #        vCPU 0, the rest on vCPU 1; 0: no pinning), BENCH_CONTROL (1: a
 #        control window without a tracer in every pair), BENCH_EXTRAS (1:
-#        the probe-time and loss runs)
+#        the probe-time and loss runs), BENCH_PROFILE_TOP (0; 1: each
+#        profiled window's 40 costliest symbols in runs/NAME.top)
 set -u
 cd /out || exit 1
 window=${BENCH_WINDOW:-4s}
@@ -311,6 +312,10 @@ profile_shares() {
   while IFS=$'\t' read -r n name; do
     [ -f "runs/$name.perf" ] || continue
     printf '%s\t%s\n' "$n" "$(probe_share "$name" | tr ' ' '\t')" >>runs/shares.tsv
+    # Where the window's time went, by symbol (self time): what a change to
+    # the probes must shrink.
+    [ "${BENCH_PROFILE_TOP:-0}" = 1 ] &&
+      perf report -i "runs/$name.perf" --no-children --sort sym --stdio -q 2>/dev/null | head -n 40 >"runs/$name.top"
     rm -f "runs/$name.perf"
   done <runs/profiles.tsv
 }

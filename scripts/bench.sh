@@ -246,7 +246,7 @@ scripts/vm/build-initramfs.sh --kernel-dir "$kdir" --out "$initrd" --prog perf -
   --add bin/ctprobe:/bin/ctprobe --add bin/ctlab:/bin/ctlab --run scripts/bench-guest.sh >&2
 env_args=()
 for v in BENCH_WORKLOADS BENCH_WINDOW BENCH_PAIRS BENCH_SETTLE BENCH_THREADS BENCH_SCENARIO BENCH_DURATION BENCH_PACED_RATE \
-  BENCH_PACED_DURATION BENCH_MODES BENCH_ESTABLISHED_MODES BENCH_ATTACH BENCH_PEERS BENCH_PIN BENCH_CONTROL BENCH_EXTRAS; do
+  BENCH_PACED_DURATION BENCH_MODES BENCH_ESTABLISHED_MODES BENCH_ATTACH BENCH_PEERS BENCH_PIN BENCH_CONTROL BENCH_EXTRAS BENCH_PROFILE_TOP; do
   [ -n "${!v:-}" ] && env_args+=(--env "$v=${!v}")
 done
 echo "bench.sh: booting the VM (about $minutes minutes on a quiet host; progress below, console in $out/serial.log)" >&2

@@ -315,7 +315,7 @@ profile_shares() {
     # Where the window's time went, by symbol (self time): what a change to
     # the probes must shrink.
     [ "${BENCH_PROFILE_TOP:-0}" = 1 ] &&
-      perf report -i "runs/$name.perf" --no-children --sort sym --stdio -q 2>/dev/null | head -n 40 >"runs/$name.top"
+      perf report -i "runs/$name.perf" --no-children --sort sym -g none --stdio -q 2>/dev/null | head -n 40 >"runs/$name.top"
     rm -f "runs/$name.perf"
   done <runs/profiles.tsv
 }

@@ -13,6 +13,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "ctprobe.h"
+#include "compiler.bpf.h"
 
 /* include/uapi/linux/netfilter.h */
 #define NF_DROP 0
@@ -33,6 +34,7 @@
  * ip_rcv_core orphans it before conntrack runs
  * (docs/kernel-notes.md, Who sent a packet). */
 struct origin {
+	__u64 skb; /* whose origin this slot holds; 0 while it is written */
 	__u64 ts;
 	__u64 pid_tgid;
 	__u64 cgroup;
@@ -44,12 +46,32 @@ struct origin {
 	char comm[16];
 };
 
+/* The origins, one slot per skb address, overwritten by the next skb whose
+ * address hashes to the same slot: every packet a socket sends may start a
+ * flow where it arrives, so this is written for every one, and a slot costs
+ * a few stores where an LRU hash map's update took its bucket and list locks
+ * with interrupts off (on established UDP under --timeline, half the probes'
+ * time in the bench). A slot is needed only for the microseconds between the
+ * send and conntrack in the next netns: of the skbs in flight at once, one
+ * shares another's slot with odds of about 1 in ORIGIN_SLOTS each, and then
+ * shows no sender, as before when the LRU map evicted. */
+#define ORIGIN_SLOTS_LOG2 14
+#define ORIGIN_SLOTS (1U << ORIGIN_SLOTS_LOG2)
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64); /* skb pointer */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ORIGIN_SLOTS);
+	__type(key, __u32);
 	__type(value, struct origin);
 } origins SEC(".maps");
+
+/* An skb's slot. skbs are slab objects of 256 bytes (skbuff_head_cache), so
+ * the address's low 8 bits are the same for all; Fibonacci hashing spreads
+ * the rest over the slots. */
+static __always_inline __u32 origin_slot(__u64 skb)
+{
+	return (__u32)(((skb >> 8) * 0x9E3779B97F4A7C15ULL) >> (64 - ORIGIN_SLOTS_LOG2));
+}
 
 /* An origin older than this is a recycled skb, not the same packet. */
 #define ORIGIN_MAX_AGE_NS 1000000000ULL
@@ -158,26 +180,33 @@ static __always_inline void read_dns(struct event *e, struct sk_buff *skb)
 		e->payload_len = len;
 }
 
-/* Where the skb has no socket, take the sender recorded at transmit. */
+/* Where the skb has no socket, take the sender recorded at transmit. The
+ * slot is copied, then its owner checked again: another CPU may be writing
+ * it for another skb meanwhile (it clears the owner first). */
 static __always_inline void read_origin(struct event *e, struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
-	struct origin *o;
+	__u32 slot = origin_slot(key);
+	struct origin *o, c;
 
 	if (e->flags & EVENT_F_SOCK)
 		return;
-	o = bpf_map_lookup_elem(&origins, &key);
-	if (!o || e->ts - o->ts > ORIGIN_MAX_AGE_NS)
+	o = bpf_map_lookup_elem(&origins, &slot);
+	if (!o || READ_ONCE(o->skb) != key)
+		return;
+	__builtin_memcpy(&c, o, sizeof(c));
+	barrier();
+	if (READ_ONCE(o->skb) != key || e->ts - c.ts > ORIGIN_MAX_AGE_NS)
 		return;
 	e->flags |= EVENT_F_ORIGIN | EVENT_F_SOCK;
-	e->pid_tgid = o->pid_tgid;
-	e->cgroup = o->cgroup;
-	e->sk_cookie = o->sk_cookie;
-	e->sk_ino = o->sk_ino;
-	e->sk_port = o->sk_port;
-	e->sk_family = o->sk_family;
-	e->sk_state = o->sk_state;
-	__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+	e->pid_tgid = c.pid_tgid;
+	e->cgroup = c.cgroup;
+	e->sk_cookie = c.sk_cookie;
+	e->sk_ino = c.sk_ino;
+	e->sk_port = c.sk_port;
+	e->sk_family = c.sk_family;
+	e->sk_state = c.sk_state;
+	__builtin_memcpy(e->comm, c.comm, sizeof(e->comm));
 }
 
 /* struct nf_nat_range2 is in nf_nat.ko's BTF only on modular kernels

@@ -11,8 +11,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "record.bpf.h"
-
-#define barrier() asm volatile("" ::: "memory")
+#include "compiler.bpf.h"
 
 /* State saved at a function's entry for its exit probe, keyed by the call:
  * its skb or ct (fentry/fexit see the arguments at both ends), or its task

@@ -51,23 +51,32 @@ static __always_inline bool may_start_flow(struct sk_buff *skb)
 }
 
 /* TRACE_EVENT(net_dev_queue, TP_PROTO(struct sk_buff *skb)), every version:
- * an skb leaving a device, in the sender's context for local sockets. */
+ * an skb leaving a device, in the sender's context for local sockets. The
+ * slot's owner is cleared first and set last, so that a reader never takes
+ * a half-written slot for this skb's (read_origin). */
 SEC("raw_tracepoint/net_dev_queue")
 int raw_tp_origin(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct sk_buff *skb = (struct sk_buff *)ctx->args[0];
 	struct sock *sk = BPF_CORE_READ(skb, sk);
-	struct origin o = {};
-	__u64 key = (__u64)skb;
+	__u32 slot = origin_slot((__u64)skb);
+	struct origin *o;
 
 	if (!sk || (__u32)bpf_get_current_pid_tgid() == 0 || !may_start_flow(skb))
 		return 0;
-	o.ts = bpf_ktime_get_ns();
-	o.pid_tgid = bpf_get_current_pid_tgid();
-	o.cgroup = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(o.comm, sizeof(o.comm));
-	READ_SK(&o, sk);
-	bpf_map_update_elem(&origins, &key, &o, BPF_ANY);
+	o = bpf_map_lookup_elem(&origins, &slot);
+	if (!o)
+		return 0;
+	WRITE_ONCE(o->skb, 0);
+	barrier();
+	o->ts = bpf_ktime_get_ns();
+	o->pid_tgid = bpf_get_current_pid_tgid();
+	o->cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+	o->sk_ino = 0;
+	READ_SK(o, sk);
+	barrier();
+	WRITE_ONCE(o->skb, (__u64)skb);
 	return 0;
 }
 

@@ -31,7 +31,7 @@ type lruMap struct {
 	// many entries each: for state that a call's entry leaves for its exit,
 	// which runs on the same CPU unless the task migrated, and of which a
 	// CPU has only a few in flight. Maps whose entries another CPU reads
-	// long after (histories, origins, the winner index) keep the common
+	// long after (histories, the winner index) keep the common
 	// list, with room for what the CPUs' local lists can hold back.
 	perCPU uint32
 }
@@ -48,7 +48,6 @@ var lruMaps = []lruMap{
 		}
 		return uint32(orDefault(o.History, DefaultHistory))
 	}},
-	{name: probe.BPFMapOrigins},
 	{name: probe.BPFMapConfirmed},
 }
 

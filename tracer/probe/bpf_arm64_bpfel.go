@@ -140,6 +140,7 @@ type BPFNatRange struct {
 
 type BPFOrigin struct {
 	_        structs.HostLayout
+	Skb      uint64
 	Ts       uint64
 	PidTgid  uint64
 	Cgroup   uint64

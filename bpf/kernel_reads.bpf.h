@@ -180,23 +180,30 @@ static __always_inline void read_dns(struct event *e, struct sk_buff *skb)
 		e->payload_len = len;
 }
 
-/* Where the skb has no socket, take the sender recorded at transmit. The
- * slot is copied, then its owner checked again: another CPU may be writing
- * it for another skb meanwhile (it clears the owner first). */
-static __always_inline void read_origin(struct event *e, struct sk_buff *skb)
+/* Where the skb e->skb has no socket, take the sender recorded at transmit.
+ * The slot is copied, then its owner checked again: another CPU may be
+ * writing it for another skb meanwhile (it clears the owner first). The
+ * address is hashed as e->skb holds it, reloaded from memory after the
+ * barrier: a tracing program's skb argument is a typed pointer, on which
+ * the verifier refuses a shift (6.12: "pointer arithmetic with >>=
+ * operator prohibited"), where a value loaded from a map is a number. */
+static __always_inline void read_origin(struct event *e)
 {
-	__u64 key = (__u64)skb;
-	__u32 slot = origin_slot(key);
 	struct origin *o, c;
+	__u64 key;
+	__u32 slot;
 
 	if (e->flags & EVENT_F_SOCK)
 		return;
+	barrier();
+	key = e->skb;
+	slot = origin_slot(key);
 	o = bpf_map_lookup_elem(&origins, &slot);
-	if (!o || READ_ONCE(o->skb) != key)
+	if (!o || o->skb != key)
 		return;
 	__builtin_memcpy(&c, o, sizeof(c));
 	barrier();
-	if (READ_ONCE(o->skb) != key || e->ts - c.ts > ORIGIN_MAX_AGE_NS)
+	if (o->skb != key || e->ts - c.ts > ORIGIN_MAX_AGE_NS)
 		return;
 	e->flags |= EVENT_F_ORIGIN | EVENT_F_SOCK;
 	e->pid_tgid = c.pid_tgid;
@@ -224,9 +231,10 @@ struct nf_nat_range2_fixed {
 static __always_inline void read_range(struct nat_range *out, const void *range)
 {
 	struct nf_nat_range2_fixed r = {};
-	if (!range)
-		return;
-	bpf_probe_read_kernel(&r, sizeof(r), range);
+
+	/* NULL (a null binding): zeros, as in a new event. */
+	if (range)
+		bpf_probe_read_kernel(&r, sizeof(r), range);
 	__builtin_memcpy(out->min_addr, r.min_addr, 16);
 	__builtin_memcpy(out->max_addr, r.max_addr, 16);
 	out->flags = r.flags;

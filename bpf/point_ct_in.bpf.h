@@ -43,9 +43,9 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	e->ctinfo = ctinfo;
 	read_ct(e, ct);
 	read_sock(e, skb);
-	read_origin(e, skb);
-	read_dns(e, skb);
 	e->skb = (__u64)skb;
+	read_origin(e);
+	read_dns(e, skb);
 	e->hook = hook;
 	e->ret = verdict;
 	tgid = e->pid_tgid >> 32;

@@ -32,10 +32,10 @@ static __always_inline void nat_enter(struct call_key c, struct nf_conn *ct, con
 	read_range(&v->range, range);
 }
 
-static __always_inline void tuple_changed(struct event *e)
+/* EVENT_F_NAT_CHANGED if the binding changed the REPLY tuple. */
+static __always_inline __u16 tuple_changed(const struct tuple *before, const struct tuple *after)
 {
-	if (__builtin_memcmp(&e->before, &e->reply, sizeof(e->before)))
-		e->flags |= EVENT_F_NAT_CHANGED;
+	return __builtin_memcmp(before, after, sizeof(*before)) ? EVENT_F_NAT_CHANGED : 0;
 }
 
 /* A NAT event of ct's binding of manip, as the ct shows it after the
@@ -60,18 +60,60 @@ static __always_inline void nat_chosen(struct event *e, __u64 tuple)
 }
 
 /* Keep the binding in the ct's history h (if any), and stream it. */
+/* Step m of history h is now written. */
+static __always_inline void nat_kept(struct history *h, __u32 m)
+{
+	h->have |= m ? HIST_NAT_DST : HIST_NAT_SRC;
+}
+
 static __always_inline int nat_done(struct event *e, struct history *h)
 {
-	tuple_changed(e);
+	e->flags |= tuple_changed(&e->before, &e->reply);
 	if (!history_wanted(h, e))
 		return 0;
 	if (h) {
 		__u32 m = e->aux & 1;
-		__builtin_memcpy(&h->nat[m], e, sizeof(*e));
-		h->have |= m ? HIST_NAT_DST : HIST_NAT_SRC;
+		struct nat_step *s = &h->nat[m];
+
+		s->ts = e->ts;
+		s->cpu = e->cpu;
+		s->flags = e->flags;
+		s->aux = e->aux;
+		s->before = e->before;
+		s->reply = e->reply;
+		s->range = e->range;
+		nat_kept(h, m);
 	}
 	if (stream_all)
 		output(e);
+	return 0;
+}
+
+/* --timeline alone: the binding goes straight into the ct's history, with
+ * no event. No filter check: a ct has a history only if its birth passed
+ * the filters, and a binding only adds addresses to the tuples they match. */
+static __always_inline int nat_keep(struct history *h, struct nf_conn *ct, const void *range, __u32 manip,
+				    __u64 tuple, const struct nf_conntrack_tuple *orig)
+{
+	__u32 m = manip & 1;
+	struct nat_step *s = &h->nat[m];
+
+	s->ts = bpf_ktime_get_ns();
+	s->cpu = bpf_get_smp_processor_id();
+	s->aux = manip;
+	s->flags = 0;
+	read_range(&s->range, range);
+	if (tuple) {
+		/* get_unique_tuple: in ORIGINAL direction (nat_chosen). */
+		s->flags |= EVENT_F_NAT_GUT;
+		read_tuple(&s->before, orig);
+		read_tuple(&s->reply, (const struct nf_conntrack_tuple *)tuple);
+	} else {
+		s->before = *reply_before(h, m);
+		read_tuple(&s->reply, &ct->tuplehash[1].tuple);
+	}
+	s->flags |= tuple_changed(&s->before, &s->reply);
+	nat_kept(h, m);
 	return 0;
 }
 
@@ -107,6 +149,8 @@ static __always_inline int nat_exit_hist(struct nf_conn *ct, const void *range, 
 
 	if (!h)
 		return 0;
+	if (!stream_all)
+		return nat_keep(h, ct, range, manip, tuple, orig);
 	e = nat_event(ct, manip);
 	if (!e)
 		return 0;

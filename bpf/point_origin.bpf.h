@@ -67,7 +67,7 @@ int raw_tp_origin(struct bpf_raw_tracepoint_args *ctx)
 	o = bpf_map_lookup_elem(&origins, &slot);
 	if (!o)
 		return 0;
-	WRITE_ONCE(o->skb, 0);
+	o->skb = 0;
 	barrier();
 	o->ts = bpf_ktime_get_ns();
 	o->pid_tgid = bpf_get_current_pid_tgid();
@@ -76,7 +76,7 @@ int raw_tp_origin(struct bpf_raw_tracepoint_args *ctx)
 	o->sk_ino = 0;
 	READ_SK(o, sk);
 	barrier();
-	WRITE_ONCE(o->skb, (__u64)skb);
+	o->skb = (__u64)skb;
 	return 0;
 }
 

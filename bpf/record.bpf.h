@@ -46,6 +46,7 @@ enum scratch_slot {
 	SCRATCH_NAT,
 	SCRATCH_CONFIRM,
 	SCRATCH_WINNER, /* confirm's exit, for the CLASH record of a winner found by tuple */
+	SCRATCH_REPLAY, /* confirm's exit, for the NAT records a history replays */
 	SCRATCH_SLOTS,
 };
 

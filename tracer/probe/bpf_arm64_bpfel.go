@@ -110,9 +110,19 @@ const (
 )
 
 type BPFHistory struct {
-	_       structs.HostLayout
-	In      BPFEvent
-	Nat     [2]BPFEvent
+	_   structs.HostLayout
+	In  BPFEvent
+	Nat [2]struct {
+		_      structs.HostLayout
+		Ts     uint64
+		Cpu    uint32
+		Flags  uint16
+		Aux    uint8
+		Pad    uint8
+		Before BPFTuple
+		Reply  BPFTuple
+		Range  BPFNatRange
+	}
 	Confirm BPFEvent
 	Have    uint32
 	Tgid    uint32

@@ -116,20 +116,26 @@ static __always_inline void replay_nat(struct event *e, const struct history *h,
 	output(e);
 }
 
-static __always_inline void replay(struct history *h, __u16 extra)
+static __always_inline void replay_nats(const struct history *h, __u16 extra)
 {
 	__u32 slot = SCRATCH_REPLAY;
-	struct event *e;
+	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
 
+	if (!e)
+		return;
+	if (h->have & HIST_NAT_SRC)
+		replay_nat(e, h, 0, extra);
+	if (h->have & HIST_NAT_DST)
+		replay_nat(e, h, 1, extra);
+}
+
+static __always_inline void replay(struct history *h, __u16 extra)
+{
 	if (h->have & HIST_IN) {
 		h->in.flags |= EVENT_F_HISTORY | extra;
 		output(&h->in);
 	}
-	e = bpf_map_lookup_elem(&scratch, &slot);
-	for (int m = 0; m < 2; m++) {
-		if (e && (h->have & (m ? HIST_NAT_DST : HIST_NAT_SRC)))
-			replay_nat(e, h, m, extra);
-	}
+	replay_nats(h, extra);
 	if (h->have & HIST_CONFIRM) {
 		h->confirm.flags |= EVENT_F_HISTORY | extra;
 		output(&h->confirm);

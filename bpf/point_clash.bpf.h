@@ -82,13 +82,13 @@ static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct n
 	read_confirm(&p->loser, skb, (struct nf_conn *)p->clash.ct);
 	/* Kept even when filtered out: with --all, confirm's exit must know
 	 * that this skb clashed (after a merge it carries the winner's ct). */
-	bpf_map_update_elem(&pairs, &key, p, BPF_ANY);
+	store_pair(key, p);
 }
 
 /* Default mode: nf_ct_resolve_clash's verdict is confirm's. */
 static __always_inline int clash_exit(__u64 key, struct sk_buff *skb, int ret)
 {
-	struct clash_pair *p = bpf_map_lookup_elem(&pairs, &key);
+	struct clash_pair *p = find_pair(key);
 
 	if (!p) /* the probe attached mid-call */
 		return 0;

@@ -236,7 +236,7 @@ static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 {
 	__u64 key = (__u64)skb;
-	struct clash_pair *p = bpf_map_lookup_elem(&pairs, &key);
+	struct clash_pair *p = find_pair(key);
 	__u8 ctinfo;
 	struct nf_conn *ct = skb_ct(skb, &ctinfo);
 	struct event *e;
@@ -249,7 +249,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 			send_pair(p, key, skb, ret);
 			return 0;
 		}
-		bpf_map_delete_elem(&pairs, &key);
+		delete_pair(key);
 	}
 	e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)

@@ -259,6 +259,7 @@ const (
 	BPFVarFilterProto              = "filter_proto"
 	BPFVarKeepHistory              = "keep_history"
 	BPFVarLookupWinner             = "lookup_winner"
+	BPFVarPairsStored              = "pairs_stored"
 	BPFVarStreamAll                = "stream_all"
 	BPFVarStreamConfirms           = "stream_confirms"
 	BPFVarUnusedEventFlag          = "unused_event_flag"
@@ -375,6 +376,7 @@ type BPFVariableSpecs struct {
 	FilterProto        *ebpf.VariableSpec `ebpf:"filter_proto"`
 	KeepHistory        *ebpf.VariableSpec `ebpf:"keep_history"`
 	LookupWinner       *ebpf.VariableSpec `ebpf:"lookup_winner"`
+	PairsStored        *ebpf.VariableSpec `ebpf:"pairs_stored"`
 	StreamAll          *ebpf.VariableSpec `ebpf:"stream_all"`
 	StreamConfirms     *ebpf.VariableSpec `ebpf:"stream_confirms"`
 	UnusedEventFlag    *ebpf.VariableSpec `ebpf:"unused_event_flag"`
@@ -451,6 +453,7 @@ type BPFVariables struct {
 	FilterProto        *ebpf.Variable `ebpf:"filter_proto"`
 	KeepHistory        *ebpf.Variable `ebpf:"keep_history"`
 	LookupWinner       *ebpf.Variable `ebpf:"lookup_winner"`
+	PairsStored        *ebpf.Variable `ebpf:"pairs_stored"`
 	StreamAll          *ebpf.Variable `ebpf:"stream_all"`
 	StreamConfirms     *ebpf.Variable `ebpf:"stream_confirms"`
 	UnusedEventFlag    *ebpf.Variable `ebpf:"unused_event_flag"`

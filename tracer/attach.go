@@ -39,6 +39,14 @@ func (t *Tracer) attach(opts Options) {
 		for _, c := range candidates {
 			if c.tracepoint != "" {
 				e.Function = c.fn
+				if c.tpBTF != "" && opts.Attach != plan.Kprobe {
+					err := t.attachTpBTF(c)
+					if err == nil {
+						e.Attach, e.Status = plan.TpBTF, plan.Attached
+						break
+					}
+					reasons = append(reasons, fmt.Sprintf("%s %s: %v", c.fn, plan.TpBTF, err))
+				}
 				if err := t.attachTracepoint(c); err != nil {
 					e.Status = plan.Failed
 					reasons = append(reasons, fmt.Sprintf("%s %s: %v", c.fn, plan.RawTracepoint, err))
@@ -279,6 +287,22 @@ func (t *Tracer) attachTracepoint(c candidate) error {
 	}
 	_, name, _ := strings.Cut(c.fn, ":")
 	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
+	if err != nil {
+		return err
+	}
+	t.links = append(t.links, attached{Link: l, fn: name})
+	return nil
+}
+
+// attachTpBTF attaches a candidate's tp_btf program to its "system:event"
+// (the kernel finds it as btf_trace_<event> in its BTF).
+func (t *Tracer) attachTpBTF(c candidate) error {
+	_, name, _ := strings.Cut(c.fn, ":")
+	prog, err := t.loadProgram(c.tpBTF, name)
+	if err != nil {
+		return err
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,9 @@ type candidate struct {
 	kprobeNote string
 	// tracepoint is a raw tracepoint program; fn is then "system:event".
 	tracepoint string
+	// tpBTF is the same tracepoint's BTF-enabled program (tp_btf), tried
+	// first except with --attach kprobe.
+	tpBTF string
 }
 
 // point is one stage of the conntrack insertion path.
@@ -180,7 +183,7 @@ var points = []point{
 		name: "origin", why: "forwarded packets (pod to node) carry no process or socket", skippable: true,
 		use: followsFlows(false),
 		candidates: func(Kernel, mode.Mode, func(string) bool) []candidate {
-			return []candidate{{fn: "net:net_dev_queue", tracepoint: probe.BPFProgRawTpOrigin}}
+			return []candidate{{fn: "net:net_dev_queue", tpBTF: probe.BPFProgTpBtfOrigin, tracepoint: probe.BPFProgRawTpOrigin}}
 		},
 	},
 }

@@ -15,6 +15,9 @@ const (
 	// were asked for.
 	KprobeSession Attach = "kprobe.session"
 	RawTracepoint Attach = "raw_tracepoint"
+	// TpBTF is a raw tracepoint with BTF-typed arguments (5.5+), whose
+	// program reads the kernel's objects with plain loads.
+	TpBTF Attach = "tp_btf"
 )
 
 // Status is what became of a probe point.

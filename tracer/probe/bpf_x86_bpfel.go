@@ -248,6 +248,7 @@ const (
 	BPFProgKretprobeNat            = "kretprobe_nat"
 	BPFProgKsessionConfirmNew      = "ksession_confirm_new"
 	BPFProgRawTpOrigin             = "raw_tp_origin"
+	BPFProgTpBtfOrigin             = "tp_btf_origin"
 	BPFVarEmptyClashSeen           = "empty_clash_seen"
 	BPFVarEmptyEntry               = "empty_entry"
 	BPFVarEmptyStack               = "empty_stack"
@@ -340,6 +341,7 @@ type BPFProgramSpecs struct {
 	KretprobeNat            *ebpf.ProgramSpec `ebpf:"kretprobe_nat"`
 	KsessionConfirmNew      *ebpf.ProgramSpec `ebpf:"ksession_confirm_new"`
 	RawTpOrigin             *ebpf.ProgramSpec `ebpf:"raw_tp_origin"`
+	TpBtfOrigin             *ebpf.ProgramSpec `ebpf:"tp_btf_origin"`
 }
 
 // BPFMapSpecs contains maps before they are loaded into the kernel.
@@ -496,6 +498,7 @@ type BPFPrograms struct {
 	KretprobeNat            *ebpf.Program `ebpf:"kretprobe_nat"`
 	KsessionConfirmNew      *ebpf.Program `ebpf:"ksession_confirm_new"`
 	RawTpOrigin             *ebpf.Program `ebpf:"raw_tp_origin"`
+	TpBtfOrigin             *ebpf.Program `ebpf:"tp_btf_origin"`
 }
 
 func (p *BPFPrograms) Close() error {
@@ -530,6 +533,7 @@ func (p *BPFPrograms) Close() error {
 		p.KretprobeNat,
 		p.KsessionConfirmNew,
 		p.RawTpOrigin,
+		p.TpBtfOrigin,
 	)
 }
 

@@ -33,10 +33,33 @@ struct nat_step {
 	struct nat_range range;
 };
 
+/* A plain insert as a history keeps it, for when the ct wins a later
+ * clash: what a CONFIRM record tells beyond the birth (time, task, socket,
+ * verdict, status, the REPLY tuple with its bindings). The ct, its ORIGINAL
+ * tuple, netns, zone and mark are the birth's; the ct is its own other_ct. */
+struct confirm_step {
+	__u64 ts;
+	__u64 pid_tgid;
+	__u64 cgroup;
+	__u64 status;
+	__u64 sk_cookie;
+	__u32 cpu;
+	__u32 ret;
+	__u32 sk_ino;
+	__u16 flags;
+	__u16 sk_port;
+	__u8 ctinfo;
+	__u8 sk_family;
+	__u8 sk_state;
+	__u8 pad[5];
+	char comm[16];
+	struct tuple reply;
+};
+
 struct history {
 	struct event in;
 	struct nat_step nat[2]; /* indexed by manip type: 0 SRC, 1 DST */
-	struct event confirm;
+	struct confirm_step confirm;
 	__u32 have;
 	__u32 tgid; /* the task in whose context the ct was born, for --pid */
 };
@@ -92,31 +115,62 @@ static __always_inline struct history *ct_history(__u64 ct)
 	return bpf_map_lookup_elem(&hist, &ct);
 }
 
+/* A record of a step after the birth, with what it shares with the birth:
+ * the ct, its ORIGINAL tuple, netns, zone and mark. */
+static __always_inline void replay_base(struct event *e, const struct history *h, __u8 kind, __u64 ts, __u32 cpu,
+					__u16 flags)
+{
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->hook = 0xff;
+	e->ts = ts;
+	e->cpu = cpu;
+	e->flags = flags;
+	e->ct = h->in.ct;
+	e->orig = h->in.orig;
+	e->netns = h->in.netns;
+	e->zone = h->in.zone;
+	e->mark = h->in.mark;
+}
+
 /* The NAT record of step m, rebuilt around the ct's birth (e: the replay's
  * scratch event). */
 static __always_inline void replay_nat(struct event *e, const struct history *h, int m, __u16 extra)
 {
 	const struct nat_step *s = &h->nat[m];
 
-	__builtin_memset(e, 0, sizeof(*e));
-	e->kind = EVENT_NAT;
-	e->hook = 0xff;
-	e->ts = s->ts;
-	e->cpu = s->cpu;
+	replay_base(e, h, EVENT_NAT, s->ts, s->cpu, s->flags | EVENT_F_HISTORY | extra);
 	e->aux = s->aux;
-	e->flags = s->flags | EVENT_F_HISTORY | extra;
 	e->before = s->before;
 	e->reply = s->reply;
 	e->range = s->range;
-	e->ct = h->in.ct;
-	e->orig = h->in.orig;
-	e->netns = h->in.netns;
-	e->zone = h->in.zone;
-	e->mark = h->in.mark;
 	output(e);
 }
 
-static __always_inline void replay_nats(const struct history *h, __u16 extra)
+/* The CONFIRM record of a plain insert, rebuilt around the ct's birth. */
+static __always_inline void replay_confirm(struct event *e, const struct history *h, __u16 extra)
+{
+	const struct confirm_step *s = &h->confirm;
+
+	replay_base(e, h, EVENT_CONFIRM, s->ts, s->cpu, s->flags | EVENT_F_HISTORY | extra);
+	e->pid_tgid = s->pid_tgid;
+	e->cgroup = s->cgroup;
+	__builtin_memcpy(e->comm, s->comm, sizeof(e->comm));
+	e->ctinfo = s->ctinfo;
+	e->status = s->status;
+	e->ret = s->ret;
+	e->sk_cookie = s->sk_cookie;
+	e->sk_ino = s->sk_ino;
+	e->sk_port = s->sk_port;
+	e->sk_family = s->sk_family;
+	e->sk_state = s->sk_state;
+	e->reply = s->reply;
+	e->other_ct = h->in.ct;
+	output(e);
+}
+
+/* The records after the birth, rebuilt in the replay's scratch event. */
+static __always_inline void replay_steps(const struct history *h, __u16 extra)
 {
 	__u32 slot = SCRATCH_REPLAY;
 	struct event *e = bpf_map_lookup_elem(&scratch, &slot);
@@ -127,6 +181,8 @@ static __always_inline void replay_nats(const struct history *h, __u16 extra)
 		replay_nat(e, h, 0, extra);
 	if (h->have & HIST_NAT_DST)
 		replay_nat(e, h, 1, extra);
+	if (h->have & HIST_CONFIRM)
+		replay_confirm(e, h, extra);
 }
 
 static __always_inline void replay(struct history *h, __u16 extra)
@@ -135,11 +191,7 @@ static __always_inline void replay(struct history *h, __u16 extra)
 		h->in.flags |= EVENT_F_HISTORY | extra;
 		output(&h->in);
 	}
-	replay_nats(h, extra);
-	if (h->have & HIST_CONFIRM) {
-		h->confirm.flags |= EVENT_F_HISTORY | extra;
-		output(&h->confirm);
-	}
+	replay_steps(h, extra);
 }
 
 #endif /* CTPROBE_HISTORY_BPF_H */

@@ -109,7 +109,23 @@ static __always_inline int confirm_exit_timeline(struct event *e, const struct e
 			bpf_map_delete_elem(&hist, &v->ct);
 	} else if (lh) {
 		/* Keep the confirmation: this ct may be the winner of a later clash. */
-		__builtin_memcpy(&lh->confirm, e, sizeof(*e));
+		struct confirm_step *s = &lh->confirm;
+
+		s->ts = e->ts;
+		s->cpu = e->cpu;
+		s->pid_tgid = e->pid_tgid;
+		s->cgroup = e->cgroup;
+		__builtin_memcpy(s->comm, e->comm, sizeof(s->comm));
+		s->flags = e->flags;
+		s->ctinfo = e->ctinfo;
+		s->status = e->status;
+		s->ret = e->ret;
+		s->sk_cookie = e->sk_cookie;
+		s->sk_ino = e->sk_ino;
+		s->sk_port = e->sk_port;
+		s->sk_family = e->sk_family;
+		s->sk_state = e->sk_state;
+		s->reply = e->reply;
 		lh->have |= HIST_CONFIRM;
 	}
 out:
@@ -203,9 +219,56 @@ static __always_inline bool clash_of_this_call(const struct clash_seen *cs, stru
  * the ct on the skb, which is that ct still: a plain insert or a drop
  * without a clash keeps it there. No entry probe and no entries map for
  * the flows that do not clash. */
+/* --timeline alone: whether this call was a plain insert (no clash seen in
+ * it, not dropped, not inserted reply-only), which sends nothing. Its
+ * confirmation then goes straight into the ct's history, built without an
+ * event, for when the ct wins a later clash: what confirm_exit_timeline
+ * would keep, with the filters passed at the birth (a ct has a history
+ * only then, and confirm sees the same ct). */
+static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct, __u8 ctinfo, int ret)
+{
+	struct confirm_step *s;
+	struct history *h;
+	struct sock *sk;
+	__u64 status;
+
+	if (stream_all || ret == NF_DROP)
+		return false;
+	status = BPF_CORE_READ(ct, status);
+	if (status & IPS_NAT_CLASH)
+		return false;
+	h = ct_history((__u64)ct);
+	if (!h)
+		return true;
+	s = &h->confirm;
+	s->ts = bpf_ktime_get_ns();
+	s->cpu = bpf_get_smp_processor_id();
+	s->pid_tgid = bpf_get_current_pid_tgid();
+	s->flags = (__u32)s->pid_tgid == 0 ? EVENT_F_SOFTIRQ_KEY : 0;
+	s->cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	s->ctinfo = ctinfo;
+	s->status = status;
+	s->ret = ret;
+	read_tuple(&s->reply, &ct->tuplehash[1].tuple);
+	s->sk_cookie = 0;
+	s->sk_ino = 0;
+	s->sk_port = 0;
+	s->sk_family = 0;
+	s->sk_state = 0;
+	sk = BPF_CORE_READ(skb, sk);
+	if (sk) {
+		s->flags |= EVENT_F_SOCK;
+		READ_SK(s, sk);
+	}
+	h->have |= HIST_CONFIRM;
+	return true;
+}
+
 static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 {
-	struct nf_conn *ct = skb_ct(skb, NULL);
+	__u8 ctinfo;
+	struct nf_conn *ct = skb_ct(skb, &ctinfo);
 	struct entry v = {};
 	struct clash_seen *cs;
 
@@ -217,6 +280,8 @@ static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 		bpf_map_delete_elem(&clashes, &v.skb);
 		cs = NULL;
 	}
+	if (!cs && confirm_kept(skb, ct, ctinfo, ret))
+		return 0;
 	if (cs) {
 		v.ct = cs->clash.ct;
 		v.orig = cs->loser_orig;

@@ -20,6 +20,7 @@
 
 static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 verdict)
 {
+	struct history *h = NULL;
 	struct event *e;
 	struct nf_conn *ct;
 	__u8 ctinfo;
@@ -37,7 +38,19 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	is_new = ctinfo == IP_CT_NEW && !(BPF_CORE_READ(ct, status) & IPS_CONFIRMED);
 	if (!is_new && !stream_all)
 		return 0;
-	e = new_event(SCRATCH_CT_IN, EVENT_CT_IN);
+	/* The history serves replays (--timeline) and, with --all --timeline,
+	 * --pid's filtering of the ct's later events by the task that created
+	 * it. A birth it keeps is built in the new history itself. */
+	if (is_new && (keep_history || filter_pid)) {
+		__u32 zero = 0;
+		h = bpf_map_lookup_elem(&scratch_hist, &zero);
+	}
+	if (h) {
+		e = &h->in;
+		init_event(e, EVENT_CT_IN);
+	} else {
+		e = new_event(SCRATCH_CT_IN, EVENT_CT_IN);
+	}
 	if (!e)
 		return 0;
 	e->ctinfo = ctinfo;
@@ -58,19 +71,12 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 			bpf_map_delete_elem(&hist, &e->ct);
 		return 0;
 	}
-	/* The history serves replays (--timeline) and, with --all --timeline, --pid's
-	 * filtering of the ct's later events by the task that created it. */
-	if ((e->flags & EVENT_F_NEW) && (keep_history || filter_pid)) {
-		__u32 zero = 0;
-		struct history *h = bpf_map_lookup_elem(&scratch_hist, &zero);
-		if (h) {
-			/* A new ct pointer replaces whatever an earlier ct at the same
-			 * address left: ct objects are SLAB_TYPESAFE_BY_RCU and reused. */
-			__builtin_memcpy(&h->in, e, sizeof(*e));
-			h->have = HIST_IN;
-			h->tgid = tgid;
-			bpf_map_update_elem(&hist, &e->ct, h, BPF_ANY);
-		}
+	if (h) {
+		/* A new ct pointer replaces whatever an earlier ct at the same
+		 * address left: ct objects are SLAB_TYPESAFE_BY_RCU and reused. */
+		h->have = HIST_IN;
+		h->tgid = tgid;
+		bpf_map_update_elem(&hist, &e->ct, h, BPF_ANY);
 	}
 	if (stream_all)
 		output(e);

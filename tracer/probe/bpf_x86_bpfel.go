@@ -123,9 +123,27 @@ type BPFHistory struct {
 		Reply  BPFTuple
 		Range  BPFNatRange
 	}
-	Confirm BPFEvent
-	Have    uint32
-	Tgid    uint32
+	Confirm struct {
+		_        structs.HostLayout
+		Ts       uint64
+		PidTgid  uint64
+		Cgroup   uint64
+		Status   uint64
+		SkCookie uint64
+		Cpu      uint32
+		Ret      uint32
+		SkIno    uint32
+		Flags    uint16
+		SkPort   uint16
+		Ctinfo   uint8
+		SkFamily uint8
+		SkState  uint8
+		Pad      [5]uint8
+		Comm     [16]int8
+		Reply    BPFTuple
+	}
+	Have uint32
+	Tgid uint32
 }
 
 type BPFLossKind uint32

@@ -252,27 +252,36 @@ func appendEndpoint(dst []byte, a netip.Addr, port uint16) []byte {
 }
 
 // appendAddrPort writes what netip.AddrPort.AppendTo writes: for IPv4
-// without its general path, which cost more than any other field of an
-// event line.
+// without its general path (which cost more than any other field of an
+// event line), an octet and its dot at a time from a table.
 func appendAddrPort(dst []byte, a netip.Addr, port uint16) []byte {
 	if !a.Is4() {
 		return netip.AddrPortFrom(a, port).AppendTo(dst)
 	}
-	o := a.As4()
-	n := decimalLen(uint64(o[0])) + decimalLen(uint64(o[1])) + decimalLen(uint64(o[2])) + decimalLen(uint64(o[3])) +
-		len("...:") + decimalLen(uint64(port))
-	dst, b := extend(dst, n)
-	for i, v := range [...]uint64{uint64(o[0]), uint64(o[1]), uint64(o[2]), uint64(o[3]), uint64(port)} {
-		if i > 0 {
-			b[0] = ".:"[i/4]
-			b = b[1:]
-		}
-		d := min(decimalLen(v), len(b))
-		putDecimal(b[:d], v)
-		b = b[d:]
+	l := len(dst)
+	dst, b := extend(dst, len("255.255.255.255:65535"))
+	n := 0
+	for _, o := range a.As4() {
+		d := &octetsDotted[o]
+		copy(b[n:n+4], d.text[:])
+		n += int(d.len)
 	}
-	return dst
+	b[n-1] = ':'
+	d := decimalLen(uint64(port))
+	putDecimal(b[n:n+d], uint64(port))
+	return dst[:l+n+d]
 }
+
+// octetsDotted is every octet's digits and a dot.
+var octetsDotted = func() (t [256]struct {
+	text [4]byte
+	len  uint8
+}) {
+	for o := range t {
+		t[o].len = uint8(copy(t[o].text[:], strconv.Itoa(o)+"."))
+	}
+	return t
+}()
 
 // appendTupleEnds writes "src->dst"; ICMP tuples, whose "ports" are the echo
 // id and type<<8|code, print as "src->dst id 7 type 8/0".

@@ -137,6 +137,12 @@ func (c *Correlator) Add(ev *event.Event) []Incident {
 	if ev.Time > c.now {
 		c.now = ev.Time
 	}
+	if ev.Kind != event.CTIn || ev.Flags&event.FlagNew != 0 {
+		// The value is compared only so that the compiler keeps the loads.
+		if c.touch(ev.CT) == 0x5bd1e9955bd1e995 {
+			c.warmSink++
+		}
+	}
 	switch ev.Kind {
 	case event.CTIn:
 		if ev.Flags&event.FlagNew != 0 {

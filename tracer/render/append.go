@@ -84,9 +84,15 @@ func appendPadded0(dst []byte, v, width int) []byte {
 	return append(dst, b[i:]...)
 }
 
+// appendSpaces writes n spaces (none for n <= 0), a run at a time: a text
+// line pads five of its fields.
 func appendSpaces(dst []byte, n int) []byte {
-	for ; n > 0; n-- {
-		dst = append(dst, ' ')
+	const spaces = "                                "
+	for ; n > len(spaces); n -= len(spaces) {
+		dst = append(dst, spaces...)
+	}
+	if n > 0 {
+		dst = append(dst, spaces[:n]...)
 	}
 	return dst
 }

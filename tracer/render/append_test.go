@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,6 +121,15 @@ func TestNumbersAndEndpointsAsStd(t *testing.T) {
 			if got, want := string(appendAddrPort([]byte("x"), a, port)), "x"+netip.AddrPortFrom(a, port).String(); got != want {
 				t.Fatalf("appendAddrPort(%v, %d) = %q, want %q", a, port, got, want)
 			}
+		}
+	}
+}
+
+// Padding writes as many spaces as asked, past the run it copies from too.
+func TestAppendSpaces(t *testing.T) {
+	for n := -1; n <= 100; n++ {
+		if got, want := string(appendSpaces([]byte("x"), n)), "x"+strings.Repeat(" ", max(n, 0)); got != want {
+			t.Fatalf("appendSpaces(%d) wrote %d spaces", n, len(got)-1)
 		}
 	}
 }

@@ -123,6 +123,35 @@ func (b *recBody) warm() uint64 {
 	return x
 }
 
+// touch loads what filing an event of ct reads from memory, all at once:
+// the index entry of ct and the record it names, and, when the pool is
+// full, the record to evict (its head, links, index entries and body, which
+// the new record reuses). Each would otherwise be loaded when the code gets
+// to it, one cache miss after the other: on a busy node these tables are
+// megabytes, and every new flow's events evict the oldest flow.
+func (c *Correlator) touch(ct uint64) uint64 {
+	e := c.byCT.e[c.byCT.home(ctHash(ct))]
+	x := uint64(e.val)
+	if e.val >= 0 {
+		x ^= c.heads[e.val].ct
+	}
+	if len(c.free) > 0 || c.head < 0 {
+		return x
+	}
+	old := &c.heads[c.head]
+	x ^= c.bodies[c.head].warm()
+	x ^= uint64(c.byCT.e[c.byCT.home(ctHash(old.ct))].val)
+	for i, bit := range [2]uint8{1, 2} {
+		if old.indexed&bit != 0 {
+			x ^= uint64(c.byTuple.e[old.idxHome[i]].val)
+		}
+	}
+	if next := c.lru[c.head].next; next >= 0 {
+		x ^= uint64(c.lru[next].prev)
+	}
+	return x
+}
+
 // lruNode links a record into the LRU list. The links live apart from the
 // records: moving a record to the tail touches its neighbours' links, not
 // their kilobyte records.

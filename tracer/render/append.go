@@ -3,6 +3,7 @@ package render
 import (
 	"math/bits"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -17,8 +18,42 @@ import (
 // t.AppendFormat wrote, without parsing a layout for every line: that was
 // a quarter of an --all event line's time.
 func appendClock(dst []byte, t time.Time) []byte {
-	h, m, s := t.Clock()
-	dst = appendTriple(dst, h, 2, m, s, ':')
+	var s wallSecond
+	return s.appendClock(dst, t)
+}
+
+// wallSecond holds the text of the last second an event line's time fell
+// in, so that the next line of the same second writes its fraction alone:
+// turning a time into its date and time of day looks its zone up each
+// time, and was the most of a line's time. A renderer keeps one per
+// format of line (the text's time of day, or JSON's whole time).
+type wallSecond struct {
+	unix    int64 // the second, since the epoch, when set
+	set     bool
+	head    [32]byte // `15:04:05` or `"2006-01-02T15:04:05`
+	headLen int
+	zone    [24]byte // JSON: `Z"` or `+05:30"` (of any int offset)
+	zoneLen int
+}
+
+// same says whether t falls in the second held, and makes it the second
+// held if not (the caller then fills its text in).
+func (s *wallSecond) same(t time.Time) bool {
+	sec := t.Unix()
+	if s.set && s.unix == sec {
+		return true
+	}
+	s.unix, s.set = sec, true
+	return false
+}
+
+// appendClock writes t as the package function appendClock does.
+func (s *wallSecond) appendClock(dst []byte, t time.Time) []byte {
+	if !s.same(t) {
+		h, m, sec := t.Clock()
+		s.headLen = len(appendTriple(s.head[:0], h, 2, m, sec, ':'))
+	}
+	dst = append(dst, s.head[:s.headLen]...)
 	dst = append(dst, '.')
 	return appendPadded0(dst, t.Nanosecond()/1000, 6)
 }
@@ -49,9 +84,15 @@ func appendPadded0(dst []byte, v, width int) []byte {
 	return append(dst, b[i:]...)
 }
 
+// appendSpaces writes n spaces (none for n <= 0), a run at a time: a text
+// line pads five of its fields.
 func appendSpaces(dst []byte, n int) []byte {
-	for ; n > 0; n-- {
-		dst = append(dst, ' ')
+	const spaces = "                                "
+	for ; n > len(spaces); n -= len(spaces) {
+		dst = append(dst, spaces...)
+	}
+	if n > 0 {
+		dst = append(dst, spaces[:n]...)
 	}
 	return dst
 }
@@ -80,12 +121,81 @@ func appendColored(dst []byte, on bool, c, s string, width int) []byte {
 	return appendPadded(dst, s, width)
 }
 
-func appendHex(dst []byte, v uint64) []byte {
-	dst = append(dst, "0x"...)
-	return strconv.AppendUint(dst, v, 16)
+// Numbers are written straight into dst, which grows first if it must:
+// an event line has a dozen of them, and strconv's, written into a buffer
+// and copied, were a tenth of a JSON line's time.
+
+// extend makes room for n more bytes after dst's, and returns dst with
+// them (as they were) and the n bytes.
+func extend(dst []byte, n int) ([]byte, []byte) {
+	l := len(dst)
+	dst = slices.Grow(dst, n)[:l+n]
+	return dst, dst[l:]
 }
 
-func appendUint(dst []byte, v uint64) []byte { return strconv.AppendUint(dst, v, 10) }
+// appendHex writes v as "0x" and its hex digits, as strconv.AppendUint
+// with base 16 does after "0x".
+func appendHex(dst []byte, v uint64) []byte {
+	n := max(bits.Len64(v)+3, 4) / 4
+	dst, b := extend(dst, 2+n)
+	b[0], b[1] = '0', 'x'
+	for i := len(b) - 1; i >= 2; i-- {
+		b[i] = hexDigits[v&0xf]
+		v >>= 4
+	}
+	return dst
+}
+
+// appendUint writes v in decimal, as strconv.AppendUint with base 10.
+func appendUint(dst []byte, v uint64) []byte {
+	if v < 10 {
+		return append(dst, byte('0'+v))
+	}
+	dst, b := extend(dst, decimalLen(v))
+	putDecimal(b, v)
+	return dst
+}
+
+// powersOf10[i] is 10**i.
+var powersOf10 = func() (p [20]uint64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+// decimalLen is how many decimal digits v has: log10 from the bit length
+// (1233/4096 is just above log10(2)), one less where v is below that power
+// (v|1: 0 has a digit too).
+func decimalLen(v uint64) int {
+	n := bits.Len64(v|1) * 1233 >> 12
+	if v|1 < powersOf10[n] {
+		return n
+	}
+	return n + 1
+}
+
+const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
+
+// putDecimal writes v's decimal digits into b, which is decimalLen(v)
+// bytes long, two at a time from the end.
+func putDecimal(b []byte, v uint64) {
+	i := len(b)
+	for v >= 100 && i >= 2 {
+		r := v % 100
+		v /= 100
+		i -= 2
+		b[i], b[i+1] = digitPairs[2*r], digitPairs[2*r+1]
+	}
+	if v >= 10 && i >= 2 {
+		b[i-2], b[i-1] = digitPairs[2*v], digitPairs[2*v+1]
+	} else if i >= 1 {
+		b[i-1] = byte('0' + v)
+	}
+}
 
 // appendMicros writes ns as microseconds with three decimals ("12.345").
 func appendMicros(dst []byte, ns uint64) []byte {
@@ -144,8 +254,40 @@ func appendEndpoint(dst []byte, a netip.Addr, port uint16) []byte {
 	if !a.IsValid() {
 		return append(dst, '?')
 	}
-	return netip.AddrPortFrom(a, port).AppendTo(dst)
+	return appendAddrPort(dst, a, port)
 }
+
+// appendAddrPort writes what netip.AddrPort.AppendTo writes: for IPv4
+// without its general path (which cost more than any other field of an
+// event line), an octet and its dot at a time from a table.
+func appendAddrPort(dst []byte, a netip.Addr, port uint16) []byte {
+	if !a.Is4() {
+		return netip.AddrPortFrom(a, port).AppendTo(dst)
+	}
+	l := len(dst)
+	dst, b := extend(dst, len("255.255.255.255:65535"))
+	n := 0
+	for _, o := range a.As4() {
+		d := &octetsDotted[o]
+		copy(b[n:n+4], d.text[:])
+		n += int(d.len)
+	}
+	b[n-1] = ':'
+	d := decimalLen(uint64(port))
+	putDecimal(b[n:n+d], uint64(port))
+	return dst[:l+n+d]
+}
+
+// octetsDotted is every octet's digits and a dot.
+var octetsDotted = func() (t [256]struct {
+	text [4]byte
+	len  uint8
+}) {
+	for o := range t {
+		t[o].len = uint8(copy(t[o].text[:], strconv.Itoa(o)+"."))
+	}
+	return t
+}()
 
 // appendTupleEnds writes "src->dst"; ICMP tuples, whose "ports" are the echo
 // id and type<<8|code, print as "src->dst id 7 type 8/0".
@@ -186,7 +328,7 @@ func appendJSONBitNames(dst []byte, v uint64, names []string) []byte {
 			dst = append(dst, ',')
 		}
 		if bit < len(names) {
-			dst = appendJSONString(dst, names[bit])
+			dst = appendJSONName(dst, names[bit])
 		} else {
 			dst = append(dst, `"bit`...)
 			dst = appendUint(dst, uint64(bit))
@@ -194,6 +336,16 @@ func appendJSONBitNames(dst []byte, v uint64, names []string) []byte {
 		}
 	}
 	return dst
+}
+
+// appendJSONName writes one of the renderer's own names (a probe point,
+// protocol, status bit, verdict: letters, digits, '_', '-', '(' and ')')
+// as a JSON string. They need no escaping, so it writes them as they are
+// (TestJSONNamesNeedNoEscaping checks every one).
+func appendJSONName(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // appendJSONString writes s as a JSON string. Every control character is
@@ -291,7 +443,7 @@ func appendJSONEndpoint(dst []byte, a netip.Addr, port uint16) []byte {
 		return append(dst, "null"...)
 	}
 	dst = append(dst, '"')
-	dst = netip.AddrPortFrom(a, port).AppendTo(dst)
+	dst = appendAddrPort(dst, a, port)
 	return append(dst, '"')
 }
 
@@ -302,7 +454,7 @@ func appendJSONTuple(dst []byte, t event.Tuple) []byte {
 		return append(dst, "null"...)
 	}
 	dst = append(dst, `{"proto":`...)
-	dst = appendJSONString(dst, event.ProtoName(t.Proto))
+	dst = appendJSONName(dst, event.ProtoName(t.Proto))
 	dst = append(dst, `,"src":`...)
 	dst = appendJSONEndpoint(dst, t.Src, t.SrcPort)
 	dst = append(dst, `,"dst":`...)
@@ -315,13 +467,11 @@ func appendJSONTuple(dst []byte, t event.Tuple) []byte {
 // for UTC, else the offset in hours and minutes. It is what t.AppendFormat
 // wrote, without parsing the layout for every event, for any year from 0
 // on (a Clock's times, int64 nanoseconds, lie between 1677 and 2262).
-func appendJSONTime(dst []byte, t time.Time) []byte {
-	dst = append(dst, '"')
-	year, month, day := t.Date()
-	dst = appendTriple(dst, year, 4, int(month), day, '-')
-	dst = append(dst, 'T')
-	h, m, s := t.Clock()
-	dst = appendTriple(dst, h, 2, m, s, ':')
+func (s *wallSecond) appendJSONTime(dst []byte, t time.Time) []byte {
+	if !s.same(t) {
+		s.setJSON(t)
+	}
+	dst = append(dst, s.head[:s.headLen]...)
 	if ns := t.Nanosecond(); ns != 0 {
 		digits := 9
 		for ; ns%10 == 0; ns /= 10 {
@@ -330,20 +480,33 @@ func appendJSONTime(dst []byte, t time.Time) []byte {
 		dst = append(dst, '.')
 		dst = appendPadded0(dst, ns, digits)
 	}
+	return append(dst, s.zone[:s.zoneLen]...)
+}
+
+// setJSON writes the parts of appendJSONTime's string that the second
+// decides: the date and time of day, and the zone.
+func (s *wallSecond) setJSON(t time.Time) {
+	head := append(s.head[:0], '"')
+	year, month, day := t.Date()
+	head = appendTriple(head, year, 4, int(month), day, '-')
+	head = append(head, 'T')
+	h, m, sec := t.Clock()
+	s.headLen = len(appendTriple(head, h, 2, m, sec, ':'))
 	// As AppendFormat: whole minutes, their sign (an offset of less than a
 	// minute west is "+00:00").
+	zone := s.zone[:0]
 	_, offset := t.Zone()
-	switch zone := offset / 60; {
+	switch minutes := offset / 60; {
 	case offset == 0:
-		dst = append(dst, 'Z')
-	case zone < 0:
-		dst = append(dst, '-')
-		dst = appendZone(dst, -zone)
+		zone = append(zone, 'Z')
+	case minutes < 0:
+		zone = append(zone, '-')
+		zone = appendZone(zone, -minutes)
 	default:
-		dst = append(dst, '+')
-		dst = appendZone(dst, zone)
+		zone = append(zone, '+')
+		zone = appendZone(zone, minutes)
 	}
-	return append(dst, '"')
+	s.zoneLen = len(append(zone, '"'))
 }
 
 // appendZone writes an offset of minutes as hh:mm.

@@ -20,7 +20,8 @@ import (
 // has "schema" (SchemaVersion) and "kind".
 type JSON struct {
 	sink
-	opt Options
+	opt    Options
+	second wallSecond // of the last event line
 }
 
 // NewJSON returns a JSON-lines renderer writing to w. Only opt.Clock and
@@ -37,7 +38,7 @@ func (j *JSON) Header(h *Header) error {
 
 // Event writes a "kind":"event" line (held until Flush).
 func (j *JSON) Event(ev *event.Event) error {
-	return j.hold(func(b []byte) []byte { return appendEventJSON(b, ev, j.opt.Clock, j.opt.Node) })
+	return j.hold(func(b []byte) []byte { return appendEventJSON(b, ev, j.opt.Clock, j.opt.Node, &j.second) })
 }
 
 // Incident writes a "kind":"incident" line.
@@ -100,12 +101,13 @@ func (j *JSON) encode(v any) error {
 // AppendEventJSON appends the JSON line of one event, newline included. It
 // does not allocate when dst has room.
 func AppendEventJSON(dst []byte, ev *event.Event, c Clock) []byte {
-	return appendEventJSON(dst, ev, c, "")
+	var second wallSecond
+	return appendEventJSON(dst, ev, c, "", &second)
 }
 
 // appendEventJSON is AppendEventJSON with the node the event comes from
-// ("": none).
-func appendEventJSON(dst []byte, ev *event.Event, c Clock, node string) []byte {
+// ("": none), and the renderer's last second.
+func appendEventJSON(dst []byte, ev *event.Event, c Clock, node string, second *wallSecond) []byte {
 	dst = append(dst, `{"schema":`...)
 	dst = appendUint(dst, SchemaVersion)
 	dst = append(dst, `,"kind":"event"`...)
@@ -114,11 +116,11 @@ func appendEventJSON(dst []byte, ev *event.Event, c Clock, node string) []byte {
 		dst = appendJSONString(dst, node)
 	}
 	dst = append(dst, `,"time":`...)
-	dst = appendJSONTime(dst, c.Time(ev.Time))
+	dst = second.appendJSONTime(dst, c.Time(ev.Time))
 	dst = append(dst, `,"ktime_ns":`...)
 	dst = appendUint(dst, ev.Time)
 	dst = append(dst, `,"point":`...)
-	dst = appendJSONString(dst, ev.Kind.String())
+	dst = appendJSONName(dst, ev.Kind.String())
 	dst = append(dst, `,"cpu":`...)
 	dst = appendUint(dst, uint64(ev.CPU))
 	dst = append(dst, `,"pid":`...)
@@ -163,18 +165,18 @@ func appendEventJSON(dst []byte, ev *event.Event, c Clock, node string) []byte {
 	switch ev.Kind {
 	case event.CTIn:
 		dst = append(dst, `,"hook":`...)
-		dst = appendJSONString(dst, HookName(ev.Hook))
+		dst = appendJSONName(dst, HookName(ev.Hook))
 		dst = append(dst, `,"ctinfo":`...)
-		dst = appendJSONString(dst, ctinfoName(ev.CTInfo))
+		dst = appendJSONName(dst, ctinfoName(ev.CTInfo))
 		dst = append(dst, `,"verdict":`...)
-		dst = appendJSONString(dst, verdictJSON(ev.Verdict))
+		dst = appendJSONName(dst, verdictJSON(ev.Verdict))
 		dst = append(dst, `,"new":`...)
 		dst = appendJSONBool(dst, ev.Flags&event.FlagNew != 0)
 		dst = appendJSONPayload(dst, ev)
 	case event.NAT:
 		dst = append(dst, `,"manip":`...)
 		_, manip := manipNames(int(ev.Aux))
-		dst = appendJSONString(dst, manip)
+		dst = appendJSONName(dst, manip)
 		dst = append(dst, `,"gut":`...)
 		dst = appendJSONBool(dst, ev.Flags&event.FlagNATGUT != 0)
 		dst = append(dst, `,"changed":`...)
@@ -194,11 +196,11 @@ func appendEventJSON(dst []byte, ev *event.Event, c Clock, node string) []byte {
 		}
 	case event.Confirm:
 		dst = append(dst, `,"verdict":`...)
-		dst = appendJSONString(dst, verdictJSON(ev.Verdict))
+		dst = appendJSONName(dst, verdictJSON(ev.Verdict))
 		dst = append(dst, `,"ctinfo":`...)
-		dst = appendJSONString(dst, ctinfoName(ev.CTInfo))
+		dst = appendJSONName(dst, ctinfoName(ev.CTInfo))
 		dst = append(dst, `,"result":`...)
-		dst = appendJSONString(dst, confirmResult(ev))
+		dst = appendJSONName(dst, confirmResult(ev))
 		dst = append(dst, `,"other_ct":`...)
 		dst = appendJSONHex(dst, ev.OtherCT)
 		dst = appendJSONPayload(dst, ev)

@@ -14,7 +14,8 @@ import (
 // Text writes the human-readable format.
 type Text struct {
 	sink
-	opt Options
+	opt    Options
+	second wallSecond // of the last event line
 }
 
 // NewText returns a text renderer writing to w.
@@ -24,7 +25,7 @@ func NewText(w io.Writer, opt Options) *Text {
 
 // Event writes one event line (held until Flush).
 func (t *Text) Event(ev *event.Event) error {
-	return t.hold(func(b []byte) []byte { return AppendEvent(appendNode(b, t.opt.Node), ev, &t.opt) })
+	return t.hold(func(b []byte) []byte { return appendEvent(appendNode(b, t.opt.Node), ev, &t.opt, &t.second) })
 }
 
 // Incident writes an incident block followed by a blank line.
@@ -164,8 +165,14 @@ func appendKind(dst []byte, color bool, k event.Kind) []byte {
 //
 // It does not allocate when dst has room.
 func AppendEvent(dst []byte, ev *event.Event, opt *Options) []byte {
+	var second wallSecond
+	return appendEvent(dst, ev, opt, &second)
+}
+
+// appendEvent is AppendEvent with the renderer's last second.
+func appendEvent(dst []byte, ev *event.Event, opt *Options, second *wallSecond) []byte {
 	color := opt.Color
-	dst = appendClock(dst, opt.Clock.Time(ev.Time))
+	dst = second.appendClock(dst, opt.Clock.Time(ev.Time))
 	dst = append(dst, ' ')
 
 	dst = appendField(dst, "cpu", uint64(ev.CPU), wCPU)

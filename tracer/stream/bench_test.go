@@ -106,23 +106,32 @@ func BenchmarkCorrelate(b *testing.B) {
 	b.ReportMetric(float64(c.Stats().Evicted+c.Stats().Expired)/float64(c.Stats().Events), "evicted/event")
 }
 
-// BenchmarkDecodeCorrelate is both: what a Processor does for every record
-// before rendering. On the busy-node mix (races: its incidents allocate
-// their reasons, timelines and names) and on the same mix without races
-// (ordinary: the steady state of every other event, which allocates
-// nothing).
-func BenchmarkDecodeCorrelate(b *testing.B) {
-	ordinary := func(tb testing.TB) *streamtest.Capture {
-		s, err := streamtest.Synthesize(streamtest.OrdinaryNode())
+// synthesized makes a capture of mix opt.
+func synthesized(opt func() streamtest.Options) func(testing.TB) *streamtest.Capture {
+	return func(tb testing.TB) *streamtest.Capture {
+		s, err := streamtest.Synthesize(opt())
 		if err != nil {
 			tb.Fatal(err)
 		}
 		return s
 	}
+}
+
+// BenchmarkDecodeCorrelate is both: what a Processor does for every record
+// before rendering. On the busy-node mix (races: its incidents allocate
+// their reasons, timelines and names), on the same mix without races
+// (ordinary: the steady state of every other event, which allocates
+// nothing), and on --all's ordinary events (all-ordinary: a confirm per
+// new flow, the correlator's part of Processor/all-ordinary).
+func BenchmarkDecodeCorrelate(b *testing.B) {
 	for _, mix := range []struct {
 		name    string
 		capture func(testing.TB) *streamtest.Capture
-	}{{"races", streamtest.BusyCapture}, {"ordinary", ordinary}} {
+	}{
+		{"races", streamtest.BusyCapture},
+		{"ordinary", synthesized(streamtest.OrdinaryNode)},
+		{"all-ordinary", synthesized(streamtest.OrdinaryAllNode)},
+	} {
 		b.Run(mix.name, func(b *testing.B) {
 			s := mix.capture(b)
 			records := s.CopyRecords()
@@ -149,13 +158,7 @@ func BenchmarkDecodeCorrelate(b *testing.B) {
 // confirm per new flow, and the races' clashes), "all-ordinary" the same
 // without races: --all's ordinary events, in text and JSON.
 func BenchmarkProcessor(b *testing.B) {
-	ordinaryAll := func(tb testing.TB) *streamtest.Capture {
-		s, err := streamtest.Synthesize(streamtest.OrdinaryAllNode())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return s
-	}
+	allOrdinary := synthesized(streamtest.OrdinaryAllNode)
 	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	if err != nil {
 		b.Fatal(err)
@@ -172,8 +175,8 @@ func BenchmarkProcessor(b *testing.B) {
 		{"all-timeline", streamtest.BusyCapture, true, false, "text"},
 		{"all/text", streamtest.AllCapture, true, false, "text"},
 		{"all/json", streamtest.AllCapture, true, false, "json"},
-		{"all-ordinary/text", ordinaryAll, true, false, "text"},
-		{"all-ordinary/json", ordinaryAll, true, false, "json"},
+		{"all-ordinary/text", allOrdinary, true, false, "text"},
+		{"all-ordinary/json", allOrdinary, true, false, "json"},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			s := mode.capture(b)

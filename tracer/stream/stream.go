@@ -88,6 +88,7 @@ func (p *Processor) Record(raw []byte) error {
 		return nil
 	}
 	if p.all && p.sel.Event(&p.ev) {
+		p.corr.Prefetch(&p.ev)
 		if err := p.out.Event(&p.ev); err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@
 #include "kernel_reads.bpf.h"
 #include "filter.bpf.h"
 #include "mode.bpf.h"
+#include "stored.bpf.h"
 
 /* Default mode and --all: a clash and its loser, read at
  * nf_ct_resolve_clash's entry (a merged loser is freed inside it) and sent
@@ -31,32 +32,9 @@ struct {
 	__type(value, struct clash_pair);
 } pairs SEC(".maps");
 
-/* How many pairs were stored and not deleted since: more than the map
- * holds where the LRU evicted a pair or an update replaced one, never fewer
- * (each is counted before it is stored). While it is 0, as on almost every
- * new flow, --all's confirm exit skips its lookup, which costs a hash of the
- * key and a bucket walk: what a bpftrace one-liner's whole count costs. */
+/* Pairs stored and not deleted (stored.bpf.h): --all's confirm exit skips
+ * its lookup while there are none, as on almost every new flow. */
 __u64 pairs_stored = 0;
-
-static __always_inline void store_pair(__u64 key, const struct clash_pair *p)
-{
-	__sync_fetch_and_add(&pairs_stored, 1);
-	if (bpf_map_update_elem(&pairs, &key, p, BPF_ANY))
-		__sync_fetch_and_add(&pairs_stored, -1);
-}
-
-static __always_inline void delete_pair(__u64 key)
-{
-	if (bpf_map_delete_elem(&pairs, &key) == 0)
-		__sync_fetch_and_add(&pairs_stored, -1);
-}
-
-static __always_inline struct clash_pair *find_pair(__u64 key)
-{
-	if (!pairs_stored)
-		return NULL;
-	return bpf_map_lookup_elem(&pairs, &key);
-}
 
 /* Scratch space for a pair, too big for the 512-byte stack. */
 struct {
@@ -93,7 +71,7 @@ static __always_inline void send_pair(struct clash_pair *p, __u64 key, struct sk
 		output(&p->clash);
 		output(&p->loser);
 	}
-	delete_pair(key);
+	stored_delete(&pairs, &pairs_stored, &key);
 }
 
 /* A pair older than this was left by a call in flight when the probes

@@ -16,6 +16,8 @@
  * is named where a read depends on it.
  */
 #include "arch.bpf.h"         /* what bpf_tracing.h needs per architecture */
+#include "compiler.bpf.h"     /* the compiler barrier */
+#include "stored.bpf.h"       /* maps whose lookups are skipped while empty */
 #include "record.bpf.h"       /* ring buffer, loss counters, scratch events */
 #include "kernel_reads.bpf.h" /* tuples, ct, socket, DNS, sender, NAT range */
 #include "history.bpf.h"      /* --timeline: per-ct history, clash records */

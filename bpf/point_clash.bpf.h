@@ -50,7 +50,7 @@ static __always_inline void clash_seen(struct sk_buff *skb, struct nf_conntrack_
 	struct clash_seen *cs;
 	struct nf_conn *loser;
 
-	bpf_map_update_elem(&clashes, &key, &empty_clash_seen, BPF_ANY);
+	stored_update(&clashes, &clashes_stored, &key, &empty_clash_seen);
 	cs = bpf_map_lookup_elem(&clashes, &key);
 	if (!cs)
 		return;
@@ -82,13 +82,13 @@ static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct n
 	read_confirm(&p->loser, skb, (struct nf_conn *)p->clash.ct);
 	/* Kept even when filtered out: with --all, confirm's exit must know
 	 * that this skb clashed (after a merge it carries the winner's ct). */
-	store_pair(key, p);
+	stored_update(&pairs, &pairs_stored, &key, p);
 }
 
 /* Default mode: nf_ct_resolve_clash's verdict is confirm's. */
 static __always_inline int clash_exit(__u64 key, struct sk_buff *skb, int ret)
 {
-	struct clash_pair *p = find_pair(key);
+	struct clash_pair *p = stored_lookup(&pairs, &pairs_stored, &key);
 
 	if (!p) /* the probe attached mid-call */
 		return 0;

@@ -130,7 +130,7 @@ static __always_inline int confirm_exit_timeline(struct event *e, const struct e
 	}
 out:
 	if (cs)
-		bpf_map_delete_elem(&clashes, &e->skb);
+		stored_delete(&clashes, &clashes_stored, &e->skb);
 	return 0;
 }
 
@@ -188,7 +188,7 @@ static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, 
 	if (!skb)
 		skb = (struct sk_buff *)v.skb;
 	if (!clash_path_only()) {
-		cs = bpf_map_lookup_elem(&clashes, &v.skb);
+		cs = stored_lookup(&clashes, &clashes_stored, &v.skb);
 		if (cs && cs->clash.ct != v.ct)
 			cs = NULL; /* a stale record of an earlier packet at this skb address */
 	}
@@ -275,9 +275,9 @@ static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 	if (!ct)
 		return 0;
 	v.skb = (__u64)skb;
-	cs = bpf_map_lookup_elem(&clashes, &v.skb);
+	cs = stored_lookup(&clashes, &clashes_stored, &v.skb);
 	if (cs && !clash_of_this_call(cs, ct)) {
-		bpf_map_delete_elem(&clashes, &v.skb);
+		stored_delete(&clashes, &clashes_stored, &v.skb);
 		cs = NULL;
 	}
 	if (!cs && confirm_kept(skb, ct, ctinfo, ret))
@@ -301,7 +301,7 @@ static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 {
 	__u64 key = (__u64)skb;
-	struct clash_pair *p = find_pair(key);
+	struct clash_pair *p = stored_lookup(&pairs, &pairs_stored, &key);
 	__u8 ctinfo;
 	struct nf_conn *ct = skb_ct(skb, &ctinfo);
 	struct event *e;
@@ -314,7 +314,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 			send_pair(p, key, skb, ret);
 			return 0;
 		}
-		delete_pair(key);
+		stored_delete(&pairs, &pairs_stored, &key);
 	}
 	e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)

@@ -267,6 +267,7 @@ const (
 	BPFProgKsessionConfirmNew      = "ksession_confirm_new"
 	BPFProgRawTpOrigin             = "raw_tp_origin"
 	BPFProgTpBtfOrigin             = "tp_btf_origin"
+	BPFVarClashesStored            = "clashes_stored"
 	BPFVarEmptyClashSeen           = "empty_clash_seen"
 	BPFVarEmptyEntry               = "empty_entry"
 	BPFVarEmptyStack               = "empty_stack"
@@ -385,6 +386,7 @@ type BPFMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type BPFVariableSpecs struct {
+	ClashesStored      *ebpf.VariableSpec `ebpf:"clashes_stored"`
 	EmptyClashSeen     *ebpf.VariableSpec `ebpf:"empty_clash_seen"`
 	EmptyEntry         *ebpf.VariableSpec `ebpf:"empty_entry"`
 	EmptyStack         *ebpf.VariableSpec `ebpf:"empty_stack"`
@@ -462,6 +464,7 @@ func (m *BPFMaps) Close() error {
 //
 // It can be passed to LoadBPFObjects or ebpf.CollectionSpec.LoadAndAssign.
 type BPFVariables struct {
+	ClashesStored      *ebpf.Variable `ebpf:"clashes_stored"`
 	EmptyClashSeen     *ebpf.Variable `ebpf:"empty_clash_seen"`
 	EmptyEntry         *ebpf.Variable `ebpf:"empty_entry"`
 	EmptyStack         *ebpf.Variable `ebpf:"empty_stack"`

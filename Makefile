@@ -83,9 +83,8 @@ generate: deps
 # that build records in task context (e2e-rt); the DNAT race with fentry
 # and with kprobes on Debian 13's 6.12 (e2e-trixie), sid's newest kernel
 # (e2e-sid) and arm64 under emulation (e2e-arm64-quick). A fresh clone on
-# two cores took 40 minutes with another VM running beside it (the last
-# three about 10 of them; CI's own run took 23 without them); the full runs
-# are test-more's.
+# two cores took 24 minutes alone and 40 with another VM running beside it
+# (the last three about 10 of them); the full runs are test-more's.
 test: deps unit fuzz e2e e2e-lts e2e-5.10 e2e-rt e2e-trixie e2e-sid e2e-arm64-quick
 
 # The slow extras, each its own target: every lab scenario on 6.1, 5.10,

@@ -132,17 +132,29 @@ static __always_inline void read_ct(struct event *e, struct nf_conn *ct)
 		e->mark = BPF_CORE_READ(ct, mark);
 }
 
-/* The socket fields of an event or an origin (both name them alike). A
- * request or timewait sock has only sock_common, so no inode. */
-#define READ_SK(dst, sk)                                                              \
-	do {                                                                          \
-		(dst)->sk_family = BPF_CORE_READ(sk, __sk_common.skc_family);        \
-		(dst)->sk_state = BPF_CORE_READ(sk, __sk_common.skc_state);          \
-		(dst)->sk_port = BPF_CORE_READ(sk, __sk_common.skc_num);             \
-		(dst)->sk_cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter); \
+/* A field of a kernel object: with a plain load where direct (a tp_btf
+ * program's typed argument and what it points to, which the verifier checks
+ * against BTF; a load that faults reads 0, as a probe read would), else with
+ * bpf_probe_read_kernel, a helper call each. direct is a constant in each
+ * caller, so only one form is built. */
+#define KREAD(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
+
+/* The socket fields of an event, an origin or a history's confirmation (all
+ * name them alike). A request or timewait sock has only sock_common, so no
+ * inode (0). */
+#define READ_SK_AS(direct, dst, sk)                                                        \
+	do {                                                                               \
+		(dst)->sk_family = KREAD(direct, sk, __sk_common.skc_family);             \
+		(dst)->sk_state = KREAD(direct, sk, __sk_common.skc_state);               \
+		(dst)->sk_port = KREAD(direct, sk, __sk_common.skc_num);                  \
+		(dst)->sk_cookie = KREAD(direct, sk, __sk_common.skc_cookie.counter);     \
+		(dst)->sk_ino = 0;                                                         \
 		if ((dst)->sk_state != TCP_TIME_WAIT && (dst)->sk_state != TCP_NEW_SYN_RECV) \
-			(dst)->sk_ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino); \
+			(dst)->sk_ino = (direct) ? (sk)->sk_socket->file->f_inode->i_ino : \
+						   BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino); \
 	} while (0)
+
+#define READ_SK(dst, sk) READ_SK_AS(false, dst, sk)
 
 /* skb->sk may be a request or timewait sock (only sock_common is valid) or a
  * full socket; at PREROUTING it is NULL (ip_rcv_core orphans it:

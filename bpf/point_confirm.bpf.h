@@ -55,8 +55,8 @@ static __always_inline int confirm_exit_clash_path(struct event *e, struct sk_bu
 /* confirm_exit's timeline form (--timeline, with or without --all): e is the
  * outcome for v->ct, the ct that entered confirm, and cs the clash seen
  * inside this call, if any. A race replays the histories of the loser and
- * its winner; a ct that was not in one keeps its confirmation in its
- * history. */
+ * its winner. (A plain insert never gets here under --timeline alone:
+ * confirm_kept keeps it; --all --timeline streams it and replays nothing.) */
 static __always_inline int confirm_exit_timeline(struct event *e, const struct entry *v, struct clash_seen *cs,
 						 bool freed, bool settled)
 {
@@ -103,31 +103,9 @@ static __always_inline int confirm_exit_timeline(struct event *e, const struct e
 		}
 		output(e);
 	}
-	if (race) {
-		/* A dropped or merged loser is freed; keep nothing of it. */
-		if (freed)
-			bpf_map_delete_elem(&hist, &v->ct);
-	} else if (lh) {
-		/* Keep the confirmation: this ct may be the winner of a later clash. */
-		struct confirm_step *s = &lh->confirm;
-
-		s->ts = e->ts;
-		s->cpu = e->cpu;
-		s->pid_tgid = e->pid_tgid;
-		s->cgroup = e->cgroup;
-		__builtin_memcpy(s->comm, e->comm, sizeof(s->comm));
-		s->flags = e->flags;
-		s->ctinfo = e->ctinfo;
-		s->status = e->status;
-		s->ret = e->ret;
-		s->sk_cookie = e->sk_cookie;
-		s->sk_ino = e->sk_ino;
-		s->sk_port = e->sk_port;
-		s->sk_family = e->sk_family;
-		s->sk_state = e->sk_state;
-		s->reply = e->reply;
-		lh->have |= HIST_CONFIRM;
-	}
+	/* A dropped or merged loser is freed; keep nothing of it. */
+	if (race && freed)
+		bpf_map_delete_elem(&hist, &v->ct);
 out:
 	if (cs)
 		stored_delete(&clashes, &clashes_stored, &e->skb);
@@ -177,6 +155,54 @@ static __always_inline int confirm_outcome(const struct entry *v, struct clash_s
 	return confirm_exit_timeline(e, v, cs, freed, settled);
 }
 
+/* --timeline alone: whether this call was a plain insert, which sends
+ * nothing. The callers know that no clash was seen in it and that ct, on
+ * the skb now, is the ct that entered (not merged); here it must not be
+ * dropped or inserted reply-only. Its confirmation then goes straight into
+ * the ct's history, built without an event, for when the ct wins a later
+ * clash. No filter check: a ct has a history only if its birth passed the
+ * filters, and confirm sees the same ct. */
+static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct, __u8 ctinfo, int ret)
+{
+	struct confirm_step *s;
+	struct history *h;
+	struct sock *sk;
+	__u64 status;
+
+	if (stream_all || ret == NF_DROP)
+		return false;
+	status = BPF_CORE_READ(ct, status);
+	if (status & IPS_NAT_CLASH)
+		return false;
+	h = ct_history((__u64)ct);
+	if (!h)
+		return true;
+	s = &h->confirm;
+	s->ts = bpf_ktime_get_ns();
+	s->cpu = bpf_get_smp_processor_id();
+	s->pid_tgid = bpf_get_current_pid_tgid();
+	s->flags = (__u32)s->pid_tgid == 0 ? EVENT_F_SOFTIRQ_KEY : 0;
+	s->cgroup = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	s->ctinfo = ctinfo;
+	s->status = status;
+	s->ret = ret;
+	read_tuple(&s->reply, &ct->tuplehash[1].tuple);
+	sk = BPF_CORE_READ(skb, sk);
+	if (sk) {
+		s->flags |= EVENT_F_SOCK;
+		READ_SK(s, sk);
+	} else {
+		s->sk_cookie = 0;
+		s->sk_ino = 0;
+		s->sk_port = 0;
+		s->sk_family = 0;
+		s->sk_state = 0;
+	}
+	h->have |= HIST_CONFIRM;
+	return true;
+}
+
 /* confirm's exit after its entry, which saved the ct and its tuples. */
 static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, int ret)
 {
@@ -188,9 +214,14 @@ static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, 
 	if (!skb)
 		skb = (struct sk_buff *)v.skb;
 	if (!clash_path_only()) {
+		__u8 ctinfo;
+		struct nf_conn *after = skb_ct(skb, &ctinfo);
+
 		cs = stored_lookup(&clashes, &clashes_stored, &v.skb);
 		if (cs && cs->clash.ct != v.ct)
 			cs = NULL; /* a stale record of an earlier packet at this skb address */
+		if (!cs && after && (__u64)after == v.ct && confirm_kept(skb, after, ctinfo, ret))
+			return 0;
 	}
 	return confirm_outcome(&v, cs, skb, ret);
 }
@@ -219,52 +250,6 @@ static __always_inline bool clash_of_this_call(const struct clash_seen *cs, stru
  * the ct on the skb, which is that ct still: a plain insert or a drop
  * without a clash keeps it there. No entry probe and no entries map for
  * the flows that do not clash. */
-/* --timeline alone: whether this call was a plain insert (no clash seen in
- * it, not dropped, not inserted reply-only), which sends nothing. Its
- * confirmation then goes straight into the ct's history, built without an
- * event, for when the ct wins a later clash: what confirm_exit_timeline
- * would keep, with the filters passed at the birth (a ct has a history
- * only then, and confirm sees the same ct). */
-static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct, __u8 ctinfo, int ret)
-{
-	struct confirm_step *s;
-	struct history *h;
-	struct sock *sk;
-	__u64 status;
-
-	if (stream_all || ret == NF_DROP)
-		return false;
-	status = BPF_CORE_READ(ct, status);
-	if (status & IPS_NAT_CLASH)
-		return false;
-	h = ct_history((__u64)ct);
-	if (!h)
-		return true;
-	s = &h->confirm;
-	s->ts = bpf_ktime_get_ns();
-	s->cpu = bpf_get_smp_processor_id();
-	s->pid_tgid = bpf_get_current_pid_tgid();
-	s->flags = (__u32)s->pid_tgid == 0 ? EVENT_F_SOFTIRQ_KEY : 0;
-	s->cgroup = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(s->comm, sizeof(s->comm));
-	s->ctinfo = ctinfo;
-	s->status = status;
-	s->ret = ret;
-	read_tuple(&s->reply, &ct->tuplehash[1].tuple);
-	s->sk_cookie = 0;
-	s->sk_ino = 0;
-	s->sk_port = 0;
-	s->sk_family = 0;
-	s->sk_state = 0;
-	sk = BPF_CORE_READ(skb, sk);
-	if (sk) {
-		s->flags |= EVENT_F_SOCK;
-		READ_SK(s, sk);
-	}
-	h->have |= HIST_CONFIRM;
-	return true;
-}
-
 static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 {
 	__u8 ctinfo;

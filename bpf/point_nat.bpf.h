@@ -59,13 +59,13 @@ static __always_inline void nat_chosen(struct event *e, __u64 tuple)
 	read_tuple(&e->reply, (const struct nf_conntrack_tuple *)tuple);
 }
 
-/* Keep the binding in the ct's history h (if any), and stream it. */
 /* Step m of history h is now written. */
 static __always_inline void nat_kept(struct history *h, __u32 m)
 {
 	h->have |= m ? HIST_NAT_DST : HIST_NAT_SRC;
 }
 
+/* Keep the binding in the ct's history h (if any), and stream it. */
 static __always_inline int nat_done(struct event *e, struct history *h)
 {
 	e->flags |= tuple_changed(&e->before, &e->reply);

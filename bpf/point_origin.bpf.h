@@ -19,13 +19,6 @@
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
 
-/* A field of a kernel object, read the way the program can: with a plain
- * load where it is a BTF-enabled tracepoint's (tp_btf), whose arguments are
- * typed pointers that the verifier lets it follow (a load that faults reads
- * 0, as a probe read would), else with bpf_probe_read_kernel, a helper call
- * each. direct is a constant in each caller, so only one form is built. */
-#define ORIGIN_READ(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
-
 /* Whether an skb leaving a device can make a new ct where it arrives: the
  * origin is wanted only for those, and an established flow's packets (most
  * packets) then cost two reads here instead of the origin's. With a ct from
@@ -36,7 +29,7 @@
  * pointer, which the verifier does not let a program follow. */
 static __always_inline bool may_start_flow(struct sk_buff *skb, const bool direct)
 {
-	unsigned long nfct = ORIGIN_READ(direct, skb, _nfct);
+	unsigned long nfct = KREAD(direct, skb, _nfct);
 	unsigned char *head;
 	__u8 proto = 0, flags = 0;
 
@@ -44,29 +37,28 @@ static __always_inline bool may_start_flow(struct sk_buff *skb, const bool direc
 		__u32 ctinfo = nfct & NFCT_INFOMASK;
 		return ctinfo == IP_CT_NEW || ctinfo == IP_CT_RELATED;
 	}
-	head = ORIGIN_READ(direct, skb, head);
-	switch (bpf_ntohs(ORIGIN_READ(direct, skb, protocol))) {
+	head = KREAD(direct, skb, head);
+	switch (bpf_ntohs(KREAD(direct, skb, protocol))) {
 	case ETH_P_IP:
-		bpf_probe_read_kernel(&proto, 1, head + ORIGIN_READ(direct, skb, network_header) + 9);
+		bpf_probe_read_kernel(&proto, 1, head + KREAD(direct, skb, network_header) + 9);
 		break;
 	case ETH_P_IPV6:
-		bpf_probe_read_kernel(&proto, 1, head + ORIGIN_READ(direct, skb, network_header) + 6);
+		bpf_probe_read_kernel(&proto, 1, head + KREAD(direct, skb, network_header) + 6);
 		break;
 	}
 	if (proto != 6 /* IPPROTO_TCP */)
 		return true;
-	bpf_probe_read_kernel(&flags, 1, head + ORIGIN_READ(direct, skb, transport_header) + 13);
+	bpf_probe_read_kernel(&flags, 1, head + KREAD(direct, skb, transport_header) + 13);
 	return (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 }
 
 /* TRACE_EVENT(net_dev_queue, TP_PROTO(struct sk_buff *skb)), every version:
  * an skb leaving a device, in the sender's context for local sockets. The
  * slot's owner is cleared first and set last, so that a reader never takes
- * a half-written slot for this skb's (read_origin). A request or timewait
- * sock has only sock_common, so no inode (READ_SK). */
+ * a half-written slot for this skb's (read_origin). */
 static __always_inline int record_origin(struct sk_buff *skb, __u64 key, const bool direct)
 {
-	struct sock *sk = ORIGIN_READ(direct, skb, sk);
+	struct sock *sk = KREAD(direct, skb, sk);
 	__u32 slot = origin_slot(key);
 	struct origin *o;
 
@@ -81,18 +73,7 @@ static __always_inline int record_origin(struct sk_buff *skb, __u64 key, const b
 	o->pid_tgid = bpf_get_current_pid_tgid();
 	o->cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
-	if (direct) {
-		o->sk_family = sk->__sk_common.skc_family;
-		o->sk_state = sk->__sk_common.skc_state;
-		o->sk_port = sk->__sk_common.skc_num;
-		o->sk_cookie = sk->__sk_common.skc_cookie.counter;
-		o->sk_ino = 0;
-		if (o->sk_state != TCP_TIME_WAIT && o->sk_state != TCP_NEW_SYN_RECV)
-			o->sk_ino = sk->sk_socket->file->f_inode->i_ino;
-	} else {
-		o->sk_ino = 0;
-		READ_SK(o, sk);
-	}
+	READ_SK_AS(direct, o, sk);
 	barrier();
 	o->skb = key;
 	return 0;

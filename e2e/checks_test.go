@@ -226,6 +226,19 @@ func checkAttachMode(t *testing.T, line, attach string, mode traceMode, k guestK
 		if want == "attached" && p.Point != "origin" && p.Mode != wantMode && !fellBack {
 			t.Errorf("%s attached as %s, want %s: %s", p.Point, p.Mode, wantMode, p.Reason)
 		}
+		// The origin point is a tracepoint: tp_btf, which reads the skb and
+		// its socket with plain loads, wherever the kernel has BTF (every
+		// kernel here: ctprobe needs it), and the raw tracepoint with
+		// --attach kprobe.
+		if want == "attached" && p.Point == "origin" {
+			wantOrigin := "tp_btf"
+			if strings.HasPrefix(attach, "kprobe") {
+				wantOrigin = "raw_tracepoint"
+			}
+			if p.Mode != wantOrigin {
+				t.Errorf("origin attached as %s, want %s: %s", p.Mode, wantOrigin, p.Reason)
+			}
+		}
 	}
 }
 

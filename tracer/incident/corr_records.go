@@ -108,6 +108,24 @@ type recBody struct {
 
 func (h *recHead) reset() { *h = recHead{older: -1, newer: -1} }
 
+// clashOpen: the record has a clash and no confirm yet, an incident in the
+// making (Quiet).
+func (h *recHead) clashOpen() bool { return h.have&hasClash != 0 && h.have&hasConfirm == 0 }
+
+// setHave changes h's have bits, keeping the count of open clashes: Quiet
+// reads it for every record a rotating capture writes once it is due, so
+// it must not walk the records.
+func (c *Correlator) setHave(h *recHead, set, clear uint16) {
+	was := h.clashOpen()
+	h.have = h.have&^clear | set
+	switch is := h.clashOpen(); {
+	case is && !was:
+		c.openClashes++
+	case was && !is:
+		c.openClashes--
+	}
+}
+
 // warm loads a word of each cache line of the body. A record is allocated
 // when a ct is born, mostly in the place of the least recently used one, so
 // its body is the coldest memory there is; the events of the new ct then
@@ -291,6 +309,7 @@ func (c *Correlator) release(s int32) {
 	}
 	c.unindex(s)
 	c.unlink(s)
+	c.setHave(r, 0, r.have)
 	r.reset()
 	c.free = append(c.free, s)
 }
@@ -303,7 +322,7 @@ func (c *Correlator) drop(s int32, counter *uint64) {
 	if r.older >= 0 {
 		c.drop(r.older, counter)
 	}
-	if r.have&hasClash != 0 && r.have&hasConfirm == 0 {
+	if r.clashOpen() {
 		c.emit(c.orphan(s))
 	}
 	if counter != nil {

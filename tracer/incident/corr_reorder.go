@@ -34,9 +34,9 @@ func (c *Correlator) Flush() []Incident {
 	}
 	// Orphans first, while their winners are still there.
 	for s := c.head; s >= 0; s = c.lru[s].next {
-		if r := &c.heads[s]; r.have&hasClash != 0 && r.have&hasConfirm == 0 {
+		if r := &c.heads[s]; r.clashOpen() {
 			c.emit(c.orphan(s))
-			r.have &^= hasClash
+			c.setHave(r, 0, hasClash)
 		}
 	}
 	for c.head >= 0 {
@@ -48,18 +48,8 @@ func (c *Correlator) Flush() []Incident {
 // Quiet says that no incident is in the making: none waits for late
 // events, and every clash seen has its loser's confirm. A capture that
 // ends here and another that starts here split no incident between them.
-// It walks the records in use: call it now and then, not per event.
-func (c *Correlator) Quiet() bool {
-	if c.pendLen > 0 {
-		return false
-	}
-	for s := c.head; s >= 0; s = c.lru[s].next {
-		if r := &c.heads[s]; r.have&hasClash != 0 && r.have&hasConfirm == 0 {
-			return false
-		}
-	}
-	return true
-}
+// It reads two counts: a rotating capture asks it after every record.
+func (c *Correlator) Quiet() bool { return c.pendLen == 0 && c.openClashes == 0 }
 
 // replayed: the kernel replayed this clash's history (--timeline) or sent
 // the clash with it (the default mode), so every event of it was written

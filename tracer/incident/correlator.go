@@ -79,6 +79,7 @@ type Correlator struct {
 	pend           []pending  // ring of incidents waiting for late events
 	pendHead       int
 	pendLen        int
+	openClashes    int    // records with a clash and no confirm yet (setHave)
 	now            uint64 // newest event time seen
 	out            []Incident
 	findings       []Finding
@@ -264,7 +265,7 @@ func (c *Correlator) addClash(ev *event.Event) {
 	}
 	r := c.common(s, ev)
 	r.clash = clashRec{time: ev.Time, cpu: ev.CPU, winner: ev.OtherCT, dir: ev.Aux & 1, lookup: ev.Flags&event.FlagLookup != 0, orig: ev.Orig, reply: ev.Reply}
-	r.have |= hasClash
+	c.setHave(r.recHead, hasClash, 0)
 }
 
 func (c *Correlator) addConfirm(ev *event.Event) {
@@ -281,7 +282,7 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 		verdict: ev.Verdict, other: ev.OtherCT, status: ev.Status, sock: ev.Sock,
 		orig: ev.Orig, reply: ev.Reply, payload: ev.Payload, payloadLen: ev.PayloadLen,
 	}
-	r.have |= hasConfirm
+	c.setHave(r.recHead, hasConfirm, 0)
 	outcome, race := OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status)
 	if ev.Flags&event.FlagHistory != 0 {
 		// A winner's confirm replayed by the kernel (it keeps only normal

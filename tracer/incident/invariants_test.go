@@ -46,9 +46,12 @@ func consistent(t *testing.T, c *Correlator) {
 			t.Fatalf("older generation of %#x broken", ct)
 		}
 	}
-	current := 0
+	current, open := 0, 0
 	for s := range onList {
 		r := &c.heads[s]
+		if r.clashOpen() {
+			open++
+		}
 		if r.newer >= 0 && c.heads[r.newer].older != s {
 			t.Fatalf("newer link of %d broken", s)
 		}
@@ -58,6 +61,9 @@ func consistent(t *testing.T, c *Correlator) {
 				t.Fatalf("current generation %d of %#x not in byCT", s, r.ct)
 			}
 		}
+	}
+	if open != c.openClashes {
+		t.Fatalf("%d records have a clash and no confirm, counted %d", open, c.openClashes)
 	}
 	if c.byCT.len() != current {
 		t.Fatalf("byCT has %d entries for %d current generations", c.byCT.len(), current)

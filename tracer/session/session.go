@@ -81,14 +81,11 @@ type Session struct {
 	t   *tracer.Tracer
 	p   *stream.Processor
 	// live hands records and idles to p and writes the capture.
-	live *liveStream
-	w    captureWriter
-	rot  *capture.Rotator // w, when the capture rotates
-	// quietChecked is when the pipeline was last asked whether a due
-	// rotation may happen (stream.Processor.Quiet walks the correlator).
-	quietChecked time.Time
-	start        time.Time
-	deadline     time.Time
+	live     *liveStream
+	w        captureWriter
+	rot      *capture.Rotator // w, when the capture rotates
+	start    time.Time
+	deadline time.Time
 	// startCounters are the kernel's counters when the session started;
 	// intervalCounters when the current interval began.
 	startCounters, intervalCounters []kstat.NetnsCounters
@@ -351,10 +348,6 @@ func (s *Session) handle(rec *ringbuf.Record) error {
 	return s.maybeRotate()
 }
 
-// quietEvery is how often a due rotation asks the pipeline whether an
-// incident is in the making: the question walks the correlator's records.
-const quietEvery = 10 * time.Millisecond
-
 // maybeRotate starts the next capture file once the current one is due
 // and no incident is in the making, so that each file's report has whole
 // incidents and the files' incidents add up to the live run's; or when
@@ -365,15 +358,12 @@ func (s *Session) maybeRotate() error {
 	if s.rot == nil || !s.rot.Due() {
 		return nil
 	}
-	if !s.rot.Overdue() {
-		now := time.Now()
-		if now.Sub(s.quietChecked) < quietEvery {
-			return nil
-		}
-		s.quietChecked = now
-		if !s.p.Quiet() {
-			return nil
-		}
+	// Asked after every record once the file is due, the pipeline is
+	// quiet between one incident's records and the next's: in a burst of
+	// races, the file would otherwise grow until overdue and then split an
+	// incident as likely as not.
+	if !s.rot.Overdue() && !s.p.Quiet() {
+		return nil
 	}
 	now := time.Now().Round(0)
 	counters, err := kstat.SnapshotAll()

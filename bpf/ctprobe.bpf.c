@@ -17,6 +17,7 @@
  */
 #include "arch.bpf.h"         /* what bpf_tracing.h needs per architecture */
 #include "compiler.bpf.h"     /* the compiler barrier */
+#include "slots.bpf.h"        /* maps of slots indexed by an address hash */
 #include "stored.bpf.h"       /* maps whose lookups are skipped while empty */
 #include "record.bpf.h"       /* ring buffer, loss counters, scratch events */
 #include "kernel_reads.bpf.h" /* tuples, ct, socket, DNS, sender, NAT range */

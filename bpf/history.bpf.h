@@ -10,7 +10,9 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
+#include "compiler.bpf.h"
 #include "record.bpf.h"
+#include "slots.bpf.h"
 #include "stored.bpf.h"
 
 /* Per-ct history kept in the kernel so that ordinary packets cost no ring
@@ -58,6 +60,9 @@ struct confirm_step {
 };
 
 struct history {
+	/* The ct whose history the slot holds; 0 while a birth is written in
+	 * it, and once the ct was freed or filtered out (slots.bpf.h). */
+	__u64 owner;
 	struct event in;
 	struct nat_step nat[2]; /* indexed by manip type: 0 SRC, 1 DST */
 	struct confirm_step confirm;
@@ -65,14 +70,33 @@ struct history {
 	__u32 tgid; /* the task in whose context the ct was born, for --pid */
 };
 
+/* The histories, one slot per ct address (slots.bpf.h). A birth is
+ * written in its slot in place: as an LRU hash map's value it was built in
+ * scratch space, then copied in by an update that took the map's locks, a
+ * third of --timeline's probe time per new flow in the bench. A history is
+ * read when its ct clashes, microseconds after the birth for a loser and
+ * its winner, so a slot taken over by a later ct's birth costs little. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384); /* resized by the Go side */
-	__type(key, __u64);         /* ct pointer */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* sized by the Go side, a power of two */
+	__type(key, __u32);
 	__type(value, struct history);
 } hist SEC(".maps");
 
-/* Scratch space for a new history, too big for the 512-byte stack. */
+/* hist's max_entries - 1, set by the Go side. */
+const volatile __u32 hist_slot_mask = 0;
+
+/* A ct's slot. nf_conn objects are 64-byte aligned (SLAB_HWCACHE_ALIGN in
+ * nf_conntrack_init_start); the product's upper half is mixed enough. */
+static __always_inline struct history *hist_slot(__u64 ct)
+{
+	__u32 slot = (__u32)(addr_hash(ct, 6) >> 32) & hist_slot_mask;
+
+	return bpf_map_lookup_elem(&hist, &slot);
+}
+
+/* A copy of a history taken for a replay, too big for the 512-byte stack:
+ * the slot may be taken over while the replay reads it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -117,7 +141,33 @@ static __always_inline const struct tuple *reply_before(const struct history *h,
  * --pid), if any. */
 static __always_inline struct history *ct_history(__u64 ct)
 {
-	return bpf_map_lookup_elem(&hist, &ct);
+	struct history *h = hist_slot(ct);
+
+	if (!h || !ct || h->owner != ct)
+		return NULL;
+	return h;
+}
+
+/* The slot for a new ct's history, emptied: the caller writes the birth in
+ * it and then sets its owner (after a barrier), or leaves it without one. */
+static __always_inline struct history *hist_claim(__u64 ct)
+{
+	struct history *h = hist_slot(ct);
+
+	if (h) {
+		h->owner = 0;
+		barrier();
+	}
+	return h;
+}
+
+/* A freed loser's history: nothing of it is kept. */
+static __always_inline void hist_forget(__u64 ct)
+{
+	struct history *h = ct_history(ct);
+
+	if (h)
+		h->owner = 0;
 }
 
 /* A record of a step after the birth, with what it shares with the birth:
@@ -190,13 +240,28 @@ static __always_inline void replay_steps(const struct history *h, __u16 extra)
 		replay_confirm(e, h, extra);
 }
 
-static __always_inline void replay(struct history *h, __u16 extra)
+/* Replay ct's history, copied first and its owner checked again after the
+ * copy (slots.bpf.h). It reports whether there was one. */
+static __always_inline bool replay(__u64 ct, __u16 extra)
 {
-	if (h->have & HIST_IN) {
-		h->in.flags |= EVENT_F_HISTORY | extra;
-		output(&h->in);
+	struct history *h = ct_history(ct), *c;
+	__u32 zero = 0;
+
+	if (!h)
+		return false;
+	c = bpf_map_lookup_elem(&scratch_hist, &zero);
+	if (!c)
+		return false;
+	__builtin_memcpy(c, h, sizeof(*c));
+	barrier();
+	if (h->owner != ct)
+		return false;
+	if (c->have & HIST_IN) {
+		c->in.flags |= EVENT_F_HISTORY | extra;
+		output(&c->in);
 	}
-	replay_steps(h, extra);
+	replay_steps(c, extra);
+	return true;
 }
 
 #endif /* CTPROBE_HISTORY_BPF_H */

@@ -14,6 +14,7 @@
 
 #include "ctprobe.h"
 #include "compiler.bpf.h"
+#include "slots.bpf.h"
 
 /* include/uapi/linux/netfilter.h */
 #define NF_DROP 0
@@ -46,15 +47,13 @@ struct origin {
 	char comm[16];
 };
 
-/* The origins, one slot per skb address, overwritten by the next skb whose
- * address hashes to the same slot: every packet a socket sends may start a
- * flow where it arrives, so this is written for every one, and a slot costs
- * a few stores where an LRU hash map's update took its bucket and list locks
- * with interrupts off (on established UDP under --timeline, half the probes'
- * time in the bench). A slot is needed only for the microseconds between the
- * send and conntrack in the next netns: of the skbs in flight at once, one
- * shares another's slot with odds of about 1 in ORIGIN_SLOTS each, and then
- * shows no sender, as before when the LRU map evicted. */
+/* The origins, one slot per skb address (slots.bpf.h): every packet a
+ * socket sends may start a flow where it arrives, so this is written for
+ * every one (an LRU hash map's update was half the probes' time on
+ * established UDP under --timeline in the bench). A slot is needed only for
+ * the microseconds between the send and conntrack in the next netns: of the
+ * skbs in flight at once, one shares another's slot with odds of about 1 in
+ * ORIGIN_SLOTS each, and then shows no sender, as when the LRU map evicted. */
 #define ORIGIN_SLOTS_LOG2 14
 #define ORIGIN_SLOTS (1U << ORIGIN_SLOTS_LOG2)
 
@@ -66,11 +65,10 @@ struct {
 } origins SEC(".maps");
 
 /* An skb's slot. skbs are slab objects of 256 bytes (skbuff_head_cache), so
- * the address's low 8 bits are the same for all; Fibonacci hashing spreads
- * the rest over the slots. */
+ * the address's low 8 bits are the same for all. */
 static __always_inline __u32 origin_slot(__u64 skb)
 {
-	return (__u32)(((skb >> 8) * 0x9E3779B97F4A7C15ULL) >> (64 - ORIGIN_SLOTS_LOG2));
+	return (__u32)(addr_hash(skb, 8) >> (64 - ORIGIN_SLOTS_LOG2));
 }
 
 /* An origin older than this is a recycled skb, not the same packet. */

@@ -60,12 +60,10 @@ static __always_inline int confirm_exit_clash_path(struct event *e, struct sk_bu
 static __always_inline int confirm_exit_timeline(struct event *e, const struct entry *v, struct clash_seen *cs,
 						 bool freed, bool settled)
 {
-	struct history *lh, *wh;
 	__u64 winner = 0;
 	bool race;
 
-	lh = ct_history(v->ct);
-	if (!history_wanted(lh, e))
+	if (!history_wanted(ct_history(v->ct), e))
 		goto out;
 	race = settled || cs;
 
@@ -74,9 +72,7 @@ static __always_inline int confirm_exit_timeline(struct event *e, const struct e
 			lookup_clash(e);
 		output(e);
 	} else if (race) {
-		if (lh)
-			replay(lh, 0);
-		else
+		if (!replay(v->ct, 0))
 			count_loss(LOSS_NO_HISTORY);
 		if (cs) {
 			cs->clash.flags |= EVENT_F_HISTORY;
@@ -87,25 +83,17 @@ static __always_inline int confirm_exit_timeline(struct event *e, const struct e
 		}
 		if (!winner && e->other_ct != v->ct)
 			winner = e->other_ct;
-		if (winner) {
-			wh = ct_history(winner);
-			if (wh)
-				replay(wh, EVENT_F_WINNER);
-			else
-				count_loss(LOSS_NO_HISTORY);
-		}
+		if (winner && !replay(winner, EVENT_F_WINNER))
+			count_loss(LOSS_NO_HISTORY);
 		/* In a three-way race nf_ct_resolve_clash_harder may merge the loser
 		 * into another entry than the one the clash named: replay that too. */
-		if (e->other_ct != v->ct && e->other_ct != winner) {
-			wh = ct_history(e->other_ct);
-			if (wh)
-				replay(wh, EVENT_F_WINNER);
-		}
+		if (e->other_ct != v->ct && e->other_ct != winner)
+			replay(e->other_ct, EVENT_F_WINNER);
 		output(e);
 	}
 	/* A dropped or merged loser is freed; keep nothing of it. */
 	if (race && freed)
-		bpf_map_delete_elem(&hist, &v->ct);
+		hist_forget(v->ct);
 out:
 	if (cs)
 		stored_delete(&clashes, &clashes_stored, &e->skb);

@@ -40,11 +40,11 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 		return 0;
 	/* The history serves replays (--timeline) and, with --all --timeline,
 	 * --pid's filtering of the ct's later events by the task that created
-	 * it. A birth it keeps is built in the new history itself. */
-	if (is_new && (keep_history || filter_pid)) {
-		__u32 zero = 0;
-		h = bpf_map_lookup_elem(&scratch_hist, &zero);
-	}
+	 * it. A birth it keeps is built in the ct's history slot itself. A new
+	 * ct pointer replaces whatever an earlier ct at the same address left:
+	 * ct objects are SLAB_TYPESAFE_BY_RCU and reused. */
+	if (is_new && (keep_history || filter_pid))
+		h = hist_claim((__u64)ct);
 	if (h) {
 		e = &h->in;
 		init_event(e, EVENT_CT_IN);
@@ -64,19 +64,14 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	tgid = e->pid_tgid >> 32;
 	if (is_new)
 		e->flags |= EVENT_F_NEW;
-	if (!wanted(e, tgid)) {
-		/* A filtered-out new ct must not inherit the history an earlier
-		 * ct left at the same address: it could be replayed as a winner's. */
-		if (e->flags & EVENT_F_NEW)
-			bpf_map_delete_elem(&hist, &e->ct);
+	/* A filtered-out new ct leaves its slot without an owner. */
+	if (!wanted(e, tgid))
 		return 0;
-	}
 	if (h) {
-		/* A new ct pointer replaces whatever an earlier ct at the same
-		 * address left: ct objects are SLAB_TYPESAFE_BY_RCU and reused. */
 		h->have = HIST_IN;
 		h->tgid = tgid;
-		bpf_map_update_elem(&hist, &e->ct, h, BPF_ANY);
+		barrier();
+		h->owner = e->ct;
 	}
 	if (stream_all)
 		output(e);

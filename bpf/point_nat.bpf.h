@@ -144,7 +144,7 @@ static __always_inline int nat_exit(struct call_key c)
 static __always_inline int nat_exit_hist(struct nf_conn *ct, const void *range, __u32 manip, __u64 tuple,
 					 const struct nf_conntrack_tuple *orig)
 {
-	struct history *h = ct_history((__u64)ct);
+	struct history *h = ct_history(addr_of(ct));
 	struct event *e;
 
 	if (!h)

@@ -83,13 +83,7 @@ static __always_inline int record_origin(struct sk_buff *skb, __u64 key, const b
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_btf_origin, struct sk_buff *skb)
 {
-	/* The slot is hashed from the address as a number, copied out of the
-	 * argument array: a load from it is the typed pointer again, on which
-	 * the verifier refuses a shift (read_origin). */
-	__u64 key = 0;
-
-	bpf_probe_read_kernel(&key, sizeof(key), ctx);
-	return record_origin(skb, key, true);
+	return record_origin(skb, addr_of(skb), true);
 }
 
 /* Every version: the same with probe reads. */

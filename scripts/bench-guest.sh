@@ -46,7 +46,8 @@
 #        vCPU 0, the rest on vCPU 1; 0: no pinning), BENCH_CONTROL (1: a
 #        control window without a tracer in every pair), BENCH_EXTRAS (1:
 #        the probe-time and loss runs), BENCH_PROFILE_TOP (0; 1: each
-#        profiled window's 40 costliest symbols in runs/NAME.top)
+#        profiled window's 40 costliest symbols in runs/NAME.top, and its
+#        probes' samples by program and symbol in runs/NAME.probes)
 set -u
 cd /out || exit 1
 window=${BENCH_WINDOW:-4s}
@@ -287,21 +288,35 @@ profiled_window() {
 # calls the traced function, and a kretprobe's return trampoline stands
 # for the function's caller). Probe share is of busy samples, idle share of
 # all.
+# With BENCH_PROFILE_TOP=1 it also writes runs/NAME.probes: the probes'
+# samples by program (the innermost bpf_prog_ frame, or "dispatch" for what
+# runs programs) and leaf symbol, as shares of the busy samples, so that a
+# change can be aimed at the program and the helper that cost the most.
 probe_share() {
-  perf script -i "runs/$1.perf" -F ip,sym 2>/dev/null | awk '
+  local top=/dev/null
+  [ "${BENCH_PROFILE_TOP:-0}" = 1 ] && top=runs/$1.probes
+  perf script -i "runs/$1.perf" -F ip,sym 2>/dev/null | awk -v top="$top" '
     function flush() {
       if (nf == 0) return
       if (leaf ~ /^(pv_native_safe_halt|native_safe_halt|default_idle|default_idle_call|poll_idle|cpu_idle_poll|acpi_idle_do_entry|intel_idle)$/) idle++
-      else if (probe || leaf ~ /^(bpf_trampoline_|arch_rethook_trampoline|__kretprobe_trampoline|kretprobe_trampoline)/) probes++
-      n++; nf = 0; probe = 0
+      else if (probe || leaf ~ /^(bpf_trampoline_|arch_rethook_trampoline|__kretprobe_trampoline|kretprobe_trampoline)/) {
+        probes++
+        by[(prog == "" ? "dispatch" : prog) " " leaf]++
+      }
+      n++; nf = 0; probe = 0; prog = ""
     }
     NF == 0 { flush(); next }
     {
       sym = $2
       if (nf++ == 0) leaf = sym
+      if (prog == "" && sym ~ /^bpf_prog_/) prog = sym
       if (sym ~ /^(bpf_prog_|__bpf_prog_(enter|exit)|__bpf_tramp_(enter|exit)|bpf_ringbuf_notify|fprobe_|__fprobe_|kprobe_multi_link_|kprobe_ftrace_handler|kprobe_int3_handler|kprobe_dispatcher|kretprobe_dispatcher|kretprobe_rethook_handler|pre_handler_kretprobe|rethook_trampoline_handler|__kretprobe_trampoline_handler|trampoline_handler|optimized_callback|opt_pre_handler|ftrace_regs_caller|ftrace_caller|arch_ftrace_ops_list_func|trace_call_bpf|bpf_trace_run)/) probe = 1
     }
-    END { flush(); if (n > idle) printf "%.4f %.4f\n", probes / (n - idle), idle / n }'
+    END {
+      flush()
+      if (n > idle) printf "%.4f %.4f\n", probes / (n - idle), idle / n
+      for (k in by) printf "%.4f %s\n", by[k] / (n - idle), k | "sort -rn >" top
+    }'
 }
 
 # profile_shares: runs/shares.tsv, the probe and idle shares of each

@@ -14,7 +14,7 @@ const (
 	// the whole trace.
 	MaxRingSize = 1 << 30
 	// MaxHistory bounds History: the history map holds one struct history
-	// (every event of one conntrack entry, about 1.4 KiB) per entry.
+	// (what a conntrack entry's events tell, about 760 bytes) per slot.
 	MaxHistory = 1 << 20
 	// MaxMaxActive is the kernel's limit on a kretprobe's instances
 	// (KRETPROBE_MAXACTIVE_MAX, register_kretprobe).

@@ -41,13 +41,6 @@ var lruMaps = []lruMap{
 	{name: probe.BPFMapTaskEntries, perCPU: 64},
 	{name: probe.BPFMapPairs, perCPU: 16},
 	{name: probe.BPFMapClashes, perCPU: 16},
-	{name: probe.BPFMapHist, working: func(o Options) uint32 {
-		// Only the modes that follow every flow keep histories.
-		if !o.Mode.FollowsFlows() {
-			return 1
-		}
-		return uint32(orDefault(o.History, DefaultHistory))
-	}},
 	{name: probe.BPFMapConfirmed},
 }
 

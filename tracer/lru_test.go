@@ -12,7 +12,7 @@ import (
 // On any number of CPUs, every LRU map holds its working set: a map with
 // the common LRU list has room for it beside what every CPU's local free
 // list can hold back, and a map with per-CPU lists gives every CPU its
-// share; a map the mode does not use takes no memory.
+// share.
 func TestLRUMapsHoldTheirWorkingSet(t *testing.T) {
 	for _, cpus := range []int{1, 2, 64, 192} {
 		for _, opts := range []Options{{Mode: mode.Timeline, History: 1000}, {Mode: mode.Default}} {
@@ -37,15 +37,6 @@ func TestLRUMapsHoldTheirWorkingSet(t *testing.T) {
 					t.Errorf("LRU map %s is not sized for the CPU count", name)
 				}
 				want := declared[name]
-				if name == probe.BPFMapHist {
-					want = 1000
-					if !opts.Mode.FollowsFlows() {
-						if ms.MaxEntries != 1 {
-							t.Errorf("%v: unused history map has %d entries", opts.Mode, ms.MaxEntries)
-						}
-						continue
-					}
-				}
 				if ms.Flags&noCommonLRU != 0 {
 					if ms.MaxEntries < want || int(ms.MaxEntries)/cpus < 16 {
 						t.Errorf("%d CPUs: per-CPU %s: %d entries for a working set of %d", cpus, name, ms.MaxEntries, want)

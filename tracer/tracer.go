@@ -179,6 +179,9 @@ func (t *Tracer) load(opts Options) error {
 		return fmt.Errorf("count possible CPUs: %w", err)
 	}
 	sizeLRUMaps(spec, opts, cpus)
+	if err := sizeHistory(spec, opts); err != nil {
+		return err
+	}
 	// Before 5.11 a task storage map cannot be made either; no program
 	// that uses it is planned then.
 	if !t.Kernel.TaskStorage {

@@ -110,9 +110,10 @@ const (
 )
 
 type BPFHistory struct {
-	_   structs.HostLayout
-	In  BPFEvent
-	Nat [2]struct {
+	_     structs.HostLayout
+	Owner uint64
+	In    BPFEvent
+	Nat   [2]struct {
 		_      structs.HostLayout
 		Ts     uint64
 		Cpu    uint32
@@ -277,6 +278,7 @@ const (
 	BPFVarFilterPid                = "filter_pid"
 	BPFVarFilterPort               = "filter_port"
 	BPFVarFilterProto              = "filter_proto"
+	BPFVarHistSlotMask             = "hist_slot_mask"
 	BPFVarKeepHistory              = "keep_history"
 	BPFVarLookupWinner             = "lookup_winner"
 	BPFVarPairsStored              = "pairs_stored"
@@ -396,6 +398,7 @@ type BPFVariableSpecs struct {
 	FilterPid          *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterPort         *ebpf.VariableSpec `ebpf:"filter_port"`
 	FilterProto        *ebpf.VariableSpec `ebpf:"filter_proto"`
+	HistSlotMask       *ebpf.VariableSpec `ebpf:"hist_slot_mask"`
 	KeepHistory        *ebpf.VariableSpec `ebpf:"keep_history"`
 	LookupWinner       *ebpf.VariableSpec `ebpf:"lookup_winner"`
 	PairsStored        *ebpf.VariableSpec `ebpf:"pairs_stored"`
@@ -474,6 +477,7 @@ type BPFVariables struct {
 	FilterPid          *ebpf.Variable `ebpf:"filter_pid"`
 	FilterPort         *ebpf.Variable `ebpf:"filter_port"`
 	FilterProto        *ebpf.Variable `ebpf:"filter_proto"`
+	HistSlotMask       *ebpf.Variable `ebpf:"hist_slot_mask"`
 	KeepHistory        *ebpf.Variable `ebpf:"keep_history"`
 	LookupWinner       *ebpf.Variable `ebpf:"lookup_winner"`
 	PairsStored        *ebpf.Variable `ebpf:"pairs_stored"`

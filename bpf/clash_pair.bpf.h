@@ -46,20 +46,21 @@ struct {
 
 /* A CONFIRM record of ct as its skb shows it at confirm (a clash's loser,
  * or with --all any new ct): its tuples, and the skb's socket and sender. */
-static __always_inline void read_confirm(struct event *e, struct sk_buff *skb, struct nf_conn *ct)
+static __always_inline void read_confirm(struct event *e, struct sk_buff *skb, struct nf_conn *ct,
+					 const bool direct)
 {
 	init_event(e, EVENT_CONFIRM);
 	read_ct(e, ct);
 	e->skb = (__u64)skb;
-	read_sock(e, skb);
-	read_sender(e, skb);
+	read_sock(e, skb, direct);
+	read_sender(e, skb, direct);
 }
 
 /* Send a clash pair with the verdict and the ct the skb carries now (the
  * winner after a merge), and forget it. */
 static __always_inline void send_pair(struct clash_pair *p, __u64 key, struct sk_buff *skb, int ret)
 {
-	struct nf_conn *after = skb_ct(skb, &p->loser.ctinfo);
+	struct nf_conn *after = skb_ct(skb, &p->loser.ctinfo, false);
 
 	p->loser.ts = bpf_ktime_get_ns();
 	if (wanted(&p->loser, p->loser.pid_tgid >> 32)) {

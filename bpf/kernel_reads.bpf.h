@@ -104,11 +104,21 @@ static __always_inline void read_tuple(struct tuple *out, const struct nf_conntr
 	out->dir = f.dir;
 }
 
+/* A field of a kernel object: with a plain load where direct (a tracing
+ * program's typed argument, in tp_btf, fentry and fexit, and what it
+ * points to, which the verifier checks against BTF; a load that faults
+ * reads 0, as a probe read would), else with bpf_probe_read_kernel, a
+ * helper call each. direct is a constant in each caller, so only one form
+ * is built. */
+#define KREAD(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
+
 /* skb->_nfct holds the ct pointer with ctinfo in its low 3 bits
- * (docs/kernel-notes.md, Where the ct lives on an skb). */
-static __always_inline struct nf_conn *skb_ct(struct sk_buff *skb, __u8 *ctinfo)
+ * (docs/kernel-notes.md, Where the ct lives on an skb). With direct, skb is
+ * a tracing program's typed argument (KREAD); the ct is a number either
+ * way, read with probe reads. */
+static __always_inline struct nf_conn *skb_ct(struct sk_buff *skb, __u8 *ctinfo, const bool direct)
 {
-	unsigned long nfct = BPF_CORE_READ(skb, _nfct);
+	unsigned long nfct = KREAD(direct, skb, _nfct);
 	if (ctinfo)
 		*ctinfo = nfct & NFCT_INFOMASK;
 	return (struct nf_conn *)(nfct & ~NFCT_INFOMASK);
@@ -130,13 +140,6 @@ static __always_inline void read_ct(struct event *e, struct nf_conn *ct)
 		e->mark = BPF_CORE_READ(ct, mark);
 }
 
-/* A field of a kernel object: with a plain load where direct (a tp_btf
- * program's typed argument and what it points to, which the verifier checks
- * against BTF; a load that faults reads 0, as a probe read would), else with
- * bpf_probe_read_kernel, a helper call each. direct is a constant in each
- * caller, so only one form is built. */
-#define KREAD(direct, p, field) ((direct) ? (p)->field : BPF_CORE_READ(p, field))
-
 /* The socket fields of an event, an origin or a history's confirmation (all
  * name them alike). A request or timewait sock has only sock_common, so no
  * inode (0). */
@@ -152,24 +155,22 @@ static __always_inline void read_ct(struct event *e, struct nf_conn *ct)
 						   BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino); \
 	} while (0)
 
-#define READ_SK(dst, sk) READ_SK_AS(false, dst, sk)
-
 /* skb->sk may be a request or timewait sock (only sock_common is valid) or a
  * full socket; at PREROUTING it is NULL (ip_rcv_core orphans it:
  * docs/kernel-notes.md, Who sent a packet). */
-static __always_inline void read_sock(struct event *e, struct sk_buff *skb)
+static __always_inline void read_sock(struct event *e, struct sk_buff *skb, const bool direct)
 {
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct sock *sk = KREAD(direct, skb, sk);
 	if (!sk)
 		return;
 	e->flags |= EVENT_F_SOCK;
-	READ_SK(e, sk);
+	READ_SK_AS(direct, e, sk);
 }
 
 /* The first bytes of a UDP DNS message. transport_header is set at both
  * LOCAL_OUT (udp_send_skb) and PREROUTING (ip_rcv_core, ipv6_rcv) before
  * conntrack runs; a DNS query this small sits in the linear area. */
-static __always_inline void read_dns(struct event *e, struct sk_buff *skb)
+static __always_inline void read_dns(struct event *e, struct sk_buff *skb, const bool direct)
 {
 	unsigned char *head;
 	struct udphdr *uh;
@@ -178,8 +179,8 @@ static __always_inline void read_dns(struct event *e, struct sk_buff *skb)
 	if (e->orig.protonum != 17 /* IPPROTO_UDP */ ||
 	    (e->orig.dport != bpf_htons(53) && e->orig.sport != bpf_htons(53)))
 		return;
-	head = BPF_CORE_READ(skb, head);
-	uh = (struct udphdr *)(head + BPF_CORE_READ(skb, transport_header));
+	head = KREAD(direct, skb, head);
+	uh = (struct udphdr *)(head + KREAD(direct, skb, transport_header));
 	len = bpf_ntohs(BPF_CORE_READ(uh, len));
 	if (len <= sizeof(*uh))
 		return;
@@ -255,10 +256,10 @@ static __always_inline void read_range(struct nat_range *out, const void *range)
 /* What the default mode's loser record takes from its skb besides the
  * socket: the DNS message, and whether the skb was made here (skb_iif is set
  * only on receive). */
-static __always_inline void read_sender(struct event *e, struct sk_buff *skb)
+static __always_inline void read_sender(struct event *e, struct sk_buff *skb, const bool direct)
 {
-	read_dns(e, skb);
-	if (!BPF_CORE_READ(skb, skb_iif))
+	read_dns(e, skb, direct);
+	if (!KREAD(direct, skb, skb_iif))
 		e->flags |= EVENT_F_LOCAL;
 }
 

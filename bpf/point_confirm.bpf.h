@@ -21,7 +21,7 @@
 
 static __always_inline void confirm_enter(struct call_key c, struct sk_buff *skb)
 {
-	struct nf_conn *ct = skb_ct(skb, NULL);
+	struct nf_conn *ct = skb_ct(skb, NULL, false);
 	struct entry *v;
 
 	/* Never without a ct: nf_conntrack_confirm calls only for one. */
@@ -41,11 +41,12 @@ static __always_inline void confirm_enter(struct call_key c, struct sk_buff *skb
 /* confirm_exit's clash-path form: the default mode and --all without a clash
  * probe (4.19-5.5). The winner of a race is found by tuple; --all also sends
  * every other new ct. */
-static __always_inline int confirm_exit_clash_path(struct event *e, struct sk_buff *skb, bool settled)
+static __always_inline int confirm_exit_clash_path(struct event *e, struct sk_buff *skb, bool settled,
+						   const bool direct)
 {
 	if (!(settled || stream_confirms) || !wanted(e, e->pid_tgid >> 32))
 		return 0;
-	read_sender(e, skb);
+	read_sender(e, skb, direct);
 	if (settled)
 		lookup_clash(e);
 	output(e);
@@ -112,7 +113,8 @@ out:
  * The mode picks the form at run time; the mode globals are const volatile,
  * so the verifier prunes the other form.
  */
-static __always_inline int confirm_outcome(const struct entry *v, struct clash_seen *cs, struct sk_buff *skb, int ret)
+static __always_inline int confirm_outcome(const struct entry *v, struct clash_seen *cs, struct sk_buff *skb, int ret,
+					   const bool direct)
 {
 	struct event *e;
 	struct nf_conn *after;
@@ -121,7 +123,7 @@ static __always_inline int confirm_outcome(const struct entry *v, struct clash_s
 	e = new_event(SCRATCH_CONFIRM, EVENT_CONFIRM);
 	if (!e)
 		return 0;
-	after = skb_ct(skb, &e->ctinfo);
+	after = skb_ct(skb, &e->ctinfo, direct);
 	/* Status, netns, zone and mark come from the ct that now rides on the
 	 * skb; the tuples are the loser's, saved while it was alive because a
 	 * merged loser is freed before we return. */
@@ -132,14 +134,14 @@ static __always_inline int confirm_outcome(const struct entry *v, struct clash_s
 	e->other_ct = (__u64)after;
 	e->skb = (__u64)skb;
 	e->ret = ret;
-	read_sock(e, skb);
+	read_sock(e, skb, direct);
 	/* Dropped, merged, or inserted reply-only: the outcomes of a clash. A
 	 * dropped or merged loser is freed. */
 	freed = ret == NF_DROP || e->other_ct != v->ct;
 	settled = freed || (e->status & IPS_NAT_CLASH);
 
 	if (clash_path_only())
-		return confirm_exit_clash_path(e, skb, settled);
+		return confirm_exit_clash_path(e, skb, settled, direct);
 	return confirm_exit_timeline(e, v, cs, freed, settled);
 }
 
@@ -150,7 +152,8 @@ static __always_inline int confirm_outcome(const struct entry *v, struct clash_s
  * the ct's history, built without an event, for when the ct wins a later
  * clash. No filter check: a ct has a history only if its birth passed the
  * filters, and confirm sees the same ct. */
-static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct, __u8 ctinfo, int ret)
+static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct, __u8 ctinfo, int ret,
+					 const bool direct)
 {
 	struct confirm_step *s;
 	struct history *h;
@@ -176,10 +179,10 @@ static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct
 	s->status = status;
 	s->ret = ret;
 	read_tuple(&s->reply, &ct->tuplehash[1].tuple);
-	sk = BPF_CORE_READ(skb, sk);
+	sk = KREAD(direct, skb, sk);
 	if (sk) {
 		s->flags |= EVENT_F_SOCK;
-		READ_SK(s, sk);
+		READ_SK_AS(direct, s, sk);
 	} else {
 		s->sk_cookie = 0;
 		s->sk_ino = 0;
@@ -191,27 +194,28 @@ static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct
 	return true;
 }
 
-/* confirm's exit after its entry, which saved the ct and its tuples. */
-static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, int ret)
+/* confirm's exit after its entry, which saved the ct and its tuples; the
+ * skb is fexit's argument where direct, else the one the entry saved. */
+static __always_inline int confirm_exit(struct call_key c, struct sk_buff *skb, int ret, const bool direct)
 {
 	struct clash_seen *cs = NULL;
 	struct entry v;
 
 	if (!take_entry(c, EVENT_CONFIRM, &v))
 		return 0;
-	if (!skb)
+	if (!direct)
 		skb = (struct sk_buff *)v.skb;
 	if (!clash_path_only()) {
 		__u8 ctinfo;
-		struct nf_conn *after = skb_ct(skb, &ctinfo);
+		struct nf_conn *after = skb_ct(skb, &ctinfo, direct);
 
 		cs = stored_lookup(&clashes, &clashes_stored, &v.skb);
 		if (cs && cs->clash.ct != v.ct)
 			cs = NULL; /* a stale record of an earlier packet at this skb address */
-		if (!cs && after && (__u64)after == v.ct && confirm_kept(skb, after, ctinfo, ret))
+		if (!cs && after && (__u64)after == v.ct && confirm_kept(skb, after, ctinfo, ret, direct))
 			return 0;
 	}
-	return confirm_outcome(&v, cs, skb, ret);
+	return confirm_outcome(&v, cs, skb, ret, direct);
 }
 
 /* Whether the clash record cs at this skb's address was made in this call
@@ -241,7 +245,7 @@ static __always_inline bool clash_of_this_call(const struct clash_seen *cs, stru
 static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 {
 	__u8 ctinfo;
-	struct nf_conn *ct = skb_ct(skb, &ctinfo);
+	struct nf_conn *ct = skb_ct(skb, &ctinfo, true);
 	struct entry v = {};
 	struct clash_seen *cs;
 
@@ -253,7 +257,7 @@ static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 		stored_delete(&clashes, &clashes_stored, &v.skb);
 		cs = NULL;
 	}
-	if (!cs && confirm_kept(skb, ct, ctinfo, ret))
+	if (!cs && confirm_kept(skb, ct, ctinfo, ret, true))
 		return 0;
 	if (cs) {
 		v.ct = cs->clash.ct;
@@ -264,19 +268,19 @@ static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 		read_tuple(&v.orig, &ct->tuplehash[0].tuple);
 		read_tuple(&v.before, &ct->tuplehash[1].tuple);
 	}
-	return confirm_outcome(&v, cs, skb, ret);
+	return confirm_outcome(&v, cs, skb, ret, true);
 }
 
 /* --all with the clash probe: confirm's exit alone, without an entry probe.
  * A new ct that was not in a clash is not freed, so it is read here: its
  * REPLY tuple shows the NAT bindings. A clash seen inside (a pair from
  * nf_ct_resolve_clash's entry) is sent as that pair instead. */
-static __always_inline int confirm_new(struct sk_buff *skb, int ret)
+static __always_inline int confirm_new(struct sk_buff *skb, int ret, const bool direct)
 {
 	__u64 key = (__u64)skb;
 	struct clash_pair *p = stored_lookup(&pairs, &pairs_stored, &key);
 	__u8 ctinfo;
-	struct nf_conn *ct = skb_ct(skb, &ctinfo);
+	struct nf_conn *ct = skb_ct(skb, &ctinfo, direct);
 	struct event *e;
 	__u32 slot = SCRATCH_CONFIRM;
 
@@ -292,7 +296,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret)
 	e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)
 		return 0;
-	read_confirm(e, skb, ct);
+	read_confirm(e, skb, ct, direct);
 	e->ctinfo = ctinfo;
 	e->other_ct = e->ct;
 	e->ret = ret;
@@ -312,7 +316,7 @@ int BPF_PROG(fentry_confirm, struct sk_buff *skb)
 SEC("fexit/__nf_conntrack_confirm")
 int BPF_PROG(fexit_confirm, struct sk_buff *skb, int ret)
 {
-	return confirm_exit(object_call(skb), skb, ret);
+	return confirm_exit(object_call(skb), skb, ret, true);
 }
 
 SEC("fexit/__nf_conntrack_confirm")
@@ -331,13 +335,13 @@ int BPF_KPROBE(kprobe_confirm, struct sk_buff *skb)
 SEC("kretprobe/__nf_conntrack_confirm")
 int BPF_KRETPROBE(kretprobe_confirm, int ret)
 {
-	return confirm_exit(task_call(), NULL, ret);
+	return confirm_exit(task_call(), NULL, ret, false);
 }
 
 SEC("fexit/__nf_conntrack_confirm")
 int BPF_PROG(fexit_confirm_new, struct sk_buff *skb, int ret)
 {
-	return confirm_new(skb, ret);
+	return confirm_new(skb, ret, true);
 }
 
 /* The kretprobe sees no arguments: it takes the skb from the entry that
@@ -348,7 +352,7 @@ int BPF_KRETPROBE(kretprobe_confirm_new, int ret)
 	struct entry v;
 	if (!take_entry(task_call(), EVENT_CONFIRM, &v))
 		return 0;
-	return confirm_new((struct sk_buff *)v.skb, ret);
+	return confirm_new((struct sk_buff *)v.skb, ret, false);
 }
 
 /* The same pair where the kernel lets tracing programs use task storage
@@ -398,7 +402,7 @@ int BPF_KRETPROBE(kretprobe_confirm_new_task, int ret)
 	skb = s->skb[slot_index(top)];
 	barrier();
 	s->depth = top;
-	return confirm_new((struct sk_buff *)skb, ret);
+	return confirm_new((struct sk_buff *)skb, ret, false);
 }
 
 /* kprobe.session (6.10+, fprobe; kernel/trace/bpf_trace.c): one program run
@@ -419,7 +423,7 @@ int ksession_confirm_new(struct pt_regs *ctx)
 		*cookie = PT_REGS_PARM1(ctx);
 		return 0; /* 0: run again at the return */
 	}
-	return confirm_new((struct sk_buff *)*cookie, PT_REGS_RC(ctx));
+	return confirm_new((struct sk_buff *)*cookie, PT_REGS_RC(ctx), false);
 }
 
 #endif /* CTPROBE_POINT_CONFIRM_BPF_H */

@@ -18,7 +18,7 @@
 #include "filter.bpf.h"
 #include "mode.bpf.h"
 
-static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 verdict)
+static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 verdict, const bool direct)
 {
 	struct history *h = NULL;
 	struct event *e;
@@ -29,7 +29,7 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 
 	if (!skb)
 		return 0;
-	ct = skb_ct(skb, &ctinfo);
+	ct = skb_ct(skb, &ctinfo, direct);
 	if (!ct) /* untracked, invalid or dropped before a ct existed */
 		return 0;
 	/* --timeline records only births: a packet of an established flow
@@ -55,10 +55,10 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 		return 0;
 	e->ctinfo = ctinfo;
 	read_ct(e, ct);
-	read_sock(e, skb);
+	read_sock(e, skb, direct);
 	e->skb = (__u64)skb;
 	read_origin(e);
-	read_dns(e, skb);
+	read_dns(e, skb, direct);
 	e->hook = hook;
 	e->ret = verdict;
 	tgid = e->pid_tgid >> 32;
@@ -88,7 +88,7 @@ int BPF_PROG(fexit_ct_in, struct sk_buff *skb, const struct nf_hook_state *state
 	 * helper call). */
 	if (!stream_all && (skb->_nfct & NFCT_INFOMASK) != IP_CT_NEW)
 		return 0;
-	return ct_in_exit(skb, BPF_CORE_READ(state, hook), ret);
+	return ct_in_exit(skb, state->hook, ret, true);
 }
 
 SEC("kprobe/nf_conntrack_in")
@@ -120,7 +120,7 @@ int BPF_KRETPROBE(kretprobe_ct_in, unsigned int ret)
 	struct entry v;
 	if (!take_entry(task_call(), EVENT_CT_IN, &v))
 		return 0;
-	return ct_in_exit((struct sk_buff *)v.skb, v.hook, ret);
+	return ct_in_exit((struct sk_buff *)v.skb, v.hook, ret, false);
 }
 
 #endif /* CTPROBE_POINT_CT_IN_BPF_H */

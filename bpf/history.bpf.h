@@ -70,12 +70,15 @@ struct history {
 	__u32 tgid; /* the task in whose context the ct was born, for --pid */
 };
 
-/* The histories, one slot per ct address (slots.bpf.h). A birth is
- * written in its slot in place: as an LRU hash map's value it was built in
- * scratch space, then copied in by an update that took the map's locks, a
- * third of --timeline's probe time per new flow in the bench. A history is
- * read when its ct clashes, microseconds after the birth for a loser and
- * its winner, so a slot taken over by a later ct's birth costs little. */
+/* The histories, in slots picked by a hash of the ct's address
+ * (slots.bpf.h). A birth is written in its slot in place: as an LRU hash
+ * map's value it was built in scratch space, then copied in by an update
+ * that took the map's locks, a third of --timeline's probe time per new
+ * flow in the bench. A history is read when its ct clashes, microseconds
+ * after the birth for a loser and its winner. Each ct may take either slot
+ * of a pair (a set), and a birth takes the older history's: a history is
+ * lost early only if two later births fall in its set, where with one slot
+ * per ct any one would do. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); /* sized by the Go side, a power of two */
@@ -86,11 +89,17 @@ struct {
 /* hist's max_entries - 1, set by the Go side. */
 const volatile __u32 hist_slot_mask = 0;
 
-/* A ct's slot. nf_conn objects are 64-byte aligned (SLAB_HWCACHE_ALIGN in
- * nf_conntrack_init_start); the product's upper half is mixed enough. */
-static __always_inline struct history *hist_slot(__u64 ct)
+/* A ct's set: its first slot. nf_conn objects are 64-byte aligned
+ * (SLAB_HWCACHE_ALIGN in nf_conntrack_init_start); the product's upper half
+ * is mixed enough. */
+static __always_inline __u32 hist_set(__u64 ct)
 {
-	__u32 slot = (__u32)(addr_hash(ct, 6) >> 32) & hist_slot_mask;
+	return (__u32)(addr_hash(ct, 6) >> 32) & hist_slot_mask & ~1U;
+}
+
+static __always_inline struct history *hist_way(__u32 set, __u32 way)
+{
+	__u32 slot = set | way;
 
 	return bpf_map_lookup_elem(&hist, &slot);
 }
@@ -141,23 +150,43 @@ static __always_inline const struct tuple *reply_before(const struct history *h,
  * --pid), if any. */
 static __always_inline struct history *ct_history(__u64 ct)
 {
-	struct history *h = hist_slot(ct);
+	__u32 set = hist_set(ct);
+	struct history *h;
 
-	if (!h || !ct || h->owner != ct)
+	if (!ct)
 		return NULL;
-	return h;
+	h = hist_way(set, 0);
+	if (h && h->owner == ct)
+		return h;
+	h = hist_way(set, 1);
+	if (h && h->owner == ct)
+		return h;
+	return NULL;
 }
 
-/* The slot for a new ct's history, emptied: the caller writes the birth in
- * it and then sets its owner (after a barrier), or leaves it without one. */
+/* The slot for a new ct's history, emptied: the one an earlier ct at the
+ * same address left (ct objects are SLAB_TYPESAFE_BY_RCU and reused), else
+ * a free one, else the older birth's. The caller writes the birth in it
+ * and then sets its owner (after a barrier), or leaves it without one. */
 static __always_inline struct history *hist_claim(__u64 ct)
 {
-	struct history *h = hist_slot(ct);
+	__u32 set = hist_set(ct);
+	struct history *a = hist_way(set, 0), *b = hist_way(set, 1), *h;
 
-	if (h) {
-		h->owner = 0;
-		barrier();
-	}
+	if (!a || !b)
+		return NULL;
+	if (a->owner == ct)
+		h = a;
+	else if (b->owner == ct)
+		h = b;
+	else if (!a->owner)
+		h = a;
+	else if (!b->owner)
+		h = b;
+	else
+		h = a->in.ts <= b->in.ts ? a : b;
+	h->owner = 0;
+	barrier();
 	return h;
 }
 

@@ -40,9 +40,7 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 		return 0;
 	/* The history serves replays (--timeline) and, with --all --timeline,
 	 * --pid's filtering of the ct's later events by the task that created
-	 * it. A birth it keeps is built in the ct's history slot itself. A new
-	 * ct pointer replaces whatever an earlier ct at the same address left:
-	 * ct objects are SLAB_TYPESAFE_BY_RCU and reused. */
+	 * it. A birth it keeps is built in the ct's history slot itself. */
 	if (is_new && (keep_history || filter_pid))
 		h = hist_claim((__u64)ct);
 	if (h) {

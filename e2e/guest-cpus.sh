@@ -1,9 +1,8 @@
 #!/bin/bash
 # Runs inside a four-vCPU VM (e2e/cpus_test.go): --timeline with its
-# history map shrunk to HISTORY entries (fewer than 4 CPUs x 128, what the
-# CPUs' local LRU free lists can hold back on kernels before 2025), while a
-# flood from every vCPU creates new flows and ctlab provokes races. The
-# histories of racing flows must still be there when they clash.
+# history map shrunk to HISTORY slots, while a flood from every vCPU
+# creates new flows and ctlab provokes races. The histories of racing flows
+# must still be there when they clash.
 # Results go to /out: cpus.{trace.jsonl,trace.err,trace.rc,ctp}, cpus.lab.*,
 # cpus.flood.*.
 set -u

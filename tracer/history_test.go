@@ -7,9 +7,9 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/probe"
 )
 
-// The history map has at least the slots asked for, a power of two whose
-// mask the programs get, in the modes that follow every flow; the others
-// take one slot.
+// The history map has at least the slots asked for, a power of two (a
+// pair at least) whose mask the programs get, in the modes that follow
+// every flow; the others take one slot.
 func TestHistorySlots(t *testing.T) {
 	for _, tc := range []struct {
 		opts      Options
@@ -18,7 +18,7 @@ func TestHistorySlots(t *testing.T) {
 	}{
 		{Options{Mode: mode.Timeline}, DefaultHistory, false},
 		{Options{Mode: mode.AllTimeline, History: 1000}, 1000, false},
-		{Options{Mode: mode.Timeline, History: 1}, 1, false},
+		{Options{Mode: mode.Timeline, History: 1}, 2, false},
 		{Options{Mode: mode.Timeline, History: MaxHistory}, MaxHistory, false},
 		{Options{Mode: mode.Timeline, History: 4097}, 4097, false},
 		{Options{Mode: mode.Default, History: 1000}, 1, true},

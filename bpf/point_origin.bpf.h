@@ -21,21 +21,36 @@
 
 /* Whether an skb leaving a device can make a new ct where it arrives: the
  * origin is wanted only for those, and an established flow's packets (most
- * packets) then cost two reads here instead of the origin's. With a ct from
- * the sender's netns, a new or related one (not yet answered); without one
- * (a pod's netns has no conntrack without rules), any packet but a TCP
- * segment that is not a SYN (bytes 13 of the TCP header: flags). The
+ * packets) then cost a few reads here instead of the origin's. With a ct
+ * from the sender's netns, a new or related one (not yet answered). Without
+ * one (a pod's netns has no conntrack without rules), the socket tells
+ * most: a datagram socket's packet may always start a flow (UDP keeps no
+ * state to tell), a stream socket's only while it connects (a TCP SYN, in
+ * TCP_SYN_SENT; an established one sends none). Other sockets' packets
+ * (raw, packet, a stream socket closing), and request and timewait socks,
+ * which have no struct socket, are told by their headers: any packet but a
+ * TCP segment that is not a SYN (byte 13 of the TCP header: flags). The
  * headers are read with the helper in either form: skb->head is a byte
  * pointer, which the verifier does not let a program follow. */
-static __always_inline bool may_start_flow(struct sk_buff *skb, const bool direct)
+static __always_inline bool may_start_flow(struct sk_buff *skb, struct sock *sk, const bool direct)
 {
 	unsigned long nfct = KREAD(direct, skb, _nfct);
 	unsigned char *head;
-	__u8 proto = 0, flags = 0;
+	__u8 state, proto = 0, flags = 0;
 
 	if (nfct) {
 		__u32 ctinfo = nfct & NFCT_INFOMASK;
 		return ctinfo == IP_CT_NEW || ctinfo == IP_CT_RELATED;
+	}
+	state = KREAD(direct, sk, __sk_common.skc_state);
+	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV) {
+		struct socket *so = KREAD(direct, sk, sk_socket);
+		short type = so ? KREAD(direct, so, type) : 0;
+
+		if (type == SOCK_DGRAM || (type == SOCK_STREAM && state == TCP_SYN_SENT))
+			return true;
+		if (type == SOCK_STREAM && state == TCP_ESTABLISHED)
+			return false;
 	}
 	head = KREAD(direct, skb, head);
 	switch (bpf_ntohs(KREAD(direct, skb, protocol))) {
@@ -59,10 +74,11 @@ static __always_inline bool may_start_flow(struct sk_buff *skb, const bool direc
 static __always_inline int record_origin(struct sk_buff *skb, __u64 key, const bool direct)
 {
 	struct sock *sk = KREAD(direct, skb, sk);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 slot = origin_slot(key);
 	struct origin *o;
 
-	if (!sk || (__u32)bpf_get_current_pid_tgid() == 0 || !may_start_flow(skb, direct))
+	if (!sk || (__u32)pid_tgid == 0 || !may_start_flow(skb, sk, direct))
 		return 0;
 	o = bpf_map_lookup_elem(&origins, &slot);
 	if (!o)
@@ -70,7 +86,7 @@ static __always_inline int record_origin(struct sk_buff *skb, __u64 key, const b
 	o->skb = 0;
 	barrier();
 	o->ts = bpf_ktime_get_ns();
-	o->pid_tgid = bpf_get_current_pid_tgid();
+	o->pid_tgid = pid_tgid;
 	o->cgroup = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 	READ_SK_AS(direct, o, sk);

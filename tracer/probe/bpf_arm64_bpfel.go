@@ -147,6 +147,14 @@ type BPFHistory struct {
 	Tgid uint32
 }
 
+type BPFLastTask struct {
+	_       structs.HostLayout
+	PidTgid uint64
+	ReadAt  uint64
+	Cgroup  uint64
+	Comm    [16]int8
+}
+
 type BPFLossKind uint32
 
 const (
@@ -230,6 +238,7 @@ const (
 	BPFMapEntries                  = "entries"
 	BPFMapEvents                   = "events"
 	BPFMapHist                     = "hist"
+	BPFMapLastTask                 = "last_task"
 	BPFMapLosses                   = "losses"
 	BPFMapOrigins                  = "origins"
 	BPFMapPairs                    = "pairs"
@@ -375,6 +384,7 @@ type BPFMapSpecs struct {
 	Entries     *ebpf.MapSpec `ebpf:"entries"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Hist        *ebpf.MapSpec `ebpf:"hist"`
+	LastTask    *ebpf.MapSpec `ebpf:"last_task"`
 	Losses      *ebpf.MapSpec `ebpf:"losses"`
 	Origins     *ebpf.MapSpec `ebpf:"origins"`
 	Pairs       *ebpf.MapSpec `ebpf:"pairs"`
@@ -436,6 +446,7 @@ type BPFMaps struct {
 	Entries     *ebpf.Map `ebpf:"entries"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Hist        *ebpf.Map `ebpf:"hist"`
+	LastTask    *ebpf.Map `ebpf:"last_task"`
 	Losses      *ebpf.Map `ebpf:"losses"`
 	Origins     *ebpf.Map `ebpf:"origins"`
 	Pairs       *ebpf.Map `ebpf:"pairs"`
@@ -453,6 +464,7 @@ func (m *BPFMaps) Close() error {
 		m.Entries,
 		m.Events,
 		m.Hist,
+		m.LastTask,
 		m.Losses,
 		m.Origins,
 		m.Pairs,

@@ -93,17 +93,20 @@ struct {
  * an skb leaving a device, in the sender's context for local sockets. The
  * slot's owner is cleared first and set last, so that a reader never takes
  * a half-written slot for this skb's (read_origin). */
-static __always_inline int record_origin(struct sk_buff *skb, __u64 key, const bool direct)
+static __always_inline int record_origin(struct sk_buff *skb, const bool direct)
 {
 	struct sock *sk = KREAD(direct, skb, sk);
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 slot = origin_slot(key), zero = 0;
 	struct last_task *t;
 	struct origin *o;
-	__u64 now;
+	__u32 slot, zero = 0;
+	__u64 key, now;
 
 	if (!sk || (__u32)pid_tgid == 0 || !may_start_flow(skb, sk, direct))
 		return 0;
+	/* The slot is hashed from the skb's address as a number (addr_of). */
+	key = direct ? addr_of(skb) : (__u64)skb;
+	slot = origin_slot(key);
 	o = bpf_map_lookup_elem(&origins, &slot);
 	t = bpf_map_lookup_elem(&last_task, &zero);
 	if (!o || !t)
@@ -131,14 +134,14 @@ static __always_inline int record_origin(struct sk_buff *skb, __u64 key, const b
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_btf_origin, struct sk_buff *skb)
 {
-	return record_origin(skb, addr_of(skb), true);
+	return record_origin(skb, true);
 }
 
 /* Every version: the same with probe reads. */
 SEC("raw_tracepoint/net_dev_queue")
 int raw_tp_origin(struct bpf_raw_tracepoint_args *ctx)
 {
-	return record_origin((struct sk_buff *)ctx->args[0], ctx->args[0], false);
+	return record_origin((struct sk_buff *)ctx->args[0], false);
 }
 
 #endif /* CTPROBE_POINT_ORIGIN_BPF_H */

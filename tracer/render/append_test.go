@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ctprobe/ctprobe/tracer/dnsmsg"
 	"github.com/ctprobe/ctprobe/tracer/event"
 )
 
@@ -63,6 +64,9 @@ func TestJSONNamesNeedNoEscaping(t *testing.T) {
 	names := append(statusNames[:], flagNames[:]...)
 	for n := range 256 {
 		names = append(names, event.Kind(n).String(), event.ProtoName(uint8(n)), HookName(uint8(n)), ctinfoName(uint8(n)))
+	}
+	for n := range 1 << 16 {
+		names = append(names, dnsmsg.TypeName(uint16(n)))
 	}
 	for _, v := range []uint32{event.VerdictDrop, event.VerdictAccept, 2, 3, math.MaxUint32} {
 		names = append(names, verdictJSON(v))
@@ -130,6 +134,35 @@ func TestAppendSpaces(t *testing.T) {
 	for n := -1; n <= 100; n++ {
 		if got, want := string(appendSpaces([]byte("x"), n)), "x"+strings.Repeat(" ", max(n, 0)); got != want {
 			t.Fatalf("appendSpaces(%d) wrote %d spaces", n, len(got)-1)
+		}
+	}
+}
+
+// An event's status and flags, written a byte at a time from lists made
+// beforehand, list the same names as bit by bit: every bit alone, every
+// value of each byte, bits past the names, and random sets.
+func TestJSONBitListsAsBitByBit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	vs := []uint64{0, math.MaxUint64}
+	for b := range 64 {
+		vs = append(vs, 1<<b, 1<<b|1)
+	}
+	for b := range 256 {
+		for i := range 3 {
+			vs = append(vs, uint64(b)<<(8*i), uint64(b)<<(8*i)|1<<40)
+		}
+	}
+	for range 10000 {
+		vs = append(vs, rng.Uint64(), rng.Uint64()&0xffff, rng.Uint64()&0x3ff)
+	}
+	for _, c := range []struct {
+		lists *jsonBitLists
+		names []string
+	}{{statusListsJSON, statusNames[:]}, {flagListsJSON, flagNames[:]}} {
+		for _, v := range vs {
+			if got, want := string(c.lists.append([]byte("x"), v)), "x"+string(appendJSONBitNames(nil, v, c.names)); got != want {
+				t.Fatalf("%#x: %s, bit by bit %s", v, got, want)
+			}
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -163,6 +165,33 @@ func TestJSONBitListsAsBitByBit(t *testing.T) {
 			if got, want := string(c.lists.append([]byte("x"), v)), "x"+string(appendJSONBitNames(nil, v, c.names)); got != want {
 				t.Fatalf("%#x: %s, bit by bit %s", v, got, want)
 			}
+		}
+	}
+}
+
+// decimal8's reciprocals of 100 and 10 divide exactly every quarter and
+// digit pair it meets, so it writes every v < 1e8 as strconv does: every
+// v below a million, every digit pair in every place, random ones.
+func TestDecimal8AsStrconv(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var vs []uint32
+	for v := range uint32(1e6) {
+		vs = append(vs, v)
+	}
+	for p := uint32(1); p < 1e8; p *= 100 {
+		for pair := range uint32(100) {
+			vs = append(vs, pair*p, pair*p+p-1, 99_999_999-pair*p)
+		}
+	}
+	for range 100000 {
+		vs = append(vs, rng.Uint32N(1e8))
+	}
+	for _, v := range vs {
+		d, n := decimal8(v)
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], d)
+		if got, want := fmt.Sprintf("%s/%d", b[:], n), fmt.Sprintf("%08d/%d", v, len(strconv.Itoa(int(v)))); got != want {
+			t.Fatalf("decimal8(%d) = %s, want %s", v, got, want)
 		}
 	}
 }

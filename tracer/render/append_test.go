@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -192,6 +193,64 @@ func TestDecimal8AsStrconv(t *testing.T) {
 		binary.LittleEndian.PutUint64(b[:], d)
 		if got, want := fmt.Sprintf("%s/%d", b[:], n), fmt.Sprintf("%08d/%d", v, len(strconv.Itoa(int(v)))); got != want {
 			t.Fatalf("decimal8(%d) = %s, want %s", v, got, want)
+		}
+	}
+}
+
+// A payload's hex is hex.AppendEncode's, for every length a payload
+// capture has (up to 64 bytes) and every byte value.
+func TestHexBytesAsEncodingHex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	payloads := [][]byte{all}
+	for n := range 70 {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		payloads = append(payloads, p)
+	}
+	for _, p := range payloads {
+		if got, want := string(appendHexBytes([]byte("x"), p)), "x"+hex.EncodeToString(p); got != want {
+			t.Fatalf("appendHexBytes(%x) = %s", p, got)
+		}
+	}
+}
+
+// plainJSON8 finds any byte that a JSON string cannot hold as it is
+// (appendJSONString's test) among eight: each byte value in each place
+// among plain ones, and random mixes of both.
+func TestPlainJSON8(t *testing.T) {
+	plain := func(c byte) bool { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' }
+	rng := rand.New(rand.NewPCG(11, 12))
+	var words [][8]byte
+	for pos := range 8 {
+		for c := range 256 {
+			w := [8]byte{'a', 'b', '0', '9', '.', '-', ' ', '~'}
+			w[pos] = byte(c)
+			words = append(words, w)
+		}
+	}
+	for range 100000 {
+		var w [8]byte
+		for i := range w {
+			w[i] = byte(0x20 + rng.IntN(0x60))
+			if rng.IntN(16) == 0 {
+				w[i] = byte(rng.IntN(256))
+			}
+		}
+		words = append(words, w)
+	}
+	for _, w := range words {
+		want := true
+		for _, c := range w {
+			want = want && plain(c)
+		}
+		if got := plainJSON8(string(w[:])); got != want {
+			t.Fatalf("plainJSON8(%q) = %v", w[:], got)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package render
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"strconv"
@@ -217,7 +216,7 @@ func appendJSONPayload(dst []byte, ev *event.Event) []byte {
 	dst = appendUint(dst, uint64(n))
 	if n > 0 {
 		dst = append(dst, `,"payload_hex":"`...)
-		dst = hex.AppendEncode(dst, ev.Payload[:n])
+		dst = appendHexBytes(dst, ev.Payload[:n])
 		dst = append(dst, '"')
 		dst = appendDNSJSON(dst, ev.Payload[:n])
 	}

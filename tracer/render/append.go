@@ -266,7 +266,10 @@ func appendEndpoint(dst []byte, a netip.Addr, port uint16) []byte {
 // event line), an octet and its dot at a time from a table.
 func appendAddrPort(dst []byte, a netip.Addr, port uint16) []byte {
 	if !a.Is4() {
-		return netip.AddrPortFrom(a, port).AppendTo(dst)
+		if a.Is4In6() || a.Zone() != "" {
+			return netip.AddrPortFrom(a, port).AppendTo(dst)
+		}
+		return appendAddr6Port(dst, a, port)
 	}
 	l := len(dst)
 	// Room for four stores of an octet's four bytes.
@@ -281,6 +284,44 @@ func appendAddrPort(dst []byte, a netip.Addr, port uint16) []byte {
 	b[n-1] = ':'
 	digits, w := decimal8(uint32(port))
 	return appendDigits(dst[:l+n], digits, w)
+}
+
+// appendAddr6Port writes "[v6]:port" as netip does (RFC 5952: hex
+// groups without leading zeros, the first longest run of two or more zero
+// groups as "::"), for an address without zone that is not IPv4-mapped,
+// with a group's digits in one store: with a tenth of the flows IPv6,
+// netip's general path took 7 % of a JSON line's rendering.
+func appendAddr6Port(dst []byte, a netip.Addr, port uint16) []byte {
+	bytes := a.As16()
+	var groups [8]uint16
+	for i := range groups {
+		groups[i] = binary.BigEndian.Uint16(bytes[2*i:])
+	}
+	zerosStart, zerosEnd := 8, 8
+	for i := 0; i < 8; i++ {
+		j := i
+		for j < 8 && groups[j] == 0 {
+			j++
+		}
+		if j-i >= 2 && j-i > zerosEnd-zerosStart {
+			zerosStart, zerosEnd = i, j
+		}
+		i = j
+	}
+	dst = append(dst, '[')
+	for i := 0; i < 8; i++ {
+		if i == zerosStart {
+			dst = append(dst, ':', ':')
+			if i = zerosEnd; i == 8 {
+				break
+			}
+		} else if i > 0 {
+			dst = append(dst, ':')
+		}
+		dst = appendDigits(dst, hex8(uint32(groups[i])), max(bits.Len16(groups[i])+3, 4)/4)
+	}
+	dst = append(dst, ']', ':')
+	return appendUint(dst, uint64(port))
 }
 
 // octetsDotted is every octet's digits and a dot, in a word for one

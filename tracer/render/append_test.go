@@ -120,6 +120,20 @@ func TestNumbersAndEndpointsAsStd(t *testing.T) {
 	addrs := []netip.Addr{netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("255.255.255.255"),
 		netip.MustParseAddr("10.9.100.1"), netip.MustParseAddr("::ffff:10.0.0.1"), netip.MustParseAddr("fd00::1"),
 		netip.MustParseAddr("fe80::1%eth0")}
+	for range 20000 {
+		// IPv6 groups of every length, and runs of zero groups of every
+		// length in every place.
+		var a [16]byte
+		for g := range 8 {
+			switch rng.IntN(3) {
+			case 0:
+				binary.BigEndian.PutUint16(a[2*g:], uint16(rng.Uint32())>>(4*rng.IntN(4)))
+			case 1:
+				binary.BigEndian.PutUint16(a[2*g:], 1)
+			}
+		}
+		addrs = append(addrs, netip.AddrFrom16(a))
+	}
 	for range 10000 {
 		addrs = append(addrs, netip.AddrFrom4([4]byte{byte(rng.IntN(256)), byte(rng.IntN(12)), byte(rng.IntN(100)), byte(rng.IntN(256))}))
 	}

@@ -165,6 +165,9 @@ func appendDigits(dst []byte, d uint64, n int) []byte {
 // appendHex writes v as "0x" and its hex digits, as strconv.AppendUint
 // with base 16 does after "0x".
 func appendHex(dst []byte, v uint64) []byte {
+	// Room for every digit and the stores' slack at once: a string of
+	// its own (appendHex(nil, ...)) takes one allocation.
+	dst = slices.Grow(dst, len("0x")+16)
 	dst = append(dst, '0', 'x')
 	n := max(bits.Len64(v)+3, 4) / 4
 	if n > 8 {

@@ -59,7 +59,7 @@ func appendDNSJSON(dst []byte, payload []byte) []byte {
 	dst = appendUint(dst, uint64(q.ID))
 	dst = append(dst, `,"type":`...)
 	if q.HasType {
-		dst = appendJSONString(dst, dnsmsg.TypeName(q.Type))
+		dst = appendJSONName(dst, dnsmsg.TypeName(q.Type))
 		dst = append(dst, `,"qtype":`...)
 		dst = appendUint(dst, uint64(q.Type))
 	} else {

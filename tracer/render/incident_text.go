@@ -275,10 +275,14 @@ func appendIncident(dst []byte, inc *incident.Incident, opt *Options) []byte {
 	}
 
 	// One line per packet: task, pod and container, ct, tuple, final reply.
-	taskW := len(appendPacketTask(nil, L))
+	// The tasks are measured in a buffer on the stack: grown from nil,
+	// one would be reallocated for the eight bytes of slack that each of
+	// its numbers is written with (appendDigits).
+	var task [128]byte
+	taskW := len(appendPacketTask(task[:0], L))
 	podW := len(appendNames(nil, &L.Names))
 	if inc.HasWinner {
-		taskW = max(taskW, len(appendPacketTask(nil, W)))
+		taskW = max(taskW, len(appendPacketTask(task[:0], W)))
 		podW = max(podW, len(appendNames(nil, &W.Names)))
 	}
 	pktLine := func(dst []byte, who byte, p *incident.Packet) []byte {

@@ -2,7 +2,6 @@ package render
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"strconv"
@@ -144,9 +143,9 @@ func appendEventJSON(dst []byte, ev *event.Event, c Clock, node string, second *
 	dst = append(dst, `,"status":`...)
 	dst = appendUint(dst, ev.Status)
 	dst = append(dst, `,"status_names":[`...)
-	dst = appendJSONBitNames(dst, ev.Status, statusNames[:])
+	dst = statusListsJSON.append(dst, ev.Status)
 	dst = append(dst, `],"flags":[`...)
-	dst = appendJSONBitNames(dst, uint64(ev.Flags), flagNames[:])
+	dst = flagListsJSON.append(dst, uint64(ev.Flags))
 	dst = append(dst, `],"softirq":`...)
 	dst = appendJSONBool(dst, ev.Flags&event.FlagSoftirqKey != 0)
 	dst = append(dst, `,"history":`...)
@@ -217,7 +216,7 @@ func appendJSONPayload(dst []byte, ev *event.Event) []byte {
 	dst = appendUint(dst, uint64(n))
 	if n > 0 {
 		dst = append(dst, `,"payload_hex":"`...)
-		dst = hex.AppendEncode(dst, ev.Payload[:n])
+		dst = appendHexBytes(dst, ev.Payload[:n])
 		dst = append(dst, '"')
 		dst = appendDNSJSON(dst, ev.Payload[:n])
 	}

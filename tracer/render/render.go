@@ -264,6 +264,12 @@ var statusNames = [...]string{
 // flagNames are the event.Flags bits by number.
 var flagNames = [...]string{"new", "sock", "history", "nat_gut", "nat_changed", "winner", "softirq_key", "origin", "lookup", "local"}
 
+// The lists of an event's "status_names" and "flags".
+var (
+	statusListsJSON = newJSONBitLists(statusNames[:])
+	flagListsJSON   = newJSONBitLists(flagNames[:])
+)
+
 func verdictName(v uint32) string {
 	switch v {
 	case event.VerdictDrop:

@@ -139,12 +139,14 @@ const (
 )
 
 // appendField appends a labelled number padded to width, then a space
-// ("cpu1   ", "ns:4026532201 ").
+// ("cpu1   ", "ns:4026532201 "). Its labels and digits are ASCII, a
+// column a byte: counting the runes of a line's padded fields was a
+// tenth of its rendering.
 func appendField(dst []byte, label string, v uint64, width int) []byte {
 	start := len(dst)
 	dst = append(dst, label...)
 	dst = appendUint(dst, v)
-	dst = pad(dst, start, width)
+	dst = appendSpaces(dst, width-(len(dst)-start))
 	return append(dst, ' ')
 }
 

@@ -60,8 +60,8 @@ struct confirm_step {
 };
 
 struct history {
-	/* The ct whose history the slot holds; 0 while a birth is written in
-	 * it, and once the ct was freed or filtered out (slots.bpf.h). */
+	/* The ct whose history the slot holds (slots.bpf.h); with HIST_WRITING
+	 * while its birth is written, 0 once the ct was freed or filtered out. */
 	__u64 owner;
 	struct event in;
 	struct nat_step nat[2]; /* indexed by manip type: 0 SRC, 1 DST */
@@ -164,10 +164,18 @@ static __always_inline struct history *ct_history(__u64 ct)
 	return NULL;
 }
 
-/* The slot for a new ct's history, emptied: the one an earlier ct at the
- * same address left (ct objects are SLAB_TYPESAFE_BY_RCU and reused), else
- * a free one, else the older birth's. The caller writes the birth in it
- * and then sets its owner (after a barrier), or leaves it without one. */
+/* An owner's low bit while the birth is written (ct addresses are 64-byte
+ * aligned): no lookup matches the slot, and another birth in the same set
+ * takes the other slot. Racing packets' cts are born at the same instant,
+ * on two CPUs, and may share a set; with a free-looking slot while each
+ * was written, both took the same one, and one history was lost. */
+#define HIST_WRITING 1ULL
+
+/* The slot for a new ct's history, marked as written for ct: the one an
+ * earlier ct at the same address left (ct objects are SLAB_TYPESAFE_BY_RCU
+ * and reused), else a free one, else one that no other birth is writing,
+ * the older birth's of two. The caller writes the birth in it, then
+ * publishes or abandons it. */
 static __always_inline struct history *hist_claim(__u64 ct)
 {
 	__u32 set = hist_set(ct);
@@ -175,19 +183,40 @@ static __always_inline struct history *hist_claim(__u64 ct)
 
 	if (!a || !b)
 		return NULL;
-	if (a->owner == ct)
+	if ((a->owner & ~HIST_WRITING) == ct)
 		h = a;
-	else if (b->owner == ct)
+	else if ((b->owner & ~HIST_WRITING) == ct)
 		h = b;
 	else if (!a->owner)
 		h = a;
 	else if (!b->owner)
 		h = b;
+	else if (a->owner & HIST_WRITING)
+		h = b;
+	else if (b->owner & HIST_WRITING)
+		h = a;
 	else
 		h = a->in.ts <= b->in.ts ? a : b;
-	h->owner = 0;
+	h->owner = ct | HIST_WRITING;
 	barrier();
 	return h;
+}
+
+/* The birth is written: ct's history is found from now on, unless another
+ * birth took the slot meanwhile (then neither is trusted: the slot is
+ * that birth's to publish). */
+static __always_inline void hist_publish(struct history *h, __u64 ct)
+{
+	barrier();
+	if (h->owner == (ct | HIST_WRITING))
+		h->owner = ct;
+}
+
+/* A birth that is not kept (filtered out) frees its slot. */
+static __always_inline void hist_abandon(struct history *h, __u64 ct)
+{
+	if (h->owner == (ct | HIST_WRITING))
+		h->owner = 0;
 }
 
 /* A freed loser's history: nothing of it is kept. */

@@ -62,14 +62,15 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	tgid = e->pid_tgid >> 32;
 	if (is_new)
 		e->flags |= EVENT_F_NEW;
-	/* A filtered-out new ct leaves its slot without an owner. */
-	if (!wanted(e, tgid))
+	if (!wanted(e, tgid)) {
+		if (h)
+			hist_abandon(h, (__u64)ct);
 		return 0;
+	}
 	if (h) {
 		h->have = HIST_IN;
 		h->tgid = tgid;
-		barrier();
-		h->owner = e->ct;
+		hist_publish(h, (__u64)ct);
 	}
 	if (stream_all)
 		output(e);

@@ -6,8 +6,9 @@
  * map's update takes its bucket and LRU-list locks with interrupts off; an
  * object whose address hashes to a taken slot takes it over, as an LRU map
  * would have evicted its oldest entry. Each slot names its owner, cleared
- * first and set last by a writer, and checked again by a reader after its
- * copy: another CPU may be writing the slot for another object meanwhile.
+ * (or marked as being written) first and set last by a writer, and checked
+ * again by a reader after its copy: another CPU may be writing the slot for
+ * another object meanwhile.
  */
 #ifndef CTPROBE_SLOTS_BPF_H
 #define CTPROBE_SLOTS_BPF_H

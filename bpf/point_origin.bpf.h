@@ -71,8 +71,9 @@ static __always_inline bool may_start_flow(struct sk_buff *skb, struct sock *sk,
  * packets come from one task, and the two helper calls that read them were
  * a third of the origin's cost on an established UDP flow in the bench. A
  * comm or cgroup that changes (exec, prctl, a move to another cgroup) shows
- * within TASK_REREAD_NS. Per CPU: a tracepoint's programs run with
- * preemption off, and one run at a time (prog->active). */
+ * within TASK_REREAD_NS. Per CPU: the tracepoint's programs run with
+ * preemption off, and __dev_queue_xmit fires it with bottom halves off
+ * (rcu_read_lock_bh), so no other run on the CPU comes in between. */
 struct last_task {
 	__u64 pid_tgid;
 	__u64 read_at;

@@ -13,10 +13,9 @@ import (
 // every CPU: nothing is lost, and every clash the kernel counted is an
 // incident (e2e/guest-cpus.sh).
 func TestVMManyCPUs(t *testing.T) {
-	// Four emulated vCPUs on CI's two cores take over ten minutes, more
-	// than make test's budget: make e2e-cpus runs this on Debian 11's 5.10,
-	// whose LRU lists (the kprobe pairs' maps) keep the fixed batch of 128
-	// per CPU (later stable kernels cap it).
+	// A VM of its own with four emulated vCPUs: make e2e-cpus runs this on
+	// Debian 11's 5.10, whose LRU lists (the kprobe pairs' maps) keep the
+	// fixed batch of 128 per CPU (later stable kernels cap it).
 	if os.Getenv("E2E_MANY_CPUS") == "" {
 		t.Skip("runs with E2E_MANY_CPUS=1 (make e2e-cpus)")
 	}

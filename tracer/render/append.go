@@ -72,8 +72,14 @@ func appendTriple(dst []byte, a, width, b, c int, sep byte) []byte {
 // appendPadded0 writes v >= 0 in decimal, with leading zeros to width
 // digits at least, eight digits at a time (decimal8).
 func appendPadded0(dst []byte, v, width int) []byte {
+	return appendDecimal(dst, uint64(v), width)
+}
+
+// appendDecimal writes v in decimal, with leading zeros to width digits at
+// least: the eight digits below 1e8 with one store, those above first.
+func appendDecimal(dst []byte, v uint64, width int) []byte {
 	if v >= 1e8 || width > 8 {
-		dst = appendPadded0(dst, v/1e8, width-8)
+		dst = appendDecimal(dst, v/1e8, width-8)
 		d, _ := decimal8(uint32(v % 1e8))
 		return appendDigits(dst, d, 8)
 	}
@@ -195,13 +201,7 @@ func appendUint(dst []byte, v uint64) []byte {
 	if v < 10 {
 		return append(dst, byte('0'+v))
 	}
-	if v >= 1e8 {
-		dst = appendUint(dst, v/1e8)
-		d, _ := decimal8(uint32(v % 1e8))
-		return appendDigits(dst, d, 8)
-	}
-	d, n := decimal8(uint32(v))
-	return appendDigits(dst, d, n)
+	return appendDecimal(dst, v, 0)
 }
 
 // appendMicros writes ns as microseconds with three decimals ("12.345").

@@ -293,7 +293,7 @@ profiled_window() {
 # runs programs) and leaf symbol, as shares of the busy samples, so that a
 # change can be aimed at the program and the helper that cost the most.
 probe_share() {
-  local top=/dev/null
+  local top=
   [ "${BENCH_PROFILE_TOP:-0}" = 1 ] && top=runs/$1.probes
   perf script -i "runs/$1.perf" -F ip,sym 2>/dev/null | awk -v top="$top" '
     function flush() {
@@ -301,7 +301,7 @@ probe_share() {
       if (leaf ~ /^(pv_native_safe_halt|native_safe_halt|default_idle|default_idle_call|poll_idle|cpu_idle_poll|acpi_idle_do_entry|intel_idle)$/) idle++
       else if (probe || leaf ~ /^(bpf_trampoline_|arch_rethook_trampoline|__kretprobe_trampoline|kretprobe_trampoline)/) {
         probes++
-        by[(prog == "" ? "dispatch" : prog) " " leaf]++
+        if (top != "") by[(prog == "" ? "dispatch" : prog) " " leaf]++
       }
       n++; nf = 0; probe = 0; prog = ""
     }

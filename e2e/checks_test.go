@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -10,17 +11,27 @@ import (
 )
 
 // checkPackets checks both packets of an incident: tuples always; the sender
-// of a DNS query (ctlab's pid and socket) with --timeline, which follows the
-// skb from the pod's netns, and in the default mode wherever a sender is
-// named, which must be everywhere when the socket is in the netns that
-// clashed (local).
+// of a DNS query or of a packet between two of ctlab's sockets (a reverse
+// collision's peers, UDP or a TCP SYN), ctlab's pid and socket, with
+// --timeline, which follows the skb from the sender's netns, and in the
+// default mode wherever a sender is named, which must be everywhere when
+// the socket is in the netns that clashed (local).
 func checkPackets(t *testing.T, inc *incidentLine, stats *lab.Stats, timeline, local bool) {
 	if len(stats.Sockets) == 0 {
 		t.Fatal("ctlab reported no sockets: senders cannot be checked")
 	}
 	cookies := map[uint64]bool{}
+	ports := map[string]bool{}
 	for _, s := range stats.Sockets {
 		cookies[s.Cookie] = true
+		if s.Port != 0 {
+			ports[strconv.Itoa(int(s.Port))] = true
+		}
+	}
+	// Both ends a port of ctlab's: a VXLAN tunnel's outer packets may come
+	// from a port that a DNS query also used, never to another such port.
+	betweenPeers := func(src, dst string) bool {
+		return ports[src[strings.LastIndexByte(src, ':')+1:]] && ports[dst[strings.LastIndexByte(dst, ':')+1:]]
 	}
 	for role, pk := range map[string]*packet{"loser": inc.Loser, "winner": inc.Winner} {
 		if pk == nil || pk.Orig == nil || pk.Reply == nil || pk.Orig.Src == "" || pk.Reply.Src == "" {
@@ -30,10 +41,11 @@ func checkPackets(t *testing.T, inc *incidentLine, stats *lab.Stats, timeline, l
 	}
 	checkTuples(t, inc)
 	for role, pk := range map[string]*packet{"loser": inc.Loser, "winner": inc.Winner} {
-		// The DNS queries come from ctlab's sockets, whether the race
-		// happened in the sender's netns or at a node it crossed; other
-		// flows (a VXLAN tunnel's outer packets) have no sending process.
-		if !strings.HasSuffix(pk.Orig.Dst, ":53") {
+		// The DNS queries and the reverse peers' packets come from ctlab's
+		// sockets, whether the race happened in the sender's netns or at a
+		// node it crossed; other flows (a VXLAN tunnel's outer packets)
+		// have no sending process.
+		if !strings.HasSuffix(pk.Orig.Dst, ":53") && !betweenPeers(pk.Orig.Src, pk.Orig.Dst) {
 			continue
 		}
 		// The default mode knows the loser's task where the skb was made in

@@ -69,11 +69,16 @@ kstat() { # suffix
   done
 }
 kstat ''
-t0=$(date +%s)
+# The comparison needs a scrape that began after the labs' last packet.
+# The guest's date has whole seconds only, and a scrape later in the second
+# that date names may still have begun before the last lookup (CI once
+# compared a scrape that read the counters just before the last drop and
+# counted its incident just after): the next whole second is after both.
+t0=$(($(date +%s) + 1))
 
-# A scrape after the labs ended at which every record the probes sent had
-# been read (and its incidents counted: the exporter reads its progress
-# first). Its timestamp is the time of the comparison.
+# A scrape after t0 at which every record the probes sent had been read
+# (and its incidents counted: the exporter reads its progress first). Its
+# timestamp is the time of the comparison.
 ready='timestamp(ctprobe_records_read_total) > '$t0' and (ctprobe_records_sent_total - ctprobe_records_read_total) == 0'
 ts=
 for _ in $(seq 240); do

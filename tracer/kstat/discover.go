@@ -15,6 +15,10 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/netns"
 )
 
+// namedDir is where `ip netns add` (and CNI plugins) bind-mount the
+// namespaces they name.
+const namedDir = "/run/netns"
+
 // Namespace is a network namespace found on the host.
 type Namespace struct {
 	Inode uint64
@@ -48,9 +52,9 @@ func Namespaces() ([]Namespace, error) {
 		index[ino] = len(out)
 		out = append(out, Namespace{Inode: ino, Path: path, Name: name(), PID: pid})
 	}
-	if named, err := os.ReadDir("/run/netns"); err == nil {
+	if named, err := os.ReadDir(namedDir); err == nil {
 		for _, e := range named {
-			add(filepath.Join("/run/netns", e.Name()), 0, e.Name)
+			add(filepath.Join(namedDir, e.Name()), 0, e.Name)
 		}
 	}
 	procs, err := os.ReadDir("/proc")
@@ -69,6 +73,10 @@ func Namespaces() ([]Namespace, error) {
 	}
 	return out, nil
 }
+
+// named: the namespace was found through /run/netns, whose bind mount
+// keeps it whether or not a process is in it.
+func (ns Namespace) named() bool { return strings.HasPrefix(ns.Path, namedDir+"/") }
 
 // Reading is one namespace's counters at one moment.
 type Reading struct {
@@ -110,13 +118,23 @@ func Snapshot() (map[uint64]Reading, error) {
 
 // read reads the namespace's counters: through a process in it where there
 // is one, else by joining it on the calling thread (Snapshot's, which holds
-// the capability).
+// the capability). A named namespace is joined too when its process exited
+// or left it since the listing: the name keeps it, and leaving it out would
+// hold its series at an old reading until the next scrape.
 func (ns Namespace) read() (Counters, error) {
 	if ns.PID != 0 {
-		return readProcess(ns.PID, ns.Inode)
+		c, err := readProcess(ns.PID, ns.Inode)
+		if err == nil || errors.Is(err, ErrNoConntrack) || !ns.named() {
+			return c, err
+		}
 	}
 	var c Counters
 	err := netns.In(ns.Path, func() error {
+		// The path may name another namespace by now (a name removed
+		// and added again).
+		if ino, err := netns.Inode("/proc/thread-self/ns/net"); err != nil || ino != ns.Inode {
+			return errors.Join(fmt.Errorf("%s no longer names netns %d", ns.Path, ns.Inode), err)
+		}
 		var err error
 		c, err = Read()
 		return err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -77,5 +78,54 @@ func TestReadNetnsMissing(t *testing.T) {
 	_, err := ReadNetns("/nonexistent/netns")
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/netns") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A netns that /run/netns names is read through its name when the process
+// the listing found in it has exited since, and a name that names another
+// namespace by then is refused.
+func TestReadNamedAfterItsProcessExitedPrivileged(t *testing.T) {
+	if _, err := os.Stat("/proc/net/stat/nf_conntrack"); err != nil {
+		t.Skip("conntrack not available: ", err)
+	}
+	path := netnstest.New(t)
+	ino, err := netns.Inode(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(namedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(namedDir, fmt.Sprintf("ctprobe-kstat-test-%d", os.Getpid()))
+	if err := os.WriteFile(name, nil, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(name) })
+	if err := unix.Mount(path, name, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(name, unix.MNT_DETACH) })
+
+	exited := exec.Command("true")
+	if err := exited.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ns := Namespace{Inode: ino, Path: name, Name: filepath.Base(name), PID: exited.Process.Pid}
+	c, err := ns.read()
+	if err != nil {
+		t.Fatalf("reading %+v: %v", ns, err)
+	}
+	if c.CPUs < 1 || c.Entries != 0 {
+		t.Errorf("fresh netns read as %+v", c)
+	}
+	unnamed := ns
+	unnamed.Path = fmt.Sprintf("/proc/%d/ns/net", exited.Process.Pid)
+	if _, err := unnamed.read(); err == nil {
+		t.Errorf("%+v: read a netns through an exited process", unnamed)
+	}
+	renamed := ns
+	renamed.Inode++
+	if _, err := renamed.read(); err == nil || !strings.Contains(err.Error(), "no longer names") {
+		t.Errorf("%+v: err = %v, want the name refused", renamed, err)
 	}
 }

@@ -172,11 +172,12 @@ static __always_inline void read_ct(struct event *e, struct nf_conn *ct, const b
 
 /* struct nf_conn from tuplehash through ct_net: tuplehash[2], status and
  * ct_net come in this order in every version from 4.19 to 6.18 (128 bytes
- * on 64-bit kernels; 4.19 has its timeout between status and ct_net), so one
- * probe read of the span replaces five of read_ct's (both tuples, status,
- * the netns pointer) where the ct is a number, not a typed pointer. The span is too big for the stack of the
- * programs that read it, so it is read into a per-CPU buffer, one per
- * point that reads spans (the rule of the scratch slots, record.bpf.h). */
+ * on 64-bit kernels; 4.19 has its timeout between status and ct_net), so
+ * one probe read of the span replaces five of read_ct's (both tuples,
+ * status, the netns pointer) where the ct is a number, not a typed
+ * pointer. The span is too big for the stack of the programs that read it,
+ * so it is read into a per-CPU buffer, one per point that reads spans (the
+ * rule of the scratch slots, record.bpf.h). */
 #define CT_SPAN_MAX 192
 
 enum ct_span_user {

@@ -45,13 +45,12 @@ struct {
 } scratch_pair SEC(".maps");
 
 /* A CONFIRM record of ct as its skb shows it at confirm (a clash's loser,
- * or with --all any new ct): its tuples, and the skb's socket and sender.
- * user: the calling point's span buffer (read_ct_span). */
+ * or with --all any new ct): its tuples, and the skb's socket and sender. */
 static __always_inline void read_confirm(struct event *e, struct sk_buff *skb, struct nf_conn *ct,
-					 enum ct_span_user user, const bool direct)
+					 const bool direct)
 {
 	init_event(e, EVENT_CONFIRM);
-	read_ct_number(e, ct, user);
+	read_ct(e, ct);
 	e->skb = (__u64)skb;
 	read_sock(e, skb, direct);
 	read_sender(e, skb, direct);

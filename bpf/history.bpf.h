@@ -181,7 +181,7 @@ static __always_inline struct history *ct_history(__u64 ct)
  * number): a race's two cts are born at the same instant on two CPUs, and
  * when they fall in one set with both slots free, each read the other's
  * slot as free before the other marked it, both took the first, and one
- * history was lost (a 6.12 VM run, winner and loser in set 6608 of 4096).
+ * history was lost (a 6.12 VM run: winner and loser at slot 6608 of 8192).
  * The mark alone cannot close that window without an atomic exchange
  * (BPF cmpxchg, 5.12+); CPUs of different parity no longer meet in it. */
 static __always_inline struct history *hist_claim(__u64 ct)

@@ -202,6 +202,9 @@ func (f *Finding) predict(k incident.KernelVersion, p incident.Path, races ...in
 	}
 	f.Severity = SeverityInfo
 	for _, pr := range f.Races {
+		if pr.When != "" {
+			continue
+		}
 		if pr.Outcome == incident.OutcomeDropped {
 			f.Severity = SeverityDrops
 			return
@@ -350,7 +353,7 @@ func randomFullyRace2(m *Rule, gate uint32, gateRule *Rule, rules []Rule, chains
 		Mitigation: "kernel ≥ 5.6 inserts the loser reply-only (6a757c07e51f); before, keep DNS off this masquerade " +
 			"(NodeLocal DNSCache, no --masquerade-all) or send A and AAAA one after the other (glibc `options single-request`, or `use-vc`)",
 	}
-	f.predict(k, incident.Path{Proto: 17, NAT: true, RandomPorts: true}, incident.RaceNATPort)
+	f.predict(k, incident.Path{Proto: 17, NAT: true, PortsMove: true}, incident.RaceNATPort)
 	return f, true
 }
 
@@ -443,8 +446,19 @@ func (n *node) resolverFinding(r Resolver, k incident.KernelVersion) Finding {
 		}
 	}
 	f.predict(k, incident.Path{Proto: 17, NAT: nat}, races...)
+	if nat {
+		// Where another entry holds the socket's port towards the server
+		// (the pod also sends to the endpoint directly, or another flow
+		// took the port), the SRC binding moves each packet's port apart.
+		f.Races = append(f.Races, Prediction{Race: incident.RaceNATPort,
+			Outcome: incident.RaceNATPort.EndsOn(k, incident.Path{Proto: 17, NAT: true, PortsMove: true}),
+			When:    portHeld})
+	}
 	return f
 }
+
+// portHeld is the condition of race 2 without random ports.
+const portHeld = "another entry holds the socket's source port towards the server"
 
 func optionsText(rc *ResolvConf) string {
 	if len(rc.Options) == 0 {

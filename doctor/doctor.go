@@ -38,6 +38,10 @@ const (
 type Prediction struct {
 	Race    incident.RaceType `json:"race"`
 	Outcome incident.Outcome  `json:"outcome"`
+	// When is the condition, set by other traffic, under which the
+	// finding's setup gives this race ("" when the setup alone does). A
+	// conditional race does not set the finding's severity.
+	When string `json:"when,omitempty"`
 }
 
 // Finding is one thing doctor concluded about one namespace.
@@ -245,7 +249,7 @@ func hostNetns() uint64 {
 func kernelReport(release string, k incident.KernelVersion, nss []Namespace) KernelReport {
 	kr := KernelReport{Release: release}
 	for r := incident.RaceIdentical; r <= incident.RaceReverse; r++ {
-		p := incident.Path{Proto: 17, NAT: true, RandomPorts: r == incident.RaceNATPort}
+		p := incident.Path{Proto: 17, NAT: true, PortsMove: r == incident.RaceNATPort}
 		kr.Races = append(kr.Races, Prediction{Race: r, Outcome: r.EndsOn(k, p)})
 	}
 	// The stat file says whether the column exists; without conntrack

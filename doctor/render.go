@@ -144,6 +144,9 @@ func writeNamespace(b *strings.Builder, ns *Namespace) {
 			parts := make([]string, len(f.Races))
 			for i, p := range f.Races {
 				parts[i] = fmt.Sprintf("race %d %s", p.Race, outcomeText(p.Outcome))
+				if p.When != "" {
+					parts[i] += " where " + p.When
+				}
 			}
 			fmt.Fprintf(b, "           on this kernel: %s\n", strings.Join(parts, ", "))
 		}

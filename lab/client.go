@@ -242,7 +242,8 @@ func spinBarrier(arrived *atomic.Int32, n int32, deadline time.Time) {
 
 // reply is what one answer told.
 type reply struct {
-	endpoint uint32 // TTL of the answer = responding endpoint's number
+	endpoint uint32 // the responding endpoint's number
+	fromPort uint16 // the source port that endpoint saw the query come from
 }
 
 // awaitReplies reads DNS responses on fd until every id in want is answered
@@ -283,7 +284,7 @@ func awaitReplies(fd int, want map[uint16]uint16, deadline time.Time) map[uint16
 		r := reply{}
 		for _, a := range m.Answers {
 			if a.Type == qtype {
-				r.endpoint = a.TTL
+				r.endpoint, r.fromPort = answerTTLParts(a.TTL)
 			}
 		}
 		got[m.ID] = r

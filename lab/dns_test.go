@@ -44,3 +44,16 @@ func TestAnswer(t *testing.T) {
 		}
 	}
 }
+
+// The client reads back both parts of every TTL a responder can send: each
+// endpoint number and each port, the extremes included.
+func TestAnswerTTLParts(t *testing.T) {
+	for endpoint := 1; endpoint <= MaxEndpoints; endpoint++ {
+		for _, port := range []uint16{0, 1, 53, 255, 256, 32768, 65535} {
+			e, p := answerTTLParts(AnswerTTL(endpoint, port))
+			if e != uint32(endpoint) || p != port {
+				t.Fatalf("AnswerTTL(%d, %d) reads back as %d, %d", endpoint, port, e, p)
+			}
+		}
+	}
+}

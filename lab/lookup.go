@@ -104,6 +104,11 @@ type Stats struct {
 	// Split counts lookups whose two answers came from different endpoints
 	// (race 3's precondition; a DNAT endpoint per conntrack entry).
 	Split int `json:"split_endpoints"`
+	// PortsApart counts lookups whose two queries reached one endpoint
+	// from two different source ports: NAT gave the socket's two packets
+	// different ports (race 2), so neither merged into the other's entry.
+	// The endpoint's own view, independent of conntrack's counters.
+	PortsApart int `json:"ports_apart"`
 	// Served is how many queries each endpoint answered during the run
 	// (dns1 first). A query dropped by conntrack never reaches one.
 	Served []uint64 `json:"served"`
@@ -368,8 +373,13 @@ func racingLookup(s0, s1 *sender, target netip.AddrPort, o *Options, st *Stats) 
 		}
 	}
 	if ra, ok := got[idA]; ok {
-		if rb, ok := got[idAAAA]; ok && ra.endpoint != rb.endpoint {
-			st.Split++
+		if rb, ok := got[idAAAA]; ok {
+			switch {
+			case ra.endpoint != rb.endpoint:
+				st.Split++
+			case ra.fromPort != rb.fromPort:
+				st.PortsApart++
+			}
 		}
 	}
 	return nil
@@ -445,6 +455,9 @@ func (s *Stats) WriteText(w io.Writer) error {
 	}
 	if s.Endpoints > 1 {
 		fmt.Fprintf(&b, "split      %d lookups answered by two different endpoints\n", s.Split)
+	}
+	if s.PortsApart > 0 {
+		fmt.Fprintf(&b, "apart      %d lookups whose queries reached one endpoint from two source ports (NAT moved them)\n", s.PortsApart)
 	}
 	b.WriteString("\nconntrack counters per netns (delta over the run; entries = now):\n")
 	if _, err := io.WriteString(w, b.String()); err != nil {

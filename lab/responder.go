@@ -16,7 +16,7 @@ import (
 
 // responder is a minimal DNS server on port 53 of one endpoint netns.
 type responder struct {
-	index    int // endpoint number, 1-based; sent as the answer's TTL
+	index    int // endpoint number, 1-based; sent in the answer's TTL (AnswerTTL)
 	conn     net.PacketConn
 	wg       sync.WaitGroup
 	answered atomic.Uint64
@@ -97,10 +97,11 @@ func (r *responder) serve() {
 		if err != nil || q.Response() {
 			continue
 		}
-		// The TTL carries the endpoint number: the client sees every
-		// answer coming from the ClusterIP (the reply is un-DNATed), and
-		// this is how it learns which endpoint answered.
-		resp, err := Answer(&q, uint32(r.index))
+		var fromPort uint16
+		if a, ok := from.(*net.UDPAddr); ok {
+			fromPort = uint16(a.Port)
+		}
+		resp, err := Answer(&q, AnswerTTL(r.index, fromPort))
 		if err != nil {
 			continue
 		}

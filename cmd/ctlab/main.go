@@ -329,7 +329,7 @@ func cmdLookup(args []string, stdout io.Writer) error {
 
 func cmdServe(args []string, stdout io.Writer) error {
 	fs := newFlagSet("serve")
-	endpoint := fs.Int("endpoint", 1, "endpoint number, sent as each answer's TTL")
+	endpoint := fs.Int("endpoint", 1, "endpoint number, sent in each answer's TTL")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}

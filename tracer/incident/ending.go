@@ -35,10 +35,13 @@ type Path struct {
 	// NAT: a DNAT or SNAT rule binds the flow (not only the null binding
 	// that a loaded nf_nat gives every flow).
 	NAT bool
-	// RandomPorts: the SNAT rule asks for random ports (--random,
-	// --random-fully), so get_unique_tuple does not keep the source port
-	// and the same-origin rule cannot make two entries of one flow equal.
-	RandomPorts bool
+	// PortsMove: get_unique_tuple does not keep the source port, so the
+	// same-origin rule cannot make two entries of one flow equal: the SNAT
+	// rule asks for random ports (--random, --random-fully), or another
+	// entry holds the port (then every SRC binding, the null one too,
+	// searches for another, and the two packets of one socket can land on
+	// different ones: docs/kernel-notes.md, The race types).
+	PortsMove bool
 }
 
 // AllowsClash reports whether kernel k resolves clashes of protocol proto
@@ -60,8 +63,8 @@ func AllowsClash(k KernelVersion, proto uint8) bool {
 // EndsOn says how kernel k ends race r on path p, from the race table's
 // eras (docs/kernel-notes.md, The race types; Kernel eras at a glance):
 // merged, nat-clash (reply-only insert) or dropped. It is "" where the
-// race does not reach confirm as that race: race 2 on 5.0+ without random
-// ports (the same-origin rule keeps the port, so it is race 1), race 5
+// race does not reach confirm as that race: race 2 on 5.0+ where ports
+// do not move (the same-origin rule keeps the port, so it is race 1), race 5
 // before 6.12 with NAT (NAT moves the loser's port instead), and an
 // unknown race.
 func (r RaceType) EndsOn(k KernelVersion, p Path) Outcome {
@@ -85,7 +88,7 @@ func (r RaceType) EndsOn(k KernelVersion, p Path) Outcome {
 		}
 		return OutcomeDropped
 	case RaceNATPort:
-		if !p.RandomPorts && k.AtLeast(5, 0) {
+		if !p.PortsMove && k.AtLeast(5, 0) {
 			return "" // 4e35c1cb9460 keeps the port: race 1
 		}
 		fallthrough

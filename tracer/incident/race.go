@@ -111,7 +111,7 @@ var Races = [...]Race{
 				return mitigationApartDropped
 			}
 			return mitigationSameOrigin
-		}, []string{FindingRandomFullyRace2}},
+		}, []string{FindingRandomFullyRace2, FindingResolverParallelQueries}},
 	RaceEndpoints: {RaceEndpoints, "DNAT chose different endpoints", "inserted reply-only, `IPS_NAT_CLASH` (5.6+); dropped before", func(f Facts) string {
 		if f.noClash() {
 			return fmt.Sprintf(mitigationNoClash, event.ProtoName(f.Proto))

@@ -45,12 +45,13 @@ struct {
 } scratch_pair SEC(".maps");
 
 /* A CONFIRM record of ct as its skb shows it at confirm (a clash's loser,
- * or with --all any new ct): its tuples, and the skb's socket and sender. */
+ * or with --all any new ct): its tuples, and the skb's socket and sender.
+ * user: the calling point's span buffer (read_ct_span). */
 static __always_inline void read_confirm(struct event *e, struct sk_buff *skb, struct nf_conn *ct,
-					 const bool direct)
+					 enum ct_span_user user, const bool direct)
 {
 	init_event(e, EVENT_CONFIRM);
-	read_ct(e, ct);
+	read_ct_number(e, ct, user);
 	e->skb = (__u64)skb;
 	read_sock(e, skb, direct);
 	read_sender(e, skb, direct);

@@ -77,12 +77,14 @@ static __always_inline __u32 origin_slot(__u64 skb)
 /* struct nf_conntrack_tuple, whose layout is the same in every version from
  * 4.19 to 6.18: src { u3 (16), u.all (2), l3num (2) }, dst { u3 (16),
  * u.all (2), protonum (1), dir (1) }. It is read with one copy instead of
- * one per field: this runs several times for every new flow. */
+ * one per field: this runs several times for every new flow. The addresses
+ * are words, so that a direct read loads each as the kernel's BTF has it
+ * (u3.all[4]): the verifier refuses a load that spans two members. */
 struct nf_conntrack_tuple_fixed {
-	__u8 src[16];
+	__u32 src[4];
 	__u16 sport;
 	__u16 l3num;
-	__u8 dst[16];
+	__u32 dst[4];
 	__u16 dport;
 	__u8 protonum;
 	__u8 dir;
@@ -90,18 +92,46 @@ struct nf_conntrack_tuple_fixed {
 _Static_assert(sizeof(struct nf_conntrack_tuple_fixed) == sizeof(struct nf_conntrack_tuple),
 	       "struct nf_conntrack_tuple changed layout");
 
-static __always_inline void read_tuple(struct tuple *out, const struct nf_conntrack_tuple *t)
+/* Four words of a kernel object, one load each (direct). */
+#define LOAD_WORDS4(dst, src)                 \
+	do {                                  \
+		(dst)[0] = (src)[0];          \
+		(dst)[1] = (src)[1];          \
+		(dst)[2] = (src)[2];          \
+		(dst)[3] = (src)[3];          \
+	} while (0)
+
+static __always_inline void copy_tuple(struct tuple *out, const struct nf_conntrack_tuple_fixed *f)
+{
+	__builtin_memcpy(out->src, f->src, 16);
+	__builtin_memcpy(out->dst, f->dst, 16);
+	out->sport = f->sport;
+	out->dport = f->dport;
+	out->l3num = f->l3num;
+	out->protonum = f->protonum;
+	out->dir = f->dir;
+}
+
+/* A tuple, with loads where direct (a tracing program's typed argument or
+ * what it points to: KREAD), else with one probe read. */
+static __always_inline void read_tuple(struct tuple *out, const struct nf_conntrack_tuple *t, const bool direct)
 {
 	struct nf_conntrack_tuple_fixed f = {};
 
-	bpf_probe_read_kernel(&f, sizeof(f), t);
-	__builtin_memcpy(out->src, f.src, 16);
-	__builtin_memcpy(out->dst, f.dst, 16);
-	out->sport = f.sport;
-	out->dport = f.dport;
-	out->l3num = f.l3num;
-	out->protonum = f.protonum;
-	out->dir = f.dir;
+	if (direct) {
+		const struct nf_conntrack_tuple_fixed *k = (const void *)t;
+
+		LOAD_WORDS4(f.src, k->src);
+		LOAD_WORDS4(f.dst, k->dst);
+		f.sport = k->sport;
+		f.l3num = k->l3num;
+		f.dport = k->dport;
+		f.protonum = k->protonum;
+		f.dir = k->dir;
+	} else {
+		bpf_probe_read_kernel(&f, sizeof(f), t);
+	}
+	copy_tuple(out, &f);
 }
 
 /* A field of a kernel object: with a plain load where direct (a tracing
@@ -127,17 +157,100 @@ static __always_inline struct nf_conn *skb_ct(struct sk_buff *skb, __u8 *ctinfo,
 /* The ct itself: tuples, status, netns (ct->ct_net under CONFIG_NET_NS), and
  * zone/mark where the kernel was built with them (use field_exists:
  * docs/kernel-notes.md, BTF and CO-RE reads). */
-static __always_inline void read_ct(struct event *e, struct nf_conn *ct)
+static __always_inline void read_ct(struct event *e, struct nf_conn *ct, const bool direct)
 {
 	e->ct = (__u64)ct;
-	read_tuple(&e->orig, &ct->tuplehash[0].tuple);
-	read_tuple(&e->reply, &ct->tuplehash[1].tuple);
-	e->status = BPF_CORE_READ(ct, status);
-	e->netns = BPF_CORE_READ(ct, ct_net.net, ns.inum);
+	read_tuple(&e->orig, &ct->tuplehash[0].tuple, direct);
+	read_tuple(&e->reply, &ct->tuplehash[1].tuple, direct);
+	e->status = KREAD(direct, ct, status);
+	e->netns = direct ? ct->ct_net.net->ns.inum : BPF_CORE_READ(ct, ct_net.net, ns.inum);
+	if (bpf_core_field_exists(ct->zone))
+		e->zone = KREAD(direct, ct, zone.id);
+	if (bpf_core_field_exists(ct->mark))
+		e->mark = KREAD(direct, ct, mark);
+}
+
+/* struct nf_conn from tuplehash through ct_net: tuplehash[2], status and
+ * ct_net come in this order in every version from 4.19 to 6.18 (128 bytes
+ * on 64-bit kernels; 4.19 has its timeout between status and ct_net), so
+ * one probe read of the span replaces five of read_ct's (both tuples,
+ * status, the netns pointer) where the ct is a number, not a typed
+ * pointer. The span is too big for the stack of the programs that read it,
+ * so it is read into a per-CPU buffer, one per point that reads spans (the
+ * rule of the scratch slots, record.bpf.h). */
+#define CT_SPAN_MAX 192
+
+enum ct_span_user {
+	CT_SPAN_CT_IN,
+	CT_SPAN_CONFIRM,
+	CT_SPAN_CLASH,
+	CT_SPAN_USERS,
+};
+
+struct ct_span {
+	__u8 b[CT_SPAN_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CT_SPAN_USERS);
+	__type(key, __u32);
+	__type(value, struct ct_span);
+} ct_spans SEC(".maps");
+
+/* ct's span in user's buffer, or NULL where a kernel's layout does not fit
+ * the buffer (then read_ct reads field by field). The offsets are CO-RE
+ * constants, so the verifier knows the size and drops the branch not taken. */
+static __always_inline struct ct_span *read_ct_span(struct nf_conn *ct, enum ct_span_user user)
+{
+	__u32 start = bpf_core_field_offset(ct->tuplehash);
+	__u32 size = bpf_core_field_offset(ct->ct_net) + sizeof(void *) - start;
+	__u32 key = user;
+	struct ct_span *span;
+
+	if (size > CT_SPAN_MAX || bpf_core_field_offset(ct->status) < start)
+		return NULL;
+	span = bpf_map_lookup_elem(&ct_spans, &key);
+	if (span && bpf_probe_read_kernel(span->b, size, (void *)ct + start))
+		return NULL;
+	return span;
+}
+
+/* A field of the ct in its span, at its CO-RE offset. */
+#define CT_SPAN_AT(span, ct, field) \
+	((void *)(span)->b + (bpf_core_field_offset((ct)->field) - bpf_core_field_offset((ct)->tuplehash)))
+
+static __always_inline __u64 ct_span_status(struct ct_span *span, struct nf_conn *ct)
+{
+	return *(unsigned long *)CT_SPAN_AT(span, ct, status);
+}
+
+/* read_ct from the ct's span (read_ct_span): the netns, zone and mark
+ * still take a probe read each. */
+static __always_inline void read_ct_spanned(struct event *e, struct nf_conn *ct, struct ct_span *span)
+{
+	struct net *net = *(struct net **)CT_SPAN_AT(span, ct, ct_net);
+
+	e->ct = (__u64)ct;
+	copy_tuple(&e->orig, CT_SPAN_AT(span, ct, tuplehash[0].tuple));
+	copy_tuple(&e->reply, CT_SPAN_AT(span, ct, tuplehash[1].tuple));
+	e->status = ct_span_status(span, ct);
+	e->netns = BPF_CORE_READ(net, ns.inum);
 	if (bpf_core_field_exists(ct->zone))
 		e->zone = BPF_CORE_READ(ct, zone.id);
 	if (bpf_core_field_exists(ct->mark))
 		e->mark = BPF_CORE_READ(ct, mark);
+}
+
+/* read_ct with a ct that is a number: through its span in user's buffer. */
+static __always_inline void read_ct_number(struct event *e, struct nf_conn *ct, enum ct_span_user user)
+{
+	struct ct_span *span = read_ct_span(ct, user);
+
+	if (span)
+		read_ct_spanned(e, ct, span);
+	else
+		read_ct(e, ct, false);
 }
 
 /* The socket fields of an event, an origin or a history's confirmation (all
@@ -232,20 +345,30 @@ static __always_inline void read_origin(struct event *e)
  * layout (unchanged since 4.18) instead of CO-RE. */
 struct nf_nat_range2_fixed {
 	__u32 flags;
-	__u8 min_addr[16];
-	__u8 max_addr[16];
+	__u32 min_addr[4];
+	__u32 max_addr[4];
 	__u16 min_proto;
 	__u16 max_proto;
 	__u16 base_proto;
 };
 
-static __always_inline void read_range(struct nat_range *out, const void *range)
+/* A NAT range, with loads where direct (as read_tuple). */
+static __always_inline void read_range(struct nat_range *out, const void *range, const bool direct)
 {
 	struct nf_nat_range2_fixed r = {};
 
 	/* NULL (a null binding): zeros, as in a new event. */
-	if (range)
+	if (range && direct) {
+		const struct nf_nat_range2_fixed *k = range;
+
+		r.flags = k->flags;
+		LOAD_WORDS4(r.min_addr, k->min_addr);
+		LOAD_WORDS4(r.max_addr, k->max_addr);
+		r.min_proto = k->min_proto;
+		r.max_proto = k->max_proto;
+	} else if (range) {
 		bpf_probe_read_kernel(&r, sizeof(r), range);
+	}
 	__builtin_memcpy(out->min_addr, r.min_addr, 16);
 	__builtin_memcpy(out->max_addr, r.max_addr, 16);
 	out->flags = r.flags;

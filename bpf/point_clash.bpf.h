@@ -32,7 +32,7 @@ static __always_inline void read_clash(struct event *e, struct sk_buff *skb, str
 
 	winner = (struct nf_conn *)((void *)h - bpf_core_field_offset(struct nf_conn, tuplehash) -
 				    dir * bpf_core_type_size(struct nf_conntrack_tuple_hash));
-	read_ct(e, winner);
+	read_ct(e, winner, false);
 	e->ct = (__u64)skb_ct(skb, &e->ctinfo, false);
 	e->other_ct = (__u64)winner;
 	e->skb = (__u64)skb;
@@ -57,8 +57,8 @@ static __always_inline void clash_seen(struct sk_buff *skb, struct nf_conntrack_
 	init_event(&cs->clash, EVENT_CLASH);
 	read_clash(&cs->clash, skb, h);
 	loser = (struct nf_conn *)cs->clash.ct;
-	read_tuple(&cs->loser_orig, &loser->tuplehash[0].tuple);
-	read_tuple(&cs->loser_reply, &loser->tuplehash[1].tuple);
+	read_tuple(&cs->loser_orig, &loser->tuplehash[0].tuple, false);
+	read_tuple(&cs->loser_reply, &loser->tuplehash[1].tuple, false);
 	if (stream_all && history_wanted(ct_history(cs->clash.ct), &cs->clash))
 		output(&cs->clash);
 }
@@ -79,7 +79,7 @@ static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct n
 		return;
 	init_event(&p->clash, EVENT_CLASH);
 	read_clash(&p->clash, skb, h);
-	read_confirm(&p->loser, skb, (struct nf_conn *)p->clash.ct, false);
+	read_confirm(&p->loser, skb, (struct nf_conn *)p->clash.ct, CT_SPAN_CLASH, false);
 	/* Kept even when filtered out: with --all, confirm's exit must know
 	 * that this skb clashed (after a merge it carries the winner's ct). */
 	stored_update(&pairs, &pairs_stored, &key, p);

@@ -32,8 +32,8 @@ static __always_inline void confirm_enter(struct call_key c, struct sk_buff *skb
 		return;
 	v->skb = (__u64)skb;
 	v->ct = (__u64)ct;
-	read_tuple(&v->orig, &ct->tuplehash[0].tuple);
-	read_tuple(&v->before, &ct->tuplehash[1].tuple);
+	read_tuple(&v->orig, &ct->tuplehash[0].tuple, false);
+	read_tuple(&v->before, &ct->tuplehash[1].tuple, false);
 	if (lookup_winner)
 		index_candidate(ct, &v->orig, &v->before);
 }
@@ -127,7 +127,7 @@ static __always_inline int confirm_outcome(const struct entry *v, struct clash_s
 	/* Status, netns, zone and mark come from the ct that now rides on the
 	 * skb; the tuples are the loser's, saved while it was alive because a
 	 * merged loser is freed before we return. */
-	read_ct(e, after);
+	read_ct(e, after, false);
 	e->ct = v->ct;
 	e->orig = v->orig;
 	e->reply = v->before;
@@ -178,7 +178,7 @@ static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct
 	s->ctinfo = ctinfo;
 	s->status = status;
 	s->ret = ret;
-	read_tuple(&s->reply, &ct->tuplehash[1].tuple);
+	read_tuple(&s->reply, &ct->tuplehash[1].tuple, false);
 	sk = KREAD(direct, skb, sk);
 	if (sk) {
 		s->flags |= EVENT_F_SOCK;
@@ -265,8 +265,8 @@ static __always_inline int confirm_exit_hist(struct sk_buff *skb, int ret)
 		v.before = cs->loser_reply;
 	} else {
 		v.ct = (__u64)ct;
-		read_tuple(&v.orig, &ct->tuplehash[0].tuple);
-		read_tuple(&v.before, &ct->tuplehash[1].tuple);
+		read_tuple(&v.orig, &ct->tuplehash[0].tuple, false);
+		read_tuple(&v.before, &ct->tuplehash[1].tuple, false);
 	}
 	return confirm_outcome(&v, cs, skb, ret, true);
 }
@@ -296,7 +296,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret, const bool 
 	e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)
 		return 0;
-	read_confirm(e, skb, ct, direct);
+	read_confirm(e, skb, ct, CT_SPAN_CONFIRM, direct);
 	e->ctinfo = ctinfo;
 	e->other_ct = e->ct;
 	e->ret = ret;

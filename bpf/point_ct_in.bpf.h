@@ -21,6 +21,7 @@
 static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 verdict, const bool direct)
 {
 	struct history *h = NULL;
+	struct ct_span *span;
 	struct event *e;
 	struct nf_conn *ct;
 	__u8 ctinfo;
@@ -33,9 +34,12 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	if (!ct) /* untracked, invalid or dropped before a ct existed */
 		return 0;
 	/* --timeline records only births: a packet of an established flow
-	 * costs these two reads and nothing more. (ctinfo can be IP_CT_NEW on a
-	 * confirmed ct that has seen no reply yet, hence the status check.) */
-	is_new = ctinfo == IP_CT_NEW && !(BPF_CORE_READ(ct, status) & IPS_CONFIRMED);
+	 * costs these reads and nothing more (ctinfo can be IP_CT_NEW on a
+	 * confirmed ct that has seen no reply yet, hence the status, read with
+	 * the span that a birth's record takes its tuples from). */
+	span = read_ct_span(ct, CT_SPAN_CT_IN);
+	is_new = ctinfo == IP_CT_NEW &&
+		 !((span ? ct_span_status(span, ct) : BPF_CORE_READ(ct, status)) & IPS_CONFIRMED);
 	if (!is_new && !stream_all)
 		return 0;
 	/* The history serves replays (--timeline) and, with --all --timeline,
@@ -52,7 +56,10 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 	if (!e)
 		return 0;
 	e->ctinfo = ctinfo;
-	read_ct(e, ct);
+	if (span)
+		read_ct_spanned(e, ct, span);
+	else
+		read_ct(e, ct, false);
 	read_sock(e, skb, direct);
 	e->skb = (__u64)skb;
 	read_origin(e);

@@ -28,8 +28,8 @@ static __always_inline void nat_enter(struct call_key c, struct nf_conn *ct, con
 	v->ct = (__u64)ct;
 	v->manip = manip;
 	v->tuple = tuple;
-	read_tuple(&v->before, before);
-	read_range(&v->range, range);
+	read_tuple(&v->before, before, false);
+	read_range(&v->range, range, false);
 }
 
 /* EVENT_F_NAT_CHANGED if the binding changed the REPLY tuple. */
@@ -39,13 +39,14 @@ static __always_inline __u16 tuple_changed(const struct tuple *before, const str
 }
 
 /* A NAT event of ct's binding of manip, as the ct shows it after the
- * binding (for nf_nat_setup_info its new REPLY tuple). */
-static __always_inline struct event *nat_event(struct nf_conn *ct, __u32 manip)
+ * binding (for nf_nat_setup_info its new REPLY tuple). direct: ct is the
+ * fexit program's argument (KREAD). */
+static __always_inline struct event *nat_event(struct nf_conn *ct, __u32 manip, const bool direct)
 {
 	struct event *e = new_event(SCRATCH_NAT, EVENT_NAT);
 
 	if (e) {
-		read_ct(e, ct);
+		read_ct(e, ct, direct);
 		e->aux = manip;
 	}
 	return e;
@@ -53,10 +54,10 @@ static __always_inline struct event *nat_event(struct nf_conn *ct, __u32 manip)
 
 /* get_unique_tuple writes its choice to *tuple, in ORIGINAL direction;
  * `before` is then its orig_tuple input. */
-static __always_inline void nat_chosen(struct event *e, __u64 tuple)
+static __always_inline void nat_chosen(struct event *e, __u64 tuple, const bool direct)
 {
 	e->flags |= EVENT_F_NAT_GUT;
-	read_tuple(&e->reply, (const struct nf_conntrack_tuple *)tuple);
+	read_tuple(&e->reply, (const struct nf_conntrack_tuple *)tuple, direct);
 }
 
 /* Step m of history h is now written. */
@@ -91,7 +92,9 @@ static __always_inline int nat_done(struct event *e, struct history *h)
 
 /* --timeline alone: the binding goes straight into the ct's history, with
  * no event. No filter check: a ct has a history only if its birth passed
- * the filters, and a binding only adds addresses to the tuples they match. */
+ * the filters, and a binding only adds addresses to the tuples they match.
+ * Only fexit programs call it: every pointer is a typed argument, read with
+ * loads. */
 static __always_inline int nat_keep(struct history *h, struct nf_conn *ct, const void *range, __u32 manip,
 				    __u64 tuple, const struct nf_conntrack_tuple *orig)
 {
@@ -102,15 +105,15 @@ static __always_inline int nat_keep(struct history *h, struct nf_conn *ct, const
 	s->cpu = bpf_get_smp_processor_id();
 	s->aux = manip;
 	s->flags = 0;
-	read_range(&s->range, range);
+	read_range(&s->range, range, true);
 	if (tuple) {
 		/* get_unique_tuple: in ORIGINAL direction (nat_chosen). */
 		s->flags |= EVENT_F_NAT_GUT;
-		read_tuple(&s->before, orig);
-		read_tuple(&s->reply, (const struct nf_conntrack_tuple *)tuple);
+		read_tuple(&s->before, orig, true);
+		read_tuple(&s->reply, (const struct nf_conntrack_tuple *)tuple, true);
 	} else {
 		s->before = *reply_before(h, m);
-		read_tuple(&s->reply, &ct->tuplehash[1].tuple);
+		read_tuple(&s->reply, &ct->tuplehash[1].tuple, true);
 	}
 	s->flags |= tuple_changed(&s->before, &s->reply);
 	nat_kept(h, m);
@@ -126,13 +129,13 @@ static __always_inline int nat_exit(struct call_key c)
 
 	if (!take_entry(c, EVENT_NAT, &v))
 		return 0;
-	e = nat_event((struct nf_conn *)v.ct, v.manip);
+	e = nat_event((struct nf_conn *)v.ct, v.manip, false);
 	if (!e)
 		return 0;
 	e->range = v.range;
 	e->before = v.before;
 	if (v.tuple)
-		nat_chosen(e, v.tuple);
+		nat_chosen(e, v.tuple, false);
 	return nat_done(e, ct_history(e->ct));
 }
 
@@ -151,13 +154,13 @@ static __always_inline int nat_exit_hist(struct nf_conn *ct, const void *range, 
 		return 0;
 	if (!stream_all)
 		return nat_keep(h, ct, range, manip, tuple, orig);
-	e = nat_event(ct, manip);
+	e = nat_event(ct, manip, true);
 	if (!e)
 		return 0;
-	read_range(&e->range, range);
+	read_range(&e->range, range, true);
 	if (tuple) {
-		read_tuple(&e->before, orig);
-		nat_chosen(e, tuple);
+		read_tuple(&e->before, orig, true);
+		nat_chosen(e, tuple, true);
 	} else {
 		e->before = *reply_before(h, manip);
 	}

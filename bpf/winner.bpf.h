@@ -135,7 +135,7 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 			    !ct_in_table((struct nf_conn *)ct))
 				continue;
 			for (int j = 0; j < 2; j++) {
-				read_tuple(&now, &((struct nf_conn *)ct)->tuplehash[j].tuple);
+				read_tuple(&now, &((struct nf_conn *)ct)->tuplehash[j].tuple, false);
 				now.dir = 0;
 				if (!__builtin_memcmp(&now, &k.t, sizeof(now))) {
 					w = (struct nf_conn *)ct;
@@ -150,7 +150,7 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 	c = new_event(SCRATCH_WINNER, EVENT_CLASH);
 	if (!c)
 		return 0;
-	read_ct(c, w);
+	read_ct(c, w, false);
 	c->ct = e->ct;
 	c->other_ct = (__u64)w;
 	c->skb = e->skb;

@@ -32,6 +32,11 @@ type BPFClashSeen struct {
 	LoserReply BPFTuple
 }
 
+type BPFCtSpan struct {
+	_ structs.HostLayout
+	B [192]uint8
+}
+
 type BPFEntry struct {
 	_      structs.HostLayout
 	Skb    uint64
@@ -235,6 +240,7 @@ const (
 	BPFMapClashes                  = "clashes"
 	BPFMapConfirmSkb               = "confirm_skb"
 	BPFMapConfirmed                = "confirmed"
+	BPFMapCtSpans                  = "ct_spans"
 	BPFMapEntries                  = "entries"
 	BPFMapEvents                   = "events"
 	BPFMapHist                     = "hist"
@@ -381,6 +387,7 @@ type BPFMapSpecs struct {
 	Clashes     *ebpf.MapSpec `ebpf:"clashes"`
 	ConfirmSkb  *ebpf.MapSpec `ebpf:"confirm_skb"`
 	Confirmed   *ebpf.MapSpec `ebpf:"confirmed"`
+	CtSpans     *ebpf.MapSpec `ebpf:"ct_spans"`
 	Entries     *ebpf.MapSpec `ebpf:"entries"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Hist        *ebpf.MapSpec `ebpf:"hist"`
@@ -443,6 +450,7 @@ type BPFMaps struct {
 	Clashes     *ebpf.Map `ebpf:"clashes"`
 	ConfirmSkb  *ebpf.Map `ebpf:"confirm_skb"`
 	Confirmed   *ebpf.Map `ebpf:"confirmed"`
+	CtSpans     *ebpf.Map `ebpf:"ct_spans"`
 	Entries     *ebpf.Map `ebpf:"entries"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Hist        *ebpf.Map `ebpf:"hist"`
@@ -461,6 +469,7 @@ func (m *BPFMaps) Close() error {
 		m.Clashes,
 		m.ConfirmSkb,
 		m.Confirmed,
+		m.CtSpans,
 		m.Entries,
 		m.Events,
 		m.Hist,

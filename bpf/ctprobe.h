@@ -111,7 +111,7 @@ struct event {
 enum loss_kind {
 	LOSS_RINGBUF = 0,     /* bpf_ringbuf_output failed: the buffer was full */
 	LOSS_NO_ENTRY = 1,    /* an exit probe found no saved entry (missed or evicted) */
-	LOSS_NO_HISTORY = 2,  /* --timeline: a ct's history was evicted from the LRU */
+	LOSS_NO_HISTORY = 2,  /* --timeline: a ct's history was taken by later births */
 	LOSS_SENT = 3,        /* not a loss: records offered to the ring buffer, to check
 	                       * that received + LOSS_RINGBUF == LOSS_SENT */
 	LOSS_NESTED = 4,      /* not a loss: entries saved above another of their key (a

@@ -10,8 +10,13 @@ import (
 
 // On more CPUs than the lab's two, with the history map shrunk to 256 slots,
 // --timeline keeps the histories of racing flows while new flows pass on
-// every CPU: nothing is lost, and every clash the kernel counted is an
-// incident (e2e/guest-cpus.sh).
+// every CPU: every clash the kernel counted is an incident, and nothing is
+// lost but histories, each counted where it was missed (e2e/guest-cpus.sh).
+// A history lasts until two later births fall in its pair, so under this
+// flood a few go before their clash in some runs (docs/how-it-works.md:
+// 6 of 28 runs lost one or two of their 60-odd); each such loss must be a
+// no-history lost record and show as a packet of an incident without its
+// birth, never pass unsaid.
 func TestVMManyCPUs(t *testing.T) {
 	// A VM of its own with four emulated vCPUs: make e2e-cpus runs this on
 	// Debian 11's 5.10, whose LRU lists (the kprobe pairs' maps) keep the
@@ -34,14 +39,28 @@ func TestVMManyCPUs(t *testing.T) {
 		labNetns[float64(ns.Inode)] = true
 	}
 	raw, lines := jsonLines(t, p("cpus.trace.jsonl"))
-	incidents := 0
+	incidents, noHistory, unborn := 0, 0, 0
 	for i, m := range lines {
 		switch {
+		case m["kind"] == "lost" && m["source"] == "no-history":
+			n, _ := m["count"].(float64)
+			noHistory += int(n)
 		case m["kind"] == "lost":
 			t.Errorf("lost records: %s", raw[i])
-		case m["kind"] == "incident" && labNetns[m["netns"].(float64)]:
-			incidents++
+		case m["kind"] == "incident":
+			if labNetns[m["netns"].(float64)] {
+				incidents++
+			}
+			for _, side := range []string{"loser", "winner"} {
+				if pkt, ok := m[side].(map[string]any); ok && !hasStage(pkt, "ct_in") {
+					unborn++
+				}
+			}
 		}
+	}
+	t.Logf("%d histories lost (no-history), %d packets of incidents without their birth", noHistory, unborn)
+	if noHistory != unborn {
+		t.Errorf("%d histories counted lost, but %d packets of incidents lack their birth", noHistory, unborn)
 	}
 	var clashes uint64
 	for _, ns := range stats.Netns {
@@ -54,4 +73,15 @@ func TestVMManyCPUs(t *testing.T) {
 	if uint64(incidents) != clashes {
 		t.Errorf("%d incidents, the kernel counted %d clashes", incidents, clashes)
 	}
+}
+
+// hasStage says whether an incident's packet shows a stage in its timeline.
+func hasStage(pkt map[string]any, stage string) bool {
+	tl, _ := pkt["timeline"].([]any)
+	for _, st := range tl {
+		if m, ok := st.(map[string]any); ok && m["stage"] == stage {
+			return true
+		}
+	}
+	return false
 }

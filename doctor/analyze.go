@@ -202,9 +202,6 @@ func (f *Finding) predict(k incident.KernelVersion, p incident.Path, races ...in
 	}
 	f.Severity = SeverityInfo
 	for _, pr := range f.Races {
-		if pr.When != "" {
-			continue
-		}
 		if pr.Outcome == incident.OutcomeDropped {
 			f.Severity = SeverityDrops
 			return
@@ -450,6 +447,7 @@ func (n *node) resolverFinding(r Resolver, k incident.KernelVersion) Finding {
 		// Where another entry holds the socket's port towards the server
 		// (the pod also sends to the endpoint directly, or another flow
 		// took the port), the SRC binding moves each packet's port apart.
+		// Added after predict: a conditional race leaves the severity.
 		f.Races = append(f.Races, Prediction{Race: incident.RaceNATPort,
 			Outcome: incident.RaceNATPort.EndsOn(k, incident.Path{Proto: 17, NAT: true, PortsMove: true}),
 			When:    portHeld})

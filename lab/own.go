@@ -84,7 +84,8 @@ func (c *Client) Lookups(ctx context.Context, k int) (Stats, error) {
 }
 
 // Serve answers DNS queries on port 53 of ctlab's own network namespace
-// until ctx ends, each answer's TTL carrying index (the endpoint number) and the query's source port (AnswerTTL).
+// until ctx ends, each answer's TTL carrying index (the endpoint number)
+// and the query's source port (AnswerTTL).
 // It returns how many it answered.
 func Serve(ctx context.Context, index int) (uint64, error) {
 	r, err := startResponder(ownNetns, index)

@@ -103,6 +103,45 @@ func TestReportTruncatedCapture(t *testing.T) {
 	}
 }
 
+// A capture cut before its trailer has no kernel counters. Selecting its
+// netns keeps counters comparable, so the summary says they were not read
+// rather than blaming the selection, which it does for a partial one.
+func TestReportTruncatedCaptureCounters(t *testing.T) {
+	data := lookups(t, 3)
+	cut := data[:len(data)-40] // into the trailer
+	_, stdout, _ := reportBytes(t, cut, "-o", "json")
+	var netns string
+	for _, l := range reported(t, stdout) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err == nil && m["kind"] == "incident" {
+			netns = strconv.FormatUint(uint64(m["netns"].(float64)), 10)
+			break
+		}
+	}
+	if netns == "" {
+		t.Fatalf("no incident in the report:\n%s", stdout)
+	}
+	const blamed = "the selection picks some"
+	for _, c := range []struct {
+		args   []string
+		blames bool
+	}{
+		{[]string{"--netns", netns}, false},
+		{[]string{"--race", "3"}, true},
+	} {
+		code, out, stderr := reportBytes(t, cut, append([]string{"--no-color"}, c.args...)...)
+		if code != exitTruncated {
+			t.Fatalf("%v: exit %d, want %d: %s", c.args, code, exitTruncated, stderr)
+		}
+		if got := strings.Contains(out, blamed); got != c.blames {
+			t.Errorf("%v: the summary blames the selection: %v, want %v:\n%s", c.args, got, c.blames, out)
+		}
+		if !c.blames && !strings.Contains(out, "netns "+netns+"  not read") {
+			t.Errorf("%v: the summary does not say netns %s's counters were not read:\n%s", c.args, netns, out)
+		}
+	}
+}
+
 // One damaged byte in the last record: everything before it is reported,
 // with the incidents the correlator still held, then the summary, then
 // the error; exit status 5. It used to print no incident at all.

@@ -157,7 +157,7 @@ func appendSummaryText(dst []byte, s *summary.Summary, opt *Options) []byte {
 		labelW = max(labelW, len(nsLabel(&s.Netns[i])))
 	}
 	tot := summary.TotalsOf(s)
-	if s.Selection != "" && !slices.ContainsFunc(s.Netns, func(n summary.NetnsSummary) bool { return n.Counters != nil }) {
+	if s.CountersLeftOut {
 		dst = append(dst, "kernel counters not compared: they count every flow of a netns over the whole capture, and the selection picks some (select by netns alone to compare them)\n"...)
 	} else if len(s.Netns) > 0 {
 		dst = append(dst, "kernel counters over the same interval\n"...)

@@ -70,6 +70,8 @@ func (p *Processor) SetNames(src names.Source) { p.names = src }
 func (p *Processor) Select(sel *selector.Selector) {
 	p.sel = sel
 	p.total.Selection, p.interval.Selection = sel.String(), sel.String()
+	leftOut := sel != nil && !sel.CountersComparable()
+	p.total.CountersLeftOut, p.interval.CountersLeftOut = leftOut, leftOut
 }
 
 // Stats returns the counts so far.

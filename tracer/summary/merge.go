@@ -33,7 +33,7 @@ func (n *NodeSummary) Settled() (settled, dropped uint64) {
 // inodes repeat across nodes), and
 // the nodes' own summaries in Nodes for a per-node table.
 func Merge(nodes []NodeSummary) *Summary {
-	s := &Summary{Final: true, Lost: map[loss.Kind]uint64{}, Nodes: nodes, Selection: nodes[0].Selection}
+	s := &Summary{Final: true, Lost: map[loss.Kind]uint64{}, Nodes: nodes, Selection: nodes[0].Selection, CountersLeftOut: nodes[0].CountersLeftOut}
 	byRace, byProc := map[RaceCount]uint64{}, map[ProcessCount]uint64{}
 	byPod, byDst := map[names.Pod]uint64{}, map[DestCount]uint64{}
 	byMit, byFind := map[mitigationKey]*MitigationCount{}, map[findingKey]*FindingCount{}

@@ -116,6 +116,9 @@ type Summary struct {
 	// are of that, and the kernel's counters are left out unless the
 	// selection is of whole namespaces. "" for everything.
 	Selection string
+	// CountersLeftOut: the selection leaves the kernel's counters out
+	// (Tally.CountersLeftOut), as opposed to a capture without them.
+	CountersLeftOut bool
 }
 
 // MaxRows bounds each breakdown of a Tally (by process, by pod, by
@@ -164,18 +167,22 @@ type Tally struct {
 	// Selection says what a report selected (selector.Selector.String):
 	// the tally counts only that. "" for everything.
 	Selection string
-	mu        sync.Mutex
-	start     time.Time
-	n         uint64
-	byRace    map[RaceCount]uint64 // Count always 0 in the key
-	byMit     map[mitigationKey]*MitigationCount
-	byProc    map[ProcessCount]uint64
-	byPod     map[names.Pod]uint64
-	byDst     map[DestCount]uint64
-	byNetns   map[uint64]*NetnsSummary
-	byFind    map[findingKey]*FindingCount
-	lost      map[loss.Kind]uint64
-	unlisted  Unlisted
+	// CountersLeftOut says that the selection picks part of a namespace's
+	// flows, which its kernel counters cannot stand beside
+	// (selector.Selector.CountersComparable).
+	CountersLeftOut bool
+	mu              sync.Mutex
+	start           time.Time
+	n               uint64
+	byRace          map[RaceCount]uint64 // Count always 0 in the key
+	byMit           map[mitigationKey]*MitigationCount
+	byProc          map[ProcessCount]uint64
+	byPod           map[names.Pod]uint64
+	byDst           map[DestCount]uint64
+	byNetns         map[uint64]*NetnsSummary
+	byFind          map[findingKey]*FindingCount
+	lost            map[loss.Kind]uint64
+	unlisted        Unlisted
 }
 
 type findingKey struct {
@@ -308,7 +315,7 @@ func (t *Tally) AddLost(l loss.Count) {
 func (t *Tally) Summary(end time.Time, counters []kstat.NetnsCounters, final bool) *Summary {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost), Unlisted: t.unlisted, Selection: t.Selection}
+	s := &Summary{Start: t.start, End: end, Final: final, Incidents: t.n, Lost: maps.Clone(t.lost), Unlisted: t.unlisted, Selection: t.Selection, CountersLeftOut: t.CountersLeftOut}
 	s.setRows(t.byRace, t.byMit, t.byProc, t.byPod, t.byDst, t.byFind)
 	nss := map[uint64]*NetnsSummary{}
 	for k, v := range t.byNetns {

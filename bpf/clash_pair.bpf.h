@@ -46,11 +46,12 @@ struct {
 
 /* A CONFIRM record of ct as its skb shows it at confirm (a clash's loser,
  * or with --all any new ct): its tuples, and the skb's socket and sender.
- * user: the calling point's span buffer (read_ct_span). */
+ * user, reader: the calling point's span buffer (read_ct_span) and task
+ * cache (current_task). */
 static __always_inline void read_confirm(struct event *e, struct sk_buff *skb, struct nf_conn *ct,
-					 enum ct_span_user user, const bool direct)
+					 enum ct_span_user user, enum task_reader reader, const bool direct)
 {
-	init_event(e, EVENT_CONFIRM);
+	init_event(e, EVENT_CONFIRM, reader);
 	read_ct_number(e, ct, user);
 	e->skb = (__u64)skb;
 	read_sock(e, skb, direct);

@@ -54,7 +54,7 @@ static __always_inline void clash_seen(struct sk_buff *skb, struct nf_conntrack_
 	cs = bpf_map_lookup_elem(&clashes, &key);
 	if (!cs)
 		return;
-	init_event(&cs->clash, EVENT_CLASH);
+	init_event(&cs->clash, EVENT_CLASH, TASK_BY_CLASH);
 	read_clash(&cs->clash, skb, h);
 	loser = (struct nf_conn *)cs->clash.ct;
 	read_tuple(&cs->loser_orig, &loser->tuplehash[0].tuple, false);
@@ -77,9 +77,9 @@ static __always_inline void clash_enter(__u64 key, struct sk_buff *skb, struct n
 	p = bpf_map_lookup_elem(&scratch_pair, &zero);
 	if (!p)
 		return;
-	init_event(&p->clash, EVENT_CLASH);
+	init_event(&p->clash, EVENT_CLASH, TASK_BY_CLASH);
 	read_clash(&p->clash, skb, h);
-	read_confirm(&p->loser, skb, (struct nf_conn *)p->clash.ct, CT_SPAN_CLASH, false);
+	read_confirm(&p->loser, skb, (struct nf_conn *)p->clash.ct, CT_SPAN_CLASH, TASK_BY_CLASH, false);
 	/* Kept even when filtered out: with --all, confirm's exit must know
 	 * that this skb clashed (after a merge it carries the winner's ct). */
 	stored_update(&pairs, &pairs_stored, &key, p);

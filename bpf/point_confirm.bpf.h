@@ -120,7 +120,7 @@ static __always_inline int confirm_outcome(const struct entry *v, struct clash_s
 	struct nf_conn *after;
 	bool freed, settled;
 
-	e = new_event(SCRATCH_CONFIRM, EVENT_CONFIRM);
+	e = new_event(SCRATCH_CONFIRM, EVENT_CONFIRM, TASK_BY_CONFIRM);
 	if (!e)
 		return 0;
 	after = skb_ct(skb, &e->ctinfo, direct);
@@ -296,7 +296,7 @@ static __always_inline int confirm_new(struct sk_buff *skb, int ret, const bool 
 	e = bpf_map_lookup_elem(&scratch, &slot);
 	if (!e)
 		return 0;
-	read_confirm(e, skb, ct, CT_SPAN_CONFIRM, direct);
+	read_confirm(e, skb, ct, CT_SPAN_CONFIRM, TASK_BY_CONFIRM, direct);
 	e->ctinfo = ctinfo;
 	e->other_ct = e->ct;
 	e->ret = ret;

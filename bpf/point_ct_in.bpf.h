@@ -49,9 +49,9 @@ static __always_inline int ct_in_exit(struct sk_buff *skb, __u32 hook, __u32 ver
 		h = hist_claim((__u64)ct);
 	if (h) {
 		e = &h->in;
-		init_event(e, EVENT_CT_IN);
+		init_event(e, EVENT_CT_IN, TASK_BY_CT_IN);
 	} else {
-		e = new_event(SCRATCH_CT_IN, EVENT_CT_IN);
+		e = new_event(SCRATCH_CT_IN, EVENT_CT_IN, TASK_BY_CT_IN);
 	}
 	if (!e)
 		return 0;

@@ -43,7 +43,7 @@ static __always_inline __u16 tuple_changed(const struct tuple *before, const str
  * fexit program's argument (KREAD). */
 static __always_inline struct event *nat_event(struct nf_conn *ct, __u32 manip, const bool direct)
 {
-	struct event *e = new_event(SCRATCH_NAT, EVENT_NAT);
+	struct event *e = new_event(SCRATCH_NAT, EVENT_NAT, TASK_BY_NAT);
 
 	if (e) {
 		read_ct(e, ct, direct);

@@ -12,6 +12,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "kernel_reads.bpf.h"
+#include "record.bpf.h"
 
 #define IP_CT_RELATED 1
 #define ETH_P_IP 0x0800
@@ -67,29 +68,6 @@ static __always_inline bool may_start_flow(struct sk_buff *skb, struct sock *sk,
 	return (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 }
 
-/* The task each CPU recorded last, with its comm and cgroup: a flow's
- * packets come from one task, and the two helper calls that read them were
- * a third of the origin's cost on an established UDP flow in the bench. A
- * comm or cgroup that changes (exec, prctl, a move to another cgroup) shows
- * within TASK_REREAD_NS. Per CPU: the tracepoint's programs run with
- * preemption off, and __dev_queue_xmit fires it with bottom halves off
- * (rcu_read_lock_bh), so no other run on the CPU comes in between. */
-struct last_task {
-	__u64 pid_tgid;
-	__u64 read_at;
-	__u64 cgroup;
-	char comm[16];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct last_task);
-} last_task SEC(".maps");
-
-#define TASK_REREAD_NS 100000000ULL
-
 /* TRACE_EVENT(net_dev_queue, TP_PROTO(struct sk_buff *skb)), every version:
  * an skb leaving a device, in the sender's context for local sockets. The
  * slot's owner is cleared first and set last, so that a reader never takes
@@ -98,10 +76,10 @@ static __always_inline int record_origin(struct sk_buff *skb, const bool direct)
 {
 	struct sock *sk = KREAD(direct, skb, sk);
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct last_task *t;
+	const struct task_seen *t;
 	struct origin *o;
-	__u32 slot, zero = 0;
 	__u64 key, now;
+	__u32 slot;
 
 	if (!sk || (__u32)pid_tgid == 0 || !may_start_flow(skb, sk, direct))
 		return 0;
@@ -109,16 +87,10 @@ static __always_inline int record_origin(struct sk_buff *skb, const bool direct)
 	key = direct ? addr_of(skb) : (__u64)skb;
 	slot = origin_slot(key);
 	o = bpf_map_lookup_elem(&origins, &slot);
-	t = bpf_map_lookup_elem(&last_task, &zero);
+	now = bpf_ktime_get_ns();
+	t = current_task(TASK_BY_ORIGIN, pid_tgid, now);
 	if (!o || !t)
 		return 0;
-	now = bpf_ktime_get_ns();
-	if (t->pid_tgid != pid_tgid || now - t->read_at > TASK_REREAD_NS) {
-		t->pid_tgid = pid_tgid;
-		t->read_at = now;
-		t->cgroup = bpf_get_current_cgroup_id();
-		bpf_get_current_comm(t->comm, sizeof(t->comm));
-	}
 	o->skb = 0;
 	barrier();
 	o->ts = now;

@@ -147,7 +147,7 @@ static __always_inline __u64 lookup_clash(const struct event *e)
 	}
 	if (!w)
 		return 0;
-	c = new_event(SCRATCH_WINNER, EVENT_CLASH);
+	c = new_event(SCRATCH_WINNER, EVENT_CLASH, TASK_BY_CONFIRM);
 	if (!c)
 		return 0;
 	read_ct(c, w, false);

@@ -152,14 +152,6 @@ type BPFHistory struct {
 	Tgid uint32
 }
 
-type BPFLastTask struct {
-	_       structs.HostLayout
-	PidTgid uint64
-	ReadAt  uint64
-	Cgroup  uint64
-	Comm    [16]int8
-}
-
 type BPFLossKind uint32
 
 const (
@@ -214,6 +206,14 @@ type BPFSavedSkbs struct {
 	Skb   [4]uint64
 }
 
+type BPFTaskSeen struct {
+	_       structs.HostLayout
+	PidTgid uint64
+	ReadAt  uint64
+	Cgroup  uint64
+	Comm    [16]int8
+}
+
 type BPFTuple struct {
 	_        structs.HostLayout
 	Src      [16]uint8
@@ -244,7 +244,6 @@ const (
 	BPFMapEntries                  = "entries"
 	BPFMapEvents                   = "events"
 	BPFMapHist                     = "hist"
-	BPFMapLastTask                 = "last_task"
 	BPFMapLosses                   = "losses"
 	BPFMapOrigins                  = "origins"
 	BPFMapPairs                    = "pairs"
@@ -252,6 +251,7 @@ const (
 	BPFMapScratchHist              = "scratch_hist"
 	BPFMapScratchPair              = "scratch_pair"
 	BPFMapTaskEntries              = "task_entries"
+	BPFMapTasksSeen                = "tasks_seen"
 	BPFProgFentryClash             = "fentry_clash"
 	BPFProgFentryConfirm           = "fentry_confirm"
 	BPFProgFentryGut               = "fentry_gut"
@@ -391,7 +391,6 @@ type BPFMapSpecs struct {
 	Entries     *ebpf.MapSpec `ebpf:"entries"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Hist        *ebpf.MapSpec `ebpf:"hist"`
-	LastTask    *ebpf.MapSpec `ebpf:"last_task"`
 	Losses      *ebpf.MapSpec `ebpf:"losses"`
 	Origins     *ebpf.MapSpec `ebpf:"origins"`
 	Pairs       *ebpf.MapSpec `ebpf:"pairs"`
@@ -399,6 +398,7 @@ type BPFMapSpecs struct {
 	ScratchHist *ebpf.MapSpec `ebpf:"scratch_hist"`
 	ScratchPair *ebpf.MapSpec `ebpf:"scratch_pair"`
 	TaskEntries *ebpf.MapSpec `ebpf:"task_entries"`
+	TasksSeen   *ebpf.MapSpec `ebpf:"tasks_seen"`
 }
 
 // BPFVariableSpecs contains global variables before they are loaded into the kernel.
@@ -454,7 +454,6 @@ type BPFMaps struct {
 	Entries     *ebpf.Map `ebpf:"entries"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Hist        *ebpf.Map `ebpf:"hist"`
-	LastTask    *ebpf.Map `ebpf:"last_task"`
 	Losses      *ebpf.Map `ebpf:"losses"`
 	Origins     *ebpf.Map `ebpf:"origins"`
 	Pairs       *ebpf.Map `ebpf:"pairs"`
@@ -462,6 +461,7 @@ type BPFMaps struct {
 	ScratchHist *ebpf.Map `ebpf:"scratch_hist"`
 	ScratchPair *ebpf.Map `ebpf:"scratch_pair"`
 	TaskEntries *ebpf.Map `ebpf:"task_entries"`
+	TasksSeen   *ebpf.Map `ebpf:"tasks_seen"`
 }
 
 func (m *BPFMaps) Close() error {
@@ -473,7 +473,6 @@ func (m *BPFMaps) Close() error {
 		m.Entries,
 		m.Events,
 		m.Hist,
-		m.LastTask,
 		m.Losses,
 		m.Origins,
 		m.Pairs,
@@ -481,6 +480,7 @@ func (m *BPFMaps) Close() error {
 		m.ScratchHist,
 		m.ScratchPair,
 		m.TaskEntries,
+		m.TasksSeen,
 	)
 }
 

@@ -173,8 +173,7 @@ static __always_inline bool confirm_kept(struct sk_buff *skb, struct nf_conn *ct
 	s->cpu = bpf_get_smp_processor_id();
 	s->pid_tgid = bpf_get_current_pid_tgid();
 	s->flags = (__u32)s->pid_tgid == 0 ? EVENT_F_SOFTIRQ_KEY : 0;
-	s->cgroup = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	read_task(TASK_BY_CONFIRM, s->pid_tgid, s->ts, &s->cgroup, s->comm);
 	s->ctinfo = ctinfo;
 	s->status = status;
 	s->ret = ret;

@@ -76,7 +76,6 @@ static __always_inline int record_origin(struct sk_buff *skb, const bool direct)
 {
 	struct sock *sk = KREAD(direct, skb, sk);
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	const struct task_seen *t;
 	struct origin *o;
 	__u64 key, now;
 	__u32 slot;
@@ -87,16 +86,14 @@ static __always_inline int record_origin(struct sk_buff *skb, const bool direct)
 	key = direct ? addr_of(skb) : (__u64)skb;
 	slot = origin_slot(key);
 	o = bpf_map_lookup_elem(&origins, &slot);
-	now = bpf_ktime_get_ns();
-	t = current_task(TASK_BY_ORIGIN, pid_tgid, now);
-	if (!o || !t)
+	if (!o)
 		return 0;
+	now = bpf_ktime_get_ns();
 	o->skb = 0;
 	barrier();
 	o->ts = now;
 	o->pid_tgid = pid_tgid;
-	o->cgroup = t->cgroup;
-	__builtin_memcpy(o->comm, t->comm, sizeof(o->comm));
+	read_task(TASK_BY_ORIGIN, pid_tgid, now, &o->cgroup, o->comm);
 	READ_SK_AS(direct, o, sk);
 	barrier();
 	o->skb = key;

@@ -106,26 +106,31 @@ struct {
 
 #define TASK_REREAD_NS 100000000ULL
 
-/* The current task (pid_tgid) as reader saw it last on this CPU, read again
- * if it is another task or TASK_REREAD_NS old at now. */
-static __always_inline const struct task_seen *current_task(enum task_reader reader, __u64 pid_tgid, __u64 now)
+/* The cgroup and comm of the current task (pid_tgid) as reader saw it last
+ * on this CPU, read again if it is another task or TASK_REREAD_NS old at
+ * now. */
+static __always_inline void read_task(enum task_reader reader, __u64 pid_tgid, __u64 now, __u64 *cgroup, char *comm)
 {
 	__u32 key = reader;
 	struct task_seen *t = bpf_map_lookup_elem(&tasks_seen, &key);
 
-	if (t && (t->pid_tgid != pid_tgid || now - t->read_at > TASK_REREAD_NS)) {
+	if (!t) { /* never: the key is in range */
+		*cgroup = bpf_get_current_cgroup_id();
+		bpf_get_current_comm(comm, sizeof(t->comm));
+		return;
+	}
+	if (t->pid_tgid != pid_tgid || now - t->read_at > TASK_REREAD_NS) {
 		t->pid_tgid = pid_tgid;
 		t->read_at = now;
 		t->cgroup = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(t->comm, sizeof(t->comm));
 	}
-	return t;
+	*cgroup = t->cgroup;
+	__builtin_memcpy(comm, t->comm, sizeof(t->comm));
 }
 
 static __always_inline void init_event(struct event *e, __u8 kind, enum task_reader reader)
 {
-	const struct task_seen *t;
-
 	__builtin_memset(e, 0, sizeof(*e));
 	e->kind = kind;
 	e->hook = 0xff;
@@ -134,11 +139,7 @@ static __always_inline void init_event(struct event *e, __u8 kind, enum task_rea
 	e->pid_tgid = bpf_get_current_pid_tgid();
 	if ((__u32)e->pid_tgid == 0)
 		e->flags |= EVENT_F_SOFTIRQ_KEY;
-	t = current_task(reader, e->pid_tgid, e->ts);
-	if (t) {
-		e->cgroup = t->cgroup;
-		__builtin_memcpy(e->comm, t->comm, sizeof(e->comm));
-	}
+	read_task(reader, e->pid_tgid, e->ts, &e->cgroup, e->comm);
 }
 
 static __always_inline struct event *new_event(enum scratch_slot slot, __u8 kind, enum task_reader reader)

@@ -47,7 +47,7 @@ struct {
 /* A CONFIRM record of ct as its skb shows it at confirm (a clash's loser,
  * or with --all any new ct): its tuples, and the skb's socket and sender.
  * user, reader: the calling point's span buffer (read_ct_span) and task
- * cache (current_task). */
+ * cache (read_task). */
 static __always_inline void read_confirm(struct event *e, struct sk_buff *skb, struct nf_conn *ct,
 					 enum ct_span_user user, enum task_reader reader, const bool direct)
 {

@@ -104,7 +104,9 @@ struct {
 	__type(value, struct task_seen);
 } tasks_seen SEC(".maps");
 
-#define TASK_REREAD_NS 100000000ULL
+/* Short enough that a renamed task shows its new name at once to a person,
+ * long enough that a flood's records read the task about once per hundred. */
+#define TASK_REREAD_NS 10000000ULL
 
 /* The cgroup and comm of the current task (pid_tgid) as reader saw it last
  * on this CPU, read again if it is another task or TASK_REREAD_NS old at

@@ -185,6 +185,7 @@ func TestStaleInt3Classified(t *testing.T) {
 		stale   bool
 	}{
 		{"int3 gone", stale, true},
+		{"int3 gone, older kernels' oops", bytes.Replace(stale, []byte("Oops: int3"), []byte("int3"), 1), true},
 		{"int3 still there", bytes.Replace(stale, []byte("0f <1f>"), []byte("cc <1f>"), 1), false},
 		{"another panic", []byte("[    1.2] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n"), false},
 	} {

@@ -12,6 +12,7 @@
 # trap), and at boot (run.sh's boot retry).
 set -euo pipefail
 log=${1:?usage: stale-int3.sh SERIAL_LOG}
-code=$(sed -n '/Oops: int3/,$p' "$log" | grep -m1 'Code: ') || exit 1
+# "Oops: int3: 0000 [#1]" in newer kernels, "int3: 0000 [#1]" in older ones.
+code=$(sed -nE '/int3: [0-9a-f]{4} \[#/,$p' "$log" | grep -m1 'Code: ') || exit 1
 byte=$(grep -oE '[0-9a-f]{2} <[0-9a-f]{2}>' <<<"$code" | head -n1 | cut -c1-2) || exit 1
 [ -n "$byte" ] && [ "$byte" != cc ]

@@ -86,7 +86,7 @@ enum task_reader {
 /* The task a point last recorded on this CPU, with its comm and cgroup: a
  * flow's packets, and a flood's flows, mostly come from one task, and the
  * two helper calls that read them were a third of the origin's cost on an
- * established UDP flow and a sixth of --all's per new flow in the bench
+ * established UDP flow and a sixth of --all's profile per new flow in the bench
  * (bpf_get_current_cgroup_id takes rcu_read_lock). A comm or cgroup that
  * changes (exec, prctl, a move to another cgroup) shows within
  * TASK_REREAD_NS. */

@@ -93,6 +93,7 @@ type recHead struct {
 	zone         uint16
 	idxZone      uint16
 	indexed      uint8 // 1: orig in byTuple, 2: reply in byTuple
+	queued       uint8 // the same bits, waiting in the index queue (queueIndex)
 }
 
 // recBody holds the events. Each part (orig, in, nat, clash, conf) is valid

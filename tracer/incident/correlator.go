@@ -75,8 +75,11 @@ type Correlator struct {
 	free           []int32
 	byCT           ctIndex    // ct pointer -> current generation
 	byTuple        tupleIndex // confirmed tuples -> record (winner lookup)
-	head, tail     int32      // LRU list of records in use, head oldest
-	pend           []pending  // ring of incidents waiting for late events
+	idxQ           []int32    // ring of records queued for byTuple, oldest first
+	idxQHead       int
+	idxQLen        int
+	head, tail     int32     // LRU list of records in use, head oldest
+	pend           []pending // ring of incidents waiting for late events
 	pendHead       int
 	pendLen        int
 	openClashes    int    // records with a clash and no confirm yet (setHave)
@@ -113,6 +116,7 @@ func New(opts Options) *Correlator {
 		free:        make([]int32, opts.MaxCTs),
 		byCT:        newCTIndex(opts.MaxCTs),
 		byTuple:     newTupleIndex(2 * opts.MaxCTs),
+		idxQ:        make([]int32, opts.MaxCTs),
 		head:        -1,
 		tail:        -1,
 		prefetched:  -1,
@@ -292,10 +296,8 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 	}
 	if !race && r.have&hasClash == 0 {
 		// A normal insert: both nodes are now in the hash, and this ct may
-		// win a later clash. (The keys are made from the event's tuples,
-		// which r.conf now holds too: they are in cache, r.conf may not be.)
-		c.index(s, 1, &ev.Orig)
-		c.index(s, 2, &ev.Reply)
+		// win a later clash.
+		c.queueIndex(s, 1|2)
 		if ev.Reply.Dst != ev.Orig.Src || sourceMoved(ev.Orig, ev.Reply) {
 			c.sourceNATed(s, r)
 		}
@@ -303,7 +305,7 @@ func (c *Correlator) addConfirm(ev *event.Event) {
 	}
 	if outcome == OutcomeNATClash {
 		// Reply-only insert: its ORIGINAL node is fake.
-		c.index(s, 2, &ev.Reply)
+		c.queueIndex(s, 2)
 	}
 	if c.window == 0 || c.replayed(r) {
 		c.finish(s, r)

@@ -216,23 +216,80 @@ func (x *tupleIndex) remove(home uint32, s int32, bit uint8) {
 	}
 }
 
-// index enters tuple t of record s's confirm (bit 1 ORIGINAL, 2 REPLY) in
-// byTuple, in the netns and zone the record's first entry was made with.
-func (c *Correlator) index(s int32, bit uint8, t *event.Tuple) {
+// The index is read only to find a loser's winner that no event named and
+// a flow whose source NAT moved its port, while every confirm of a busy
+// node would enter its two tuples and every eviction take them out again,
+// each a cache miss in a table of half a megabyte: a third of what an
+// --all event cost in the pipeline (Processor/all-ordinary, docs/
+// performance.md). So a confirm queues its record instead
+// (queueIndex), and the queue is entered in confirm order before any
+// lookup: a lookup finds what it would have found had every confirm
+// entered its tuples at once, and a record dropped before the next lookup
+// (an --all flow's, almost always) never touches the index.
+
+// queueIndex queues tuples bits (1 ORIGINAL, 2 REPLY) of record s's
+// confirm for byTuple, in the netns and zone the record has now. The queue
+// holds only records in use, each once, so it never overflows.
+func (c *Correlator) queueIndex(s int32, bits uint8) {
 	r := &c.heads[s]
-	if r.indexed == 0 {
-		r.idxNetns, r.idxZone = r.netns, r.zone
-	}
-	k := keyOf(t, r.idxNetns, r.idxZone)
-	fp := c.byTuple.hash(&k)
-	c.byTuple.set(c.findTuple(&k, fp), fp, tupleVal(s, bit))
-	r.idxHome[bit>>1] = c.byTuple.home(fp)
-	r.indexed |= bit
+	r.idxNetns, r.idxZone = r.netns, r.zone
+	at := (c.idxQHead + c.idxQLen) % len(c.idxQ)
+	c.idxQ[at] = s
+	c.idxQLen++
+	r.queued = bits
 }
 
-// unindex removes the entries that still name record s.
+// indexQueued enters every queued record: byTuple is then what it would be
+// had each confirm entered its tuples at once.
+func (c *Correlator) indexQueued() {
+	for c.idxQLen > 0 {
+		c.indexOldest()
+	}
+}
+
+// popQueued takes the oldest record off the queue.
+func (c *Correlator) popQueued() int32 {
+	s := c.idxQ[c.idxQHead]
+	c.idxQHead = (c.idxQHead + 1) % len(c.idxQ)
+	c.idxQLen--
+	return s
+}
+
+// indexOldest enters the oldest queued record in byTuple.
+func (c *Correlator) indexOldest() {
+	s := c.popQueued()
+	r, b := &c.heads[s], &c.bodies[s]
+	for i, t := range [2]*event.Tuple{&b.conf.orig, &b.conf.reply} {
+		if bit := uint8(1) << i; r.queued&bit != 0 {
+			k := keyOf(t, r.idxNetns, r.idxZone)
+			fp := c.byTuple.hash(&k)
+			c.byTuple.set(c.findTuple(&k, fp), fp, tupleVal(s, bit))
+			r.idxHome[i] = c.byTuple.home(fp)
+			r.indexed |= bit
+		}
+	}
+	r.queued = 0
+}
+
+// unindex takes record s out of byTuple, as if its tuples had been entered
+// at its confirm. The oldest queued record with nothing in byTuple just
+// leaves the queue: no record confirmed before it holds an entry its
+// tuples would have replaced, and had they been entered, its removal would
+// have left byTuple as it is now. Any other queued record is entered first,
+// with those queued before it, and then removed (an entry it replaces is
+// gone when it leaves).
 func (c *Correlator) unindex(s int32) {
 	r := &c.heads[s]
+	if r.queued != 0 {
+		if c.idxQ[c.idxQHead] == s && c.byTuple.len() == 0 {
+			c.popQueued()
+			r.queued = 0
+			return
+		}
+		for r.queued != 0 {
+			c.indexOldest()
+		}
+	}
 	for i, bit := range [2]uint8{1, 2} {
 		if r.indexed&bit != 0 {
 			c.byTuple.remove(r.idxHome[i], s, bit)
@@ -263,8 +320,10 @@ func (c *Correlator) entryKey(v int32) tupleKey {
 	return keyOf(t, h.idxNetns, h.idxZone)
 }
 
-// lookupTuple returns the record indexed under key k, if any.
+// lookupTuple returns the record indexed under key k, if any, once the
+// queue is entered.
 func (c *Correlator) lookupTuple(k *tupleKey) (int32, bool) {
+	c.indexQueued()
 	v := c.byTuple.e[c.findTuple(k, c.byTuple.hash(k))].val
 	return v >> 1, v >= 0
 }

@@ -2,6 +2,7 @@ package incident
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -72,74 +73,104 @@ func consistent(t *testing.T, c *Correlator) {
 		if !onList[s] || c.heads[s].indexed&bit == 0 {
 			t.Fatalf("index entry for slot %d that did not index", s)
 		}
-		// Every entry is where a lookup of its key finds it.
+		// Every entry is where a lookup of its key finds it (without
+		// entering the queue, which lookupTuple does).
 		k := c.entryKey(tupleVal(s, bit))
-		if got, ok := c.lookupTuple(&k); !ok || got != s {
-			t.Fatalf("index entry %d/%d: its key finds %d %v", s, bit, got, ok)
+		if got := c.byTuple.e[c.findTuple(&k, c.byTuple.hash(&k))].val >> 1; got != s {
+			t.Fatalf("index entry %d/%d: its key finds %d", s, bit, got)
 		}
+	}
+	// The queue holds each queued record once, and only records in use
+	// that are not indexed.
+	queued := 0
+	seen := make(map[int32]bool)
+	for i := range c.idxQLen {
+		s := c.idxQ[(c.idxQHead+i)%len(c.idxQ)]
+		if r := &c.heads[s]; !onList[s] || seen[s] || r.queued == 0 || r.indexed != 0 {
+			t.Fatalf("queue place %d: slot %d queued %d indexed %d, twice %v", i, s, r.queued, r.indexed, seen[s])
+		}
+		seen[s] = true
+		queued++
+	}
+	for s := range onList {
+		if c.heads[s].queued != 0 {
+			queued--
+		}
+	}
+	if queued != 0 {
+		t.Fatalf("%d more queue entries than queued records", queued)
 	}
 	if c.byTuple.len() > 2*inUse {
 		t.Fatalf("index %d entries for %d records", c.byTuple.len(), inUse)
 	}
 }
 
-// Random streams of plausible and implausible events: nothing panics, the
-// bounds hold, the links stay consistent, and every race confirm yields
-// exactly one incident.
-func TestRandomStreams(t *testing.T) {
+// randomStream is a stream of plausible and implausible events of 40 ct
+// pointers, and how many of them are race confirms.
+func randomStream(seed uint64, n int) (evs []event.Event, races int) {
 	w, l := glibcPair(0, 0, endpoint1, endpoint2)
-	for seed := range uint64(30) {
-		rng := rand.New(rand.NewPCG(seed, 42))
-		c := New(Options{MaxCTs: 64, MaxPending: 4, MaxAge: 50_000, ReorderWindow: time20k(seed)})
-		var races, incidents int
-		now := uint64(1000)
-		for i := range 20_000 {
-			// Time mostly moves forward, sometimes back (other CPUs, replays).
-			now += uint64(rng.IntN(100))
-			ts := now
-			if rng.IntN(8) == 0 {
-				ts -= min(ts, uint64(rng.IntN(5000)))
-			}
-			f := w
-			if rng.IntN(2) == 0 {
-				f = l
-			}
-			f.ct = 0xffff888700000000 + uint64(rng.IntN(40))*0x140
-			other := 0xffff888700000000 + uint64(rng.IntN(40))*0x140
-			var ev event.Event
-			switch rng.IntN(7) {
-			case 0, 1:
-				ev = f.in(ts)
+	rng := rand.New(rand.NewPCG(seed, 42))
+	now := uint64(1000)
+	for range n {
+		// Time mostly moves forward, sometimes back (other CPUs, replays).
+		now += uint64(rng.IntN(100))
+		ts := now
+		if rng.IntN(8) == 0 {
+			ts -= min(ts, uint64(rng.IntN(5000)))
+		}
+		f := w
+		if rng.IntN(2) == 0 {
+			f = l
+		}
+		f.ct = 0xffff888700000000 + uint64(rng.IntN(40))*0x140
+		other := 0xffff888700000000 + uint64(rng.IntN(40))*0x140
+		var ev event.Event
+		switch rng.IntN(7) {
+		case 0, 1:
+			ev = f.in(ts)
+		case 2:
+			ev = f.natDst(ts)
+		case 3:
+			ev = f.natSrc(ts)
+		case 4:
+			ev = clash(ts, f, &flow{ct: other, orig: w.orig, dnat: w.dnat}, uint8(rng.IntN(2)))
+		case 5:
+			switch rng.IntN(4) {
+			case 0:
+				ev = f.inserted(ts)
+			case 1:
+				ev = f.dropped(ts)
 			case 2:
-				ev = f.natDst(ts)
+				ev = f.confirm(ts, 1, other, w.status())
 			case 3:
-				ev = f.natSrc(ts)
-			case 4:
-				ev = clash(ts, f, &flow{ct: other, orig: w.orig, dnat: w.dnat}, uint8(rng.IntN(2)))
-			case 5:
-				switch rng.IntN(4) {
-				case 0:
-					ev = f.inserted(ts)
-				case 1:
-					ev = f.dropped(ts)
-				case 2:
-					ev = f.confirm(ts, 1, other, w.status())
-				case 3:
-					ev = f.natClash(ts)
-				}
-			case 6:
-				ev = f.established(ts)
+				ev = f.natClash(ts)
 			}
-			if rng.IntN(4) == 0 {
-				ev.Flags |= event.FlagHistory
-				if rng.IntN(2) == 0 {
-					ev.Flags |= event.FlagWinner
-				}
+		case 6:
+			ev = f.established(ts)
+		}
+		if rng.IntN(4) == 0 {
+			ev.Flags |= event.FlagHistory
+			if rng.IntN(2) == 0 {
+				ev.Flags |= event.FlagWinner
 			}
-			if _, race := OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status); ev.Kind == event.Confirm && race && ev.Flags&event.FlagHistory == 0 {
-				races++
-			}
-			incidents += len(c.Add(&ev))
+		}
+		if _, race := OutcomeOf(ev.Verdict, ev.CT, ev.OtherCT, ev.Status); ev.Kind == event.Confirm && race && ev.Flags&event.FlagHistory == 0 {
+			races++
+		}
+		evs = append(evs, ev)
+	}
+	return evs, races
+}
+
+// Random streams: nothing panics, the bounds hold, the links stay
+// consistent, and every race confirm yields exactly one incident.
+func TestRandomStreams(t *testing.T) {
+	for seed := range uint64(30) {
+		evs, races := randomStream(seed, 20_000)
+		c := New(Options{MaxCTs: 64, MaxPending: 4, MaxAge: 50_000, ReorderWindow: time20k(seed)})
+		var incidents int
+		for i := range evs {
+			incidents += len(c.Add(&evs[i]))
 			if i%97 == 0 {
 				consistent(t, c)
 			}
@@ -150,7 +181,7 @@ func TestRandomStreams(t *testing.T) {
 		incidents += len(c.Flush())
 		consistent(t, c)
 		st := c.Stats()
-		if st.Tracked != 0 || c.byCT.len() != 0 || c.byTuple.len() != 0 {
+		if st.Tracked != 0 || c.byCT.len() != 0 || c.byTuple.len() != 0 || c.idxQLen != 0 {
 			t.Fatalf("seed %d: state left after flush: %+v", seed, st)
 		}
 		// Every race confirm that found its generation gives one incident;
@@ -158,6 +189,38 @@ func TestRandomStreams(t *testing.T) {
 		if incidents < races-int(st.Stale) {
 			t.Fatalf("seed %d: %d incidents for %d race confirms (%d stale)", seed, incidents, races, st.Stale)
 		}
+	}
+}
+
+// The index queue changes no result: a correlator that enters every
+// confirm's tuples at once (the queue entered after each event) finds the
+// same winners, and so returns the same incidents and findings, event for
+// event, as one that enters them only when a lookup needs them.
+func TestIndexQueueChangesNoResult(t *testing.T) {
+	lookups := 0
+	for seed := range uint64(30) {
+		evs, _ := randomStream(seed, 20_000)
+		opts := Options{MaxCTs: 64, MaxPending: 4, MaxAge: 50_000, ReorderWindow: time20k(seed), ClashProbed: seed%3 == 0}
+		queued, atOnce := New(opts), New(opts)
+		for i := range evs {
+			got, want := queued.Add(&evs[i]), atOnce.Add(&evs[i])
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d event %d: incidents\n%+v\nentered at once:\n%+v", seed, i, got, want)
+			}
+			if got, want := queued.Findings(), atOnce.Findings(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d event %d: findings\n%+v\nentered at once:\n%+v", seed, i, got, want)
+			}
+			if queued.idxQLen == 0 && atOnce.byTuple.len() > 0 {
+				lookups++ // the queue was entered, for a lookup or being full
+			}
+			atOnce.indexQueued()
+		}
+		if got, want := queued.Flush(), atOnce.Flush(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("seed %d flush: incidents\n%+v\nentered at once:\n%+v", seed, got, want)
+		}
+	}
+	if lookups == 0 {
+		t.Fatal("the queue was never entered: the streams test nothing")
 	}
 }
 

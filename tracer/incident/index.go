@@ -220,8 +220,8 @@ func (x *tupleIndex) remove(home uint32, s int32, bit uint8) {
 // a flow whose source NAT moved its port, while every confirm of a busy
 // node would enter its two tuples and every eviction take them out again,
 // each a cache miss in a table of half a megabyte: a third of what an
-// --all event cost in the pipeline (Processor/all-ordinary, docs/
-// performance.md). So a confirm queues its record instead
+// --all event cost in the pipeline (Processor/all-ordinary; see
+// docs/performance.md). So a confirm queues its record instead
 // (queueIndex), and the queue is entered in confirm order before any
 // lookup: a lookup finds what it would have found had every confirm
 // entered its tuples at once, and a record dropped before the next lookup

@@ -78,6 +78,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"help", "nosuch"}, "no such command"},
 		{[]string{"trace", "extra"}, "unexpected argument"},
 		{[]string{"report"}, "needs -r FILE"},
+		// A flag's mistake is told before any capture is opened (this one
+		// does not exist).
+		{[]string{"report", "-r", "missing.ctp", "-o", "yaml"}, `-o "yaml": want text, json or pcapng`},
+		{[]string{"report", "-r", "missing.ctp", "--race", "7"}, `--race "7"`},
+		{[]string{"report", "-r", "missing.ctp", "--outcome", "lost"}, `--outcome "lost"`},
+		{[]string{"report", "-r", "missing.ctp", "--port", "0"}, `--port "0"`},
+		{[]string{"report", "-r", "missing.ctp", "--since", "25:00"}, `--since: time "25:00"`},
+		{[]string{"report", "-r", "missing.ctp", "--until", "+soon"}, `--until: time "+soon"`},
+		{[]string{"report", "-r", vmCapture510, "--since", "+2s", "--until", "+1s"}, "nothing would be selected"},
 		{[]string{"selftest", "--scenario", "nope"}, "--scenario"},
 		{[]string{"doctor", "-o", "yaml"}, "want text or json"},
 		{[]string{"doctor", "--fill-threshold", "0"}, "--fill-threshold"},
@@ -92,6 +101,16 @@ func TestUsageErrors(t *testing.T) {
 		if !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: %q lacks %q", c.args, stderr, c.want)
 		}
+	}
+}
+
+// Times of day are placed after the captures' start, so whether --until
+// comes before --since is judged only once a capture is open: 23:00 to
+// 01:00 spans midnight, not a usage error before the file is read.
+func TestReportTimesOfDayJudgedAgainstCapture(t *testing.T) {
+	code, _, stderr := runCLI("report", "-r", filepath.Join(t.TempDir(), "missing.ctp"), "--since", "23:00:00", "--until", "01:00:00")
+	if code != 1 || !strings.Contains(stderr, "no such file") {
+		t.Errorf("exit %d, %q: want the missing file's error (exit 1)", code, stderr)
 	}
 }
 

@@ -61,7 +61,10 @@ func addSelectFlags(fs *flag.FlagSet) selectFlags {
 }
 
 // selector is the selection the flags make; start is when the earliest
-// capture starts (the times relative to it).
+// capture starts (the times relative to it). With the zero start, before
+// any capture is opened, it checks only the flags' forms: what a time of
+// day or +DURATION means, and so whether --until comes before --since,
+// depends on the start.
 func (f selectFlags) selector(start time.Time) (*selector.Selector, error) {
 	flow, err := f.flow.filter()
 	if err != nil {
@@ -89,7 +92,7 @@ func (f selectFlags) selector(start time.Time) (*selector.Selector, error) {
 			return nil, cli.Usagef("--%s: %v", b.name, err)
 		}
 	}
-	if !sel.Since.IsZero() && !sel.Until.IsZero() && sel.Until.Before(sel.Since) {
+	if !start.IsZero() && !sel.Since.IsZero() && !sel.Until.IsZero() && sel.Until.Before(sel.Since) {
 		return nil, cli.Usagef("--until %s is before --since %s: nothing would be selected", sel.Until.Format(time.RFC3339Nano), sel.Since.Format(time.RFC3339Nano))
 	}
 	return sel, nil
@@ -108,6 +111,14 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	return func(stdout, stderr io.Writer) error {
 		if len(captures) == 0 {
 			return cli.Usagef("report needs -r FILE: a capture written by `ctprobe trace -w FILE`")
+		}
+		// A mistyped flag is a usage error whatever the files hold: check
+		// every flag before opening any.
+		if f := *out.format; f != "text" && f != "json" && f != "pcapng" {
+			return cli.Usagef("-o %q: want text, json or pcapng", f)
+		}
+		if _, err := sf.selector(time.Time{}); err != nil {
+			return err
 		}
 		paths, err := captures.paths()
 		if err != nil {

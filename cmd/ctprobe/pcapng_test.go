@@ -128,3 +128,33 @@ func TestReportPCAPNGReadByTshark(t *testing.T) {
 		}
 	}
 }
+
+// A capture with nothing to write as packets (here: no record at all)
+// still makes a pcapng file, which Wireshark's tools take for one with no
+// packet; an empty file capinfos took for another format.
+func TestReportPCAPNGWithoutPackets(t *testing.T) {
+	tshark := needTshark(t)
+	capinfos := filepath.Join(filepath.Dir(tshark), "capinfos") // wireshark-common, which tshark needs
+	dir := t.TempDir()
+	capturePath := filepath.Join(dir, "quiet.ctp")
+	writeCapture(t, capturePath, nil, true)
+	code, pcap, stderr := runCLI("report", "-r", capturePath, "-o", "pcapng")
+	if code != 0 {
+		t.Fatalf("report -o pcapng: exit %d: %s", code, stderr)
+	}
+	pcapPath := filepath.Join(dir, "quiet.pcapng")
+	if err := os.WriteFile(pcapPath, []byte(pcap), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(capinfos, "-M", "-t", "-c", pcapPath)
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("capinfos: %v\n%s", err, out)
+	}
+	for _, want := range []string{"File type:           pcapng", "Number of packets:   0"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("capinfos lacks %q:\n%s", want, out)
+		}
+	}
+}

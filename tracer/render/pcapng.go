@@ -34,7 +34,7 @@ type PCAPNG struct {
 }
 
 // NewPCAPNG returns a pcapng renderer writing to w; its section header is
-// written with the first packet.
+// written with the capture's header, or else with the first packet.
 func NewPCAPNG(w io.Writer, opt Options) *PCAPNG { return &PCAPNG{w: w, opt: opt} }
 
 func (p *PCAPNG) writer() (*pcapng.Writer, error) {
@@ -143,7 +143,15 @@ func dnsQueryPayload(q *incident.DNSQuery) []byte {
 	return b
 }
 
-func (p *PCAPNG) Header(*Header) error           { return nil }
+// Header starts the file: a capture without a packet to write is still a
+// pcapng file, of none, which Wireshark opens (an empty file it refuses).
+func (p *PCAPNG) Header(*Header) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := p.writer()
+	return err
+}
+
 func (p *PCAPNG) Lost(loss.Count) error          { return nil }
 func (p *PCAPNG) Summary(*summary.Summary) error { return nil }
 func (p *PCAPNG) Plan([]plan.Entry) error        { return nil }

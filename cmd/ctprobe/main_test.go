@@ -114,6 +114,31 @@ func TestReportTimesOfDayJudgedAgainstCapture(t *testing.T) {
 	}
 }
 
+// One capture given twice, by its path again, by a glob that matches it
+// too, or as a copy, would count every record twice: report refuses it.
+func TestReportSameCaptureTwice(t *testing.T) {
+	dir := t.TempDir()
+	raw, err := os.ReadFile(vmCapture510)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(dir, "copy.ctp")
+	if err := os.WriteFile(cp, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"-r", vmCapture510, "-r", vmCapture510},
+		{"-r", cp, "-r", filepath.Join(dir, "*.ctp")},
+		{"-r", vmCapture510, "-r", cp},
+	} {
+		code, stdout, stderr := runCLI(append([]string{"report"}, args...)...)
+		if code != 2 || stdout != "" || !strings.Contains(stderr, "are the same capture") {
+			t.Errorf("%v: exit %d, %d bytes out, %q: want exit 2 naming both", args, code, len(stdout), stderr)
+		}
+		oneLine(t, stderr)
+	}
+}
+
 func TestReportBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.ctp")

@@ -140,6 +140,9 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 			}
 			files = append(files, session.CaptureFile{Path: p, Reader: rd})
 		}
+		if a, b, ok := sameCapture(files); ok {
+			return cli.Usagef("-r %s and -r %s are the same capture (node, boot and start alike): its records would count twice; give it once", a, b)
+		}
 		if *out.format == "pcapng" && len(files) > 1 {
 			return cli.Usagef("-o pcapng takes one capture")
 		}
@@ -174,6 +177,27 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		_, err = session.ReplayNodes(session.ByNode(files), opts, fileRenderer, sumOut)
 		return err
 	}
+}
+
+// sameCapture names two of files that are one capture given twice: a path
+// repeated, a glob overlapping another -r, or a copy. A header names its
+// node, the node's boot and the trace's start to the nanosecond; each file
+// of a rotated capture starts when its predecessor ended.
+func sameCapture(files []session.CaptureFile) (first, again string, same bool) {
+	type key struct {
+		host        string
+		boot, start int64
+	}
+	seen := make(map[key]string, len(files))
+	for _, f := range files {
+		h := f.Header()
+		k := key{h.Hostname, h.BootTimeUnixNano, h.StartUnixNano}
+		if p, ok := seen[k]; ok {
+			return p, f.Path, true
+		}
+		seen[k] = f.Path
+	}
+	return "", "", false
 }
 
 // reportOne reports a single capture, in any format.

@@ -38,6 +38,21 @@ func needTshark(t *testing.T) string {
 // report -o pcapng writes the packets of a capture for Wireshark: tshark
 // reads them, each incident's two packets before and after NAT, with their
 // DNS question and a comment naming the race, the outcome and the side.
+// reportPCAPNG runs report -o pcapng on a capture and returns the file it
+// wrote, beside the capture (NAME.pcapng).
+func reportPCAPNG(t *testing.T, capturePath string) string {
+	t.Helper()
+	code, pcap, stderr := runCLI("report", "-r", capturePath, "-o", "pcapng")
+	if code != 0 {
+		t.Fatalf("report -o pcapng: exit %d: %s", code, stderr)
+	}
+	pcapPath := strings.TrimSuffix(capturePath, ".ctp") + ".pcapng"
+	if err := os.WriteFile(pcapPath, []byte(pcap), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pcapPath
+}
+
 func TestReportPCAPNGReadByTshark(t *testing.T) {
 	tshark := needTshark(t)
 	dir := t.TempDir()
@@ -72,14 +87,7 @@ func TestReportPCAPNGReadByTshark(t *testing.T) {
 	// The report's new entries that did not clash are packets too, before
 	// and after NAT, as each incident's two packets are.
 	inserted := strings.Count(jsonl, `"result":"inserted"`)
-	code, pcap, stderr := runCLI("report", "-r", capturePath, "-o", "pcapng")
-	if code != 0 {
-		t.Fatalf("report -o pcapng: exit %d: %s", code, stderr)
-	}
-	pcapPath := filepath.Join(dir, "race3.pcapng")
-	if err := os.WriteFile(pcapPath, []byte(pcap), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pcapPath := reportPCAPNG(t, capturePath)
 	cmd := exec.Command(tshark, "-r", pcapPath, "-T", "fields", "-E", "separator=|",
 		"-e", "frame.interface_name", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e", "dns.qry.name", "-e", "frame.comment")
 	cmd.Env = append(os.Environ(), "HOME="+dir) // tshark writes its profile there
@@ -138,14 +146,7 @@ func TestReportPCAPNGWithoutPackets(t *testing.T) {
 	dir := t.TempDir()
 	capturePath := filepath.Join(dir, "quiet.ctp")
 	writeCapture(t, capturePath, nil, true)
-	code, pcap, stderr := runCLI("report", "-r", capturePath, "-o", "pcapng")
-	if code != 0 {
-		t.Fatalf("report -o pcapng: exit %d: %s", code, stderr)
-	}
-	pcapPath := filepath.Join(dir, "quiet.pcapng")
-	if err := os.WriteFile(pcapPath, []byte(pcap), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pcapPath := reportPCAPNG(t, capturePath)
 	cmd := exec.Command(capinfos, "-M", "-t", "-c", pcapPath)
 	cmd.Env = append(os.Environ(), "HOME="+dir)
 	out, err := cmd.CombinedOutput()

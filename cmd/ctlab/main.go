@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -241,8 +242,8 @@ func cmdFlood(args []string, stdout, stderr io.Writer) error {
 	if *threads < 1 || *threads > lab.MaxFloodThreads {
 		return cli.Usagef("--threads: use 1 to %d", lab.MaxFloodThreads)
 	}
-	if *rate < 0 {
-		return cli.Usagef("--rate must not be negative")
+	if !(*rate >= 0) || math.IsInf(*rate, 1) { // NaN too
+		return cli.Usagef("--rate %v: want packets per second, 0 or more (0: as fast as possible)", *rate)
 	}
 	if *udpTimeout < 0 || *udpTimeout%time.Second != 0 {
 		return cli.Usagef("--udp-timeout: use whole seconds (e.g. 2s)")

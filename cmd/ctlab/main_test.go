@@ -42,6 +42,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"flood", "--udp-timeout", "1500ms"}, "whole seconds"},
 		{[]string{"flood", "--udp-timeout", "-1s"}, "whole seconds"},
 		{[]string{"flood", "--cpu", "-2"}, "--cpu: use a CPU number"},
+		{[]string{"flood", "--rate", "-1"}, "--rate -1: want packets per second"},
+		{[]string{"flood", "--rate", "NaN"}, "--rate NaN: want packets per second"},
 		{[]string{"flood", "--established", "sctp"}, "--established \"sctp\": use udp or tcp"},
 		{[]string{"flood", "--established", "udp", "--udp-timeout", "2s"}, "--udp-timeout is for new flows"},
 	} {

@@ -23,7 +23,7 @@ func defineDoctor(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		if *output != "text" && *output != "json" {
 			return cli.Usagef("-o %q: want text or json", *output)
 		}
-		if *fill <= 0 || *fill > 100 {
+		if !(*fill > 0 && *fill <= 100) { // NaN too: no fill is above it
 			return cli.Usagef("--fill-threshold %v: want a percentage above 0 and at most 100", *fill)
 		}
 		opts := doctor.Options{FillThreshold: *fill / 100}

@@ -90,6 +90,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"selftest", "--scenario", "nope"}, "--scenario"},
 		{[]string{"doctor", "-o", "yaml"}, "want text or json"},
 		{[]string{"doctor", "--fill-threshold", "0"}, "--fill-threshold"},
+		{[]string{"doctor", "--fill-threshold", "NaN"}, "--fill-threshold NaN: want a percentage"},
 		{[]string{"doctor", "extra"}, "unexpected argument"},
 		{[]string{"nosuch"}, "ctprobe help"},
 	} {

@@ -69,6 +69,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"trace", "--duration", "5"}, `invalid value "5" for flag -duration: want a unit, e.g. 5s`},
 		{[]string{"trace", "--duration", "-5s"}, "want 0 or more"},
 		{[]string{"trace", "--interval", "often"}, "want a duration such as 30s"},
+		{[]string{"trace", "--interval", "1ns"}, "--interval 1ns: want 0 (a summary on exit only) or 100ms or more"},
 		{[]string{"trace", "--overwrite"}, "--overwrite replaces the file of -w FILE, so it needs one"},
 		{[]string{"selftest", "--lookups", "0"}, "want 1 to 1000000"},
 		{[]string{"selftest", "--min-clashes", "-1"}, "want 0 to 1000000"},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/ctprobe/ctprobe/internal/cli"
 	"github.com/ctprobe/ctprobe/tracer"
@@ -17,6 +18,11 @@ import (
 	"github.com/ctprobe/ctprobe/tracer/render"
 	"github.com/ctprobe/ctprobe/tracer/session"
 )
+
+// minInterval is the shortest --interval: a summary reads every netns's
+// conntrack counters, and one a few milliseconds apart would print little
+// but counters.
+const minInterval = 100 * time.Millisecond
 
 // outputFlags are shared by trace and report.
 type outputFlags struct {
@@ -87,7 +93,7 @@ func defineTrace(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 	write := fs.String("w", "", "also write every record to this capture file, a new file (0600; - for stdout)")
 	overwrite := fs.Bool("overwrite", false, "with -w FILE, replace FILE if it exists (a regular file only)")
 	quiet := fs.Bool("q", false, "no live output (with -w or --metrics): warnings, losses and summaries go to the log on stderr")
-	interval := cli.Duration(fs, "interval", 0, "print a summary this often (e.g. 10s; 0: only on exit)")
+	interval := cli.Duration(fs, "interval", 0, fmt.Sprintf("print a summary this often (e.g. 10s, at least %v; 0: only on exit)", minInterval))
 	ringSize := cli.PowerOfTwo(fs, "ring-size", tracer.DefaultRingSize, tracer.MinRingSize(), tracer.MaxRingSize, "ring buffer size in bytes (a power of two)")
 	timeline := fs.Bool("timeline", false, "follow every new conntrack entry (ct_in, NAT, confirm, and its sender across namespaces) so that an incident shows both packets' stages and senders; costs time on every new flow, where the default mode probes only the clash path")
 	history := cli.Int(fs, "history", tracer.DefaultHistory, 1, tracer.MaxHistory, "conntrack entries whose history the kernel keeps (--timeline)")
@@ -118,6 +124,9 @@ func defineTrace(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		}
 		if cli.Given(fs, "history") && !*timeline {
 			return cli.Usagef("--history sizes what --timeline keeps in the kernel: add --timeline, or leave --history out")
+		}
+		if *interval != 0 && *interval < minInterval {
+			return cli.Usagef("--interval %v: want 0 (a summary on exit only) or %v or more", *interval, minInterval)
 		}
 		if cli.Given(fs, "max-active") && how == plan.Fentry {
 			return cli.Usagef("--max-active sets kretprobe instances, which --attach fentry does not use: leave one out")

@@ -16,7 +16,7 @@ complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l duration -r -d 'st
 complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l history -r -d 'conntrack entries whose history the kernel keeps (--timeline)'
 complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l host -r -d 'only flows with this address at either end, before or after NAT'
 complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l host-root -r -d 'where the host'\''s / is mounted (a DaemonSet'\''s /host): prefixes the /proc, /run and cgroup paths that name pods, and the CRI socket'
-complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l interval -r -d 'print a summary this often (e.g. 10s; 0: only on exit)'
+complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l interval -r -d 'print a summary this often (e.g. 10s, at least 100ms; 0: only on exit)'
 complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l log-format -r -d 'log format on stderr: text or json (log/slog records)'
 complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l max-active -r -d 'kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all'\''s confirm probe on a kretprobe where kprobe.session (6.10+) would serve'
 complete -c ctprobe -n '__fish_seen_subcommand_from trace' -l metrics -r -d 'serve Prometheus metrics on this address (e.g. :9965 or 127.0.0.1:9965) at /metrics, and a health check at /healthz (docs/metrics.md)'

@@ -28,7 +28,7 @@ _ctprobe() {
 			'--history:conntrack entries whose history the kernel keeps (--timeline)'
 			'--host:only flows with this address at either end, before or after NAT'
 			'--host-root:where the host'\''s / is mounted (a DaemonSet'\''s /host): prefixes the /proc, /run and cgroup paths that name pods, and the CRI socket'
-			'--interval:print a summary this often (e.g. 10s; 0: only on exit)'
+			'--interval:print a summary this often (e.g. 10s, at least 100ms; 0: only on exit)'
 			'--log-format:log format on stderr: text or json (log/slog records)'
 			'--max-active:kretprobe instances per function in kprobe mode (concurrent calls beyond it are missed, and reported); given, it also keeps --all'\''s confirm probe on a kretprobe where kprobe.session (6.10+) would serve'
 			'--metrics:serve Prometheus metrics on this address (e.g. :9965 or 127.0.0.1:9965) at /metrics, and a health check at /healthz (docs/metrics.md)'

@@ -143,8 +143,9 @@ func dnsQueryPayload(q *incident.DNSQuery) []byte {
 	return b
 }
 
-// Header starts the file: a capture without a packet to write is still a
-// pcapng file, of none, which Wireshark opens (an empty file it refuses).
+// Header starts the file: a capture without a packet to write still gives
+// a pcapng file, of none (Wireshark's capinfos took an empty file for
+// another format).
 func (p *PCAPNG) Header(*Header) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -88,6 +88,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"report", "-r", "missing.ctp", "--since", "25:00"}, `--since: time "25:00"`},
 		{[]string{"report", "-r", "missing.ctp", "--until", "+soon"}, `--until: time "+soon"`},
 		{[]string{"report", "-r", vmCapture510, "--since", "+2s", "--until", "+1s"}, "nothing would be selected"},
+		{[]string{"report", "-r", "a.ctp", "-r", "b.ctp", "-o", "pcapng"}, "-o pcapng takes one capture"},
 		{[]string{"selftest", "--scenario", "nope"}, "--scenario"},
 		{[]string{"doctor", "-o", "yaml"}, "want text or json"},
 		{[]string{"doctor", "--fill-threshold", "0"}, "--fill-threshold"},
@@ -110,9 +111,18 @@ func TestUsageErrors(t *testing.T) {
 // comes before --since is judged only once a capture is open: 23:00 to
 // 01:00 spans midnight, not a usage error before the file is read.
 func TestReportTimesOfDayJudgedAgainstCapture(t *testing.T) {
+	inUTC(t)
 	code, _, stderr := runCLI("report", "-r", filepath.Join(t.TempDir(), "missing.ctp"), "--since", "23:00:00", "--until", "01:00:00")
 	if code != 1 || !strings.Contains(stderr, "no such file") {
 		t.Errorf("exit %d, %q: want the missing file's error (exit 1)", code, stderr)
+	}
+	// The capture starts at 10:36 UTC: the window is its first evening.
+	code, out, stderr := runCLI("report", "-r", vmCapture510, "--since", "23:00:00", "--until", "01:00:00", "--no-color")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if want := "selected: since 2026-12-02T23:00:00Z, until 2026-12-03T01:00:00Z\n"; !strings.Contains(out, want) {
+		t.Errorf("the report lacks %q:\n%s", want, out)
 	}
 }
 

@@ -35,9 +35,6 @@ func needTshark(t *testing.T) string {
 	return path
 }
 
-// report -o pcapng writes the packets of a capture for Wireshark: tshark
-// reads them, each incident's two packets before and after NAT, with their
-// DNS question and a comment naming the race, the outcome and the side.
 // reportPCAPNG runs report -o pcapng on a capture and returns the file it
 // wrote, beside the capture (NAME.pcapng).
 func reportPCAPNG(t *testing.T, capturePath string) string {
@@ -53,6 +50,9 @@ func reportPCAPNG(t *testing.T, capturePath string) string {
 	return pcapPath
 }
 
+// report -o pcapng writes the packets of a capture for Wireshark: tshark
+// reads them, each incident's two packets before and after NAT, with their
+// DNS question and a comment naming the race, the outcome and the side.
 func TestReportPCAPNGReadByTshark(t *testing.T) {
 	tshark := needTshark(t)
 	dir := t.TempDir()

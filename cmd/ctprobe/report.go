@@ -114,8 +114,8 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		}
 		// A mistyped flag is a usage error whatever the files hold: check
 		// every flag before opening any.
-		if f := *out.format; f != "text" && f != "json" && f != "pcapng" {
-			return cli.Usagef("-o %q: want text, json or pcapng", f)
+		if err := out.checkFormat("text", "json", "pcapng"); err != nil {
+			return err
 		}
 		if _, err := sf.selector(time.Time{}); err != nil {
 			return err
@@ -123,6 +123,9 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		paths, err := captures.paths()
 		if err != nil {
 			return err
+		}
+		if *out.format == "pcapng" && len(paths) > 1 {
+			return cli.Usagef("-o pcapng takes one capture")
 		}
 		files := make([]session.CaptureFile, 0, len(paths))
 		defer func() {
@@ -142,9 +145,6 @@ func defineReport(fs *flag.FlagSet) func(stdout, stderr io.Writer) error {
 		}
 		if a, b, ok := sameCapture(files); ok {
 			return cli.Usagef("-r %s and -r %s are the same capture (node, boot and start alike): its records would count twice; give it once", a, b)
-		}
-		if *out.format == "pcapng" && len(files) > 1 {
-			return cli.Usagef("-o pcapng takes one capture")
 		}
 		start := files[0].Header().StartUnixNano
 		for _, f := range files[1:] {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,12 +48,22 @@ func addOutputFlags(fs flagDefiner) outputFlags {
 	}
 }
 
+// checkFormat says whether -o names one of the formats a command writes
+// (trace: text and json; report: pcapng too).
+func (o outputFlags) checkFormat(formats ...string) error {
+	if slices.Contains(formats, *o.format) {
+		return nil
+	}
+	last := len(formats) - 1
+	return cli.Usagef("-o %q: want %s or %s", *o.format, strings.Join(formats[:last], ", "), formats[last])
+}
+
 // renderer is the -o format's renderer with opt's clocks, in colour on a
 // terminal unless --no-color or NO_COLOR (https://no-color.org: set and not
 // empty).
 func (o outputFlags) renderer(w io.Writer, opt render.Options) (render.Renderer, error) {
-	if *o.format != "text" && *o.format != "json" {
-		return nil, cli.Usagef("-o %q: want text or json", *o.format)
+	if err := o.checkFormat("text", "json"); err != nil {
+		return nil, err
 	}
 	if f, ok := w.(*os.File); ok && !*o.noColor && os.Getenv("NO_COLOR") == "" {
 		opt.Color = render.IsTerminal(f.Fd())
